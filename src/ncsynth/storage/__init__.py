@@ -1,0 +1,1 @@
+"""Storage of bluesky runs: the embedded catalog, journal, recovery."""

@@ -1,0 +1,96 @@
+"""The one time source of ncsynth.
+
+Devices, detectors and plans read "now" and wait for the experiment's deadlines
+through the active clock, never through :func:`time.time` / :func:`time.sleep`.
+At the hutch the active clock is :class:`SystemClock` (wall time, epoch seconds).
+A dry run installs the simulated world's clock with :func:`use_clock`; nothing in
+``devices/`` or ``plans/`` knows the difference.
+
+Serial-port time-outs are not experiment time and stay in wall time (pyserial).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Iterator, Protocol
+
+
+class Clock(Protocol):
+    """What a clock offers: epoch seconds and cancellable waits."""
+
+    def now(self) -> float: ...
+
+    def sleep_until(self, deadline: float, cancel: threading.Event | None = None) -> bool: ...
+
+
+class SystemClock:
+    """Wall-clock time with precise deadline waits.
+
+    ``sleep_until`` sleeps to ``spin_s`` before the deadline and then yields the
+    CPU in a tight loop: plain ``time.sleep`` to an absolute deadline has a p99
+    error of ~3 ms on this kind of machine, the spin brings it to ~0.5 ms.
+    """
+
+    def __init__(self, spin_s: float = 0.002):
+        self.spin_s = spin_s
+
+    def now(self) -> float:
+        return time.time()
+
+    def sleep_until(self, deadline: float, cancel: threading.Event | None = None) -> bool:
+        """Wait until ``deadline`` (epoch s); return False if ``cancel`` was set first."""
+        while True:
+            if cancel is not None and cancel.is_set():
+                return False
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                return True
+            if remaining > self.spin_s:
+                step = min(remaining - self.spin_s, 0.05)
+                if cancel is not None:
+                    if cancel.wait(step):
+                        return False
+                else:
+                    time.sleep(step)
+            else:
+                time.sleep(0)
+
+
+_lock = threading.Lock()
+_active: Clock = SystemClock()
+
+
+def get_clock() -> Clock:
+    """The clock in force."""
+    return _active
+
+
+def now() -> float:
+    """Current time of the active clock, epoch seconds."""
+    return _active.now()
+
+
+def sleep_until(deadline: float, cancel: threading.Event | None = None) -> bool:
+    """Wait on the active clock until ``deadline``; False if cancelled."""
+    return _active.sleep_until(deadline, cancel)
+
+
+def sleep(seconds: float, cancel: threading.Event | None = None) -> bool:
+    """Wait ``seconds`` of the active clock's time; False if cancelled."""
+    clock = _active
+    return clock.sleep_until(clock.now() + seconds, cancel)
+
+
+@contextlib.contextmanager
+def use_clock(clock: Clock) -> Iterator[Clock]:
+    """Make ``clock`` the active clock inside the ``with`` block."""
+    global _active
+    with _lock:
+        previous, _active = _active, clock
+    try:
+        yield clock
+    finally:
+        with _lock:
+            _active = previous

@@ -1,0 +1,188 @@
+"""The shared simulation core: clocks, world stepping, the fault link, the host."""
+
+import asyncio
+import socket
+import threading
+import time
+
+import pytest
+
+from ncsynth import timebase
+from ncsynth.simulators.clock import WorldClock
+from ncsynth.simulators.server import SimulatorHost
+from ncsynth.simulators.world import SyringeCharge, World
+
+
+def test_jump_clock_wakes_waiters_in_deadline_order_fast():
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    woken = []
+
+    def waiter(offset):
+        clock.sleep_until(start + offset)
+        woken.append((offset, clock.now() - start))
+
+    threads = [threading.Thread(target=waiter, args=(o,)) for o in (3600.0, 10.0, 600.0)]
+    t_wall = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert time.monotonic() - t_wall < 2.0
+    assert [o for o, _ in woken] == [10.0, 600.0, 3600.0]
+    for offset, seen in woken:
+        assert seen == pytest.approx(offset, abs=1e-6)
+    clock.close()
+
+
+def test_jump_clock_wait_is_cancellable():
+    clock = WorldClock(speed=None)
+    cancel = threading.Event()
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", clock.sleep_until(
+        clock.now() + 1e9, cancel)))
+    cancel.set()
+    t.start()
+    t.join(2)
+    assert result["r"] is False
+    clock.close()
+
+
+def test_scaled_clock_runs_k_times_faster_and_waits_precisely():
+    clock = WorldClock(speed=50.0)
+    w0, t0 = time.monotonic(), clock.now()
+    clock.sleep_until(t0 + 5.0)  # 0.1 s of wall time
+    wall = time.monotonic() - w0
+    assert clock.now() - t0 == pytest.approx(5.0, abs=0.05)
+    assert wall == pytest.approx(0.1, abs=0.03)
+
+
+def test_system_clock_deadline_error_is_small():
+    clock = timebase.SystemClock()
+    errors = []
+    for _ in range(20):
+        deadline = time.time() + 0.005
+        clock.sleep_until(deadline)
+        errors.append(time.time() - deadline)
+    assert min(errors) >= 0
+    assert sorted(errors)[len(errors) // 2] < 0.002
+
+
+def test_use_clock_swaps_and_restores():
+    clock = WorldClock(speed=None, start_epoch=1000.0)
+    with timebase.use_clock(clock):
+        assert timebase.now() == 1000.0
+        clock.advance(5)
+        assert timebase.now() == 1005.0
+    assert timebase.now() > 1e9
+    clock.close()
+
+
+class _Counter:
+    def __init__(self, slow=False):
+        self.slow = slow
+        self.steps = []
+
+    def step(self, dt, world):
+        self.steps.append(dt)
+
+
+class _Flask:
+    volume_ml = 11.5
+
+    def __init__(self):
+        self.added = []
+
+    def add_liquid(self, mass_g, temperature_c, volume_ml):
+        self.added.append((mass_g, temperature_c, volume_ml))
+        self.volume_ml += volume_ml
+
+    def step(self, dt, world):
+        pass
+
+
+class _Reaction(_Counter):
+    def __init__(self):
+        super().__init__(slow=True)
+        self.precursor = []
+
+    def add_precursor(self, concentration_molar, dilution):
+        self.precursor.append((concentration_molar, dilution))
+
+
+def test_world_steps_fast_models_finely_and_slow_models_coarsely():
+    clock = WorldClock(speed=None)
+    world = World(clock, dt_s=0.05, slow_dt_s=0.5)
+    fast, slow = world.add("controller", _Counter()), world.add("reaction", _Reaction())
+    clock.advance(2.0)
+    world.advance()
+    assert sum(fast.steps) == pytest.approx(2.0)
+    assert max(fast.steps) <= 0.05 + 1e-12
+    assert sum(slow.steps) == pytest.approx(2.0)
+    assert len(slow.steps) == 4
+    assert world.controller is fast and world.detector is None
+    clock.close()
+
+
+def test_world_delivery_dilutes_and_charges_precursor():
+    clock = WorldClock(speed=None)
+    world = World(clock)
+    flask = world.add("flask", _Flask())
+    reaction = world.add("reaction", _Reaction())
+    world.deliver(SyringeCharge())
+    assert flask.added == [(3.56, 25.0, 4.5)]
+    conc, dilution = reaction.precursor[0]
+    assert conc == pytest.approx(0.1 * 4.5 / 16.0)
+    assert dilution == pytest.approx(11.5 / 16.0)
+    with pytest.raises(ValueError, match="volume_ml"):
+        SyringeCharge(volume_ml=-1)
+    clock.close()
+
+
+class _Echo:
+    """A minimal line server standing in for a protocol interface."""
+
+    async def start(self, host, port):
+        self._server = await asyncio.start_server(self._serve, host, port)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self):
+        self._server.close()
+
+    async def _serve(self, reader, writer):
+        while line := await reader.readline():
+            writer.write(b"echo " + line)
+            await writer.drain()
+
+
+def _ask(sock, line=b"ping\n", timeout=0.3):
+    sock.settimeout(timeout)
+    sock.sendall(line)
+    try:
+        return sock.recv(100)
+    except socket.timeout:
+        return None
+
+
+def test_fault_link_drop_corrupt_truncate_close():
+    with SimulatorHost() as host:
+        link = host.serve(_Echo())
+        assert link.url.startswith("socket://127.0.0.1:")
+        sock = socket.create_connection(("127.0.0.1", link.port))
+        assert _ask(sock) == b"echo ping\n"
+        link.drop_replies(1)
+        assert _ask(sock) is None
+        link.corrupt_next_reply()
+        garbled = _ask(sock)
+        assert garbled is not None and garbled != b"echo ping\n"
+        link.truncate_next_reply()
+        assert _ask(sock) == b"echo "
+        link.close_port()
+        time.sleep(0.1)
+        assert sock.recv(100) == b""
+        refused = socket.create_connection(("127.0.0.1", link.port))
+        refused.settimeout(1)
+        assert refused.recv(100) == b""
+        link.reopen()
+        again = socket.create_connection(("127.0.0.1", link.port))
+        assert _ask(again) == b"echo ping\n"
