@@ -1,0 +1,331 @@
+"""Weighted least-squares fit of one SAXS pattern to polydisperse spheres (seed 000 §S.2.2).
+
+Model: eq. S2.1 with the Gaussian average S2.3 (corrected prefactor, see
+``ncsynth.analysis.scattering``) plus a constant background, weighted with 1/σ² as in §S.2.2.
+
+How it is fast (about a millisecond for a warm-started 500-point pattern):
+
+* the concentration c and the background b enter linearly, so for every (R0, σ) they are solved
+  exactly by weighted linear least squares (variable projection) and the Levenberg–Marquardt
+  search runs over (ln R0, ln σ) only, with the Kaufman Jacobian of the projected residual;
+* V²F²(q r) is tabulated once per q array on fixed radius grids (``RadiusGridKernel``, cached on
+  the q values), so a model evaluation with its analytic derivatives is one small matrix product.
+
+Standard errors come from the full 4-parameter covariance (JᵀWJ)⁻¹ at the optimum and are NOT
+scaled by the reduced χ²: the σ given with the pattern are absolute counting errors (§S.2.2),
+tests/test_saxs_fit.py checks that the scatter of fitted values over noisy patterns matches these
+errors, and a χ²_red far from 1 (reported) says that the model or the σ are off rather than
+being silently folded into the errors.
+
+Frames that cannot be fitted (too few finite points, σ ≤ 0, no particle signal above a flat
+background, no convergence) give ``SphereFit(success=False, reason=...)`` instead of raising.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ncsynth.analysis.scattering import RadiusGridKernel, sphere_intensity
+
+__all__ = ["SphereFit", "fit_pattern", "sphere_intensity"]
+
+#: Fewest usable points for a fit of 4 parameters.
+MIN_POINTS = 10
+#: χ² improvement over a flat background below which a frame is "no particles yet" (≈5σ, 3 dof).
+MIN_SIGNAL_DELTA_CHI2 = 25.0
+#: A warm start that ends above this reduced χ² is retried from a cold start.
+WARM_RETRY_CHI2_REDUCED = 2.0
+RADIUS_MIN_NM = 0.1
+RADIUS_MAX_NM = 60.0
+SIGMA_MIN_NM = 1e-4
+MAX_ITERATIONS = 60
+#: Stop when every step is below this fraction of the parameter's standard error.
+STEP_TOLERANCE = 1e-4
+
+_LOG_LOWER = np.log([RADIUS_MIN_NM, SIGMA_MIN_NM])
+_LOG_UPPER = np.log([RADIUS_MAX_NM, RADIUS_MAX_NM])
+_SCAN_RELATIVE_WIDTHS = (0.03, 0.1, 0.2, 0.35)
+_SCAN_RADII_PER_DECADE = 28
+
+
+@dataclass(frozen=True)
+class SphereFit:
+    """Result of ``fit_pattern``: Gaussian-polydisperse spheres plus constant background.
+
+    Values are NaN when ``success`` is False; ``reason`` then says why.
+    """
+
+    radius_nm: float
+    sigma_nm: float
+    concentration_molar: float
+    background_cm: float
+    radius_err_nm: float
+    sigma_err_nm: float
+    concentration_err_molar: float
+    background_err_cm: float
+    chi2_reduced: float
+    n_points: int
+    success: bool
+    reason: str = ""
+
+    def model(self, q_nm):
+        """Fitted I(q) in cm⁻¹ (S2.1 + S2.3 + background) at ``q_nm`` (nm⁻¹)."""
+        if not self.success:
+            raise ValueError(f"no model for a failed fit ({self.reason})")
+        return sphere_intensity(q_nm, self.radius_nm, self.sigma_nm,
+                                self.concentration_molar, self.background_cm)
+
+    @classmethod
+    def failed(cls, reason, n_points=0):
+        nan = math.nan
+        return cls(nan, nan, nan, nan, nan, nan, nan, nan, nan, int(n_points), False, reason)
+
+
+class _Context:
+    """Per-q-array state: the form-factor tables and the cold-start scan table."""
+
+    def __init__(self, q_nm):
+        self.kernel = RadiusGridKernel(q_nm)
+        q_min = float(np.min(q_nm))
+        scan_max = min(25.0, 5.0 / q_min)
+        decades = math.log10(scan_max / 0.25)
+        radii = np.geomspace(0.25, scan_max, max(8, round(_SCAN_RADII_PER_DECADE * decades)))
+        self.scan_params = np.array([(r, r * w) for r in radii for w in _SCAN_RELATIVE_WIDTHS])
+        self._scan_table = None
+
+    @property
+    def scan_table(self):
+        if self._scan_table is None:
+            self._scan_table = np.array([self.kernel.evaluate(r, s)[0] for r, s in self.scan_params])
+        return self._scan_table
+
+
+_CONTEXTS: OrderedDict = OrderedDict()
+_CONTEXT_CACHE_SIZE = 4
+
+
+def _context_for(q):
+    key = q.tobytes()
+    context = _CONTEXTS.get(key)
+    if context is None:
+        context = _Context(q)
+        _CONTEXTS[key] = context
+        if len(_CONTEXTS) > _CONTEXT_CACHE_SIZE:
+            _CONTEXTS.popitem(last=False)
+    else:
+        _CONTEXTS.move_to_end(key)
+    return context
+
+
+class _Projection:
+    """Variable projection: for (ln R0, ln σ), solve c and b exactly and return the residual."""
+
+    def __init__(self, kernel, y, inv_sigma):
+        self.kernel = kernel
+        self.inv_sigma = inv_sigma
+        self.yw = y * inv_sigma
+        norm = math.sqrt(inv_sigma @ inv_sigma)
+        self.e1 = inv_sigma / norm          # unit vector of the background column
+        self.one_norm = norm
+
+    def linear_coefficients(self, a_w):
+        """(c, b, residual) of the weighted linear fit yw ≈ c·a_w + b·(1/σ); e2 is returned too."""
+        e1 = self.e1
+        a_perp = a_w - (a_w @ e1) * e1
+        perp_norm = math.sqrt(a_perp @ a_perp)
+        if not perp_norm > 0:
+            return math.nan, math.nan, None, None
+        e2 = a_perp / perp_norm
+        p1, p2 = self.yw @ e1, self.yw @ e2
+        c = p2 / perp_norm
+        b = (p1 - c * (a_w @ e1)) / self.one_norm
+        residual = self.yw - p1 * e1 - p2 * e2
+        return c, b, residual, e2
+
+    def __call__(self, theta):
+        """(cost, c, b, residual, Jacobian (n, 2) w.r.t. theta) or cost = inf if degenerate."""
+        radius, sigma = np.exp(theta)
+        model = self.kernel.evaluate(radius, sigma)
+        a_w = model[0] * self.inv_sigma
+        c, b, residual, e2 = self.linear_coefficients(a_w)
+        if residual is None:
+            return math.inf, c, b, None, None
+        d = model[1:] * (c * self.inv_sigma)
+        d[0] *= radius
+        d[1] *= sigma
+        d -= np.outer(d @ self.e1, self.e1) + np.outer(d @ e2, e2)
+        return float(residual @ residual), c, b, residual, -d.T
+
+
+def _levenberg_marquardt(projection, theta):
+    """Minimise the projected cost over theta = (ln R0, ln σ) within bounds; returns state."""
+    cost, c, b, residual, jac = projection(theta)
+    if not math.isfinite(cost):
+        return theta, cost, c, b, False
+    damping = 1e-3
+    for _ in range(MAX_ITERATIONS):
+        gradient = jac.T @ residual
+        hessian = jac.T @ jac
+        try:
+            scale = np.sqrt(np.abs(np.diag(np.linalg.inv(hessian))))
+            if np.all(np.abs(np.linalg.solve(hessian, gradient)) <= STEP_TOLERANCE * scale):
+                return theta, cost, c, b, True  # the Gauss–Newton step is negligible
+        except np.linalg.LinAlgError:
+            scale = np.full(2, math.inf)
+        while True:
+            try:
+                step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian)), -gradient)
+            except np.linalg.LinAlgError:
+                step = np.zeros(2)
+            trial = np.clip(theta + step, _LOG_LOWER, _LOG_UPPER)
+            trial_state = projection(trial)
+            if trial_state[0] <= cost:
+                break
+            damping *= 10.0
+            if damping > 1e12:
+                return theta, cost, c, b, True  # no downhill step left: at a minimum
+        taken = trial - theta
+        previous_cost = cost
+        theta = trial
+        cost, c, b, residual, jac = trial_state
+        damping = max(damping / 10.0, 1e-12)
+        if np.all(np.abs(taken) <= STEP_TOLERANCE * scale) or previous_cost - cost <= 1e-13 * previous_cost:
+            return theta, cost, c, b, True
+    return theta, cost, c, b, False
+
+
+def _cold_starts(context, projection, count=2):
+    """Best (ln R0, ln σ) of the scan table by projected χ² (c > 0), at distinct radii."""
+    table_w = context.scan_table * projection.inv_sigma
+    e1, yw = projection.e1, projection.yw
+    a_perp = table_w - np.outer(table_w @ e1, e1)
+    norms = np.sqrt(np.einsum("ij,ij->i", a_perp, a_perp))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p2 = (a_perp @ yw) / norms
+    cost = -(p2**2)  # χ² = |yw|² − (e1·yw)² − p2²: minimising means maximising p2²
+    cost[~(p2 > 0) | ~np.isfinite(p2)] = math.inf  # c = p2/|a_perp| must be positive
+    order = np.argsort(cost)
+    starts, radii_used = [], []
+    for index in order:
+        if not math.isfinite(cost[index]) or len(starts) == count:
+            break
+        radius = context.scan_params[index, 0]
+        if all(abs(math.log(radius / other)) > 0.15 for other in radii_used):
+            starts.append(np.log(context.scan_params[index]))
+            radii_used.append(radius)
+    return starts
+
+
+def _guess_theta(guess):
+    if guess is None:
+        return None
+    if isinstance(guess, SphereFit):
+        if not guess.success:
+            return None
+        radius, sigma = guess.radius_nm, guess.sigma_nm
+    elif isinstance(guess, (tuple, list)) and len(guess) == 2:
+        radius, sigma = guess
+    else:
+        raise TypeError(f"guess must be a SphereFit, a (radius_nm, sigma_nm) pair or None, got {guess!r}")
+    if not (math.isfinite(radius) and math.isfinite(sigma) and radius > 0 and sigma >= 0):
+        raise ValueError(f"guess needs radius_nm > 0 and sigma_nm >= 0, got {radius!r}, {sigma!r}")
+    return np.clip(np.log([radius, max(sigma, SIGMA_MIN_NM)]), _LOG_LOWER, _LOG_UPPER)
+
+
+def _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm):
+    arrays = [np.asarray(a, dtype=float) for a in (q_nm, intensity_cm, sigma_cm)]
+    names = ("q_nm", "intensity_cm", "sigma_cm")
+    for name, array in zip(names, arrays):
+        if array.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    if not arrays[0].shape == arrays[1].shape == arrays[2].shape:
+        raise ValueError("q_nm, intensity_cm and sigma_cm must have the same length, got "
+                         f"{arrays[0].size}, {arrays[1].size} and {arrays[2].size}")
+    q, y, s = arrays
+    keep = np.isfinite(q) & np.isfinite(y) & np.isfinite(s) & (q > 0)
+    if q_range_nm is not None:
+        try:
+            q_lo, q_hi = (float(v) for v in q_range_nm)
+        except (TypeError, ValueError):
+            raise ValueError(f"q_range_nm must be a (min, max) pair in nm^-1, got {q_range_nm!r}") from None
+        if not q_lo < q_hi:
+            raise ValueError(f"q_range_nm must have min < max, got {q_range_nm!r}")
+        keep &= (q >= q_lo) & (q <= q_hi)
+    return q[keep], y[keep], s[keep]
+
+
+def fit_pattern(q_nm, intensity_cm, sigma_cm, guess=None, q_range_nm=None) -> SphereFit:
+    """Fit I(q) = c·N_A·⟨P_sphere(q)⟩_R + background (S2.1, S2.3), weighted with 1/σ².
+
+    ``q_nm``: scattering vector (nm⁻¹); ``intensity_cm``, ``sigma_cm``: absolute intensity and
+    its standard deviation (cm⁻¹); ``guess``: a previous ``SphereFit`` (or a (radius_nm,
+    sigma_nm) pair) to warm-start from, None for a cold start from a scan of the (R0, σ) plane;
+    ``q_range_nm``: optional (min, max) of the q values used.
+
+    Points with non-finite q, I or σ (masked bins) are left out; ``n_points`` counts the rest.
+    Raises ValueError only for malformed arguments (shapes, q_range_nm, guess).
+    """
+    q, y, s = _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm)
+    theta_guess = _guess_theta(guess)
+    n = q.size
+    if n < MIN_POINTS:
+        return SphereFit.failed(f"only {n} usable points, need at least {MIN_POINTS}", n)
+    if np.any(s <= 0):
+        return SphereFit.failed(f"sigma_cm <= 0 at {np.count_nonzero(s <= 0)} points", n)
+
+    context = _context_for(q)
+    projection = _Projection(context.kernel, y, 1.0 / s)
+    flat_chi2 = float(projection.yw @ projection.yw - (projection.yw @ projection.e1) ** 2)
+    dof = n - 4
+
+    best = None
+    if theta_guess is not None:
+        best = _levenberg_marquardt(projection, theta_guess)
+        if not best[4] or best[1] / dof > WARM_RETRY_CHI2_REDUCED:
+            best = _best_of(best, *(_levenberg_marquardt(projection, t) for t in _cold_starts(context, projection)))
+    else:
+        best = _best_of(*(_levenberg_marquardt(projection, t) for t in _cold_starts(context, projection)))
+    if best is None or not math.isfinite(best[1]):
+        return SphereFit.failed("no particle signal: no size fits with a positive concentration", n)
+    theta, cost, c, b, converged = best
+    if not (c > 0) or flat_chi2 - cost < MIN_SIGNAL_DELTA_CHI2:
+        return SphereFit.failed(
+            f"no particle signal above a flat background (chi2 gain {flat_chi2 - cost:.3g} "
+            f"< {MIN_SIGNAL_DELTA_CHI2:g})", n)
+    if not converged:
+        return SphereFit.failed(f"no convergence in {MAX_ITERATIONS} iterations", n)
+    radius, sigma = np.exp(theta)
+    if theta[0] <= _LOG_LOWER[0] or theta[0] >= _LOG_UPPER[0]:
+        return SphereFit.failed(f"radius ran to the bound {radius:.3g} nm", n)
+    errors = _standard_errors(context.kernel, projection.inv_sigma, radius, sigma, c)
+    return SphereFit(float(radius), float(sigma), float(c), float(b), *errors,
+                     chi2_reduced=float(cost / dof), n_points=n, success=True)
+
+
+def _best_of(*states):
+    finite = [state for state in states if state is not None and math.isfinite(state[1])]
+    return min(finite, key=lambda state: state[1]) if finite else None
+
+
+def _standard_errors(kernel, inv_sigma, radius, sigma, concentration):
+    """Standard errors of (R0, σ, c, b) from (JᵀWJ)⁻¹ of the full 4-parameter model."""
+    model = kernel.evaluate(radius, sigma)
+    jac = np.empty((4, inv_sigma.size))
+    jac[0] = concentration * model[1]
+    jac[1] = concentration * model[2]
+    jac[2] = model[0]
+    jac[3] = 1.0
+    jac *= inv_sigma
+    norms = np.sqrt(np.einsum("ij,ij->i", jac, jac))
+    if not np.all(norms > 0):
+        return (math.inf,) * 4  # a parameter the pattern does not constrain at all
+    scaled = jac / norms[:, None]
+    try:
+        covariance = np.linalg.inv(scaled @ scaled.T) / np.outer(norms, norms)
+        variances = np.diag(covariance)
+    except np.linalg.LinAlgError:
+        variances = np.full(4, math.inf)
+    return tuple(float(math.sqrt(v)) if v >= 0 else math.inf for v in variances)
