@@ -1,2 +1,110 @@
-def main(argv=None):
-    raise SystemExit("not yet")
+"""The ``ncsynth`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="configuration file (TOML); default: NCSYNTH_CONFIG or "
+                                    "the packaged defaults")
+    p.add_argument("--data-dir", help="catalog and frames go here (default: NCSYNTH_DATA_DIR "
+                                      "or data.dir of the configuration)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ncsynth", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("sim", help="the simulated beamline")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    serve = sim_sub.add_parser("serve", help="serve the simulators until interrupted; print "
+                                             "their URLs as one JSON line")
+    serve.add_argument("--speed", type=float, default=1.0,
+                       help="world clock speed: 1 = real time (default), K = K times faster")
+    serve.add_argument("--seed", type=int, default=None, help="detector noise seed")
+
+    dry = sub.add_parser("dry-run", help="run the full hot-injection protocol against the "
+                                         "simulated beamline and store it in the catalog")
+    _add_config_args(dry)
+    dry.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    dry.add_argument("--speed", type=float, default=None,
+                     help="run the world clock K times real time (1 = rehearsal) instead of "
+                          "jumping to each deadline")
+    dry.add_argument("--frames", type=int, default=575, help="number of frames (default 575)")
+    dry.add_argument("--ratio", type=float, default=1.015, help="frame spacing ratio")
+    dry.add_argument("--integration", type=float, default=0.075, help="exposure time, s")
+    dry.add_argument("--dead-time", type=float, default=0.022, help="initial dead time, s")
+    dry.add_argument("--background-frames", type=int, default=5)
+    dry.add_argument("--injection-temperature", type=float, default=290.0, help="°C")
+    dry.add_argument("--growth-temperature", type=float, default=260.0, help="°C")
+    dry.add_argument("--reaction-time", type=float, default=7200.0, help="s")
+    dry.add_argument("--operator", default="dry-run")
+    dry.add_argument("--sample", default="CdSe hot injection (simulated)")
+    dry.add_argument("--seed", type=int, default=None, help="detector noise seed")
+    dry.add_argument("--no-analysis", action="store_true", help="do not run the live analysis")
+    dry.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    if args.command == "sim":
+        return _sim_serve(args)
+    if args.command == "dry-run":
+        return _dry_run(args)
+    return 2
+
+
+def _sim_serve(args) -> int:
+    from ncsynth.simulators.beamline import SimulatedBeamline
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with SimulatedBeamline(speed=args.speed, seed=args.seed) as sim:
+        print(json.dumps(sim.urls), flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+def _dry_run(args) -> int:
+    from ncsynth.config import load_config
+    from ncsynth.dryrun import DryRunError, dry_run
+
+    try:
+        config = load_config(args.config, hardware="sim")
+        if args.data_dir:
+            config["data"]["dir"] = args.data_dir
+        summary = dry_run(
+            config, speed=args.speed, seed=args.seed, analysis=not args.no_analysis,
+            progress=not (args.no_progress or args.json),
+            plan_kwargs=dict(n_frames=args.frames, ratio=args.ratio,
+                             integration_s=args.integration, dead_time_s=args.dead_time,
+                             n_background=args.background_frames),
+            recipe_kwargs=dict(operator=args.operator, sample=args.sample,
+                               injection_temperature_c=args.injection_temperature,
+                               growth_temperature_c=args.growth_temperature,
+                               reaction_time_s=args.reaction_time))
+    except (ValueError, TypeError, FileNotFoundError, DryRunError) as exc:
+        print(f"ncsynth dry-run: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>22}: {value}")
+    return 0 if summary.get("exit_status") == "success" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The hot-injection protocol of seed 000 §S.1.2 as one bluesky plan.
+
+preheat -> background frames -> inject (t = 0 from the injector's own clock,
+growth setpoint at once) -> frames on the geometric schedule of §S.1.4 at
+absolute deadlines -> heater off at the end of the reaction time (frames go on
+over the cool-down) -> optional cool-down monitoring.
+
+Whatever ends the plan (completion, error, abort, Ctrl-C) the heater is driven
+safe and the injector disarmed (``finalize_wrapper``); the run document is
+closed by the RunEngine with the honest exit status, and everything already
+emitted stays emitted. When the RunEngine pauses it calls ``stop()`` on the
+devices it has moved: the injector disarms, the heater holds (see its docs).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+
+from ncsynth import timebase
+from ncsynth.devices.clock import DeadlineTimer
+
+from .recipe import Recipe
+from .schedule import check_schedule, frame_schedule
+from .stubs import background_frames, call, inject, preheat, record_cooldown, timed_acquisition
+
+logger = logging.getLogger(__name__)
+
+
+def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
+                  n_frames: int = 575, integration_s: float = 0.075, dead_time_s: float = 0.022,
+                  ratio: float = 1.015, schedule_s=None, n_background: int = 5,
+                  piston: str = "A", monitor_period_s: float = 10.0,
+                  cooldown_s: float = 0.0, timer: DeadlineTimer | None = None,
+                  md: dict | None = None):
+    """Carry out a hot-injection synthesis with in-situ SAXS (seed 000 §S.1.2, §S.1.4).
+
+    Parameters
+    ----------
+    heater, injector, detector
+        :class:`~ncsynth.devices.HeatingController`, :class:`~ncsynth.devices.Injector`,
+        :class:`~ncsynth.devices.SAXSDetector` (or anything with their interfaces).
+    recipe
+        :class:`~ncsynth.plans.Recipe` or its dict form; validated before anything moves.
+        Gives the injection and growth temperatures (°C) and the reaction time (s).
+    n_frames, integration_s, dead_time_s, ratio
+        Frame schedule of §S.1.4 (see :func:`~ncsynth.plans.frame_schedule`), unless
+        ``schedule_s`` (frame start times in s after injection) is given.
+    n_background
+        Frames recorded at the injection temperature before injecting (>= 1).
+    piston
+        "A" or "B".
+    monitor_period_s
+        Heater read-back period between frames (stream ``temperature``); 0 for none.
+    cooldown_s
+        After the last frame, keep reading the heater this long (0: stop at once).
+    """
+    recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_metadata(recipe or {})
+    recipe.validate(getattr(heater, "max_temperature_c", None))
+    if schedule_s is None:
+        offsets = frame_schedule(n_frames, integration_s, dead_time_s, ratio)
+    else:
+        offsets = check_schedule(schedule_s, integration_s)
+    if piston not in ("A", "B"):
+        raise ValueError(f"piston must be 'A' or 'B', got {piston!r}")
+    if isinstance(n_background, bool) or not isinstance(n_background, int) or n_background < 1:
+        raise ValueError(f"n_background must be an integer >= 1 (frames for background "
+                         f"subtraction), got {n_background!r}")
+    for name, value in (("monitor_period_s", monitor_period_s), ("cooldown_s", cooldown_s)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    timer = timer or DeadlineTimer(name="timer")
+
+    metadata = {
+        "plan_name": "hot_injection",
+        "recipe": recipe.to_metadata(),
+        "detectors": [detector.name],
+        "num_points": len(offsets),
+        "frame_offsets_s": [float(x) for x in offsets],
+        "schedule": {"n_frames": len(offsets), "integration_s": integration_s,
+                     "dead_time_s": dead_time_s, "ratio": ratio,
+                     "user_schedule": schedule_s is not None},
+        "piston": piston,
+        "n_background": n_background,
+        "hints": {"dimensions": [(["time"], "primary")]},
+        **(md or {}),
+    }
+
+    @bpp.run_decorator(md=metadata)
+    def protocol():
+        yield from bps.mv(detector.exposure_time, integration_s)
+        yield from preheat(heater, recipe.injection_temperature_c)
+        yield from background_frames(detector, heater, n_background)
+        t0 = yield from inject(injector, heater, piston, recipe.growth_temperature_c)
+        logger.info("injection at %.6f (t = 0)", t0)
+        yield from timed_acquisition(detector, heater, timer, t0, offsets,
+                                     monitor_period_s=monitor_period_s,
+                                     heater_off_at_s=recipe.reaction_time_s)
+        if timebase.now() < t0 + recipe.reaction_time_s:
+            yield from bps.mv(timer, t0 + recipe.reaction_time_s)
+            yield from call(heater.safe_off)
+        if cooldown_s:
+            yield from record_cooldown(heater, timer, cooldown_s, monitor_period_s or 10.0)
+
+    return (yield from bpp.finalize_wrapper(protocol(), make_safe(heater, injector)))
+
+
+def make_safe(heater, injector):
+    """Disarm the injector and drive the heater safe; each is tried even if the other fails."""
+    for action in (injector.disarm, heater.safe_off):
+        try:
+            yield from call(action)
+        except Exception:  # the other action must still run; the original error wins
+            logger.exception("could not complete %s while making the set-up safe", action)

@@ -1,0 +1,117 @@
+"""Plan stubs of the hot-injection protocol (seed 000 §S.1.2), reusable on their own.
+
+Each stub is a small generator for use inside an open run. Waits on absolute
+deadlines go through a :class:`~ncsynth.devices.clock.DeadlineTimer`, so the
+schedule never drifts with overhead and the RunEngine can pause or abort
+during any wait.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import bluesky.plan_stubs as bps
+import numpy as np
+
+from ncsynth import timebase
+
+logger = logging.getLogger(__name__)
+
+PRIMARY, BACKGROUND, INJECTION, TEMPERATURE = "primary", "background", "injection", "temperature"
+
+
+def call(function, *args, **kwargs):
+    """Run a quick, blocking device call (arm, disarm, safe_off) as a plan step."""
+    yield from bps.null()
+    return function(*args, **kwargs)
+
+
+def preheat(heater, temperature_c: float):
+    """Set the heater to ``temperature_c`` and wait until it has settled."""
+    yield from bps.mv(heater, temperature_c)
+
+
+def background_frames(detector, heater, n_frames: int):
+    """Record ``n_frames`` frames before injection (stream ``background``), for subtraction."""
+    for _ in range(n_frames):
+        yield from bps.trigger_and_read([detector, heater.temperature, heater.output],
+                                        name=BACKGROUND)
+
+
+def inject(injector, heater, piston: str = "A", growth_temperature_c: float | None = None):
+    """Arm, fire ``piston`` and, at once, set the growth setpoint; return t0.
+
+    t = 0 of the reaction is the injector's own firing timestamp (epoch s),
+    read back in the ``injection`` stream. The growth setpoint goes to the
+    controller right after the fire command, not after the heater settles.
+    """
+    yield from call(injector.arm)
+    yield from bps.abs_set(injector, piston, group="fire")
+    if growth_temperature_c is not None:
+        yield from bps.abs_set(heater.setpoint, growth_temperature_c, wait=False)
+    yield from bps.wait(group="fire")
+    reading = yield from bps.trigger_and_read([injector], name=INJECTION)
+    return firing_time(injector, reading, piston)
+
+
+def firing_time(injector, reading: dict, piston: str) -> float:
+    """The firing timestamp of ``piston`` from an injector reading (epoch s)."""
+    key = f"{injector.name}_fire_time_{piston.lower()}"
+    if key not in reading:
+        raise KeyError(f"{injector.name} reading has no {key!r}; got {sorted(reading)}")
+    return float(reading[key]["value"])
+
+
+def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
+                      monitor_period_s: float = 10.0, heater_off_at_s: float | None = None,
+                      on_frame=None):
+    """Software-triggered frames at absolute deadlines ``t0 + offsets_s``.
+
+    Every frame is read with the heater's temperature and output (stream
+    ``primary``); between frames the heater is also read every
+    ``monitor_period_s`` (stream ``temperature``). At ``t0 + heater_off_at_s``
+    the reaction ends: the heater is switched off and frames go on recording
+    the cool-down. ``on_frame(i)`` is called after frame i (progress).
+    """
+    readables = [detector, heater.temperature, heater.output]
+    for deadline, kind, index in _agenda(t0, offsets_s, monitor_period_s, heater_off_at_s):
+        yield from bps.mv(timer, deadline)
+        if kind == "frame":
+            yield from bps.trigger_and_read(readables, name=PRIMARY)
+            if on_frame is not None:
+                on_frame(index)
+        elif kind == "monitor":
+            yield from bps.trigger_and_read([heater.temperature, heater.output],
+                                            name=TEMPERATURE)
+        else:
+            yield from end_reaction(heater)
+
+
+def end_reaction(heater):
+    """End of the reaction time: heating off (§S.1.2), the flask cools down."""
+    logger.info("reaction time over: heater off")
+    yield from call(heater.safe_off)
+
+
+def record_cooldown(heater, timer, duration_s: float, period_s: float = 10.0):
+    """Read the heater every ``period_s`` for ``duration_s`` (stream ``temperature``)."""
+    t_start = timebase.now()
+    for k in range(1, int(duration_s // period_s) + 1):
+        yield from bps.mv(timer, t_start + k * period_s)
+        yield from bps.trigger_and_read([heater.temperature, heater.output], name=TEMPERATURE)
+
+
+def _agenda(t0, offsets_s, monitor_period_s, heater_off_at_s):
+    """Merge frame deadlines, monitor readings and the reaction's end into one timeline."""
+    offsets = np.asarray(offsets_s, dtype=float)
+    items = [(t0 + off, 0, "frame", i) for i, off in enumerate(offsets)]
+    if heater_off_at_s is not None:
+        items.append((t0 + heater_off_at_s, 1, "end", -1))
+    if monitor_period_s and monitor_period_s > 0 and offsets.size:
+        # a frame already reads the heater: skip monitor slots that have one nearby
+        covered = set(np.round(offsets / monitor_period_s).astype(int))
+        for k in range(1, int(offsets[-1] // monitor_period_s) + 1):
+            if k not in covered:
+                items.append((t0 + k * monitor_period_s, 2, "monitor", -1))
+    items.sort()
+    return [(t, kind, i) for t, _, kind, i in items]

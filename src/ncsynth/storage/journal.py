@@ -1,0 +1,129 @@
+"""Per-run journal: every document on disk the moment it is emitted.
+
+The journal is the durability layer under the catalog. For each run one JSON-lines file
+``<start uid>.jsonl`` receives ``{"name": ..., "doc": ...}`` per document (the format of
+``bluesky_tiled_plugins``' ``JSONLinesWriter``), written and flushed to the operating system
+per document (events arrive as single-row ``event_page`` documents: the form event_model's
+``RunRouter`` hands them on), so a process killed with ``kill -9`` loses nothing that was emitted before the
+kill (the kernel still holds the page cache). ``os.fsync`` (surviving a power cut) is issued for
+the documents that structure a run (start, descriptor, resource, stream_resource, stop) and at
+least once a second while events arrive.
+
+While a run is being written its journal is held under an exclusive ``flock``; the lock dies
+with the process, which is how :func:`ncsynth.storage.recovery.recover_runs` tells a run of a
+killed process (unlocked journal) from a run still being acquired (locked journal).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: Documents fsync-ed as soon as they are written.
+FSYNC_DOCUMENTS = frozenset({"start", "descriptor", "resource", "stream_resource", "stop"})
+#: Longest time between two fsyncs while documents arrive, in seconds.
+FSYNC_INTERVAL_S = 1.0
+
+
+class JournalLocked(RuntimeError):
+    """The journal is held by a live writer (its run is still being acquired)."""
+
+
+def _to_json(value: Any) -> Any:
+    """``json.dumps`` fallback for numpy values found in documents."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"document value of type {type(value).__name__} is not JSON serialisable: {value!r}")
+
+
+def _try_lock(file) -> None:
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as err:
+        raise JournalLocked(f"journal {file.name!r} is locked by a running writer") from err
+
+
+class RunJournal:
+    """Append-only journal of one run; call it with ``(name, doc)``.
+
+    Opening (a new or an existing journal) takes the exclusive lock: :class:`JournalLocked` if
+    a live writer holds it, ``FileNotFoundError`` if the file was archived while we waited for
+    it. :meth:`archive` moves the file to ``complete_dir`` and releases the lock. Not thread
+    safe: one thread appends, another may archive after the last append.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            _try_lock(self._file)
+            if not self.path.exists():  # archived between open() and the lock
+                raise FileNotFoundError(self.path)
+        except BaseException:
+            self._file.close()
+            raise
+        self._last_fsync = time.monotonic()
+
+    def __enter__(self) -> "RunJournal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __call__(self, name: str, doc: dict) -> None:
+        self._file.write(json.dumps({"name": name, "doc": doc}, default=_to_json) + "\n")
+        self._file.flush()
+        now = time.monotonic()
+        if name in FSYNC_DOCUMENTS or now - self._last_fsync >= FSYNC_INTERVAL_S:
+            os.fsync(self._file.fileno())
+            self._last_fsync = now
+
+    def archive(self, complete_dir: str | os.PathLike) -> Path:
+        """Move the journal to ``complete_dir`` (the catalog holds the run) and unlock it."""
+        target = Path(complete_dir) / self.path.name
+        os.fsync(self._file.fileno())
+        os.replace(self.path, target)
+        self.close()
+        self.path = target
+        return target
+
+    def close(self) -> None:
+        """Release the lock and close the file (the journal stays where it is)."""
+        if not self._file.closed:
+            self._file.close()
+
+
+def read_journal(path: str | os.PathLike) -> list[tuple[str, dict]]:
+    """All ``(name, doc)`` pairs of a journal, in order.
+
+    A process killed in the middle of a write leaves a torn last line; it is skipped with a
+    warning. A bad line anywhere else means the file is not a journal: ``ValueError``.
+    """
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    docs = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            docs.append((record["name"], record["doc"]))
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            if number == len(lines):
+                logger.warning("journal %s: skipping torn last line %d (%s)", path, number, err)
+                continue
+            raise ValueError(f"journal {str(path)!r} line {number} is not a document record: {err}") from err
+    return docs
+
+
+def active_journals(directory: str | os.PathLike) -> Iterator[Path]:
+    """Journals in ``directory``, oldest first."""
+    yield from sorted(Path(directory).glob("*.jsonl"), key=lambda p: p.stat().st_mtime)

@@ -1,0 +1,70 @@
+"""Frame schedule (§S.1.4) and recipe validation."""
+
+import numpy as np
+import pytest
+
+from ncsynth.plans import Chemical, Recipe, check_schedule, frame_schedule
+
+
+def test_default_schedule_matches_the_paper():
+    t = frame_schedule()
+    gaps = np.diff(t)
+    assert len(t) == 575 and t[0] == 0.0
+    assert gaps[0] == pytest.approx(0.075 + 0.022)          # ~100 ms at the start
+    assert 90 < gaps[-1] < 120                               # ~100 s at the end
+    assert 2.0 < t[-1] / 3600 < 2.2                          # ~2.1 h in all
+    n = np.arange(1, 575)
+    assert np.allclose(gaps, 0.075 + 0.022 * 1.015 ** (n - 1))
+
+
+def test_ratio_one_gives_a_uniform_schedule():
+    t = frame_schedule(5, 0.1, 0.05, 1.0)
+    assert np.allclose(np.diff(t), 0.15)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_frames": 0}, "n_frames"),
+    ({"integration_s": 0}, "integration_s"),
+    ({"dead_time_s": -0.01}, "dead_time_s"),
+    ({"ratio": 0.99}, "ratio"),
+    ({"integration_s": float("nan")}, "integration_s"),
+    ({"n_frames": 100000, "ratio": 2.0}, "overflows"),
+])
+def test_bad_schedule_parameters_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        frame_schedule(**kwargs)
+
+
+def test_user_schedule_must_fit_the_exposure():
+    assert np.allclose(check_schedule([0, 1, 2.5], 0.075), [0, 1, 2.5])
+    with pytest.raises(ValueError, match="frames 2 and 3"):
+        check_schedule([0, 1, 1.05], 0.075)
+    with pytest.raises(ValueError, match="increasing|exposure"):
+        check_schedule([0, 2, 1], 0.075)
+    with pytest.raises(ValueError, match=">= 0"):
+        check_schedule([-1, 2], 0.075)
+
+
+def test_recipe_defaults_are_the_paper_and_round_trip():
+    recipe = Recipe(operator="T. Prins", sample="CdSe-01").validate(320)
+    assert recipe.injection_temperature_c == 290 and recipe.growth_temperature_c == 260
+    assert recipe.reaction_time_s == 7200
+    assert Recipe.from_metadata(recipe.to_metadata()) == recipe
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"operator": ""}, "operator"),
+    ({"injection_temperature_c": 350}, "exceeds"),
+    ({"flask": (Chemical("TOPO", -1.0),)}, "mass"),
+    ({"reaction_time_s": 0}, "reaction_time_s"),
+    ({"cd_initial_molar": 0.5}, "cd_initial_molar"),
+])
+def test_bad_recipes_are_refused_with_the_field_named(change, match):
+    base = dict(operator="op", sample="s")
+    with pytest.raises(ValueError, match=match):
+        Recipe(**{**base, **change}).validate(max_temperature_c=320)
+
+
+def test_unknown_recipe_fields_are_refused():
+    with pytest.raises(ValueError, match="unknown recipe fields"):
+        Recipe.from_metadata({"operator": "a", "sample": "b", "temprature": 3})
