@@ -1,0 +1,406 @@
+"""Simulated SAXS area detector (seed 000 §S.1.4, §S.2.1): frame synthesis and its TCP server.
+
+Lewis split:
+
+* :class:`SampleBackground` and :class:`FrameSynthesizer` — the physics: the absolute
+  scattering of the flask (nanocrystals from the world's size distribution, eq. S2.1 summed
+  over the distribution, plus solvent and glass) turned into Poisson-distributed counts.
+* :class:`DetectorInterface` — the protocol server (``docs/protocols.md``, "SAXS detector
+  simulator (TCP)"): ``INFO?``, ``ACQUIRE``, ``SEQUENCE``, ``ABORT``; frames are a JSON
+  header line followed by raw little-endian ``uint32`` pixels. Back door for tests:
+  :meth:`DetectorInterface.set_distribution`, :attr:`DetectorInterface.last_expected_counts`.
+
+Counts model (the calibration the reduction inverts)::
+
+    counts(pixel) ~ Poisson( flux · t_exp · transmission · thickness · ΔΩ_pixel · I(q_pixel) )
+
+with flux in photons/s, t_exp in s, thickness in cm (4 mm path, §S.2.1), ΔΩ_pixel the
+pixel's solid angle in sr (pyFAI, from :class:`~ncsynth.analysis.geometry.DetectorGeometry`)
+and I in cm⁻¹. Masked pixels (beam stop, module gaps) read 0. Polarisation (< 0.3 % below
+q = 5 nm⁻¹ at 18 keV) and detector read-out noise are not modelled.
+
+Speed: I(q) is evaluated on a fine logarithmic q grid (default 1024 points spanning the
+unmasked pixels) and interpolated linearly per pixel through a precomputed index/weight
+table; a full 480×480 frame costs one matrix-vector product for I(q), two gathers and the
+Poisson draw (see ``benchmarks/detector.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ncsynth.analysis.geometry import DetectorGeometry
+from ncsynth.analysis.scattering import AVOGADRO_PER_MOL, distribution_intensity
+
+#: Wire dtype of frames: little-endian unsigned 32-bit counts.
+FRAME_DTYPE = np.dtype("<u4")
+#: Value of masked pixels in a frame.
+MASKED_VALUE = 0
+#: Default exposure, s (seed 000 §S.1.4: integration time 75 ms).
+DEFAULT_EXPOSURE_S = 0.075
+#: Longest command line the server accepts (a SEQUENCE of 575 start times is ~12 kB).
+MAX_LINE_BYTES = 1 << 20
+#: mol/L per (1/m³): n / (N_A · 1000 L/m³).
+MOLAR_PER_M3 = 1.0 / (AVOGADRO_PER_MOL * 1000.0)
+
+
+@dataclass(frozen=True)
+class SampleBackground:
+    """Scattering of the flask without nanocrystals, in cm⁻¹ of the 4 mm sample path.
+
+    ``I_bg(q, T) = flat_cm_at_25c · (1 + flat_rise_per_c · (T − 25 °C)) + porod_cm_nm4 · q⁻ᵖ``
+
+    * Flat part: density-fluctuation (compressibility) scattering of the hydrocarbon solvent
+      (ODE/oleic acid) plus incoherent scattering. Water gives 0.0165 cm⁻¹ (§S.2.1); ODE's
+      larger compressibility and lower electron density give ~0.024 cm⁻¹ at 25 °C, and
+      k_B·T·κ_T·ρ_e² roughly triples up to 260 °C (κ_T grows ~3.5×, ρ_e² drops by the 25 %
+      expansion of §S.2.2), hence a relative rise of 1.1 % per °C (≈ 0.086 cm⁻¹ at 260 °C).
+    * Low-q power law (exponent 4, Porod) from the borosilicate windows (2 × 0.7 mm,
+      §S.1.4) and ligand aggregates, expressed per cm of sample: 2 cm⁻¹ at 0.1 nm⁻¹,
+      negligible above ~0.4 nm⁻¹.
+
+    These are plausible order-of-magnitude values, not measurements; the reduction removes
+    them by subtracting a pre-injection frame (§S.2.1) and fitting a constant (§S.2.2).
+    """
+
+    flat_cm_at_25c: float = 0.024
+    flat_rise_per_c: float = 0.011
+    porod_cm_nm4: float = 2.0e-4
+    porod_exponent: float = 4.0
+
+    def intensity_cm(self, q_nm: np.ndarray, temperature_c: float) -> np.ndarray:
+        """I_bg(q) in cm⁻¹ at flask temperature ``temperature_c`` (°C)."""
+        if not math.isfinite(temperature_c):
+            raise ValueError(f"temperature_c must be finite, got {temperature_c!r}")
+        flat = self.flat_cm_at_25c * max(0.0, 1.0 + self.flat_rise_per_c * (temperature_c - 25.0))
+        return flat + self.porod_cm_nm4 * np.asarray(q_nm, dtype=float) ** (-self.porod_exponent)
+
+
+class FrameSynthesizer:
+    """Turns a size distribution and a flask temperature into detector frames.
+
+    Parameters
+    ----------
+    geometry : detector geometry (q map, solid angles and mask come from its pyFAI integrator).
+    flux_ph_per_s : incident photons per second on the sample (ID02 order: 1e13 ph/s).
+    transmission : X-ray transmission of flask + sample (two 0.7 mm glass windows and 4 mm
+        of organic liquid at 18 keV: ~0.25).
+    thickness_cm : sample path length, cm (4 mm, §S.2.1).
+    background : the flask's own scattering.
+    n_q : points of the logarithmic q grid on which I(q) is evaluated before interpolation.
+    seed : seed of the Poisson noise generator (None: fresh entropy).
+    """
+
+    def __init__(self, geometry: DetectorGeometry, *, flux_ph_per_s: float = 1e13,
+                 transmission: float = 0.25, thickness_cm: float = 0.4,
+                 background: SampleBackground = SampleBackground(), n_q: int = 1024,
+                 seed: int | None = None):
+        if not isinstance(geometry, DetectorGeometry):
+            raise TypeError(f"geometry must be a DetectorGeometry, got {type(geometry).__name__}")
+        _check_positive("flux_ph_per_s", flux_ph_per_s)
+        _check_positive("thickness_cm", thickness_cm)
+        if not (isinstance(transmission, (int, float)) and 0 < transmission <= 1):
+            raise ValueError(f"transmission must be in (0, 1], got {transmission!r}")
+        if not (isinstance(n_q, int) and n_q >= 16):
+            raise ValueError(f"n_q must be an integer >= 16, got {n_q!r}")
+        self.geometry = geometry
+        self.flux_ph_per_s = float(flux_ph_per_s)
+        self.transmission = float(transmission)
+        self.thickness_cm = float(thickness_cm)
+        self.background = background
+        self.rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+
+        valid = ~geometry.mask
+        q_valid = geometry.q_map_nm[valid]
+        q_lo, q_hi = float(q_valid.min()), float(q_valid.max())
+        self.q_grid_nm = np.geomspace(q_lo * (1 - 1e-9), q_hi * (1 + 1e-9), n_q)
+        index = np.clip(np.searchsorted(self.q_grid_nm, q_valid) - 1, 0, n_q - 2)
+        left, right = self.q_grid_nm[index], self.q_grid_nm[index + 1]
+        self._valid_flat = np.flatnonzero(valid)
+        self._index = index
+        self._weight = (q_valid - left) / (right - left)
+        # photons per (cm⁻¹ · s) landing in each valid pixel
+        self._counts_per_cm_s = (self.flux_ph_per_s * self.transmission * self.thickness_cm
+                                 * geometry.solid_angle_sr[valid])
+
+    def counts_scale(self, exposure_s: float) -> float:
+        """flux · t_exp · transmission · thickness (photons·cm per sr); times ΔΩ·I gives counts.
+
+        Divide a solid-angle-corrected azimuthal average (pyFAI ``correctSolidAngle=True``)
+        by ``counts_scale · geometry.reference_solid_angle_sr`` to get I(q) in cm⁻¹.
+        """
+        _check_positive("exposure_s", exposure_s)
+        return self.flux_ph_per_s * exposure_s * self.transmission * self.thickness_cm
+
+    def intensity_cm(self, radius_nm, number_concentration_molar, temperature_c: float) -> np.ndarray:
+        """I(q) on :attr:`q_grid_nm`, cm⁻¹: nanocrystals (S2.1 over the distribution) + background."""
+        intensity = self.background.intensity_cm(self.q_grid_nm, temperature_c)
+        radius = np.asarray(radius_nm, dtype=float)
+        if radius.size:
+            intensity = intensity + distribution_intensity(self.q_grid_nm, radius,
+                                                           number_concentration_molar)
+        return intensity
+
+    def expected_counts(self, intensity_on_grid_cm: np.ndarray, exposure_s: float) -> np.ndarray:
+        """Noise-free counts per pixel (float64, masked pixels 0) for I(q) given on :attr:`q_grid_nm`."""
+        _check_positive("exposure_s", exposure_s)
+        grid = np.asarray(intensity_on_grid_cm, dtype=float)
+        if grid.shape != self.q_grid_nm.shape:
+            raise ValueError(f"intensity_on_grid_cm must have shape {self.q_grid_nm.shape}, got {grid.shape}")
+        lo = grid[self._index]
+        per_pixel = lo + self._weight * (grid[self._index + 1] - lo)
+        expected = np.zeros(self.geometry.shape, dtype=float)
+        expected.ravel()[self._valid_flat] = per_pixel * self._counts_per_cm_s * exposure_s
+        return expected
+
+    def noisy(self, expected_counts: np.ndarray) -> np.ndarray:
+        """One Poisson realisation of ``expected_counts`` as a ``uint32`` frame (seeded generator)."""
+        with self._lock:
+            counts = self.rng.poisson(expected_counts)
+        return counts.astype(FRAME_DTYPE)
+
+    def synthesize(self, radius_nm, number_concentration_molar, temperature_c: float,
+                   exposure_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(frame uint32, expected counts float64) for one exposure of the given flask state."""
+        intensity = self.intensity_cm(radius_nm, number_concentration_molar, temperature_c)
+        expected = self.expected_counts(intensity, exposure_s)
+        return self.noisy(expected), expected
+
+    def info(self) -> dict:
+        """Geometry and calibration, JSON-ready (the ``INFO?`` reply)."""
+        return {
+            "geometry": self.geometry.to_dict(),
+            "dtype": FRAME_DTYPE.str,
+            "shape": list(self.geometry.shape),
+            "masked_value": MASKED_VALUE,
+            "flux_ph_per_s": self.flux_ph_per_s,
+            "transmission": self.transmission,
+            "thickness_cm": self.thickness_cm,
+        }
+
+
+class ProtocolError(ValueError):
+    """A request the detector refuses; the message goes back as an ``error`` reply."""
+
+
+class DetectorInterface:
+    """The detector simulator's TCP server, frames drawn from ``world`` (see module docstring).
+
+    Parameters
+    ----------
+    world : the simulated world; ``world.reaction`` (``radius_nm``, ``number_density_per_m3``)
+        and ``world.flask`` (``temperature_c``) are read if present (no reaction: background only).
+    geometry : detector geometry (default: the §S.1.4 set-up).
+    flux, seed, synthesizer options : passed to :class:`FrameSynthesizer` (``flux`` is photons/s).
+    """
+
+    def __init__(self, world, geometry: DetectorGeometry | None = None, *, flux: float = 1e13,
+                 seed: int | None = None, **synthesizer_options):
+        self.world = world
+        self.synthesizer = FrameSynthesizer(geometry or DetectorGeometry(), flux_ph_per_s=flux,
+                                            seed=seed, **synthesizer_options)
+        self.frame_number = 0
+        self.last_expected_counts: np.ndarray | None = None
+        self.last_frame: np.ndarray | None = None
+        self._override: tuple[np.ndarray, np.ndarray] | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.Task] = set()
+
+    # -- back door ---------------------------------------------------------------------
+    def set_distribution(self, radius_nm, number_concentration_molar) -> None:
+        """Scatter from this distribution (radii nm, mol/L per cell) instead of the world's."""
+        radius = np.array(radius_nm, dtype=float, ndmin=1)
+        numbers = np.array(number_concentration_molar, dtype=float, ndmin=1)
+        if radius.shape != numbers.shape or radius.ndim != 1:
+            raise ValueError(f"radius_nm and number_concentration_molar must be 1-D of equal length, "
+                             f"got shapes {radius.shape} and {numbers.shape}")
+        self._override = (radius, numbers)
+
+    def clear_distribution(self) -> None:
+        """Go back to the world's reaction model."""
+        self._override = None
+
+    # -- server ------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen on ``host:port`` (0: any free port); return the bound port."""
+        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_LINE_BYTES)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for task in list(self._connections):
+            task.cancel()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(asyncio.current_task())
+        job: asyncio.Task | None = None
+        cancel = threading.Event()
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # longer than MAX_LINE_BYTES
+                    _send(writer, {"type": "error", "message": f"line longer than {MAX_LINE_BYTES} bytes"})
+                    break
+                if not line:
+                    break
+                command, _, argument = line.decode("ascii", "replace").strip().partition(" ")
+                command = command.upper()
+                if not command:
+                    continue
+                if command == "ABORT":
+                    cancel.set()
+                    _send(writer, {"type": "ok", "command": "ABORT"})
+                    continue
+                if command == "INFO?":
+                    _send(writer, {"type": "info", **self.synthesizer.info()})
+                    continue
+                try:
+                    if command not in ("ACQUIRE", "SEQUENCE"):
+                        raise ProtocolError(f"unknown command {command!r}")
+                    if job is not None and not job.done():
+                        raise ProtocolError(f"busy: {command} refused while acquiring")
+                    cancel = threading.Event()
+                    if command == "ACQUIRE":
+                        exposure = _parse_exposure(argument.strip())
+                        job = asyncio.ensure_future(self._acquire(writer, exposure, cancel))
+                    else:
+                        start_times, exposure = _parse_sequence(argument)
+                        _send(writer, {"type": "sequence", "n_frames": len(start_times)})
+                        job = asyncio.ensure_future(self._sequence(writer, start_times, exposure, cancel))
+                except ProtocolError as error:
+                    _send(writer, {"type": "error", "message": str(error)})
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            cancel.set()
+            if job is not None:
+                job.cancel()
+            self._connections.discard(asyncio.current_task())
+            writer.close()
+
+    async def _acquire(self, writer, exposure_s: float, cancel: threading.Event) -> None:
+        t_start = await _busy(self.world.clock, asyncio.to_thread(self.world.advance))
+        if await self._expose(writer, t_start, exposure_s, cancel) is None:
+            _send(writer, {"type": "error", "message": "aborted"})
+        await writer.drain()
+
+    async def _sequence(self, writer, start_times: list[float], exposure_s: float,
+                        cancel: threading.Event) -> None:
+        clock = self.world.clock
+        done = 0
+        waiting = asyncio.ensure_future(asyncio.to_thread(clock.sleep_until, start_times[0], cancel))
+        for k, t_requested in enumerate(start_times):
+            if not await waiting:
+                break
+            t_start = await _busy(clock, asyncio.to_thread(self.world.advance))
+            ended = await self._expose(writer, t_start, exposure_s, cancel)
+            if ended is None:
+                break
+            done += 1
+            if k + 1 < len(start_times):  # register the next deadline before draining, so a
+                waiting = asyncio.ensure_future(  # jumping clock cannot skip past it meanwhile
+                    asyncio.to_thread(clock.sleep_until, start_times[k + 1], cancel))
+            await writer.drain()
+        _send(writer, {"type": "done", "n_frames": done, "aborted": cancel.is_set()})
+        await writer.drain()
+
+    async def _expose(self, writer, t_start: float, exposure_s: float,
+                      cancel: threading.Event) -> float | None:
+        """Expose from ``t_start``; sample the world at mid-exposure; send the frame at the end.
+
+        Returns the end time, or None if cancelled.
+        """
+        clock = self.world.clock
+        if not await asyncio.to_thread(clock.sleep_until, t_start + exposure_s / 2, cancel):
+            return None
+        frame, expected = await _busy(clock, asyncio.to_thread(self._synthesize_now, exposure_s))
+        if not await asyncio.to_thread(clock.sleep_until, t_start + exposure_s, cancel):
+            return None
+        self.last_expected_counts, self.last_frame = expected, frame
+        self.frame_number += 1
+        payload = frame.tobytes()
+        _send(writer, {"type": "frame", "frame_number": self.frame_number, "t_start": t_start,
+                       "exposure_s": exposure_s, "shape": list(frame.shape),
+                       "dtype": FRAME_DTYPE.str, "nbytes": len(payload),
+                       "crc32": zlib.crc32(payload)})
+        writer.write(payload)
+        return t_start + exposure_s
+
+    def _synthesize_now(self, exposure_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(frame, expected counts) of the flask as it is now (runs in a worker thread)."""
+        return self.synthesizer.synthesize(*self._flask_state(), exposure_s)
+
+    def _flask_state(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(radius_nm, mol/L per cell, °C) of the world now (or the back-door distribution)."""
+        self.world.advance()
+        with self.world.lock:
+            flask = self.world.flask
+            temperature = float(flask.temperature_c) if flask is not None else 25.0
+            if self._override is not None:
+                return (*self._override, temperature)
+            reaction = self.world.reaction
+            if reaction is None:
+                return np.empty(0), np.empty(0), temperature
+            radius = np.array(reaction.radius_nm, dtype=float)
+            numbers = np.array(reaction.number_density_per_m3, dtype=float) * MOLAR_PER_M3
+        return radius, numbers, temperature
+
+
+async def _busy(clock, awaitable):
+    """Await ``awaitable`` while telling a jumping clock that a request is being served."""
+    touch = getattr(clock, "touch", None)
+    task = asyncio.ensure_future(awaitable)
+    while touch is not None and not task.done():
+        touch()
+        await asyncio.wait({task}, timeout=0.001)
+    return await task
+
+
+def _send(writer, header: dict) -> None:
+    writer.write(json.dumps(header).encode() + b"\n")
+
+
+def _parse_exposure(text: str) -> float:
+    try:
+        exposure = float(text)
+    except ValueError:
+        raise ProtocolError(f"exposure_s must be a number, got {text!r}") from None
+    if not (math.isfinite(exposure) and exposure > 0):
+        raise ProtocolError(f"exposure_s must be positive and finite, got {text!r}")
+    return exposure
+
+
+def _parse_sequence(text: str) -> tuple[list[float], float]:
+    try:
+        request = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ProtocolError(f"SEQUENCE needs a JSON object: {error}") from None
+    if not isinstance(request, dict) or set(request) != {"start_times", "exposure_s"}:
+        raise ProtocolError('SEQUENCE needs {"start_times": [...], "exposure_s": ...}')
+    exposure = _parse_exposure(str(request["exposure_s"]))
+    times = request["start_times"]
+    if (not isinstance(times, list) or not times
+            or not all(isinstance(t, (int, float)) and math.isfinite(t) for t in times)):
+        raise ProtocolError("start_times must be a non-empty list of finite numbers (epoch s)")
+    gaps = np.diff(np.asarray(times, dtype=float))
+    if gaps.size and gaps.min() < exposure:
+        raise ProtocolError(f"start_times must increase by at least exposure_s={exposure}; "
+                            f"smallest step {gaps.min()!r}")
+    return [float(t) for t in times], exposure
+
+
+def _check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
