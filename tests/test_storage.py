@@ -1,0 +1,338 @@
+"""ncsynth.storage: embedded catalog, journal, frames by reference, crash recovery.
+
+Everything here is real: a bluesky RunEngine, ophyd.sim devices, a file-backed Tiled catalog,
+HDF5 files written by a tiny detector defined below, subprocesses killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import bluesky.plans as bp
+import h5py
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from event_model import ComposeStreamResource, StreamRange, unpack_event_page
+from ophyd.sim import det, motor
+from ophyd.status import StatusBase
+
+from ncsynth.storage import RECOVERED_REASON, RunNotFound, open_catalog
+from ncsynth.storage.journal import read_journal
+
+FRAME_SHAPE = (4, 6)
+
+
+def expected_frame(index: int) -> np.ndarray:
+    """The frame FrameCamera writes as its ``index``-th frame (deterministic)."""
+    return np.random.default_rng(index).integers(0, 1000, FRAME_SHAPE, dtype="<u4")
+
+
+class FrameCamera:
+    """A minimal bluesky detector that stores frames the way the SAXS detector must:
+
+    stage() opens ``path`` (HDF5, SWMR) with dataset /entry/data/data (N, 4, 6) uint32 and
+    emits one stream_resource; each trigger() appends a frame, flushes it to the file, then
+    emits a stream_datum for index n (the RunEngine fills descriptor and seq_nums). The image
+    is described as external ("STREAM:") and absent from read().
+    """
+
+    parent = None
+
+    def __init__(self, name: str, path: Path):
+        self.name = name
+        self.path = Path(path)
+        self._asset_docs = []
+        self._count = 0
+
+    @property
+    def data_key(self) -> str:
+        return f"{self.name}_image"
+
+    def stage(self):
+        self._file = h5py.File(self.path, "w", libver="latest")
+        self._dataset = self._file.create_dataset(
+            "/entry/data/data", shape=(0, *FRAME_SHAPE), maxshape=(None, *FRAME_SHAPE),
+            dtype="<u4", chunks=(1, *FRAME_SHAPE),
+        )
+        self._file.swmr_mode = True
+        bundle = ComposeStreamResource()(
+            mimetype="application/x-hdf5",
+            uri=self.path.absolute().as_uri(),
+            data_key=self.data_key,
+            parameters={"dataset": "/entry/data/data", "chunk_shape": [1, *FRAME_SHAPE]},
+        )
+        self._compose_datum = bundle.compose_stream_datum
+        self._asset_docs.append(("stream_resource", bundle.stream_resource_doc))
+        self._count = 0
+        return [self]
+
+    def unstage(self):
+        self._file.close()
+        return [self]
+
+    def trigger(self):
+        n = self._count
+        self._dataset.resize(n + 1, axis=0)
+        self._dataset[n] = expected_frame(n)
+        self._dataset.flush()  # on disk before the document that references it
+        self._asset_docs.append(("stream_datum", self._compose_datum(indices=StreamRange(start=n, stop=n + 1))))
+        self._count += 1
+        status = StatusBase()
+        status.set_finished()
+        return status
+
+    def describe(self):
+        return {self.data_key: {"source": f"hdf5:{self.path}", "shape": list(FRAME_SHAPE), "dtype": "array",
+                                "dtype_numpy": "<u4", "external": "STREAM:"}}
+
+    def read(self):
+        return {}
+
+    def describe_configuration(self):
+        return {}
+
+    def read_configuration(self):
+        return {}
+
+    def collect_asset_docs(self):
+        docs, self._asset_docs = self._asset_docs, []
+        yield from docs
+
+
+# A plan run in another process, to be read concurrently or killed with SIGKILL.
+ACQUIRE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.util, sys
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+    from ophyd.sim import det
+    from ncsynth.storage import open_catalog
+    spec = importlib.util.spec_from_file_location("storage_tests", sys.argv[1])
+    tests = importlib.util.module_from_spec(spec); spec.loader.exec_module(tests)
+    data_dir, frames, num, delay = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+    catalog = open_catalog(data_dir)
+    RE = RunEngine({}, context_managers=[])
+    RE.subscribe(catalog.writer(flush_interval_s=0.2))
+    camera = tests.FrameCamera("cam", frames)
+    RE(bp.count([det, camera], num=num, delay=delay))
+    """
+)
+
+
+def journal_events(docs) -> list[dict]:
+    """Event documents of a journal (events are journaled as event_pages)."""
+    return [event for name, doc in docs if name == "event_page" for event in unpack_event_page(doc)]
+
+
+def start_acquisition(data_dir: Path, frames: Path, num: int, delay_s: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", ACQUIRE_SCRIPT, __file__, str(data_dir), str(frames), str(num), str(delay_s)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for_journal_events(active_dir: Path, count: int, proc: subprocess.Popen, timeout_s: float = 40.0) -> Path:
+    """Poll the active journal of the subprocess's run until it holds ``count`` events."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"acquisition process ended early: {proc.communicate()}"
+        for path in active_dir.glob("*.jsonl"):
+            if len(journal_events(read_journal(path))) >= count:
+                return path
+        time.sleep(0.05)
+    raise AssertionError(f"the journal did not reach {count} events in {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    with open_catalog(tmp_path_factory.mktemp("data")) as opened:
+        yield opened
+
+
+@pytest.fixture
+def RE():
+    return RunEngine({}, context_managers=[])
+
+
+def emitted(RE):
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    return docs
+
+
+def test_run_goes_into_catalog_and_is_found_by_every_kind_of_reference(catalog, RE):
+    docs = emitted(RE)
+    writer = catalog.writer()
+    RE.subscribe(writer)
+    (uid,) = RE(bp.scan([det], motor, -1, 1, 7))
+    (later_uid,) = RE(bp.count([det], 2))
+    writer.close()
+
+    run = catalog[uid]
+    events = [doc for name, doc in docs if name == "event" and doc["descriptor"] in
+              {d["uid"] for n, d in docs if n == "descriptor" and d["run_start"] == uid}]
+    table = run.primary.read()
+    np.testing.assert_array_equal(table["det"].values, [e["data"]["det"] for e in events])
+    np.testing.assert_array_equal(table["motor"].values, [e["data"]["motor"] for e in events])
+    assert run.metadata["stop"]["exit_status"] == "success"
+
+    scan_id = run.metadata["start"]["scan_id"]
+    assert catalog[uid[:8]].metadata["start"]["uid"] == uid
+    assert catalog[scan_id].metadata["start"]["uid"] == uid
+    assert catalog[-1].metadata["start"]["uid"] == later_uid
+    assert catalog[-2].metadata["start"]["uid"] == uid
+
+    # the journal of a run the catalog holds completely is archived
+    assert (catalog.layout.complete_journals / f"{uid}.jsonl").exists()
+    assert not list(catalog.layout.active_journals.glob("*.jsonl"))
+    journaled = read_journal(catalog.layout.complete_journals / f"{uid}.jsonl")
+    assert [e["data"] for e in journal_events(journaled)] == [e["data"] for e in events]
+    assert [name for name, _ in journaled] == ["start", "descriptor"] + ["event_page"] * 7 + ["stop"]
+
+    replayed = list(catalog.documents(uid))
+    assert [name for name, _ in replayed] == ["start", "descriptor"] + ["event"] * 7 + ["stop"]
+    assert [doc["data"]["det"] for name, doc in replayed if name == "event"] == [e["data"]["det"] for e in events]
+
+
+def test_unknown_or_malformed_references_raise_clear_errors(catalog):
+    with pytest.raises(RunNotFound, match="no run with uid 'fffffffff'"):
+        catalog["fffffffff"]
+    with pytest.raises(KeyError, match="no run with scan id 987654"):
+        catalog[987654]
+    with pytest.raises(RunNotFound, match="out of range"):
+        catalog[-(len(catalog) + 1)]
+    with pytest.raises(ValueError, match="too short"):
+        catalog["ab"]
+    with pytest.raises(ValueError, match="reference 0"):
+        catalog[0]
+    for bad in (1.5, True, None):
+        with pytest.raises(TypeError, match="run reference"):
+            catalog[bad]
+
+
+def test_bad_options_are_refused_before_anything_starts(catalog, tmp_path):
+    with pytest.raises(TypeError, match="data_dir"):
+        open_catalog(42)
+    with pytest.raises(TypeError, match="readable_storage"):
+        open_catalog(tmp_path, readable_storage=str(tmp_path))
+    with pytest.raises(ValueError, match="queue_size"):
+        catalog.writer(queue_size=0)
+    with pytest.raises(ValueError, match="flush_interval_s"):
+        catalog.writer(flush_interval_s=-1)
+
+
+def test_frames_stored_in_hdf5_come_back_through_the_catalog(catalog, RE):
+    docs = emitted(RE)
+    camera = FrameCamera("cam", catalog.layout.frames / "round_trip.h5")
+    writer = catalog.writer()
+    RE.subscribe(writer)
+    (uid,) = RE(bp.count([det, camera], 5))
+    writer.close()
+
+    frames = catalog[uid].primary["cam_image"].read()
+    np.testing.assert_array_equal(frames, np.stack([expected_frame(i) for i in range(5)]))
+    assert frames.dtype == np.uint32
+    with h5py.File(camera.path, "r") as f:  # stored once, in the detector's file
+        np.testing.assert_array_equal(f["/entry/data/data"][()], frames)
+    stream_resources = [doc for name, doc in docs if name == "stream_resource"]
+    assert len(stream_resources) == 1 and stream_resources[0]["uri"].endswith("round_trip.h5")
+    assert [name for name, _ in catalog.documents(uid)].count("stream_datum") >= 1
+
+
+def test_runengine_runs_ahead_of_a_slow_catalog_and_journal_is_already_complete(catalog, RE):
+    # flush_interval_s=1e-3 commits every event on its own: ~30 ms each, far slower than the RE
+    writer = catalog.writer(flush_interval_s=1e-3, wait_at_stop=False)
+    RE.subscribe(writer)
+    at_stop = {}
+
+    def probe(name, doc):  # subscribed after the writer: runs on the RE thread right after it
+        if name == "stop":
+            at_stop["waiting"] = writer._queue.qsize()
+            journal = catalog.layout.active_journals / f"{doc['run_start']}.jsonl"
+            at_stop["journaled"] = len(journal_events(read_journal(journal)))
+
+    RE.subscribe(probe)
+    (uid,) = RE(bp.count([det], 60))
+    assert at_stop["waiting"] > 0, "the RunEngine reached its stop only after the catalog caught up"
+    assert at_stop["journaled"] == 60, "documents were not on disk as they were emitted"
+    assert writer.flush(timeout_s=60)
+    assert len(catalog[uid].primary.read()["det"]) == 60
+    assert catalog[uid].metadata["stop"]["exit_status"] == "success"
+    writer.close()
+
+
+def test_full_queue_makes_the_runengine_wait_but_loses_nothing(catalog, RE):
+    writer = catalog.writer(queue_size=4, flush_interval_s=1e-3)
+    RE.subscribe(writer)
+    (uid,) = RE(bp.count([det], 40))
+    writer.close()
+    assert writer.queue_full_waits > 0
+    assert writer.max_queue_depth <= 4
+    assert len(catalog[uid].primary.read()["det"]) == 40
+
+
+def test_another_process_reads_a_run_while_it_is_being_written(catalog):
+    proc = start_acquisition(catalog.layout.root, catalog.layout.frames / "concurrent.h5", num=80, delay_s=0.05)
+    try:
+        journal = wait_for_journal_events(catalog.layout.active_journals, 5, proc)
+        uid = journal.stem
+        deadline = time.monotonic() + 20
+        seen = 0
+        while time.monotonic() < deadline and seen == 0:
+            try:
+                seen = len(catalog[uid].primary.read()["det"])
+            except (KeyError, RunNotFound):
+                seen = 0
+            time.sleep(0.1)
+        assert 0 < seen < 80, f"reader saw {seen} events of a run still being acquired"
+        assert proc.poll() is None and not catalog[uid].metadata.get("stop")
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr
+    finally:
+        proc.kill()
+    run = catalog[uid]
+    assert len(run.primary.read()["det"]) == 80
+    np.testing.assert_array_equal(run.primary["cam_image"].read(), [expected_frame(i) for i in range(80)])
+
+
+def test_kill_9_mid_run_then_recover_keeps_every_event_and_frame(catalog):
+    proc = start_acquisition(catalog.layout.root, catalog.layout.frames / "killed.h5", num=100_000, delay_s=0.02)
+    try:
+        journal = wait_for_journal_events(catalog.layout.active_journals, 15, proc)
+        uid = journal.stem
+        in_progress = catalog.recover()  # a live writer holds the journal: left alone
+        assert (uid, "in-progress") in [(r.uid, r.status) for r in in_progress]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+
+    journaled = read_journal(journal)
+    events = journal_events(journaled)
+    frames_referenced = sum(doc["indices"]["stop"] - doc["indices"]["start"]
+                            for name, doc in journaled if name == "stream_datum")
+    assert len(events) >= 15 and not any(name == "stop" for name, _ in journaled)
+
+    records = catalog.recover()
+    assert [(r.uid, r.status, r.events, r.exit_status) for r in records] == [(uid, "aborted", len(events), "abort")]
+    run = catalog[uid]
+    stop = run.metadata["stop"]
+    assert stop["exit_status"] == "abort" and stop["reason"] == RECOVERED_REASON
+    assert stop["num_events"] == {"primary": len(events)}
+    np.testing.assert_array_equal(run.primary.read()["det"].values, [e["data"]["det"] for e in events])
+    frames = run.primary["cam_image"].read()
+    assert len(frames) == frames_referenced >= len(events)
+    np.testing.assert_array_equal(frames, [expected_frame(i) for i in range(len(frames))])
+    last = json.loads(journal.parent.parent.joinpath("complete", journal.name).read_text().splitlines()[-1])
+    assert last["name"] == "stop" and last["doc"]["exit_status"] == "abort"
+
+    assert catalog.recover() == []  # idempotent
