@@ -1,0 +1,186 @@
+"""The figure of a hot-injection run's SAXS analysis (the panels of seed 000 Fig. 1).
+
+(a) I(q) in cm⁻¹ with the fitted model, log–log, at a few times after injection;
+(b) mean radius R0 (nm) and size dispersion σ_R/R0 (%) against time;
+(c) nanocrystal concentration (mol/L) with the S3.3 build-up fit and its t98;
+(d) reaction yield (S2.6) with its t98 — all against time after injection on a log axis.
+
+:class:`LiveFigure` is a document callback on the DERIVED run emitted by
+:class:`~ncsynth.analysis.live.SAXSAnalysis` (streams ``fits``, ``patterns``, ``kinetics``); it
+draws with matplotlib's object API on the Agg canvas (no pyplot, no display needed, safe on the
+analysis worker thread) and writes PNGs. :func:`report_figure` draws the same figure from
+stored results. Lines carry ``gid`` labels (``radius``, ``dispersion``, ``concentration``,
+``yield``, ``pattern-<i>``, ``model-<i>``, ``concentration-fit``) so tests and notebooks can
+find them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from event_model import DocumentRouter
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ncsynth.analysis.kinetics import buildup_fraction
+
+#: Patterns drawn in panel (a).
+N_PATTERNS_SHOWN = 5
+
+
+def _column(table, name) -> np.ndarray:
+    return np.asarray(table[name], dtype=float)
+
+
+def _pick_patterns(time_s: np.ndarray, usable: np.ndarray, count: int) -> list[int]:
+    """Indices of up to ``count`` usable frames spread evenly in log time (first and last included)."""
+    index = np.flatnonzero(usable & np.isfinite(time_s) & (time_s > 0))
+    if index.size <= count:
+        return index.tolist()
+    targets = np.geomspace(time_s[index[0]], time_s[index[-1]], count)
+    chosen = sorted({int(index[np.argmin(np.abs(np.log(time_s[index] / t)))]) for t in targets})
+    return chosen
+
+
+def draw_figure(fits, patterns=None, kinetics=None, title: str = "") -> Figure:
+    """The 4-panel figure from per-frame ``fits`` columns (``time_s``, ``radius_nm``,
+    ``radius_err_nm``, ``sigma_nm``, ``concentration_molar``, ``concentration_err_molar``,
+    ``yield_fraction``, ``success``), ``patterns`` columns (``time_s``; 2-D ``q_nm``,
+    ``intensity_cm``, ``sigma_cm``, ``model_cm``, one row per frame) and the flattened
+    ``kinetics`` (``k_per_s``, ``n_inf_molar``, ``t_concentration_s``, ``t_yield_s``) or None.
+    Any mapping of names to arrays works (dict, xarray Dataset, pandas DataFrame)."""
+    figure = Figure(figsize=(11, 8), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax_iq, ax_r, ax_c, ax_y = figure.subplots(2, 2).ravel()
+    if title:
+        figure.suptitle(title)
+
+    t = _column(fits, "time_s")
+    ok = np.asarray(fits["success"], dtype=bool) & np.isfinite(t) & (t > 0)
+
+    # (a) I(q) with fits
+    if patterns is not None and len(np.asarray(patterns["time_s"])):
+        p_time = _column(patterns, "time_s")
+        q, intensity = np.atleast_2d(_column(patterns, "q_nm")), np.atleast_2d(_column(patterns, "intensity_cm"))
+        model = np.atleast_2d(_column(patterns, "model_cm"))
+        usable = np.array([np.isfinite(row).any() for row in model])
+        shown = _pick_patterns(p_time, usable, N_PATTERNS_SHOWN)
+        for rank, i in enumerate(shown):
+            colour = f"C{rank}"
+            positive = intensity[i] > 0
+            ax_iq.plot(q[i][positive], intensity[i][positive], ".", ms=3, color=colour,
+                       label=f"{p_time[i]:.3g} s", gid=f"pattern-{i}")
+            ax_iq.plot(q[i], model[i], "-", lw=1, color=colour, gid=f"model-{i}")
+        if shown:
+            ax_iq.legend(fontsize="small", title="t after injection")
+    ax_iq.set(xscale="log", yscale="log", xlabel="q (nm$^{-1}$)", ylabel="I(q) (cm$^{-1}$)",
+              title="(a) background-subtracted I(q) and fit")
+
+    # (b) radius and dispersion
+    radius, sigma = _column(fits, "radius_nm"), _column(fits, "sigma_nm")
+    ax_r.errorbar(t[ok], radius[ok], yerr=_column(fits, "radius_err_nm")[ok], fmt="o", ms=3,
+                  color="C0")[0].set_gid("radius")
+    ax_r.set(xscale="log", xlabel="time after injection (s)", ylabel="mean radius R$_0$ (nm)",
+             title="(b) radius and size dispersion")
+    ax_d = ax_r.twinx()
+    ax_d.plot(t[ok], 100 * sigma[ok] / radius[ok], "s", ms=3, color="C3", gid="dispersion")
+    ax_d.set_ylabel("σ$_R$/R$_0$ (%)", color="C3")
+
+    # (c) concentration
+    conc = _column(fits, "concentration_molar")
+    ax_c.errorbar(t[ok], conc[ok], yerr=_column(fits, "concentration_err_molar")[ok], fmt="o", ms=3,
+                  color="C1")[0].set_gid("concentration")
+    # (d) yield
+    ax_y.plot(t[ok], _column(fits, "yield_fraction")[ok], "o", ms=3, color="C2", gid="yield")
+    if kinetics is not None and ok.any():
+        k, n_inf = float(np.asarray(kinetics["k_per_s"]).ravel()[-1]), float(np.asarray(kinetics["n_inf_molar"]).ravel()[-1])
+        if math.isfinite(k) and math.isfinite(n_inf):
+            grid = np.geomspace(t[ok].min(), t[ok].max(), 200)
+            ax_c.plot(grid, n_inf * buildup_fraction(grid, k), "-", color="k", lw=1, gid="concentration-fit",
+                      label="S3.3 fit")
+        for axis, key in ((ax_c, "t_concentration_s"), (ax_y, "t_yield_s")):
+            t98 = float(np.asarray(kinetics[key]).ravel()[-1])
+            if math.isfinite(t98) and t98 > 0:
+                axis.axvline(t98, color="grey", ls="--", lw=1, label=f"t98 = {t98:.3g} s")
+                axis.legend(fontsize="small")
+    ax_c.set(xscale="log", xlabel="time after injection (s)", ylabel="concentration (mol/L)",
+             title="(c) nanocrystal concentration")
+    ax_y.set(xscale="log", xlabel="time after injection (s)", ylabel="yield", title="(d) reaction yield (S2.6)")
+    return figure
+
+
+def report_figure(fits, patterns, kinetics, path, title: str = "") -> Path:
+    """Draw :func:`draw_figure` from stored results and write it to ``path`` (PNG, or any
+    format matplotlib infers from the suffix); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = draw_figure(fits, patterns, kinetics, title)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+class LiveFigure(DocumentRouter):
+    """Document callback drawing the derived run as it arrives; writes PNGs to ``directory``.
+
+    A PNG ``<raw uid>.png`` is written at the derived run's stop and, with ``every=N``, after
+    every N-th frame (the same file, updated). :attr:`figure` is the latest figure,
+    :attr:`paths` the files written.
+    """
+
+    def __init__(self, directory, *, every: int | None = None):
+        super().__init__()
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"every must be a positive integer or None, got {every!r}")
+        self.directory = Path(directory)
+        self.every = every
+        self.figure: Figure | None = None
+        self.paths: list[Path] = []
+        self._reset()
+
+    def _reset(self):
+        self._start = None
+        self._streams: dict[str, str] = {}
+        self.fits: list[dict] = []
+        self.patterns: list[dict] = []
+        self.kinetics: dict | None = None
+
+    def start(self, doc):
+        self._reset()
+        self._start = doc
+
+    def descriptor(self, doc):
+        self._streams[doc["uid"]] = doc.get("name")
+
+    def event(self, doc):
+        stream = self._streams.get(doc["descriptor"])
+        if stream == "fits":
+            self.fits.append(doc["data"])
+        elif stream == "patterns":
+            self.patterns.append(doc["data"])
+            if self.every and len(self.patterns) % self.every == 0:
+                self.draw()
+        elif stream == "kinetics":
+            self.kinetics = doc["data"]
+
+    def stop(self, doc):
+        self.draw()
+
+    def draw(self) -> Path | None:
+        """Draw what has arrived and write the PNG; returns its path (None before any frame)."""
+        if not self.fits:
+            return None
+        columns = {key: [row[key] for row in self.fits] for key in self.fits[0]}
+        pattern_columns = ({key: [row[key] for row in self.patterns] for key in self.patterns[0]}
+                           if self.patterns else None)
+        start = self._start or {}
+        name = start.get("raw_uid") or start.get("uid") or "analysis"
+        title = f"run {str(name)[:8]} — SAXS analysis ({len(self.fits)} frames)"
+        self.figure = draw_figure(columns, pattern_columns, self.kinetics, title)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{name}.png"
+        self.figure.savefig(path, dpi=100)
+        if path not in self.paths:
+            self.paths.append(path)
+        return path

@@ -1,0 +1,665 @@
+"""Live (and replayed) SAXS analysis of a hot-injection run as bluesky callbacks (seed 000 §S.2).
+
+Per raw run, :class:`SAXSAnalysis` turns the run's documents into a DERIVED run, emitted
+through ``emit(name, doc)`` (e.g. the catalog writer, a :class:`~ncsynth.analysis.display.LiveFigure`):
+
+* start: ``raw_uid`` (the raw run), ``analysis`` (the settings, model, fitter version);
+* stream ``fits``: one event per primary frame — ``time_s`` (mid-exposure, s after injection),
+  ``frame_time`` (frame start, epoch s), radius / σ / concentration / background with errors,
+  ``yield_fraction`` (S2.6), ``chi2_reduced``, ``success``, ``reason``, ``temperature_c``;
+* stream ``patterns``: the same frames' background-subtracted I(q) in cm⁻¹ with σ and the
+  fitted model (arrays, ``kind`` normal, never hinted);
+* stream ``kinetics``: at the raw run's stop, the flattened
+  :class:`~ncsynth.analysis.kinetics.KineticsSummary` (S3.2, S3.3, t98, nucleation fraction);
+* stop: the raw run's exit status.
+
+What it reads from the raw run (as written by ``ncsynth.plans.hot_injection``): the start
+document (``recipe.cd_initial_molar``, ``piston``, its ``uid``), stream ``background``
+(pre-injection frames, reduced and averaged: the background of §S.2.1), stream ``injection``
+(``<injector>_fire_time_<piston>``, epoch s: t = 0) and stream ``primary`` (the frames
+``<det>_image`` with the heater temperature). The detector geometry and, unless given,
+the calibration (Φ·T·ΔΩ_ref, see :mod:`ncsynth.analysis.reduction`) and the path length come
+from the detector's configuration in the descriptor. Frames are read from the detector's
+HDF5 files through :class:`ADHDF5FrameHandler` (spec ``AD_HDF5``), which the
+:func:`analysis_router`'s ``event_model.RunRouter`` uses to fill the events.
+
+Every frame gives a ``fits`` event: frames that cannot be reduced or fitted (wrong shape, no
+counts, no particles yet, an exception in the analysis) give ``success=False`` with a ``reason``
+and are counted in :attr:`SAXSAnalysis.errors`; nothing raises out of a frame. Each fit warm-
+starts from the previous successful one, so a run pushed through a fresh router (replay:
+the stored documents in order) reproduces the live numbers exactly.
+
+Acquisition never waits for analysis: subscribe :class:`ThreadedCallback` (or
+:class:`LiveAnalysis`) to the RunEngine, not the router itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata as importlib_metadata
+
+import h5py
+import numpy as np
+from event_model import DocumentRouter, RunRouter, compose_run
+
+from ncsynth.analysis.geometry import DetectorGeometry
+from ncsynth.analysis.kinetics import summarize_kinetics, yield_fraction
+from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, DEFAULT_Q_RANGE_NM, Pattern, Reducer,
+                                        average, calibration_from_beam, subtract)
+from ncsynth.analysis.saxs import SphereFit, fit_pattern
+
+logger = logging.getLogger(__name__)
+
+#: Model name recorded in the derived run (S2.1 + S2.3 + constant background).
+MODEL = "gaussian_spheres"
+#: Se:Cd molar ratio β of S3.2 when neither the settings nor the recipe (``extra["beta"]``) give one.
+DEFAULT_BETA = 5.0
+#: Dataset of the frames inside an AD_HDF5 resource file (``ncsynth.devices.detector``).
+FRAME_DATASET = "/entry/data/data"
+SOURCE = "ncsynth.analysis.live"
+
+BACKGROUND, INJECTION, PRIMARY = "background", "injection", "primary"
+FITS, PATTERNS, KINETICS = "fits", "patterns", "kinetics"
+
+
+def _fitter_version() -> str:
+    try:
+        return f"ncsynth {importlib_metadata.version('ncsynth')}"
+    except importlib_metadata.PackageNotFoundError:
+        return "ncsynth (not installed)"
+
+
+# -- frames from files --------------------------------------------------------------------------
+class ADHDF5FrameHandler:
+    """Handler for spec ``AD_HDF5``: frame ``point_number`` of ``/entry/data/data`` in ``filename``.
+
+    Opens the file for SWMR reading (the detector may still be appending to it) and refreshes
+    the dataset when asked for a frame beyond what it last saw. Returns a 2-D frame for
+    ``frame_per_point == 1``, else ``(frame_per_point, rows, cols)``.
+    """
+
+    specs = {"AD_HDF5"}
+
+    def __init__(self, filename, frame_per_point: int = 1):
+        if isinstance(frame_per_point, bool) or not isinstance(frame_per_point, int) or frame_per_point < 1:
+            raise ValueError(f"frame_per_point must be an integer >= 1, got {frame_per_point!r}")
+        self.frame_per_point = frame_per_point
+        self._file = h5py.File(filename, "r", swmr=True)
+        self._dataset = self._file[FRAME_DATASET]
+
+    def __call__(self, point_number: int):
+        start = int(point_number) * self.frame_per_point
+        stop = start + self.frame_per_point
+        if stop > self._dataset.shape[0]:
+            self._dataset.refresh()
+        if stop > self._dataset.shape[0]:
+            raise OSError(f"{self._file.filename}: frame {point_number} not written "
+                          f"({self._dataset.shape[0]} frames in the file)")
+        data = self._dataset[start:stop]
+        return data[0] if self.frame_per_point == 1 else data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+#: Handler registry of the analysis router.
+HANDLER_REGISTRY = {"AD_HDF5": ADHDF5FrameHandler}
+
+
+# -- settings -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Settings of :class:`SAXSAnalysis` (validated at construction, recorded in the derived start).
+
+    q_range_nm : (min, max) q of reduction and fit, nm⁻¹.
+    n_bins : q bins (None: one pixel step, :func:`~ncsynth.analysis.reduction.default_n_bins`).
+    calibration : K = Φ·T·ΔΩ_ref (counts s⁻¹ per unit I·d); None: from the detector's
+        configuration (``flux_ph_per_s``, ``transmission``), which only a simulated detector reports.
+    path_length_cm : None: the detector's ``thickness_cm``, else 0.4 cm (§S.2.1).
+    geometry : None: the detector's ``geometry_json`` configuration.
+    cd_initial_molar : c_Cd,0 of S2.6; None: the start document's ``recipe.cd_initial_molar``.
+    beta : Se:Cd ratio of S3.2; None: ``recipe.extra["beta"]``, else :data:`DEFAULT_BETA`.
+    image_key, temperature_key : data keys; None: the first external 2-D array of the primary
+        stream, and the first key ending in ``_temperature``.
+    """
+
+    q_range_nm: tuple = DEFAULT_Q_RANGE_NM
+    n_bins: int | None = None
+    calibration: float | None = None
+    path_length_cm: float | None = None
+    geometry: DetectorGeometry | None = None
+    cd_initial_molar: float | None = None
+    beta: float | None = None
+    image_key: str | None = None
+    temperature_key: str | None = None
+
+    def __post_init__(self):
+        try:
+            q_lo, q_hi = (float(v) for v in self.q_range_nm)
+        except (TypeError, ValueError):
+            raise ValueError(f"q_range_nm must be a (min, max) pair in nm^-1, got {self.q_range_nm!r}") from None
+        if not 0 < q_lo < q_hi:
+            raise ValueError(f"q_range_nm must satisfy 0 < min < max, got {self.q_range_nm!r}")
+        object.__setattr__(self, "q_range_nm", (q_lo, q_hi))
+        if self.n_bins is not None and (isinstance(self.n_bins, bool) or not isinstance(self.n_bins, int)
+                                        or self.n_bins < 2):
+            raise ValueError(f"n_bins must be an integer >= 2 or None, got {self.n_bins!r}")
+        for name in ("calibration", "path_length_cm", "cd_initial_molar", "beta"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not (math.isfinite(value) and value > 0)):
+                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+        if self.geometry is not None and not isinstance(self.geometry, DetectorGeometry):
+            raise TypeError(f"geometry must be a DetectorGeometry or None, got {type(self.geometry).__name__}")
+        for name in ("image_key", "temperature_key"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value):
+                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
+
+    def to_metadata(self) -> dict:
+        md = asdict(self)
+        md["q_range_nm"] = list(self.q_range_nm)
+        md["geometry"] = None if self.geometry is None else self.geometry.to_dict()
+        return md
+
+
+# -- data keys of the derived run ---------------------------------------------------------------------
+def _number(units: str = "", precision: int = 6) -> dict:
+    return {"dtype": "number", "dtype_numpy": "<f8", "shape": [], "source": SOURCE, "units": units,
+            "precision": precision}
+
+
+FIT_KEYS = {
+    "time_s": _number("s"),
+    "frame_time": _number("s since the epoch"),
+    "radius_nm": _number("nm", 4),
+    "radius_err_nm": _number("nm", 4),
+    "sigma_nm": _number("nm", 4),
+    "sigma_err_nm": _number("nm", 4),
+    "concentration_molar": _number("mol/L"),
+    "concentration_err_molar": _number("mol/L"),
+    "background_cm": _number("cm^-1"),
+    "yield_fraction": _number("", 4),
+    "chi2_reduced": _number("", 3),
+    "success": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [], "source": SOURCE},
+    "reason": {"dtype": "string", "shape": [], "source": SOURCE},
+    "temperature_c": _number("degC", 2),
+}
+FIT_HINTS = ["radius_nm", "sigma_nm", "concentration_molar", "yield_fraction"]
+
+KINETICS_KEYS = {
+    "fraction": _number(""),
+    "t_concentration_s": _number("s"), "t_concentration_err_s": _number("s"),
+    "t_yield_s": _number("s"), "t_yield_err_s": _number("s"),
+    "nucleation_fraction": _number(""), "nucleation_fraction_err": _number(""),
+    "k_per_s": _number("1/s"), "k_err_per_s": _number("1/s"),
+    "n_inf_molar": _number("mol/L"), "n_inf_err_molar": _number("mol/L"),
+    "k2_l_per_mol_s": _number("L/(mol s)"), "k2_err_l_per_mol_s": _number("L/(mol s)"),
+    "yield_inf": _number(""), "yield_inf_err": _number(""),
+    "n_frames": {"dtype": "integer", "dtype_numpy": "<i8", "shape": [], "source": SOURCE},
+    "n_failed": {"dtype": "integer", "dtype_numpy": "<i8", "shape": [], "source": SOURCE},
+    "success": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [], "source": SOURCE},
+    "reason": {"dtype": "string", "shape": [], "source": SOURCE},
+}
+
+
+def _pattern_keys(n_bins: int) -> dict:
+    array = {"dtype": "array", "dtype_numpy": "<f8", "shape": [n_bins], "source": SOURCE}
+    return {"time_s": _number("s"),
+            "q_nm": {**array, "units": "nm^-1"},
+            "intensity_cm": {**array, "units": "cm^-1"},
+            "sigma_cm": {**array, "units": "cm^-1"},
+            "model_cm": {**array, "units": "cm^-1"}}
+
+
+def flatten_kinetics(summary, n_frames: int, n_failed: int) -> dict:
+    """One ``kinetics`` event's data from a :class:`~ncsynth.analysis.kinetics.KineticsSummary`."""
+    conc, yld = summary.concentration_fit, summary.yield_fit
+
+    def value(fit, name):
+        return float(fit[name]) if fit.success else math.nan
+
+    def error(fit, name):
+        return float(fit.error(name)) if fit.success else math.nan
+
+    return {
+        "fraction": float(summary.fraction),
+        "t_concentration_s": summary.t_concentration_s, "t_concentration_err_s": summary.t_concentration_err_s,
+        "t_yield_s": summary.t_yield_s, "t_yield_err_s": summary.t_yield_err_s,
+        "nucleation_fraction": summary.nucleation_fraction,
+        "nucleation_fraction_err": summary.nucleation_fraction_err,
+        "k_per_s": value(conc, "rate_per_s"), "k_err_per_s": error(conc, "rate_per_s"),
+        "n_inf_molar": value(conc, "amplitude"), "n_inf_err_molar": error(conc, "amplitude"),
+        "k2_l_per_mol_s": value(yld, "k2_l_per_mol_s"), "k2_err_l_per_mol_s": error(yld, "k2_l_per_mol_s"),
+        "yield_inf": value(yld, "amplitude"), "yield_inf_err": error(yld, "amplitude"),
+        "n_frames": int(n_frames), "n_failed": int(n_failed),
+        "success": bool(summary.success), "reason": summary.reason,
+    }
+
+
+# -- the per-run analysis ---------------------------------------------------------------------------
+class SAXSAnalysis(DocumentRouter):
+    """Reduce, subtract, fit every primary frame of one raw run; emit the derived run.
+
+    ``emit(name, doc)`` receives the derived run's documents, in order, on the thread that
+    feeds this router. Frames must arrive filled (the :func:`analysis_router` does that).
+    See the module docstring for what is read and emitted.
+    """
+
+    def __init__(self, emit, settings: AnalysisSettings | None = None):
+        super().__init__()
+        if not callable(emit):
+            raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
+        self.emit = emit
+        self.settings = settings or AnalysisSettings()
+        #: (what, message) of every failure inside the analysis
+        self.errors: list[tuple[str, str]] = []
+        #: fits (SphereFit) and their frame times, in frame order
+        self.fits: list = []
+        self.times_s: list[float] = []
+        self.kinetics: dict | None = None
+        self._raw_start: dict | None = None
+        self._streams: dict[str, str] = {}  # descriptor uid -> stream name
+        self._exposure: dict[str, float] = {}  # descriptor uid -> exposure s
+        self._reducer: Reducer | None = None
+        self._image_key: str | None = self.settings.image_key
+        self._temperature_key: str | None = self.settings.temperature_key
+        self._background_patterns: list[Pattern] = []
+        self._background: Pattern | None = None
+        self._t0: float | None = None
+        self._last_good = None
+        self._bundle = None
+        self._fits_descriptor = None
+        self._patterns_descriptor = None
+        self._yields: list[float] = []
+        self.cd_initial_molar: float | None = self.settings.cd_initial_molar
+        self.beta: float = self.settings.beta or DEFAULT_BETA
+        self.piston = "a"
+
+    # -- documents ----------------------------------------------------------------------
+    def start(self, doc):
+        self._raw_start = doc
+        recipe = doc.get("recipe") or {}
+        self.cd_initial_molar = self.settings.cd_initial_molar or recipe.get("cd_initial_molar")
+        self.beta = self.settings.beta or (recipe.get("extra") or {}).get("beta") or DEFAULT_BETA
+        self.piston = str(doc.get("piston", "A")).lower()
+
+    def descriptor(self, doc):
+        name = doc.get("name")
+        self._streams[doc["uid"]] = name
+        if name not in (BACKGROUND, PRIMARY):
+            return
+        image_key = self._image_key or _find_image_key(doc)
+        if image_key is None or image_key not in doc["data_keys"]:
+            return
+        self._image_key = image_key
+        config = _detector_configuration(doc, image_key)
+        obj = _object_of(doc, image_key)
+        # a descriptor without the detector's configuration (e.g. a flyer's) keeps the last exposure
+        known = [e for e in self._exposure.values() if math.isfinite(e)]
+        self._exposure[doc["uid"]] = float(config.get(f"{obj}_exposure_time", known[-1] if known else math.nan))
+        if self._reducer is None:
+            try:
+                self._reducer = self._build_reducer(config, obj)
+            except (ValueError, TypeError, KeyError) as error:
+                self._error("reducer", f"cannot set up the reduction: {error}")
+        if name == PRIMARY and self._temperature_key is None:
+            self._temperature_key = next((key for key, info in doc["data_keys"].items()
+                                          if key.endswith("_temperature") and info.get("dtype") == "number"),
+                                         None)
+
+    def event(self, doc):
+        stream = self._streams.get(doc["descriptor"])
+        if stream == INJECTION:
+            key = next((k for k in doc["data"] if k.endswith(f"_fire_time_{self.piston}")), None)
+            if key is not None and math.isfinite(float(doc["data"][key])):
+                self._t0 = float(doc["data"][key])
+        elif stream == BACKGROUND and self._image_key in doc["data"]:
+            try:
+                self._background_patterns.append(self._reduce(doc))
+            except Exception as error:  # a bad background frame is skipped, not fatal
+                self._error("background", f"background frame {doc.get('seq_num')} skipped: {error}")
+        elif stream == PRIMARY and self._image_key in doc["data"]:
+            self._analyse_frame(doc)
+
+    def stop(self, doc):
+        if self._bundle is None:
+            return  # no frames: no derived run
+        try:
+            self._emit_kinetics(doc["time"])
+        except Exception as error:
+            self._error("kinetics", f"kinetics summary failed: {error}")
+        reason = doc.get("reason", "")
+        failed = sum(not fit.success for fit in self.fits)
+        notes = f"{len(self.fits)} frames, {failed} without a fit, {len(self.errors)} analysis errors"
+        self.emit("stop", self._bundle.compose_stop(exit_status=doc.get("exit_status", "success"),
+                                                    reason=f"{reason}; {notes}" if reason else notes))
+
+    # -- pieces -------------------------------------------------------------------------
+    def _build_reducer(self, config: dict, obj: str) -> Reducer:
+        s = self.settings
+        def configured(name, setting):
+            value = config.get(f"{obj}_{name}")
+            if value in (None, "") or (isinstance(value, float) and math.isnan(value)):
+                raise ValueError(f"the detector {obj!r} does not report {name} in its configuration; "
+                                 f"give the analysis setting {setting}=...")
+            return value
+
+        geometry = s.geometry
+        if geometry is None:
+            geometry = DetectorGeometry.from_dict(json.loads(configured("geometry_json", "geometry")))
+        calibration = s.calibration
+        if calibration is None:
+            calibration = calibration_from_beam(float(configured("flux_ph_per_s", "calibration")),
+                                                float(configured("transmission", "calibration")), geometry)
+        path = s.path_length_cm or float(config.get(f"{obj}_thickness_cm", math.nan))
+        if not (path > 0):
+            path = DEFAULT_PATH_LENGTH_CM
+        return Reducer(geometry, n_bins=s.n_bins, q_range_nm=s.q_range_nm, path_length_cm=path,
+                       calibration=calibration)
+
+    def _reduce(self, doc) -> Pattern:
+        if self._reducer is None:
+            raise RuntimeError("no reduction set up (see the earlier analysis errors)")
+        frame = doc["data"][self._image_key]
+        if isinstance(frame, str):
+            raise ValueError(f"frame not filled (datum {frame!r}): feed the analysis through analysis_router")
+        return self._reducer.reduce(frame, self._exposure.get(doc["descriptor"], math.nan))
+
+    def _analyse_frame(self, doc):
+        frame_time = float(doc["timestamps"].get(self._image_key, doc["time"]))
+        exposure = self._exposure.get(doc["descriptor"], 0.0)
+        time_s = frame_time + 0.5 * exposure - self._t0 if self._t0 is not None else math.nan
+        temperature = doc["data"].get(self._temperature_key, math.nan) if self._temperature_key else math.nan
+        pattern = None
+        try:
+            pattern = self._reduce(doc)
+            if self._background is None and self._background_patterns:
+                self._background = average(self._background_patterns)
+            if self._background is not None:
+                pattern = subtract(pattern, self._background)
+            fit = fit_pattern(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, guess=self._last_good)
+        except Exception as error:
+            fit = SphereFit.failed(f"analysis error: {type(error).__name__}: {error}")
+            self._error("frame", f"frame {doc.get('seq_num')}: {error}")
+        if fit.success:
+            self._last_good = fit
+        yld = (float(yield_fraction(fit.radius_nm, fit.sigma_nm, fit.concentration_molar, self.cd_initial_molar))
+               if self.cd_initial_molar else math.nan)
+        self.fits.append(fit)
+        self.times_s.append(time_s)
+        self._yields.append(yld)
+        self._emit_frame(doc, fit, time_s, frame_time, yld, float(temperature), pattern)
+
+    def _emit_frame(self, raw_event, fit, time_s, frame_time, yld, temperature, pattern):
+        if self._bundle is None:
+            self._open_derived_run()
+        data = {"time_s": time_s, "frame_time": frame_time,
+                "radius_nm": fit.radius_nm, "radius_err_nm": fit.radius_err_nm,
+                "sigma_nm": fit.sigma_nm, "sigma_err_nm": fit.sigma_err_nm,
+                "concentration_molar": fit.concentration_molar,
+                "concentration_err_molar": fit.concentration_err_molar,
+                "background_cm": fit.background_cm, "yield_fraction": yld,
+                "chi2_reduced": fit.chi2_reduced, "success": bool(fit.success), "reason": fit.reason,
+                "temperature_c": temperature}
+        data = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in data.items()}
+        when = raw_event["time"]
+        self.emit("event", self._fits_descriptor.compose_event(
+            data=data, timestamps={k: when for k in data}, time=when))
+        if pattern is None:
+            nan = np.full(self._reducer.n_bins, math.nan) if self._reducer else np.full(0, math.nan)
+            pattern = Pattern(self._reducer.q_nm if self._reducer else nan, nan, nan)
+        model = fit.model(pattern.q_nm) if fit.success else np.full(pattern.q_nm.shape, math.nan)
+        arrays = {"time_s": time_s, "q_nm": pattern.q_nm.tolist(), "intensity_cm": pattern.intensity_cm.tolist(),
+                  "sigma_cm": pattern.sigma_cm.tolist(), "model_cm": np.asarray(model, dtype=float).tolist()}
+        self.emit("event", self._patterns_descriptor.compose_event(
+            data=arrays, timestamps={k: when for k in arrays}, time=when))
+
+    def _open_derived_run(self):
+        raw = self._raw_start or {}
+        n_bins = self._reducer.n_bins if self._reducer else 0
+        analysis = {**self.settings.to_metadata(), "model": MODEL, "fitter_version": _fitter_version(),
+                    "n_bins": n_bins, "cd_initial_molar": self.cd_initial_molar, "beta": self.beta,
+                    "n_background_frames": len(self._background_patterns),
+                    "background_subtracted": bool(self._background_patterns)}
+        if self._reducer is not None:
+            analysis.update(calibration=self._reducer.calibration, path_length_cm=self._reducer.path_length_cm,
+                            geometry=self._reducer.geometry.to_dict())
+        self._bundle = compose_run(metadata={"raw_uid": raw.get("uid"), "raw_scan_id": raw.get("scan_id"),
+                                             "plan_name": "saxs_analysis", "analysis": analysis,
+                                             "hints": {"dimensions": [(["time_s"], FITS)]}})
+        self.emit("start", self._bundle.start_doc)
+        fits = self._bundle.compose_descriptor(name=FITS, data_keys=FIT_KEYS,
+                                               object_keys={"fit": list(FIT_KEYS)},
+                                               hints={"fit": {"fields": FIT_HINTS}})
+        patterns = self._bundle.compose_descriptor(name=PATTERNS, data_keys=_pattern_keys(n_bins),
+                                                   object_keys={"pattern": list(_pattern_keys(n_bins))},
+                                                   hints={"pattern": {"fields": []}})
+        self.emit("descriptor", fits.descriptor_doc)
+        self.emit("descriptor", patterns.descriptor_doc)
+        self._fits_descriptor, self._patterns_descriptor = fits, patterns
+
+    def _emit_kinetics(self, when: float):
+        """The ``kinetics`` stream, timed ``when`` (the raw run's stop, so replay gives the same event)."""
+        def field(name):
+            return np.array([getattr(fit, name) for fit in self.fits], dtype=float)
+
+        failed = sum(not f.success for f in self.fits)
+        summary = summarize_kinetics(np.array(self.times_s, dtype=float), field("radius_nm"), field("sigma_nm"),
+                                     field("concentration_molar"), self.cd_initial_molar or math.nan, self.beta,
+                                     concentration_err_molar=field("concentration_err_molar"))
+        data = flatten_kinetics(summary, len(self.fits), failed)
+        self.kinetics = data
+        descriptor = self._bundle.compose_descriptor(name=KINETICS, data_keys=KINETICS_KEYS,
+                                                     object_keys={"kinetics": list(KINETICS_KEYS)})
+        self.emit("descriptor", descriptor.descriptor_doc)
+        self.emit("event", descriptor.compose_event(data=data, timestamps={k: when for k in data}, time=when))
+
+    def _error(self, what: str, message: str) -> None:
+        logger.warning("SAXS analysis of run %s: %s", (self._raw_start or {}).get("uid"), message)
+        self.errors.append((what, message))
+
+    # -- results --------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """Last successful fit (radius nm, concentration mol/L, yield) and the counts."""
+        last = next((i for i in range(len(self.fits) - 1, -1, -1) if self.fits[i].success), None)
+        return {"final_radius_nm": None if last is None else self.fits[last].radius_nm,
+                "concentration_molar": None if last is None else self.fits[last].concentration_molar,
+                "yield_fraction": None if last is None else self._yields[last],
+                "frames_analysed": len(self.fits),
+                "frames_without_fit": sum(not f.success for f in self.fits),
+                "analysis_errors": len(self.errors),
+                "kinetics": self.kinetics}
+
+
+def _find_image_key(descriptor: dict) -> str | None:
+    for key, info in descriptor["data_keys"].items():
+        if info.get("external") and len(info.get("shape") or []) == 2:
+            return key
+    return None
+
+
+def _object_of(descriptor: dict, key: str) -> str:
+    for obj, keys in (descriptor.get("object_keys") or {}).items():
+        if key in keys:
+            return obj
+    return descriptor["data_keys"][key].get("object_name") or key.rsplit("_", 1)[0]
+
+
+def _detector_configuration(descriptor: dict, key: str) -> dict:
+    return ((descriptor.get("configuration") or {}).get(_object_of(descriptor, key)) or {}).get("data") or {}
+
+
+# -- routing ---------------------------------------------------------------------------------------
+def _is_derived(start_doc: dict) -> bool:
+    return "raw_uid" in start_doc
+
+
+def _factory(emit, settings: AnalysisSettings, created: list | None):
+    def factory(name, start_doc):
+        if _is_derived(start_doc):  # never analyse our own output
+            return [], []
+        analysis = SAXSAnalysis(emit, settings)
+        if created is not None:
+            created.append(analysis)
+        return [analysis], []
+    return factory
+
+
+def analysis_router(emit, *, root_map: dict | None = None, **settings) -> RunRouter:
+    """An ``event_model.RunRouter`` giving every raw run its own :class:`SAXSAnalysis`.
+
+    ``emit(name, doc)`` receives the derived runs; ``settings`` are :class:`AnalysisSettings`
+    fields (validated now); ``root_map`` remaps Resource roots (files moved since acquisition).
+    Events are filled with :class:`ADHDF5FrameHandler`. Synchronous: wrap it in
+    :class:`ThreadedCallback` before subscribing it to a RunEngine.
+    """
+    return _router(emit, AnalysisSettings(**settings), None, root_map)
+
+
+def replay(documents, emit, *, root_map: dict | None = None, **settings) -> list["SAXSAnalysis"]:
+    """Push stored ``(name, doc)`` pairs (in emission order, with their Resource/Datum
+    documents: the collected documents or the run's journal) through a fresh router, on this
+    thread; returns the :class:`SAXSAnalysis` of every raw run. Same numbers as live."""
+    analyses: list[SAXSAnalysis] = []
+    router = _router(emit, AnalysisSettings(**settings), analyses, root_map)
+    for name, doc in documents:
+        router(name, doc)
+    return analyses
+
+
+def _router(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None) -> RunRouter:
+    if not callable(emit):
+        raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
+    return RunRouter([_factory(emit, settings, created)], handler_registry=HANDLER_REGISTRY, root_map=root_map)
+
+
+# -- off the RunEngine's thread ---------------------------------------------------------------------
+_STOP_WORKER = object()
+#: Documents that may be dropped when the analysis falls behind; all others (start, descriptor,
+#: resource, datum, stop, ...) are few and always kept so that runs stay well-formed.
+DROPPABLE = frozenset({"event", "event_page"})
+
+
+class ThreadedCallback:
+    """Run ``callback(name, doc)`` on a worker thread so that the caller never waits for it.
+
+    Documents go on a queue; a worker thread feeds them to ``callback`` in order.
+
+    * A failure inside ``callback`` is logged, appended to :attr:`errors` as
+      ``(name, "Type: message")`` and the worker goes on with the next document: no exception
+      reaches the RunEngine.
+    * At most ``maxsize`` events (``event``/``event_page``) wait at once. When the analysis has
+      fallen that far behind, a further event is DROPPED from the analysis (counted in
+      :attr:`dropped`, warning logged) rather than making the RunEngine wait. The trade-off:
+      acquisition keeps its schedule and its data (the RunEngine and every other subscriber,
+      e.g. the catalog, still get every document) while the live analysis shows gaps;
+      replaying the stored run through a fresh router gives the complete analysis. Start,
+      descriptor, resource/datum and stop documents are never dropped (a handful per run), so
+      the analysis always sees whole runs.
+    * :meth:`flush` waits until everything queued so far is processed; :meth:`close` ends the worker.
+    """
+
+    def __init__(self, callback, *, maxsize: int = 1000, name: str = "ncsynth-analysis"):
+        if not callable(callback):
+            raise TypeError(f"callback must be callable (name, doc), got {type(callback).__name__}")
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError(f"maxsize must be an integer >= 1, got {maxsize!r}")
+        self.callback = callback
+        self.maxsize = maxsize
+        #: events dropped because the queue was full
+        self.dropped = 0
+        #: (document name, "Type: message") of every exception raised by the callback
+        self.errors: list[tuple[str, str]] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._queued_events = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if self._closed:
+            raise RuntimeError("this ThreadedCallback is closed")
+        if name in DROPPABLE:
+            with self._lock:
+                if self._queued_events >= self.maxsize:
+                    self.dropped += 1
+                    dropped = self.dropped
+                else:
+                    self._queued_events += 1
+                    dropped = 0
+            if dropped:
+                if dropped == 1 or dropped % 100 == 0:
+                    logger.warning("analysis is %d events behind: %s dropped from the ANALYSIS only "
+                                   "(%d so far; acquisition and storage are unaffected, replay "
+                                   "the run to analyse every frame)", self.maxsize, name, dropped)
+                return
+        self._queue.put((name, doc))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is _STOP_WORKER:
+                    return
+                name, doc = item
+                try:
+                    self.callback(name, doc)
+                except Exception as error:
+                    logger.exception("analysis callback failed on a %r document; going on", name)
+                    self.errors.append((name, f"{type(error).__name__}: {error}"))
+                finally:
+                    if name in DROPPABLE:
+                        with self._lock:
+                            self._queued_events -= 1
+            finally:
+                self._queue.task_done()
+
+    @property
+    def backlog(self) -> int:
+        """Documents waiting for the worker."""
+        return self._queue.qsize()
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every document queued so far is processed; False if ``timeout_s`` passed first."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Process what is queued, then end the worker; False if it did not end in ``timeout_s``."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP_WORKER)
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+
+class LiveAnalysis(ThreadedCallback):
+    """The analysis as one RunEngine subscriber: :func:`analysis_router` in a :class:`ThreadedCallback`.
+
+    ``LiveAnalysis(emit=catalog_writer, **settings)``; :attr:`analyses` holds every run's
+    :class:`SAXSAnalysis`, :meth:`summary` the latest run's results.
+    """
+
+    def __init__(self, emit, *, maxsize: int = 1000, root_map: dict | None = None, **settings):
+        self.analyses: list[SAXSAnalysis] = []
+        super().__init__(_router(emit, AnalysisSettings(**settings), self.analyses, root_map), maxsize=maxsize)
+
+    def summary(self) -> dict:
+        """:meth:`SAXSAnalysis.summary` of the latest run plus :attr:`dropped` and worker errors."""
+        latest = self.analyses[-1].summary() if self.analyses else {
+            "final_radius_nm": None, "concentration_molar": None, "yield_fraction": None}
+        return {**latest, "analysis_dropped_events": self.dropped, "analysis_worker_errors": len(self.errors)}
