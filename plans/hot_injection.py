@@ -25,15 +25,19 @@ from ncsynth.devices.clock import DeadlineTimer
 
 from .recipe import Recipe
 from .schedule import check_schedule, frame_schedule
-from .stubs import background_frames, call, inject, preheat, record_cooldown, timed_acquisition
+from .stubs import (background_frames, call, detector_timed_acquisition, inject, preheat,
+                    record_cooldown, timed_acquisition)
 
 logger = logging.getLogger(__name__)
+
+ACQUISITION = {"software": timed_acquisition, "detector": detector_timed_acquisition}
 
 
 def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
                   n_frames: int = 575, integration_s: float = 0.075, dead_time_s: float = 0.022,
                   ratio: float = 1.015, schedule_s=None, n_background: int = 5,
-                  piston: str = "A", monitor_period_s: float = 10.0,
+                  piston: str = "A", acquisition: str = "software",
+                  monitor_period_s: float = 10.0,
                   cooldown_s: float = 0.0, timer: DeadlineTimer | None = None,
                   md: dict | None = None):
     """Carry out a hot-injection synthesis with in-situ SAXS (seed 000 §S.1.2, §S.1.4).
@@ -53,6 +57,9 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
         Frames recorded at the injection temperature before injecting (>= 1).
     piston
         "A" or "B".
+    acquisition
+        "software": the RunEngine triggers each frame at its deadline;
+        "detector": the detector keeps the schedule itself (flyer), the plan collects.
     monitor_period_s
         Heater read-back period between frames (stream ``temperature``); 0 for none.
     cooldown_s
@@ -66,6 +73,8 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
         offsets = check_schedule(schedule_s, integration_s)
     if piston not in ("A", "B"):
         raise ValueError(f"piston must be 'A' or 'B', got {piston!r}")
+    if acquisition not in ACQUISITION:
+        raise ValueError(f"acquisition must be one of {sorted(ACQUISITION)}, got {acquisition!r}")
     if isinstance(n_background, bool) or not isinstance(n_background, int) or n_background < 1:
         raise ValueError(f"n_background must be an integer >= 1 (frames for background "
                          f"subtraction), got {n_background!r}")
@@ -84,6 +93,7 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
                      "dead_time_s": dead_time_s, "ratio": ratio,
                      "user_schedule": schedule_s is not None},
         "piston": piston,
+        "acquisition": acquisition,
         "n_background": n_background,
         "hints": {"dimensions": [(["time"], "primary")]},
         **(md or {}),
@@ -93,12 +103,15 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
     def protocol():
         yield from bps.mv(detector.exposure_time, integration_s)
         yield from preheat(heater, recipe.injection_temperature_c)
-        yield from background_frames(detector, heater, n_background)
+        # one staging (one HDF5 file, one resource) per stream of frames
+        yield from bpp.stage_wrapper(background_frames(detector, heater, n_background),
+                                     [detector])
         t0 = yield from inject(injector, heater, piston, recipe.growth_temperature_c)
         logger.info("injection at %.6f (t = 0)", t0)
-        yield from timed_acquisition(detector, heater, timer, t0, offsets,
+        yield from bpp.stage_wrapper(
+            ACQUISITION[acquisition](detector, heater, timer, t0, offsets,
                                      monitor_period_s=monitor_period_s,
-                                     heater_off_at_s=recipe.reaction_time_s)
+                                     heater_off_at_s=recipe.reaction_time_s), [detector])
         if timebase.now() < t0 + recipe.reaction_time_s:
             yield from bps.mv(timer, t0 + recipe.reaction_time_s)
             yield from call(heater.safe_off)

@@ -87,6 +87,40 @@ def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
             yield from end_reaction(heater)
 
 
+def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
+                               monitor_period_s: float = 10.0,
+                               heater_off_at_s: float | None = None, on_frame=None):
+    """Frames at ``t0 + offsets_s`` timed by the detector itself (flyer interface).
+
+    The detector receives every start time at kickoff and keeps the schedule on its
+    own clock, so frame timing does not depend on the RunEngine. Meanwhile the plan
+    reads the heater at every frame start and every ``monitor_period_s`` (stream
+    ``temperature``), collects the frames written so far (stream ``primary``) and
+    ends the reaction at ``t0 + heater_off_at_s``.
+    """
+    offsets = np.asarray(offsets_s, dtype=float)
+    yield from call(detector.prepare_sequence, t0 + offsets)
+    yield from bps.kickoff(detector, wait=True)
+    collected = 0
+    for deadline, kind, index in _agenda(t0, offsets, monitor_period_s, heater_off_at_s):
+        yield from bps.mv(timer, deadline)
+        if kind == "end":
+            yield from end_reaction(heater)
+            continue
+        yield from bps.trigger_and_read([heater.temperature, heater.output], name=TEMPERATURE)
+        if kind == "frame" and index > 0:
+            yield from bps.collect(detector)
+            if on_frame is not None:
+                for i in range(collected, index):
+                    on_frame(i)
+            collected = index
+    yield from bps.complete(detector, wait=True)
+    yield from bps.collect(detector)
+    if on_frame is not None:
+        for i in range(collected, len(offsets)):
+            on_frame(i)
+
+
 def end_reaction(heater):
     """End of the reaction time: heating off (§S.1.2), the flask cools down."""
     logger.info("reaction time over: heater off")

@@ -1,0 +1,95 @@
+"""The simulated beamline: one world, its models, and every instrument's protocol server.
+
+``SimulatedBeamline`` builds the world of seed 000 §S.1.2/§S.1.4 — Eurotherm
+controller + heated flask, two-piston injector, reacting flask (population
+balance, §S.6), SAXS detector — and serves each instrument's wire protocol on
+``socket://127.0.0.1:PORT`` behind a fault link. The devices connect to those
+URLs exactly as they would to a serial port or terminal server at the hutch.
+
+Back door for tests: ``beamline.world`` (state of every model),
+``beamline.links[name]`` (byte-level faults), ``beamline.clock``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .beamline_models import FlaskReaction
+from .clock import WorldClock
+from .detector import DetectorInterface
+from .eurotherm import EurothermInterface
+from .injector import InjectorInterface, InjectorModel
+from .kinetics import KineticParameters, ReactionState
+from .server import SimulatorHost
+from .thermal import ControllerModel, FlaskThermalModel
+from .world import SyringeCharge, World
+
+# Hot volume of the §S.1.2 flask charge: 6.92 g at ~0.6 g/mL (the seed's 25 % thermal
+# expansion, §S.2.2), so that 4.5 mL of 0.1 mol/L Cd precursor gives ~0.027 mol/L,
+# the [P]_i of Table S6.1.
+HOT_FLASK_VOLUME_ML = 11.5
+
+
+@dataclass(frozen=True)
+class BeamlineOptions:
+    """What can be chosen about the simulated beamline."""
+
+    speed: float | None = None          # None: jump between deadlines; K: K × real time
+    seed: int | None = None             # detector noise
+    growth_exponent: float | None = None  # superfocusing exponent n (S6.16); None: default
+    charge_a: SyringeCharge = SyringeCharge()
+    charge_b: SyringeCharge | None = None
+    flux_ph_per_s: float = 1e13
+
+
+class SimulatedBeamline:
+    """Build the world, start the protocol servers; ``urls`` says where they are."""
+
+    def __init__(self, speed: float | None = None, seed: int | None = None, *,
+                 options: BeamlineOptions | None = None):
+        if options is None:
+            options = BeamlineOptions(speed=None if not speed else speed, seed=seed)
+        self.options = options
+        self.clock = WorldClock(options.speed)
+        self.world = World(self.clock)
+        world = self.world
+        world.add("controller", ControllerModel())
+        world.add("flask", FlaskThermalModel(liquid_volume_ml=HOT_FLASK_VOLUME_ML))
+        world.add("injector", InjectorModel(charge_a=options.charge_a, charge_b=options.charge_b))
+        params = KineticParameters() if options.growth_exponent is None else \
+            KineticParameters(growth_exponent=options.growth_exponent)
+        world.add("reaction", FlaskReaction(ReactionState(params)))
+        self.host = SimulatorHost()
+        try:
+            self.links = {
+                "heater": self.host.serve(EurothermInterface(world)),
+                "injector": self.host.serve(InjectorInterface(world)),
+                "detector": self.host.serve(DetectorInterface(world, flux=options.flux_ph_per_s,
+                                                              seed=options.seed)),
+            }
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """``{"heater": "socket://127.0.0.1:PORT", "injector": ..., "detector": ...}``."""
+        return {name: link.url for name, link in self.links.items()}
+
+    def cd_initial_molar(self, piston: str = "A") -> float:
+        """c_Cd,0 (mol/L) that firing ``piston`` into the flask as it is now will give."""
+        charge = self.options.charge_a if piston == "A" else self.options.charge_b
+        if charge is None:
+            raise ValueError(f"piston {piston} holds no syringe in this beamline")
+        volume = self.world.flask.volume_ml + charge.volume_ml
+        return charge.cd_molar * charge.volume_ml / volume
+
+    def close(self) -> None:
+        self.host.close()
+        self.clock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

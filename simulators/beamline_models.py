@@ -1,0 +1,20 @@
+"""Adapters that put pure models into the world."""
+
+from __future__ import annotations
+
+
+class FlaskReaction:
+    """The reaction kinetics (:class:`~ncsynth.simulators.kinetics.ReactionState`) as a
+    world model: stepped at the flask's liquid temperature, coarsely (``slow``), since
+    it sub-steps adaptively itself. Everything else is the state's own attributes."""
+
+    slow = True
+
+    def __init__(self, state):
+        self.state = state
+
+    def step(self, dt_s: float, world) -> None:
+        self.state.step(dt_s, world.flask.temperature_c)
+
+    def __getattr__(self, name):
+        return getattr(self.state, name)

@@ -1,0 +1,307 @@
+"""The run catalog at scale: a Tiled server over the same catalog, and its clients.
+
+``ncsynth catalog serve`` (:func:`serve_catalog`) serves the catalog of the configured data
+directory — the same ``catalog.db``, ``tables.sqlite``, ``arrays/`` and ``frames/`` that the
+embedded catalog (:func:`ncsynth.storage.open_catalog`) uses — over HTTP with single-user
+API-key authentication, bound to 127.0.0.1 unless another host is given. At a facility the
+catalog and tables can live in PostgreSQL instead (``[catalog] database_uri`` and
+``tables_uri``; see ``docs/catalog.md``).
+
+Clients (:func:`open_remote_catalog`, or :func:`open_configured_catalog` which picks the
+server or the embedded catalog from the configuration) get a :class:`RemoteCatalog`: the
+embedded :class:`~ncsynth.storage.Catalog`'s lookups (full uid, partial uid, scan id,
+``-1``), ``documents()`` for replay and, with a local data directory for the journals,
+``writer()`` for a RunEngine. Runs are readable while they are written: the writer commits
+at least once a second (:mod:`ncsynth.storage.writer`), the server reads the database on
+every request.
+
+The API key comes from the argument or from the environment variable named by
+``[catalog] api_key_env`` (default ``TILED_API_KEY``), never from the configuration file.
+The server refuses to start without one: even with ``allow_anonymous_read=True`` (anyone who
+can connect may read) writing needs the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+from bluesky_tiled_plugins.exporters import json_seq_exporter
+from tiled.catalog import from_uri
+from tiled.client import Context
+from tiled.client.utils import ClientError
+from tiled.config import Authentication
+from tiled.media_type_registration import default_serialization_registry
+from tiled.server.app import build_app
+
+from ncsynth.storage import Catalog
+from ncsynth.storage.catalog import CATALOG_SPECS
+from ncsynth.storage.layout import DataDirectory
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_API_KEY_ENV = "TILED_API_KEY"
+MIN_API_KEY_LENGTH = 16  # characters; `python -c "import secrets; print(secrets.token_hex(32))"`
+
+
+class CatalogAuthenticationError(PermissionError):
+    """The catalog server refused the API key (or none was given)."""
+
+
+# -- configuration --------------------------------------------------------------------------
+def _catalog_section(config: dict) -> dict:
+    if not isinstance(config, dict) or not isinstance(config.get("catalog", {}), dict):
+        raise TypeError(f"config must be a configuration dict (ncsynth.config.load_config), got {config!r}")
+    return config.get("catalog", {})
+
+
+def api_key_from(config: dict, api_key: str | None = None) -> str | None:
+    """``api_key`` if given, else the value of the environment variable named by
+    ``[catalog] api_key_env`` (None if that is unset or empty)."""
+    if api_key is not None:
+        return api_key
+    env_name = _catalog_section(config).get("api_key_env") or DEFAULT_API_KEY_ENV
+    return os.environ.get(env_name) or None
+
+
+def check_api_key(api_key, *, what: str = "api_key") -> str:
+    """Return ``api_key`` if Tiled can use it (letters and digits, >= 16 characters);
+    ValueError/TypeError naming ``what`` otherwise."""
+    if not isinstance(api_key, str):
+        raise TypeError(f"{what} must be a str, got {type(api_key).__name__}")
+    if not api_key.isalnum() or not api_key.isascii():
+        raise ValueError(f"{what} must contain only ASCII letters and digits (Tiled passes it in URLs); "
+                         f"generate one with: python -c \"import secrets; print(secrets.token_hex(32))\"")
+    if len(api_key) < MIN_API_KEY_LENGTH:
+        raise ValueError(f"{what} is {len(api_key)} characters long; use at least {MIN_API_KEY_LENGTH} "
+                         f"(python -c \"import secrets; print(secrets.token_hex(32))\")")
+    return api_key
+
+
+def new_api_key() -> str:
+    """A random 64-character hex API key."""
+    return secrets.token_hex(32)
+
+
+def _sqlalchemy_uri(uri: str, what: str) -> str:
+    scheme = urlsplit(uri).scheme.split("+")[0]
+    if scheme not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError(f"[catalog] {what} must be a sqlite:/// or postgresql:// URI, got {uri!r}")
+    return uri
+
+
+def storage_locations(config: dict) -> dict:
+    """Where the served catalog lives: ``{"layout", "database", "tables"}``.
+
+    ``database``: ``[catalog] database_uri`` or ``sqlite:///<data_dir>/catalog.db``;
+    ``tables``: ``[catalog] tables_uri`` or ``sqlite:///<data_dir>/tables.sqlite``.
+    ``layout`` is the data directory (arrays, frames, journals) from ``[data] dir``.
+    """
+    section = _catalog_section(config)
+    layout = DataDirectory.at(config["data"]["dir"])
+    database = section.get("database_uri") or f"sqlite:///{layout.catalog_db}"
+    tables = section.get("tables_uri") or f"sqlite:///{layout.tables_db}"
+    return {"layout": layout, "database": _sqlalchemy_uri(database, "database_uri"),
+            "tables": _sqlalchemy_uri(tables, "tables_uri")}
+
+
+# -- server ---------------------------------------------------------------------------------
+def catalog_tree(config: dict, *, readable_storage: Iterable[str | os.PathLike] = ()):
+    """The Tiled catalog adapter over the configured storage (created on first use).
+
+    The same adapter :func:`ncsynth.storage.open_catalog` serves in-process: catalog database,
+    tabular storage, ``arrays/`` writable, ``frames/`` (and ``readable_storage``) readable.
+    """
+    where = storage_locations(config)
+    layout: DataDirectory = where["layout"]
+    layout.create()
+    # Initialising runs `tiled catalog init` in a subprocess (~3 s): only when it may be needed.
+    init = where["database"] != f"sqlite:///{layout.catalog_db}" or not layout.catalog_db.exists()
+    adapter = from_uri(
+        where["database"],
+        writable_storage=[str(layout.arrays), where["tables"]],
+        readable_storage=[str(layout.frames), *(str(Path(p).expanduser().resolve()) for p in readable_storage)],
+        init_if_not_exists=init,
+        specs=CATALOG_SPECS,
+    )
+    # run.documents() asks for the BlueskyRun as application/json-seq.
+    default_serialization_registry.register("BlueskyRun", "application/json-seq", json_seq_exporter)
+    return adapter
+
+
+def catalog_app(config: dict, api_key: str, *, allow_anonymous_read: bool = False,
+                readable_storage: Iterable[str | os.PathLike] = ()):
+    """The ASGI (FastAPI) app serving :func:`catalog_tree` with single-user API-key
+    authentication; ``allow_anonymous_read`` lets clients without a key read (not write)."""
+    check_api_key(api_key)
+    if not isinstance(allow_anonymous_read, bool):
+        raise TypeError(f"allow_anonymous_read must be True or False, got {allow_anonymous_read!r}")
+    tree = catalog_tree(config, readable_storage=readable_storage)
+    return build_app(tree, Authentication(single_user_api_key=api_key,
+                                          allow_anonymous_access=allow_anonymous_read),
+                     serialization_registry=default_serialization_registry)
+
+
+def _port_from(config: dict, port: int | None) -> int:
+    if port is None:
+        url = _catalog_section(config).get("server_url") or ""
+        port = urlsplit(url).port if url else None
+        port = DEFAULT_PORT if port is None else port
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
+    return port
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_catalog(config: dict, host: str = DEFAULT_HOST, port: int | None = None,
+                  api_key: str | None = None, *, allow_anonymous_read: bool = False,
+                  log_level: str = "info") -> None:
+    """Serve the configured catalog until interrupted (Ctrl-C / SIGTERM). Blocks.
+
+    Parameters
+    ----------
+    config : the configuration (``ncsynth.config.load_config``): ``[data] dir``, and in
+        ``[catalog]`` ``api_key_env``, optional ``database_uri``/``tables_uri``
+        (PostgreSQL at a facility) and ``server_url`` (its port is the default ``port``).
+    host : interface to bind; 127.0.0.1 by default (this machine only). Give ``0.0.0.0`` or
+        the machine's address to serve the network.
+    port : TCP port; default the port of ``[catalog] server_url``, else 8000.
+    api_key : the single-user API key; default the environment variable named by
+        ``[catalog] api_key_env``. Required (ValueError without one): clients send it as
+        ``api_key``; ``allow_anonymous_read=True`` only lets clients without it read.
+    """
+    import uvicorn
+
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"host must be a non-empty str, got {host!r}")
+    port = _port_from(config, port)
+    key = api_key_from(config, api_key)
+    if key is None:
+        env_name = _catalog_section(config).get("api_key_env") or DEFAULT_API_KEY_ENV
+        raise ValueError(
+            f"no API key: pass api_key or set the environment variable {env_name} "
+            f"(e.g. export {env_name}=$(python -c \"import secrets; print(secrets.token_hex(32))\"))")
+    app = catalog_app(config, key, allow_anonymous_read=allow_anonymous_read)
+    where = storage_locations(config)
+    if not _is_loopback(host):
+        logger.warning("catalog server bound to %s: reachable from the network%s", host,
+                       " and readable without an API key" if allow_anonymous_read else "")
+    print(f"ncsynth catalog server: http://{host}:{port}  catalog {where['database']}  "
+          f"data {where['layout'].root}  (API key required{' to write' if allow_anonymous_read else ''})",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+# -- clients --------------------------------------------------------------------------------
+class RemoteCatalog(Catalog):
+    """A catalog served by ``ncsynth catalog serve``; the embedded :class:`Catalog`'s API.
+
+    Lookups (``cat[-1]``, ``cat[42]``, ``cat["3f2a9"]``), ``len``, ``documents``, ``client``.
+    ``writer()`` and ``recover()`` need a local data directory for the runs' journals
+    (``data_dir`` of :func:`open_remote_catalog`); detector files must be in a directory the
+    server can read (its ``frames/``).
+    """
+
+    def __init__(self, url: str, context: Context, layout: DataDirectory | None = None):
+        self.url = url
+        try:
+            super().__init__(layout, context)
+        except ClientError as err:
+            raise _authentication_error(err, url) from None
+
+    def __repr__(self) -> str:
+        return f"<RemoteCatalog {self.url!r} with {len(self)} runs>"
+
+    def __getitem__(self, ref: str | int):
+        # The embedded lookup, with messages naming the server rather than a directory.
+        located = SimpleNamespace(client=self.client, layout=SimpleNamespace(root=self.url))
+        return Catalog.__getitem__(located, ref)
+
+    def _needs_layout(self, what: str) -> None:
+        if self.layout is None:
+            raise ValueError(f"RemoteCatalog.{what}() needs a local data directory for the journals: "
+                             f"open_remote_catalog(url, api_key, data_dir=...)")
+
+    def writer(self, **options):
+        self._needs_layout("writer")
+        return super().writer(**options)
+
+    def recover(self):
+        self._needs_layout("recover")
+        return super().recover()
+
+
+def _authentication_error(err: ClientError, url: str) -> Exception:
+    if err.response.status_code in (401, 403):
+        return CatalogAuthenticationError(
+            f"the catalog server {url} refused the API key ({err.response.status_code}): "
+            f"check the key (the server's [catalog] api_key_env variable)")
+    return err
+
+
+def open_remote_catalog(url: str, api_key: str | None, *,
+                        data_dir: str | os.PathLike | None = None) -> RemoteCatalog:
+    """Connect to the catalog server at ``url`` with ``api_key``.
+
+    ``api_key`` None connects without one (works only if the server allows anonymous reads).
+    ``data_dir``: local data directory for the journals of runs written through
+    :meth:`RemoteCatalog.writer`. Raises :class:`CatalogAuthenticationError` when the server
+    refuses the key, ``ConnectionError`` when nothing answers at ``url``.
+    """
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"url must be an http(s):// URL of a catalog server, got {url!r}")
+    if api_key is not None:
+        check_api_key(api_key)
+    layout = DataDirectory.at(data_dir) if data_dir is not None else None
+    if layout is not None:
+        layout.create()
+    import httpx
+
+    try:
+        context, node_path = Context.from_any_uri(url, api_key=api_key)
+    except httpx.TransportError as err:
+        raise ConnectionError(f"no catalog server answers at {url}: {err}") from None
+    except ClientError as err:
+        raise _authentication_error(err, url) from None
+    if node_path:
+        context.close()
+        raise ValueError(f"url must be the catalog server's root (e.g. http://host:8000), got {url!r}")
+    if api_key is None and context.server_info.authentication.required:
+        context.close()
+        raise CatalogAuthenticationError(f"the catalog server {url} requires an API key")
+    default_serialization_registry.register("BlueskyRun", "application/json-seq", json_seq_exporter)
+    return RemoteCatalog(url, context, layout)
+
+
+def open_configured_catalog(config: dict) -> Catalog:
+    """The catalog the configuration names: the server at ``[catalog] server_url`` (API key
+    from the variable named by ``api_key_env``, journals in ``[data] dir``), or the embedded
+    catalog in ``[data] dir`` when ``server_url`` is empty."""
+    from ncsynth.storage import open_catalog
+
+    url = _catalog_section(config).get("server_url") or ""
+    data_dir = config["data"]["dir"]
+    if not url:
+        return open_catalog(data_dir)
+    key = api_key_from(config)
+    if key is None:
+        env_name = _catalog_section(config).get("api_key_env") or DEFAULT_API_KEY_ENV
+        raise ValueError(f"[catalog] server_url is {url!r} but the API key variable {env_name} is not set")
+    return open_remote_catalog(url, key, data_dir=data_dir)

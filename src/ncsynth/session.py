@@ -1,0 +1,206 @@
+"""The hutch session: one startup for IPython (``ncsynth session``) and bluesky-queueserver.
+
+:func:`session_namespace` builds everything a scientist needs at the hutch, from the
+configuration file (which names hutch or simulated hardware, ports and limits):
+
+* ``RE`` — a RunEngine whose ``RE.md`` is bluesky's ``PersistentDict`` in
+  ``<data_dir>/runengine-md`` (scan ids, operator, sample… survive the session);
+* ``cat`` — the catalog the configuration names (embedded, or the catalog server at
+  ``[catalog] server_url``, :func:`ncsynth.catalog_server.open_configured_catalog`), with its
+  writer subscribed to ``RE``;
+* the devices (``heater``, ``injector``, ``detector``, ``timer``; ``devices`` holds them all);
+* the plans (``hot_injection``, ``Recipe``, the protocol stubs, bluesky's ``count``/``scan``/
+  ``list_scan``/``grid_scan``, ``mv``/``mvr``; the modules ``bp``/``bps``);
+* live display (``bec``: bluesky's BestEffortCallback, plots only when a display is
+  available; ``progress``: the frame progress bar) and the live analysis (``analysis``:
+  :class:`ncsynth.analysis.live.LiveAnalysis`, its derived runs go into ``cat``);
+* ``sim`` — the :class:`~ncsynth.simulators.beamline.SimulatedBeamline` when simulated (its
+  world clock, real time by default, is the time base of the session), else None;
+* ``config`` and ``close()`` (stop the simulators, release the ports, flush the catalog).
+
+:func:`start_session` embeds IPython with that namespace; :mod:`ncsynth.session_startup` is the
+same namespace as a module, for ``start-re-manager --startup-module ncsynth.session_startup
+--keep-re``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+from pathlib import Path
+
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+from bluesky import plans as bp
+from bluesky.callbacks.best_effort import BestEffortCallback
+from bluesky.utils import PersistentDict
+
+import ncsynth.plans
+from ncsynth import timebase
+from ncsynth.catalog_server import open_configured_catalog
+from ncsynth.config import HARDWARE, data_dir
+from ncsynth.progress import ProgressBar
+
+logger = logging.getLogger(__name__)
+
+#: Directory of ``RE.md`` inside the data directory.
+METADATA_DIRNAME = "runengine-md"
+#: World-clock speed of a simulated session unless ``[session] speed`` or ``speed=`` says
+#: otherwise: real time.
+DEFAULT_SIM_SPEED = 1.0
+#: bluesky plans offered besides ncsynth's.
+BLUESKY_PLANS = {"count": bp.count, "scan": bp.scan, "list_scan": bp.list_scan,
+                 "grid_scan": bp.grid_scan, "mv": bps.mv, "mvr": bps.mvr}
+
+
+def _session_config(config: dict, sim: bool | None) -> dict:
+    if not isinstance(config, dict) or "data" not in config:
+        raise TypeError(f"config must be a configuration dict (ncsynth.config.load_config), got {config!r}")
+    if sim is not None and not isinstance(sim, bool):
+        raise TypeError(f"sim must be True, False or None, got {sim!r}")
+    config = copy.deepcopy(config)
+    if sim is not None:
+        config["hardware"] = "sim" if sim else "hutch"
+    if config.get("hardware") not in HARDWARE:
+        raise ValueError(f"hardware must be one of {HARDWARE}, got {config.get('hardware')!r}")
+    return config
+
+
+def _sim_speed(config: dict, speed: float | None) -> float | None:
+    if speed is None:
+        speed = (config.get("session") or {}).get("speed", DEFAULT_SIM_SPEED)
+    if speed == 0:
+        return None  # jump mode, as [simulation] speed = 0 means for the dry run
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not speed > 0:
+        raise ValueError(f"speed must be a positive number (1 = real time) or 0 (jump), got {speed!r}")
+    return float(speed)
+
+
+def _display_available() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _live_analysis(emit):
+    """:class:`~ncsynth.analysis.live.LiveAnalysis` feeding ``emit``, or None (logged) if
+    the analysis cannot be imported here."""
+    try:
+        from ncsynth.analysis.live import LiveAnalysis
+    except ImportError as err:
+        logger.warning("live analysis not available (%s): runs are acquired and stored without it", err)
+        return None
+    return LiveAnalysis(emit=emit)
+
+
+def plans_namespace() -> dict:
+    """The plans a session offers: ncsynth's (``ncsynth.plans.__all__``) and bluesky's
+    common ones, plus the modules ``bp`` and ``bps``."""
+    names = {name: getattr(ncsynth.plans, name) for name in ncsynth.plans.__all__}
+    return {**BLUESKY_PLANS, **names, "bp": bp, "bps": bps}
+
+
+def session_namespace(config: dict, sim: bool | None = None, *, speed: float | None = None,
+                      live_plots: bool | None = None, analysis: bool = True) -> dict:
+    """Everything of a hutch session in one dict (see the module docstring for the names).
+
+    Parameters
+    ----------
+    config : the configuration (``ncsynth.config.load_config``); ``[data] dir`` holds
+        ``RE.md`` and the catalog; ``hardware`` says hutch or simulated.
+    sim : True: simulated beamline whatever the file says (``ncsynth session --sim``);
+        False: hutch hardware; None: ``config["hardware"]``.
+    speed : world-clock speed of the simulated beamline (1 = real time, K = K times faster,
+        0 = jump from deadline to deadline); default ``[session] speed`` or 1.
+    live_plots : BestEffortCallback plots; default: when a display is available.
+    analysis : subscribe the live analysis (if it can be imported).
+
+    Call ``namespace["close"]()`` when done; it is idempotent.
+    """
+    config = _session_config(config, sim)
+    simulated = config["hardware"] == "sim"
+    sim_speed = _sim_speed(config, speed) if simulated else None
+    if live_plots is None:
+        live_plots = _display_available()
+    from ncsynth.instruments import connect  # imports every device class
+
+    stack = contextlib.ExitStack()
+    try:
+        root = Path(data_dir(config))
+        md = PersistentDict(str(root / METADATA_DIRNAME))
+        stack.callback(md.flush)
+        RE = RunEngine(md)
+
+        cat = open_configured_catalog(config)
+        stack.callback(cat.close)
+        writer = cat.writer()
+        stack.callback(writer.close)
+        RE.subscribe(writer)
+
+        beamline = None
+        urls = None
+        if simulated:
+            from ncsynth.simulators.beamline import BeamlineOptions, SimulatedBeamline
+
+            seed = (config.get("simulation") or {}).get("seed")
+            beamline = stack.enter_context(SimulatedBeamline(options=BeamlineOptions(speed=sim_speed, seed=seed)))
+            stack.enter_context(timebase.use_clock(beamline.clock))
+            urls = beamline.urls
+        devices = connect(config, urls=urls)
+        stack.callback(devices.close)
+
+        bec = BestEffortCallback()
+        if not live_plots:
+            bec.disable_plots()
+        RE.subscribe(bec)
+        progress = ProgressBar()
+        RE.subscribe(progress)
+        live = _live_analysis(writer) if analysis else None
+        if live is not None:
+            RE.subscribe(live)
+            stack.callback(live.close)  # runs before writer.close: derived runs are stored
+    except BaseException:
+        stack.close()
+        raise
+
+    def close() -> None:
+        """Stop the live analysis, commit the catalog, release the ports, stop the simulated
+        beamline and restore the wall clock. Idempotent."""
+        stack.close()
+
+    namespace = {"RE": RE, "cat": cat, "config": config, "sim": beamline, "devices": devices,
+                 **devices.as_dict(), "bec": bec, "progress": progress, "analysis": live,
+                 "close": close}
+    namespace.update(plans_namespace())
+    logger.info("session ready: %s hardware, data in %s, %s", config["hardware"], root, cat)
+    return namespace
+
+
+def start_session(config: dict, sim: bool | None = None, *, speed: float | None = None) -> int:
+    """Open IPython with :func:`session_namespace`; close it when IPython exits. Returns 0."""
+    import IPython
+
+    namespace = session_namespace(config, sim, speed=speed)
+    argv = ["--no-banner", "--matplotlib=auto"] if _display_available() else ["--no-banner"]
+    print(session_banner(namespace), flush=True)
+    try:
+        IPython.start_ipython(argv=argv, user_ns=namespace)
+    finally:
+        namespace["close"]()
+    return 0
+
+
+def session_banner(namespace: dict) -> str:
+    """What a session holds, for the top of the IPython screen."""
+    sim = namespace.get("sim")
+    hardware = (f"simulated beamline (clock speed {sim.clock.speed or 'jump'})" if sim is not None
+                else "hutch hardware")
+    cat = namespace["cat"]
+    where = getattr(cat, "url", None) or cat.layout.root  # not len(cat): Tiled caches it for 1 s
+    devices = ", ".join(namespace["devices"].as_dict())
+    plans = ", ".join(sorted(name for name in plans_namespace() if name not in ("bp", "bps")))
+    return (f"ncsynth session — {hardware}\n"
+            f"  RE (RE.md persists in {namespace['RE'].md.directory}), cat: catalog in {where}\n"
+            f"  devices: {devices}\n  plans: {plans}\n"
+            f"  live analysis: {'on' if namespace.get('analysis') is not None else 'off'}; "
+            f"close() ends the session")

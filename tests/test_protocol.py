@@ -1,0 +1,210 @@
+"""The hot-injection plan end to end on the simulated beamline: timing, abort paths, safety.
+
+Real RunEngine, real devices over real sockets to the simulators, world clock in jump
+mode, documents collected in memory (the catalog has its own tests and the dry-run test).
+"""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import FailedStatus, RunEngineInterrupted
+
+from ncsynth import timebase
+from ncsynth.config import load_config
+from ncsynth.instruments import connect
+from ncsynth.plans import Recipe, hot_injection
+from ncsynth.simulators.beamline import SimulatedBeamline
+
+
+@pytest.fixture
+def beamline(tmp_path):
+    config = load_config(hardware="sim")
+    config["data"]["dir"] = str(tmp_path)
+    with SimulatedBeamline(seed=1) as sim, timebase.use_clock(sim.clock):
+        devices = connect(config, urls=sim.urls)
+        yield sim, devices
+        devices.close()
+
+
+def _recipe(sim, **kw):
+    return Recipe(operator="pytest", sample="sim", cd_initial_molar=round(sim.cd_initial_molar(), 6),
+                  **kw)
+
+
+def _run(RE, plan):
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    try:
+        RE(plan)
+    finally:
+        pass
+    return docs
+
+
+def _stream(docs, stream):
+    uids = {d["uid"] for n, d in docs if n == "descriptor" and d["name"] == stream}
+    events = [d for n, d in docs if n == "event" and d["descriptor"] in uids]
+    for n, page in docs:
+        if n == "event_page" and page["descriptor"] in uids:
+            events.extend({"data": {k: v[i] for k, v in page["data"].items()},
+                           "timestamps": {k: v[i] for k, v in page["timestamps"].items()}}
+                          for i in range(len(page["seq_num"])))
+    return events
+
+
+def _heater_is_safe(sim):
+    sim.world.advance()
+    controller = sim.world.controller
+    return controller.output_percent == 0 and (
+        controller.manual or controller.target_setpoint_c <= 50)
+
+
+def _injector_disarmed(sim):
+    return not sim.world.injector.snapshot()["armed"]
+
+
+def test_short_protocol_runs_in_order_on_time_and_ends_safe(beamline):
+    sim, dev = beamline
+    RE = RunEngine({})
+    plan = hot_injection(dev.heater, dev.injector, dev.detector, _recipe(sim, reaction_time_s=60),
+                         n_frames=40, n_background=3, monitor_period_s=5, timer=dev.timer)
+    docs = _run(RE, plan)
+    stop = docs[-1][1]
+    assert docs[-1][0] == "stop" and stop["exit_status"] == "success"
+    background, injection, frames = (_stream(docs, s) for s in ("background", "injection", "primary"))
+    assert len(background) == 3 and len(injection) == 1 and len(frames) == 40
+    t0 = injection[0]["data"]["injector_fire_time_a"]
+    # frame start times (the detector's own) follow the schedule from t0
+    starts = np.array([e["timestamps"]["saxs_image"] for e in frames]) - t0
+    start_doc = docs[0][1]
+    offsets = np.array(start_doc["frame_offsets_s"])
+    assert np.all(np.abs(starts - offsets) < 0.05), np.abs(starts - offsets).max()
+    # background frames were taken at the injection temperature, before t0
+    assert all(e["timestamps"]["saxs_image"] < t0 for e in background)
+    assert all(abs(e["data"]["heater_temperature"] - 290) < 10 for e in background)
+    # the flask cooled by the injection and the growth setpoint is 260
+    temps = np.array([e["data"]["heater_temperature"] for e in frames])
+    assert temps.min() < 250
+    assert _heater_is_safe(sim) and _injector_disarmed(sim)
+    # the world really received the syringe at t0
+    assert len(sim.world.deliveries) == 1
+    assert sim.world.deliveries[0][0] == pytest.approx(t0, abs=1.0)
+
+
+def test_bad_parameters_are_refused_before_anything_moves(beamline):
+    sim, dev = beamline
+    RE = RunEngine({})
+    setpoint_before = sim.world.controller.target_setpoint_c
+    for kwargs, match in [({"n_frames": 0}, "n_frames"), ({"piston": "C"}, "piston"),
+                          ({"n_background": 0}, "n_background"),
+                          ({"acquisition": "magic"}, "acquisition")]:
+        with pytest.raises(ValueError, match=match):
+            RE(hot_injection(dev.heater, dev.injector, dev.detector, _recipe(sim), **kwargs))
+    with pytest.raises(ValueError, match="exceeds"):
+        RE(hot_injection(dev.heater, dev.injector, dev.detector,
+                         _recipe(sim, injection_temperature_c=400)))
+    assert sim.world.controller.target_setpoint_c == setpoint_before
+    assert sim.world.deliveries == []
+
+
+def test_jammed_piston_fails_the_run_and_leaves_everything_safe(beamline):
+    sim, dev = beamline
+    sim.world.injector.jam("A")
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+    with pytest.raises(Exception):
+        RE(hot_injection(dev.heater, dev.injector, dev.detector, _recipe(sim), n_frames=10,
+                         n_background=2, timer=dev.timer))
+    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "fail"
+    assert len(_stream(docs, "background")) == 2      # what was acquired is kept
+    assert _heater_is_safe(sim) and _injector_disarmed(sim)
+
+
+def test_pause_then_abort_mid_acquisition_keeps_frames_and_ends_safe(beamline):
+    sim, dev = beamline
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+    frames_seen = threading.Event()
+
+    def pause_after_frames(name, doc):
+        if name == "event" and len(_stream(docs, "primary")) >= 5 and not frames_seen.is_set():
+            frames_seen.set()
+            RE.request_pause(defer=False)
+
+    RE.subscribe(pause_after_frames)
+    with pytest.raises(RunEngineInterrupted):
+        RE(hot_injection(dev.heater, dev.injector, dev.detector, _recipe(sim), n_frames=200,
+                         n_background=2, timer=dev.timer))
+    assert RE.state == "paused"
+    assert _injector_disarmed(sim)            # stop() on pause disarms
+    RE.abort(reason="operator")
+    assert docs[-1][1]["exit_status"] == "abort"
+    assert len(_stream(docs, "primary")) >= 5
+    assert _heater_is_safe(sim)
+
+
+def test_ctrl_c_twice_aborts_safely(beamline):
+    sim, dev = beamline
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+
+    def interrupt(name, doc):
+        if name == "event" and len(_stream(docs, "primary")) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    RE.subscribe(interrupt)
+    with pytest.raises(RunEngineInterrupted):
+        RE(hot_injection(dev.heater, dev.injector, dev.detector, _recipe(sim), n_frames=200,
+                         n_background=2, timer=dev.timer))
+    if RE.state == "paused":
+        RE.abort(reason="Ctrl-C")
+    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "abort"
+    assert len(_stream(docs, "primary")) >= 3
+    assert _heater_is_safe(sim) and _injector_disarmed(sim)
+
+
+def test_heater_port_closed_mid_run_fails_the_run_and_keeps_the_frames(beamline):
+    sim, dev = beamline
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+
+    def cut(name, doc):
+        if name == "event" and len(_stream(docs, "primary")) == 3:
+            sim.links["heater"].close_port()
+
+    RE.subscribe(cut)
+    with pytest.raises(Exception):
+        RE(hot_injection(dev.heater, dev.injector, dev.detector, _recipe(sim), n_frames=300,
+                         n_background=2, timer=dev.timer))
+    stop = docs[-1][1]
+    assert stop["exit_status"] == "fail" and "heater" in stop["reason"]
+    assert len(_stream(docs, "primary")) >= 3
+    assert _injector_disarmed(sim)
+
+
+def test_detector_timed_acquisition_keeps_the_schedule(beamline):
+    sim, dev = beamline
+    RE = RunEngine({})
+    docs = _run(RE, hot_injection(dev.heater, dev.injector, dev.detector,
+                                  _recipe(sim, reaction_time_s=60), n_frames=30, n_background=2,
+                                  acquisition="detector", timer=dev.timer))
+    assert docs[-1][1]["exit_status"] == "success"
+    frames = _stream(docs, "primary")
+    t0 = _stream(docs, "injection")[0]["data"]["injector_fire_time_a"]
+    starts = np.array([e["timestamps"]["saxs_image"] for e in frames]) - t0
+    offsets = np.array(docs[0][1]["frame_offsets_s"])
+    assert len(frames) == 30
+    assert np.abs(starts - offsets).max() < 1e-3
+    assert len(_stream(docs, "temperature")) >= 30
+    assert _heater_is_safe(sim) and _injector_disarmed(sim)
