@@ -26,13 +26,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import secrets
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+import httpx
 from bluesky_tiled_plugins.exporters import json_seq_exporter
 from tiled.catalog import from_uri
 from tiled.client import Context
@@ -85,11 +85,6 @@ def check_api_key(api_key, *, what: str = "api_key") -> str:
         raise ValueError(f"{what} is {len(api_key)} characters long; use at least {MIN_API_KEY_LENGTH} "
                          f"(python -c \"import secrets; print(secrets.token_hex(32))\")")
     return api_key
-
-
-def new_api_key() -> str:
-    """A random 64-character hex API key."""
-    return secrets.token_hex(32)
 
 
 def _sqlalchemy_uri(uri: str, what: str) -> str:
@@ -272,8 +267,6 @@ def open_remote_catalog(url: str, api_key: str | None, *,
     layout = DataDirectory.at(data_dir) if data_dir is not None else None
     if layout is not None:
         layout.create()
-    import httpx
-
     try:
         context, node_path = Context.from_any_uri(url, api_key=api_key)
     except httpx.TransportError as err:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -93,6 +94,13 @@ def _live_analysis(emit):
     return LiveAnalysis(emit=emit)
 
 
+def _release_metadata(md: PersistentDict) -> None:
+    """Write ``RE.md`` out for the last time and stop it writing again: bluesky's
+    PersistentDict rewrites its whole cache when it is garbage-collected, which would
+    overwrite what a later session on the same data directory wrote since (e.g. scan_id)."""
+    md._finalizer()  # a weakref.finalize: runs its final write once, then never again
+
+
 def plans_namespace() -> dict:
     """The plans a session offers: ncsynth's (``ncsynth.plans.__all__``) and bluesky's
     common ones, plus the modules ``bp`` and ``bps``."""
@@ -128,7 +136,7 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
     try:
         root = Path(data_dir(config))
         md = PersistentDict(str(root / METADATA_DIRNAME))
-        stack.callback(md.flush)
+        stack.callback(_release_metadata, md)
         RE = RunEngine(md)
 
         cat = open_configured_catalog(config)
@@ -181,12 +189,13 @@ def start_session(config: dict, sim: bool | None = None, *, speed: float | None 
     import IPython
 
     namespace = session_namespace(config, sim, speed=speed)
+    close = namespace["close"]  # IPython clears its user namespace when it exits
     argv = ["--no-banner", "--matplotlib=auto"] if _display_available() else ["--no-banner"]
     print(session_banner(namespace), flush=True)
     try:
         IPython.start_ipython(argv=argv, user_ns=namespace)
     finally:
-        namespace["close"]()
+        close()
     return 0
 
 
@@ -198,9 +207,12 @@ def session_banner(namespace: dict) -> str:
     cat = namespace["cat"]
     where = getattr(cat, "url", None) or cat.layout.root  # not len(cat): Tiled caches it for 1 s
     devices = ", ".join(namespace["devices"].as_dict())
-    plans = ", ".join(sorted(name for name in plans_namespace() if name not in ("bp", "bps")))
+    offered = plans_namespace()
+    plans = sorted(name for name, obj in offered.items()
+                   if name in BLUESKY_PLANS or inspect.isgeneratorfunction(obj))
+    helpers = sorted(set(offered) - set(plans))
     return (f"ncsynth session — {hardware}\n"
             f"  RE (RE.md persists in {namespace['RE'].md.directory}), cat: catalog in {where}\n"
-            f"  devices: {devices}\n  plans: {plans}\n"
+            f"  devices: {devices}\n  plans: {', '.join(plans)}\n  also: {', '.join(helpers)}\n"
             f"  live analysis: {'on' if namespace.get('analysis') is not None else 'off'}; "
             f"close() ends the session")

@@ -1,0 +1,441 @@
+"""The flask's heating controller: a Eurotherm 3200 over Modbus RTU (seed 000 §S.1.4).
+
+The heating ribbon round the flask is driven by the controller's own PID loop on a
+thermocouple in the liquid; this device reads and commands that controller through
+minimalmodbus on a pyserial port opened with ``serial.serial_for_url(url)``:
+``/dev/ttyUSB0`` at the hutch, ``socket://host:port`` for a terminal server or the simulator.
+
+Registers used (Eurotherm 3200 "lower" 16-bit addresses, one-decimal values sent ×10 as
+int16; see :mod:`ncsynth.simulators.eurotherm` for the simulator's full table):
+
+====  ===============================  =====================================
+addr  parameter                        used by
+====  ===============================  =====================================
+1     process value °C                 ``temperature`` (0x8000 = sensor break)
+2     target setpoint °C               ``setpoint``, :meth:`set`, :meth:`safe_off`
+3     output level %                   ``output``; written 0 by :meth:`safe_off`
+5     working setpoint °C              ``working_setpoint``, :meth:`stop`
+35    setpoint rate limit °C/min       ``ramp_rate`` (0 = off)
+75    instrument status word           settle polling: b0 alarm 1, b5 sensor break
+273   auto (0) / manual (1)            :meth:`set` (auto), :meth:`safe_off` (manual)
+====  ===============================  =====================================
+
+Safety:
+
+* ``max_temperature_c`` bounds every setpoint; larger ones raise ValueError before a byte
+  is sent.
+* A sensor break (PV reads 0x8000, or status bit 5) or the controller's high alarm
+  (alarm 1) fails the pending :meth:`set` status and drives the heater safe.
+* SAFE for a heating ribbon means **no power**, independent of the thermocouple: the target
+  setpoint goes to ``safe_setpoint_c`` (so auto mode would not reheat either), then the
+  controller goes to manual with 0 % output. Manual 0 % is what stays safe with a broken
+  thermocouple; a low setpoint alone relies on the thermocouple reading.
+* :meth:`stop` (bluesky calls it on pause/abort) ends a pending :meth:`set` and holds the
+  current working setpoint: it does NOT cool, because pausing a hot-injection run must not
+  quench the reaction. Switching the heat off is :meth:`safe_off`'s job.
+
+Serial faults (time-out, bad CRC, short or garbled reply, port closed) are retried
+``retries`` times, the port being closed and reopened between attempts (this also discards
+a late reply to the previous request, which Modbus RTU could not tell from the next
+reply), then :class:`HeaterCommunicationError` names the device, the request and the cause.
+One lock serialises every transaction. Read-backs are stamped with ``timebase.now()`` when
+the reply arrived; settling is timed on the timebase, serial time-outs in wall time.
+
+Note: the default ``tolerance_c`` (10 °C) is wide on purpose: the paper's loop oscillates
+±6.5 °C about its setpoint (§S.1.2), so a tighter band would never settle. Tighten it for
+a well-tuned loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import threading
+import time
+
+import minimalmodbus
+import serial
+from ophyd import Component as Cpt
+from ophyd import Device, DeviceStatus, Signal
+from ophyd.utils import InvalidState, ReadOnlyError
+
+from ncsynth import timebase
+
+log = logging.getLogger(__name__)
+
+PV, TARGET_SP, OUTPUT, WORKING_SP, SP_RATE = 1, 2, 3, 5, 35
+STATUS_WORD, AUTO_MANUAL = 75, 273
+STATUS_ALARM1, STATUS_SENSOR_BREAK = 0x01, 0x20
+SENSOR_BREAK_RAW = -0x8000
+REGISTER_LIMIT = 3276.7  # largest one-decimal value an int16 register carries
+
+
+class HeaterCommunicationError(IOError):
+    """The controller could not be reached after the allowed retries.
+
+    Attributes: ``device`` (name), ``request`` (e.g. "read register 1 (process value)"),
+    ``cause`` (the last underlying exception), ``attempts``.
+    """
+
+    def __init__(self, device: str, request: str, cause: BaseException, attempts: int):
+        self.device, self.request, self.cause, self.attempts = device, request, cause, attempts
+        super().__init__(f"{device}: {request} failed after {attempts} attempt(s): "
+                         f"{type(cause).__name__}: {cause}")
+
+
+class HeaterFaultError(RuntimeError):
+    """The controller reported a sensor break or an over-temperature alarm."""
+
+
+def _finite_number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+class _ModbusPort:
+    """One controller's Modbus RTU transactions: serialised, retried, reconnected."""
+
+    def __init__(self, url: str, slave_address: int, timeout_s: float, retries: int,
+                 baudrate: int, device_name: str):
+        self.url, self.slave_address = url, slave_address
+        self.timeout_s, self.retries, self.baudrate = timeout_s, retries, baudrate
+        self.device_name = device_name
+        self._lock = threading.Lock()
+        self._instrument: minimalmodbus.Instrument | None = None
+
+    def _open(self) -> minimalmodbus.Instrument:
+        port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=self.timeout_s,
+                                     write_timeout=self.timeout_s)
+        return minimalmodbus.Instrument(port, self.slave_address)
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()
+
+    def _discard(self) -> None:
+        """Forget the port and close it in the background.
+
+        pyserial's ``socket://`` close() sleeps 0.3 s "to give the server some time"; a
+        retry must not wait for that, and the next attempt opens a fresh port anyway.
+        """
+        if self._instrument is not None:
+            threading.Thread(target=self._close_quietly, args=(self._instrument.serial,),
+                             name=f"{self.device_name}-close", daemon=True).start()
+            self._instrument = None
+
+    @staticmethod
+    def _close_quietly(port) -> None:
+        try:
+            port.close()
+        except (OSError, serial.SerialException):
+            pass
+
+    def transact(self, request: str, call):
+        """Run ``call(instrument)``; return ``(result, timebase.now() at the reply)``."""
+        with self._lock:
+            for attempt in range(1, self.retries + 2):
+                try:
+                    if self._instrument is None:
+                        self._instrument = self._open()
+                    result = call(self._instrument)
+                    return result, timebase.now()
+                except minimalmodbus.SlaveReportedException as exc:
+                    # the controller answered and refused: retrying would not help
+                    raise HeaterCommunicationError(self.device_name, request, exc, attempt) from exc
+                except (minimalmodbus.MasterReportedException, serial.SerialException,
+                        OSError) as exc:
+                    self._discard()
+                    log.warning("%s: %s, attempt %d of %d: %s", self.device_name, request,
+                                attempt, self.retries + 1, exc)
+                    if attempt > self.retries:
+                        raise HeaterCommunicationError(self.device_name, request, exc,
+                                                       attempt) from exc
+                    # serial-level back-off, wall time like the serial time-out itself
+                    time.sleep(min(0.05, self.timeout_s))
+
+    def read(self, register: int, what: str) -> tuple[int, float]:
+        """Raw signed int16 of ``register`` and the reply's timestamp."""
+        return self.transact(f"read register {register} ({what})",
+                             lambda ins: ins.read_register(register, 0, 3, signed=True))
+
+    def write_tenths(self, register: int, value: float, what: str) -> float:
+        """Write a one-decimal value; return the timestamp of the acknowledgement."""
+        return self.transact(f"write {value:g} to register {register} ({what})",
+                             lambda ins: ins.write_register(register, value, 1, 6,
+                                                            signed=True))[1]
+
+    def write_raw(self, register: int, value: int, what: str) -> float:
+        return self.transact(f"write {value} to register {register} ({what})",
+                             lambda ins: ins.write_register(register, value, 0, 6))[1]
+
+
+class ControllerRegister(Signal):
+    """A one-decimal controller parameter whose ``get()`` is a Modbus read.
+
+    ``register`` is the Modbus address, ``what`` its name in error messages; ``units``
+    and ``precision`` go into ``describe()``. ``put()`` (writable registers only) writes
+    through the parent's port after :meth:`check_value`.
+    """
+
+    def __init__(self, *, register: int, what: str, units: str, precision: int = 1,
+                 writable: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.register, self.what = register, what
+        self._units, self._precision, self._writable = units, precision, writable
+
+    @property
+    def source_name(self) -> str:
+        return f"modbus-rtu:{self.parent.url}#slave{self.parent.slave_address}/reg{self.register}"
+
+    @property
+    def write_access(self) -> bool:
+        return self._writable
+
+    def get(self, **kwargs) -> float:
+        raw, timestamp = self.parent._port.read(self.register, self.what)
+        value = self.parent._decode(self.register, raw)
+        self._update(value, timestamp)
+        return value
+
+    def put(self, value, **kwargs) -> None:
+        if not self._writable:
+            raise ReadOnlyError(f"{self.name} is read-only")
+        self.check_value(value)
+        timestamp = self.parent._port.write_tenths(self.register, float(value), self.what)
+        self._update(float(value), timestamp)
+
+    def check_value(self, value) -> None:
+        _finite_number(self.name, value)
+        if abs(value) > REGISTER_LIMIT:
+            raise ValueError(f"{self.name} must be within ±{REGISTER_LIMIT}, got {value!r}")
+
+    def _update(self, value: float, timestamp: float) -> None:
+        old, self._readback = self._readback, value
+        self._metadata["timestamp"] = timestamp
+        self._run_subs(sub_type=self.SUB_VALUE, old_value=old, value=value, timestamp=timestamp)
+
+    def describe(self):
+        return {self.name: {"source": self.source_name, "dtype": "number", "shape": [],
+                            "units": self._units, "precision": self._precision}}
+
+
+class SetpointRegister(ControllerRegister):
+    """The target setpoint: refuses values above the device's ``max_temperature_c``."""
+
+    def check_value(self, value) -> None:
+        self.parent.check_setpoint(value)
+
+
+class RampRateRegister(ControllerRegister):
+    """The setpoint rate limit, °C/min, 0 = off."""
+
+    def check_value(self, value) -> None:
+        super().check_value(value)
+        if value < 0:
+            raise ValueError(f"{self.name} must be >= 0 °C/min (0 = no ramp), got {value!r}")
+
+
+class HeatingController(Device):
+    """The flask's PID heating controller (Eurotherm 3200, Modbus RTU); see the module docstring.
+
+    Parameters
+    ----------
+    url : serial port for ``serial.serial_for_url`` (``/dev/ttyUSB0``, ``socket://host:port``)
+    name : ophyd name
+    slave_address : Modbus address of the controller, 1..247
+    max_temperature_c : largest setpoint accepted, °C
+    tolerance_c : |read-back − setpoint| band for settling, °C
+    settle_time_s : how long the read-back must stay in the band, s of timebase time
+    timeout_s : serial reply time-out per attempt, s of wall time
+    retries : extra attempts after a failed transaction
+    poll_interval_s : read-back polling period while settling, s of timebase time
+    safe_setpoint_c : the target setpoint :meth:`safe_off` leaves behind, °C
+    baudrate : serial line speed (ignored by ``socket://``)
+    """
+
+    temperature = Cpt(ControllerRegister, register=PV, what="process value", units="degC",
+                      kind="hinted")
+    setpoint = Cpt(SetpointRegister, register=TARGET_SP, what="target setpoint", units="degC",
+                   writable=True, kind="normal")
+    output = Cpt(ControllerRegister, register=OUTPUT, what="output level", units="%",
+                 kind="normal")
+    working_setpoint = Cpt(ControllerRegister, register=WORKING_SP, what="working setpoint",
+                           units="degC", kind="omitted")
+    ramp_rate = Cpt(RampRateRegister, register=SP_RATE, what="setpoint rate limit",
+                    units="degC/min", writable=True, kind="config")
+
+    def __init__(self, url: str, *, name: str, slave_address: int = 1,
+                 max_temperature_c: float = 300.0, tolerance_c: float = 10.0,
+                 settle_time_s: float = 60.0, timeout_s: float = 0.5, retries: int = 3,
+                 poll_interval_s: float = 2.0, safe_setpoint_c: float = 25.0,
+                 baudrate: int = 9600, **kwargs):
+        if not isinstance(url, str) or not url:
+            raise ValueError(f"url must be a non-empty serial port URL, got {url!r}")
+        if isinstance(slave_address, bool) or not isinstance(slave_address, int) \
+                or not 1 <= slave_address <= 247:
+            raise ValueError(f"slave_address must be an int in 1..247, got {slave_address!r}")
+        self.max_temperature_c = _finite_number("max_temperature_c", max_temperature_c)
+        self.tolerance_c = self._positive("tolerance_c", tolerance_c)
+        self.settle_time_s = _finite_number("settle_time_s", settle_time_s)
+        if self.settle_time_s < 0:
+            raise ValueError(f"settle_time_s must be >= 0, got {settle_time_s!r}")
+        self.poll_interval_s = self._positive("poll_interval_s", poll_interval_s)
+        self.safe_setpoint_c = _finite_number("safe_setpoint_c", safe_setpoint_c)
+        if self.safe_setpoint_c > self.max_temperature_c:
+            raise ValueError(f"safe_setpoint_c ({safe_setpoint_c!r}) must not exceed "
+                             f"max_temperature_c ({max_temperature_c!r})")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        timeout_s = self._positive("timeout_s", timeout_s)
+        if isinstance(baudrate, bool) or not isinstance(baudrate, int) or baudrate <= 0:
+            raise ValueError(f"baudrate must be a positive int, got {baudrate!r}")
+        self.url, self.slave_address = url, slave_address
+        super().__init__(name=name, **kwargs)
+        self._port = _ModbusPort(url, slave_address, timeout_s, retries, baudrate, self.name)
+        self._status_lock = threading.Lock()
+        self._pending: DeviceStatus | None = None
+        self._cancel: threading.Event | None = None
+        self._tripped = False
+
+    @staticmethod
+    def _positive(name: str, value) -> float:
+        value = _finite_number(name, value)
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+        return value
+
+    # -- checks and decoding ---------------------------------------------------------------
+    def check_setpoint(self, value) -> None:
+        """ValueError unless ``value`` (°C) is a finite number <= ``max_temperature_c``."""
+        _finite_number("setpoint", value)
+        if value > self.max_temperature_c:
+            raise ValueError(f"{self.name}: setpoint {value!r} °C is above max_temperature_c "
+                             f"= {self.max_temperature_c} °C; refused")
+        if value < -REGISTER_LIMIT:
+            raise ValueError(f"{self.name}: setpoint {value!r} °C is below the register range")
+
+    def _decode(self, register: int, raw: int) -> float:
+        if register == PV and raw == SENSOR_BREAK_RAW:
+            self._trip(f"sensor break: the thermocouple reads open circuit "
+                       f"(process value register {PV} = 0x8000)")
+            return math.nan
+        return raw / 10.0
+
+    # -- motion ---------------------------------------------------------------------------
+    def set(self, value) -> DeviceStatus:
+        """Go to ``value`` °C in auto mode; the Status completes once the read-back has stayed
+        within ``tolerance_c`` for ``settle_time_s`` and fails on a sensor break or alarm."""
+        self.check_setpoint(value)
+        value = float(value)
+        self._finish_pending(RuntimeError(f"{self.name}: set({value}) superseded this one"))
+        status = DeviceStatus(self)
+        cancel = threading.Event()
+        self.setpoint.put(value)
+        self._port.write_raw(AUTO_MANUAL, 0, "auto/manual")
+        with self._status_lock:
+            self._tripped = False
+            self._pending, self._cancel = status, cancel
+        threading.Thread(target=self._settle, args=(value, status, cancel),
+                         name=f"{self.name}-settle", daemon=True).start()
+        return status
+
+    def _settle(self, target: float, status: DeviceStatus, cancel: threading.Event) -> None:
+        inside_since = None
+        try:
+            while not cancel.is_set():
+                temperature = self.temperature.get()
+                if cancel.is_set():  # a sensor break seen in the read-back has tripped
+                    return
+                flags, now = self._port.read(STATUS_WORD, "instrument status")
+                if flags & STATUS_SENSOR_BREAK:
+                    self._trip("sensor break: the controller reports an open thermocouple")
+                    return
+                if flags & STATUS_ALARM1:
+                    self._trip(f"over-temperature: the controller's high alarm (alarm 1) is "
+                               f"active at {temperature} °C")
+                    return
+                if abs(temperature - target) <= self.tolerance_c:
+                    inside_since = now if inside_since is None else inside_since
+                    if now - inside_since >= self.settle_time_s:
+                        self._finish(status, None)
+                        return
+                else:
+                    inside_since = None
+                timebase.sleep(self.poll_interval_s, cancel)
+        except HeaterCommunicationError as exc:
+            self._finish(status, exc)
+
+    def _finish(self, status: DeviceStatus, exc: BaseException | None) -> None:
+        with self._status_lock:
+            if self._pending is status:
+                self._cancel.set()
+                self._pending = self._cancel = None
+        try:
+            if exc is None:
+                status.set_finished()
+            else:
+                status.set_exception(exc)
+        except InvalidState:  # completed meanwhile by another thread
+            pass
+
+    def _finish_pending(self, exc: BaseException) -> None:
+        with self._status_lock:
+            status = self._pending
+        if status is not None:
+            self._finish(status, exc)
+
+    def _trip(self, reason: str) -> None:
+        """A fault the controller reported: heater safe first, then fail the pending set()."""
+        with self._status_lock:
+            already, self._tripped = self._tripped, True
+        if not already:
+            log.error("%s: %s; switching the heater off", self.name, reason)
+            try:
+                self._drive_safe()
+                outcome = "heater switched off (manual, 0 % output)"
+            except HeaterCommunicationError as exc:
+                outcome = f"switching the heater off FAILED, check it by hand ({exc})"
+                log.critical("%s: %s", self.name, outcome)
+            self._finish_pending(HeaterFaultError(f"{self.name}: {reason}; {outcome}"))
+
+    def _drive_safe(self) -> None:
+        errors = []
+        for write in (lambda: self._port.write_tenths(TARGET_SP, self.safe_setpoint_c,
+                                                      "target setpoint"),
+                      lambda: self._port.write_raw(AUTO_MANUAL, 1, "auto/manual"),
+                      lambda: self._port.write_tenths(OUTPUT, 0.0, "output level")):
+            try:
+                write()
+            except HeaterCommunicationError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def safe_off(self) -> None:
+        """Heater off now: target setpoint to ``safe_setpoint_c``, manual mode, 0 % output.
+
+        Fails a pending :meth:`set` status first. Every write is attempted even if an
+        earlier one failed; the first HeaterCommunicationError is raised at the end.
+        """
+        self._finish_pending(HeaterFaultError(f"{self.name}: safe_off() switched the heater "
+                                              f"off before the setpoint was reached"))
+        self._drive_safe()
+
+    def stop(self, *, success: bool = False) -> None:
+        """End a pending :meth:`set` (failed unless ``success``) and hold the working setpoint."""
+        with self._status_lock:
+            pending = self._pending
+        if pending is None:
+            return
+        self._finish(pending, None if success else
+                     RuntimeError(f"{self.name}: stopped before the setpoint was reached"))
+        hold = self.working_setpoint.get()
+        if math.isfinite(hold):
+            self._port.write_tenths(TARGET_SP, hold, "target setpoint")
+
+    def destroy(self) -> None:
+        self._finish_pending(RuntimeError(f"{self.name}: device destroyed"))
+        self._port.close()
+        super().destroy()

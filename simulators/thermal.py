@@ -1,0 +1,261 @@
+"""World models of the heated flask and of its temperature controller (seed 000 §S.1.2, §S.1.4).
+
+Two models, stepped by :class:`ncsynth.simulators.world.World` with ``step(dt_s, world)``:
+
+:class:`FlaskThermalModel`
+    A lumped model with three heat capacities (SI inside: W, J/K, s; °C at the interface):
+
+    * the **ribbon** wrapped round the flask (its own heat capacity ``C_r``), heated with
+      ``P = output/100 * max_power_w`` by the controller, passing heat to the flask through
+      ``G_rf`` and losing ``G_ra`` to ambient;
+    * the **liquid** together with the glass wall it wets (``C_l = m·c_p + C_wall``),
+      losing ``G_la`` to ambient (necks, top, stirring plate);
+    * the **thermocouple** junction, a first-order lag ``tau_tc`` behind the liquid.
+
+        C_r dT_r/dt = P - G_rf (T_r - T_l) - G_ra (T_r - T_amb)
+        C_l dT_l/dt = G_rf (T_r - T_l) - G_la (T_l - T_amb)
+        tau_tc dT_tc/dt = T_l - T_tc
+
+    Injecting cold liquid (:meth:`FlaskThermalModel.add_liquid`) is an instant energy
+    balance: ``T = (C_l T_l + m c_p T_in) / (C_l + m c_p)``. The defaults are the §S.1.2
+    charge — 0.81 g TOPO + 2.33 g ODA + 3.78 g Se precursor = 6.92 g, ~8 mL at room
+    temperature, c_p ~2 J/(g K) — in a small flask whose wetted wall adds 6.5 J/K, so that
+    3.56 g of 25 °C Cd precursor injected at 290 °C drops the liquid to ~222 °C and the
+    thermocouple (3 s lag) bottoms out near 232 °C (paper: 230 °C). The ribbon (100 J/K,
+    150 W, 0.3 W/K to the liquid) is the slow element of the loop.
+
+:class:`ControllerModel`
+    The controller's own loop, as a Eurotherm 3200 runs it: the working setpoint follows
+    the target setpoint at the setpoint rate limit (°C/min, 0 = step), a PID on the
+    thermocouple reading in the ideal form with the proportional band in °C,
+
+        OP = 100/PB · (e + 1/Ti ∫e dt − Td dPV/dt),  e = SP_w − PV,  0 ≤ OP ≤ 100 %
+
+    with the integral frozen while the output is saturated and pushed further into
+    saturation (anti-windup), derivative on PV. Manual mode holds the manual output.
+    A high alarm (alarm 1, full-scale high) is raised while PV > ``high_alarm_c``; an
+    open thermocouple is a sensor break: the output goes to the sensor-break output
+    level (0 %) in auto mode, and the process value is unavailable.
+
+    The default tuning (PB 10 °C, Ti 30 s, Td 0 s) against the default flask is
+    deliberately the loop of the paper: too much integral action for the ribbon lag, so the
+    linear loop is unstable and the output saturating at 0 % bounds it into a limit cycle.
+    Measured on the §S.1.2 protocol (tests/test_thermal.py): minimum 232 °C ~10 s after the
+    injection, 258 °C again 40 s after it, then ±5.4 °C with a 182 s period about 262 °C
+    (paper: 230 °C, within 60 s, ±6.5 °C, 195 s).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+
+def _require_positive(name: str, value: float) -> float:
+    if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _require_finite(name: str, value: float) -> float:
+    if not (isinstance(value, numbers.Real) and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+class FlaskThermalModel:
+    """Flask + heating ribbon + thermocouple, see the module docstring for the equations.
+
+    Parameters (units in the names): the liquid charge ``liquid_mass_g`` with heat capacity
+    ``heat_capacity_j_per_g_k`` and room-temperature volume ``liquid_volume_ml``; the
+    wetted glass ``wall_heat_capacity_j_per_k`` (C_wall); the ribbon
+    ``ribbon_heat_capacity_j_per_k`` (C_r) and ``ribbon_max_power_w``; conductances
+    ``ribbon_to_liquid_w_per_k`` (G_rf), ``ribbon_loss_w_per_k`` (G_ra),
+    ``liquid_loss_w_per_k`` (G_la); ``thermocouple_lag_s`` (tau_tc); ``ambient_c``.
+    Everything starts at ambient. State: ``temperature_c`` (liquid), ``ribbon_c``,
+    ``thermocouple_c``, ``volume_ml``, ``heater_power_w``, ``thermocouple_open``.
+    """
+
+    def __init__(self, *, liquid_mass_g: float = 6.92, heat_capacity_j_per_g_k: float = 2.0,
+                 liquid_volume_ml: float = 8.0, wall_heat_capacity_j_per_k: float = 6.5,
+                 ribbon_heat_capacity_j_per_k: float = 100.0, ribbon_max_power_w: float = 150.0,
+                 ribbon_to_liquid_w_per_k: float = 0.3, ribbon_loss_w_per_k: float = 0.08,
+                 liquid_loss_w_per_k: float = 0.08, thermocouple_lag_s: float = 3.0,
+                 ambient_c: float = 25.0):
+        self.liquid_mass_g = _require_positive("liquid_mass_g", liquid_mass_g)
+        self.heat_capacity_j_per_g_k = _require_positive("heat_capacity_j_per_g_k",
+                                                         heat_capacity_j_per_g_k)
+        self.volume_ml = _require_positive("liquid_volume_ml", liquid_volume_ml)
+        self.wall_heat_capacity_j_per_k = _require_positive("wall_heat_capacity_j_per_k",
+                                                            wall_heat_capacity_j_per_k)
+        self.ribbon_heat_capacity_j_per_k = _require_positive("ribbon_heat_capacity_j_per_k",
+                                                              ribbon_heat_capacity_j_per_k)
+        self.ribbon_max_power_w = _require_positive("ribbon_max_power_w", ribbon_max_power_w)
+        self.ribbon_to_liquid_w_per_k = _require_positive("ribbon_to_liquid_w_per_k",
+                                                          ribbon_to_liquid_w_per_k)
+        self.ribbon_loss_w_per_k = _require_positive("ribbon_loss_w_per_k", ribbon_loss_w_per_k)
+        self.liquid_loss_w_per_k = _require_positive("liquid_loss_w_per_k", liquid_loss_w_per_k)
+        self.thermocouple_lag_s = _require_positive("thermocouple_lag_s", thermocouple_lag_s)
+        self.ambient_c = _require_finite("ambient_c", ambient_c)
+        self.temperature_c = self.ambient_c
+        self.ribbon_c = self.ambient_c
+        self.thermocouple_c = self.ambient_c
+        self.thermocouple_open = False
+        self.heater_power_w = 0.0
+
+    @property
+    def liquid_heat_capacity_j_per_k(self) -> float:
+        """Heat capacity of the liquid plus the wetted wall, J/K."""
+        return self.liquid_mass_g * self.heat_capacity_j_per_g_k + self.wall_heat_capacity_j_per_k
+
+    def step(self, dt_s: float, world) -> None:
+        """Advance by ``dt_s`` seconds with the ribbon power the controller asks for."""
+        controller = getattr(world, "controller", None)
+        output = controller.output_percent if controller is not None else 0.0
+        self.heater_power_w = self.ribbon_max_power_w * min(max(output, 0.0), 100.0) / 100.0
+        to_liquid = self.ribbon_to_liquid_w_per_k * (self.ribbon_c - self.temperature_c)
+        ribbon_loss = self.ribbon_loss_w_per_k * (self.ribbon_c - self.ambient_c)
+        liquid_loss = self.liquid_loss_w_per_k * (self.temperature_c - self.ambient_c)
+        self.ribbon_c += dt_s * (self.heater_power_w - to_liquid - ribbon_loss) \
+            / self.ribbon_heat_capacity_j_per_k
+        self.temperature_c += dt_s * (to_liquid - liquid_loss) / self.liquid_heat_capacity_j_per_k
+        # exact first-order response: stable for any dt
+        self.thermocouple_c += (self.temperature_c - self.thermocouple_c) \
+            * -math.expm1(-dt_s / self.thermocouple_lag_s)
+
+    def add_liquid(self, mass_g: float, temperature_c: float, volume_ml: float) -> None:
+        """Mix in ``mass_g`` of liquid at ``temperature_c`` (energy balance, same c_p)."""
+        mass_g = _require_positive("mass_g", mass_g)
+        temperature_c = _require_finite("temperature_c", temperature_c)
+        volume_ml = _require_positive("volume_ml", volume_ml)
+        added_j_per_k = mass_g * self.heat_capacity_j_per_g_k
+        held_j_per_k = self.liquid_heat_capacity_j_per_k
+        self.temperature_c = (held_j_per_k * self.temperature_c + added_j_per_k * temperature_c) \
+            / (held_j_per_k + added_j_per_k)
+        self.liquid_mass_g += mass_g
+        self.volume_ml += volume_ml
+
+    # -- back door ----------------------------------------------------------------------
+    def open_thermocouple(self, is_open: bool = True) -> None:
+        """Break (True) or reconnect (False) the thermocouple wire."""
+        self.thermocouple_open = bool(is_open)
+
+    def set_temperature(self, temperature_c: float) -> None:
+        """Put liquid, ribbon and thermocouple at ``temperature_c`` at once."""
+        temperature_c = _require_finite("temperature_c", temperature_c)
+        self.temperature_c = self.ribbon_c = self.thermocouple_c = temperature_c
+
+
+class ControllerModel:
+    """The Eurotherm's PID loop, setpoint ramp, alarms and auto/manual (module docstring).
+
+    Parameters: ``proportional_band_c`` (°C), ``integral_time_s``, ``derivative_time_s``
+    (0 = off), ``high_alarm_c`` (alarm 1 threshold), ``setpoint_c`` (initial target),
+    ``ramp_rate_c_per_min`` (0 = no limit), ``sensor_break_output_percent``.
+    """
+
+    def __init__(self, *, proportional_band_c: float = 10.0, integral_time_s: float = 30.0,
+                 derivative_time_s: float = 0.0, high_alarm_c: float = 320.0,
+                 setpoint_c: float = 25.0, ramp_rate_c_per_min: float = 0.0,
+                 sensor_break_output_percent: float = 0.0):
+        self.proportional_band_c = _require_positive("proportional_band_c", proportional_band_c)
+        self.integral_time_s = _require_positive("integral_time_s", integral_time_s)
+        if not (math.isfinite(derivative_time_s) and derivative_time_s >= 0):
+            raise ValueError(f"derivative_time_s must be >= 0, got {derivative_time_s!r}")
+        self.derivative_time_s = float(derivative_time_s)
+        self.high_alarm_c = _require_finite("high_alarm_c", high_alarm_c)
+        self.sensor_break_output_percent = self._check_percent(
+            "sensor_break_output_percent", sensor_break_output_percent)
+        self.target_setpoint_c = _require_finite("setpoint_c", setpoint_c)
+        self.working_setpoint_c = self.target_setpoint_c
+        self.ramp_rate_c_per_min = 0.0
+        self.set_ramp_rate(ramp_rate_c_per_min)
+        self.manual = False
+        self.manual_output_percent = 0.0
+        self.output_percent = 0.0
+        self.process_value_c = float("nan")
+        self.sensor_break = False
+        self.high_alarm = False
+        self._integral_percent = 0.0
+        self._previous_pv: float | None = None
+
+    @staticmethod
+    def _check_percent(name: str, value: float) -> float:
+        if not (isinstance(value, numbers.Real) and 0.0 <= value <= 100.0):
+            raise ValueError(f"{name} must be within 0..100 %, got {value!r}")
+        return float(value)
+
+    # -- the operator's (and the Modbus interface's) writes -------------------------------
+    def set_target_setpoint(self, setpoint_c: float) -> None:
+        self.target_setpoint_c = _require_finite("setpoint_c", setpoint_c)
+        if self.ramp_rate_c_per_min == 0:
+            self.working_setpoint_c = self.target_setpoint_c
+
+    def set_ramp_rate(self, ramp_rate_c_per_min: float) -> None:
+        """Setpoint rate limit in °C/min; 0 switches it off (the working SP steps)."""
+        if not (math.isfinite(ramp_rate_c_per_min) and ramp_rate_c_per_min >= 0):
+            raise ValueError(f"ramp_rate_c_per_min must be >= 0, got {ramp_rate_c_per_min!r}")
+        self.ramp_rate_c_per_min = float(ramp_rate_c_per_min)
+        if self.ramp_rate_c_per_min == 0:
+            self.working_setpoint_c = self.target_setpoint_c
+
+    def set_manual(self, manual: bool) -> None:
+        """Switch to manual (True) or auto (False), bumplessly in both directions."""
+        manual = bool(manual)
+        if manual and not self.manual:
+            self.manual_output_percent = self.output_percent
+        elif not manual and self.manual:
+            self._integral_percent = self.output_percent
+            self._previous_pv = None
+        self.manual = manual
+
+    def set_manual_output(self, output_percent: float) -> None:
+        """Output level in manual mode (ignored by the loop in auto, as on the 3200)."""
+        self.manual_output_percent = self._check_percent("output_percent", output_percent)
+        if self.manual:
+            self.output_percent = self.manual_output_percent
+
+    # -- dynamics -------------------------------------------------------------------------
+    def step(self, dt_s: float, world) -> None:
+        """Advance ramp, alarms and loop by ``dt_s`` reading ``world.flask``'s thermocouple."""
+        flask = world.flask
+        self._ramp(dt_s)
+        self.sensor_break = bool(flask.thermocouple_open)
+        if self.sensor_break:
+            self.process_value_c = float("nan")
+            self.high_alarm = False
+            self._previous_pv = None
+            self.output_percent = (self.manual_output_percent if self.manual
+                                   else self.sensor_break_output_percent)
+            return
+        pv = flask.thermocouple_c
+        self.process_value_c = pv
+        self.high_alarm = pv > self.high_alarm_c
+        if self.manual:
+            self.output_percent = self.manual_output_percent
+            self._previous_pv = pv
+            return
+        self.output_percent = self._pid(dt_s, pv)
+
+    def _ramp(self, dt_s: float) -> None:
+        if self.ramp_rate_c_per_min == 0:
+            self.working_setpoint_c = self.target_setpoint_c
+            return
+        max_step = self.ramp_rate_c_per_min * dt_s / 60.0
+        gap = self.target_setpoint_c - self.working_setpoint_c
+        self.working_setpoint_c += max(-max_step, min(max_step, gap))
+
+    def _pid(self, dt_s: float, pv: float) -> float:
+        gain = 100.0 / self.proportional_band_c
+        error = self.working_setpoint_c - pv
+        derivative = 0.0
+        if self.derivative_time_s and self._previous_pv is not None:
+            derivative = -self.derivative_time_s * (pv - self._previous_pv) / dt_s
+        self._previous_pv = pv
+        integral_step = gain * error * dt_s / self.integral_time_s
+        unclamped = gain * (error + derivative) + self._integral_percent + integral_step
+        pushing_out = (unclamped > 100.0 and integral_step > 0) or \
+                      (unclamped < 0.0 and integral_step < 0)
+        if not pushing_out:
+            self._integral_percent = min(max(self._integral_percent + integral_step, 0.0), 100.0)
+        return min(max(gain * (error + derivative) + self._integral_percent, 0.0), 100.0)

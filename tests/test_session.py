@@ -1,0 +1,128 @@
+"""The hutch session against the simulated beamline: real RunEngine, real simulator sockets,
+real catalog and RE.md files."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import socket
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import PersistentDict
+
+pytest.importorskip("zict", reason="RE.md persistence (bluesky PersistentDict) needs zict")
+
+from ncsynth import timebase  # noqa: E402
+from ncsynth.config import load_config  # noqa: E402
+from ncsynth.devices.heater import HeatingController  # noqa: E402
+from ncsynth.plans import hot_injection  # noqa: E402
+from ncsynth.session import METADATA_DIRNAME, session_namespace  # noqa: E402
+from ncsynth.simulators.beamline import SimulatedBeamline  # noqa: E402
+
+
+def _sim_config(data_dir):
+    config = load_config(hardware="sim")
+    config["data"]["dir"] = str(data_dir)
+    config["catalog"]["server_url"] = ""
+    return config
+
+
+def _refuses_connections(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+# A stale RE.md written back at garbage collection shows up as an "exception ignored" in
+# PersistentDict's finalizer (or as an old scan_id): both fail the test.
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_session_runs_a_plan_stores_it_and_keeps_re_md(tmp_path):
+    config = _sim_config(tmp_path)
+    ns = session_namespace(config, sim=True, live_plots=False)
+    try:
+        RE, cat, sim, heater = ns["RE"], ns["cat"], ns["sim"], ns["heater"]
+        assert isinstance(RE, RunEngine) and isinstance(sim, SimulatedBeamline)
+        assert isinstance(heater, HeatingController) and ns["hot_injection"] is hot_injection
+        assert {"injector", "detector", "timer", "count", "Recipe", "close"} <= set(ns)
+        assert timebase.get_clock() is sim.clock and sim.clock.speed == 1.0  # real time
+        RE.md["operator"] = "alice"
+        events = []
+        RE.subscribe(lambda name, doc: events.append(doc) if name == "event" else None)
+        (uid,) = RE(ns["count"]([heater.temperature], 3))
+        run = cat[-1]
+        assert run.start["uid"] == uid and run.start["operator"] == "alice"
+        stored = list(run.primary.read()["heater_temperature"].values)
+        assert stored == [e["data"]["heater_temperature"] for e in events] and len(stored) == 3
+        urls = sim.urls
+    finally:
+        ns["close"]()
+    assert all(_refuses_connections(url) for url in urls.values())  # simulators stopped
+    assert timebase.get_clock() is not sim.clock
+    ns["close"]()  # idempotent
+
+    again = session_namespace(config, sim=True, live_plots=False, analysis=False)
+    try:
+        assert again["RE"].md["operator"] == "alice" and again["RE"].md["scan_id"] == 1
+        (uid2,) = again["RE"](again["count"]([again["heater"].temperature], 1))
+        assert again["cat"][uid2].start["scan_id"] == 2
+    finally:
+        again["close"]()
+    del ns, RE, cat, sim, heater, again
+    gc.collect()  # a session's RE.md must not write its stale copy back when collected
+    assert PersistentDict(str(tmp_path / METADATA_DIRNAME))["scan_id"] == 2
+
+
+def test_startup_module_for_the_queue_server(tmp_path, monkeypatch):
+    config_file = tmp_path / "hutch.toml"
+    config_file.write_text(f'hardware = "sim"\n[data]\ndir = "{tmp_path / "data"}"\n'
+                           '[catalog]\nserver_url = ""\n')
+    monkeypatch.setenv("NCSYNTH_CONFIG", str(config_file))
+    monkeypatch.delenv("NCSYNTH_DATA_DIR", raising=False)
+    sys.modules.pop("ncsynth.session_startup", None)
+    startup = importlib.import_module("ncsynth.session_startup")
+    try:
+        assert isinstance(startup.sim, SimulatedBeamline)
+        (uid,) = startup.RE(startup.count([startup.heater.temperature, startup.heater.setpoint], 2))
+        run = startup.cat[uid]
+        assert len(run.primary.read()["heater_setpoint"]) == 2
+        assert str(startup.cat.layout.root) == str(tmp_path / "data")
+    finally:
+        startup.close()
+        sys.modules.pop("ncsynth.session_startup", None)
+
+
+def test_bad_input_is_refused_before_anything_starts(tmp_path):
+    config = _sim_config(tmp_path / "never")
+    with pytest.raises(TypeError, match="sim"):
+        session_namespace(config, sim="yes")
+    with pytest.raises(ValueError, match="speed"):
+        session_namespace(config, sim=True, speed=-2)
+    with pytest.raises(TypeError, match="config"):
+        session_namespace("hutch.toml", sim=True)
+    assert not (tmp_path / "never").exists()
+
+
+def test_start_session_opens_ipython_with_the_namespace(tmp_path):
+    """`ncsynth session --sim`'s function, driven through IPython's prompt in a subprocess."""
+    commands = ('uid, = RE(count([heater.temperature], 2))\n'
+                'print("STORED", cat[uid].start["scan_id"], len(cat[uid].primary.read()["time"]))\n'
+                'exit\n')
+    env = {**os.environ, "NCSYNTH_DATA_DIR": str(tmp_path / "data"), "IPYTHONDIR": str(tmp_path / "ipython")}
+    env.pop("NCSYNTH_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from ncsynth.config import load_config; "
+                               "from ncsynth.session import start_session; "
+                               "sys.exit(start_session(load_config(hardware='hutch'), sim=True))"],
+        input=commands, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ncsynth session — simulated beamline (clock speed 1.0)" in done.stdout
+    assert "STORED 1 2" in done.stdout, done.stdout[-2000:]
+    assert (tmp_path / "data" / "runengine-md").is_dir()
