@@ -473,8 +473,9 @@ class SAXSDetector(Device):
         def expose():
             try:
                 frame = self.backend.acquire(exposure)
-                datum_id = self._store(frame)
-                self.image.put(datum_id, timestamp=frame.t_start)
+                with timebase.busy():
+                    datum_id = self._store(frame)
+                    self.image.put(datum_id, timestamp=frame.t_start)
             except Exception as error:
                 status.set_exception(error)
             else:

@@ -139,7 +139,8 @@ class _ModbusPort:
                 try:
                     if self._instrument is None:
                         self._instrument = self._open()
-                    result = call(self._instrument)
+                    with timebase.busy():
+                        result = call(self._instrument)
                     return result, timebase.now()
                 except minimalmodbus.SlaveReportedException as exc:
                     # the controller answered and refused: retrying would not help

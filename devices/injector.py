@@ -415,7 +415,8 @@ class Injector(Device):
         with self._lock:
             for _ in range(self.retries + 1):
                 try:
-                    reply = self._exchange(command)
+                    with timebase.busy():
+                        reply = self._exchange(command)
                 except _Fault as fault:
                     causes.append(str(fault))
                     continue

@@ -99,6 +99,18 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
         **(md or {}),
     }
 
+    def inject_and_acquire():
+        # frames start at t0 (the FIRE reply), not after the stroke: the stroke's Status
+        # (group "fire") is checked once the jam time-out has passed
+        t0 = yield from inject(injector, heater, piston, recipe.growth_temperature_c,
+                               wait=False, group="fire")
+        logger.info("injection at %.6f (t = 0)", t0)
+        yield from ACQUISITION[acquisition](
+            detector, heater, timer, t0, offsets, monitor_period_s=monitor_period_s,
+            heater_off_at_s=recipe.reaction_time_s,
+            check_group=("fire", getattr(injector, "jam_timeout_s", 5.0) + 0.5))
+        return t0
+
     @bpp.run_decorator(md=metadata)
     def protocol():
         yield from bps.mv(detector.exposure_time, integration_s)
@@ -106,12 +118,7 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
         # one staging (one HDF5 file, one resource) per stream of frames
         yield from bpp.stage_wrapper(background_frames(detector, heater, n_background),
                                      [detector])
-        t0 = yield from inject(injector, heater, piston, recipe.growth_temperature_c)
-        logger.info("injection at %.6f (t = 0)", t0)
-        yield from bpp.stage_wrapper(
-            ACQUISITION[acquisition](detector, heater, timer, t0, offsets,
-                                     monitor_period_s=monitor_period_s,
-                                     heater_off_at_s=recipe.reaction_time_s), [detector])
+        t0 = yield from bpp.stage_wrapper(inject_and_acquire(), [detector])
         if timebase.now() < t0 + recipe.reaction_time_s:
             yield from bps.mv(timer, t0 + recipe.reaction_time_s)
             yield from call(heater.safe_off)

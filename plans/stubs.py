@@ -38,18 +38,23 @@ def background_frames(detector, heater, n_frames: int):
                                         name=BACKGROUND)
 
 
-def inject(injector, heater, piston: str = "A", growth_temperature_c: float | None = None):
+def inject(injector, heater, piston: str = "A", growth_temperature_c: float | None = None,
+           wait: bool = True, group: str = "fire"):
     """Arm, fire ``piston`` and, at once, set the growth setpoint; return t0.
 
     t = 0 of the reaction is the injector's own firing timestamp (epoch s),
-    read back in the ``injection`` stream. The growth setpoint goes to the
-    controller right after the fire command, not after the heater settles.
+    known from the board's reply to FIRE and read back in the ``injection``
+    stream. The growth setpoint goes to the controller right after the fire
+    command. With ``wait=False`` the piston's stroke (Status in ``group``) is
+    not waited for here, so frames can start at t0; the caller must wait for
+    ``group`` later (a jam then fails the run).
     """
     yield from call(injector.arm)
-    yield from bps.abs_set(injector, piston, group="fire")
+    yield from bps.abs_set(injector, piston, group=group)
     if growth_temperature_c is not None:
         yield from bps.abs_set(heater.setpoint, growth_temperature_c, wait=False)
-    yield from bps.wait(group="fire")
+    if wait:
+        yield from bps.wait(group=group)
     reading = yield from bps.trigger_and_read([injector], name=INJECTION)
     return firing_time(injector, reading, piston)
 
@@ -64,17 +69,23 @@ def firing_time(injector, reading: dict, piston: str) -> float:
 
 def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
                       monitor_period_s: float = 10.0, heater_off_at_s: float | None = None,
-                      on_frame=None):
+                      check_group: tuple[str, float] | None = None, on_frame=None):
     """Software-triggered frames at absolute deadlines ``t0 + offsets_s``.
 
     Every frame is read with the heater's temperature and output (stream
     ``primary``); between frames the heater is also read every
     ``monitor_period_s`` (stream ``temperature``). At ``t0 + heater_off_at_s``
     the reaction ends: the heater is switched off and frames go on recording
-    the cool-down. ``on_frame(i)`` is called after frame i (progress).
+    the cool-down. ``check_group = (group, after_s)`` waits for the Statuses of
+    ``group`` (e.g. the injector's stroke) once ``after_s`` has passed, so a
+    failure there ends the run. ``on_frame(i)`` is called after frame i.
     """
     readables = [detector, heater.temperature, heater.output]
-    for deadline, kind, index in _agenda(t0, offsets_s, monitor_period_s, heater_off_at_s):
+    for deadline, kind, index in _agenda(t0, offsets_s, monitor_period_s, heater_off_at_s,
+                                         check_group):
+        if kind == "check":
+            yield from bps.wait(group=check_group[0])
+            continue
         yield from bps.mv(timer, deadline)
         if kind == "frame":
             yield from bps.trigger_and_read(readables, name=PRIMARY)
@@ -89,7 +100,8 @@ def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
 
 def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
                                monitor_period_s: float = 10.0,
-                               heater_off_at_s: float | None = None, on_frame=None):
+                               heater_off_at_s: float | None = None,
+                               check_group: tuple[str, float] | None = None, on_frame=None):
     """Frames at ``t0 + offsets_s`` timed by the detector itself (flyer interface).
 
     The detector receives every start time at kickoff and keeps the schedule on its
@@ -102,7 +114,11 @@ def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
     yield from call(detector.prepare_sequence, t0 + offsets)
     yield from bps.kickoff(detector, wait=True)
     collected = 0
-    for deadline, kind, index in _agenda(t0, offsets, monitor_period_s, heater_off_at_s):
+    for deadline, kind, index in _agenda(t0, offsets, monitor_period_s, heater_off_at_s,
+                                         check_group):
+        if kind == "check":
+            yield from bps.wait(group=check_group[0])
+            continue
         yield from bps.mv(timer, deadline)
         if kind == "end":
             yield from end_reaction(heater)
@@ -135,12 +151,14 @@ def record_cooldown(heater, timer, duration_s: float, period_s: float = 10.0):
         yield from bps.trigger_and_read([heater.temperature, heater.output], name=TEMPERATURE)
 
 
-def _agenda(t0, offsets_s, monitor_period_s, heater_off_at_s):
-    """Merge frame deadlines, monitor readings and the reaction's end into one timeline."""
+def _agenda(t0, offsets_s, monitor_period_s, heater_off_at_s, check_group=None):
+    """Merge frame deadlines, monitor readings, status checks and the reaction's end."""
     offsets = np.asarray(offsets_s, dtype=float)
     items = [(t0 + off, 0, "frame", i) for i, off in enumerate(offsets)]
     if heater_off_at_s is not None:
         items.append((t0 + heater_off_at_s, 1, "end", -1))
+    if check_group is not None:
+        items.append((t0 + check_group[1], 3, "check", -1))
     if monitor_period_s and monitor_period_s > 0 and offsets.size:
         # a frame already reads the heater: skip monitor slots that have one nearby
         covered = set(np.round(offsets / monitor_period_s).astype(int))

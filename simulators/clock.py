@@ -8,13 +8,15 @@ timestamps from a dry run look like the hutch's.
 * ``speed=None``: jump mode, a discrete-event clock. Threads that wait in
   :meth:`WorldClock.sleep_until` register their deadline; once nothing has
   happened on the clock for ``idle_s`` of wall time (no new waiter, no
-  :meth:`touch` from a simulator serving a request) the clock jumps to the
+  :meth:`touch` from a simulator serving a request, no device transaction
+  inside :meth:`busy`) the clock jumps to the
   earliest pending deadline and wakes that waiter. A 2-hour protocol thus runs
   as fast as the code around it, in the order of its deadlines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import threading
@@ -40,6 +42,7 @@ class WorldClock:
         self._waiters: list[list] = []
         self._seq = itertools.count()
         self._activity = 0
+        self._busy = 0
         self._closed = False
         self._scheduler = None
         if self.jumps:
@@ -63,6 +66,23 @@ class WorldClock:
         if self.jumps:
             with self._cond:
                 self._activity += 1
+
+    @contextlib.contextmanager
+    def busy(self):
+        """No jump while a device transaction is in flight (see :func:`ncsynth.timebase.busy`)."""
+        if not self.jumps:
+            yield
+            return
+        with self._cond:
+            self._busy += 1
+            self._activity += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._activity += 1
+                self._cond.notify_all()
 
     def sleep(self, seconds: float, cancel: threading.Event | None = None) -> bool:
         """Wait ``seconds`` of world time; False if cancelled."""
@@ -145,7 +165,7 @@ class WorldClock:
                     continue
                 seen = self._activity
                 self._cond.wait(self.idle_s)
-                if self._activity != seen or self._closed:
+                if self._activity != seen or self._busy or self._closed:
                     continue
                 while self._waiters and self._waiters[0][2] != _PENDING:
                     heapq.heappop(self._waiters)

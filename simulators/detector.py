@@ -359,13 +359,12 @@ class DetectorInterface:
 
 
 async def _busy(clock, awaitable):
-    """Await ``awaitable`` while telling a jumping clock that a request is being served."""
-    touch = getattr(clock, "touch", None)
-    task = asyncio.ensure_future(awaitable)
-    while touch is not None and not task.done():
-        touch()
-        await asyncio.wait({task}, timeout=0.001)
-    return await task
+    """Await ``awaitable`` while a jumping clock holds still (``clock.busy()``)."""
+    busy = getattr(clock, "busy", None)
+    if busy is None:
+        return await awaitable
+    with busy():
+        return await awaitable
 
 
 def _send(writer, header: dict) -> None:

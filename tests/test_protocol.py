@@ -136,7 +136,8 @@ def test_pause_then_abort_mid_acquisition_keeps_frames_and_ends_safe(beamline):
     def pause_after_frames(name, doc):
         if name == "event" and len(_stream(docs, "primary")) >= 5 and not frames_seen.is_set():
             frames_seen.set()
-            RE.request_pause(defer=False)
+            # as an operator would: from another thread (not the RunEngine's own loop)
+            threading.Thread(target=RE.request_pause, kwargs={"defer": False}).start()
 
     RE.subscribe(pause_after_frames)
     with pytest.raises(RunEngineInterrupted):
@@ -156,11 +157,14 @@ def test_ctrl_c_twice_aborts_safely(beamline):
     docs = []
     RE.subscribe(lambda n, d: docs.append((n, d)))
 
+    def ctrl_c_twice():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
     def interrupt(name, doc):
         if name == "event" and len(_stream(docs, "primary")) == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            os.kill(os.getpid(), signal.SIGINT)
+            threading.Thread(target=ctrl_c_twice).start()  # as from the terminal
 
     RE.subscribe(interrupt)
     with pytest.raises(RunEngineInterrupted):

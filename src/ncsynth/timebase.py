@@ -77,6 +77,17 @@ def sleep_until(deadline: float, cancel: threading.Event | None = None) -> bool:
     return _active.sleep_until(deadline, cancel)
 
 
+def busy():
+    """Context for a device transaction in flight (request sent, reply awaited).
+
+    A jumping world clock does not advance while any transaction is busy, so wall
+    time spent on the wire (e.g. Modbus's inter-frame silence) is not mistaken for
+    an idle world. A no-op on the system clock.
+    """
+    clock_busy = getattr(_active, "busy", None)
+    return clock_busy() if clock_busy is not None else contextlib.nullcontext()
+
+
 def sleep(seconds: float, cancel: threading.Event | None = None) -> bool:
     """Wait ``seconds`` of the active clock's time; False if cancelled."""
     clock = _active
