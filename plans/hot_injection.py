@@ -64,6 +64,9 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
         Heater read-back period between frames (stream ``temperature``); 0 for none.
     cooldown_s
         After the last frame, keep reading the heater this long (0: stop at once).
+
+    Every argument is validated when this function is called, before a RunEngine
+    runs anything (ValueError naming the parameter).
     """
     recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_metadata(recipe or {})
     recipe.validate(getattr(heater, "max_temperature_c", None))
@@ -125,7 +128,7 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
         if cooldown_s:
             yield from record_cooldown(heater, timer, cooldown_s, monitor_period_s or 10.0)
 
-    return (yield from bpp.finalize_wrapper(protocol(), make_safe(heater, injector)))
+    return bpp.finalize_wrapper(protocol(), make_safe(heater, injector))
 
 
 def make_safe(heater, injector):
