@@ -46,6 +46,26 @@ def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
     png = Path(summary["figures"][0])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # replay through the same analysis code gives the live numbers exactly
+    replayed = _ncsynth("replay", summary["uid"][:8], "--data-dir", str(tmp_path), timeout=300)
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    again = json.loads(replayed.stdout.strip().splitlines()[-1])
+    assert again["raw_uid"] == summary["uid"]
+    for key in ("final_radius_nm", "concentration_molar", "yield_fraction"):
+        assert again[key] == summary[key]
+    csv = tmp_path / "fits.csv"
+    exported = _ncsynth("export", "-1", "-o", str(csv), "--data-dir", str(tmp_path), timeout=120)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    lines = csv.read_text().splitlines()
+    assert "radius_nm [nm]" in lines[0] and len(lines) == 1 + 575
+    report = tmp_path / "report.png"
+    assert _ncsynth("report", "1", "-o", str(report), "--data-dir", str(tmp_path),
+                    timeout=120).returncode == 0
+    assert report.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    unknown = _ncsynth("replay", "0123456789", "--data-dir", str(tmp_path), timeout=120)
+    assert unknown.returncode == 2 and "no run" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
 
 def test_bad_dry_run_arguments_give_a_clear_message_and_no_run(tmp_path):
     result = _ncsynth("dry-run", "--frames", "0", "--data-dir", str(tmp_path), timeout=120)

@@ -57,6 +57,40 @@ def _parser() -> argparse.ArgumentParser:
     dry.add_argument("--no-progress", action="store_true", help="no progress bar")
     rec = sub.add_parser("recover", help="complete runs left behind by a killed process")
     _add_config_args(rec)
+
+    rep = sub.add_parser("replay", help="re-analyse a stored run with the live analysis code")
+    _add_config_args(rep)
+    rep.add_argument("run", help="uid, partial uid, scan id, or -1 for the latest")
+    rep.add_argument("--q-range", nargs=2, type=float, metavar=("QMIN", "QMAX"),
+                     help="q range of reduction and fit, nm^-1 (default 0.1 5)")
+    rep.add_argument("--model", choices=["gaussian_spheres"], default="gaussian_spheres",
+                     help="scattering model (the one-population Gaussian-sphere fit)")
+
+    exp = sub.add_parser("export", help="export a run's per-frame fit table")
+    _add_config_args(exp)
+    exp.add_argument("run")
+    exp.add_argument("--format", choices=["csv"], default="csv")
+    exp.add_argument("-o", "--output", help="file to write (default: <data-dir>/exports/...)")
+
+    rpt = sub.add_parser("report", help="PNG with the paper's Fig. 1 panels for a run")
+    _add_config_args(rpt)
+    rpt.add_argument("run")
+    rpt.add_argument("-o", "--output", help="PNG to write (default: <data-dir>/reports/...)")
+
+    ses = sub.add_parser("session", help="IPython at the hutch: RE, catalog, devices, plans")
+    _add_config_args(ses)
+    ses.add_argument("--sim", action="store_true", help="simulated hardware (real-time clock)")
+    ses.add_argument("--speed", type=float, default=None, help="simulated clock speed")
+
+    cat = sub.add_parser("catalog", help="the catalog server")
+    cat_sub = cat.add_subparsers(dest="catalog_command", required=True)
+    srv = cat_sub.add_parser("serve", help="serve the catalog over HTTP (Tiled, API key)")
+    _add_config_args(srv)
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=None)
+    srv.add_argument("--api-key", default=None,
+                     help="default: the environment variable named by catalog.api_key_env")
+    srv.add_argument("--public", action="store_true", help="let clients without a key read")
     return parser
 
 
@@ -70,7 +104,47 @@ def main(argv=None) -> int:
         return _dry_run(args)
     if args.command == "recover":
         return _recover(args)
+    if args.command in ("replay", "export", "report"):
+        return _stored_run(args)
+    if args.command == "session":
+        from ncsynth.session import start_session
+
+        return start_session(_config(args), sim=True if args.sim else None, speed=args.speed)
+    if args.command == "catalog":
+        from ncsynth.catalog_server import serve_catalog
+
+        try:
+            serve_catalog(_config(args), host=args.host, port=args.port, api_key=args.api_key,
+                          allow_anonymous_read=args.public)
+        except ValueError as exc:
+            print(f"ncsynth catalog serve: {exc}", file=sys.stderr)
+            return 2
+        return 0
     return 2
+
+
+def _stored_run(args) -> int:
+    from ncsynth.config import data_dir
+    from ncsynth.runs import RunError, export_fits, replay_run, report
+    from ncsynth.storage import open_catalog
+
+    ref = int(args.run) if args.run.lstrip("-").isdigit() else args.run
+    root = data_dir(_config(args))
+    try:
+        with open_catalog(root) as catalog:
+            if args.command == "replay":
+                settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
+                print(json.dumps(replay_run(catalog, ref, **settings), default=str))
+            elif args.command == "export":
+                path = args.output or root / "exports" / f"{args.run}-fits.csv"
+                print(export_fits(catalog, ref, path))
+            else:
+                path = args.output or root / "reports" / f"{args.run}.png"
+                print(report(catalog, ref, path))
+    except (LookupError, ValueError, TypeError, RunError) as exc:
+        print(f"ncsynth {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _config(args, **overrides) -> dict:
