@@ -22,6 +22,8 @@ import itertools
 import threading
 import time
 
+from ncsynth.timebase import precise_wait
+
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
 
 
@@ -92,21 +94,7 @@ class WorldClock:
         """Wait until world time ``deadline`` (epoch s); False if ``cancel`` was set first."""
         if self.jumps:
             return self._wait_jumping(deadline, cancel)
-        while True:
-            if cancel is not None and cancel.is_set():
-                return False
-            remaining = (deadline - self.now()) / self.speed
-            if remaining <= 0:
-                return True
-            if remaining > self.spin_s:
-                step = min(remaining - self.spin_s, 0.05)
-                if cancel is not None:
-                    if cancel.wait(step):
-                        return False
-                else:
-                    time.sleep(step)
-            else:
-                time.sleep(0)
+        return precise_wait(lambda: (deadline - self.now()) / self.speed, cancel, self.spin_s)
 
     def advance(self, seconds: float) -> None:
         """Back door: move world time forward by ``seconds`` at once."""

@@ -57,12 +57,12 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
             from ncsynth.analysis.display import LiveFigure
             from ncsynth.analysis.live import LiveAnalysis
 
-            # the derived run gets its own writer: a CatalogWriter serves one thread
-            analysis_writer = catalog.writer()
+            # one writer for raw and derived runs: every Tiled write goes through its
+            # single background thread (two writers would contend for the SQLite catalog)
             figure = LiveFigure(root / "figures")
 
             def emit(name, doc):
-                analysis_writer(name, doc)
+                writer(name, doc)
                 figure(name, doc)
 
             live = LiveAnalysis(emit=emit)
@@ -74,10 +74,9 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
                                       timer=devices.timer, md={"dry_run": True},
                                       **(plan_kwargs or {})))
         finally:
-            writer.flush()
             if live is not None:
                 live.flush()
-                analysis_writer.flush()
+            writer.flush()
             devices.close()
         truth = _simulator_truth(sim)
     uid = result.run_start_uids[0] if result.run_start_uids else None

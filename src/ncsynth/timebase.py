@@ -41,21 +41,31 @@ class SystemClock:
 
     def sleep_until(self, deadline: float, cancel: threading.Event | None = None) -> bool:
         """Wait until ``deadline`` (epoch s); return False if ``cancel`` was set first."""
-        while True:
-            if cancel is not None and cancel.is_set():
-                return False
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                return True
-            if remaining > self.spin_s:
-                step = min(remaining - self.spin_s, 0.05)
-                if cancel is not None:
-                    if cancel.wait(step):
-                        return False
-                else:
-                    time.sleep(step)
+        return precise_wait(lambda: deadline - time.time(), cancel, self.spin_s)
+
+
+def precise_wait(remaining_wall_s, cancel: threading.Event | None = None,
+                 spin_s: float = 0.002) -> bool:
+    """Wait until ``remaining_wall_s()`` (wall seconds left) reaches 0; False if cancelled.
+
+    Sleeps in steps of at most 50 ms (so a cancel is seen) until ``spin_s`` before the
+    end, then yields the CPU in a tight loop for a sub-millisecond finish.
+    """
+    while True:
+        if cancel is not None and cancel.is_set():
+            return False
+        remaining = remaining_wall_s()
+        if remaining <= 0:
+            return True
+        if remaining > spin_s:
+            step = min(remaining - spin_s, 0.05)
+            if cancel is not None:
+                if cancel.wait(step):
+                    return False
             else:
-                time.sleep(0)
+                time.sleep(step)
+        else:
+            time.sleep(0)
 
 
 _lock = threading.Lock()

@@ -111,33 +111,31 @@ class _RunRecorder:
 
     # background thread
     def write(self, name: str, doc: dict) -> None:
-        if self.error is not None:
-            return
-        try:
-            self.tiled(name, doc)
-            if name == "stop":
-                self.journal.archive(self.owner.layout.complete_journals)
-        except Exception as err:  # the journal keeps the run for recover()
-            self.error = err
-            self.owner.failed_runs[self.uid] = err
-            logger.exception(
-                "run %s: writing the %r document to the catalog failed; the run stays in "
-                "journal/active for Catalog.recover()", self.uid, name,
-            )
-            self.journal.close()
-        finally:
-            if name == "stop" or self.error is not None:
-                self.finished.set()
+        if self.error is None:
+            try:
+                self.tiled(name, doc)
+                if name == "stop":
+                    self.journal.archive(self.owner.layout.complete_journals)
+            except Exception as err:  # the journal keeps the run for recover()
+                self._fail(err, f"writing the {name!r} document to the catalog")
+        if name == "stop":
+            if self.error is not None:
+                self.journal.close()  # stays in journal/active for Catalog.recover()
+            self.finished.set()
+
+    def _fail(self, err: BaseException, what: str) -> None:
+        """The catalog refused the run: stop feeding it, keep journaling every document."""
+        self.error = err
+        self.owner.failed_runs[self.uid] = err
+        logger.exception("run %s: %s failed; the journal goes on and the run stays in "
+                         "journal/active for Catalog.recover()", self.uid, what)
 
     def commit(self) -> None:
         if self.error is None and self.normalizer is not None:
             try:
                 self.normalizer.commit()
             except Exception as err:
-                self.error = err
-                self.owner.failed_runs[self.uid] = err
-                logger.exception("run %s: committing to the catalog failed", self.uid)
-                self.journal.close()
+                self._fail(err, "committing to the catalog")
                 self.finished.set()
 
 
@@ -184,6 +182,7 @@ class CatalogWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._router = RunRouter([lambda name, start_doc: ([_RunRecorder(self, start_doc)], [])])
         self._recorders: list[_RunRecorder] = []
+        self._call_lock = threading.RLock()
         self._closed = False
         self._thread = threading.Thread(target=self._drain, name="ncsynth-catalog-writer", daemon=True)
         self._thread.start()
@@ -191,7 +190,8 @@ class CatalogWriter:
     def __call__(self, name: str, doc: dict) -> None:
         if self._closed:
             raise RuntimeError("this CatalogWriter is closed; get a new one from Catalog.writer()")
-        self._router(name, doc)
+        with self._call_lock:  # the RunEngine and the analysis thread may share one writer
+            self._router(name, doc)
 
     def _enqueue(self, item) -> None:
         try:

@@ -1,0 +1,112 @@
+"""Frame-start accuracy of the timed acquisition, and the wall time of the full dry run.
+
+At real speed (world clock speed 1) against the simulated beamline, the first N frames of
+the §S.1.4 schedule are acquired three ways and their start times (the detector's own)
+compared with the schedule:
+
+* baseline: relative waits (``bps.sleep(spacing)`` between frames), what a script would do;
+* software-triggered: :func:`ncsynth.plans.timed_acquisition`, absolute deadlines;
+* detector-timed: :func:`ncsynth.plans.detector_timed_acquisition` (flyer).
+
+Then the full default dry run (575 frames, jump mode) is timed.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/timing.py [--frames 200] [--skip-dry-run]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import bluesky.plan_stubs as bps  # noqa: E402
+import bluesky.preprocessors as bpp  # noqa: E402
+import numpy as np  # noqa: E402
+from bluesky import RunEngine  # noqa: E402
+
+from ncsynth import timebase  # noqa: E402
+from ncsynth.config import load_config  # noqa: E402
+from ncsynth.instruments import connect  # noqa: E402
+from ncsynth.plans import detector_timed_acquisition, frame_schedule, timed_acquisition  # noqa: E402
+from ncsynth.simulators.beamline import SimulatedBeamline  # noqa: E402
+
+
+def relative_waits(detector, heater, timer, t0, offsets, **_):
+    """The baseline: sleep the nominal spacing between frames, no absolute deadlines."""
+    yield from bps.mv(timer, t0)
+    for gap in np.diff(np.concatenate(([0.0], offsets))):
+        yield from bps.sleep(max(0.0, gap - 0.075))
+        yield from bps.trigger_and_read([detector, heater.temperature, heater.output])
+
+
+def measure(mode, plan_stub, n_frames):
+    config = load_config(hardware="sim")
+    config["data"]["dir"] = tempfile.mkdtemp(prefix="ncsynth-timing-")
+    offsets = frame_schedule(n_frames)
+    with SimulatedBeamline(speed=1.0, seed=1) as sim, timebase.use_clock(sim.clock):
+        dev = connect(config, urls=sim.urls)
+        RE = RunEngine({})
+        docs = []
+        RE.subscribe(lambda name, doc: docs.append((name, doc)))
+        t0 = timebase.now() + 1.0
+
+        @bpp.run_decorator()
+        def plan():
+            yield from bpp.stage_wrapper(
+                plan_stub(dev.detector, dev.heater, dev.timer, t0, offsets, monitor_period_s=0),
+                [dev.detector])
+
+        RE(plan())
+        dev.close()
+    starts = []
+    for name, doc in docs:
+        if name == "event" and "saxs_image" in doc["timestamps"]:
+            starts.append(doc["timestamps"]["saxs_image"])
+        elif name == "event_page" and "saxs_image" in doc["timestamps"]:
+            starts.extend(doc["timestamps"]["saxs_image"])
+    errors_ms = (np.sort(np.array(starts)) - t0 - offsets[: len(starts)]) * 1e3
+    return {"mode": mode, "frames": len(starts),
+            "median_ms": float(np.median(np.abs(errors_ms))),
+            "p99_ms": float(np.percentile(np.abs(errors_ms), 99)),
+            "max_ms": float(np.abs(errors_ms).max()),
+            "mean_signed_ms": float(errors_ms.mean())}
+
+
+def dry_run_wall_s():
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "ncsynth.cli", "dry-run", "--json",
+                              "--data-dir", tmp], capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - t
+    return wall, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--skip-dry-run", action="store_true")
+    args = parser.parse_args()
+    results = [measure("baseline: relative waits", relative_waits, args.frames),
+               measure("software-triggered, absolute deadlines", timed_acquisition, args.frames),
+               measure("detector-timed (flyer)", detector_timed_acquisition, args.frames)]
+    print(f"frame start error vs schedule, first {args.frames} frames, real time (ms)")
+    print(f"{'mode':<42}{'median':>9}{'p99':>9}{'max':>9}{'mean':>10}")
+    for r in results:
+        print(f"{r['mode']:<42}{r['median_ms']:9.2f}{r['p99_ms']:9.2f}{r['max_ms']:9.2f}"
+              f"{r['mean_signed_ms']:10.2f}")
+    base = results[0]["p99_ms"]
+    for r in results[1:]:
+        print(f"p99 ratio baseline / {r['mode']}: {base / max(r['p99_ms'], 1e-9):.1f}x")
+    if not args.skip_dry_run:
+        wall, summary = dry_run_wall_s()
+        print(f"full dry run (575 frames, jump mode): {wall:.1f} s wall "
+              f"(simulated protocol {summary.get('frames')} frames, target < 60 s); "
+              f"reaction time simulated 7200 s -> speed-up {7590 / wall:.0f}x")
+
+
+if __name__ == "__main__":
+    main()
