@@ -40,7 +40,6 @@ import logging
 import math
 import queue
 import threading
-import time
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 
@@ -53,6 +52,7 @@ from ncsynth.analysis.kinetics import summarize_kinetics, yield_fraction
 from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, DEFAULT_Q_RANGE_NM, Pattern, Reducer,
                                         average, calibration_from_beam, subtract)
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
+from ncsynth.queues import wait_drained
 
 logger = logging.getLogger(__name__)
 
@@ -629,14 +629,7 @@ class ThreadedCallback:
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every document queued so far is processed; False if ``timeout_s`` passed first."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(remaining)
-        return True
+        return wait_drained(self._queue, timeout_s)
 
     def close(self, timeout_s: float | None = None) -> bool:
         """Process what is queued, then end the worker; False if it did not end in ``timeout_s``."""

@@ -50,6 +50,7 @@ from bluesky_tiled_plugins import TiledWriter
 from bluesky_tiled_plugins.writing.tiled_writer import RunNormalizer
 from event_model import RunRouter
 
+from ncsynth.queues import wait_drained
 from .journal import RunJournal
 from .layout import DataDirectory
 
@@ -245,14 +246,7 @@ class CatalogWriter:
         if self._closed:
             return True
         self._queue.put(_COMMIT)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(remaining)
-        return True
+        return wait_drained(self._queue, timeout_s)
 
     def close(self, timeout_s: float | None = None) -> bool:
         """Drain the queue and stop the background thread; False if it did not end in time."""
