@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ncsynth.analysis.scattering import RadiusGridKernel, sphere_intensity
+from ncsynth.analysis.scattering import RadiusGridKernel, recent, sphere_intensity
 
 __all__ = ["SphereFit", "fit_pattern", "sphere_intensity"]
 
@@ -108,16 +108,7 @@ _CONTEXT_CACHE_SIZE = 4
 
 
 def _context_for(q):
-    key = q.tobytes()
-    context = _CONTEXTS.get(key)
-    if context is None:
-        context = _Context(q)
-        _CONTEXTS[key] = context
-        if len(_CONTEXTS) > _CONTEXT_CACHE_SIZE:
-            _CONTEXTS.popitem(last=False)
-    else:
-        _CONTEXTS.move_to_end(key)
-    return context
+    return recent(_CONTEXTS, q.tobytes(), lambda: _Context(q), _CONTEXT_CACHE_SIZE)
 
 
 class _Projection:

@@ -85,18 +85,23 @@ _DISTRIBUTION_KERNELS: OrderedDict = OrderedDict()
 _DISTRIBUTION_CACHE_SIZE = 4
 
 
+def recent(cache: OrderedDict, key, build, size: int):
+    """``cache[key]``, built with ``build()`` when missing; keeps the ``size`` latest keys."""
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = build()
+        if len(cache) > size:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return value
+
+
 def _distribution_kernel(q, radius):
     """(n_q, n_r) matrix of V²F²(q r) in cm⁶; the last few (q, radius) pairs are cached."""
-    key = (q.tobytes(), radius.tobytes())
-    kernel = _DISTRIBUTION_KERNELS.get(key)
-    if kernel is None:
-        kernel = sphere_form_factor(q[:, None], radius[None, :], contrast_per_cm2=1.0)
-        _DISTRIBUTION_KERNELS[key] = kernel
-        if len(_DISTRIBUTION_KERNELS) > _DISTRIBUTION_CACHE_SIZE:
-            _DISTRIBUTION_KERNELS.popitem(last=False)
-    else:
-        _DISTRIBUTION_KERNELS.move_to_end(key)
-    return kernel
+    return recent(_DISTRIBUTION_KERNELS, (q.tobytes(), radius.tobytes()),
+                  lambda: sphere_form_factor(q[:, None], radius[None, :], contrast_per_cm2=1.0),
+                  _DISTRIBUTION_CACHE_SIZE)
 
 
 def distribution_intensity(q_nm, radius_nm, number_concentration_molar,

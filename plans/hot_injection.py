@@ -20,7 +20,6 @@ import math
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 
-from ncsynth import timebase
 from ncsynth.devices.clock import DeadlineTimer
 
 from .recipe import Recipe
@@ -112,7 +111,6 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
             detector, heater, timer, t0, offsets, monitor_period_s=monitor_period_s,
             heater_off_at_s=recipe.reaction_time_s,
             check_group=("fire", getattr(injector, "jam_timeout_s", 5.0) + 0.5))
-        return t0
 
     @bpp.run_decorator(md=metadata)
     def protocol():
@@ -121,10 +119,9 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
         # one staging (one HDF5 file, one resource) per stream of frames
         yield from bpp.stage_wrapper(background_frames(detector, heater, n_background),
                                      [detector])
-        t0 = yield from bpp.stage_wrapper(inject_and_acquire(), [detector])
-        if timebase.now() < t0 + recipe.reaction_time_s:
-            yield from bps.mv(timer, t0 + recipe.reaction_time_s)
-            yield from call(heater.safe_off)
+        # the acquisition agenda ends the reaction at t0 + reaction_time_s (heater off),
+        # waiting for it if the frames finish earlier
+        yield from bpp.stage_wrapper(inject_and_acquire(), [detector])
         if cooldown_s:
             yield from record_cooldown(heater, timer, cooldown_s, monitor_period_s or 10.0)
 

@@ -69,7 +69,7 @@ def firing_time(injector, reading: dict, piston: str) -> float:
 
 def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
                       monitor_period_s: float = 10.0, heater_off_at_s: float | None = None,
-                      check_group: tuple[str, float] | None = None, on_frame=None):
+                      check_group: tuple[str, float] | None = None):
     """Software-triggered frames at absolute deadlines ``t0 + offsets_s``.
 
     Every frame is read with the heater's temperature and output (stream
@@ -78,30 +78,25 @@ def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
     the reaction ends: the heater is switched off and frames go on recording
     the cool-down. ``check_group = (group, after_s)`` waits for the Statuses of
     ``group`` (e.g. the injector's stroke) once ``after_s`` has passed, so a
-    failure there ends the run. ``on_frame(i)`` is called after frame i.
+    failure there ends the run.
     """
     readables = [detector, heater.temperature, heater.output]
-    for deadline, kind, index in _agenda(t0, offsets_s, monitor_period_s, heater_off_at_s,
-                                         check_group):
-        if kind == "check":
-            yield from bps.wait(group=check_group[0])
-            continue
-        yield from bps.mv(timer, deadline)
+
+    def act(kind, index):
         if kind == "frame":
             yield from bps.trigger_and_read(readables, name=PRIMARY)
-            if on_frame is not None:
-                on_frame(index)
-        elif kind == "monitor":
+        else:
             yield from bps.trigger_and_read([heater.temperature, heater.output],
                                             name=TEMPERATURE)
-        else:
-            yield from end_reaction(heater)
+
+    agenda = _agenda(t0, offsets_s, monitor_period_s, heater_off_at_s, check_group)
+    yield from _follow(agenda, timer, heater, check_group, act)
 
 
 def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
                                monitor_period_s: float = 10.0,
                                heater_off_at_s: float | None = None,
-                               check_group: tuple[str, float] | None = None, on_frame=None):
+                               check_group: tuple[str, float] | None = None):
     """Frames at ``t0 + offsets_s`` timed by the detector itself (flyer interface).
 
     The detector receives every start time at kickoff and keeps the schedule on its
@@ -113,28 +108,30 @@ def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
     offsets = np.asarray(offsets_s, dtype=float)
     yield from call(detector.prepare_sequence, t0 + offsets)
     yield from bps.kickoff(detector, wait=True)
-    collected = 0
-    for deadline, kind, index in _agenda(t0, offsets, monitor_period_s, heater_off_at_s,
-                                         check_group):
+
+    def act(kind, index):
+        yield from bps.trigger_and_read([heater.temperature, heater.output], name=TEMPERATURE)
+        if kind == "frame" and index > 0:
+            yield from bps.collect(detector)
+
+    agenda = _agenda(t0, offsets, monitor_period_s, heater_off_at_s, check_group)
+    yield from _follow(agenda, timer, heater, check_group, act)
+    yield from bps.complete(detector, wait=True)
+    yield from bps.collect(detector)
+
+
+def _follow(agenda, timer, heater, check_group, act):
+    """Walk an :func:`_agenda`: status checks, waits to each deadline, the reaction's
+    end; ``act(kind, index)`` is the plan for a "frame" or "monitor" item."""
+    for deadline, kind, index in agenda:
         if kind == "check":
             yield from bps.wait(group=check_group[0])
             continue
         yield from bps.mv(timer, deadline)
         if kind == "end":
             yield from end_reaction(heater)
-            continue
-        yield from bps.trigger_and_read([heater.temperature, heater.output], name=TEMPERATURE)
-        if kind == "frame" and index > 0:
-            yield from bps.collect(detector)
-            if on_frame is not None:
-                for i in range(collected, index):
-                    on_frame(i)
-            collected = index
-    yield from bps.complete(detector, wait=True)
-    yield from bps.collect(detector)
-    if on_frame is not None:
-        for i in range(collected, len(offsets)):
-            on_frame(i)
+        else:
+            yield from act(kind, index)
 
 
 def end_reaction(heater):

@@ -35,6 +35,7 @@ def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
     assert summary["yield_fraction"] == pytest.approx(truth["yield_fraction"], abs=0.05)
     assert 0.05 < summary["kinetics"]["nucleation_fraction"] < 0.6
     assert summary["analysis_errors"] == 0 and summary["analysis_dropped_events"] == 0
+    assert summary["analysis_worker_errors"] == 0
     # the run is in the catalog with its frames, and the derived run links back to it
     with open_catalog(tmp_path) as catalog:
         raw = catalog[summary["uid"]]

@@ -42,7 +42,15 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
     seed = seed if seed is not None else sim_cfg.get("seed")
     options = BeamlineOptions(speed=speed or None, seed=seed, **(beamline_options or {}))
     root = data_dir(config)
-    catalog = open_catalog(root)
+    with open_catalog(root) as catalog:
+        summary = _dry_run(catalog, root, config, options, analysis, progress, plan_kwargs,
+                           recipe_kwargs)
+    summary["wall_s"] = round(time.perf_counter() - wall0, 2)
+    return summary
+
+
+def _dry_run(catalog, root, config, options, analysis, progress, plan_kwargs,
+             recipe_kwargs) -> dict:
     recovered = catalog.recover()  # runs a killed process left behind, completed honestly
     with SimulatedBeamline(options=options) as sim, timebase.use_clock(sim.clock):
         devices = connect(config, urls=sim.urls)
@@ -77,6 +85,7 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
             if live is not None:
                 live.flush()
             writer.flush()
+            writer.close()
             devices.close()
         truth = _simulator_truth(sim)
     uid = result.run_start_uids[0] if result.run_start_uids else None
@@ -85,13 +94,11 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
     summary.update(live.summary() if live is not None else
                    {"final_radius_nm": None, "concentration_molar": None, "yield_fraction": None})
     if live is not None:
-        summary["analysis_errors"] = len(live.errors)
         summary["figures"] = [str(p) for p in figure.paths]
     summary["simulator_truth"] = truth
     if recovered:
         summary["recovered_runs"] = [r._asdict() for r in recovered]
     summary["data_dir"] = str(root)
-    summary["wall_s"] = round(time.perf_counter() - wall0, 2)
     return summary
 
 
