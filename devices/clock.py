@@ -25,16 +25,16 @@ class DeadlineTimer(Device):
 
     def __init__(self, name: str = "timer", **kwargs):
         super().__init__(name=name, **kwargs)
-        self._cancel = threading.Event()
+        self._pending: tuple[threading.Event, dict] = (threading.Event(), {})
 
     def set(self, deadline: float) -> Status:
         deadline = float(deadline)
         self.deadline.put(deadline)
         status = Status(obj=self)
-        cancel = self._cancel = threading.Event()
+        cancel, outcome = self._pending = (threading.Event(), {"stopped_ok": False})
 
         def wait():
-            if timebase.sleep_until(deadline, cancel):
+            if timebase.sleep_until(deadline, cancel) or outcome["stopped_ok"]:
                 status.set_finished()
             else:
                 status.set_exception(RuntimeError(f"{self.name}: wait for {deadline} cancelled"))
@@ -43,4 +43,8 @@ class DeadlineTimer(Device):
         return status
 
     def stop(self, *, success: bool = False) -> None:
-        self._cancel.set()
+        """End the current wait now: ``success=True`` (the RunEngine pausing) finishes its
+        Status, as ophyd's positioners do; otherwise (abort) the Status fails."""
+        cancel, outcome = self._pending
+        outcome["stopped_ok"] = success
+        cancel.set()

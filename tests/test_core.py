@@ -186,3 +186,22 @@ def test_fault_link_drop_corrupt_truncate_close():
         link.reopen()
         again = socket.create_connection(("127.0.0.1", link.port))
         assert _ask(again) == b"echo ping\n"
+
+
+def test_deadline_timer_stop_finishes_on_pause_and_fails_on_abort():
+    from ncsynth.devices.clock import DeadlineTimer
+
+    clock = WorldClock(speed=1.0)
+    timer = DeadlineTimer(name="timer")
+    with timebase.use_clock(clock):
+        paused = timer.set(clock.now() + 3600)
+        timer.stop(success=True)             # what the RunEngine does when it pauses
+        paused.wait(2)
+        assert paused.success
+        aborted = timer.set(clock.now() + 3600)
+        timer.stop(success=False)            # abort
+        with pytest.raises(Exception, match="cancelled"):
+            aborted.wait(2)
+        on_time = timer.set(clock.now() + 0.05)
+        on_time.wait(2)
+        assert on_time.success
