@@ -122,11 +122,28 @@ def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
 
 def _follow(agenda, timer, heater, check_group, act):
     """Walk an :func:`_agenda`: status checks, waits to each deadline, the reaction's
-    end; ``act(kind, index)`` is the plan for a "frame" or "monitor" item."""
+    end; ``act(kind, index)`` is the plan for a "frame" or "monitor" item.
+
+    A checkpoint precedes every wait, so a pause (one Ctrl-C) takes effect at the
+    next deadline instead of at the end of a two-hour schedule. A frame whose successor
+    is already due (after a resume, or a stall longer than the frame spacing) is
+    skipped and the count logged, so the run rejoins its schedule at once instead of
+    taking the missed frames late, back to back.
+    """
+    frame_deadlines = [deadline for deadline, kind, _ in agenda if kind == "frame"]
+    skipped = 0
     for deadline, kind, index in agenda:
         if kind == "check":
             yield from bps.wait(group=check_group[0])
             continue
+        if kind == "frame" and index + 1 < len(frame_deadlines) \
+                and timebase.now() > frame_deadlines[index + 1]:
+            skipped += 1
+            continue
+        if skipped:
+            logger.warning("skipped %d frame(s) whose deadlines passed (pause or stall)", skipped)
+            skipped = 0
+        yield from bps.checkpoint()
         yield from bps.mv(timer, deadline)
         if kind == "end":
             yield from end_reaction(heater)
@@ -157,9 +174,11 @@ def _agenda(t0, offsets_s, monitor_period_s, heater_off_at_s, check_group=None):
     if check_group is not None:
         items.append((t0 + check_group[1], 3, "check", -1))
     if monitor_period_s and monitor_period_s > 0 and offsets.size:
-        # a frame already reads the heater: skip monitor slots that have one nearby
+        # a frame already reads the heater: skip monitor slots that have one nearby;
+        # monitoring goes on to the reaction's end even when the frames stop earlier
         covered = set(np.round(offsets / monitor_period_s).astype(int))
-        for k in range(1, int(offsets[-1] // monitor_period_s) + 1):
+        last_s = max(offsets[-1], heater_off_at_s or 0.0)
+        for k in range(1, int(last_s // monitor_period_s) + 1):
             if k not in covered:
                 items.append((t0 + k * monitor_period_s, 2, "monitor", -1))
     items.sort()

@@ -12,6 +12,11 @@ timestamps from a dry run look like the hutch's.
   inside :meth:`busy`) the clock jumps to the
   earliest pending deadline and wakes that waiter. A 2-hour protocol thus runs
   as fast as the code around it, in the order of its deadlines.
+
+Idle time alone is a weak sign that nobody is working: on a loaded machine a thread
+can stay descheduled for longer than ``idle_s``. So a woken waiter holds the clock
+until its thread has actually resumed, and :meth:`WorldClock.follow` makes a
+RunEngine hold it whenever it is not waiting on Statuses (its plan is working).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from ncsynth.timebase import precise_wait
 
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
+_DEADLINE, _SEQ, _STATE, _WOKEN = range(4)  # fields of a waiter entry
 
 
 class WorldClock:
@@ -75,16 +81,31 @@ class WorldClock:
         if not self.jumps:
             yield
             return
-        with self._cond:
-            self._busy += 1
-            self._activity += 1
+        self.hold()
         try:
             yield
         finally:
+            self.release()
+
+    def hold(self) -> None:
+        """Forbid jumps until the matching :meth:`release` (jump mode; counted)."""
+        if self.jumps:
+            with self._cond:
+                self._busy += 1
+                self._activity += 1
+
+    def release(self) -> None:
+        """End one :meth:`hold`."""
+        if self.jumps:
             with self._cond:
                 self._busy -= 1
                 self._activity += 1
                 self._cond.notify_all()
+
+    def follow(self, run_engine) -> "RunEngineHold":
+        """Hold the clock while ``run_engine`` runs its plan, release it while the plan
+        waits on Statuses (or the RunEngine is paused or idle); see :class:`RunEngineHold`."""
+        return RunEngineHold(self, run_engine)
 
     def sleep(self, seconds: float, cancel: threading.Event | None = None) -> bool:
         """Wait ``seconds`` of world time; False if cancelled."""
@@ -114,7 +135,7 @@ class WorldClock:
         with self._cond:
             self._closed = True
             for entry in self._waiters:
-                entry[2] = _DONE
+                entry[_STATE] = _DONE
             self._waiters.clear()
             self._cond.notify_all()
 
@@ -123,30 +144,35 @@ class WorldClock:
         with self._cond:
             if deadline <= self.now() or self._closed:
                 return True
-            entry = [deadline, next(self._seq), _PENDING]
+            entry = [deadline, next(self._seq), _PENDING, False]
             heapq.heappush(self._waiters, entry)
             self._activity += 1
             self._cond.notify_all()
-            while entry[2] == _PENDING:
+            while entry[_STATE] == _PENDING:
                 if cancel is not None and cancel.is_set():
-                    entry[2] = _CANCELLED
+                    entry[_STATE] = _CANCELLED
                     self._activity += 1
                     self._cond.notify_all()
                     return False
                 self._cond.wait(0.02 if cancel is not None else None)
+            if entry[_WOKEN]:  # this thread runs again: the jump's hold on the clock ends
+                self._busy -= 1
+                self._activity += 1
+                self._cond.notify_all()
             return True
 
     def _release_due(self) -> None:
         now = self.now()
-        while self._waiters and (self._waiters[0][0] <= now or self._waiters[0][2] != _PENDING):
+        while self._waiters and (self._waiters[0][_DEADLINE] <= now or self._waiters[0][_STATE] != _PENDING):
             entry = heapq.heappop(self._waiters)
-            if entry[2] == _PENDING:
-                entry[2] = _DONE
+            if entry[_STATE] == _PENDING:
+                entry[_STATE], entry[_WOKEN] = _DONE, True
+                self._busy += 1
 
     def _schedule(self) -> None:
         with self._cond:
             while not self._closed:
-                while self._waiters and self._waiters[0][2] != _PENDING:
+                while self._waiters and self._waiters[0][_STATE] != _PENDING:
                     heapq.heappop(self._waiters)
                 if not self._waiters:
                     self._cond.wait()
@@ -155,11 +181,72 @@ class WorldClock:
                 self._cond.wait(self.idle_s)
                 if self._activity != seen or self._busy or self._closed:
                     continue
-                while self._waiters and self._waiters[0][2] != _PENDING:
+                while self._waiters and self._waiters[0][_STATE] != _PENDING:
                     heapq.heappop(self._waiters)
                 if not self._waiters:
                     continue
-                self._elapsed = max(self._elapsed, self._waiters[0][0] - self._t0)
+                self._elapsed = max(self._elapsed, self._waiters[0][_DEADLINE] - self._t0)
                 self._release_due()
                 self._activity += 1
                 self._cond.notify_all()
+
+
+class RunEngineHold:
+    """A RunEngine's claim on a jumping :class:`WorldClock`.
+
+    Installed through the RunEngine's ``state_hook`` and ``waiting_hook`` (hooks
+    already there are still called): the clock is held while the RunEngine is
+    running and not waiting, released while it waits on Statuses and when it pauses
+    or goes idle. A Status it waits for takes the hold back in its own completion
+    callback (once all are done, or one failed), before the RunEngine's thread has
+    even woken, so no jump can slip in between a deadline and the plan's next step.
+    """
+
+    def __init__(self, clock: WorldClock, run_engine):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._held = False
+        self._waiting = 0  # generation of the current wait; a stale callback is ignored
+        self._previous = (run_engine.state_hook, run_engine.waiting_hook)
+        run_engine.state_hook = self._on_state
+        run_engine.waiting_hook = self._on_waiting
+        if run_engine.state == "running":
+            self._set(True)
+
+    def _set(self, held: bool, generation: int | None = None) -> None:
+        with self._lock:
+            if generation is not None and generation != self._waiting:
+                return
+            if held == self._held:
+                return
+            self._held = held
+            (self.clock.hold if held else self.clock.release)()
+
+    def _on_state(self, new_state, old_state) -> None:
+        if new_state in ("running", "pausing", "aborting", "halting", "stopping"):
+            self._set(True)
+        else:  # paused, idle, panicked
+            with self._lock:
+                self._waiting += 1
+            self._set(False)
+        if self._previous[0] is not None:
+            self._previous[0](new_state, old_state)
+
+    def _on_waiting(self, statuses) -> None:
+        with self._lock:
+            self._waiting += 1
+            generation = self._waiting
+        if statuses is None:
+            self._set(True)
+        else:
+            self._set(False)
+            statuses = list(statuses)
+
+            def resumed(status, g=generation):  # the RunEngine goes on: all done, or one failed
+                if not status.success or all(s.done for s in statuses):
+                    self._set(True, g)
+
+            for status in statuses:
+                status.add_callback(resumed)
+        if self._previous[1] is not None:
+            self._previous[1](statuses)

@@ -58,6 +58,7 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan_kwargs,
                            "cd_initial_molar": round(sim.cd_initial_molar(), 6),
                            **(recipe_kwargs or {})})
         RE = RunEngine({}, call_returns_result=True)
+        sim.clock.follow(RE)  # the world's clock never jumps while the plan is working
         writer = catalog.writer()
         RE.subscribe(writer)
         live = None
