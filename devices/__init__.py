@@ -1,10 +1,14 @@
-"""ophyd devices of the in-situ SAXS synthesis set-up."""
+"""ophyd devices of the in-situ SAXS synthesis set-up and the continuous-flow reactor."""
 
 from .clock import DeadlineTimer
 from .detector import AreaDetectorSAXS, DetectorError, SAXSDetector, SimulatedBackend
 from .heater import HeatingController
 from .injector import Injector, InjectorCommsError, InjectorError, InjectorJamError
+from .pump import PumpAlarm, PumpCommunicationError, PumpError, SyringePump
+from .spectrometer import SpectrometerBackend, SpectrometerError, UVVisSpectrometer
 
 __all__ = ["DeadlineTimer", "AreaDetectorSAXS", "DetectorError", "SAXSDetector",
            "SimulatedBackend", "HeatingController", "Injector", "InjectorCommsError",
-           "InjectorError", "InjectorJamError"]
+           "InjectorError", "InjectorJamError", "PumpAlarm", "PumpCommunicationError",
+           "PumpError", "SyringePump", "SpectrometerBackend", "SpectrometerError",
+           "UVVisSpectrometer"]
