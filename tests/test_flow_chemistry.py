@@ -1,0 +1,297 @@
+"""Flow-reactor chemistry (seed 002): plug model, its regimes, and the outlet world model."""
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import gamma
+
+from ncsynth.analysis.optical import MSC_PEAKS_NM, cdse_diameter_nm, cdse_units, exciton_wavelength_nm
+from ncsynth.analysis.scattering import distribution_intensity, sphere_intensity
+from ncsynth.simulators.clock import WorldClock
+from ncsynth.simulators.flow_chemistry import (
+    FAMILIES, Arrhenius, FlowComposition, FlowKineticParameters, FlowReactorModel,
+    mixture_distribution, simulate_plug)
+from ncsynth.simulators.world import World
+
+PRECURSOR = 0.01
+DEFAULT_REACTOR = FlowReactorModel(lambda: 1.0, lambda: 280.0, lambda: 280.0)
+
+
+def plug(nucleation_c, growth_c, reaction_time_s, **options):
+    """A plug after ``reaction_time_s`` in the default reactor (chamber share of the volume)."""
+    flow = (DEFAULT_REACTOR.chamber_volume_ml + DEFAULT_REACTOR.oven_volume_ml) / reaction_time_s * 60
+    chamber, oven = DEFAULT_REACTOR.residence_times_s(flow)
+    return simulate_plug(chamber, oven, nucleation_c, growth_c, PRECURSOR, **options)
+
+
+def units_per_particle(label):
+    """CdSe units of a family from the seed's sizing route (Fig. 4): Yu diameter, bulk density."""
+    return float(cdse_units(cdse_diameter_nm(MSC_PEAKS_NM[label])))
+
+
+def share(composition, label):
+    """Fraction of the fed Cd in ``label`` (a family, "NC" or "monomer")."""
+    if label == "NC":
+        return composition.nc_units_molar / PRECURSOR
+    if label == "monomer":
+        return composition.monomer_molar / PRECURSOR
+    return composition.families[label] * units_per_particle(label) / PRECURSOR
+
+
+def msc_share(composition):
+    return sum(share(composition, label) for label in FAMILIES)
+
+
+# ------------------------------------------------------------------ mass balance
+@pytest.mark.parametrize("nucleation_c, growth_c, time_s", [
+    (230, 230, 1.5), (280, 280, 14.0), (350, 350, 14.0), (350, 260, 4.5), (190, 300, 7.0)])
+def test_plug_conserves_cadmium(nucleation_c, growth_c, time_s):
+    composition = plug(nucleation_c, growth_c, time_s, series_points=30)
+    total = share(composition, "monomer") + msc_share(composition) + share(composition, "NC")
+    assert total == pytest.approx(1.0, abs=1e-6)
+    series = composition.series
+    along = series["monomer_molar"] + series["nc_units_molar"] + sum(
+        series[label] * units_per_particle(label) for label in FAMILIES)
+    assert np.max(np.abs(along / PRECURSOR - 1)) < 1e-6
+    assert series["time_s"][0] == 0 and series["time_s"][-1] == pytest.approx(time_s)
+    assert series["monomer_molar"][0] == pytest.approx(PRECURSOR, rel=1e-9)
+    assert series["MSC-437"][-1] == pytest.approx(composition.families["MSC-437"], rel=1e-6)
+
+
+def test_no_precursor_gives_an_empty_plug():
+    composition = simulate_plug(0.5, 5.0, 300, 300, precursor_molar=0.0)
+    assert composition.cadmium_molar == 0 and math.isnan(composition.nc_diameter_nm)
+
+
+# ------------------------------------------------------------------ seed regimes
+def test_mild_temperature_short_time_cdse_437_dominates():
+    """Seed §SAXS, 1.5 s at 200–230 °C: the 437 family (r = 0.94 nm); monomer-rich at mild T."""
+    composition = plug(230, 230, 1.5)
+    shares = {label: share(composition, label) for label in (*FAMILIES, "NC")}
+    assert max(shares, key=shares.get) == "MSC-437"
+    assert share(composition, "monomer") > 0.9
+    assert composition.nuclei_molar == composition.families["MSC-350"]
+
+
+def test_mild_temperature_gives_ncs_only_at_long_times():
+    """T ≤ 260 °C (Fig. 1, 14 s): regular NCs rather than MSCs; not yet at 1.5 s."""
+    early, late = plug(240, 240, 1.5), plug(240, 240, 14.0)
+    assert share(early, "NC") < msc_share(early)
+    assert share(late, "NC") > 2 * msc_share(late) and share(late, "NC") > 0.2
+
+
+def test_window_cdse_437_coexists_with_growing_ncs():
+    """260–300 °C: CdSe-437 with NCs at 4.5 s and 14 s, NC exciton 490 → 527 nm (seed, 280 °C)."""
+    at_4_5, at_14 = plug(280, 280, 4.5), plug(280, 280, 14.0)
+    for composition in (at_4_5, at_14):
+        assert share(composition, "MSC-437") > 0.3 and share(composition, "NC") > 0.15
+    first, second = (float(exciton_wavelength_nm(c.nc_diameter_nm)) for c in (at_4_5, at_14))
+    assert 490 <= first < second <= 550 and second - first > 15
+
+
+def test_window_cdse_437_grows_with_growth_temperature():
+    """Fig. 1: at nucleation 280 °C and 14 s the 437 peak grows with the growth temperature."""
+    amounts = [plug(280, growth, 14.0).families["MSC-437"] for growth in (250, 260, 270, 280)]
+    assert np.all(np.diff(amounts) > 0)
+
+
+def test_cdse_437_at_14_s_peaks_inside_the_window():
+    window = share(plug(280, 280, 14.0), "MSC-437")
+    assert window > 2 * share(plug(240, 240, 14.0), "MSC-437")
+    assert window > 10 * share(plug(350, 350, 14.0), "MSC-437")
+
+
+def test_high_temperature_depletes_monomer_then_dissolves_clusters():
+    """> 300 °C: high nucleation, monomer low, MSCs at 1.5–4.5 s dissolve into NCs by 14 s."""
+    hot = {t: plug(350, 350, t) for t in (1.5, 4.5, 14.0)}
+    assert share(hot[1.5], "monomer") < 0.03 and share(hot[4.5], "monomer") < 0.03
+    assert share(plug(240, 240, 4.5), "monomer") > 0.8
+    assert msc_share(hot[4.5]) > 0.15
+    assert sum(share(hot[1.5], label) > 0.01 for label in FAMILIES) >= 2
+    assert msc_share(hot[14.0]) < 0.03 and share(hot[14.0], "NC") > 0.95
+    kept = plug(350, 350, 14.0, k_d=Arrhenius(0.0, 0.0))
+    assert msc_share(kept) > 0.2  # without dissolution the clusters would stay
+
+
+def test_high_temperature_takes_the_382_route():
+    """Rate laws: CdSe-382 from nuclei above 300 °C, CdSe-403 below."""
+    hot, mild = plug(350, 350, 1.5), plug(280, 280, 1.5)
+    assert hot.families["MSC-382"] > 10 * hot.families["MSC-403"]
+    assert mild.families["MSC-403"] > 5 * mild.families["MSC-382"]
+
+
+def test_nanocrystal_size_at_350_c_and_7_6_s():
+    """TEM: 3.6 nm at 350 °C, 7.6 s (first maximum 572 nm)."""
+    assert plug(350, 350, 7.6).nc_diameter_nm == pytest.approx(3.6, abs=0.5)
+
+
+def test_arrhenius_constants():
+    rate = Arrhenius(200.0, 150.0)
+    assert rate.at(280.0, 280.0) == pytest.approx(200.0)
+    kelvin = 330.0 + 273.15
+    assert rate.at(330.0, 280.0) == pytest.approx(
+        rate.prefactor(280.0) * math.exp(-150e3 / (8.314462618 * kelvin)), rel=1e-12)
+    assert Arrhenius(5.0, -80.0).at(240.0, 280.0) > 5.0  # negative E_a: faster when colder
+
+
+@pytest.mark.parametrize("call", [
+    lambda: simulate_plug(-1.0, 1.0, 280, 280),
+    lambda: simulate_plug(1.0, math.nan, 280, 280),
+    lambda: simulate_plug(1.0, 1.0, -300, 280),
+    lambda: simulate_plug(1.0, 1.0, 280, 280, precursor_molar=-0.1),
+    lambda: simulate_plug(1.0, 1.0, 280, 280, series_points=-2),
+    lambda: FlowKineticParameters(dissolution_factors=(1.0, 1.0)),
+    lambda: FlowKineticParameters(nc_birth_units=60.0),
+    lambda: Arrhenius(-1.0, 10.0),
+])
+def test_bad_input_raises_value_error(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+# ------------------------------------------------------------------ outlet world model
+class Inputs:
+    """Pump and controllers as plain settable values, read through callables."""
+
+    def __init__(self, flow=2.4, nucleation=280.0, growth=280.0):
+        self.flow, self.nucleation, self.growth = flow, nucleation, growth
+
+    def model(self, **options):
+        return FlowReactorModel(lambda: self.flow, lambda: self.nucleation, lambda: self.growth,
+                                **options)
+
+
+def run(model, seconds, dt_s=0.05):
+    for _ in range(int(round(seconds / dt_s))):
+        model.step(dt_s, None)
+
+
+def test_washout_follows_tanks_in_series_and_reaches_the_plug():
+    inputs = Inputs(flow=7.3)
+    model = inputs.model()
+    chamber, oven = 0.05 / 7.3 * 60, 0.5 / 7.3 * 60
+    target = simulate_plug(chamber, oven, 280.0, 280.0, PRECURSOR)
+    volume_time_s = model.total_volume_ml / 7.3 * 60
+    for stop in (0.5, 1.0, 2.0, 4.0):  # residence volumes flushed
+        run(model, stop * volume_time_s - model.time_s)
+        erlang = gamma.cdf(model.time_s, a=10, scale=volume_time_s / 10)
+        fraction = model.outlet().families["MSC-437"] / target.families["MSC-437"]
+        assert fraction == pytest.approx(erlang, rel=1e-4)
+    outlet = model.outlet()
+    assert outlet.families["MSC-437"] == pytest.approx(target.families["MSC-437"], rel=1e-2)
+    assert outlet.nc_molar == pytest.approx(target.nc_molar, rel=1e-2)
+    assert outlet.nc_diameter_nm == pytest.approx(target.nc_diameter_nm, rel=1e-2)
+    assert outlet.cadmium_molar == pytest.approx(PRECURSOR, rel=1e-2)
+
+
+def test_outlet_does_not_depend_on_the_step_size():
+    fine, coarse = Inputs().model(), Inputs().model()
+    run(fine, 12.0, dt_s=0.05)
+    run(coarse, 12.0, dt_s=3.0)
+    assert np.allclose(fine.outlet().state(), coarse.outlet().state(), rtol=1e-9, atol=0)
+
+
+def test_flow_change_moves_the_outlet_to_the_new_residence_time():
+    inputs = Inputs(flow=2.4)  # ~14 s of reaction
+    model = inputs.model()
+    run(model, 100.0, dt_s=0.5)
+    slow = model.steady_state(2.4, 280.0, 280.0)
+    assert model.outlet().nc_diameter_nm == pytest.approx(slow.nc_diameter_nm, rel=1e-3)
+    inputs.flow = 22.0  # ~1.5 s
+    fast = simulate_plug(0.05 / 22 * 60, 0.5 / 22 * 60, 280.0, 280.0, PRECURSOR)
+    run(model, 0.2)
+    assert model.outlet().nc_units_molar > 0.9 * slow.nc_units_molar  # not switched yet
+    run(model, 6 * model.total_volume_ml / 22 * 60)
+    assert model.outlet().nc_units_molar == pytest.approx(fast.nc_units_molar, rel=1e-2)
+    assert model.outlet().families["MSC-437"] == pytest.approx(fast.families["MSC-437"], rel=1e-2)
+    snapshot = model.snapshot()
+    assert snapshot["residence_chamber_s"] == pytest.approx(0.05 / 22 * 60)
+    assert snapshot["residence_oven_s"] == pytest.approx(0.5 / 22 * 60)
+
+
+def test_runs_inside_the_simulated_world():
+    inputs = Inputs(flow=7.3)
+    clock = WorldClock(speed=None)
+    try:
+        world = World(clock, dt_s=0.05)
+        model = world.add("flow_reactor", inputs.model())
+        clock.advance(8.0)
+        world.advance()
+    finally:
+        clock.close()
+    alone = inputs.model()
+    run(alone, 8.0)
+    assert model.time_s == pytest.approx(8.0, abs=1e-5)  # world time is epoch seconds: ~1e-7 s grain
+    assert np.allclose(model.outlet().state(), alone.outlet().state(), rtol=1e-5, atol=0)
+    assert world.flow_reactor is model
+
+
+def test_zero_flow_holds_the_outlet():
+    inputs = Inputs()
+    model = inputs.model()
+    run(model, 20.0, dt_s=0.5)
+    held = model.outlet().state()
+    inputs.flow, inputs.nucleation = 0.0, 350.0
+    run(model, 100.0, dt_s=0.5)
+    assert np.array_equal(model.outlet().state(), held)
+
+
+def test_temperatures_and_precursor_are_read_while_running():
+    inputs = Inputs(flow=7.3, nucleation=280.0, growth=280.0)
+    model = inputs.model()
+    run(model, 40.0, dt_s=0.5)
+    inputs.nucleation = inputs.growth = 350.0
+    run(model, 40.0, dt_s=0.5)
+    hot = simulate_plug(0.05 / 7.3 * 60, 0.5 / 7.3 * 60, 350.0, 350.0, PRECURSOR)
+    assert model.outlet().nc_diameter_nm == pytest.approx(hot.nc_diameter_nm, rel=1e-2)
+    model.set_precursor(0.0)
+    run(model, 40.0, dt_s=0.5)
+    assert model.outlet().cadmium_molar < 1e-4 * PRECURSOR
+    assert model.snapshot()["precursor_molar"] == 0.0
+
+
+def test_steady_states_are_cached_on_rounded_conditions():
+    model = Inputs().model()
+    first = model.steady_state(2.4, 280.0, 280.0)
+    jittered = model.steady_state(2.40001, 280.02, 279.98)
+    assert jittered.state().tolist() == first.state().tolist()
+    assert model.steady_state(2.4, 281.0, 280.0).families["MSC-437"] != first.families["MSC-437"]
+
+
+@pytest.mark.parametrize("flow, error", [(-1.0, ValueError), (math.nan, ValueError)])
+def test_bad_flow_raises_on_step(flow, error):
+    model = Inputs(flow=flow).model()
+    with pytest.raises(error):
+        model.step(0.1, None)
+
+
+def test_constructor_checks_its_inputs():
+    with pytest.raises(TypeError):
+        FlowReactorModel(2.4, lambda: 280.0, lambda: 280.0)
+    with pytest.raises(ValueError):
+        Inputs().model(oven_volume_ml=-1.0)
+    with pytest.raises(ValueError):
+        Inputs().model(tanks=0)
+
+
+# ------------------------------------------------------------------ SAXS distribution
+def test_mixture_distribution_matches_separate_populations():
+    composition = plug(350, 350, 1.5)
+    radius, number = mixture_distribution(composition)
+    assert number.sum() == pytest.approx(sum(composition.families.values()) + composition.nc_molar)
+    q = np.geomspace(0.2, 5.0, 60)
+    mixture = distribution_intensity(q, radius, number)
+    separate = sphere_intensity(q, composition.nc_diameter_nm / 2, 0.08 * composition.nc_diameter_nm / 2,
+                                composition.nc_molar)
+    for label, concentration in composition.families.items():
+        if concentration > 0:
+            r = float(cdse_diameter_nm(MSC_PEAKS_NM[label])) / 2
+            separate = separate + sphere_intensity(q, r, 0.02 * r, concentration)
+    assert np.max(np.abs(mixture / separate - 1)) < 0.01
+
+
+def test_mixture_distribution_without_ncs_has_fixed_length():
+    empty = FlowComposition(0.01, {label: 0.0 for label in FAMILIES}, 0.0, 0.0)
+    radius, number = mixture_distribution(empty)
+    full_radius, _ = mixture_distribution(plug(280, 280, 4.5))
+    assert radius.shape == full_radius.shape and np.all(radius > 0) and number.sum() == 0
