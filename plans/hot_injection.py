@@ -67,14 +67,41 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
     Every argument is validated when this function is called, before a RunEngine
     runs anything (ValueError naming the parameter).
     """
-    recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_metadata(recipe or {})
-    recipe.validate(getattr(heater, "max_temperature_c", None))
-    if schedule_s is None:
-        offsets = frame_schedule(n_frames, integration_s, dead_time_s, ratio)
-    else:
-        offsets = check_schedule(schedule_s, integration_s)
+    recipe = check_protocol(heater, recipe, n_background, acquisition, monitor_period_s,
+                            cooldown_s)
+    offsets = schedule_offsets(n_frames, integration_s, dead_time_s, ratio, schedule_s)
     if piston not in ("A", "B"):
         raise ValueError(f"piston must be 'A' or 'B', got {piston!r}")
+    timer = timer or DeadlineTimer(name="timer")
+    metadata = {
+        "plan_name": "hot_injection",
+        "num_points": len(offsets),
+        "frame_offsets_s": [float(x) for x in offsets],
+        "schedule": {"n_frames": len(offsets), "integration_s": integration_s,
+                     "dead_time_s": dead_time_s, "ratio": ratio,
+                     "user_schedule": schedule_s is not None},
+        "piston": piston,
+        **(md or {}),
+    }
+
+    def inject_and_acquire():
+        t0 = yield from injection_with_frames(
+            heater, injector, detector, timer, piston, offsets,
+            growth_temperature_c=recipe.growth_temperature_c, acquisition=acquisition,
+            monitor_period_s=monitor_period_s, reaction_time_s=recipe.reaction_time_s)
+        return t0
+
+    return synthesis_run(heater, injector, detector, recipe, metadata, inject_and_acquire,
+                         integration_s=integration_s, n_background=n_background,
+                         acquisition=acquisition, cooldown_s=cooldown_s,
+                         monitor_period_s=monitor_period_s, timer=timer)
+
+
+def check_protocol(heater, recipe, n_background, acquisition, monitor_period_s,
+                   cooldown_s) -> Recipe:
+    """Validate what every synthesis plan shares; return the recipe as a :class:`Recipe`."""
+    recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_metadata(recipe or {})
+    recipe.validate(getattr(heater, "max_temperature_c", None))
     if acquisition not in ACQUISITION:
         raise ValueError(f"acquisition must be one of {sorted(ACQUISITION)}, got {acquisition!r}")
     if isinstance(n_background, bool) or not isinstance(n_background, int) or n_background < 1:
@@ -83,34 +110,47 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
     for name, value in (("monitor_period_s", monitor_period_s), ("cooldown_s", cooldown_s)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    timer = timer or DeadlineTimer(name="timer")
+    return recipe
 
-    metadata = {
-        "plan_name": "hot_injection",
-        "recipe": recipe.to_metadata(),
-        "detectors": [detector.name],
-        "num_points": len(offsets),
-        "frame_offsets_s": [float(x) for x in offsets],
-        "schedule": {"n_frames": len(offsets), "integration_s": integration_s,
-                     "dead_time_s": dead_time_s, "ratio": ratio,
-                     "user_schedule": schedule_s is not None},
-        "piston": piston,
-        "acquisition": acquisition,
-        "n_background": n_background,
-        "hints": {"dimensions": [(["time"], "primary")]},
-        **(md or {}),
-    }
 
-    def inject_and_acquire():
-        # frames start at t0 (the FIRE reply), not after the stroke: the stroke's Status
-        # (group "fire") is checked once the jam time-out has passed
-        t0 = yield from inject(injector, heater, piston, recipe.growth_temperature_c,
-                               wait=False, group="fire")
-        logger.info("injection at %.6f (t = 0)", t0)
-        yield from ACQUISITION[acquisition](
-            detector, heater, timer, t0, offsets, monitor_period_s=monitor_period_s,
-            heater_off_at_s=recipe.reaction_time_s,
-            check_group=("fire", getattr(injector, "jam_timeout_s", 5.0) + 0.5))
+def schedule_offsets(n_frames, integration_s, dead_time_s, ratio, schedule_s=None):
+    """The geometric schedule of §S.1.4, or the user's ``schedule_s`` checked."""
+    if schedule_s is None:
+        return frame_schedule(n_frames, integration_s, dead_time_s, ratio)
+    return check_schedule(schedule_s, integration_s)
+
+
+def injection_with_frames(heater, injector, detector, timer, piston, offsets, *,
+                          growth_temperature_c=None, acquisition="software",
+                          monitor_period_s=10.0, reaction_time_s=None, reaction_start=None):
+    """Fire ``piston`` and take frames at ``t_fire + offsets``; return t_fire (epoch s).
+
+    Frames start at the FIRE reply, not after the stroke: the stroke's Status is
+    checked once the injector's jam time-out has passed, so a jam fails the run.
+    The reaction ends (heater off) ``reaction_time_s`` after ``reaction_start`` (epoch s;
+    default: this firing), on the way if frames go on longer.
+    """
+    group = f"fire_{piston.lower()}"
+    t_fire = yield from inject(injector, heater, piston, growth_temperature_c,
+                               wait=False, group=group)
+    logger.info("piston %s fired at %.6f", piston, t_fire)
+    heater_off_at_s = None if reaction_time_s is None else \
+        (reaction_start or t_fire) + reaction_time_s - t_fire
+    yield from ACQUISITION[acquisition](
+        detector, heater, timer, t_fire, offsets, monitor_period_s=monitor_period_s,
+        heater_off_at_s=heater_off_at_s,
+        check_group=(group, getattr(injector, "jam_timeout_s", 5.0) + 0.5))
+    return t_fire
+
+
+def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, inject_and_acquire,
+                  *, integration_s, n_background, acquisition, cooldown_s, monitor_period_s,
+                  timer):
+    """One run around ``inject_and_acquire()``: preheat, background frames, the injections
+    and frames (staged once), optional cool-down; made safe whatever ends it."""
+    metadata = {"recipe": recipe.to_metadata(), "detectors": [detector.name],
+                "acquisition": acquisition, "n_background": n_background,
+                "hints": {"dimensions": [(["time"], "primary")]}, **metadata}
 
     @bpp.run_decorator(md=metadata)
     def protocol():
@@ -119,8 +159,8 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
         # one staging (one HDF5 file, one resource) per stream of frames
         yield from bpp.stage_wrapper(background_frames(detector, heater, n_background),
                                      [detector])
-        # the acquisition agenda ends the reaction at t0 + reaction_time_s (heater off),
-        # waiting for it if the frames finish earlier
+        # the acquisition agenda ends the reaction (heater off), waiting for it if the
+        # frames finish earlier
         yield from bpp.stage_wrapper(inject_and_acquire(), [detector])
         if cooldown_s:
             yield from record_cooldown(heater, timer, cooldown_s, monitor_period_s or 10.0)

@@ -30,7 +30,8 @@ class Recipe:
 
     ``cd_initial_molar`` is c_Cd,0 of S2.6: the Cd concentration in the flask just
     after injection (0.1 mol/L × 4.5 mL in ~16.5 mL hot mixture ≈ 0.027 mol/L, the
-    [P]_i = 27 mol/m³ of Table S6.1).
+    [P]_i = 27 mol/m³ of Table S6.1). ``cd_second_molar`` is the Cd concentration that
+    piston B adds to the flask in a double injection (§S.5), 0 when B is not fired.
     """
 
     operator: str
@@ -41,6 +42,7 @@ class Recipe:
     cd_precursor_molar: float = 0.1
     se_precursor_molar: float = 0.69
     cd_initial_molar: float = 0.027
+    cd_second_molar: float = 0.0
     injection_temperature_c: float = 290.0
     growth_temperature_c: float = 260.0
     reaction_time_s: float = 7200.0
@@ -69,6 +71,13 @@ class Recipe:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"recipe.{name} must be a positive number, got {value!r}")
+        if not (isinstance(self.cd_second_molar, (int, float))
+                and math.isfinite(self.cd_second_molar) and self.cd_second_molar >= 0):
+            raise ValueError(f"recipe.cd_second_molar must be a number >= 0, "
+                             f"got {self.cd_second_molar!r}")
+        if self.cd_second_molar > 0 and not self.syringe_b:
+            raise ValueError("recipe.cd_second_molar > 0 needs recipe.syringe_b: list what "
+                             "piston B injects")
         if self.cd_initial_molar > self.cd_precursor_molar:
             raise ValueError(f"recipe.cd_initial_molar ({self.cd_initial_molar}) cannot exceed "
                              f"the syringe's cd_precursor_molar ({self.cd_precursor_molar})")

@@ -131,18 +131,20 @@ def _follow(agenda, timer, heater, check_group, act):
     taking the missed frames late, back to back.
     """
     frame_deadlines = [deadline for deadline, kind, _ in agenda if kind == "frame"]
-    skipped = 0
+    skipped = []
     for deadline, kind, index in agenda:
         if kind == "check":
             yield from bps.wait(group=check_group[0])
             continue
         if kind == "frame" and index + 1 < len(frame_deadlines) \
                 and timebase.now() > frame_deadlines[index + 1]:
-            skipped += 1
+            skipped.append(index)
             continue
         if skipped:
-            logger.warning("skipped %d frame(s) whose deadlines passed (pause or stall)", skipped)
-            skipped = 0
+            logger.warning("skipped frames %d-%d: their deadlines had passed, %.3f s ago for "
+                           "the first (pause or stall)", skipped[0], skipped[-1],
+                           timebase.now() - frame_deadlines[skipped[0]])
+            skipped = []
         yield from bps.checkpoint()
         yield from bps.mv(timer, deadline)
         if kind == "end":

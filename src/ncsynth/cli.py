@@ -53,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     dry.add_argument("--operator", default="dry-run")
     dry.add_argument("--sample", default="CdSe hot injection (simulated)")
     dry.add_argument("--seed", type=int, default=None, help="detector noise seed")
+    dry.add_argument("--second-injection", type=float, default=None, metavar="DELAY_S",
+                     help="superfocusing experiment (seed 000 §S.5): fire piston B DELAY_S "
+                          "after A, restart the frames densely, report the growth exponent")
+    dry.add_argument("--second-cd-molar", type=float, default=0.1,
+                     help="Cd(OA)2 concentration in syringe B, mol/L (default 0.1)")
+    dry.add_argument("--second-frames", type=int, default=None,
+                     help="frames after piston B (default: --frames)")
+    dry.add_argument("--second-ratio", type=float, default=None,
+                     help="frame spacing ratio after piston B (default: --ratio)")
+    dry.add_argument("--growth-exponent", type=float, default=None,
+                     help="the simulated flask's growth exponent n (S6.16; default 4)")
     dry.add_argument("--no-analysis", action="store_true", help="do not run the live analysis")
     dry.add_argument("--no-progress", action="store_true", help="no progress bar")
     rec = sub.add_parser("recover", help="complete runs left behind by a killed process")
@@ -69,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export a run's per-frame fit table")
     _add_config_args(exp)
     exp.add_argument("run")
-    exp.add_argument("--format", choices=["csv"], default="csv")
+    exp.add_argument("--format", choices=["csv", "nexus"], default="csv",
+                     help="csv: the per-frame fit table; nexus: NXcanSAS HDF5 with the reduced "
+                          "patterns, the fit table and the instrument")
     exp.add_argument("-o", "--output", help="file to write (default: <data-dir>/exports/...)")
 
     rpt = sub.add_parser("report", help="PNG with the paper's Fig. 1 panels for a run")
@@ -136,8 +149,9 @@ def _stored_run(args) -> int:
                 settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
                 print(json.dumps(replay_run(catalog, ref, **settings), default=str))
             elif args.command == "export":
-                path = args.output or root / "exports" / f"{args.run}-fits.csv"
-                print(export_fits(catalog, ref, path))
+                suffix = {"csv": "csv", "nexus": "nxs"}[args.format]
+                path = args.output or root / "exports" / f"{args.run}-fits.{suffix}"
+                print(export_fits(catalog, ref, path, format=args.format))
             else:
                 path = args.output or root / "reports" / f"{args.run}.png"
                 print(report(catalog, ref, path))
@@ -189,12 +203,19 @@ def _dry_run(args) -> int:
 
     try:
         config = _config(args, hardware="sim")
+        plan_kwargs = dict(n_frames=args.frames, ratio=args.ratio,
+                           integration_s=args.integration, dead_time_s=args.dead_time,
+                           n_background=args.background_frames)
+        second = None
+        if args.second_injection is not None:
+            second = {"delay_s": args.second_injection, "cd_molar": args.second_cd_molar}
+            plan_kwargs.update(second_n_frames=args.second_frames, second_ratio=args.second_ratio)
         summary = dry_run(
             config, speed=args.speed, seed=args.seed, analysis=not args.no_analysis,
-            progress=not (args.no_progress or args.json),
-            plan_kwargs=dict(n_frames=args.frames, ratio=args.ratio,
-                             integration_s=args.integration, dead_time_s=args.dead_time,
-                             n_background=args.background_frames),
+            progress=not (args.no_progress or args.json), plan_kwargs=plan_kwargs,
+            second_injection=second,
+            beamline_options=({"growth_exponent": args.growth_exponent}
+                              if args.growth_exponent is not None else None),
             recipe_kwargs=dict(operator=args.operator, sample=args.sample,
                                injection_temperature_c=args.injection_temperature,
                                growth_temperature_c=args.growth_temperature,

@@ -16,9 +16,11 @@ from bluesky import RunEngine
 from ncsynth import timebase
 from ncsynth.config import data_dir
 from ncsynth.instruments import connect
-from ncsynth.plans import Recipe, hot_injection
+from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
 from ncsynth.progress import ProgressBar
-from ncsynth.simulators.beamline import BeamlineOptions, SimulatedBeamline
+from ncsynth.runs import RunError, second_injection_summary
+from ncsynth.simulators.beamline import HOT_FLASK_VOLUME_ML, BeamlineOptions, SimulatedBeamline
+from ncsynth.simulators.world import SyringeCharge
 from ncsynth.storage import open_catalog
 
 logger = logging.getLogger(__name__)
@@ -30,33 +32,60 @@ class DryRunError(RuntimeError):
 
 def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None,
             analysis: bool = True, progress: bool = True, plan_kwargs: dict | None = None,
-            recipe_kwargs: dict | None = None, beamline_options: dict | None = None) -> dict:
+            recipe_kwargs: dict | None = None, beamline_options: dict | None = None,
+            second_injection: dict | None = None) -> dict:
     """Run the protocol against simulated hardware; return the summary dict.
 
     ``speed`` None/0: the world's clock jumps from deadline to deadline; K: K × real time.
-    ``plan_kwargs`` go to :func:`hot_injection`, ``recipe_kwargs`` to :class:`Recipe`.
+    ``plan_kwargs`` go to the plan, ``recipe_kwargs`` to :class:`Recipe`.
+    ``second_injection`` ({"delay_s": s, "cd_molar": Cd in syringe B, mol/L}) runs the
+    superfocusing experiment (:func:`~ncsynth.plans.double_injection`, seed 000 §S.5)
+    instead, and the summary gains the growth exponent from the frames after piston B.
     """
     wall0 = time.perf_counter()
     sim_cfg = config.get("simulation", {})
     speed = speed if speed is not None else (sim_cfg.get("speed") or None)
     seed = seed if seed is not None else sim_cfg.get("seed")
-    options = BeamlineOptions(speed=speed or None, seed=seed, **(beamline_options or {}))
+    beamline_options = dict(beamline_options or {})
+    plan, plan_kwargs, recipe_kwargs = hot_injection, dict(plan_kwargs or {}), \
+        dict(recipe_kwargs or {})
+    if second_injection:
+        plan = double_injection
+        charge_b = SyringeCharge(cd_molar=float(second_injection.get("cd_molar", 0.1)))
+        beamline_options["charge_b"] = charge_b
+        plan_kwargs["delay_s"] = float(second_injection["delay_s"])
+        recipe_kwargs.setdefault("syringe_b", (Chemical("Cd(OA)2 precursor in ODE",
+                                                        charge_b.mass_g),))
+        recipe_kwargs.setdefault("cd_second_molar", _added_by_b(charge_b, beamline_options))
+    options = BeamlineOptions(speed=speed or None, seed=seed, **beamline_options)
     root = data_dir(config)
     with open_catalog(root) as catalog:
-        summary = _dry_run(catalog, root, config, options, analysis, progress, plan_kwargs,
-                           recipe_kwargs)
+        summary = _dry_run(catalog, root, config, options, analysis, progress, plan,
+                           plan_kwargs, recipe_kwargs)
+        if second_injection and analysis and summary.get("uid"):
+            try:
+                summary.update(second_injection_summary(catalog, summary["uid"]))
+            except RunError as exc:  # e.g. no frame could be fitted: say so, keep the run
+                summary["growth_exponent_reason"] = str(exc)
     summary["wall_s"] = round(time.perf_counter() - wall0, 2)
     return summary
 
 
-def _dry_run(catalog, root, config, options, analysis, progress, plan_kwargs,
+def _added_by_b(charge_b: SyringeCharge, beamline_options: dict) -> float:
+    """Cd (mol/L) piston B adds to the flask after piston A's charge (volumes add up)."""
+    charge_a = beamline_options.get("charge_a", SyringeCharge())
+    volume_ml = HOT_FLASK_VOLUME_ML + charge_a.volume_ml + charge_b.volume_ml
+    return round(charge_b.cd_molar * charge_b.volume_ml / volume_ml, 6)
+
+
+def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwargs,
              recipe_kwargs) -> dict:
     recovered = catalog.recover()  # runs a killed process left behind, completed honestly
     with SimulatedBeamline(options=options) as sim, timebase.use_clock(sim.clock):
         devices = connect(config, urls=sim.urls)
         recipe = Recipe(**{"operator": "dry-run", "sample": "simulated CdSe",
                            "cd_initial_molar": round(sim.cd_initial_molar(), 6),
-                           **(recipe_kwargs or {})})
+                           **recipe_kwargs})
         RE = RunEngine({}, call_returns_result=True)
         sim.clock.follow(RE)  # the world's clock never jumps while the plan is working
         writer = catalog.writer()
@@ -79,9 +108,8 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan_kwargs,
         if progress:
             RE.subscribe(ProgressBar())
         try:
-            result = RE(hot_injection(devices.heater, devices.injector, devices.detector, recipe,
-                                      timer=devices.timer, md={"dry_run": True},
-                                      **(plan_kwargs or {})))
+            result = RE(plan(devices.heater, devices.injector, devices.detector, recipe,
+                             timer=devices.timer, md={"dry_run": True}, **plan_kwargs))
         finally:
             if live is not None:
                 live.flush()

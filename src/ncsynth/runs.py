@@ -1,8 +1,8 @@
 """Working with stored runs: replay through the analysis, export, report.
 
 A raw run's documents are replayed from its journal (``journal/complete/<uid>.jsonl``),
-the exact document stream the RunEngine emitted, Resource/Datum included; the
-catalog's own document export is the fallback. The analysis results of a raw run
+the exact document stream the RunEngine emitted, stream_resource/stream_datum included;
+the catalog's own document export is the fallback. The analysis results of a raw run
 are derived runs whose start document names it (``raw_uid``).
 """
 
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from tiled.queries import Key
 
 from ncsynth.analysis.display import report_figure
 from ncsynth.analysis.export import write_fits_csv
 from ncsynth.analysis.live import replay
+from ncsynth.analysis.nexus import write_fits_nexus
 from ncsynth.storage.journal import read_journal
 
 
@@ -37,7 +39,12 @@ def raw_documents(catalog, run) -> list[tuple[str, dict]]:
     journal = Path(catalog.layout.complete_journals) / f"{uid}.jsonl"
     if journal.exists():
         return read_journal(journal)
-    return list(catalog.documents(uid))
+    docs = list(catalog.documents(uid))
+    # the catalog's export lists the frames' stream_resource/stream_datum documents last; the
+    # analysis needs them before the events that use them
+    assets = [pair for pair in docs if pair[0] in ("stream_resource", "stream_datum")]
+    others = [pair for pair in docs if pair[0] not in ("stream_resource", "stream_datum")]
+    return others[:1] + assets + others[1:]
 
 
 def derived_run(catalog, raw_uid: str):
@@ -64,14 +71,37 @@ def replay_run(catalog, ref, **settings) -> dict:
     return {"raw_uid": run.metadata["start"]["uid"], **analyses[0].summary()}
 
 
-def export_fits(catalog, ref, path) -> Path:
-    """Per-frame fit table (with errors and temperatures) of a run's latest analysis, as CSV."""
+#: Formats of :func:`export_fits`.
+EXPORT_FORMATS = ("csv", "nexus")
+#: Data key of the heater's output (%): the HeatingController ``heater`` of ncsynth.instruments.
+HEATER_OUTPUT_KEY = "heater_output"
+
+
+def export_fits(catalog, ref, path, format: str = "csv") -> Path:
+    """Per-frame fit table (with errors and temperatures) of a run's latest analysis: ``"csv"``,
+    or ``"nexus"``: NeXus/HDF5 with the reduced patterns too (:func:`~ncsynth.analysis.nexus.write_fits_nexus`)."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     run = raw_run(catalog, ref)
     derived = derived_run(catalog, run.metadata["start"]["uid"])
     if derived is None:
         raise RunError(f"run {run.metadata['start']['uid'][:8]} has not been analysed; "
                        f"run `ncsynth replay` first")
+    if format == "nexus":
+        return _export_nexus(run, derived, path)
     return write_fits_csv(derived["fits"].read(), path)
+
+
+def _export_nexus(run, derived, path) -> Path:
+    """The derived run's fits, patterns and kinetics, with the raw run's heater output readings."""
+    streams = [s for s in ("primary", "temperature") if s in run and HEATER_OUTPUT_KEY in run[s]]
+    readings = [(run[s]["time"].read(), run[s][HEATER_OUTPUT_KEY].read()) for s in streams]
+    heater = tuple(np.concatenate(column) for column in zip(*readings)) if readings else None
+    return write_fits_nexus(path, derived["fits"].read(), derived["patterns"].read(),
+                            raw_start=run.metadata["start"], raw_stop=run.metadata.get("stop"),
+                            analysis_start=derived.metadata["start"],
+                            kinetics=derived["kinetics"].read() if "kinetics" in derived else None,
+                            heater_readings=heater)
 
 
 def report(catalog, ref, path) -> Path:
@@ -84,3 +114,28 @@ def report(catalog, ref, path) -> Path:
     kinetics = derived["kinetics"].read() if "kinetics" in derived else None
     return report_figure(derived["fits"].read(), derived["patterns"].read(), kinetics, path,
                          title=f"run {uid[:8]} (scan {run.metadata['start'].get('scan_id')})")
+
+
+def second_injection_analysis(catalog, ref):
+    """Two-population fits after piston B and the growth exponent (seed 000 §S.5) of a
+    double-injection run, from its latest analysis's reduced patterns."""
+    from ncsynth.analysis.superfocusing import analyze_second_injection
+
+    run = raw_run(catalog, ref)
+    start = run.metadata["start"]
+    if "second_injection" not in start:
+        raise RunError(f"run {start['uid'][:8]} has no second injection "
+                       f"(plan {start.get('plan_name')!r})")
+    derived = derived_run(catalog, start["uid"])
+    if derived is None or "patterns" not in derived:
+        raise RunError(f"run {start['uid'][:8]} has not been analysed; run `ncsynth replay` first")
+    patterns = derived["patterns"].read()
+    return analyze_second_injection(
+        np.asarray(patterns["time_s"]), np.asarray(patterns["q_nm"]),
+        np.asarray(patterns["intensity_cm"]), np.asarray(patterns["sigma_cm"]),
+        start["second_injection"]["delay_s"])
+
+
+def second_injection_summary(catalog, ref) -> dict:
+    """:func:`second_injection_analysis` as summary figures (growth exponent and interval)."""
+    return second_injection_analysis(catalog, ref).summary()

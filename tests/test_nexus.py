@@ -1,0 +1,255 @@
+"""NeXus export: a real dry run (30 frames) in a catalog, exported by ``export_fits(format="nexus")``
+and read back with h5py (and silx, which pyFAI brings): the layout NXcanSAS asks for, and the
+numbers of the catalog's derived run and raw run, not of the writer's own inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import h5py
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky import plans as bp
+from ophyd.sim import det
+from scipy import constants
+
+import ncsynth
+from ncsynth.analysis.nexus import hold_at, write_fits_nexus
+from ncsynth.config import load_config
+from ncsynth.dryrun import dry_run
+from ncsynth.runs import RunError, derived_run, export_fits
+from ncsynth.storage import open_catalog
+from ncsynth.storage.catalog import RunNotFound
+
+N_FRAMES = 30
+SAMPLE = "CdSe for the NeXus test"
+
+
+@pytest.fixture(scope="module")
+def catalog_runs(tmp_path_factory):
+    """(data dir, analysed raw uid, unanalysed raw uid): a short dry run and a count in one catalog."""
+    root = tmp_path_factory.mktemp("data")
+    config = load_config(None)
+    config["data"]["dir"] = str(root)
+    analysed = dry_run(config, seed=1, progress=False, recipe_kwargs={"sample": SAMPLE, "reaction_time_s": 100},
+                       plan_kwargs={"schedule_s": np.geomspace(1, 120, N_FRAMES).round(3).tolist(),
+                                    "n_background": 2, "monitor_period_s": 10})
+    assert analysed["exit_status"] == "success" and analysed["frames_analysed"] == N_FRAMES
+    with open_catalog(root) as catalog:  # a run nothing analysed: a plain count, stored like any run
+        writer = catalog.writer()
+        RE = RunEngine({})
+        RE.subscribe(writer)
+        (bare_uid,) = RE(bp.count([det], num=2))
+        writer.close()
+    return root, analysed["uid"], bare_uid
+
+
+@pytest.fixture(scope="module")
+def exported(catalog_runs, tmp_path_factory):
+    """The NeXus file of the analysed run (referred to by a partial uid) and the catalog's own data."""
+    root, uid, _ = catalog_runs
+    path = tmp_path_factory.mktemp("export") / "run.nxs"
+    with open_catalog(root) as catalog:
+        assert export_fits(catalog, uid[:8], path, format="nexus") == path
+        raw = catalog[uid]
+        derived = derived_run(catalog, uid)
+        stored = {"raw_start": raw.metadata["start"], "analysis": derived.metadata["start"]["analysis"],
+                  "fits": derived["fits"].read(), "patterns": derived["patterns"].read(),
+                  "kinetics": derived["kinetics"].read(),
+                  "heater_output": raw["primary"]["heater_output"].read(),
+                  "heater_temperature": raw["primary"]["heater_temperature"].read()}
+    return path, stored
+
+
+def _text(dataset) -> str:
+    value = dataset[()]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def test_the_file_has_the_nxcansas_layout(exported):
+    path, stored = exported
+    with h5py.File(path, "r") as f:
+        assert f.attrs["default"] == "entry"
+        entry = f["entry"]
+        assert (entry.attrs["NX_class"], entry.attrs["canSAS_class"]) == ("NXentry", "SASentry")
+        assert entry.attrs["default"] == "sasdata" and _text(entry["definition"]) == "NXcanSAS"
+        for name, nx_class, cansas in [("sasdata", "NXdata", "SASdata"), ("fits", "NXdata", None),
+                                       ("sasinstrument", "NXinstrument", "SASinstrument"),
+                                       ("sasinstrument/sassource", "NXsource", "SASsource"),
+                                       ("sasinstrument/sasdetector", "NXdetector", "SASdetector"),
+                                       ("sassample", "NXsample", "SASsample"),
+                                       ("sasprocess", "NXprocess", "SASprocess"),
+                                       ("kinetics", "NXcollection", None), ("recipe", "NXnote", "SASnote")]:
+            assert entry[name].attrs["NX_class"] == nx_class, name
+            assert entry[name].attrs.get("canSAS_class") == cansas, name
+        data = entry["sasdata"]
+        n_q = stored["analysis"]["n_bins"]
+        assert data["I"].shape == data["Idev"].shape == data["Imodel"].shape == (N_FRAMES, n_q)
+        assert data["Q"].shape == (n_q,) and data["Time"].shape == (N_FRAMES,)
+        assert (data.attrs["signal"], data.attrs["I_axes"]) == ("I", "Time,Q")
+        assert list(data.attrs["axes"]) == ["Time", "Q"]
+        assert data.attrs["Q_indices"] == 1 and data.attrs["Time_indices"] == 0
+        assert data["I"].attrs["uncertainties"] == "Idev"
+        units = {name: data[name].attrs["units"] for name in ("I", "Idev", "Imodel", "Q", "Time")}
+        assert units == {"I": "1/cm", "Idev": "1/cm", "Imodel": "1/cm", "Q": "1/nm", "Time": "s"}
+        fits = entry["fits"]
+        assert (fits.attrs["signal"], fits.attrs["axes"]) == ("radius_nm", "time_s")
+        assert {name: fits[name].attrs["units"] for name in
+                ("time_s", "radius_nm", "radius_err_nm", "sigma_nm", "sigma_err_nm", "concentration_molar",
+                 "concentration_err_molar", "yield_fraction", "background_cm", "chi2_reduced",
+                 "temperature_c", "heater_output_percent")} == {
+            "time_s": "s", "radius_nm": "nm", "radius_err_nm": "nm", "sigma_nm": "nm", "sigma_err_nm": "nm",
+            "concentration_molar": "mol/L", "concentration_err_molar": "mol/L", "yield_fraction": "1",
+            "background_cm": "1/cm", "chi2_reduced": "1", "temperature_c": "degC",
+            "heater_output_percent": "%"}
+        assert all(len(fits[name]) == N_FRAMES for name in fits)
+        # NXcanSAS: every numerical object carries units
+        floats = []
+        f.visititems(lambda name, obj: floats.append(name) if isinstance(obj, h5py.Dataset)
+                     and obj.dtype.kind == "f" and "units" not in obj.attrs else None)
+        assert floats == []
+
+
+def test_the_numbers_are_the_catalogs(exported):
+    path, stored = exported
+    fits, patterns = stored["fits"], stored["patterns"]
+    with h5py.File(path, "r") as f:
+        data, table = f["entry/sasdata"], f["entry/fits"]
+        np.testing.assert_array_equal(data["I"][()], np.asarray(patterns["intensity_cm"]))
+        np.testing.assert_array_equal(data["Idev"][()], np.asarray(patterns["sigma_cm"]))
+        np.testing.assert_array_equal(data["Imodel"][()], np.asarray(patterns["model_cm"]))
+        for row in np.asarray(patterns["q_nm"]):
+            np.testing.assert_array_equal(data["Q"][()], row)
+        np.testing.assert_array_equal(data["Time"][()], np.asarray(fits["time_s"]))
+        for name in ("time_s", "frame_time", "radius_nm", "radius_err_nm", "sigma_nm", "sigma_err_nm",
+                     "concentration_molar", "concentration_err_molar", "background_cm",
+                     "yield_fraction", "chi2_reduced"):
+            np.testing.assert_array_equal(table[name][()], np.asarray(fits[name]), err_msg=name)
+        np.testing.assert_array_equal(table["success"][()].astype(bool), np.asarray(fits["success"]))
+        assert [r.decode() for r in table["reason"][()]] == [str(r) for r in np.asarray(fits["reason"])]
+        np.testing.assert_array_equal(table["radius_nm_errors"][()], np.asarray(fits["radius_err_nm"]))
+        # temperature and heater output of each frame: the raw run's own primary readings
+        np.testing.assert_array_equal(table["temperature_c"][()], stored["heater_temperature"])
+        np.testing.assert_array_equal(table["heater_output_percent"][()], stored["heater_output"])
+        np.testing.assert_array_equal(f["entry/sassample/temperature"][()], stored["heater_temperature"])
+        # the heater is switched off at the recipe's reaction time (100 s): frames after it read 0 %
+        late = table["time_s"][()] > 105
+        assert late.any() and np.all(table["heater_output_percent"][()][late] == 0)
+        assert np.any(table["heater_output_percent"][()][~late] > 0)
+        kinetics = f["entry/kinetics"]
+        for name in ("t_yield_s", "k2_l_per_mol_s", "yield_inf", "n_frames", "n_failed"):
+            np.testing.assert_array_equal(kinetics[name][()], np.asarray(stored["kinetics"][name])[0])
+        assert kinetics["n_frames"][()] == N_FRAMES
+
+
+def test_the_metadata_is_the_runs(exported):
+    path, stored = exported
+    start = stored["raw_start"]
+    with h5py.File(path, "r") as f:
+        entry = f["entry"]
+        assert _text(entry["run"]) == start["uid"]
+        assert datetime.fromisoformat(_text(entry["start_time"])).timestamp() == pytest.approx(start["time"], abs=1e-5)
+        assert datetime.fromisoformat(_text(entry["end_time"])) > datetime.fromisoformat(_text(entry["start_time"]))
+        assert _text(entry["program_name"]) == "ncsynth"
+        assert entry["program_name"].attrs["version"] == ncsynth.__version__
+        assert SAMPLE in _text(entry["title"])
+        assert _text(entry["sassample/name"]) == SAMPLE
+        assert f"\"sample\": \"{SAMPLE}\"" in _text(entry["recipe/data"])
+        assert entry["sassample/thickness"][()] == pytest.approx(0.4)  # §S.2.1: 0.4 cm capillary path
+        # seed 000 §S.1.4: 18 keV at 1.0 m, 0.354 mm binned pixels; λ = hc/E
+        instrument = entry["sasinstrument"]
+        assert instrument["monochromator/energy"][()] == 18.0
+        wavelength_nm = constants.h * constants.c / (18e3 * constants.e) * 1e9
+        assert instrument["sassource/incident_wavelength"][()] == pytest.approx(wavelength_nm, rel=1e-8)
+        assert instrument["sasdetector/SDD"][()] == 1.0
+        assert instrument["sasdetector/SDD"].attrs["units"] == "m"
+        assert instrument["sasdetector/x_pixel_size"][()] == pytest.approx(0.354e-3)
+
+
+def test_silx_reads_the_fit_table_as_a_plot_with_errors(exported):
+    nxdata = pytest.importorskip("silx.io.nxdata")
+    path, stored = exported
+    with h5py.File(path, "r") as f:
+        fits = nxdata.NXdata(f["entry/fits"])
+        assert fits.is_valid and fits.is_curve, fits.issues
+        np.testing.assert_array_equal(fits.errors[()], np.asarray(stored["fits"]["radius_err_nm"]))
+        assert fits.get_axis_errors("time_s") is None
+
+
+@pytest.mark.parametrize("fmt", ["csv", "nexus"])
+def test_bad_references_fail_alike_and_write_nothing(catalog_runs, tmp_path, fmt):
+    root, _, bare_uid = catalog_runs
+    path = tmp_path / f"out.{fmt}"
+    with open_catalog(root) as catalog:
+        with pytest.raises(RunNotFound, match="no run with uid"):
+            export_fits(catalog, "0123456789", path, format=fmt)
+        with pytest.raises(RunError, match="has not been analysed"):
+            export_fits(catalog, bare_uid, path, format=fmt)
+        with pytest.raises(ValueError, match="too short"):
+            export_fits(catalog, "01", path, format=fmt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_format_is_refused(catalog_runs, tmp_path):
+    root, uid, _ = catalog_runs
+    with open_catalog(root) as catalog, pytest.raises(ValueError, match="format must be one of"):
+        export_fits(catalog, uid, tmp_path / "out.xml", format="xml")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- the writer on its own ---------------------------------------------------------------------
+def _small_run(n_frames=3, n_q=4):
+    fits = {name: np.linspace(1.0, 2.0, n_frames) for name in
+            ("time_s", "frame_time", "radius_nm", "radius_err_nm", "sigma_nm", "sigma_err_nm",
+             "concentration_molar", "concentration_err_molar", "background_cm", "yield_fraction",
+             "chi2_reduced", "temperature_c")}
+    fits.update(success=np.ones(n_frames, bool), reason=np.array([""] * n_frames))
+    q = np.tile(np.linspace(0.1, 5.0, n_q), (n_frames, 1))
+    patterns = {"time_s": fits["time_s"].copy(), "q_nm": q, "intensity_cm": np.ones_like(q),
+                "sigma_cm": np.ones_like(q), "model_cm": np.ones_like(q)}
+    return fits, patterns
+
+
+def test_inconsistent_streams_are_refused_before_a_file_exists(tmp_path):
+    start = {"uid": "abcdef0123", "time": 0.0}
+    fits, patterns = _small_run()
+    patterns["q_nm"][1] *= 1.01
+    with pytest.raises(ValueError, match="q_nm differ"):
+        write_fits_nexus(tmp_path / "a.nxs", fits, patterns, raw_start=start)
+    fits, patterns = _small_run()
+    patterns["time_s"][2] += 1.0
+    with pytest.raises(ValueError, match="same frames"):
+        write_fits_nexus(tmp_path / "a.nxs", fits, patterns, raw_start=start)
+    fits, patterns = _small_run()
+    patterns["sigma_cm"] = patterns["sigma_cm"][:, :2]
+    with pytest.raises(ValueError, match="'sigma_cm' must have the shape"):
+        write_fits_nexus(tmp_path / "a.nxs", fits, patterns, raw_start=start)
+    fits, patterns = _small_run()
+    del fits["radius_err_nm"]
+    with pytest.raises(ValueError, match="radius_err_nm"):
+        write_fits_nexus(tmp_path / "a.nxs", fits, patterns, raw_start=start)
+    fits, patterns = _small_run()
+    with pytest.raises(ValueError, match="raw_start"):
+        write_fits_nexus(tmp_path / "a.nxs", fits, patterns, raw_start={"time": 0.0})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_while_writing_leaves_no_file_behind(tmp_path):
+    fits, patterns = _small_run()
+    target = tmp_path / "b.nxs"
+    target.write_bytes(b"an earlier export")
+    with pytest.raises(ValueError, match="kinetics lacks"):  # found once the file is being written
+        write_fits_nexus(target, fits, patterns, raw_start={"uid": "abcdef0123"}, kinetics={"fraction": 0.98})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.nxs"]
+    assert target.read_bytes() == b"an earlier export"
+
+
+def test_hold_at_takes_the_latest_reading_at_or_before():
+    readings_t = np.array([20.0, 0.0, 10.0])  # unsorted, as two streams concatenated
+    values = np.array([3.0, 1.0, 2.0])
+    held = hold_at([-1.0, 0.0, 5.0, 10.0, 19.999, 25.0], readings_t, values)
+    np.testing.assert_array_equal(held, [np.nan, 1.0, 1.0, 2.0, 2.0, 3.0])
+    assert np.isnan(hold_at([1.0, 2.0], [], [])).all()
+    with pytest.raises(ValueError, match="one length"):
+        hold_at([1.0], [0.0, 1.0], [5.0])
