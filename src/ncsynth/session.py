@@ -153,6 +153,7 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
             seed = (config.get("simulation") or {}).get("seed")
             beamline = stack.enter_context(SimulatedBeamline(options=BeamlineOptions(speed=sim_speed, seed=seed)))
             stack.enter_context(timebase.use_clock(beamline.clock))
+            beamline.clock.follow(RE)  # a jumping clock holds still while a plan works
             urls = beamline.urls
         devices = connect(config, urls=urls)
         stack.callback(devices.close)
