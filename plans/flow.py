@@ -46,6 +46,7 @@ mL, mL/min.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -238,6 +239,8 @@ def flow_conditions(pumps, chamber, oven, *, rate_ml_min: float, nucleation_c: f
     for name, value in (("nucleation_c", nucleation_c), ("growth_c", growth_c)):
         if not _finite(value):
             raise ValueError(f"{name} must be a finite temperature (°C), got {value!r}")
+    if growth_c > nucleation_c:
+        raise ValueError(f"growth_c={growth_c!r} °C must not exceed nucleation_c={nucleation_c!r} °C")
     chamber.check_setpoint(nucleation_c)
     oven.check_setpoint(growth_c)
     yield from bps.abs_set(chamber, nucleation_c, group=group)
@@ -293,12 +296,26 @@ def take_blanks(spectrometer, detector, readables=(), *, n_frames: int = 1,
 
 
 def make_flow_safe(pumps, chamber, oven):
-    """Stop every pump, then switch both heaters off; each is tried even if another fails."""
-    for action in [pump.stop for pump in pumps] + [chamber.safe_off, oven.safe_off]:
-        try:
-            yield from call(action)
-        except Exception:  # the others must still run; the original error wins
-            logger.exception("could not complete %s while making the reactor safe", action)
+    """Stop every pump, then switch both heaters off (``safe_off``).
+
+    Every action is tried even if another fails, all in one plan step: a Status failing
+    meanwhile (the RunEngine throws it in at the next message) cannot skip one.  A zone's
+    settle still pending (an error struck between setting it and waiting for it) is first
+    ended with ``stop(success=True)``, as the RunEngine ends the devices it moved: failing it,
+    which ``safe_off`` alone does, would throw a second error into this clean-up.
+    """
+    zones = (chamber, oven)
+    actions = [*(pump.stop for pump in pumps),
+               *(functools.partial(zone.stop, success=True) for zone in zones),
+               *(zone.safe_off for zone in zones)]
+    try:
+        yield from bps.null()
+    finally:
+        for action in actions:
+            try:
+                action()
+            except Exception:  # the others must still run; the original error wins
+                logger.exception("could not complete %s while making the reactor safe", action)
 
 
 # -- plans -------------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 The protocol half of the Lewis split: a pymodbus 3.9.2 server speaking **RTU framing over
 TCP** (what a serial-to-Ethernet terminal server in front of an RS-485 controller does),
-whose holding registers are backed by the world's :class:`~ncsynth.simulators.thermal.
-ControllerModel` (``world.controller``) and :class:`~ncsynth.simulators.thermal.
-FlaskThermalModel` (``world.flask``). Every request first calls ``world.advance()``, so
-a read returns the live process value. pymodbus does the framing and CRCs.
+whose holding registers are backed by a :class:`~ncsynth.simulators.thermal.
+ControllerModel` and the :class:`~ncsynth.simulators.thermal.FlaskThermalModel` it heats:
+by default the world's ``world.controller`` and ``world.flask`` (the beamline's flask), or
+the pair given to :class:`EurothermInterface` (one zone of the flow reactor, one controller
+per zone). Every request first calls ``world.advance()``, so a read returns the live
+process value. pymodbus does the framing and CRCs.
 
 Register table (holding registers, function 3 to read, 6 or 16 to write; the Eurotherm
 3200 "lower" 16-bit addresses; one-decimal values are sent as value×10 in int16 two's
@@ -63,17 +65,29 @@ class _InvalidWrite(Exception):
 
 
 class EurothermRegisters(ModbusBaseSlaveContext):
-    """One slave's register map, read from and written to the world models."""
+    """One slave's register map, read from and written to the world models.
 
-    def __init__(self, world):
+    ``controller`` and ``thermal`` default to ``world.controller`` and ``world.flask``.
+    """
+
+    def __init__(self, world, controller=None, thermal=None):
         self.world = world
+        self._controller, self._thermal = controller, thermal
+
+    @property
+    def controller(self):
+        return self.world.controller if self._controller is None else self._controller
+
+    @property
+    def thermal(self):
+        return self.world.flask if self._thermal is None else self._thermal
 
     def reset(self) -> None:  # pymodbus interface; the models hold the state
         pass
 
     # -- reads ----------------------------------------------------------------------------
     def _read(self, address: int) -> int:
-        controller, flask = self.world.controller, self.world.flask
+        controller, flask = self.controller, self.thermal
         if address == PV:
             return BAD_VALUE if controller.sensor_break else encode_tenths(flask.thermocouple_c)
         if address == TARGET_SP:
@@ -108,7 +122,7 @@ class EurothermRegisters(ModbusBaseSlaveContext):
 
     # -- writes ---------------------------------------------------------------------------
     def _write(self, address: int, raw: int) -> None:
-        controller = self.world.controller
+        controller = self.controller
         try:
             if address == TARGET_SP:
                 controller.set_target_setpoint(decode_tenths(raw))
@@ -147,22 +161,26 @@ class EurothermRegisters(ModbusBaseSlaveContext):
 class EurothermInterface:
     """The simulated controller on the wire: ``await start(host, port) -> port``, ``await stop()``.
 
-    ``world`` must hold a ``controller`` (ControllerModel) and a ``flask``
-    (FlaskThermalModel); ``slave_address`` is the controller's Modbus address (1..247).
+    Serves ``controller`` (ControllerModel) heating ``thermal`` (FlaskThermalModel); both
+    default to the world's ``controller`` and ``flask``. ``slave_address`` is the
+    controller's Modbus address (1..247).
     """
 
-    def __init__(self, world, slave_address: int = 1):
+    def __init__(self, world, slave_address: int = 1, *, controller=None, thermal=None):
         if not (isinstance(slave_address, int) and 1 <= slave_address <= 247):
             raise ValueError(f"slave_address must be an int in 1..247, got {slave_address!r}")
+        if (controller is None) != (thermal is None):
+            raise ValueError("give both controller and thermal, or neither (the world's)")
         self.world = world
         self.slave_address = slave_address
+        self.controller, self.thermal = controller, thermal
         self.port: int | None = None
         self._server: ModbusTcpServer | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on ``host:port`` (0 = any free port); return the bound port."""
-        context = ModbusServerContext(slaves={self.slave_address: EurothermRegisters(self.world)},
-                                      single=False)
+        registers = EurothermRegisters(self.world, self.controller, self.thermal)
+        context = ModbusServerContext(slaves={self.slave_address: registers}, single=False)
         self._server = ModbusTcpServer(context, framer=FramerType.RTU, address=(host, port),
                                        ignore_missing_slaves=True)
         await self._server.serve_forever(background=True)

@@ -281,9 +281,15 @@ def _rates_function(constants: dict, parameters: FlowKineticParameters):
     return rates
 
 
+#: Below this temperature (°C) the mixture is taken as quenched: nothing reacts. The chemistry of
+#: seed 002 runs at 200–350 °C; extrapolating its Arrhenius laws (some with negative apparent
+#: activation energies) to room temperature is meaningless and makes the system extremely stiff.
+QUENCH_TEMPERATURE_C = 150.0
+
+
 def _integrate(state, duration_s, temperature_c, parameters, t_eval):
     """(end state, states at ``t_eval`` as columns) after ``duration_s`` at ``temperature_c``."""
-    if duration_s == 0:
+    if duration_s == 0 or temperature_c < QUENCH_TEMPERATURE_C:
         return state, np.repeat(state[:, None], len(t_eval), axis=1)
     result = solve_ivp(_rates_function(parameters.constants(temperature_c), parameters),
                        (0.0, duration_s), state, method="LSODA", rtol=1e-8,

@@ -66,6 +66,20 @@ def _parser() -> argparse.ArgumentParser:
                      help="the simulated flask's growth exponent n (S6.16; default 4)")
     dry.add_argument("--no-analysis", action="store_true", help="do not run the live analysis")
     dry.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flow = sub.add_parser("flow", help="the continuous-flow reactor (seed 002)")
+    flow_sub = flow.add_subparsers(dest="flow_command", required=True)
+    fdry = flow_sub.add_parser("dry-run", help="temperature grid on the simulated flow reactor: "
+                               "spectra, SAXS, cluster families, temperature map")
+    _add_config_args(fdry)
+    fdry.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    fdry.add_argument("--nucleation", nargs="+", type=float, default=None, metavar="T_C",
+                      help="nucleation-chamber temperatures, °C (default 240-300 step 10)")
+    fdry.add_argument("--growth", nargs="+", type=float, default=None, metavar="T_C",
+                      help="growth-oven temperatures, °C (only those <= nucleation are used)")
+    fdry.add_argument("--residence", type=float, default=None, help="residence time, s")
+    fdry.add_argument("--speed", type=float, default=None, help="simulated clock speed")
+    fdry.add_argument("--seed", type=int, default=None)
+    fdry.add_argument("--no-progress", action="store_true")
     rec = sub.add_parser("recover", help="complete runs left behind by a killed process")
     _add_config_args(rec)
 
@@ -117,6 +131,8 @@ def main(argv=None) -> int:
         return _dry_run(args)
     if args.command == "recover":
         return _recover(args)
+    if args.command == "flow":
+        return _flow_dry_run(args)
     if args.command in ("replay", "export", "report"):
         return _stored_run(args)
     if args.command == "session":
@@ -228,6 +244,29 @@ def _dry_run(args) -> int:
     else:
         for key, value in summary.items():
             print(f"{key:>22}: {value}")
+    return 0 if summary.get("exit_status") == "success" else 1
+
+
+def _flow_dry_run(args) -> int:
+    from ncsynth.flow_dryrun import flow_dry_run
+
+    grid = None
+    if args.nucleation or args.growth:
+        grid = {"nucleation_c": args.nucleation or [280.0], "growth_c": args.growth or [260.0]}
+    try:
+        summary = flow_dry_run(_config(args, hardware="sim"), grid=grid,
+                               residence_s=args.residence, speed=args.speed, seed=args.seed,
+                               progress=not (args.no_progress or args.json))
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"ncsynth flow dry-run: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        for key in ("uid", "exit_status", "families", "figure", "analysis_errors", "wall_s"):
+            print(f"{key:>16}: {summary.get(key)}")
+        for point in summary.get("points", []):
+            print(f"  {point}")
     return 0 if summary.get("exit_status") == "success" else 1
 
 

@@ -1,0 +1,245 @@
+"""The flow reactor's dry run: the temperature-grid plan on the simulated reactor, then its analysis.
+
+Starts a :class:`~ncsynth.simulators.flow_reactor.SimulatedFlowReactor` (volumes and optical
+path from ``[flow]``), connects the same device classes the hutch uses
+(:func:`~ncsynth.flow_instruments.connect_flow`), installs the world's clock as the time base,
+runs :func:`~ncsynth.plans.flow.temperature_grid` in a RunEngine writing to the embedded
+catalog, and then analyses the run as stored (:func:`analyse_flow_run`): per point the
+cluster families of the spectrum (:func:`~ncsynth.analysis.clusters.identify_clusters`) and a
+McSAS size distribution of the SAXS pattern (:func:`~ncsynth.analysis.mcsas.fit_mcsas`), and
+draws the temperature map (:mod:`ncsynth.analysis.temperature_map`).
+
+SAXS patterns are reduced as the hot-injection live analysis reduces frames
+(:class:`~ncsynth.analysis.reduction.Reducer`: pyFAI, Poisson σ, absolute scale from the
+detector's reported flux, transmission and path), averaged per point and minus the averaged
+``blank`` stream (the solvent-filled cell).
+
+Measured (2-core machine, default grid of 28 points, 1 event per point, 5 × 50 ms scans per
+spectrum, 1 s frames): see ``docs/flow_reactor.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+
+import numpy as np
+from bluesky import RunEngine
+from event_model import DocumentRouter
+
+from ncsynth import timebase
+from ncsynth.analysis.clusters import identify_clusters
+from ncsynth.analysis.geometry import DetectorGeometry
+from ncsynth.analysis.mcsas import fit_mcsas
+from ncsynth.analysis.optical import (CDSE_DENSITY_G_PER_CM3, CDSE_MOLAR_MASS_G_PER_MOL,
+                                      MSC_PEAKS_NM, cdse_diameter_nm)
+from ncsynth.analysis.reduction import Reducer, average, calibration_from_beam, subtract
+from ncsynth.analysis.temperature_map import SPECIES, temperature_map_figure
+from ncsynth.config import data_dir
+from ncsynth.flow_instruments import connect_flow
+from ncsynth.plans.flow import temperature_grid
+from ncsynth.progress import ProgressBar
+from ncsynth.simulators.flow_reactor import SimulatedFlowReactor
+from ncsynth.storage import open_catalog
+
+logger = logging.getLogger(__name__)
+
+#: Default grid (°C): nucleation 240–300, growth 240–300 with growth <= nucleation: 28 points.
+DEFAULT_GRID = {"nucleation_c": tuple(range(240, 301, 10)), "growth_c": tuple(range(240, 301, 10))}
+#: Default reaction time, s (seed Fig. 1).
+DEFAULT_RESIDENCE_S = 14.0
+#: Radii (nm) the McSAS contributions span: just above π/q_max (0.63 nm at 5 nm⁻¹) up to large NCs.
+SAXS_RADIUS_RANGE_NM = (0.65, 3.0)
+#: McSAS settings per point: fewer contributions and repetitions than a publication fit, so a
+#: grid point takes well under a second.
+MCSAS_OPTIONS = {"n_contributions": 100, "repetitions": 4, "max_iterations": 20_000, "n_bins": 30}
+#: mL of CdSe per mol of CdSe units (volume fractions from unit concentrations).
+CM3_PER_MOL_CDSE = CDSE_MOLAR_MASS_G_PER_MOL / CDSE_DENSITY_G_PER_CM3
+
+
+def flow_dry_run(config: dict, *, grid: dict | None = None, residence_s: float | None = None,
+                 speed: float | None = None, seed: int | None = None,
+                 progress: bool = True) -> dict:
+    """Run the temperature grid on the simulated flow reactor; return the summary dict.
+
+    ``grid``: ``{"nucleation_c": [...], "growth_c": [...]}`` (°C, default :data:`DEFAULT_GRID`);
+    ``residence_s``: reaction time (s, default 14); ``speed`` None/0: the world's clock jumps
+    from deadline to deadline, K: K × real time; ``seed``: the simulator's noise (default
+    ``[simulation] seed``).  Summary: ``uid``, ``exit_status``, ``points`` (conditions, the
+    families found with their CdSe units in mol/L, the NC exciton, the SAXS fit and the
+    simulator's truth per point, ``errors`` of its analysis), ``families`` (labels per point),
+    ``analysis_errors``, ``figure`` (PNG path), ``wall_s`` and its parts, ``data_dir``.
+    """
+    wall0 = time.perf_counter()
+    sim_cfg, flow_cfg = config.get("simulation", {}), config["flow"]
+    speed = speed if speed is not None else (sim_cfg.get("speed") or None)
+    seed = seed if seed is not None else sim_cfg.get("seed")
+    grid = {**DEFAULT_GRID, **(grid or {})}
+    residence_s = DEFAULT_RESIDENCE_S if residence_s is None else residence_s
+    root = data_dir(config)
+    path_cm = float(flow_cfg["spectrometer"]["path_cm"])
+    with open_catalog(root) as catalog:
+        recovered = catalog.recover()
+        wall1 = time.perf_counter()
+        uid, exit_status, truth = _acquire(catalog, config, grid, residence_s, speed, seed, progress)
+        wall2 = time.perf_counter()
+        points = analyse_flow_run(catalog[uid], path_cm=path_cm, seed=seed) if uid else []
+    for point in points:
+        point["truth"] = held = truth.get(point["index"], {})
+        if point["saxs"] and held:
+            point["saxs"]["truth_volume_fraction"] = truth_volume_fraction(held)
+    figure = None
+    if points:
+        figure = str(temperature_map_figure(
+            [p["nucleation_c"] for p in points], [p["growth_c"] for p in points],
+            {label: [p["families"].get(label, 0.0) for p in points] for label in SPECIES},
+            root / "figures" / f"temperature_map_{uid[:8]}.png",
+            title=f"CdSe species at {residence_s:g} s reaction time (dry run {uid[:8]})"))
+    summary = {"uid": uid, "exit_status": exit_status, "residence_s": residence_s,
+               "points": points, "families": [sorted(p["families"]) for p in points],
+               "analysis_errors": sum(len(p["errors"]) for p in points),
+               "figure": figure, "data_dir": str(root),
+               "wall_s": round(time.perf_counter() - wall0, 2),
+               "acquisition_wall_s": round(wall2 - wall1, 2),
+               "analysis_wall_s": round(time.perf_counter() - wall2, 2)}
+    if recovered:
+        summary["recovered_runs"] = [r._asdict() for r in recovered]
+    return summary
+
+
+class _OutletTruth(DocumentRouter):
+    """What the simulated outlet holds at each ``primary`` event (CdSe units, mol/L per species),
+    by ``condition_index`` (the last event of a point)."""
+
+    def __init__(self, sim: SimulatedFlowReactor):
+        super().__init__()
+        self.sim = sim
+        self.points: dict[int, dict] = {}
+        self._primary: set[str] = set()
+
+    def descriptor(self, doc):
+        if doc.get("name") == "primary":
+            self._primary.add(doc["uid"])
+
+    def event(self, doc):
+        if doc["descriptor"] in self._primary:
+            with self.sim.world.lock:
+                self.sim.world.advance()
+                outlet = self.sim.world.reactor.outlet()
+            held = {label: outlet.family_units_molar(label) for label in MSC_PEAKS_NM}
+            held["NC"] = outlet.nc_units_molar
+            self.points[int(doc["data"]["condition_index"])] = held
+
+
+def _acquire(catalog, config, grid, residence_s, speed, seed, progress):
+    """Run the grid plan; (uid or None, exit status, truth per point index)."""
+    flow_cfg = config["flow"]
+    volumes = {key[:-len("_volume_ml")]: value for key, value in flow_cfg["reactor"].items()
+               if key.endswith("_volume_ml")}
+    with SimulatedFlowReactor(speed, seed, volumes_ml=volumes,
+                              optical_path_cm=float(flow_cfg["spectrometer"]["path_cm"])) as sim, \
+            timebase.use_clock(sim.clock):
+        devices = connect_flow(config, sim.urls, spectrometer_backend=sim.spectrometer)
+        scan = flow_cfg["scan"]
+        plan = temperature_grid(devices.pumps, devices.chamber, devices.oven, devices.spectrometer,
+                                devices.detector, nucleation_c=grid["nucleation_c"],
+                                growth_c=grid["growth_c"], residence_s=residence_s,
+                                reactor=devices.reactor, flush_volumes=scan["flush_volumes"],
+                                frames_per_point=scan["frames_per_point"], n_blank=scan["n_blank"],
+                                block_lamp=sim.spectrometer.block_lamp, timer=devices.timer,
+                                md={"dry_run": True})
+        RE = RunEngine({}, call_returns_result=True)
+        sim.clock.follow(RE)  # the world's clock never jumps while the plan is working
+        writer = catalog.writer()
+        truth = _OutletTruth(sim)
+        RE.subscribe(writer)
+        RE.subscribe(truth)
+        if progress:
+            RE.subscribe(ProgressBar())
+        try:
+            result = RE(plan)
+        finally:
+            writer.flush()
+            writer.close()
+            devices.close()
+    uid = result.run_start_uids[0] if result.run_start_uids else None
+    return uid, result.exit_status, truth.points
+
+
+# -- analysis of a stored grid run ---------------------------------------------------------------
+def analyse_flow_run(run, *, path_cm: float, seed=None) -> list[dict]:
+    """Per point of a stored :func:`~ncsynth.plans.flow.flow_scan` run: conditions, cluster
+    families (CdSe units, mol/L) and NC exciton from the mean spectrum, McSAS of the mean SAXS
+    pattern minus the blank.  ``path_cm``: the optic flow cell's path; ``seed``: McSAS's."""
+    stream = run["primary"]
+    config = stream.metadata["configuration"]
+    wavelength = np.asarray(config["uv"]["data"]["uv_wavelength_nm"], dtype=float)
+    absorbance = np.asarray(stream["uv_absorbance"].read(), dtype=float)
+    index = np.asarray(stream["condition_index"].read())
+    conditions = {name: np.asarray(stream[f"condition_{name}"].read(), dtype=float)
+                  for name in ("nucleation_c", "growth_c", "residence_s", "flow_ml_min")}
+    reducer, exposure_s = _reducer(config["saxs"]["data"])
+    frames = stream["saxs_image"].read()
+    blank_exposure = run["blank"].metadata["configuration"]["saxs"]["data"]["saxs_exposure_time"]
+    blank = average([reducer.reduce(frame, blank_exposure)
+                     for frame in run["blank"]["saxs_image"].read()])
+    points = []
+    for k in np.unique(index):
+        rows = np.flatnonzero(index == k)
+        point = {"index": int(k), **{name: float(v[rows[0]]) for name, v in conditions.items()},
+                 "families": {}, "nc_exciton_nm": math.nan, "saxs": {}, "errors": []}
+        try:  # one point's failed analysis must not lose the others
+            point.update(_spectrum_families(wavelength, absorbance[rows].mean(axis=0), path_cm))
+        except Exception as error:
+            point["errors"].append(f"spectrum: {type(error).__name__}: {error}")
+        try:
+            pattern = subtract(average([reducer.reduce(frames[i], exposure_s) for i in rows]),
+                               blank)
+            point["saxs"] = _saxs_fit(pattern, seed)
+        except Exception as error:
+            point["errors"].append(f"saxs: {type(error).__name__}: {error}")
+        for message in point["errors"]:
+            logger.error("point %d: %s", k, message)
+        points.append(point)
+    return points
+
+
+def _reducer(saxs_config: dict) -> tuple[Reducer, float]:
+    geometry = DetectorGeometry.from_dict(json.loads(saxs_config["saxs_geometry_json"]))
+    calibration = calibration_from_beam(float(saxs_config["saxs_flux_ph_per_s"]),
+                                        float(saxs_config["saxs_transmission"]), geometry)
+    return (Reducer(geometry, calibration=calibration,
+                    path_length_cm=float(saxs_config["saxs_thickness_cm"])),
+            float(saxs_config["saxs_exposure_time"]))
+
+
+def _spectrum_families(wavelength, absorbance, path_cm) -> dict:
+    """{"families": {label: CdSe units mol/L}, "nc_exciton_nm": ...} of one spectrum."""
+    usable = np.isfinite(absorbance)
+    found = identify_clusters(wavelength[usable], absorbance[usable], path_cm)
+    families = {f.label: f.concentration_molar * f.cdse_units for f in found}
+    exciton = next((f.peak_nm for f in found if f.kind == "NC"), math.nan)
+    return {"families": families, "nc_exciton_nm": exciton}
+
+
+def _saxs_fit(pattern, seed) -> dict:
+    """McSAS of one background-subtracted pattern: volume fraction, volume-weighted radius."""
+    usable = np.isfinite(pattern.intensity_cm) & (pattern.sigma_cm > 0)
+    fit = fit_mcsas(pattern.q_nm[usable], pattern.intensity_cm[usable], pattern.sigma_cm[usable],
+                    SAXS_RADIUS_RANGE_NM, seed=seed, **MCSAS_OPTIONS)
+    stats = fit.moments()
+    return {"volume_fraction": fit.volume_fraction, "volume_fraction_err": fit.volume_fraction_err,
+            "volume_mean_radius_nm": stats.volume_mean_nm,
+            "volume_mean_radius_err_nm": stats.volume_mean_err_nm,
+            "chi2_reduced": float(np.mean(fit.chi2_reduced))}
+
+
+def truth_volume_fraction(held: dict, min_radius_nm: float = SAXS_RADIUS_RANGE_NM[0]) -> float:
+    """CdSe volume fraction of the species in ``held`` (label → CdSe units, mol/L) whose radius
+    reaches ``min_radius_nm`` (MSC families by their sizing-curve diameter; NCs always)."""
+    units = sum(value for label, value in held.items()
+                if label == "NC" or cdse_diameter_nm(MSC_PEAKS_NM[label]) / 2 >= min_radius_nm)
+    return units * CM3_PER_MOL_CDSE / 1000.0
+

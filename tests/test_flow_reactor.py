@@ -1,0 +1,304 @@
+"""The continuous-flow reactor assembled: simulator, devices from configuration, plans, dry run.
+
+Real devices over real sockets (through the fault links) to the simulated reactor, a real
+RunEngine, the world clock in jump mode, the embedded catalog on disk (tmp_path).
+"""
+
+import math
+import threading
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
+
+from ncsynth import timebase
+from ncsynth.analysis.clusters import identify_clusters
+from ncsynth.analysis.temperature_map import amount_grid
+from ncsynth.config import load_config
+from ncsynth.devices.pump import PumpAlarm
+from ncsynth.flow_dryrun import flow_dry_run
+from ncsynth.flow_instruments import connect_flow
+from ncsynth.plans.flow import (FlowPoint, ReactorSpec, check_point, grid_points,
+                                residence_series, temperature_grid)
+from ncsynth.simulators.flow_reactor import SimulatedFlowReactor
+from ncsynth.storage import open_catalog
+
+FEED_MOLAR = 0.01  # the simulator's default precursor: mol/L of CdSe units
+
+
+@pytest.fixture
+def config(tmp_path):
+    config = load_config(hardware="sim")
+    config["data"]["dir"] = str(tmp_path)
+    return config
+
+
+@pytest.fixture
+def reactor(config):
+    with SimulatedFlowReactor(seed=3) as sim, timebase.use_clock(sim.clock):
+        devices = connect_flow(config, sim.urls, spectrometer_backend=sim.spectrometer)
+        yield sim, devices
+        devices.close()
+
+
+def _engine(sim, docs):
+    RE = RunEngine({}, call_returns_result=True)
+    sim.clock.follow(RE)
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    return RE
+
+
+def _events(docs, stream):
+    uids = {d["uid"] for n, d in docs if n == "descriptor" and d["name"] == stream}
+    return [d for n, d in docs if n == "event" and d["descriptor"] in uids]
+
+
+def _is_safe(sim) -> bool:
+    """Both pumps stopped, both controllers in manual at 0 % output (safe_off)."""
+    sim.world.advance()
+    pumps = [getattr(sim.world, name) for name in ("pump_cd", "pump_se")]
+    zones = [getattr(sim.world, name).controller for name in ("chamber", "oven")]
+    return (all(pump.state == "S" and pump.flow_rate_ml_min() == 0 for pump in pumps)
+            and all(zone.manual and zone.output_percent == 0.0 for zone in zones))
+
+
+def _step_world(sim, seconds: float = 1.0) -> None:
+    """Let world time pass (back door), so the reactor model steps on the pumps' new state."""
+    sim.clock.advance(seconds)
+    sim.world.advance()
+
+
+def _untouched(sim) -> bool:
+    sim.world.advance()
+    return (all(getattr(sim.world, name).snapshot()["infused_ml"] == 0
+                and getattr(sim.world, name).state == "S" for name in ("pump_cd", "pump_se"))
+            and all(getattr(sim.world, name).controller.target_setpoint_c == 25.0
+                    for name in ("chamber", "oven")))
+
+
+# -- simulator and devices ----------------------------------------------------------------------
+def test_pumps_and_zones_through_the_real_sockets(reactor):
+    sim, dev = reactor
+    # two controllers, one zone each: setting one leaves the other alone
+    dev.chamber.set(270.0).wait(30)
+    sim.world.advance()
+    assert abs(sim.world.chamber.temperature_c - 270.0) <= dev.chamber.tolerance_c
+    assert sim.world.oven.controller.target_setpoint_c == 25.0
+    assert sim.world.oven.temperature_c < 30.0
+    sim.links["oven"].drop_replies(1)         # a lost Modbus reply is retried
+    dev.oven.set(260.0).wait(30)
+    assert abs(dev.oven.temperature.get() - 260.0) <= dev.oven.tolerance_c
+    # the flow through the reactor is the sum of the two infusions
+    dev.pump_cd.start(1.5, direction="INF")
+    sim.links["pump_se"].corrupt_next_reply(1)  # a garbled pump reply is retried too
+    dev.pump_se.start(0.5, direction="INF")
+    _step_world(sim)
+    assert sim.world.reactor.snapshot()["flow_rate_ml_min"] == pytest.approx(2.0)
+    # a withdrawing pump takes away from the flow, which never goes negative
+    dev.pump_se.start(3.0, direction="WDR")
+    _step_world(sim)
+    assert sim.world.reactor.snapshot()["flow_rate_ml_min"] == 0.0
+    dev.pump_se.stop()
+    dev.pump_cd.stop()
+    assert dev.pump_cd.refresh()["state"] == "stopped"
+
+
+def test_residence_time_follows_from_the_flow_rate(reactor):
+    sim, dev = reactor
+    # 14 s of reaction in 0.05 + 0.5 mL (chamber + oven) is 0.55 mL per 14 s
+    expected_ml_min = 0.55 / 14.0 * 60.0
+    assert dev.reactor.flow_ml_min(14.0) == pytest.approx(expected_ml_min)
+    dev.chamber.set(260.0).wait(30)    # hot first: flow through a cold reactor is not the plan's
+    dev.oven.set(250.0).wait(30)
+    for pump in dev.pumps:
+        pump.start(expected_ml_min / 2, direction="INF")
+    _step_world(sim)
+    snapshot = sim.world.reactor.snapshot()
+    # the simulator computes residence from its own volumes and the pumps' programmed rates
+    # (4-digit NE-1000 numbers), so agreement is to the pump's resolution
+    assert snapshot["residence_chamber_s"] + snapshot["residence_oven_s"] == pytest.approx(14.0, rel=1e-3)
+    assert snapshot["residence_oven_s"] / snapshot["residence_chamber_s"] == pytest.approx(10.0)
+    for pump in dev.pumps:
+        pump.stop()
+
+
+def test_grid_points_cover_the_triangle_in_serpentine_order():
+    points = grid_points(range(240, 301, 10), range(240, 301, 10), 14.0)
+    assert len(points) == 7 * 8 // 2                      # growth <= nucleation: a triangle
+    assert all(p.growth_c <= p.nucleation_c and p.residence_s == 14.0 for p in points)
+    assert len({(p.nucleation_c, p.growth_c) for p in points}) == len(points)
+    for a, b in zip(points, points[1:]):                  # no zone moves more than one step
+        assert abs(a.nucleation_c - b.nucleation_c) in (0.0, 10.0)
+        assert abs(a.growth_c - b.growth_c) in (0.0, 10.0)
+
+
+def test_amount_grid_places_points_and_leaves_the_rest_empty():
+    rows, columns, grid = amount_grid([250, 260, 260, 260], [250, 250, 260, 260], [1.0, 2.0, 3.0, 5.0])
+    assert rows.tolist() == [250, 260] and columns.tolist() == [250, 260]
+    assert grid[0, 0] == 1.0 and grid[1, 0] == 2.0 and grid[1, 1] == 4.0   # repeats averaged
+    assert math.isnan(grid[0, 1])                                           # growth > nucleation
+
+
+# -- plans ------------------------------------------------------------------------------------------
+POSITIVE = "residence_s must be a positive"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"nucleation_c": 250.0, "growth_c": 260.0}, "must not exceed nucleation_c"),
+    ({"nucleation_c": 400.0, "growth_c": 260.0}, "nucleation_c=400.0 °C is outside"),
+    ({"nucleation_c": 250.0, "growth_c": 10.0}, "growth_c=10.0 °C is outside"),
+    ({"nucleation_c": 250.0, "growth_c": 240.0, "residence_s": (14.0, 0.0)}, POSITIVE),
+    ({"nucleation_c": 250.0, "growth_c": 240.0, "residence_s": (-1.5,)}, POSITIVE),
+    ({"nucleation_c": 250.0, "growth_c": 240.0, "residence_s": (float("nan"),)}, POSITIVE),
+    ({"nucleation_c": 250.0, "growth_c": 240.0, "residence_s": (0.5,)}, "per pump"),
+    ({"nucleation_c": 250.0, "growth_c": 240.0, "flush_volumes": 0}, "flush_volumes"),
+    ({"nucleation_c": 250.0, "growth_c": 240.0, "frames_per_point": 0}, "frames_per_point"),
+    ({"nucleation_c": 250.0, "growth_c": 240.0, "block_lamp": None}, "block_lamp"),
+])
+def test_bad_parameters_are_refused_before_anything_moves(reactor, kwargs, message):
+    sim, dev = reactor
+    kwargs = {"block_lamp": sim.spectrometer.block_lamp, "reactor": dev.reactor, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        residence_series(dev.pumps, dev.chamber, dev.oven, dev.spectrometer, dev.detector, **kwargs)
+    assert _untouched(sim)
+
+
+def test_a_grid_with_no_point_is_refused(reactor):
+    sim, dev = reactor
+    with pytest.raises(ValueError, match="no point"):
+        temperature_grid(dev.pumps, dev.chamber, dev.oven, dev.spectrometer, dev.detector,
+                         nucleation_c=[240, 250], growth_c=[260, 270],
+                         block_lamp=sim.spectrometer.block_lamp, reactor=dev.reactor)
+    with pytest.raises(ValueError, match="positive"):
+        check_point(FlowPoint(250.0, 240.0, -1.0), dev.chamber, dev.oven, ReactorSpec(), 2)
+    assert _untouched(sim)
+
+
+def test_abort_mid_grid_stops_pumps_heaters_safe_and_keeps_the_data(reactor, config):
+    sim, dev = reactor
+    docs = []
+    RE = _engine(sim, docs)
+    with open_catalog(config["data"]["dir"]) as catalog:
+        writer = catalog.writer()
+        RE.subscribe(writer)
+        paused = threading.Event()
+
+        def pause_after_two_points(name, doc):
+            if name == "event" and len(_events(docs, "primary")) == 2 and not paused.is_set():
+                paused.set()  # as an operator would: from another thread
+                threading.Thread(target=RE.request_pause, kwargs={"defer": False}).start()
+
+        RE.subscribe(pause_after_two_points)
+        with pytest.raises(RunEngineInterrupted):
+            RE(temperature_grid(dev.pumps, dev.chamber, dev.oven, dev.spectrometer, dev.detector,
+                                nucleation_c=[260, 270], growth_c=[250, 260], reactor=dev.reactor,
+                                block_lamp=sim.spectrometer.block_lamp, timer=dev.timer))
+        assert RE.state == "paused"
+        assert not _is_safe(sim)          # pausing holds the zones hot (to resume)
+        RE.abort(reason="operator")
+        writer.flush()
+        writer.close()
+        assert _is_safe(sim)
+        assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "abort"
+        run = catalog[docs[0][1]["uid"]]
+        assert run.metadata["stop"]["exit_status"] == "abort"
+        assert run.metadata["stop"]["num_events"] == {"blank": 1, "primary": 2}
+        assert np.asarray(run["primary"]["saxs_image"].read()).shape[0] == 2
+        assert np.isfinite(np.asarray(run["primary"]["uv_absorbance"].read())).any(axis=1).all()
+
+
+def test_a_pump_stall_mid_grid_fails_the_run_safely_with_what_was_acquired(reactor):
+    sim, dev = reactor
+    docs = []
+    RE = _engine(sim, docs)
+
+    def stall_after_first_point(name, doc):
+        if name == "event" and len(_events(docs, "primary")) == 1:
+            with sim.world.lock:
+                sim.world.pump_se.stall()     # the motor stalls while the next point settles
+
+    RE.subscribe(stall_after_first_point)
+    with pytest.raises(Exception) as raised:
+        RE(residence_series(dev.pumps, dev.chamber, dev.oven, dev.spectrometer, dev.detector,
+                            nucleation_c=270.0, growth_c=260.0, residence_s=(14.0, 4.5),
+                            reactor=dev.reactor, block_lamp=sim.spectrometer.block_lamp,
+                            timer=dev.timer))
+    chain = [raised.value, raised.value.__cause__, raised.value.__context__]
+    assert any(isinstance(e, PumpAlarm) or "stall" in str(e) for e in chain if e is not None)
+    assert docs[-1][1]["exit_status"] == "fail"
+    assert len(_events(docs, "primary")) == 1
+    assert _is_safe(sim)
+
+
+def test_residence_series_records_each_time_at_its_flow_and_the_ncs_grow_with_time(reactor):
+    sim, dev = reactor
+    docs = []
+    RE = _engine(sim, docs)
+    result = RE(residence_series(dev.pumps, dev.chamber, dev.oven, dev.spectrometer, dev.detector,
+                                 nucleation_c=280.0, growth_c=270.0, residence_s=(4.5, 14.0),
+                                 reactor=dev.reactor, block_lamp=sim.spectrometer.block_lamp,
+                                 timer=dev.timer))
+    assert result.exit_status == "success" and _is_safe(sim)
+    events = _events(docs, "primary")
+    assert [e["data"]["condition_residence_s"] for e in events] == [4.5, 14.0]
+    wavelength = np.asarray(next(d for n, d in docs if n == "descriptor" and d["name"] == "primary")
+                            ["configuration"]["uv"]["data"]["uv_wavelength_nm"])
+    excitons = []
+    for event in events:
+        data = event["data"]
+        flow = data["pump_cd_flow_ml_min"] + data["pump_se_flow_ml_min"]
+        assert flow == pytest.approx(0.55 / data["condition_residence_s"] * 60.0, rel=1e-3)
+        spectrum = np.asarray(data["uv_absorbance"])
+        usable = np.isfinite(spectrum)
+        found = identify_clusters(wavelength[usable], spectrum[usable], path_cm=0.1)
+        excitons.append(next(f.peak_nm for f in found if f.kind == "NC"))
+    # longer in the oven, larger NCs: the exciton moves to the red (seed: 490 -> 527 nm)
+    assert excitons[1] > excitons[0] + 10.0
+
+
+# -- the dry run ------------------------------------------------------------------------------------
+def test_grid_dry_run_end_to_end_finds_the_simulated_families(config, tmp_path):
+    grid = {"nucleation_c": [270, 280], "growth_c": [260, 280]}   # 3 points
+    summary = flow_dry_run(config, grid=grid, residence_s=14.0, seed=5, progress=False)
+    assert summary["exit_status"] == "success" and summary["analysis_errors"] == 0
+    wanted = {(270.0, 260.0), (280.0, 280.0), (280.0, 260.0)}
+    assert {(p["nucleation_c"], p["growth_c"]) for p in summary["points"]} == wanted
+    with open_catalog(tmp_path) as catalog:
+        run = catalog[summary["uid"]]
+        assert set(run) == {"blank", "primary"}
+        assert run.metadata["start"]["plan_name"] == "temperature_grid"
+        primary = run["primary"]
+        assert {(n, g) for n, g in zip(primary["condition_nucleation_c"].read(),
+                                       primary["condition_growth_c"].read())} == wanted
+        # the zones were at their setpoints and the pumps at the 14 s flow when recorded
+        assert np.allclose(primary["chamber_temperature"].read(),
+                           primary["condition_nucleation_c"].read(), atol=2.0)
+        assert np.allclose(primary["oven_temperature"].read(),
+                           primary["condition_growth_c"].read(), atol=2.0)
+        flow = primary["pump_cd_flow_ml_min"].read() + primary["pump_se_flow_ml_min"].read()
+        assert np.allclose(flow, 0.55 / 14.0 * 60.0, rtol=1e-3)
+        wavelength = np.asarray(primary.metadata["configuration"]["uv"]["data"]["uv_wavelength_nm"])
+        spectra = np.asarray(primary["uv_absorbance"].read())
+        index = np.asarray(primary["condition_index"].read())
+        frames = np.asarray(primary["saxs_image"].read())
+    assert spectra.shape == (3, wavelength.size) and frames.shape[0] == 3 and frames.sum() > 0
+    by_index = {p["index"]: p for p in summary["points"]}
+    for k, spectrum in zip(index, spectra):
+        truth = by_index[int(k)]["truth"]          # what the simulated outlet held then
+        usable = np.isfinite(spectrum)
+        found = {f.label: f.concentration_molar * f.cdse_units
+                 for f in identify_clusters(wavelength[usable], spectrum[usable], path_cm=0.1)}
+        # every species holding > 2 % of the fed Cd is found, with its amount within 15 %
+        major = {label for label, units in truth.items() if units > 0.02 * FEED_MOLAR}
+        assert major and major <= set(found)
+        for label in major:
+            assert found[label] == pytest.approx(truth[label], rel=0.15)
+        # nothing is found that the outlet holds less than 0.1 % of the Cd in
+        assert all(truth[label] > 1e-3 * FEED_MOLAR for label in found)
+    # McSAS on the SAXS patterns: the volume fraction of the particles it can resolve
+    for point in summary["points"]:
+        saxs = point["saxs"]
+        assert saxs["volume_fraction"] == pytest.approx(saxs["truth_volume_fraction"], rel=0.15)
+    png = summary["figure"]
+    assert png and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
