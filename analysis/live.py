@@ -19,9 +19,10 @@ document (``recipe.cd_initial_molar``, ``piston``, its ``uid``), stream ``backgr
 (``<injector>_fire_time_<piston>``, epoch s: t = 0) and stream ``primary`` (the frames
 ``<det>_image`` with the heater temperature). The detector geometry and, unless given,
 the calibration (Φ·T·ΔΩ_ref, see :mod:`ncsynth.analysis.reduction`) and the path length come
-from the detector's configuration in the descriptor. Frames are read from the detector's
-HDF5 files through :class:`ADHDF5FrameHandler` (spec ``AD_HDF5``), which the
-:func:`analysis_router`'s ``event_model.RunRouter`` uses to fill the events.
+from the detector's configuration in the descriptor. The image is an external (``STREAM:``)
+data key: each frame is read from the detector's HDF5 file where the run's
+stream_resource/stream_datum documents put it (:class:`StreamFrames`); the frame start time is
+the detector's ``<det>_frame_time`` reading (epoch s).
 
 Every frame gives a ``fits`` event: frames that cannot be reduced or fitted (wrong shape, no
 counts, no particles yet, an exception in the analysis) give ``success=False`` with a ``reason``
@@ -42,6 +43,8 @@ import queue
 import threading
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import h5py
 import numpy as np
@@ -60,8 +63,6 @@ logger = logging.getLogger(__name__)
 MODEL = "gaussian_spheres"
 #: Se:Cd molar ratio β of S3.2 when neither the settings nor the recipe (``extra["beta"]``) give one.
 DEFAULT_BETA = 5.0
-#: Dataset of the frames inside an AD_HDF5 resource file (``ncsynth.devices.detector``).
-FRAME_DATASET = "/entry/data/data"
 SOURCE = "ncsynth.analysis.live"
 
 BACKGROUND, INJECTION, PRIMARY = "background", "injection", "primary"
@@ -76,40 +77,73 @@ def _fitter_version() -> str:
 
 
 # -- frames from files --------------------------------------------------------------------------
-class ADHDF5FrameHandler:
-    """Handler for spec ``AD_HDF5``: frame ``point_number`` of ``/entry/data/data`` in ``filename``.
+class StreamFrames:
+    """Frames referenced by stream_resource/stream_datum documents (mimetype ``application/x-hdf5``).
 
-    Opens the file for SWMR reading (the detector may still be appending to it) and refreshes
-    the dataset when asked for a frame beyond what it last saw. Returns a 2-D frame for
-    ``frame_per_point == 1``, else ``(frame_per_point, rows, cols)``.
+    Feed it the run's ``stream_resource`` and ``stream_datum`` documents (they precede the events
+    that use them); :meth:`frame` then returns the frame of an event — its ``descriptor`` and
+    ``seq_num`` select, through the stream_datum's ``seq_nums`` → ``indices``, a slice along axis
+    0 of the resource's ``dataset``. Files are opened for SWMR reading when first needed (the
+    detector may still be appending) and refreshed for a frame beyond what was last seen.
+    ``root_map`` maps directories of the uris to where the files are now (files moved since
+    acquisition).
     """
 
-    specs = {"AD_HDF5"}
+    MIMETYPE = "application/x-hdf5"
 
-    def __init__(self, filename, frame_per_point: int = 1):
-        if isinstance(frame_per_point, bool) or not isinstance(frame_per_point, int) or frame_per_point < 1:
-            raise ValueError(f"frame_per_point must be an integer >= 1, got {frame_per_point!r}")
-        self.frame_per_point = frame_per_point
-        self._file = h5py.File(filename, "r", swmr=True)
-        self._dataset = self._file[FRAME_DATASET]
+    def __init__(self, root_map: dict | None = None):
+        self.root_map = {Path(old): Path(new) for old, new in (root_map or {}).items()}
+        self._resources: dict[str, tuple[Path, str, str]] = {}  # uid -> (path, dataset, data key)
+        #: (descriptor uid, data key, seq_num) -> (stream_resource uid, index along axis 0)
+        self._frames: dict[tuple[str, str, int], tuple[str, int]] = {}
+        self._datasets: dict[str, h5py.Dataset] = {}
 
-    def __call__(self, point_number: int):
-        start = int(point_number) * self.frame_per_point
-        stop = start + self.frame_per_point
-        if stop > self._dataset.shape[0]:
-            self._dataset.refresh()
-        if stop > self._dataset.shape[0]:
-            raise OSError(f"{self._file.filename}: frame {point_number} not written "
-                          f"({self._dataset.shape[0]} frames in the file)")
-        data = self._dataset[start:stop]
-        return data[0] if self.frame_per_point == 1 else data
+    def stream_resource(self, doc: dict) -> None:
+        if doc.get("mimetype") == self.MIMETYPE:
+            self._resources[doc["uid"]] = (self._path(doc["uri"]), doc["parameters"]["dataset"],
+                                           doc["data_key"])
+
+    def stream_datum(self, doc: dict) -> None:
+        resource = self._resources.get(doc["stream_resource"])
+        if resource is None:
+            return  # not an HDF5 stream
+        seq_nums, indices = doc["seq_nums"], doc["indices"]
+        for offset in range(indices["stop"] - indices["start"]):
+            self._frames[(doc["descriptor"], resource[2], seq_nums["start"] + offset)] = \
+                (doc["stream_resource"], indices["start"] + offset)
+
+    def frame(self, descriptor: str, data_key: str, seq_num: int) -> np.ndarray:
+        """The frame of ``data_key`` in event ``seq_num`` of ``descriptor``; LookupError if no
+        stream_datum references it, OSError if its file does not hold it."""
+        try:
+            uid, index = self._frames[(descriptor, data_key, seq_num)]
+        except KeyError:
+            raise LookupError(f"no stream_datum references {data_key} of event {seq_num}") from None
+        dataset = self._datasets.get(uid)
+        if dataset is None:
+            path, name, _ = self._resources[uid]
+            dataset = self._datasets[uid] = h5py.File(path, "r", swmr=True)[name]
+        if index >= dataset.shape[0]:
+            dataset.refresh()
+        if index >= dataset.shape[0]:
+            raise OSError(f"{dataset.file.filename}: frame {index} not written "
+                          f"({dataset.shape[0]} frames in the file)")
+        return dataset[index]
 
     def close(self) -> None:
-        self._file.close()
+        for dataset in self._datasets.values():
+            dataset.file.close()
+        self._datasets.clear()
 
-
-#: Handler registry of the analysis router.
-HANDLER_REGISTRY = {"AD_HDF5": ADHDF5FrameHandler}
+    def _path(self, uri: str) -> Path:
+        parts = urlsplit(uri)
+        if parts.scheme != "file":
+            raise ValueError(f"stream_resource uri must be a file:// uri, got {uri!r}")
+        path = Path(unquote(parts.path))
+        for old, new in self.root_map.items():
+            if path.is_relative_to(old):
+                return new / path.relative_to(old)
+        return path
 
 
 # -- settings -------------------------------------------------------------------------------------
@@ -248,11 +282,11 @@ class SAXSAnalysis(DocumentRouter):
     """Reduce, subtract, fit every primary frame of one raw run; emit the derived run.
 
     ``emit(name, doc)`` receives the derived run's documents, in order, on the thread that
-    feeds this router. Frames must arrive filled (the :func:`analysis_router` does that).
-    See the module docstring for what is read and emitted.
+    feeds this router; ``root_map`` as for :class:`StreamFrames`. See the module docstring for
+    what is read and emitted.
     """
 
-    def __init__(self, emit, settings: AnalysisSettings | None = None):
+    def __init__(self, emit, settings: AnalysisSettings | None = None, root_map: dict | None = None):
         super().__init__()
         if not callable(emit):
             raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
@@ -269,6 +303,9 @@ class SAXSAnalysis(DocumentRouter):
         self._exposure: dict[str, float] = {}  # descriptor uid -> exposure s
         self._reducer: Reducer | None = None
         self._image_key: str | None = self.settings.image_key
+        self._frame_time_key: str | None = None
+        self._frames = StreamFrames(root_map)
+        self._image_descriptors: set[str] = set()  # descriptor uids with the image key
         self._temperature_key: str | None = self.settings.temperature_key
         self._background_patterns: list[Pattern] = []
         self._background: Pattern | None = None
@@ -299,8 +336,10 @@ class SAXSAnalysis(DocumentRouter):
         if image_key is None or image_key not in doc["data_keys"]:
             return
         self._image_key = image_key
+        self._image_descriptors.add(doc["uid"])
         config = _detector_configuration(doc, image_key)
         obj = _object_of(doc, image_key)
+        self._frame_time_key = f"{obj}_frame_time" if f"{obj}_frame_time" in doc["data_keys"] else None
         # a descriptor without the detector's configuration (e.g. a flyer's) keeps the last exposure
         known = [e for e in self._exposure.values() if math.isfinite(e)]
         self._exposure[doc["uid"]] = float(config.get(f"{obj}_exposure_time", known[-1] if known else math.nan))
@@ -320,15 +359,22 @@ class SAXSAnalysis(DocumentRouter):
             key = next((k for k in doc["data"] if k.endswith(f"_fire_time_{self.piston}")), None)
             if key is not None and math.isfinite(float(doc["data"][key])):
                 self._t0 = float(doc["data"][key])
-        elif stream == BACKGROUND and self._image_key in doc["data"]:
+        elif stream == BACKGROUND and doc["descriptor"] in self._image_descriptors:
             try:
                 self._background_patterns.append(self._reduce(doc))
             except Exception as error:  # a bad background frame is skipped, not fatal
                 self._error("background", f"background frame {doc.get('seq_num')} skipped: {error}")
-        elif stream == PRIMARY and self._image_key in doc["data"]:
+        elif stream == PRIMARY and doc["descriptor"] in self._image_descriptors:
             self._analyse_frame(doc)
 
+    def stream_resource(self, doc):
+        self._frames.stream_resource(doc)
+
+    def stream_datum(self, doc):
+        self._frames.stream_datum(doc)
+
     def stop(self, doc):
+        self._frames.close()
         if self._bundle is None:
             return  # no frames: no derived run
         try:
@@ -367,13 +413,11 @@ class SAXSAnalysis(DocumentRouter):
     def _reduce(self, doc) -> Pattern:
         if self._reducer is None:
             raise RuntimeError("no reduction set up (see the earlier analysis errors)")
-        frame = doc["data"][self._image_key]
-        if isinstance(frame, str):
-            raise ValueError(f"frame not filled (datum {frame!r}): feed the analysis through analysis_router")
+        frame = self._frames.frame(doc["descriptor"], self._image_key, doc["seq_num"])
         return self._reducer.reduce(frame, self._exposure.get(doc["descriptor"], math.nan))
 
     def _analyse_frame(self, doc):
-        frame_time = float(doc["timestamps"].get(self._image_key, doc["time"]))
+        frame_time = float(doc["data"].get(self._frame_time_key, doc["time"]))
         exposure = self._exposure.get(doc["descriptor"], 0.0)
         time_s = frame_time + 0.5 * exposure - self._t0 if self._t0 is not None else math.nan
         temperature = doc["data"].get(self._temperature_key, math.nan) if self._temperature_key else math.nan
@@ -501,11 +545,11 @@ def _is_derived(start_doc: dict) -> bool:
     return "raw_uid" in start_doc
 
 
-def _factory(emit, settings: AnalysisSettings, created: list | None):
+def _factory(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None):
     def factory(name, start_doc):
         if _is_derived(start_doc):  # never analyse our own output
             return [], []
-        analysis = SAXSAnalysis(emit, settings)
+        analysis = SAXSAnalysis(emit, settings, root_map)
         if created is not None:
             created.append(analysis)
         return [analysis], []
@@ -516,17 +560,18 @@ def analysis_router(emit, *, root_map: dict | None = None, **settings) -> RunRou
     """An ``event_model.RunRouter`` giving every raw run its own :class:`SAXSAnalysis`.
 
     ``emit(name, doc)`` receives the derived runs; ``settings`` are :class:`AnalysisSettings`
-    fields (validated now); ``root_map`` remaps Resource roots (files moved since acquisition).
-    Events are filled with :class:`ADHDF5FrameHandler`. Synchronous: wrap it in
+    fields (validated now); ``root_map`` maps directories of the frame files' uris to where
+    they are now (files moved since acquisition). Synchronous: wrap it in
     :class:`ThreadedCallback` before subscribing it to a RunEngine.
     """
     return _router(emit, AnalysisSettings(**settings), None, root_map)
 
 
 def replay(documents, emit, *, root_map: dict | None = None, **settings) -> list["SAXSAnalysis"]:
-    """Push stored ``(name, doc)`` pairs (in emission order, with their Resource/Datum
-    documents: the collected documents or the run's journal) through a fresh router, on this
-    thread; returns the :class:`SAXSAnalysis` of every raw run. Same numbers as live."""
+    """Push stored ``(name, doc)`` pairs (in emission order, with their stream_resource/
+    stream_datum documents: the collected documents or the run's journal) through a fresh
+    router, on this thread; returns the :class:`SAXSAnalysis` of every raw run. Same numbers as
+    live."""
     analyses: list[SAXSAnalysis] = []
     router = _router(emit, AnalysisSettings(**settings), analyses, root_map)
     for name, doc in documents:
@@ -537,13 +582,13 @@ def replay(documents, emit, *, root_map: dict | None = None, **settings) -> list
 def _router(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None) -> RunRouter:
     if not callable(emit):
         raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
-    return RunRouter([_factory(emit, settings, created)], handler_registry=HANDLER_REGISTRY, root_map=root_map)
+    return RunRouter([_factory(emit, settings, created, root_map)])
 
 
 # -- off the RunEngine's thread ---------------------------------------------------------------------
 _STOP_WORKER = object()
 #: Documents that may be dropped when the analysis falls behind; all others (start, descriptor,
-#: resource, datum, stop, ...) are few and always kept so that runs stay well-formed.
+#: stream_resource, stream_datum, stop, ...) are few and always kept so that runs stay well-formed.
 DROPPABLE = frozenset({"event", "event_page"})
 
 
@@ -561,7 +606,7 @@ class ThreadedCallback:
       acquisition keeps its schedule and its data (the RunEngine and every other subscriber,
       e.g. the catalog, still get every document) while the live analysis shows gaps;
       replaying the stored run through a fresh router gives the complete analysis. Start,
-      descriptor, resource/datum and stop documents are never dropped (a handful per run), so
+      descriptor, stream_resource/stream_datum and stop documents are never dropped (a handful per run), so
       the analysis always sees whole runs.
     * :meth:`flush` waits until everything queued so far is processed; :meth:`close` ends the worker.
     """

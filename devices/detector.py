@@ -9,20 +9,36 @@ file flushed after every frame so a killed process keeps every frame written).
 
 Two ways to acquire:
 
-* software-triggered: one :meth:`SAXSDetector.trigger` per frame; the Status finishes when
-  the frame is on disk;
-* detector-timed: :meth:`SAXSDetector.prepare_sequence` with absolute frame start times
-  (epoch s), then the flyer methods ``kickoff`` / ``complete`` / ``collect``: the detector
-  keeps the schedule, not the RunEngine (the §S.1.4 schedule ``t_i + t_w·1.015^(n-1)``).
+* software-triggered: one ``trigger()`` per frame; the Status finishes when the frame is on
+  disk;
+* detector-timed: ``prepare_sequence(start_times)`` with absolute frame start times (epoch s),
+  then the flyer methods ``kickoff`` / ``complete`` / ``collect``: the detector keeps the
+  schedule, not the RunEngine (the §S.1.4 schedule ``t_i + t_w·1.015^(n-1)``). The plan
+  declares the stream first and names it when collecting::
 
-Every reading and every collected event carries the frame's own start time (reported by
-the detector), not the time of ``read()``.
+      yield from bps.declare_stream(det, name="primary", collect=True)
+      yield from bps.kickoff(det, wait=True)
+      ...
+      yield from bps.collect(det, name="primary")
 
-Assets: legacy Resource/Datum documents with spec ``AD_HDF5`` (resource_kwargs
-``{"frame_per_point": 1}``, datum_kwargs ``{"point_number": i}``) — what ophyd's
-areaDetector HDF5 plugin (:class:`AreaDetectorSAXS`) emits too, and what
-``bluesky_tiled_plugins.TiledWriter`` converts to StreamResource/StreamDatum
-(mimetype ``application/x-hdf5``, dataset ``/entry/data/data``).
+Every frame's own start time (reported by the detector, not the time of ``read()``) is the
+reading ``<name>_frame_time`` (epoch s, also its timestamp) and, for collected frames, the
+event's timestamps.
+
+Assets: StreamResource/StreamDatum documents (event-model >= 1.19), see :class:`FrameAssets`.
+The image data key ``<name>_image`` is described as ``external="STREAM:"`` and is absent from
+the events; one ``stream_resource`` per HDF5 file (mimetype ``application/x-hdf5``, uri
+``file://localhost/<absolute path>``, parameters ``{"dataset": "/entry/data/data",
+"chunk_shape": [1, rows, cols]}``) and ``stream_datum`` documents whose ``indices`` are the
+frames' positions along axis 0 — one per software-triggered frame, one per ``collect`` batch of
+a sequence — emitted only once those frames are flushed to the file. The catalog
+(``bluesky_tiled_plugins.TiledWriter``'s HDF5 consolidator) then serves the stream's frames as
+one ``(n, rows, cols)`` array of exactly the frames the stream_datums reference: frames the
+file holds beyond them (e.g. written just before a ``kill -9``) are not exposed.
+
+One staging, one file, one stream: the RunEngine binds a stream_resource to the stream of the
+first event that references it, so stage the detector separately for each stream it records
+(as ``ncsynth.plans`` does for ``background`` and ``primary``).
 
 :class:`AreaDetectorSAXS` is the same user-facing detector on an EPICS areaDetector IOC
 (cam + HDF5 plugin) for a hutch that runs one.
@@ -31,8 +47,10 @@ areaDetector HDF5 plugin (:class:`AreaDetectorSAXS`) emits too, and what
 from __future__ import annotations
 
 import abc
+import itertools
 import json
 import math
+import os
 import socket
 import threading
 import uuid
@@ -46,23 +64,23 @@ from urllib.parse import urlsplit
 
 import h5py
 import numpy as np
-from event_model import compose_resource
+from event_model import StreamRange, compose_stream_resource
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
-from ophyd.areadetector import DetectorBase, SingleTrigger
+from ophyd.areadetector import DetectorBase
 from ophyd.areadetector.cam import AreaDetectorCam
-from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
-from ophyd.areadetector.plugins import HDF5Plugin
+from ophyd.areadetector.plugins import HDF5Plugin_V34
 from ophyd.signal import DerivedSignal
-from ophyd.status import DeviceStatus, Status
+from ophyd.status import DeviceStatus, Status, SubscriptionStatus
+from ophyd.device import Staged
 
 from ncsynth import timebase
 from ncsynth.analysis.geometry import DetectorGeometry
 
 #: Default exposure (seed 000 §S.1.4: integration time 75 ms).
 DEFAULT_EXPOSURE_S = 0.075
-#: Asset spec of the frames (see module docstring).
-ASSET_SPEC = "AD_HDF5"
+#: Mimetype of the frame files in the stream_resource documents.
+FRAME_MIMETYPE = "application/x-hdf5"
 #: Frames inside each HDF5 file.
 FRAME_DATASET = "/entry/data/data"
 #: Frame start times (epoch s) inside each HDF5 file, one per frame.
@@ -314,63 +332,244 @@ class FrameFileWriter:
         self._file.close()
 
 
-class ExternalFrameSignal(Signal):
-    """Holds the datum id of the last frame; described as an external (FILESTORE) array."""
+def frame_uri(path) -> str:
+    """The stream_resource ``uri`` of a frame file: ``file://localhost`` + its absolute path."""
+    return "file://localhost" + Path(os.path.abspath(path)).as_posix()
+
+
+class FrameAssets:
+    """The StreamResource/StreamDatum documents of one detector's frames (thread-safe).
+
+    :meth:`new_file` composes the stream_resource of a new HDF5 file
+    (:func:`event_model.compose_stream_resource`); it is emitted with the file's first frame, so
+    a file that gets no frame gets no document. :meth:`add` records a frame once it is flushed
+    to the file; :meth:`documents` (the device's ``collect_asset_docs``) announces every frame
+    recorded since its last call in one stream_datum per file, ``indices`` = the frames'
+    positions along axis 0 (the RunEngine fills ``descriptor`` and ``seq_nums``). Frames of a
+    detector-timed sequence also become the events of :meth:`events` (``collect()``): exactly
+    the frames announced so far, in order, so the events' seq_nums are the stream_datums'.
+    """
+
+    def __init__(self, data_key: str, time_key: str):
+        self.data_key = data_key
+        self.time_key = time_key
+        self._lock = threading.Lock()
+        self._bundle = None
+        self._unannounced: set[str] = set()  # uids of stream_resources not emitted yet
+        self._frames: list[tuple] = []  # (bundle, index, t_start, collected), on disk, not announced
+        self._events: deque = deque()
+
+    def new_file(self, path, frame_shape) -> None:
+        """Frames recorded from now on are in ``path`` (HDF5, :data:`FRAME_DATASET`)."""
+        bundle = compose_stream_resource(
+            mimetype=FRAME_MIMETYPE, uri=frame_uri(path), data_key=self.data_key,
+            parameters={"dataset": FRAME_DATASET, "chunk_shape": [1, *map(int, frame_shape)]})
+        with self._lock:
+            self._bundle = bundle
+            self._unannounced.add(bundle.stream_resource_doc["uid"])
+
+    def add(self, index: int, t_start: float, *, collected: bool) -> None:
+        """Frame ``index`` of the current file (start ``t_start``, epoch s) is on disk;
+        ``collected``: it belongs to a detector-timed sequence (an event for ``collect()``)."""
+        with self._lock:
+            if self._bundle is None:
+                raise RuntimeError("FrameAssets.add before new_file")
+            self._frames.append((self._bundle, int(index), float(t_start), collected))
+
+    def documents(self) -> Iterator[tuple[str, dict]]:
+        """stream_resource (first time only) and stream_datum of the frames not yet announced."""
+        with self._lock:
+            frames, self._frames = self._frames, []
+            docs = []
+            for uid, group in itertools.groupby(frames, key=lambda f: f[0].stream_resource_doc["uid"]):
+                group = list(group)
+                bundle = group[0][0]
+                if uid in self._unannounced:
+                    self._unannounced.discard(uid)
+                    docs.append(("stream_resource", bundle.stream_resource_doc))
+                docs.append(("stream_datum", bundle.compose_stream_datum(
+                    indices=StreamRange(start=group[0][1], stop=group[-1][1] + 1))))
+                self._events.extend({"time": t, "data": {self.time_key: t}, "timestamps": {self.time_key: t}}
+                                    for _, _, t, collected in group if collected)
+        return iter(docs)
+
+    def events(self) -> Iterator[dict]:
+        """Events (frame start as time and value of the time key) of the announced sequence frames."""
+        while self._events:
+            yield self._events.popleft()
+
+    def reset(self) -> None:
+        """Forget everything not yet announced (a new staging)."""
+        with self._lock:
+            self._bundle = None
+            self._unannounced.clear()
+            self._frames.clear()
+            self._events.clear()
+
+
+class StreamImageSignal(Signal):
+    """The frame data key ``<device>_image``: an external array (``external="STREAM:"``: the
+    frames stay in HDF5, referenced by stream_datum documents), therefore absent from
+    ``read()``. Its value is the last frame's index in its file (-1: none yet)."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, value="", **kwargs)
+        super().__init__(*args, value=-1, **kwargs)
         self.frame_shape: tuple[int, ...] = ()
         self.frame_dtype = "<u4"
+
+    def read(self):
+        return {}
 
     def describe(self):
         description = super().describe()
         description[self.name].update(dtype="array", shape=list(self.frame_shape),
-                                      dtype_numpy=self.frame_dtype, external="FILESTORE:")
+                                      dtype_numpy=self.frame_dtype, external="STREAM:")
         return description
 
 
-class SAXSDetector(Device):
+class FrameDetector(Device):
+    """What both SAXS detectors share: the ``image`` (external) and ``frame_time`` readings,
+    the asset documents (:class:`FrameAssets`) and the detector-timed sequence (flyer).
+
+    Subclasses provide ``exposure_time`` (s), ``_start_sequence(start_times, exposure_s)`` —
+    raises if the detector refuses, else returns an iterator that records one frame (with
+    :meth:`_record`, ``collected=True``) per step — and ``_abort_sequence()`` (thread-safe).
+    """
+
+    image = Cpt(StreamImageSignal, kind="normal")
+    frame_time = Cpt(Signal, value=math.nan, kind="normal")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._assets = FrameAssets(self.image.name, self.frame_time.name)
+        self._sequence: tuple[list[float], float] | None = None
+        self._sequence_thread: threading.Thread | None = None
+        self._complete_status: Status | None = None
+
+    def _record(self, index: int, t_start: float, *, collected: bool) -> None:
+        """Frame ``index`` of the current file is on disk: reading and asset documents."""
+        self.image.put(index, timestamp=t_start)
+        self.frame_time.put(t_start, timestamp=t_start)
+        self._assets.add(index, t_start, collected=collected)
+
+    def collect_asset_docs(self):
+        """stream_resource / stream_datum documents of the frames written since the last call."""
+        yield from self._assets.documents()
+
+    def prepare_sequence(self, start_times, exposure_s: float | None = None) -> None:
+        """Set the absolute frame start times (epoch s) of the next :meth:`kickoff`.
+
+        ``exposure_s`` defaults to ``exposure_time``; the times must increase by at least it.
+        """
+        times = np.asarray(start_times, dtype=float)
+        exposure = _checked_exposure(self.exposure_time.get() if exposure_s is None else exposure_s)
+        if times.ndim != 1 or times.size == 0 or not np.all(np.isfinite(times)):
+            raise ValueError(f"start_times must be a non-empty 1-D array of finite epoch seconds, "
+                             f"got {np.asarray(start_times)!r:.80}")
+        steps = np.diff(times)
+        if steps.size and steps.min() < exposure:
+            raise ValueError(f"start_times must increase by at least exposure_s={exposure} s, "
+                             f"smallest step {steps.min()!r} s")
+        self._sequence = (times.tolist(), exposure)
+
+    def kickoff(self):
+        """Start the prepared sequence; Status done when the detector has accepted it."""
+        if self._sequence is None:
+            raise DetectorError(f"{self.name}: call prepare_sequence(start_times) before kickoff()")
+        if self._sequence_running():
+            raise DetectorError(f"{self.name}: a detector-timed sequence is already running")
+        start_times, exposure = self._sequence
+        kickoff_status = DeviceStatus(self)
+        complete_status = DeviceStatus(self)
+        self._complete_status = complete_status
+
+        def run():
+            try:
+                frames = self._start_sequence(start_times, exposure)
+            except Exception as error:
+                kickoff_status.set_exception(error)
+                complete_status.set_exception(error)
+                return
+            kickoff_status.set_finished()
+            try:
+                written = sum(1 for _ in frames)
+                if written < len(start_times):
+                    raise DetectorError(f"{self.name}: sequence ended after {written} of "
+                                        f"{len(start_times)} frames (aborted)")
+            except Exception as error:
+                complete_status.set_exception(error)
+            else:
+                complete_status.set_finished()
+
+        self._sequence_thread = threading.Thread(target=run, name=f"{self.name}-sequence", daemon=True)
+        self._sequence_thread.start()
+        return kickoff_status
+
+    def complete(self):
+        """Status that finishes when the last frame of the sequence is written."""
+        if self._complete_status is None:
+            raise DetectorError(f"{self.name}: complete() called before kickoff()")
+        return self._complete_status
+
+    def describe_collect(self):
+        """The data keys of the collected events (one stream: declare it, see module docstring)."""
+        description = self.describe()
+        return {key: description[key] for key in (self.image.name, self.frame_time.name)}
+
+    def collect(self):
+        """One event per frame announced by the last ``collect_asset_docs``, timed by its start."""
+        yield from self._assets.events()
+
+    def stop(self, *, success: bool = False):
+        self._end_sequence(wait=False)
+        super().stop(success=success)
+
+    def _sequence_running(self) -> bool:
+        return self._sequence_thread is not None and self._sequence_thread.is_alive()
+
+    def _end_sequence(self, wait: bool = True) -> None:
+        if self._sequence_running():
+            self._abort_sequence()
+            if wait:
+                self._sequence_thread.join()
+
+    def _start_sequence(self, start_times: list[float], exposure_s: float) -> Iterator[None]:
+        raise NotImplementedError
+
+    def _abort_sequence(self) -> None:
+        raise NotImplementedError
+
+
+class SAXSDetector(FrameDetector):
     """SAXS area detector writing HDF5 through a :class:`DetectorBackend` (see module docstring).
 
     Parameters
     ----------
     backend : e.g. ``SimulatedBackend("socket://127.0.0.1:PORT")``.
-    write_root : directory under which ``YYYY/MM/DD/<uuid>.h5`` files are written
-        (the Resource ``root``).
-    name : ophyd name; the frame data key is ``<name>_image``.
-    stream_name : event stream of the detector-timed sequences (flyer ``collect``).
+    write_root : directory under which ``YYYY/MM/DD/<uuid>.h5`` files are written.
+    name : ophyd name; the data keys are ``<name>_image`` (external) and ``<name>_frame_time``.
 
-    Components: ``image`` (the frame, external), ``exposure_time`` (s, default 0.075), and
-    read-only configuration from the detector: ``geometry_json``, ``flux_ph_per_s``,
-    ``transmission``, ``thickness_cm`` (the calibration of absolute intensities).
+    Components: ``image`` (the frame, external), ``frame_time`` (frame start, epoch s),
+    ``exposure_time`` (s, default 0.075), and read-only configuration from the detector:
+    ``geometry_json``, ``flux_ph_per_s``, ``transmission``, ``thickness_cm`` (the calibration
+    of absolute intensities).
     """
 
-    image = Cpt(ExternalFrameSignal, kind="normal")
     exposure_time = Cpt(Signal, value=DEFAULT_EXPOSURE_S, kind="config")
     geometry_json = Cpt(Signal, value="", kind="config")
     flux_ph_per_s = Cpt(Signal, value=float("nan"), kind="config")
     transmission = Cpt(Signal, value=float("nan"), kind="config")
     thickness_cm = Cpt(Signal, value=float("nan"), kind="config")
 
-    def __init__(self, backend: DetectorBackend, *, write_root, name: str,
-                 stream_name: str = "primary", **kwargs):
+    def __init__(self, backend: DetectorBackend, *, write_root, name: str, **kwargs):
         if not isinstance(backend, DetectorBackend):
             raise TypeError(f"backend must be a DetectorBackend, got {type(backend).__name__}")
-        if not isinstance(stream_name, str) or not stream_name:
-            raise ValueError(f"stream_name must be a non-empty string, got {stream_name!r}")
         super().__init__(name=name, **kwargs)
         self.backend = backend
         self.write_root = Path(write_root)
-        self.stream_name = stream_name
         self._info: dict | None = None
         self._file_lock = threading.RLock()
         self._writer: FrameFileWriter | None = None
-        self._compose_datum = None
-        self._asset_docs: deque = deque()
-        self._collected: deque = deque()
-        self._sequence: tuple[list[float], float] | None = None
-        self._sequence_thread: threading.Thread | None = None
-        self._complete_status: Status | None = None
         self.last_frame: Frame | None = None
 
     # -- detector description ----------------------------------------------------------------
@@ -413,6 +612,7 @@ class SAXSDetector(Device):
         staged = super().stage()
         with self._file_lock:
             self._close_file()
+            self._assets.reset()
             self._open_file()
         return staged
 
@@ -429,37 +629,24 @@ class SAXSDetector(Device):
 
     def _open_file(self) -> None:
         today = datetime.fromtimestamp(timebase.now(), tz=timezone.utc)
-        relative = Path(today.strftime("%Y/%m/%d")) / f"{uuid.uuid4()}.h5"
-        self._writer = FrameFileWriter(self.write_root / relative, self.image.frame_shape,
-                                       self.image.frame_dtype)
-        bundle = compose_resource(spec=ASSET_SPEC, root=str(self.write_root),
-                                  resource_path=relative.as_posix(),
-                                  resource_kwargs={"frame_per_point": 1})
-        self._compose_datum = bundle.compose_datum
-        self._asset_docs.append(("resource", bundle.resource_doc))
+        path = self.write_root / today.strftime("%Y/%m/%d") / f"{uuid.uuid4()}.h5"
+        self._writer = FrameFileWriter(path, self.image.frame_shape, self.image.frame_dtype)
+        self._assets.new_file(path, self.image.frame_shape)
 
     def _close_file(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-            self._compose_datum = None
 
-    def _store(self, frame: Frame) -> str:
-        """Write ``frame`` to the file, queue its Datum; return the datum id."""
+    def _store(self, frame: Frame, *, collected: bool) -> None:
+        """Write ``frame`` to the file (flushed), then record it for the asset documents."""
         with self._file_lock:
             if self._writer is None:
                 self._ensure_info()
                 self._open_file()
             index = self._writer.append(frame.data, frame.t_start)
-            datum = self._compose_datum(datum_kwargs={"point_number": index})
-            self._asset_docs.append(("datum", datum))
+            self._record(index, frame.t_start, collected=collected)
         self.last_frame = frame
-        return datum["datum_id"]
-
-    def collect_asset_docs(self):
-        """Resource and Datum documents not yet handed to the RunEngine."""
-        while self._asset_docs:
-            yield self._asset_docs.popleft()
 
     # -- software trigger -------------------------------------------------------------------
     def trigger(self):
@@ -474,8 +661,7 @@ class SAXSDetector(Device):
             try:
                 frame = self.backend.acquire(exposure)
                 with timebase.busy():
-                    datum_id = self._store(frame)
-                    self.image.put(datum_id, timestamp=frame.t_start)
+                    self._store(frame, collected=False)
             except Exception as error:
                 status.set_exception(error)
             else:
@@ -484,89 +670,21 @@ class SAXSDetector(Device):
         threading.Thread(target=expose, name=f"{self.name}-trigger", daemon=True).start()
         return status
 
-    # -- detector-timed sequence (flyer) ----------------------------------------------------------
-    def prepare_sequence(self, start_times, exposure_s: float | None = None) -> None:
-        """Set the absolute frame start times (epoch s) of the next :meth:`kickoff`.
-
-        ``exposure_s`` defaults to ``exposure_time``; the times must increase by at least it.
-        """
-        times = np.asarray(start_times, dtype=float)
-        exposure = _checked_exposure(self.exposure_time.get() if exposure_s is None else exposure_s)
-        if times.ndim != 1 or times.size == 0 or not np.all(np.isfinite(times)):
-            raise ValueError(f"start_times must be a non-empty 1-D array of finite epoch seconds, "
-                             f"got {np.asarray(start_times)!r:.80}")
-        steps = np.diff(times)
-        if steps.size and steps.min() < exposure:
-            raise ValueError(f"start_times must increase by at least exposure_s={exposure} s, "
-                             f"smallest step {steps.min()!r} s")
-        self._sequence = (times.tolist(), exposure)
-
-    def kickoff(self):
-        """Hand the prepared start times to the detector; Status done when it has accepted them."""
-        if self._sequence is None:
-            raise DetectorError(f"{self.name}: call prepare_sequence(start_times) before kickoff()")
-        if self._sequence_running():
-            raise DetectorError(f"{self.name}: a detector-timed sequence is already running")
+    # -- detector-timed sequence ------------------------------------------------------------
+    def _start_sequence(self, start_times, exposure_s):
         self._ensure_info()
-        start_times, exposure = self._sequence
-        kickoff_status = DeviceStatus(self)
-        complete_status = DeviceStatus(self)
-        self._complete_status = complete_status
+        return self._store_each(self.backend.sequence(start_times, exposure_s))
 
-        def run():
-            try:
-                frames = self.backend.sequence(start_times, exposure)
-            except Exception as error:
-                kickoff_status.set_exception(error)
-                complete_status.set_exception(error)
-                return
-            kickoff_status.set_finished()
-            written = 0
-            try:
-                for frame in frames:
-                    datum_id = self._store(frame)
-                    self._collected.append({"time": frame.t_start,
-                                            "data": {self.image.name: datum_id},
-                                            "timestamps": {self.image.name: frame.t_start}})
-                    written += 1
-                if written < len(start_times):
-                    raise DetectorError(f"{self.name}: sequence ended after {written} of "
-                                        f"{len(start_times)} frames (aborted)")
-            except Exception as error:
-                complete_status.set_exception(error)
-            else:
-                complete_status.set_finished()
+    def _store_each(self, frames) -> Iterator[None]:
+        try:
+            for frame in frames:
+                self._store(frame, collected=True)
+                yield
+        finally:
+            frames.close()  # releases the backend's connection
 
-        self._sequence_thread = threading.Thread(target=run, name=f"{self.name}-sequence", daemon=True)
-        self._sequence_thread.start()
-        return kickoff_status
-
-    def complete(self):
-        """Status that finishes when the last frame of the sequence is written."""
-        if self._complete_status is None:
-            raise DetectorError(f"{self.name}: complete() called before kickoff()")
-        return self._complete_status
-
-    def describe_collect(self):
-        return {self.stream_name: {self.image.name: self.describe()[self.image.name]}}
-
-    def collect(self):
-        """One event per frame written since the last collect, timed by the frame start."""
-        while self._collected:
-            yield self._collected.popleft()
-
-    def stop(self, *, success: bool = False):
-        self._end_sequence(wait=False)
-        super().stop(success=success)
-
-    def _sequence_running(self) -> bool:
-        return self._sequence_thread is not None and self._sequence_thread.is_alive()
-
-    def _end_sequence(self, wait: bool = True) -> None:
-        if self._sequence_running():
-            self.backend.abort()
-            if wait:
-                self._sequence_thread.join()
+    def _abort_sequence(self) -> None:
+        self.backend.abort()
 
 
 def _checked_exposure(value) -> float:
@@ -574,32 +692,148 @@ def _checked_exposure(value) -> float:
     return float(value)
 
 
-class SAXSHDF5Plugin(HDF5Plugin, FileStoreHDF5IterativeWrite):
-    """areaDetector HDF5 plugin emitting ``AD_HDF5`` Resource/Datum documents."""
-
-
-class AreaDetectorSAXS(SingleTrigger, DetectorBase):
+class AreaDetectorSAXS(FrameDetector, DetectorBase):
     """The SAXS detector on an EPICS areaDetector IOC (e.g. ADRayonix): cam + HDF5 plugin.
 
-    Same user-facing interface as :class:`SAXSDetector` for software-triggered frames:
-    ``exposure_time`` (writes ``cam.acquire_time``), ``trigger``/``read``, HDF5 files with
-    ``AD_HDF5`` assets; one frame per trigger (``cam.num_images = 1``). Detector-timed
-    sequences need the beamline's hardware trigger and are not provided here.
+    Same user-facing interface as :class:`SAXSDetector`: ``exposure_time`` (writes
+    ``cam.acquire_time``), ``trigger``/``read``, ``prepare_sequence``/``kickoff``/``complete``/
+    ``collect``, the same StreamResource/StreamDatum documents. Each stage makes the HDF5
+    plugin write one file, ``<write_path_template>/<uuid>.h5`` (``Stream`` mode, SWMR on,
+    flushed every frame); ``read_path_template`` is where this process sees it (default: the
+    same). Both are strftime templates. The plugin must have seen one frame of the current size
+    before staging (ophyd refuses an "unprimed" HDF5 plugin). A frame counts as written — its
+    stream_datum may be emitted, its Status finishes — when the plugin's ``NumCaptured``
+    reaches it, at most ``exposure_time + timeout_s`` after the exposure started.
 
-    ``write_path_template`` / ``read_path_template``: directories as seen by the IOC and by
-    this process (strftime templates); ``root``: the part of ``read_path_template`` that is
-    the Resource root.
+    Frame timing. One image per exposure (``ImageMode`` Multiple, ``NumImages`` 1, internal
+    trigger), started by writing ``cam.acquire``. An EPICS area detector cannot take a list of
+    arbitrary start times, and the §S.1.4 schedule is geometric, not evenly spaced (which
+    ``ImageMode`` Multiple with ``AcquirePeriod`` would give), so the detector-timed sequence
+    is software-scheduled: a background thread waits on :mod:`ncsynth.timebase` until each start
+    time, starts one exposure and waits until the plugin has written it. The frame time is the
+    host's clock when ``acquire`` was written. Limits: starts are late by the thread's wake-up
+    (~0.5 ms with the system clock's spin wait) plus the Channel Access put and the driver's
+    arming (detector dependent); consecutive starts need at least exposure + read-out + file
+    write; a start time that has passed when the previous frame is written starts at once (its
+    real, late start is recorded). Sub-millisecond timing needs the beamline's hardware trigger
+    (``TriggerMode`` external), which this class does not drive.
     """
 
-    cam = Cpt(AreaDetectorCam, "cam1:")
-    hdf5 = Cpt(SAXSHDF5Plugin, "HDF1:", write_path_template="/", read_path_template="/", root="/")
+    _default_read_attrs = ("image", "frame_time")  # not DetectorBase's () and cam configuration
+    _default_configuration_attrs = ("exposure_time",)
+
+    cam = Cpt(AreaDetectorCam, "cam1:", kind="omitted")
+    hdf5 = Cpt(HDF5Plugin_V34, "HDF1:", kind="omitted")
     exposure_time = Cpt(DerivedSignal, derived_from="cam.acquire_time", kind="config")
 
     def __init__(self, prefix: str, *, name: str, write_path_template: str,
-                 read_path_template: str | None = None, root: str = "/", **kwargs):
+                 read_path_template: str | None = None, timeout_s: float = 10.0, **kwargs):
+        if not (isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
+        if not isinstance(write_path_template, str) or not write_path_template:
+            raise ValueError(f"write_path_template must be a non-empty path, got {write_path_template!r}")
         super().__init__(prefix, name=name, **kwargs)
-        self.hdf5.write_path_template = write_path_template
-        self.hdf5.read_path_template = read_path_template or write_path_template
-        self.hdf5.reg_root = root
-        self.hdf5.kind = "normal"
-        self.stage_sigs.update({"cam.num_images": 1, "cam.trigger_mode": 0})
+        self.write_path_template = write_path_template
+        self.read_path_template = read_path_template or write_path_template
+        self.timeout_s = float(timeout_s)
+        self._frames_written = 0
+        self._exposing: DeviceStatus | None = None
+        self._cancel = threading.Event()
+        self.stage_sigs.update([("cam.image_mode", 1), ("cam.num_images", 1), ("cam.trigger_mode", 0)])
+        self.hdf5.stage_sigs.update([
+            ("file_write_mode", "Stream"), ("file_template", "%s%s.h5"), ("auto_save", "Yes"),
+            ("auto_increment", "No"), ("num_capture", 0), ("create_directory", -3),
+            ("swmr_mode", "On"), ("num_frames_flush", 1), ("capture", 1)])
+
+    def _frame_format(self) -> tuple[tuple[int, int], str]:
+        """(rows, cols) and numpy dtype of the cam's images."""
+        size = self.cam.array_size.get()
+        data_type = self.cam.data_type.get(as_string=True)
+        try:
+            dtype = np.dtype(str(data_type).lower()).str
+        except TypeError:
+            raise DetectorError(f"{self.name}: unknown cam data type {data_type!r}") from None
+        shape = (int(size.array_size_y), int(size.array_size_x))
+        self.image.frame_shape, self.image.frame_dtype = shape, dtype
+        return shape, dtype
+
+    def describe(self):
+        self._frame_format()
+        return super().describe()
+
+    def stage(self):
+        shape, _ = self._frame_format()
+        when = datetime.fromtimestamp(timebase.now())
+        filename = str(uuid.uuid4())
+        self.hdf5.stage_sigs.update([("file_path", os.path.join(when.strftime(self.write_path_template), "")),
+                                     ("file_name", filename)])
+        self.hdf5.stage_sigs.move_to_end("capture")  # capture only once the file is named
+        staged = super().stage()
+        if not self.hdf5.file_path_exists.get():
+            self.unstage()
+            raise DetectorError(f"{self.name}: the IOC cannot write to {self.hdf5.file_path.get()!r}")
+        self._frames_written = 0
+        self._assets.reset()
+        self._assets.new_file(Path(when.strftime(self.read_path_template)) / f"{filename}.h5", shape)
+        return staged
+
+    def unstage(self):
+        self._end_sequence()
+        return super().unstage()
+
+    def trigger(self):
+        """Expose one frame now; the Status finishes once the HDF5 plugin has written it."""
+        if self._sequence_running():
+            raise DetectorError(f"{self.name}: a detector-timed sequence is running")
+        return self._expose(collected=False)
+
+    def _expose(self, *, collected: bool) -> DeviceStatus:
+        if self._staged != Staged.yes:
+            raise DetectorError(f"{self.name}: stage the detector (it opens the HDF5 file) first")
+        if self._exposing is not None and not self._exposing.done:
+            raise DetectorError(f"{self.name}: the previous frame is not written yet")
+        index = self._frames_written
+        timeout = _checked_exposure(self.exposure_time.get()) + self.timeout_s
+        status = self._exposing = DeviceStatus(self)
+        on_disk = SubscriptionStatus(self.hdf5.num_captured, lambda *args, value, **kwargs: value > index,
+                                     timeout=timeout)
+        t_start = timebase.now()
+        self.cam.acquire.put(1, wait=False)
+
+        def written(done):
+            if status.done:  # aborted meanwhile
+                return
+            if done.success:
+                self._frames_written = index + 1
+                self._record(index, t_start, collected=collected)
+                status.set_finished()
+            else:
+                status.set_exception(DetectorError(
+                    f"{self.name}: frame {index} was not written to HDF5 within {timeout} s"))
+
+        on_disk.add_callback(written)
+        return status
+
+    def _start_sequence(self, start_times, exposure_s):
+        self.exposure_time.put(exposure_s)
+        self._cancel.clear()
+        return self._scheduled_frames(start_times)
+
+    def _scheduled_frames(self, start_times) -> Iterator[None]:
+        for t_start in start_times:
+            if not timebase.sleep_until(t_start, self._cancel):
+                return
+            try:
+                self._expose(collected=True).wait()
+            except Exception:
+                if self._cancel.is_set():
+                    return
+                raise
+            yield
+
+    def _abort_sequence(self) -> None:
+        self._cancel.set()
+        self.cam.acquire.put(0, wait=False)
+        exposing = self._exposing
+        if exposing is not None and not exposing.done:
+            exposing.set_exception(DetectorError(f"{self.name}: sequence aborted"))

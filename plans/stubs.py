@@ -107,17 +107,18 @@ def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
     """
     offsets = np.asarray(offsets_s, dtype=float)
     yield from call(detector.prepare_sequence, t0 + offsets)
+    yield from bps.declare_stream(detector, name=PRIMARY, collect=True)
     yield from bps.kickoff(detector, wait=True)
 
     def act(kind, index):
         yield from bps.trigger_and_read([heater.temperature, heater.output], name=TEMPERATURE)
         if kind == "frame" and index > 0:
-            yield from bps.collect(detector)
+            yield from bps.collect(detector, name=PRIMARY)
 
     agenda = _agenda(t0, offsets, monitor_period_s, heater_off_at_s, check_group)
     yield from _follow(agenda, timer, heater, check_group, act)
     yield from bps.complete(detector, wait=True)
-    yield from bps.collect(detector)
+    yield from bps.collect(detector, name=PRIMARY)
 
 
 def _follow(agenda, timer, heater, check_group, act):

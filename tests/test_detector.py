@@ -1,12 +1,17 @@
 """SAXS detector: geometry, frame synthesis, the TCP simulator and the ophyd devices.
 
 Real components throughout: a jump-mode world, the simulator behind the fault link on the
-simulators' event loop, real sockets, real HDF5 files and a real RunEngine.
+simulators' event loop, real sockets, real HDF5 files, a real RunEngine and the embedded Tiled
+catalog for the round trips. The areaDetector class runs on ophyd's fake EPICS signals, with a
+small fake IOC that writes real HDF5 files.
 """
 
 import json
+import os
 import socket
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import h5py
 import numpy as np
@@ -19,15 +24,18 @@ from ophyd.sim import make_fake_device
 
 from ncsynth import timebase
 from ncsynth.analysis.geometry import DetectorGeometry
+from ncsynth.analysis.live import StreamFrames
 from ncsynth.analysis.scattering import sphere_intensity
-from ncsynth.devices.detector import (ASSET_SPEC, FRAME_DATASET, AreaDetectorSAXS, DetectorError,
+from ncsynth.devices.detector import (FRAME_DATASET, AreaDetectorSAXS, DetectorError, FrameFileWriter,
                                       SAXSDetector, SimulatedBackend)
+from ncsynth.runs import raw_documents
 from ncsynth.simulators.clock import WorldClock
 from ncsynth.simulators.detector import DetectorInterface, FrameSynthesizer, SampleBackground
 from ncsynth.simulators.kinetics import ReactionState
 from ncsynth.simulators.server import SimulatorHost
 from ncsynth.simulators.thermal import FlaskThermalModel
 from ncsynth.simulators.world import World
+from ncsynth.storage import open_catalog
 
 EXPOSURE_S = 0.075
 
@@ -76,15 +84,6 @@ def small_sim(world, host):
     """(interface, link) of a 120×120 detector simulator in a jump-mode world."""
     interface = DetectorInterface(world, DetectorGeometry().small(), seed=7)
     return interface, host.serve(interface)
-
-
-@pytest.fixture
-def detector(small_sim, world, tmp_path):
-    _, link = small_sim
-    backend = SimulatedBackend(link.url, timeout_s=5.0)
-    with timebase.use_clock(world.clock):
-        yield SAXSDetector(backend, write_root=tmp_path, name="saxs")
-    backend.close()
 
 
 def azimuthal_average(geometry, image, npt=400, q_range=(0.1, 5.0)):
@@ -276,24 +275,52 @@ def test_background_only_before_injection_and_backdoor_distribution(small_sim):
 
 
 # -- the ophyd detector ------------------------------------------------------------------------------
-def _documents(RE, plan):
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    """One embedded catalog for the round trips; detectors write under its ``frames/``."""
+    with open_catalog(tmp_path_factory.mktemp("data")) as opened:
+        yield opened
+
+
+@pytest.fixture
+def detector(small_sim, world, catalog, request):
+    _, link = small_sim
+    backend = SimulatedBackend(link.url, timeout_s=5.0)
+    with timebase.use_clock(world.clock):
+        yield SAXSDetector(backend, write_root=catalog.layout.frames / request.node.name, name="saxs")
+    backend.close()
+
+
+def _run(RE, catalog, plan, *subscribers):
+    """Run ``plan`` into the catalog; return its documents (schema-validated) and the run client."""
     documents = []
-    RE(plan, lambda name, doc: documents.append((name, doc)))
+    writer = catalog.writer()
+    tokens = [RE.subscribe(writer), RE.subscribe(lambda name, doc: documents.append((name, doc)))]
+    tokens += [RE.subscribe(subscriber) for subscriber in subscribers]
+    try:
+        (uid,) = RE(plan)
+    finally:
+        writer.close()
+        for token in tokens:
+            RE.unsubscribe(token)
     for name, doc in documents:
         schema_validators[DocumentNames(name)].validate(doc)
-    return documents
+    return documents, catalog[uid]
 
 
-def _frame_from_file(resource, datum):
-    path = Path(resource["root"]) / resource["resource_path"]
-    with h5py.File(path, "r", swmr=True) as f:
-        return f[FRAME_DATASET][datum["datum_kwargs"]["point_number"]]
+def _of(documents, name):
+    return [doc for n, doc in documents if n == name]
 
 
-def test_software_trigger_writes_hdf5_and_timestamps_frame_start(detector, small_sim, world):
+def _path(stream_resource) -> Path:
+    parts = urlsplit(stream_resource["uri"])
+    assert parts.scheme == "file" and parts.netloc == "localhost"
+    return Path(parts.path)
+
+
+def test_software_trigger_writes_the_frame_before_its_stream_datum(detector, small_sim, world, catalog):
     interface, _ = small_sim
-    RE = RunEngine({})
-    starts, frames = [], []
+    starts, frames, on_disk = [], [], []
 
     def plan():
         yield from bps.open_run()
@@ -306,72 +333,159 @@ def test_software_trigger_writes_hdf5_and_timestamps_frame_start(detector, small
         yield from bps.unstage(detector)
         yield from bps.close_run()
 
-    documents = _documents(RE, plan())
-    [resource] = [d for n, d in documents if n == "resource"]
-    datums = {d["datum_id"]: d for n, d in documents if n == "datum"}
-    events = [d for n, d in documents if n == "event"]
-    [descriptor] = [d for n, d in documents if n == "descriptor"]
+    def read_back(name, doc):  # a second reader, the moment the stream_datum is emitted
+        if name == "stream_resource":
+            on_disk.append(_path(doc))
+        elif name == "stream_datum":
+            with h5py.File(on_disk[0], "r", swmr=True) as f:
+                on_disk.append(f[FRAME_DATASET][doc["indices"]["start"]])
+
+    documents, run = _run(RunEngine({}), catalog, plan(), read_back)
+    [resource] = _of(documents, "stream_resource")
+    [descriptor] = _of(documents, "descriptor")
+    datums, events = _of(documents, "stream_datum"), _of(documents, "event")
     key = descriptor["data_keys"]["saxs_image"]
-    assert key["external"] == "FILESTORE:" and key["shape"] == [120, 120] and key["dtype_numpy"] == "<u4"
-    assert resource["spec"] == ASSET_SPEC and resource["resource_kwargs"] == {"frame_per_point": 1}
+    assert key["external"] == "STREAM:" and key["shape"] == [120, 120] and key["dtype_numpy"] == "<u4"
     assert descriptor["configuration"]["saxs"]["data"]["saxs_exposure_time"] == EXPOSURE_S
-    assert len(events) == 3
-    for event, start, frame in zip(events, starts, frames):
-        assert event["timestamps"]["saxs_image"] == start
-        datum = datums[event["data"]["saxs_image"]]
-        assert np.array_equal(_frame_from_file(resource, datum), frame)
-    with h5py.File(Path(resource["root"]) / resource["resource_path"], "r") as f:
+    assert resource["mimetype"] == "application/x-hdf5" and resource["data_key"] == "saxs_image"
+    assert resource["uri"] == "file://localhost" + os.path.abspath(_path(resource))
+    assert resource["parameters"] == {"dataset": FRAME_DATASET, "chunk_shape": [1, 120, 120]}
+    # one stream_datum per frame, before its event, pointing at its index and seq_num
+    assert [n for n, _ in documents if n in ("stream_datum", "event")] == ["stream_datum", "event"] * 3
+    assert [(d["indices"]["start"], d["indices"]["stop"]) for d in datums] == [(0, 1), (1, 2), (2, 3)]
+    assert [(d["seq_nums"]["start"], d["seq_nums"]["stop"]) for d in datums] == \
+        [(e["seq_num"], e["seq_num"] + 1) for e in events]
+    for event, start in zip(events, starts):  # the frame's own start, not the time of read()
+        assert "saxs_image" not in event["data"]
+        assert event["data"]["saxs_frame_time"] == event["timestamps"]["saxs_frame_time"] == start
+    for seen, frame in zip(on_disk[1:], frames):  # already in the file when announced
+        np.testing.assert_array_equal(seen, frame)
+    with h5py.File(_path(resource), "r") as f:
         assert list(f["/entry/data/t_start"][:]) == starts
+    # the catalog round trip: (n, rows, cols), the same arrays
+    stored = run.primary["saxs_image"].read()
+    assert stored.shape == (3, 120, 120) and stored.dtype == np.uint32
+    np.testing.assert_array_equal(stored, np.stack(frames))
+    np.testing.assert_array_equal(run.primary.read()["saxs_frame_time"].values, starts)
 
 
-def test_flyer_sequence_follows_detector_timing(detector, world):
-    RE = RunEngine({})
+def test_sequence_follows_the_detectors_timing(detector, world, catalog):
     start_times = world.clock.now() + 2.0 + np.cumsum(0.022 + 0.075 * 1.015 ** np.arange(20))
     detector.prepare_sequence(start_times)
 
     def plan():
         yield from bps.open_run()
         yield from bps.stage(detector)
+        yield from bps.declare_stream(detector, name="primary", collect=True)
         yield from bps.kickoff(detector, wait=True)
         yield from bps.complete(detector, wait=True)
-        yield from bps.collect(detector)
+        yield from bps.collect(detector, name="primary")
         yield from bps.unstage(detector)
         yield from bps.close_run()
 
-    documents = _documents(RE, plan())
-    [resource] = [d for n, d in documents if n == "resource"]
-    datums = [d for n, d in documents if n == "datum"]
-    pages = [d for n, d in documents if n == "event_page"]
-    stamps = np.concatenate([page["timestamps"]["saxs_image"] for page in pages])
-    assert len(stamps) == 20
+    documents, run = _run(RunEngine({}), catalog, plan())
+    [resource] = _of(documents, "stream_resource")
+    [datum] = _of(documents, "stream_datum")
+    [page] = _of(documents, "event_page")
+    assert (datum["indices"], datum["seq_nums"]) == ({"start": 0, "stop": 20}, {"start": 1, "stop": 21})
+    assert page["seq_num"] == list(range(1, 21)) and "saxs_image" not in page["data"]
+    stamps = np.array(page["data"]["saxs_frame_time"])
     # the frame start times, to the clock's resolution (epoch s as float64: ~0.2 µs); the
     # events' own "time" is the RunEngine's wall clock at collect()
     assert np.allclose(stamps, start_times, rtol=0, atol=1e-6), stamps - start_times
-    assert [d["datum_kwargs"]["point_number"] for d in datums] == list(range(20))
-    with h5py.File(Path(resource["root"]) / resource["resource_path"], "r") as f:
-        assert f[FRAME_DATASET].shape == (20, 120, 120)
-        assert np.array_equal(f["/entry/data/t_start"][:], stamps)
+    assert page["timestamps"]["saxs_frame_time"] == page["data"]["saxs_frame_time"]
+    with h5py.File(_path(resource), "r") as f:
+        written = f[FRAME_DATASET][()]
+        np.testing.assert_array_equal(f["/entry/data/t_start"][:], stamps)
+    assert written.shape == (20, 120, 120)
+    stored = run.primary["saxs_image"].read()
+    assert stored.shape == (20, 120, 120)
+    np.testing.assert_array_equal(stored, written)
 
 
-def test_tiled_writer_normalises_the_assets(detector, world):
-    """TiledWriter's RunNormalizer turns our Resource/Datum into readable StreamResource/StreamDatum."""
-    from bluesky_tiled_plugins.writing.tiled_writer import RunNormalizer
+def test_sequence_collected_mid_way_keeps_stream_datums_and_events_aligned(detector, world, catalog):
+    """The world clock is held and stepped by hand, so the first collect finds a known,
+    frozen number of frames (>= 4) mid-sequence; the second collect takes the rest."""
+    start_times = world.clock.now() + 1.0 + 0.1 * np.arange(12)
+    detector.prepare_sequence(start_times)
+    at_first_collect = []
 
-    RE = RunEngine({})
-    normalized = []
-    normalizer = RunNormalizer()
-    normalizer.subscribe(lambda name, doc: normalized.append((name, doc)))
-    RE.subscribe(normalizer)
-    RE(bpp.stage_wrapper(bpp.run_wrapper(bps.repeat(lambda: bps.trigger_and_read([detector]), 2)),
-                         [detector]))
-    [stream_resource] = [d for n, d in normalized if n == "stream_resource"]
-    stream_datums = [d for n, d in normalized if n == "stream_datum"]
-    assert stream_resource["mimetype"] == "application/x-hdf5"
-    assert stream_resource["parameters"]["dataset"] == FRAME_DATASET
-    assert [(d["indices"]["start"], d["indices"]["stop"]) for d in stream_datums] == [(0, 1), (1, 2)]
-    path = stream_resource["uri"].removeprefix("file://localhost").removeprefix("file://")
-    with h5py.File(path, "r") as f:
-        assert np.array_equal(f[FRAME_DATASET][1], detector.last_frame.data)
+    def plan():
+        yield from bps.open_run()
+        yield from bps.stage(detector)
+        yield from bps.declare_stream(detector, name="primary", collect=True)
+        world.clock.hold()
+        try:
+            yield from bps.kickoff(detector, wait=True)
+            deadline = time.monotonic() + 30
+            while detector.image.get() < 3 and time.monotonic() < deadline:
+                world.clock.advance(0.01)
+                time.sleep(0.002)
+            time.sleep(0.2)  # a frame already sent is stored; no new one can start
+            at_first_collect.append(detector.image.get() + 1)
+            yield from bps.collect(detector, name="primary")
+        finally:
+            world.clock.release()
+        yield from bps.complete(detector, wait=True)
+        yield from bps.collect(detector, name="primary")
+        yield from bps.unstage(detector)
+        yield from bps.close_run()
+
+    documents, run = _run(RunEngine({}), catalog, plan())
+    [m] = at_first_collect
+    assert 4 <= m < 12
+    [resource] = _of(documents, "stream_resource")
+    datums, pages = _of(documents, "stream_datum"), _of(documents, "event_page")
+    assert [n for n, _ in documents if n in ("stream_datum", "event_page")] == \
+        ["stream_datum", "event_page"] * 2
+    assert [(d["indices"]["start"], d["indices"]["stop"]) for d in datums] == [(0, m), (m, 12)]
+    assert [(d["seq_nums"]["start"], d["seq_nums"]["stop"]) for d in datums] == [(1, m + 1), (m + 1, 13)]
+    assert [p["seq_num"] for p in pages] == [list(range(1, m + 1)), list(range(m + 1, 13))]
+    with h5py.File(_path(resource), "r") as f:
+        written = f[FRAME_DATASET][()]
+        stamps = f["/entry/data/t_start"][:]
+    np.testing.assert_array_equal(np.concatenate([p["data"]["saxs_frame_time"] for p in pages]), stamps)
+    np.testing.assert_array_equal(run.primary["saxs_image"].read(), written)
+    np.testing.assert_array_equal(run.primary.read()["saxs_frame_time"].values, stamps)
+
+
+def test_catalog_serves_exactly_the_frames_the_stream_datums_reference(detector, catalog):
+    """One file per staging and stream; frames a file holds beyond its stream_datums (a kill
+    between a frame's flush and its document) are not exposed; the catalog's own document
+    export (replay without a journal) finds the same frames."""
+    def plan():
+        yield from bps.open_run()
+        for stream, n in (("background", 2), ("primary", 3)):
+            yield from bpp.stage_wrapper(bps.repeat(lambda: bps.trigger_and_read([detector], name=stream), n),
+                                         [detector])
+        yield from bps.close_run()
+
+    documents, run = _run(RunEngine({}), catalog, plan())
+    files = {doc["uid"]: _path(doc) for doc in _of(documents, "stream_resource")}
+    assert len(files) == 2
+    with h5py.File(list(files.values())[1], "a") as f:  # one frame more than announced
+        frames = f[FRAME_DATASET]
+        primary = frames[()]
+        frames.resize(4, axis=0)
+        frames[3] = 7
+    background = run.background["saxs_image"].read()
+    assert background.shape == (2, 120, 120) and background.any()
+    np.testing.assert_array_equal(run.primary["saxs_image"].read(), primary)
+
+    uid = run.metadata["start"]["uid"]
+    journal = catalog.layout.complete_journals / f"{uid}.jsonl"
+    journal.rename(journal.with_suffix(".moved"))
+    exported = raw_documents(catalog, run)
+    assert [n for n, _ in exported][:3] == ["start", "stream_resource", "stream_resource"]
+    reader = StreamFrames()
+    for name, doc in exported:
+        getattr(reader, name, lambda doc: None)(doc)
+    events = [doc for name, doc in exported if name == "event"]
+    descriptors = {doc["uid"]: doc["name"] for name, doc in exported if name == "descriptor"}
+    replayed = [reader.frame(e["descriptor"], "saxs_image", e["seq_num"]) for e in events
+                if descriptors[e["descriptor"]] == "primary"]
+    reader.close()
+    np.testing.assert_array_equal(np.stack(replayed), primary)
 
 
 def test_stop_aborts_a_sequence_and_fails_complete(host, tmp_path):
@@ -409,13 +523,116 @@ def test_device_rejects_bad_sequence_and_exposure(detector, world):
         SimulatedBackend("/dev/ttyUSB0")
 
 
-def test_area_detector_class_with_fake_epics():
-    FakeSAXS = make_fake_device(AreaDetectorSAXS)
-    det = FakeSAXS("BL02:SAXS:", name="saxs", write_path_template="/data/%Y/%m/%d/", root="/data")
+# -- the areaDetector class, on fake EPICS signals ------------------------------------------------------
+AD_SHAPE = (16, 12)
+
+
+class FakeIOC:
+    """What an areaDetector IOC does for AreaDetectorSAXS, on the fake device's signals:
+    ``Capture`` 1 opens ``<FilePath><FileName>.h5`` (``/entry/data/data``), each ``Acquire`` 1
+    writes one seeded frame, then sets ``NumCaptured`` and ends the acquisition; with
+    ``writes=False`` the plugin never writes (a stuck IOC)."""
+
+    def __init__(self, det, writes: bool = True):
+        self.det, self.writes = det, writes
+        self.rng = np.random.default_rng(5)
+        self.frames, self.paths, self.writer = [], [], None
+        det.cam.array_size.array_size_y.sim_put(AD_SHAPE[0])
+        det.cam.array_size.array_size_x.sim_put(AD_SHAPE[1])
+        det.cam.data_type.sim_put("UInt32")
+        det.hdf5.array_size.height.sim_put(AD_SHAPE[0])  # the plugin has seen a frame ("primed")
+        det.hdf5.array_size.width.sim_put(AD_SHAPE[1])
+        det.hdf5.plugin_type.sim_put("NDFileHDF5")
+        det.hdf5.file_path_exists.sim_put(1)
+        det.hdf5.enable.sim_set_enum_strs(["Disable", "Enable"])  # a string PV, set to 1 at stage
+        det.hdf5.enable.sim_put("Disable")
+        det.hdf5.capture.subscribe(self._capture, run=False)
+        det.cam.acquire.subscribe(self._acquire, run=False)
+
+    def _capture(self, value, **kwargs):
+        if value == 1:
+            template = self.det.hdf5.file_template.get()
+            self.paths.append(template % (self.det.hdf5.file_path.get(), self.det.hdf5.file_name.get()))
+            self.writer = FrameFileWriter(Path(self.paths[-1]), AD_SHAPE, "<u4")
+            self.det.hdf5.num_captured.sim_put(0)
+        elif self.writer is not None:
+            self.writer.close()
+
+    def _acquire(self, value, **kwargs):
+        if value == 1 and self.writes:
+            frame = self.rng.integers(0, 1000, AD_SHAPE, dtype="<u4")
+            self.writer.append(frame, 0.0)
+            self.frames.append(frame)
+            self.det.hdf5.num_captured.sim_put(len(self.frames))
+            self.det.cam.acquire.sim_put(0)
+
+
+def _fake_area_detector(root: Path, writes: bool = True, **kwargs):
+    det = make_fake_device(AreaDetectorSAXS)("BL02:SAXS:", name="saxs", write_path_template=str(root / "%Y"),
+                                             **kwargs)
+    det.exposure_time.put(0.01)
+    return det, FakeIOC(det, writes=writes)
+
+
+def test_area_detector_software_trigger_emits_stream_assets_after_the_plugin_writes(catalog):
+    det, ioc = _fake_area_detector(catalog.layout.frames / "ad")
     assert det.cam.prefix == "BL02:SAXS:cam1:" and det.hdf5.prefix == "BL02:SAXS:HDF1:"
-    assert det.stage_sigs["cam.num_images"] == 1
-    assert det.stage_sigs["cam.image_mode"] == 1  # Multiple (SingleTrigger)
-    assert det.hdf5.stage_sigs["file_write_mode"] == "Stream"
-    det.exposure_time.put(0.075)
-    assert det.cam.acquire_time.get() == 0.075
-    assert str(det.hdf5.reg_root) == "/data"
+    assert det.cam.acquire_time.get() == 0.01  # exposure_time is the cam's
+    assert det.stage_sigs["cam.num_images"] == 1 and det.stage_sigs["cam.image_mode"] == 1
+    assert det.hdf5.stage_sigs["file_write_mode"] == "Stream" and det.hdf5.stage_sigs["swmr_mode"] == "On"
+
+    documents, run = _run(RunEngine({}), catalog, bpp.stage_wrapper(
+        bpp.run_wrapper(bps.repeat(lambda: bps.trigger_and_read([det]), 3)), [det]))
+    [resource] = _of(documents, "stream_resource")
+    [descriptor] = _of(documents, "descriptor")
+    assert descriptor["data_keys"]["saxs_image"]["external"] == "STREAM:"
+    assert descriptor["data_keys"]["saxs_image"]["shape"] == list(AD_SHAPE)
+    assert resource["uri"] == "file://localhost" + ioc.paths[0] and ioc.paths[0].endswith(".h5")
+    assert resource["parameters"] == {"dataset": FRAME_DATASET, "chunk_shape": [1, *AD_SHAPE]}
+    assert [(d["indices"]["start"], d["indices"]["stop"]) for d in _of(documents, "stream_datum")] == \
+        [(0, 1), (1, 2), (2, 3)]
+    assert all(np.isfinite(e["data"]["saxs_frame_time"]) for e in _of(documents, "event"))
+    np.testing.assert_array_equal(run.primary["saxs_image"].read(), np.stack(ioc.frames))
+
+
+def test_area_detector_sequence_is_software_scheduled(catalog):
+    det, ioc = _fake_area_detector(catalog.layout.frames / "ad")
+    start_times = timebase.now() + 0.2 + 0.05 * np.arange(6)
+    det.prepare_sequence(start_times)
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.stage(det)
+        yield from bps.declare_stream(det, name="primary", collect=True)
+        yield from bps.kickoff(det, wait=True)
+        yield from bps.complete(det, wait=True)
+        yield from bps.collect(det, name="primary")
+        yield from bps.unstage(det)
+        yield from bps.close_run()
+
+    documents, run = _run(RunEngine({}), catalog, plan())
+    [datum] = _of(documents, "stream_datum")
+    assert (datum["indices"], datum["seq_nums"]) == ({"start": 0, "stop": 6}, {"start": 1, "stop": 7})
+    [page] = _of(documents, "event_page")
+    stamps = np.array(page["data"]["saxs_frame_time"])
+    assert page["seq_num"] == list(range(1, 7))
+    assert np.all(stamps >= start_times) and np.all(stamps - start_times < 1.0)  # never early
+    np.testing.assert_array_equal(run.primary["saxs_image"].read(), np.stack(ioc.frames))
+
+
+def test_area_detector_faults_fail_the_status_and_announce_nothing(tmp_path):
+    det, ioc = _fake_area_detector(tmp_path, timeout_s=0.2, writes=False)
+    with pytest.raises(DetectorError, match="stage"):
+        det.trigger()
+    det.stage()
+    with pytest.raises(DetectorError, match="not written to HDF5 within"):
+        det.trigger().wait(5)
+    assert list(det.collect_asset_docs()) == []
+    det.prepare_sequence(timebase.now() + np.array([100.0, 200.0]))
+    det.kickoff().wait(5)
+    det.stop()
+    with pytest.raises(DetectorError, match="0 of 2"):
+        det.complete().wait(5)
+    det.unstage()
+    with pytest.raises(ValueError, match="timeout_s"):
+        make_fake_device(AreaDetectorSAXS)("X:", name="x", write_path_template="/data", timeout_s=0)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import h5py
 import numpy as np
@@ -42,7 +43,7 @@ def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
         assert raw.metadata["stop"]["exit_status"] == "success"
         assert raw.metadata["start"]["recipe"]["growth_temperature_c"] == 260.0
         frames = raw["primary"]["saxs_image"]
-        assert frames.shape[0] == 575
+        assert frames.shape == (575, 480, 480)
         assert np.asarray(frames[-1]).sum() > 0
         derived = catalog[-1]
         assert derived.metadata["start"]["raw_uid"] == summary["uid"]
@@ -104,21 +105,23 @@ def test_kill_minus_9_mid_run_then_recover_keeps_every_frame(tmp_path):
         assert "recovered" in stop["reason"]
         n_frames = stop["num_events"].get("primary", 0)
         assert n_frames >= 1
-    # every frame journaled before the kill is on disk in the detector's HDF5 file. (Known gap:
-    # when the kill falls between a frame's flush and its event, the file holds one frame more
-    # than the journal, and Tiled's AD_HDF5 conversion then refuses to load the stream.)
-    docs = read_journal(tmp_path / "journal" / "complete" / f"{run.metadata['start']['uid']}.jsonl")
-    resources = {d["uid"]: d for n, d in docs if n == "resource"}
-    datums = [(page["resource"], point) for n, page in docs if n == "datum_page"
-              for point in page["datum_kwargs"]["point_number"]]
-    assert len(datums) >= n_frames
-    resource_uid, point = datums[-1]
-    resource = resources[resource_uid]
-    path = Path(resource["root"]) / resource["resource_path"]
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:  # left open by the killed writer
-        data = f["/entry/data/data"]
-        assert data.shape[0] > point
-        assert data[point].sum() > 0
+        # every frame whose stream_datum was journaled before the kill loads through the
+        # catalog; the detector's file (left open by the killed writer) may hold one more,
+        # written just before the kill, which the stream_datums do not expose
+        docs = read_journal(tmp_path / "journal" / "complete" / f"{run.metadata['start']['uid']}.jsonl")
+        primary = next(d["uid"] for n, d in docs if n == "descriptor" and d["name"] == "primary")
+        datums = [d for n, d in docs if n == "stream_datum" and d["descriptor"] == primary]
+        referenced = sum(d["indices"]["stop"] - d["indices"]["start"] for d in datums)
+        assert referenced >= n_frames
+        [resource] = [d for n, d in docs
+                      if n == "stream_resource" and d["uid"] == datums[0]["stream_resource"]]
+        frames = run["primary"]["saxs_image"].read()
+    assert frames.shape == (referenced, 480, 480)
+    with h5py.File(urlsplit(resource["uri"]).path, "r", libver="latest", swmr=True) as f:
+        on_disk = f["/entry/data/data"]
+        assert on_disk.shape[0] >= referenced
+        np.testing.assert_array_equal(frames, on_disk[:referenced])
+    assert frames[-1].sum() > 0
     # a second recover has nothing left to do
     again = _ncsynth("recover", "--data-dir", str(tmp_path), timeout=120)
     assert "nothing to recover" in again.stdout

@@ -13,6 +13,8 @@ import csv
 import math
 import shutil
 import threading
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
@@ -207,16 +209,19 @@ def test_bad_frames_give_flagged_fits_not_exceptions(acquired, tmp_path):
     raw = acquired["raw"]
     copy_root = tmp_path / "copy"
     shutil.copytree(acquired["root"], copy_root)
-    resource = next(doc for name, doc in raw if name == "resource")
+    resource = next(doc for name, doc in raw if name == "stream_resource")
     primary = next(doc["uid"] for name, doc in raw if name == "descriptor" and doc["name"] == "primary")
-    primary_datums = [doc["data"]["saxs_image"] for name, doc in raw
-                      if name == "event" and doc["descriptor"] == primary]
-    point = {doc["datum_id"]: doc["datum_kwargs"]["point_number"] for name, doc in raw if name == "datum"}
-    with h5py.File(copy_root / resource["resource_path"], "r+") as f:
-        f["/entry/data/data"][point[primary_datums[2]]] = 0
+    primary_seq_nums = [doc["seq_num"] for name, doc in raw
+                        if name == "event" and doc["descriptor"] == primary]
+    index = {(doc["descriptor"], doc["seq_nums"]["start"] + k): doc["indices"]["start"] + k
+             for name, doc in raw if name == "stream_datum"
+             for k in range(doc["indices"]["stop"] - doc["indices"]["start"])}
+    path = Path(urlsplit(resource["uri"]).path)
+    with h5py.File(copy_root / path.relative_to(acquired["root"]), "r+") as f:
+        f[resource["parameters"]["dataset"]][index[(primary, primary_seq_nums[2])]] = 0
     again = []
     (analysis,) = replay(raw, lambda name, doc: again.append((name, doc)),
-                         root_map={resource["root"]: str(copy_root)})
+                         root_map={str(acquired["root"]): str(copy_root)})
     fits = stream_data(again, "fits")
     assert len(fits) == len(OFFSETS_S)
     assert not fits[2]["success"] and fits[2]["reason"]
@@ -224,14 +229,15 @@ def test_bad_frames_give_flagged_fits_not_exceptions(acquired, tmp_path):
     assert all(f["success"] for i, f in enumerate(fits) if i != 2)
     assert stream_data(again, "kinetics")[0]["n_failed"] == 1
 
-    # an event that reaches SAXSAnalysis unfilled (no handler) is flagged too
+    # events whose frames no stream_datum references are flagged too
     direct = []
     analysis = SAXSAnalysis(lambda name, doc: direct.append((name, doc)))
     for name, doc in raw:
-        analysis(name, doc)
+        if name != "stream_datum":
+            analysis(name, doc)
     flagged = stream_data(direct, "fits")
     assert len(flagged) == len(OFFSETS_S) and not any(f["success"] for f in flagged)
-    assert "not filled" in flagged[0]["reason"]
+    assert "no stream_datum references" in flagged[0]["reason"]
     assert len(analysis.errors) >= len(OFFSETS_S)
 
 

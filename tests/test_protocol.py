@@ -86,12 +86,12 @@ def test_short_protocol_runs_in_order_on_time_and_ends_safe(beamline):
     assert len(background) == 3 and len(injection) == 1 and len(frames) == 40
     t0 = injection[0]["data"]["injector_fire_time_a"]
     # frame start times (the detector's own) follow the schedule from t0
-    starts = np.array([e["timestamps"]["saxs_image"] for e in frames]) - t0
+    starts = np.array([e["data"]["saxs_frame_time"] for e in frames]) - t0
     start_doc = docs[0][1]
     offsets = np.array(start_doc["frame_offsets_s"])
     assert np.all(np.abs(starts - offsets) < 0.05), np.abs(starts - offsets).max()
     # background frames were taken at the injection temperature, before t0
-    assert all(e["timestamps"]["saxs_image"] < t0 for e in background)
+    assert all(e["data"]["saxs_frame_time"] < t0 for e in background)
     assert all(abs(e["data"]["heater_temperature"] - 290) < 10 for e in background)
     # the flask cooled by the injection and the growth setpoint is 260
     temps = np.array([e["data"]["heater_temperature"] for e in frames])
@@ -184,7 +184,7 @@ def test_one_ctrl_c_pauses_at_the_next_deadline_and_resume_rejoins_the_schedule(
     assert docs[-1][1]["exit_status"] == "success"
     frames = _stream(docs, "primary")
     t0 = _stream(docs, "injection")[0]["data"]["injector_fire_time_a"]
-    starts = np.array([e["timestamps"]["saxs_image"] for e in frames]) - t0
+    starts = np.array([e["data"]["saxs_frame_time"] for e in frames]) - t0
     offsets = np.array(docs[0][1]["frame_offsets_s"])
     assert 20 < 100 - len(frames) < 60          # the missed frames were skipped, not burst
     assert np.all(np.diff(starts) > 0.05)       # no back-to-back catch-up
@@ -252,7 +252,7 @@ def test_detector_timed_acquisition_keeps_the_schedule(beamline):
     assert docs[-1][1]["exit_status"] == "success"
     frames = _stream(docs, "primary")
     t0 = _stream(docs, "injection")[0]["data"]["injector_fire_time_a"]
-    starts = np.array([e["timestamps"]["saxs_image"] for e in frames]) - t0
+    starts = np.array([e["data"]["saxs_frame_time"] for e in frames]) - t0
     offsets = np.array(docs[0][1]["frame_offsets_s"])
     assert len(frames) == 30
     assert np.abs(starts - offsets).max() < 1e-3
