@@ -9,7 +9,8 @@ also rejects strongly correlated concentrations, c₁ against c₂, which do not
 radii.) While
 the new set still nucleates, fresh nuclei pull its mean radius down and S4.15 does not
 hold; so only frames after its number concentration has levelled off (reached
-``settled_fraction`` of its final value) and where both sets are separable enter the fit of
+``settled_fraction`` of its final value for good, judged on a 5-frame running median) and
+where both sets are resolved enter the fit of
 r₁ⁿ⁺¹ − r₂ⁿ⁺¹ = C (S4.15, :func:`~ncsynth.analysis.growth.fit_growth_exponent`), with the
 radii's standard errors. Times in s after piston A, radii in nm, concentrations in mol/L.
 """
@@ -98,8 +99,17 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
     c2 = column("concentration2_molar")
     used = np.isfinite(r1) & np.isfinite(r2) & (e1 > 0) & (e2 > 0)
     if used.any():
+        # formed: from the last resolved frame still below the plateau on (a spurious early
+        # "second set" before the real one nucleated must not enter the fit)
+        # (c2 judged by a running median over 5 resolved frames: single noisy frames do not
+        # move the start)
         final = np.nanmedian(c2[used][-max(3, used.sum() // 10):])
-        used &= c2 >= settled_fraction * final
+        resolved = np.flatnonzero(used)
+        smooth = np.array([np.median(c2[resolved[max(0, k - 2):k + 3]])
+                           for k in range(resolved.size)])
+        forming = resolved[smooth < settled_fraction * final]
+        if forming.size:
+            used[:forming[-1] + 1] = False
     if used.sum() >= 3:
         exponent = fit_growth_exponent(r1[used], r2[used], e1[used], e2[used])
     else:

@@ -64,7 +64,9 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
                            plan_kwargs, recipe_kwargs)
         if second_injection and analysis and summary.get("uid"):
             try:
-                summary.update(second_injection_summary(catalog, summary["uid"]))
+                summary.update(second_injection_summary(
+                    catalog, summary["uid"],
+                    root / "figures" / f"superfocusing_{summary['uid'][:8]}.png"))
             except RunError as exc:  # e.g. no frame could be fitted: say so, keep the run
                 summary["growth_exponent_reason"] = str(exc)
     summary["wall_s"] = round(time.perf_counter() - wall0, 2)
