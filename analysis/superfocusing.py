@@ -9,7 +9,7 @@ also rejects strongly correlated concentrations, c₁ against c₂, which do not
 radii.) While
 the new set still nucleates, fresh nuclei pull its mean radius down and S4.15 does not
 hold; so only frames after its number concentration has levelled off (reached
-``settled_fraction`` of its final value for good, judged on a 5-frame running median) and
+``settled_fraction`` of its final value for good, judged on a 7-frame running median) and
 where both sets are resolved enter the fit of
 r₁ⁿ⁺¹ − r₂ⁿ⁺¹ = C (S4.15, :func:`~ncsynth.analysis.growth.fit_growth_exponent`), with the
 radii's standard errors. Times in s after piston A, radii in nm, concentrations in mol/L.
@@ -26,8 +26,10 @@ from ncsynth.analysis.growth import ExponentFit, fit_growth_exponent
 
 __all__ = ["SecondInjectionAnalysis", "analyze_second_injection"]
 
-#: Fraction of the final number concentration of the new set after which it counts as formed.
-SETTLED_FRACTION = 0.98
+#: Fraction of the plateau number concentration of the new set after which it counts as formed
+#: (the plateau is the median over the later half of the resolved frames; single-frame
+#: concentrations scatter by ~10 %, so the threshold sits a few sigma of the 7-frame median below).
+SETTLED_FRACTION = 0.9
 #: A radius with a larger relative standard error does not enter the exponent fit.
 MAX_RELATIVE_RADIUS_ERROR = 0.05
 
@@ -101,11 +103,11 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
     if used.any():
         # formed: from the last resolved frame still below the plateau on (a spurious early
         # "second set" before the real one nucleated must not enter the fit)
-        # (c2 judged by a running median over 5 resolved frames: single noisy frames do not
+        # (c2 judged by a running median over 7 resolved frames: single noisy frames do not
         # move the start)
-        final = np.nanmedian(c2[used][-max(3, used.sum() // 10):])
         resolved = np.flatnonzero(used)
-        smooth = np.array([np.median(c2[resolved[max(0, k - 2):k + 3]])
+        final = np.median(c2[resolved[resolved.size // 2:]])  # the plateau: the later half
+        smooth = np.array([np.median(c2[resolved[max(0, k - 3):k + 4]])
                            for k in range(resolved.size)])
         forming = resolved[smooth < settled_fraction * final]
         if forming.size:
