@@ -64,10 +64,10 @@ def measure(mode, plan_stub, n_frames):
         dev.close()
     starts = []
     for name, doc in docs:
-        if name == "event" and "saxs_image" in doc["timestamps"]:
-            starts.append(doc["timestamps"]["saxs_image"])
-        elif name == "event_page" and "saxs_image" in doc["timestamps"]:
-            starts.extend(doc["timestamps"]["saxs_image"])
+        if name == "event" and "saxs_frame_time" in doc["data"]:  # each frame's own start
+            starts.append(doc["data"]["saxs_frame_time"])
+        elif name == "event_page" and "saxs_frame_time" in doc["data"]:
+            starts.extend(doc["data"]["saxs_frame_time"])
     errors_ms = (np.sort(np.array(starts)) - t0 - offsets[: len(starts)]) * 1e3
     return {"mode": mode, "frames": len(starts),
             "median_ms": float(np.median(np.abs(errors_ms))),
