@@ -34,12 +34,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-import serial
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 
 from ncsynth import timebase
+
+from .serial_link import LinkFault as _Fault
+from .serial_link import SerialLink
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +70,6 @@ class InjectorCommsError(InjectorError):
 
 class InjectorJamError(InjectorError):
     """A fired piston did not reach its extended end switch."""
-
-
-class _Fault(Exception):
-    """One failed exchange (time-out, garbled or short reply, closed port)."""
 
 
 @dataclass(frozen=True)
@@ -165,8 +163,7 @@ class Injector(Device):
         self.retries = retries
         self.poll_s = float(poll_s)
         self.jam_timeout.put(self.jam_timeout_s)
-        self._port = None
-        self._rx = b""
+        self._link = SerialLink(url, self.timeout_s, baudrate=115200)
         self._lock = threading.RLock()
         self._tags = itertools.count(1)
         self._board_armed: bool | None = None  # None: not known yet
@@ -273,7 +270,7 @@ class Injector(Device):
     def close(self) -> None:
         """Close the serial port (it is reopened by the next request)."""
         with self._lock:
-            self._drop_port()
+            self._link.close()
 
     # -- board state -------------------------------------------------------------------
     def refresh(self) -> dict:
@@ -432,33 +429,14 @@ class Injector(Device):
         """One request/reply; raise :class:`_Fault` on anything but a valid matching reply."""
         tag = f"#{next(self._tags) % 100000}"
         body = f"{tag} {command}".encode("ascii")
-        try:
-            port = self._open()
-            port.reset_input_buffer()
-            self._rx = b""
-            t_send = timebase.now()
-            port.write(body + b"*" + _crc(body).encode() + b"\r\n")
-            deadline = time.monotonic() + self.timeout_s
-            while True:
-                line = self._read_line(port, deadline)
-                reply = self._parse(line, tag, command)
-                if reply is not None:
-                    return _Reply(reply[0], reply[1], t_send, timebase.now())
-        except (serial.SerialException, OSError) as err:
-            self._drop_port()
-            raise _Fault(f"port error: {err}") from err
-
-    def _read_line(self, port, deadline: float) -> bytes:
-        """Read in chunks (not byte by byte) until a LF; wall-clock ``deadline``."""
-        while (end := self._rx.find(b"\n")) < 0:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Fault(f"no complete reply within {self.timeout_s:g} s"
-                             + (f" (got {self._rx[:40]!r})" if self._rx else ""))
-            port.timeout = remaining
-            self._rx += port.read(max(1, port.in_waiting))
-        line, self._rx = self._rx[:end + 1], self._rx[end + 1:]
-        return line
+        self._link.clear()
+        t_send = timebase.now()
+        self._link.write(body + b"*" + _crc(body).encode() + b"\r\n")
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            reply = self._parse(self._link.read_until(b"\n", deadline), tag, command)
+            if reply is not None:
+                return _Reply(reply[0], reply[1], t_send, timebase.now())
 
     @staticmethod
     def _parse(line: bytes, tag: str, command: str) -> tuple[str, list[str]] | None:
@@ -489,21 +467,6 @@ class Injector(Device):
         except (IndexError, ValueError) as err:
             raise InjectorCommsError(f"{self.name}: {command}: malformed reply "
                                      f"{' '.join(reply.words)!r}") from err
-
-    def _open(self):
-        if self._port is None:
-            self._port = serial.serial_for_url(self.url, baudrate=115200,
-                                               timeout=self.timeout_s,
-                                               write_timeout=self.timeout_s)
-        return self._port
-
-    def _drop_port(self) -> None:
-        if self._port is not None:
-            try:
-                self._port.close()
-            finally:
-                self._port = None
-        self._rx = b""
 
     def _put(self, signal: Signal, value) -> None:
         signal.put(value, timestamp=timebase.now())

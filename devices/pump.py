@@ -32,12 +32,14 @@ import threading
 import time
 from typing import NamedTuple
 
-import serial
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 
 from ncsynth import timebase
+
+from .serial_link import LinkFault as _Fault
+from .serial_link import SerialLink
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +76,6 @@ class PumpAlarm(PumpError):
 
 class PumpCommunicationError(PumpError):
     """No intelligible reply (time-out, garbled frame, closed port) after the retries."""
-
-
-class _Fault(Exception):
-    """One failed exchange."""
 
 
 class _Reply(NamedTuple):
@@ -166,8 +164,8 @@ class SyringePump(Device):
         self._diameter_text = _encode(float(diameter_mm), {"mm": 1.0})[0]
         self._address = address
         self._put(self.address, address)
-        self._port = None
-        self._rx = b""
+        self._link = SerialLink(url, self.timeout_s, baudrate=19200, bytesize=8, parity="N",
+                                stopbits=1)
         self._lock = threading.RLock()
         self._configured = False
 
@@ -276,7 +274,7 @@ class SyringePump(Device):
     def close(self) -> None:
         """Close the serial port (it is reopened by the next request)."""
         with self._lock:
-            self._drop_port()
+            self._link.close()
 
     # -- internals -----------------------------------------------------------------------
     def _start(self, rate: float, direction: str | None, volume: float | None) -> None:
@@ -382,16 +380,11 @@ class SyringePump(Device):
     def _exchange(self, command: str, expect: str) -> _Reply:
         """One packet and its reply; raise on refusal / alarm, :class:`_Fault` on garbage."""
         packet = (f"{self._address}{command}" if self._address else command).encode() + b"\r"
-        try:
-            with timebase.busy():
-                port = self._open()
-                port.reset_input_buffer()
-                self._rx = b""
-                port.write(packet)
-                frame = self._read_frame(port, time.monotonic() + self.timeout_s)
-        except (serial.SerialException, OSError) as err:
-            self._drop_port()
-            raise _Fault(f"port error: {err}") from err
+        with timebase.busy():
+            self._link.clear()
+            self._link.write(packet)
+            frame = self._link.read_until(b"\x03", time.monotonic() + self.timeout_s)
+        frame = frame.decode("ascii", "replace")
         match = _FRAME.fullmatch(frame)
         if match is None or int(match[1]) != self._address:
             raise _Fault(f"garbled reply {frame[:40]!r}")
@@ -413,33 +406,6 @@ class SyringePump(Device):
             raise _Fault(f"unexpected reply {frame[:40]!r} to {command or 'status'}")
         self._put(self.state, STATES[status])
         return _Reply(status, data)
-
-    def _read_frame(self, port, deadline: float) -> str:
-        """Read in chunks until an ETX; wall-clock ``deadline``."""
-        while (end := self._rx.find(b"\x03")) < 0:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Fault(f"no complete reply within {self.timeout_s:g} s"
-                             + (f" (got {self._rx[:40]!r})" if self._rx else ""))
-            port.timeout = remaining
-            self._rx += port.read(max(1, port.in_waiting))
-        frame, self._rx = self._rx[:end + 1], self._rx[end + 1:]
-        return frame.decode("ascii", "replace")
-
-    def _open(self):
-        if self._port is None:
-            self._port = serial.serial_for_url(self.url, baudrate=19200, bytesize=8,
-                                               parity="N", stopbits=1, timeout=self.timeout_s,
-                                               write_timeout=self.timeout_s)
-        return self._port
-
-    def _drop_port(self) -> None:
-        if self._port is not None:
-            try:
-                self._port.close()
-            finally:
-                self._port = None
-        self._rx = b""
 
     def _put(self, signal: Signal, value) -> None:
         signal.put(value, timestamp=timebase.now())
