@@ -21,12 +21,12 @@ Lewis split:
 
 from __future__ import annotations
 
-import asyncio
 import binascii
 import math
 import re
 from dataclasses import dataclass, field
 
+from .server import RequestServer
 from .world import SyringeCharge
 
 PISTONS = ("A", "B")
@@ -216,8 +216,10 @@ def checksum(body: bytes) -> str:
 _REQUEST = re.compile(r"^(?:#(?P<seq>\d{1,5}) )?(?P<cmd>[^*]*?)(?:\*(?P<crc>[0-9A-Fa-f]{4}))?$")
 
 
-class InjectorInterface:
+class InjectorInterface(RequestServer):
     """Line-protocol server for the injector board in ``world.injector`` (or ``model``)."""
+
+    max_request = MAX_LINE
 
     def __init__(self, world, model: InjectorModel | None = None):
         self.world = world
@@ -225,41 +227,18 @@ class InjectorInterface:
         if self.model is None:
             raise ValueError("InjectorInterface needs an InjectorModel: pass model= or "
                              "add one to the world under the name 'injector'")
-        self._server: asyncio.base_events.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        super().__init__()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen on ``host:port`` (0: any free port); return the bound port."""
-        self._server = await asyncio.start_server(self._serve, host, port)
-        return self._server.sockets[0].getsockname()[1]
+    def split(self, buffer: bytes) -> tuple[list[bytes], bytes]:
+        *lines, pending = re.split(rb"\r\n|\n|\r", buffer)
+        return [line for line in lines if line], pending
 
-    async def stop(self) -> None:
-        for writer in list(self._writers):
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+    def handle(self, raw: bytes) -> bytes:
+        return self.handle_line(raw)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self._writers.add(writer)
-        pending = b""
-        try:
-            while chunk := await reader.read(4096):
-                pending += chunk
-                *lines, pending = re.split(rb"\r\n|\n|\r", pending)
-                for raw in lines:
-                    if raw:
-                        writer.write(self.handle_line(raw))
-                if len(pending) > MAX_LINE:
-                    pending = b""
-                    writer.write(self._reply(None, "ERR", self._err_text(
-                        Refused("LINE_TOO_LONG", f"lines are at most {MAX_LINE} bytes"))))
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    def overflow_reply(self) -> bytes:
+        return self._reply(None, "ERR", self._err_text(
+            Refused("LINE_TOO_LONG", f"lines are at most {MAX_LINE} bytes")))
 
     def handle_line(self, raw: bytes) -> bytes:
         """Execute one request line (without terminator); return the reply line."""

@@ -23,10 +23,11 @@ rate limits (µL/min) = (π d²/4, mm²) × plunger speed (mm/min).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from dataclasses import dataclass
+
+from .server import RequestServer
 
 RATE_UNITS_ML_MIN = {"UM": 1e-3, "MM": 1.0, "UH": 1e-3 / 60, "MH": 1.0 / 60}
 VOLUME_UNITS_ML = {"UL": 1e-3, "ML": 1.0}
@@ -204,45 +205,26 @@ def _number(text: str) -> float:
     return float(text)
 
 
-class NE1000Interface:
+class NE1000Interface(RequestServer):
     """NE-1000 Basic-mode server for one :class:`SyringePumpModel` living in ``world``."""
+
+    max_request = MAX_PACKET
 
     def __init__(self, world, model: SyringePumpModel):
         if not isinstance(model, SyringePumpModel):
             raise TypeError(f"model must be a SyringePumpModel, got {model!r}")
         self.world, self.model = world, model
-        self._server: asyncio.base_events.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        super().__init__()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen on ``host:port`` (0: any free port); return the bound port."""
-        self._server = await asyncio.start_server(self._serve, host, port)
-        return self._server.sockets[0].getsockname()[1]
+    def split(self, buffer: bytes) -> tuple[list[bytes], bytes]:
+        *packets, pending = buffer.split(CR)
+        return packets, pending
 
-    async def stop(self) -> None:
-        for writer in list(self._writers):
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+    def handle(self, raw: bytes) -> bytes:
+        return self.handle_packet(raw)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self._writers.add(writer)
-        pending = b""
-        try:
-            while chunk := await reader.read(4096):
-                *packets, pending = (pending + chunk).split(CR)
-                for raw in packets:
-                    writer.write(self.handle_packet(raw))
-                if len(pending) > MAX_PACKET:
-                    pending = b""
-                    writer.write(self._reply("COM"))
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    def overflow_reply(self) -> bytes:
+        return self._reply("COM")
 
     def handle_packet(self, raw: bytes) -> bytes:
         """Execute one packet (without its CR); return the reply (``b""``: not addressed to us)."""

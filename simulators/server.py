@@ -53,3 +53,57 @@ class SimulatorHost:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class RequestServer:
+    """asyncio TCP server for a request/reply instrument protocol (the board's line protocol,
+    the pump's CR-terminated packets): subclasses say how the byte stream splits into
+    requests (:meth:`split`), answer one request (:meth:`handle`), and what to reply when a
+    request outgrows ``max_request`` bytes without its terminator (:meth:`overflow_reply`)."""
+
+    max_request = 64
+
+    def __init__(self):
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def split(self, buffer: bytes) -> tuple[list[bytes], bytes]:
+        """The complete requests in ``buffer`` and the incomplete rest."""
+        raise NotImplementedError
+
+    def handle(self, raw: bytes) -> bytes:
+        """The reply to one request (without its terminator)."""
+        raise NotImplementedError
+
+    def overflow_reply(self) -> bytes:
+        raise NotImplementedError
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen on ``host:port`` (0: any free port); return the bound port."""
+        self._server = await asyncio.start_server(self._serve, host, port)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self._writers.add(writer)
+        pending = b""
+        try:
+            while chunk := await reader.read(4096):
+                requests, pending = self.split(pending + chunk)
+                for raw in requests:
+                    writer.write(self.handle(raw))
+                if len(pending) > self.max_request:
+                    pending = b""
+                    writer.write(self.overflow_reply())
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
