@@ -17,10 +17,10 @@ from pathlib import Path
 
 from ncsynth.config import data_dir
 from ncsynth.devices.clock import DeadlineTimer
-from ncsynth.devices.detector import AreaDetectorSAXS, SAXSDetector, SimulatedBackend
 from ncsynth.devices.heater import HeatingController
 from ncsynth.devices.pump import SyringePump
 from ncsynth.devices.spectrometer import UVVisSpectrometer
+from ncsynth.instruments import saxs_detector
 from ncsynth.plans.flow import ReactorSpec
 
 #: Simulator URL keys (``SimulatedFlowReactor.urls``) that ``connect_flow`` needs.
@@ -100,12 +100,7 @@ def connect_flow(config: dict, urls: dict[str, str] | None = None, *,
     spectrometer = UVVisSpectrometer(backend, name="uv")
     spectrometer.integration_time_s.put(spec_cfg["integration_time_s"])
     spectrometer.averages.put(spec_cfg["averages"])
-    if hardware == "sim":
-        detector = SAXSDetector(SimulatedBackend(urls["detector"]), write_root=frames, name="saxs")
-    else:
-        detector = AreaDetectorSAXS(det_cfg["prefix"], name="saxs",
-                                    write_path_template=str(frames) + "/%Y/%m/%d/")
-    detector.exposure_time.put(det_cfg["exposure_s"])
+    detector = saxs_detector(det_cfg, hardware, urls, frames)
     reactor = ReactorSpec(**flow["reactor"], max_rate_ml_min=min(
         flow[key]["max_rate_ml_min"] for key in ("pump_cd", "pump_se")))
     return FlowInstruments(*pumps, *zones, spectrometer, detector, DeadlineTimer(name="timer"),

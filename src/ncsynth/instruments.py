@@ -53,10 +53,18 @@ def connect(config: dict, urls: dict[str, str] | None = None) -> Instruments:
         tolerance_c=heater_cfg["tolerance_c"], settle_time_s=heater_cfg["settle_time_s"])
     injector = Injector(urls["injector"] if hardware == "sim" else injector_cfg["url"],
                         name="injector", jam_timeout_s=injector_cfg["jam_timeout_s"])
+    detector = saxs_detector(det_cfg, hardware, urls, frames)
+    return Instruments(heater, injector, detector, DeadlineTimer(name="timer"))
+
+
+def saxs_detector(det_cfg: dict, hardware: str, urls: dict[str, str] | None, frames: Path):
+    """The SAXS detector of a ``[detector]`` configuration section: the simulated back-end at
+    ``urls["detector"]`` for ``hardware = "sim"``, else the area detector at its PV prefix;
+    frames are written under ``frames``, the exposure time is the section's."""
     if hardware == "sim":
         detector = SAXSDetector(SimulatedBackend(urls["detector"]), write_root=frames, name="saxs")
     else:
         detector = AreaDetectorSAXS(det_cfg["prefix"], name="saxs",
                                     write_path_template=str(frames) + "/%Y/%m/%d/")
     detector.exposure_time.put(det_cfg["exposure_s"])
-    return Instruments(heater, injector, detector, DeadlineTimer(name="timer"))
+    return detector
