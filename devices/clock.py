@@ -32,9 +32,10 @@ class DeadlineTimer(Device):
         self.deadline.put(deadline)
         status = Status(obj=self)
         cancel, outcome = self._pending = (threading.Event(), {"stopped_ok": False})
+        until_deadline = timebase.reserve(deadline)  # now, before the RunEngine waits
 
         def wait():
-            if timebase.sleep_until(deadline, cancel) or outcome["stopped_ok"]:
+            if until_deadline(cancel) or outcome["stopped_ok"]:
                 status.set_finished()
             else:
                 status.set_exception(RuntimeError(f"{self.name}: wait for {deadline} cancelled"))

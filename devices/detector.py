@@ -56,6 +56,7 @@ import threading
 import uuid
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,8 +111,12 @@ class DetectorBackend(abc.ABC):
         """Detector description: at least ``shape`` and ``dtype``; ``geometry`` and calibration if known."""
 
     @abc.abstractmethod
-    def acquire(self, exposure_s: float) -> Frame:
-        """Expose one frame starting now; block until it is read out."""
+    def acquire(self, exposure_s: float, on_start: Callable[[], None] | None = None) -> Frame:
+        """Expose one frame starting now; block until it is read out.
+
+        ``on_start()`` is called once the detector has confirmed that the exposure has begun
+        (or the acquisition failed before that).
+        """
 
     @abc.abstractmethod
     def sequence(self, start_times: list[float], exposure_s: float) -> Iterator[Frame]:
@@ -158,12 +163,24 @@ class SimulatedBackend(DetectorBackend):
             header, _ = self._request("INFO?", expect={"info"}, timeout_s=self.timeout_s)
         return header
 
-    def acquire(self, exposure_s: float) -> Frame:
+    def acquire(self, exposure_s: float, on_start: Callable[[], None] | None = None) -> Frame:
         _check_exposure(exposure_s)
-        with self._lock:
-            self._aborting.clear()
-            header, data = self._request(f"ACQUIRE {float(exposure_s)!r}", expect={"frame"},
-                                         timeout_s=self.timeout_s + exposure_s)
+        pending = [on_start] if on_start is not None else []
+        try:
+            with self._lock:
+                self._aborting.clear()
+                started, _ = self._request(f"ACQUIRE {float(exposure_s)!r}", expect={"started"},
+                                           timeout_s=self.timeout_s)
+                passed = timebase.barrier(float(started["t_start"]) + exposure_s)
+                while pending:
+                    pending.pop()()
+                try:
+                    header, data = self._reply({"frame"}, timeout_s=self.timeout_s + exposure_s)
+                finally:
+                    passed()
+        finally:
+            while pending:  # failed before the start
+                pending.pop()()
         return _frame(header, data)
 
     def sequence(self, start_times: list[float], exposure_s: float) -> Iterator[Frame]:
@@ -206,12 +223,21 @@ class SimulatedBackend(DetectorBackend):
                 self._sock = socket.create_connection(self.address, timeout=self.timeout_s)
                 self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._rfile = self._sock.makefile("rb")
-            self._sock.settimeout(timeout_s)
             with self._send_lock:
                 self._sock.sendall(line.encode("ascii") + b"\n")
+        except OSError as error:
+            self._disconnect()
+            raise DetectorError(f"detector at {self.url}: {error}") from error
+        return self._reply(expect, timeout_s, line)
+
+    def _reply(self, expect: set[str], timeout_s: float | None, request: str = "ACQUIRE"):
+        """The next reply of a kind in ``expect`` within ``timeout_s`` (wall s), as
+        :meth:`_receive`; a refusal or a broken link raises :class:`DetectorError`."""
+        try:
+            self._sock.settimeout(timeout_s)
             return self._receive(expect)
         except _Refused as refusal:
-            raise DetectorError(f"detector at {self.url} refused {line[:40]!r}: {refusal}") from None
+            raise DetectorError(f"detector at {self.url} refused {request[:40]!r}: {refusal}") from None
         except (OSError, ValueError) as error:
             self._disconnect()
             raise DetectorError(f"detector at {self.url}: {error}") from error
@@ -656,10 +682,14 @@ class SAXSDetector(FrameDetector):
         exposure = _checked_exposure(self.exposure_time.get())
         self._ensure_info()
         status = DeviceStatus(self)
+        # a jumping clock must not move before the exposure has begun: the RunEngine
+        # waits on this Status (releasing its own hold) before the request has even
+        # reached the detector
+        release = timebase.hold()
 
         def expose():
             try:
-                frame = self.backend.acquire(exposure)
+                frame = self.backend.acquire(exposure, on_start=release)
                 with timebase.busy():
                     self._store(frame, collected=False)
             except Exception as error:

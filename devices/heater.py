@@ -185,6 +185,7 @@ class ControllerRegister(Signal):
         super().__init__(**kwargs)
         self.register, self.what = register, what
         self._units, self._precision, self._writable = units, precision, writable
+        self._triggered: tuple[float, float] | None = None  # (value, timestamp) of trigger()
 
     @property
     def source_name(self) -> str:
@@ -199,6 +200,40 @@ class ControllerRegister(Signal):
         value = self.parent._decode(self.register, raw)
         self._update(value, timestamp)
         return value
+
+    def trigger(self) -> DeviceStatus:
+        """Read the register in the background; the next ``read()`` reports that value.
+
+        ``trigger_and_read([detector, heater.temperature, heater.output])`` triggers all
+        three at once, so the Modbus transactions (a few ms each at 9600 baud, most of it
+        the RTU inter-frame silence) overlap the exposure instead of adding to the frame's
+        dead time, and the temperature is the one at the exposure's start.
+        """
+        status = DeviceStatus(self)
+        release = timebase.hold()  # a jumping clock waits for this reading
+
+        def transact():
+            try:
+                value = self.get()
+            except Exception as exc:  # HeaterCommunicationError, or a tripped sensor break
+                release()
+                status.set_exception(exc)
+            else:
+                self._triggered = (value, self._metadata["timestamp"])
+                release()
+                status.set_finished()
+
+        self._triggered = None
+        threading.Thread(target=transact, name=f"{self.name}-read", daemon=True).start()
+        return status
+
+    def read(self) -> dict:
+        """The value of the last :meth:`trigger` (once), else a Modbus read now."""
+        triggered, self._triggered = self._triggered, None
+        if triggered is None:
+            return super().read()
+        value, timestamp = triggered
+        return {self.name: {"value": value, "timestamp": timestamp}}
 
     def put(self, value, **kwargs) -> None:
         if not self._writable:

@@ -24,8 +24,8 @@ from ncsynth.devices.clock import DeadlineTimer
 
 from .recipe import Recipe
 from .schedule import check_schedule, frame_schedule
-from .stubs import (background_frames, call, detector_timed_acquisition, inject, preheat,
-                    record_cooldown, timed_acquisition)
+from .stubs import (background_frames, call, declare_frames, detector_timed_acquisition, inject,
+                    preheat, record_cooldown, timed_acquisition)
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def injection_with_frames(heater, injector, detector, timer, piston, offsets, *,
     yield from ACQUISITION[acquisition](
         detector, heater, timer, t_fire, offsets, monitor_period_s=monitor_period_s,
         heater_off_at_s=heater_off_at_s,
-        check_group=(group, getattr(injector, "jam_timeout_s", 5.0) + 0.5))
+        check_group=(group, getattr(injector, "jam_timeout_s", 5.0) + 0.5), declare=False)
     return t_fire
 
 
@@ -155,6 +155,7 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
     @bpp.run_decorator(md=metadata)
     def protocol():
         yield from bps.mv(detector.exposure_time, integration_s)
+        yield from declare_frames(detector, heater, detector_timed=acquisition == "detector")
         yield from preheat(heater, recipe.injection_temperature_c)
         # one staging (one HDF5 file, one resource) per stream of frames
         yield from bpp.stage_wrapper(background_frames(detector, heater, n_background),

@@ -140,14 +140,29 @@ class WorldClock:
             self._cond.notify_all()
 
     # -- jump mode -------------------------------------------------------------------
-    def _wait_jumping(self, deadline: float, cancel: threading.Event | None) -> bool:
+    def reserve(self, deadline: float):
+        """Register a wait for world time ``deadline`` now; return ``wait(cancel=None) ->
+        bool`` that blocks until then (False if cancelled), callable from any thread.
+
+        In jump mode the clock counts the deadline from this call on: a thread that only
+        starts waiting later (a device's worker thread) cannot be jumped past meanwhile.
+        """
+        if not self.jumps:
+            return lambda cancel=None: self.sleep_until(deadline, cancel)
         with self._cond:
             if deadline <= self.now() or self._closed:
-                return True
+                return lambda cancel=None: True
             entry = [deadline, next(self._seq), _PENDING, False]
             heapq.heappush(self._waiters, entry)
             self._activity += 1
             self._cond.notify_all()
+        return lambda cancel=None: self._await(entry, cancel)
+
+    def _wait_jumping(self, deadline: float, cancel: threading.Event | None) -> bool:
+        return self.reserve(deadline)(cancel)
+
+    def _await(self, entry: list, cancel: threading.Event | None) -> bool:
+        with self._cond:
             while entry[_STATE] == _PENDING:
                 if cancel is not None and cancel.is_set():
                     entry[_STATE] = _CANCELLED

@@ -291,7 +291,9 @@ class DetectorInterface:
             writer.close()
 
     async def _acquire(self, writer, exposure_s: float, cancel: threading.Event) -> None:
-        t_start = await _busy(self.world.clock, asyncio.to_thread(self.world.advance))
+        t_start = self.world.clock.now()  # the exposure starts as the command arrives
+        _send(writer, {"type": "started", "t_start": t_start, "exposure_s": exposure_s})
+        await _busy(self.world.clock, asyncio.to_thread(self.world.advance))
         if await self._expose(writer, t_start, exposure_s, cancel) is None:
             _send(writer, {"type": "error", "message": "aborted"})
         await writer.drain()
@@ -300,18 +302,19 @@ class DetectorInterface:
                         cancel: threading.Event) -> None:
         clock = self.world.clock
         done = 0
-        waiting = asyncio.ensure_future(asyncio.to_thread(clock.sleep_until, start_times[0], cancel))
-        for k, t_requested in enumerate(start_times):
-            if not await waiting:
+        waiting = asyncio.ensure_future(asyncio.to_thread(_start_at, clock, start_times[0], cancel))
+        for k in range(len(start_times)):
+            t_start = await waiting
+            if t_start is None:
                 break
-            t_start = await _busy(clock, asyncio.to_thread(self.world.advance))
+            await _busy(clock, asyncio.to_thread(self.world.advance))
             ended = await self._expose(writer, t_start, exposure_s, cancel)
             if ended is None:
                 break
             done += 1
             if k + 1 < len(start_times):  # register the next deadline before draining, so a
                 waiting = asyncio.ensure_future(  # jumping clock cannot skip past it meanwhile
-                    asyncio.to_thread(clock.sleep_until, start_times[k + 1], cancel))
+                    asyncio.to_thread(_start_at, clock, start_times[k + 1], cancel))
             await writer.drain()
         _send(writer, {"type": "done", "n_frames": done, "aborted": cancel.is_set()})
         await writer.drain()
@@ -356,6 +359,12 @@ class DetectorInterface:
             radius = np.array(reaction.radius_nm, dtype=float)
             numbers = np.array(reaction.number_density_per_m3, dtype=float) * MOLAR_PER_M3
         return radius, numbers, temperature
+
+
+def _start_at(clock, start_time: float, cancel: threading.Event) -> float | None:
+    """Wait for ``start_time``; the clock's time on waking (the exposure's real start, taken
+    in the waiting thread, not after a hop back to the event loop), or None if cancelled."""
+    return clock.now() if clock.sleep_until(start_time, cancel) else None
 
 
 async def _busy(clock, awaitable):

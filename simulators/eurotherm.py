@@ -114,7 +114,7 @@ class EurothermRegisters(ModbusBaseSlaveContext):
     def getValues(self, fc_as_hex: int, address: int, count: int = 1):
         """Registers ``address .. address+count-1``, or a Modbus exception code."""
         with self.world.lock:
-            self.world.advance()
+            self.world.advance(slow=False)  # the controller reads no slow model
             try:
                 return [self._read(a) for a in range(address, address + count)]
             except KeyError:
@@ -147,7 +147,7 @@ class EurothermRegisters(ModbusBaseSlaveContext):
     def setValues(self, fc_as_hex: int, address: int, values):
         """Write ``values`` from ``address`` on; None, or a Modbus exception code."""
         with self.world.lock:
-            self.world.advance()
+            self.world.advance(slow=False)  # the controller reads no slow model
             try:
                 for offset, raw in enumerate(values):
                     self._write(address + offset, raw)

@@ -259,7 +259,7 @@ class InjectorInterface(RequestServer):
             return self._reply(seq, "ERR", self._err_text(refusal))
 
     def _execute(self, cmd: str) -> str:
-        now = self.world.advance()
+        now = self.world.advance(slow=False)  # a delivery steps the reaction itself
         model = self.model
         with self.world.lock:
             if cmd == "ID?":

@@ -26,6 +26,7 @@ Precursor + monomer + nanocrystal material is therefore conserved to rounding.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -44,32 +45,40 @@ _MAX_COURANT = 0.9
 
 @dataclass(frozen=True)
 class RadiusGrid:
-    """Uniform cell grid on [0, radius_max]; cells below the absorbing radius stay empty."""
+    """Uniform cell grid on [0, radius_max]; cells below the absorbing radius stay empty.
+
+    The arrays are computed once (every step of the world asks for them) and read-only.
+    """
 
     options: GridOptions
 
-    @property
+    @functools.cached_property
     def cell_width_m(self) -> float:
         return self.options.radius_max_nm * _NANOMETRE / self.options.n_cells
 
-    @property
+    @functools.cached_property
     def centres_m(self) -> np.ndarray:
-        return (np.arange(self.options.n_cells) + 0.5) * self.cell_width_m
+        return _read_only((np.arange(self.options.n_cells) + 0.5) * self.cell_width_m)
 
-    @property
+    @functools.cached_property
     def first_active_cell(self) -> int:
         """Index of the lowest cell whose lower edge is at or above the absorbing radius."""
         return int(math.ceil(self.options.absorbing_radius_nm * _NANOMETRE
                              / self.cell_width_m - 1e-9))
 
-    @property
+    @functools.cached_property
     def active_centres_m(self) -> np.ndarray:
         return self.centres_m[self.first_active_cell:]
 
-    @property
+    @functools.cached_property
     def active_lower_edges_m(self) -> np.ndarray:
         """Lower edge of every active cell; edge 0 is the absorbing boundary (the top is closed)."""
-        return self.active_centres_m - 0.5 * self.cell_width_m
+        return _read_only(self.active_centres_m - 0.5 * self.cell_width_m)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,13 @@ class World:
             raise AttributeError(name)
         return self.__dict__.get("_models", {}).get(name)
 
-    def advance(self) -> float:
-        """Bring every model up to the clock's now; return world time."""
+    def advance(self, slow: bool = True) -> float:
+        """Bring every model up to the clock's now; return world time.
+
+        ``slow=False`` leaves the slow models' last fraction of ``slow_dt_s`` pending (they
+        are then up to ``slow_dt_s`` behind): for requests that only read the fast models,
+        e.g. the controller's thermocouple, which need not pay for a kinetics step each.
+        """
         touch = getattr(self.clock, "touch", None)
         if touch is not None:
             touch()
@@ -77,7 +82,8 @@ class World:
             while self.time < target:
                 dt = min(self.dt_s, target - self.time)
                 self._step(dt)
-            self._step_slow()
+            if slow:
+                self._step_slow()
             return self.time
 
     def deliver(self, charge: SyringeCharge) -> None:

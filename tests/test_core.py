@@ -48,6 +48,40 @@ def test_jump_clock_wait_is_cancellable():
     clock.close()
 
 
+def test_a_reserved_deadline_is_not_jumped_past_before_its_thread_waits():
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    later = threading.Thread(target=clock.sleep_until, args=(start + 5.0,), daemon=True)
+    later.start()
+    wait = clock.reserve(start + 1.0)  # the waiting thread is slow to start...
+    time.sleep(0.1)  # ...far longer than the clock's idle time
+    assert clock.now() == start + 1.0  # it went to the reserved deadline and holds there
+    assert wait() is True
+    later.join(2)
+    assert not later.is_alive() and clock.now() == start + 5.0
+    clock.close()
+
+
+def test_a_barrier_stops_the_clock_at_its_deadline_until_passed():
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    with timebase.use_clock(clock):
+        passed = timebase.barrier(start + 2.0)
+        later = threading.Thread(target=clock.sleep_until, args=(start + 9.0,), daemon=True)
+        later.start()
+        time.sleep(0.1)
+        assert clock.now() == start + 2.0  # a reply due at +2 s is still on its way
+        passed()
+        later.join(2)
+        assert clock.now() == start + 9.0
+    # on the system clock a barrier is free: nothing waits
+    passed = timebase.barrier(time.time() + 60.0)
+    t = time.monotonic()
+    passed()
+    assert time.monotonic() - t < 0.05
+    clock.close()
+
+
 def test_scaled_clock_runs_k_times_faster_and_waits_precisely():
     clock = WorldClock(speed=50.0)
     w0, t0 = time.monotonic(), clock.now()

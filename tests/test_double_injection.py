@@ -69,6 +69,8 @@ def test_both_pistons_fire_on_time_and_frames_restart_from_b(beamline):
     expected = np.concatenate([t_a + first, t_b + second])
     assert starts.size == expected.size == start["num_points"]
     assert np.max(np.abs(starts - expected)) < 0.005              # both schedules kept
+    # one stream of frames: declared once for the run, not once per injection
+    assert [d["name"] for n, d in docs if n == "descriptor"].count("primary") == 1
     # the second injection's cold liquid shows as a temperature drop after t_b
     temps = [(e["data"]["saxs_frame_time"], e["data"]["heater_temperature"])
              for e in _events(docs, "primary")]

@@ -230,6 +230,31 @@ def test_run_engine_moves_and_reads(sim, heater):
         assert event["data"]["heater_setpoint"] == 150.0
 
 
+def test_trigger_reads_in_the_background_and_read_reports_that_reading_once(sim, heater):
+    sim.flask.set_temperature(120.4)
+    status = heater.temperature.trigger()
+    status.wait(timeout=5)
+    t_trigger = sim.clock.now()
+    sim.flask.set_temperature(130.0)  # after the trigger: not in its reading
+    sim.clock.advance(5.0)
+    reading = heater.temperature.read()["heater_temperature"]
+    assert reading["value"] == pytest.approx(120.4)
+    assert reading["timestamp"] <= t_trigger
+    # without a new trigger, read() asks the controller again
+    again = heater.temperature.read()["heater_temperature"]
+    assert again["value"] == pytest.approx(130.0, abs=3.0)  # the flask cools meanwhile
+    assert again["timestamp"] > t_trigger
+
+
+def test_a_failed_triggered_read_fails_its_status(sim, heater):
+    sim.link.close_port()
+    status = heater.output.trigger()
+    with pytest.raises(HeaterCommunicationError, match="output level"):
+        status.wait(timeout=10)
+    sim.link.clear()
+    assert heater.output.read()["heater_output"]["value"] == sim.controller.output_percent
+
+
 # -- loop:// : nothing on the other end but our own echo --------------------------------
 def test_loopback_echo_is_not_a_reply():
     device = HeatingController("loop://", name="lonely", timeout_s=0.05, retries=1)

@@ -4,6 +4,7 @@ Real RunEngine, real devices over real sockets to the simulators, world clock in
 mode, documents collected in memory (the catalog has its own tests and the dry-run test).
 """
 
+import gc
 import os
 import signal
 import threading
@@ -96,6 +97,14 @@ def test_short_protocol_runs_in_order_on_time_and_ends_safe(beamline):
     # the flask cooled by the injection and the growth setpoint is 260
     temps = np.array([e["data"]["heater_temperature"] for e in frames])
     assert temps.min() < 250
+    # the heater is read at each frame's mid-exposure, not at its start
+    exposure = start_doc["schedule"]["integration_s"]
+    for e in frames:
+        read_at = e["timestamps"]["heater_temperature"] - e["data"]["saxs_frame_time"]
+        assert exposure / 2 - 1e-3 <= read_at < exposure, read_at
+    # the stream was declared once, before t0
+    primary = [d for n, d in docs if n == "descriptor" and d["name"] == "primary"]
+    assert len(primary) == 1
     assert _heater_is_safe(sim) and _injector_disarmed(sim)
     # the world really received the syringe at t0
     assert len(sim.world.deliveries) == 1
@@ -256,5 +265,27 @@ def test_detector_timed_acquisition_keeps_the_schedule(beamline):
     offsets = np.array(docs[0][1]["frame_offsets_s"])
     assert len(frames) == 30
     assert np.abs(starts - offsets).max() < 1e-3
+    assert len([d for n, d in docs if n == "descriptor" and d["name"] == "primary"]) == 1
     assert len(_stream(docs, "temperature")) >= 30
     assert _heater_is_safe(sim) and _injector_disarmed(sim)
+
+
+def test_objects_of_the_session_are_frozen_out_of_the_collector_during_the_frames_only(beamline):
+    """A full garbage collection over the session's objects stalls every thread for 0.1-0.5 s:
+    they are frozen (gc.freeze) while frames are due, and handed back after."""
+    sim, dev = beamline
+    RE = _engine(sim)
+    seen = []
+    RE.subscribe(lambda name, doc: seen.append((name, doc, gc.get_freeze_count())))
+    before = gc.get_freeze_count()
+    RE(hot_injection(dev.heater, dev.injector, dev.detector, _recipe(sim, reaction_time_s=30),
+                     n_frames=10, n_background=2, timer=dev.timer))
+    assert before == 0 and gc.get_freeze_count() == 0
+    streams = {doc["uid"]: doc["name"] for name, doc, _ in seen if name == "descriptor"}
+    frozen = {}
+    for name, doc, count in seen:
+        if name == "event":
+            frozen.setdefault(streams[doc["descriptor"]], []).append(count)
+    assert len(frozen["primary"]) == 10 and min(frozen["primary"]) > 10_000
+    assert max(frozen["background"]) == 0 and max(frozen["injection"]) == 0
+    assert seen[0][2] == 0 and seen[-1][0] == "stop" and seen[-1][2] == 0

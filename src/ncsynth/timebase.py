@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 
 class Clock(Protocol):
@@ -23,6 +23,8 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
     def sleep_until(self, deadline: float, cancel: threading.Event | None = None) -> bool: ...
+
+    def reserve(self, deadline: float) -> Callable[..., bool]: ...
 
 
 class SystemClock:
@@ -42,6 +44,10 @@ class SystemClock:
     def sleep_until(self, deadline: float, cancel: threading.Event | None = None) -> bool:
         """Wait until ``deadline`` (epoch s); return False if ``cancel`` was set first."""
         return precise_wait(lambda: deadline - time.time(), cancel, self.spin_s)
+
+    def reserve(self, deadline: float) -> Callable[..., bool]:
+        """``wait(cancel=None)`` for ``deadline``: wall time needs no registration."""
+        return lambda cancel=None: self.sleep_until(deadline, cancel)
 
 
 def precise_wait(remaining_wall_s, cancel: threading.Event | None = None,
@@ -87,6 +93,30 @@ def sleep_until(deadline: float, cancel: threading.Event | None = None) -> bool:
     return _active.sleep_until(deadline, cancel)
 
 
+def reserve(deadline: float) -> Callable[..., bool]:
+    """Announce a wait for ``deadline`` to the active clock now; return ``wait(cancel=None)
+    -> bool`` that blocks until then (False if cancelled), from any thread.
+
+    For a device whose worker thread does the waiting: reserved in the caller's thread, a
+    jumping clock cannot move past the deadline before the worker has started to wait.
+    """
+    return _active.reserve(deadline)
+
+
+def barrier(deadline: float) -> Callable[[], None]:
+    """Let a jumping clock go as far as ``deadline`` but no further until the returned
+    ``passed()`` is called (from any thread). On the system clock it costs nothing.
+
+    For a reply due at ``deadline`` (a frame at the end of its exposure): the clock
+    reaches the deadline so the instrument can send it, then waits until the device
+    has received it, instead of jumping on while the bytes are on the wire.
+    """
+    wait = reserve(deadline)
+    already = threading.Event()
+    already.set()  # wait(already) returns at once: the reservation ends, nothing sleeps
+    return lambda: wait(already) and None
+
+
 def busy():
     """Context for a device transaction in flight (request sent, reply awaited).
 
@@ -96,6 +126,28 @@ def busy():
     """
     clock_busy = getattr(_active, "busy", None)
     return clock_busy() if clock_busy is not None else contextlib.nullcontext()
+
+
+def hold():
+    """Claim the active clock until the returned ``release()`` is called (a no-op on the
+    system clock); later calls of ``release`` do nothing.
+
+    :func:`busy` for a claim that one thread takes and another ends, e.g. a device that
+    must keep a jumping clock still from the request it sends until the instrument
+    confirms it has started.
+    """
+    claim = busy()
+    claim.__enter__()
+    lock, released = threading.Lock(), []
+
+    def release() -> None:
+        with lock:
+            if released:
+                return
+            released.append(True)
+        claim.__exit__(None, None, None)
+
+    return release
 
 
 def sleep(seconds: float, cancel: threading.Event | None = None) -> bool:
