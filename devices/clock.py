@@ -32,10 +32,14 @@ class DeadlineTimer(Device):
         self.deadline.put(deadline)
         status = Status(obj=self)
         cancel, outcome = self._pending = (threading.Event(), {"stopped_ok": False})
-        until_deadline = timebase.reserve(deadline)  # now, before the RunEngine waits
+        until_deadline = timebase.reserve(deadline, cancel)  # now, before the RunEngine waits
 
         def wait():
-            if until_deadline(cancel) or outcome["stopped_ok"]:
+            # finished while a jumping clock stands at the deadline: the RunEngine takes
+            # its hold in the Status callback before the clock may move on
+            if until_deadline(then=status.set_finished):
+                return
+            if outcome["stopped_ok"]:
                 status.set_finished()
             else:
                 status.set_exception(RuntimeError(f"{self.name}: wait for {deadline} cancelled"))

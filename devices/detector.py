@@ -111,11 +111,12 @@ class DetectorBackend(abc.ABC):
         """Detector description: at least ``shape`` and ``dtype``; ``geometry`` and calibration if known."""
 
     @abc.abstractmethod
-    def acquire(self, exposure_s: float, on_start: Callable[[], None] | None = None) -> Frame:
+    def acquire(self, exposure_s: float,
+                on_start: Callable[[float | None], None] | None = None) -> Frame:
         """Expose one frame starting now; block until it is read out.
 
-        ``on_start()`` is called once the detector has confirmed that the exposure has begun
-        (or the acquisition failed before that).
+        ``on_start(t_start)`` is called once the detector has confirmed that the exposure
+        has begun (epoch s), or ``on_start(None)`` if the acquisition failed before that.
         """
 
     @abc.abstractmethod
@@ -163,7 +164,8 @@ class SimulatedBackend(DetectorBackend):
             header, _ = self._request("INFO?", expect={"info"}, timeout_s=self.timeout_s)
         return header
 
-    def acquire(self, exposure_s: float, on_start: Callable[[], None] | None = None) -> Frame:
+    def acquire(self, exposure_s: float,
+                on_start: Callable[[float | None], None] | None = None) -> Frame:
         _check_exposure(exposure_s)
         pending = [on_start] if on_start is not None else []
         try:
@@ -171,16 +173,12 @@ class SimulatedBackend(DetectorBackend):
                 self._aborting.clear()
                 started, _ = self._request(f"ACQUIRE {float(exposure_s)!r}", expect={"started"},
                                            timeout_s=self.timeout_s)
-                passed = timebase.barrier(float(started["t_start"]) + exposure_s)
                 while pending:
-                    pending.pop()()
-                try:
-                    header, data = self._reply({"frame"}, timeout_s=self.timeout_s + exposure_s)
-                finally:
-                    passed()
+                    pending.pop()(float(started["t_start"]))
+                header, data = self._reply({"frame"}, timeout_s=self.timeout_s + exposure_s)
         finally:
             while pending:  # failed before the start
-                pending.pop()()
+                pending.pop()(None)
         return _frame(header, data)
 
     def sequence(self, start_times: list[float], exposure_s: float) -> Iterator[Frame]:
@@ -682,20 +680,30 @@ class SAXSDetector(FrameDetector):
         exposure = _checked_exposure(self.exposure_time.get())
         self._ensure_info()
         status = DeviceStatus(self)
-        # a jumping clock must not move before the exposure has begun: the RunEngine
-        # waits on this Status (releasing its own hold) before the request has even
-        # reached the detector
+        # A jumping clock must not move before the exposure has begun (the RunEngine waits
+        # on this Status, releasing its own hold, before the request has even reached the
+        # detector), nor past its end until the frame is stored and the Status finished.
         release = timebase.hold()
+        barriers = []
+
+        def started(t_start: float | None) -> None:
+            if t_start is not None:
+                barriers.append(timebase.barrier(t_start + exposure))
+            release()
 
         def expose():
             try:
-                frame = self.backend.acquire(exposure, on_start=release)
+                frame = self.backend.acquire(exposure, on_start=started)
                 with timebase.busy():
                     self._store(frame, collected=False)
             except Exception as error:
                 status.set_exception(error)
             else:
                 status.set_finished()
+            finally:
+                release()
+                for passed in barriers:
+                    passed()
 
         threading.Thread(target=expose, name=f"{self.name}-trigger", daemon=True).start()
         return status

@@ -216,12 +216,12 @@ class ControllerRegister(Signal):
             try:
                 value = self.get()
             except Exception as exc:  # HeaterCommunicationError, or a tripped sensor break
-                release()
                 status.set_exception(exc)
             else:
                 self._triggered = (value, self._metadata["timestamp"])
-                release()
                 status.set_finished()
+            finally:  # after the Status: its callbacks take their own hold first
+                release()
 
         self._triggered = None
         threading.Thread(target=transact, name=f"{self.name}-read", daemon=True).start()

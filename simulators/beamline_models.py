@@ -14,7 +14,8 @@ class FlaskReaction:
         self.state = state
 
     def step(self, dt_s: float, world) -> None:
-        self.state.step(dt_s, world.flask.temperature_c)
+        """Advance ``dt_s`` at the flask's mean temperature over those ``dt_s``."""
+        self.state.step(dt_s, world.mean_flask_temperature_c)
 
     def __getattr__(self, name):
         return getattr(self.state, name)

@@ -30,7 +30,7 @@ import time
 from ncsynth.timebase import precise_wait
 
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
-_DEADLINE, _SEQ, _STATE, _WOKEN = range(4)  # fields of a waiter entry
+_DEADLINE, _SEQ, _STATE, _WOKEN, _CANCEL = range(5)  # fields of a waiter entry
 
 
 class WorldClock:
@@ -140,28 +140,31 @@ class WorldClock:
             self._cond.notify_all()
 
     # -- jump mode -------------------------------------------------------------------
-    def reserve(self, deadline: float):
-        """Register a wait for world time ``deadline`` now; return ``wait(cancel=None) ->
-        bool`` that blocks until then (False if cancelled), callable from any thread.
+    def reserve(self, deadline: float, cancel: threading.Event | None = None):
+        """Register a wait for world time ``deadline`` now; return ``wait(then=None) -> bool``
+        that blocks until then (False if ``cancel`` was set first), callable from any thread.
+        ``then()`` runs on reaching the deadline while a jumping clock still stands there,
+        so whatever it starts (a Status callback taking its own hold) leaves no gap.
 
         In jump mode the clock counts the deadline from this call on: a thread that only
         starts waiting later (a device's worker thread) cannot be jumped past meanwhile.
+        A reservation whose ``cancel`` is set is dropped even if ``wait`` is never called.
         """
         if not self.jumps:
-            return lambda cancel=None: self.sleep_until(deadline, cancel)
+            return lambda then=None: _then(self.sleep_until(deadline, cancel), then)
         with self._cond:
             if deadline <= self.now() or self._closed:
-                return lambda cancel=None: True
-            entry = [deadline, next(self._seq), _PENDING, False]
+                return lambda then=None: _then(True, then)
+            entry = [deadline, next(self._seq), _PENDING, False, cancel]
             heapq.heappush(self._waiters, entry)
             self._activity += 1
             self._cond.notify_all()
-        return lambda cancel=None: self._await(entry, cancel)
+        return lambda then=None: self._await(entry, cancel, then)
 
     def _wait_jumping(self, deadline: float, cancel: threading.Event | None) -> bool:
-        return self.reserve(deadline)(cancel)
+        return self.reserve(deadline, cancel)()
 
-    def _await(self, entry: list, cancel: threading.Event | None) -> bool:
+    def _await(self, entry: list, cancel: threading.Event | None, then=None) -> bool:
         with self._cond:
             while entry[_STATE] == _PENDING:
                 if cancel is not None and cancel.is_set():
@@ -170,25 +173,38 @@ class WorldClock:
                     self._cond.notify_all()
                     return False
                 self._cond.wait(0.02 if cancel is not None else None)
-            if entry[_WOKEN]:  # this thread runs again: the jump's hold on the clock ends
-                self._busy -= 1
-                self._activity += 1
-                self._cond.notify_all()
-            return True
+            if entry[_STATE] == _CANCELLED:
+                return False
+        try:
+            _then(True, then)
+        finally:
+            if entry[_WOKEN]:  # this thread has run again: the jump's hold on the clock ends
+                with self._cond:
+                    self._busy -= 1
+                    self._activity += 1
+                    self._cond.notify_all()
+        return True
+
+    def _drop_dead(self) -> None:
+        """Pop finished and cancelled entries off the top of the heap."""
+        while self._waiters and not _live(self._waiters[0]):
+            entry = heapq.heappop(self._waiters)
+            if entry[_STATE] == _PENDING:  # its cancel was set: nobody may be waiting
+                entry[_STATE] = _CANCELLED
 
     def _release_due(self) -> None:
         now = self.now()
-        while self._waiters and (self._waiters[0][_DEADLINE] <= now or self._waiters[0][_STATE] != _PENDING):
+        self._drop_dead()
+        while self._waiters and self._waiters[0][_DEADLINE] <= now:
             entry = heapq.heappop(self._waiters)
-            if entry[_STATE] == _PENDING:
-                entry[_STATE], entry[_WOKEN] = _DONE, True
-                self._busy += 1
+            entry[_STATE], entry[_WOKEN] = _DONE, True
+            self._busy += 1
+            self._drop_dead()
 
     def _schedule(self) -> None:
         with self._cond:
             while not self._closed:
-                while self._waiters and self._waiters[0][_STATE] != _PENDING:
-                    heapq.heappop(self._waiters)
+                self._drop_dead()
                 if not self._waiters:
                     self._cond.wait()
                     continue
@@ -196,14 +212,24 @@ class WorldClock:
                 self._cond.wait(self.idle_s)
                 if self._activity != seen or self._busy or self._closed:
                     continue
-                while self._waiters and self._waiters[0][_STATE] != _PENDING:
-                    heapq.heappop(self._waiters)
+                self._drop_dead()
                 if not self._waiters:
                     continue
                 self._elapsed = max(self._elapsed, self._waiters[0][_DEADLINE] - self._t0)
                 self._release_due()
                 self._activity += 1
                 self._cond.notify_all()
+
+
+def _then(reached: bool, then) -> bool:
+    if reached and then is not None:
+        then()
+    return reached
+
+
+def _live(entry: list) -> bool:
+    """A waiter still to be woken: pending and not cancelled."""
+    return entry[_STATE] == _PENDING and not (entry[_CANCEL] is not None and entry[_CANCEL].is_set())
 
 
 class RunEngineHold:

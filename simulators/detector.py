@@ -302,9 +302,11 @@ class DetectorInterface:
                         cancel: threading.Event) -> None:
         clock = self.world.clock
         done = 0
-        waiting = asyncio.ensure_future(asyncio.to_thread(_start_at, clock, start_times[0], cancel))
-        for k in range(len(start_times)):
-            t_start = await waiting
+        # every start time reserved at once: a jumping clock stops at each until the frame
+        # before it is out, and a start that passed meanwhile is taken at once
+        starts = [clock.reserve(t, cancel) for t in start_times]
+        for wait in starts:
+            t_start = await asyncio.to_thread(_start_at, clock, wait)
             if t_start is None:
                 break
             await _busy(clock, asyncio.to_thread(self.world.advance))
@@ -312,11 +314,10 @@ class DetectorInterface:
             if ended is None:
                 break
             done += 1
-            if k + 1 < len(start_times):  # register the next deadline before draining, so a
-                waiting = asyncio.ensure_future(  # jumping clock cannot skip past it meanwhile
-                    asyncio.to_thread(_start_at, clock, start_times[k + 1], cancel))
             await writer.drain()
-        _send(writer, {"type": "done", "n_frames": done, "aborted": cancel.is_set()})
+        aborted = cancel.is_set()
+        cancel.set()  # drops the reservations of frames not taken
+        _send(writer, {"type": "done", "n_frames": done, "aborted": aborted})
         await writer.drain()
 
     async def _expose(self, writer, t_start: float, exposure_s: float,
@@ -326,10 +327,12 @@ class DetectorInterface:
         Returns the end time, or None if cancelled.
         """
         clock = self.world.clock
-        if not await asyncio.to_thread(clock.sleep_until, t_start + exposure_s / 2, cancel):
+        middle = clock.reserve(t_start + exposure_s / 2, cancel)
+        end = clock.reserve(t_start + exposure_s, cancel)
+        if not await asyncio.to_thread(middle):
             return None
         frame, expected = await _busy(clock, asyncio.to_thread(self._synthesize_now, exposure_s))
-        if not await asyncio.to_thread(clock.sleep_until, t_start + exposure_s, cancel):
+        if not await asyncio.to_thread(end):
             return None
         self.last_expected_counts, self.last_frame = expected, frame
         self.frame_number += 1
@@ -361,10 +364,14 @@ class DetectorInterface:
         return radius, numbers, temperature
 
 
-def _start_at(clock, start_time: float, cancel: threading.Event) -> float | None:
-    """Wait for ``start_time``; the clock's time on waking (the exposure's real start, taken
-    in the waiting thread, not after a hop back to the event loop), or None if cancelled."""
-    return clock.now() if clock.sleep_until(start_time, cancel) else None
+def _start_at(clock, wait) -> float | None:
+    """``wait()`` for a start time reserved on ``clock`` (:meth:`WorldClock.reserve`,
+    on the event loop, so a jumping clock cannot pass it before this worker thread runs);
+    the clock's time on waking (the exposure's real start, taken here, not after a hop back
+    to the event loop), or None if cancelled."""
+    started = []
+    wait(then=lambda: started.append(clock.now()))  # read while the clock stands there
+    return started[0] if started else None
 
 
 async def _busy(clock, awaitable):

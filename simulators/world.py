@@ -6,8 +6,9 @@ interface serving a request, the detector synthesising a frame) calls
 ``clock.now()`` in fixed sub-steps of at most ``dt_s``. Models are stepped in
 registration order with ``model.step(dt_s, world)``. A model with
 ``slow = True`` (the reaction kinetics, which sub-steps adaptively itself) is
-handed the accumulated time once per ``slow_dt_s`` and at the end of every
-advance, with the flask temperature of that moment.
+handed the accumulated time once per ``slow_dt_s``, at the end of every advance
+that asks for it and before a delivery, and reads the flask's mean temperature
+over that time (:attr:`World.mean_flask_temperature_c`).
 
 The coupling between models is explicit: :meth:`World.deliver` is what the
 injector calls when a piston has pushed its syringe into the flask.
@@ -54,6 +55,9 @@ class World:
         self.deliveries: list[tuple[float, SyringeCharge]] = []
         self._models: dict[str, Any] = {}
         self._slow_pending = 0.0
+        self._slow_heat_c_s = 0.0  # ∫ T_flask dt over the slow models' pending time, °C·s
+        #: the flask's mean temperature over the interval a slow model is being stepped, °C
+        self.mean_flask_temperature_c: float | None = None
 
     def add(self, name: str, model) -> Any:
         """Register ``model`` under ``name`` (stepped in registration order)."""
@@ -89,6 +93,7 @@ class World:
     def deliver(self, charge: SyringeCharge) -> None:
         """A syringe emptied into the flask: cold liquid in, precursor to the reaction."""
         with self.lock:
+            self._step_slow()  # the reaction so far, at the temperature before the cold liquid
             flask = self.flask
             volume_before = flask.volume_ml if flask is not None else 0.0
             if flask is not None:
@@ -96,7 +101,6 @@ class World:
                                  volume_ml=charge.volume_ml)
             total = volume_before + charge.volume_ml
             if self.reaction is not None and total > 0:
-                self._step_slow()
                 self.reaction.add_precursor(charge.cd_molar * charge.volume_ml / total,
                                             dilution=volume_before / total)
             self.deliveries.append((self.time, charge))
@@ -108,13 +112,19 @@ class World:
             model.step(dt, self)
         self.time += dt
         self._slow_pending += dt
+        temperature_c = getattr(self.flask, "temperature_c", None)
+        if temperature_c is not None:
+            self._slow_heat_c_s += temperature_c * dt
         if self._slow_pending >= self.slow_dt_s:
             self._step_slow()
 
     def _step_slow(self) -> None:
         dt, self._slow_pending = self._slow_pending, 0.0
+        heat, self._slow_heat_c_s = self._slow_heat_c_s, 0.0
         if dt <= 0:
             return
+        if getattr(self.flask, "temperature_c", None) is not None:
+            self.mean_flask_temperature_c = heat / dt
         for model in self._models.values():
             if getattr(model, "slow", False):
                 model.step(dt, self)

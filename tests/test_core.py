@@ -62,6 +62,17 @@ def test_a_reserved_deadline_is_not_jumped_past_before_its_thread_waits():
     clock.close()
 
 
+def test_a_cancelled_reservation_nobody_waits_for_does_not_hold_the_clock():
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    cancel = threading.Event()
+    clock.reserve(start + 1.0, cancel)  # its waiter never comes (a cancelled worker)
+    cancel.set()
+    assert clock.sleep_until(start + 3.0) is True  # would hang at +1 s if it held the clock
+    assert clock.now() == start + 3.0
+    clock.close()
+
+
 def test_a_barrier_stops_the_clock_at_its_deadline_until_passed():
     clock = WorldClock(speed=None)
     start = clock.now()

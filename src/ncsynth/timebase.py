@@ -24,7 +24,8 @@ class Clock(Protocol):
 
     def sleep_until(self, deadline: float, cancel: threading.Event | None = None) -> bool: ...
 
-    def reserve(self, deadline: float) -> Callable[..., bool]: ...
+    def reserve(self, deadline: float,
+                cancel: threading.Event | None = None) -> Callable[..., bool]: ...
 
 
 class SystemClock:
@@ -45,9 +46,17 @@ class SystemClock:
         """Wait until ``deadline`` (epoch s); return False if ``cancel`` was set first."""
         return precise_wait(lambda: deadline - time.time(), cancel, self.spin_s)
 
-    def reserve(self, deadline: float) -> Callable[..., bool]:
-        """``wait(cancel=None)`` for ``deadline``: wall time needs no registration."""
-        return lambda cancel=None: self.sleep_until(deadline, cancel)
+    def reserve(self, deadline: float,
+                cancel: threading.Event | None = None) -> Callable[..., bool]:
+        """``wait(then=None)`` for ``deadline``: wall time needs no registration."""
+
+        def wait(then=None) -> bool:
+            reached = self.sleep_until(deadline, cancel)
+            if reached and then is not None:
+                then()
+            return reached
+
+        return wait
 
 
 def precise_wait(remaining_wall_s, cancel: threading.Event | None = None,
@@ -93,14 +102,15 @@ def sleep_until(deadline: float, cancel: threading.Event | None = None) -> bool:
     return _active.sleep_until(deadline, cancel)
 
 
-def reserve(deadline: float) -> Callable[..., bool]:
-    """Announce a wait for ``deadline`` to the active clock now; return ``wait(cancel=None)
-    -> bool`` that blocks until then (False if cancelled), from any thread.
+def reserve(deadline: float, cancel: threading.Event | None = None) -> Callable[..., bool]:
+    """Announce a wait for ``deadline`` to the active clock now; return ``wait(then=None) ->
+    bool`` that blocks until then (False if ``cancel`` was set first), from any thread;
+    ``then()`` runs on reaching the deadline before a jumping clock may move on.
 
     For a device whose worker thread does the waiting: reserved in the caller's thread, a
     jumping clock cannot move past the deadline before the worker has started to wait.
     """
-    return _active.reserve(deadline)
+    return _active.reserve(deadline, cancel)
 
 
 def barrier(deadline: float) -> Callable[[], None]:
@@ -111,10 +121,14 @@ def barrier(deadline: float) -> Callable[[], None]:
     reaches the deadline so the instrument can send it, then waits until the device
     has received it, instead of jumping on while the bytes are on the wire.
     """
-    wait = reserve(deadline)
-    already = threading.Event()
-    already.set()  # wait(already) returns at once: the reservation ends, nothing sleeps
-    return lambda: wait(already) and None
+    done = threading.Event()
+    wait = reserve(deadline, done)
+
+    def passed() -> None:
+        done.set()  # wait() returns at once: the reservation ends, nothing sleeps
+        wait()
+
+    return passed
 
 
 def busy():
