@@ -202,6 +202,28 @@ def test_run_goes_into_catalog_and_is_found_by_every_kind_of_reference(catalog, 
     assert [doc["data"]["det"] for name, doc in replayed if name == "event"] == [e["data"]["det"] for e in events]
 
 
+def test_a_uid_that_starts_with_digits_is_found_by_its_prefix_from_the_command_line(catalog):
+    from event_model import compose_run
+
+    from ncsynth.cli import _run_ref
+
+    uid = "83363388-5b4e-4d1a-9c55-0f4b2a1e7d10"  # ~2 % of random uids start with 8 digits
+    bundle = compose_run(uid=uid, metadata={"scan_id": 7}, time=1.0)
+    stream = bundle.compose_descriptor(name="primary", time=1.0, data_keys={
+        "x": {"source": "test", "dtype": "number", "shape": []}})
+    writer = catalog.writer()
+    for name, doc in [("start", bundle.start_doc), ("descriptor", stream.descriptor_doc),
+                      ("event", stream.compose_event(data={"x": 1.0}, timestamps={"x": 1.0},
+                                                     time=1.0)),
+                      ("stop", bundle.compose_stop(time=2.0))]:
+        writer(name, doc)
+    writer.close()
+    assert _run_ref(catalog, "83363388") == "83363388"        # no scan id 83363388: a uid prefix
+    assert catalog[_run_ref(catalog, "83363388")].metadata["start"]["uid"] == uid
+    assert _run_ref(catalog, "7") == 7 and _run_ref(catalog, "-1") == -1
+    assert catalog[_run_ref(catalog, "7")].metadata["start"]["uid"] == uid
+
+
 def test_unknown_or_malformed_references_raise_clear_errors(catalog):
     with pytest.raises(RunNotFound, match="no run with uid 'fffffffff'"):
         catalog["fffffffff"]

@@ -157,10 +157,10 @@ def _stored_run(args) -> int:
     from ncsynth.runs import RunError, export_fits, replay_run, report
     from ncsynth.storage import open_catalog
 
-    ref = int(args.run) if args.run.lstrip("-").isdigit() else args.run
     root = data_dir(_config(args))
     try:
         with open_catalog(root) as catalog:
+            ref = _run_ref(catalog, args.run)
             if args.command == "replay":
                 settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
                 print(json.dumps(replay_run(catalog, ref, **settings), default=str))
@@ -175,6 +175,23 @@ def _stored_run(args) -> int:
         print(f"ncsynth {args.command}: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run_ref(catalog, text: str):
+    """A run reference as typed: a negative index, a scan id, or a uid (prefix). Digits are a
+    scan id unless no run has that scan id and they are long enough to be a uid prefix (a
+    uid may well start with eight digits)."""
+    from ncsynth.storage.catalog import MIN_PARTIAL_UID
+
+    if not text.lstrip("-").isdigit():
+        return text
+    number = int(text)
+    if number > 0 and len(text) >= MIN_PARTIAL_UID:
+        try:
+            catalog[number]
+        except KeyError:
+            return text
+    return number
 
 
 def _config(args, **overrides) -> dict:
