@@ -5,7 +5,6 @@ mode, documents collected in memory (the catalog has its own tests and the dry-r
 """
 
 import gc
-import os
 import signal
 import threading
 import time
@@ -13,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from bluesky import RunEngine
-from bluesky.utils import FailedStatus, RunEngineInterrupted
+from bluesky.utils import RunEngineInterrupted
 
 from ncsynth import timebase
 from ncsynth.config import load_config
@@ -62,6 +61,13 @@ def _stream(docs, stream):
                            "timestamps": {k: v[i] for k, v in page["timestamps"].items()}}
                           for i in range(len(page["seq_num"])))
     return events
+
+
+def _ctrl_c():
+    """SIGINT to the main thread, as a terminal's Ctrl-C reaches an IPython session. (A
+    process-directed ``os.kill`` may land on any thread; the main thread, blocked in
+    ``RE(...)``, then runs bluesky's handler only once the plan has ended.)"""
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
 
 def _heater_is_safe(sim):
@@ -187,7 +193,7 @@ def test_one_ctrl_c_pauses_at_the_next_deadline_and_resume_rejoins_the_schedule(
 
     def ctrl_c(name, doc):
         if name == "event" and len(_stream(docs, "primary")) == 5:
-            threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT)).start()
+            threading.Thread(target=_ctrl_c).start()
 
     RE.subscribe(ctrl_c)
     with pytest.raises(RunEngineInterrupted):  # a deferred pause, taken at a checkpoint
@@ -226,9 +232,9 @@ def test_ctrl_c_twice_aborts_safely(beamline):
     RE.subscribe(lambda n, d: docs.append((n, d)))
 
     def ctrl_c_twice():
-        os.kill(os.getpid(), signal.SIGINT)
+        _ctrl_c()
         time.sleep(0.3)  # bluesky counts SIGINTs at least 100 ms apart, as typed by hand
-        os.kill(os.getpid(), signal.SIGINT)
+        _ctrl_c()
 
     def interrupt(name, doc):
         if name == "event" and len(_stream(docs, "primary")) == 3:
