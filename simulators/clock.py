@@ -27,7 +27,7 @@ import itertools
 import threading
 import time
 
-from ncsynth.timebase import precise_wait
+from ncsynth.timebase import precise_wait, then_if_reached
 
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
 _DEADLINE, _SEQ, _STATE, _WOKEN, _CANCEL = range(5)  # fields of a waiter entry
@@ -151,10 +151,10 @@ class WorldClock:
         A reservation whose ``cancel`` is set is dropped even if ``wait`` is never called.
         """
         if not self.jumps:
-            return lambda then=None: _then(self.sleep_until(deadline, cancel), then)
+            return lambda then=None: then_if_reached(self.sleep_until(deadline, cancel), then)
         with self._cond:
             if deadline <= self.now() or self._closed:
-                return lambda then=None: _then(True, then)
+                return lambda then=None: then_if_reached(True, then)
             entry = [deadline, next(self._seq), _PENDING, False, cancel]
             heapq.heappush(self._waiters, entry)
             self._activity += 1
@@ -176,7 +176,7 @@ class WorldClock:
             if entry[_STATE] == _CANCELLED:
                 return False
         try:
-            _then(True, then)
+            then_if_reached(True, then)
         finally:
             if entry[_WOKEN]:  # this thread has run again: the jump's hold on the clock ends
                 with self._cond:
@@ -219,12 +219,6 @@ class WorldClock:
                 self._release_due()
                 self._activity += 1
                 self._cond.notify_all()
-
-
-def _then(reached: bool, then) -> bool:
-    if reached and then is not None:
-        then()
-    return reached
 
 
 def _live(entry: list) -> bool:

@@ -369,21 +369,23 @@ def test_software_trigger_writes_the_frame_before_its_stream_datum(detector, sma
     np.testing.assert_array_equal(run.primary.read()["saxs_frame_time"].values, starts)
 
 
+def _whole_sequence(detector):
+    """One run: stage, kick off the prepared sequence, wait for it, collect it all, unstage."""
+    yield from bps.open_run()
+    yield from bps.stage(detector)
+    yield from bps.declare_stream(detector, name="primary", collect=True)
+    yield from bps.kickoff(detector, wait=True)
+    yield from bps.complete(detector, wait=True)
+    yield from bps.collect(detector, name="primary")
+    yield from bps.unstage(detector)
+    yield from bps.close_run()
+
+
 def test_sequence_follows_the_detectors_timing(detector, world, catalog):
     start_times = world.clock.now() + 2.0 + np.cumsum(0.022 + 0.075 * 1.015 ** np.arange(20))
     detector.prepare_sequence(start_times)
 
-    def plan():
-        yield from bps.open_run()
-        yield from bps.stage(detector)
-        yield from bps.declare_stream(detector, name="primary", collect=True)
-        yield from bps.kickoff(detector, wait=True)
-        yield from bps.complete(detector, wait=True)
-        yield from bps.collect(detector, name="primary")
-        yield from bps.unstage(detector)
-        yield from bps.close_run()
-
-    documents, run = _run(RunEngine({}), catalog, plan())
+    documents, run = _run(RunEngine({}), catalog, _whole_sequence(detector))
     [resource] = _of(documents, "stream_resource")
     [datum] = _of(documents, "stream_datum")
     [page] = _of(documents, "event_page")
@@ -600,17 +602,7 @@ def test_area_detector_sequence_is_software_scheduled(catalog):
     start_times = timebase.now() + 0.2 + 0.05 * np.arange(6)
     det.prepare_sequence(start_times)
 
-    def plan():
-        yield from bps.open_run()
-        yield from bps.stage(det)
-        yield from bps.declare_stream(det, name="primary", collect=True)
-        yield from bps.kickoff(det, wait=True)
-        yield from bps.complete(det, wait=True)
-        yield from bps.collect(det, name="primary")
-        yield from bps.unstage(det)
-        yield from bps.close_run()
-
-    documents, run = _run(RunEngine({}), catalog, plan())
+    documents, run = _run(RunEngine({}), catalog, _whole_sequence(det))
     [datum] = _of(documents, "stream_datum")
     assert (datum["indices"], datum["seq_nums"]) == ({"start": 0, "stop": 6}, {"start": 1, "stop": 7})
     [page] = _of(documents, "event_page")

@@ -49,14 +49,15 @@ class SystemClock:
     def reserve(self, deadline: float,
                 cancel: threading.Event | None = None) -> Callable[..., bool]:
         """``wait(then=None)`` for ``deadline``: wall time needs no registration."""
+        return lambda then=None: then_if_reached(self.sleep_until(deadline, cancel), then)
 
-        def wait(then=None) -> bool:
-            reached = self.sleep_until(deadline, cancel)
-            if reached and then is not None:
-                then()
-            return reached
 
-        return wait
+def then_if_reached(reached: bool, then: Callable[[], object] | None) -> bool:
+    """Call ``then()`` if a wait ``reached`` its deadline; return ``reached`` (for the
+    ``wait(then=None)`` functions that :meth:`Clock.reserve` returns)."""
+    if reached and then is not None:
+        then()
+    return reached
 
 
 def precise_wait(remaining_wall_s, cancel: threading.Event | None = None,
