@@ -16,6 +16,7 @@ from ophyd import Device, Signal
 from ophyd.status import Status
 
 from ncsynth import timebase
+from . import background
 
 
 class DeadlineTimer(Device):
@@ -44,7 +45,7 @@ class DeadlineTimer(Device):
             else:
                 status.set_exception(RuntimeError(f"{self.name}: wait for {deadline} cancelled"))
 
-        threading.Thread(target=wait, name=f"{self.name}-wait", daemon=True).start()
+        background.run(wait, name=f"{self.name}-wait")
         return status
 
     def stop(self, *, success: bool = False) -> None:

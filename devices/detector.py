@@ -76,6 +76,7 @@ from ophyd.status import DeviceStatus, Status, SubscriptionStatus
 from ophyd.device import Staged
 
 from ncsynth import timebase
+from . import background
 from ncsynth.analysis.geometry import DetectorGeometry
 
 #: Default exposure (seed 000 §S.1.4: integration time 75 ms).
@@ -705,7 +706,7 @@ class SAXSDetector(FrameDetector):
                 for passed in barriers:
                     passed()
 
-        threading.Thread(target=expose, name=f"{self.name}-trigger", daemon=True).start()
+        background.run(expose, name=f"{self.name}-trigger")
         return status
 
     # -- detector-timed sequence ------------------------------------------------------------

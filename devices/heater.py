@@ -61,6 +61,7 @@ from ophyd import Device, DeviceStatus, Signal
 from ophyd.utils import InvalidState, ReadOnlyError
 
 from ncsynth import timebase
+from . import background
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,8 @@ class _ModbusPort:
         retry must not wait for that, and the next attempt opens a fresh port anyway.
         """
         if self._instrument is not None:
-            threading.Thread(target=self._close_quietly, args=(self._instrument.serial,),
-                             name=f"{self.device_name}-close", daemon=True).start()
+            background.run(self._close_quietly, self._instrument.serial,
+                           name=f"{self.device_name}-close")
             self._instrument = None
 
     @staticmethod
@@ -224,7 +225,7 @@ class ControllerRegister(Signal):
                 release()
 
         self._triggered = None
-        threading.Thread(target=transact, name=f"{self.name}-read", daemon=True).start()
+        background.run(transact, name=f"{self.name}-read")
         return status
 
     def read(self) -> dict:
@@ -373,8 +374,7 @@ class HeatingController(Device):
         with self._status_lock:
             self._tripped = False
             self._pending, self._cancel = status, cancel
-        threading.Thread(target=self._settle, args=(value, status, cancel),
-                         name=f"{self.name}-settle", daemon=True).start()
+        background.run(self._settle, value, status, cancel, name=f"{self.name}-settle")
         return status
 
     def _settle(self, target: float, status: DeviceStatus, cancel: threading.Event) -> None:

@@ -39,6 +39,7 @@ from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 
 from ncsynth import timebase
+from . import background
 
 from .serial_link import LinkFault as _Fault
 from .serial_link import SerialLink
@@ -223,8 +224,8 @@ class Injector(Device):
         status = DeviceStatus(self)
         cancel = threading.Event()
         self._cancels = [c for c in self._cancels if not c.is_set()] + [cancel]
-        threading.Thread(target=self._watch_stroke, args=(piston, t_fired, status, cancel),
-                         name=f"{self.name}-fire-{piston}", daemon=True).start()
+        background.run(self._watch_stroke, piston, t_fired, status, cancel,
+                       name=f"{self.name}-fire-{piston}")
         return status
 
     def set(self, action: str) -> DeviceStatus:

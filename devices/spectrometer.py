@@ -47,6 +47,7 @@ from ophyd.status import DeviceStatus
 from scipy.ndimage import uniform_filter1d
 
 from ncsynth import timebase
+from . import background
 
 #: Default integration time, s.
 DEFAULT_INTEGRATION_TIME_S = 0.1
@@ -374,7 +375,7 @@ class UVVisSpectrometer(Device):
             else:
                 _complete(status, claim)
 
-        threading.Thread(target=run, name=f"{self.name}-{what}", daemon=True).start()
+        background.run(run, name=f"{self.name}-{what}")
         return status
 
     def _scan(self, settings: _Settings, cancel: threading.Event):
