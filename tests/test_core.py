@@ -18,11 +18,14 @@ def test_jump_clock_wakes_waiters_in_deadline_order_fast():
     start = clock.now()
     woken = []
 
-    def waiter(offset):
-        clock.sleep_until(start + offset)
+    def waiter(offset, wait):
+        wait()
         woken.append((offset, clock.now() - start))
 
-    threads = [threading.Thread(target=waiter, args=(o,)) for o in (3600.0, 10.0, 600.0)]
+    # registered at once (what sleep_until does first), so a thread slow to start on a
+    # loaded machine cannot let the clock jump past its deadline meanwhile
+    threads = [threading.Thread(target=waiter, args=(o, clock.reserve(start + o)))
+               for o in (3600.0, 10.0, 600.0)]
     t_wall = time.monotonic()
     for t in threads:
         t.start()
