@@ -307,6 +307,12 @@ class KineticsSummary:
     reason: str = ""
 
 
+def _last_usable_time(time_s, values) -> float:
+    """Latest time (s) with a finite value; -inf if there is none."""
+    t, _, _ = _clean(time_s, np.broadcast_to(values, np.shape(time_s)), None)
+    return float(t.max()) if t.size else -math.inf
+
+
 def summarize_kinetics(time_s, radius_nm, sigma_nm, concentration_molar, cd_initial_molar, beta,
                        concentration_err_molar=None, fraction=0.98, fit_delay=False, fit_beta=False,
                        lattice_nm=CDSE_LATTICE_NM) -> KineticsSummary:
@@ -315,6 +321,10 @@ def summarize_kinetics(time_s, radius_nm, sigma_nm, concentration_molar, cd_init
     Per-frame arrays (failed frames as NaN): ``time_s`` since injection, ``radius_nm``,
     ``sigma_nm``, ``concentration_molar`` and optionally ``concentration_err_molar`` (weights for
     the concentration fit; the yield fit is unweighted).
+
+    ``success`` is False, with the ``reason``, when a fit failed or when the frames end before
+    a curve reaches ``fraction`` (its time, and so the nucleation fraction, are extrapolated:
+    a run stopped early, or one still far from completion).
     """
     yields = yield_fraction(radius_nm, sigma_nm, concentration_molar, cd_initial_molar, lattice_nm)
     concentration_fit = fit_buildup(time_s, concentration_molar, concentration_err_molar, fit_delay)
@@ -328,5 +338,10 @@ def summarize_kinetics(time_s, radius_nm, sigma_nm, concentration_molar, cd_init
         ratio = ratio_err = math.nan
     reasons = [f"{name} fit: {fit.reason}" for name, fit in
                (("concentration", concentration_fit), ("yield", yield_fit)) if not fit.success]
+    for name, values, t_f in (("concentration", concentration_molar, t_c), ("yield", yields, t_y)):
+        last_s = _last_usable_time(time_s, values)
+        if math.isfinite(t_f) and t_f > last_s:
+            reasons.append(f"{name}: {fraction:.0%} is reached at {t_f:.4g} s by extrapolation, "
+                           f"after the last usable frame ({last_s:.4g} s)")
     return KineticsSummary(concentration_fit, yield_fit, fraction, t_c, t_c_err, t_y, t_y_err,
                            ratio, ratio_err, not reasons, "; ".join(reasons))

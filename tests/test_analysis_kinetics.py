@@ -121,3 +121,19 @@ def test_summary_with_no_data_is_flagged_not_raised():
     summary = summarize_kinetics(TIME_S, nan, nan, nan, CD0, 2.5)
     assert not summary.success and "concentration fit" in summary.reason and "yield fit" in summary.reason
     assert math.isnan(summary.nucleation_fraction)
+
+
+def test_a_run_that_ends_before_the_plateau_is_flagged_as_extrapolated():
+    rate, k2, beta = 0.01, 0.14, 2.5
+    early = TIME_S[TIME_S < 150.0]  # the frames stop at half of t98 of the concentration
+    concentration = 2.4e-5 * buildup_fraction(early, rate)
+    yields = 0.8 * second_order_fraction(early, k2, beta, CD0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        radius = np.cbrt(yields * CD0 * CDSE_LATTICE_NM**3 / (4 * concentration) * 3
+                         / (4 * math.pi) / 1.03)
+    summary = summarize_kinetics(early, radius, 0.1 * radius, concentration, CD0, beta)
+    assert summary.concentration_fit.success and summary.yield_fit.success
+    assert summary.t_concentration_s > early[-1] and summary.t_yield_s > early[-1]
+    assert not summary.success
+    assert "concentration: 98% is reached at" in summary.reason
+    assert "yield: 98% is reached at" in summary.reason and "after the last usable frame" in summary.reason

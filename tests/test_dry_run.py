@@ -125,3 +125,34 @@ def test_kill_minus_9_mid_run_then_recover_keeps_every_frame(tmp_path):
     # a second recover has nothing left to do
     again = _ncsynth("recover", "--data-dir", str(tmp_path), timeout=120)
     assert "nothing to recover" in again.stdout
+
+
+def test_dry_run_options_choose_detector_timing_monitoring_and_cool_down(tmp_path, capsys):
+    from ncsynth.cli import main
+
+    code = main(["dry-run", "--json", "--no-analysis", "--data-dir", str(tmp_path),
+                 "--acquisition", "detector", "--frames", "30", "--reaction-time", "60",
+                 "--monitor-period", "5", "--cooldown", "30"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and summary["exit_status"] == "success" and summary["frames"] == 30
+    with open_catalog(tmp_path) as catalog:
+        run = catalog[summary["uid"]]
+        assert run.metadata["start"]["acquisition"] == "detector"
+        t0 = float(run["injection"]["injector_fire_time_a"].read()[0])
+        frame_times = np.asarray(run["primary"]["saxs_frame_time"].read()) - t0
+        heater_times = np.sort(np.asarray(run["temperature"]["ts_heater_temperature"].read())) - t0
+    # the detector kept the schedule; the heater was read at each frame's mid-exposure, every
+    # 5 s to the end of the reaction (60 s) and every 5 s of the 30 s cool-down after it
+    np.testing.assert_allclose(frame_times, run.metadata["start"]["frame_offsets_s"], atol=1e-3)
+    assert np.all(np.min(np.abs(heater_times[:, None] - (frame_times + 0.0375)), axis=0) < 0.01)
+    later = heater_times[heater_times > frame_times[-1] + 1.0]
+    assert np.all(np.diff(later) < 5.5) and later[-1] == pytest.approx(90.0, abs=0.5)
+
+
+def test_piston_choice_conflicts_with_the_double_injection(tmp_path, capsys):
+    from ncsynth.cli import main
+
+    code = main(["dry-run", "--data-dir", str(tmp_path), "--second-injection", "240",
+                 "--piston", "B"])
+    assert code == 2 and "--piston" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before the beamline or the catalog started

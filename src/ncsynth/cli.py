@@ -47,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     dry.add_argument("--integration", type=float, default=0.075, help="exposure time, s")
     dry.add_argument("--dead-time", type=float, default=0.022, help="initial dead time, s")
     dry.add_argument("--background-frames", type=int, default=5)
+    dry.add_argument("--acquisition", choices=["software", "detector"], default="software",
+                     help="software: the RunEngine triggers each frame at its deadline; "
+                          "detector: the detector keeps the schedule itself (flyer)")
+    dry.add_argument("--piston", choices=["A", "B"], default="A",
+                     help="the injector's piston to fire (not with --second-injection)")
+    dry.add_argument("--monitor-period", type=float, default=10.0,
+                     help="heater read-back period between frames, s (0: none)")
+    dry.add_argument("--cooldown", type=float, default=0.0,
+                     help="after the last frame, record the cool-down this long, s")
     dry.add_argument("--injection-temperature", type=float, default=290.0, help="°C")
     dry.add_argument("--growth-temperature", type=float, default=260.0, help="°C")
     dry.add_argument("--reaction-time", type=float, default=7200.0, help="s")
@@ -238,9 +247,14 @@ def _dry_run(args) -> int:
         config = _config(args, hardware="sim")
         plan_kwargs = dict(n_frames=args.frames, ratio=args.ratio,
                            integration_s=args.integration, dead_time_s=args.dead_time,
-                           n_background=args.background_frames)
+                           n_background=args.background_frames, acquisition=args.acquisition,
+                           monitor_period_s=args.monitor_period, cooldown_s=args.cooldown)
         second = None
-        if args.second_injection is not None:
+        if args.second_injection is None:
+            plan_kwargs["piston"] = args.piston
+        elif args.piston != "A":
+            raise ValueError("--piston: the double injection fires A, then B")
+        else:
             second = {"delay_s": args.second_injection, "cd_molar": args.second_cd_molar}
             plan_kwargs.update(second_n_frames=args.second_frames, second_ratio=args.second_ratio)
         summary = dry_run(
