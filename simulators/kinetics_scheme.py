@@ -297,11 +297,11 @@ class TrialStep:
             if high <= low * (1.0 + 1e-15):
                 return s
             step = residual / slope if slope > 0.0 else math.nan
+            if abs(step) <= 1e-13 * s:  # converged (checked first: the last Newton step may
+                return s - step         # round onto a bracket end, which is no reason to bisect)
             guess = s - step
             if not (low < guess < high):
                 guess = 0.5 * (low + high) if math.isfinite(high) else 2.0 * s + 1.0
-            if abs(guess - s) <= 1e-13 * s:
-                return guess
             s = guess
         return None
 

@@ -249,3 +249,32 @@ def test_reaction_state_rejects_bad_input():
     with pytest.raises(ValueError, match="n_cells"):
         GridOptions(n_cells=100)  # cells wider than the 0.02 nm nucleation kernel
     assert flask.time_s == 0.0
+
+
+
+def test_the_supersaturation_root_find_stops_once_newton_has_converged(monkeypatch):
+    """Once growth dominates, the S6.5 balance is close to linear in S: a Newton step lands on
+    the root, often rounding onto a bracket end; the solver must stop there, not bisect."""
+    from ncsynth.simulators import kinetics_scheme as scheme
+
+    counts = {"balance": 0, "solves": 0}
+    residual, solve = scheme.TrialStep._residual, scheme.TrialStep._solve_supersaturation
+
+    def counted(name, method):
+        def wrapper(self, *args):
+            counts[name] += 1
+            return method(self, *args)
+        return wrapper
+
+    monkeypatch.setattr(scheme.TrialStep, "_residual", counted("balance", residual))
+    monkeypatch.setattr(scheme.TrialStep, "_solve_supersaturation", counted("solves", solve))
+    params = KineticParameters()
+    state = ReactionState(params)
+    state.add_precursor(0.0166)
+    state.step(3000.0, 260.0)  # past nucleation and focusing (~5 evaluations per solve)
+    counts.update(balance=0, solves=0)
+    for _ in range(200):  # then growth, as the dry run's world steps it (0.5 s)
+        state.step(0.5, 260.0)
+    # Newton converges in a few evaluations; bisecting back after every converged solve
+    # (the old stopping rule) took ~28 on average here
+    assert counts["balance"] < 4 * counts["solves"]
