@@ -32,6 +32,7 @@ import json
 import math
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -291,10 +292,13 @@ class DetectorInterface:
             writer.close()
 
     async def _acquire(self, writer, exposure_s: float, cancel: threading.Event) -> None:
-        t_start = self.world.clock.now()  # the exposure starts as the command arrives
+        clock = self.world.clock
+        t_start = clock.now()  # the exposure starts as the command arrives
+        # reserved before "started" releases the client's hold on a jumping clock
+        exposure = _reserve_exposure(clock, t_start, exposure_s, cancel)
         _send(writer, {"type": "started", "t_start": t_start, "exposure_s": exposure_s})
-        await _busy(self.world.clock, asyncio.to_thread(self.world.advance))
-        if await self._expose(writer, t_start, exposure_s, cancel) is None:
+        await _busy(clock, asyncio.to_thread(self.world.advance))
+        if await self._expose(writer, exposure) is None:
             _send(writer, {"type": "error", "message": "aborted"})
         await writer.drain()
 
@@ -306,11 +310,11 @@ class DetectorInterface:
         # before it is out, and a start that passed meanwhile is taken at once
         starts = [clock.reserve(t, cancel) for t in start_times]
         for wait in starts:
-            t_start = await asyncio.to_thread(_start_at, clock, wait)
-            if t_start is None:
+            exposure = await asyncio.to_thread(_start_at, clock, wait, exposure_s, cancel)
+            if exposure is None:
                 break
             await _busy(clock, asyncio.to_thread(self.world.advance))
-            ended = await self._expose(writer, t_start, exposure_s, cancel)
+            ended = await self._expose(writer, exposure)
             if ended is None:
                 break
             done += 1
@@ -320,19 +324,18 @@ class DetectorInterface:
         _send(writer, {"type": "done", "n_frames": done, "aborted": aborted})
         await writer.drain()
 
-    async def _expose(self, writer, t_start: float, exposure_s: float,
-                      cancel: threading.Event) -> float | None:
-        """Expose from ``t_start``; sample the world at mid-exposure; send the frame at the end.
+    async def _expose(self, writer, exposure: _Exposure) -> float | None:
+        """Sample the world at mid-exposure, send the frame at the end of ``exposure``.
 
         Returns the end time, or None if cancelled.
         """
-        clock = self.world.clock
-        middle = clock.reserve(t_start + exposure_s / 2, cancel)
-        end = clock.reserve(t_start + exposure_s, cancel)
-        if not await asyncio.to_thread(middle):
+        t_start, exposure_s = exposure.t_start, exposure.exposure_s
+        flask = []  # sampled while a jumping clock stands at mid-exposure, not after a hop
+        if not await asyncio.to_thread(exposure.middle, lambda: flask.append(self._flask_state())):
             return None
-        frame, expected = await _busy(clock, asyncio.to_thread(self._synthesize_now, exposure_s))
-        if not await asyncio.to_thread(end):
+        frame, expected = await _busy(self.world.clock, asyncio.to_thread(
+            self.synthesizer.synthesize, *flask[0], exposure_s))
+        if not await asyncio.to_thread(exposure.end):
             return None
         self.last_expected_counts, self.last_frame = expected, frame
         self.frame_number += 1
@@ -343,10 +346,6 @@ class DetectorInterface:
                        "crc32": zlib.crc32(payload)})
         writer.write(payload)
         return t_start + exposure_s
-
-    def _synthesize_now(self, exposure_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """(frame, expected counts) of the flask as it is now (runs in a worker thread)."""
-        return self.synthesizer.synthesize(*self._flask_state(), exposure_s)
 
     def _flask_state(self) -> tuple[np.ndarray, np.ndarray, float]:
         """(radius_nm, mol/L per cell, °C) of the world now (or the back-door distribution)."""
@@ -364,13 +363,31 @@ class DetectorInterface:
         return radius, numbers, temperature
 
 
-def _start_at(clock, wait) -> float | None:
+@dataclass(frozen=True)
+class _Exposure:
+    """One exposure: its start (epoch s), length (s) and the ``wait(then=None)`` of its
+    middle and end, reserved on the world clock at the start."""
+
+    t_start: float
+    exposure_s: float
+    middle: Callable[..., bool]
+    end: Callable[..., bool]
+
+
+def _reserve_exposure(clock, t_start: float, exposure_s: float,
+                      cancel: threading.Event) -> _Exposure:
+    return _Exposure(t_start, exposure_s, clock.reserve(t_start + exposure_s / 2, cancel),
+                     clock.reserve(t_start + exposure_s, cancel))
+
+
+def _start_at(clock, wait, exposure_s: float, cancel: threading.Event) -> _Exposure | None:
     """``wait()`` for a start time reserved on ``clock`` (:meth:`WorldClock.reserve`,
     on the event loop, so a jumping clock cannot pass it before this worker thread runs);
-    the clock's time on waking (the exposure's real start, taken here, not after a hop back
-    to the event loop), or None if cancelled."""
+    the exposure from the clock's time on waking, its middle and end reserved at once, while
+    a jumping clock still stands at the start (after a hop back to the event loop it could
+    already be at the next frame's start); None if cancelled."""
     started = []
-    wait(then=lambda: started.append(clock.now()))  # read while the clock stands there
+    wait(then=lambda: started.append(_reserve_exposure(clock, clock.now(), exposure_s, cancel)))
     return started[0] if started else None
 
 

@@ -226,6 +226,37 @@ def test_info_acquire_and_refusals_over_tcp(small_sim, world):
         backend.close()
 
 
+def test_the_world_is_sampled_at_mid_exposure_however_soon_the_clock_may_jump(host):
+    """The simulator samples the flask while a jumping clock stands at mid-exposure, and
+    reserves an exposure's middle and end as it starts: with a clock that jumps after 1 µs
+    of quiet, any gap (a hop between the event loop and a worker thread) would let it move
+    on first, and the frame would show the flask of its end or of the next frame."""
+    clock = WorldClock(speed=None, idle_s=1e-6)
+    world = World(clock)
+    sampled = []
+
+    class Sampled(FrozenReaction):
+        @property
+        def number_density_per_m3(self):
+            sampled.append(clock.now())
+            return self.state.number_density_per_m3
+
+    world.add("reaction", Sampled(ReactionState.growth_only_from_gaussian(
+        mean_radius_nm=2.0, std_radius_nm=0.2, concentration_molar=2e-5)))
+    backend = SimulatedBackend(host.serve(DetectorInterface(
+        world, DetectorGeometry().small(), seed=7)).url, timeout_s=5.0)
+    try:
+        starts = [backend.acquire(EXPOSURE_S).t_start for _ in range(5)]
+        t0 = clock.now() + 1.0
+        schedule = [t0 + 0.1 * k for k in range(10)]  # 25 ms between an end and the next start
+        starts += [frame.t_start for frame in backend.sequence(schedule, EXPOSURE_S)]
+    finally:
+        backend.close()
+        clock.close()
+    assert starts[5:] == schedule
+    assert sampled == [t + EXPOSURE_S / 2 for t in starts]
+
+
 def test_server_refuses_bad_requests_on_the_wire(small_sim):
     _, link = small_sim
     host, port = link.url.removeprefix("socket://").split(":")
