@@ -273,8 +273,9 @@ def _dry_run(args) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        for key, value in summary.items():
-            print(f"{key:>22}: {value}")
+        from ncsynth.summary_text import format_summary
+
+        print(format_summary(summary))
     return 0 if summary.get("exit_status") == "success" else 1
 
 

@@ -1,0 +1,90 @@
+"""The dry run's summary as read at the terminal (``ncsynth dry-run`` without ``--json``).
+
+A few aligned lines: the run, what the live analysis found beside what the simulated flask
+really held, the kinetics (seed 000 §S.3: 98 % times, nucleation fraction), the growth
+exponent of a double injection (§S.5), where the figures and data went. ``--json`` keeps
+every figure at full precision; this text rounds to what the measurement supports.
+"""
+
+from __future__ import annotations
+
+import math
+
+_SHOWN = {"uid", "exit_status", "frames", "wall_s", "final_radius_nm", "concentration_molar",
+          "yield_fraction", "simulator_truth", "kinetics", "frames_analysed",
+          "frames_without_fit", "analysis_errors", "analysis_dropped_events",
+          "analysis_worker_errors", "figures", "superfocusing_figure", "data_dir",
+          "recovered_runs", "growth_exponent", "growth_exponent_err", "growth_exponent_interval",
+          "growth_exponent_pairs", "growth_exponent_reason", "bimodal_frames", "resolved_frames"}
+
+
+def format_summary(summary: dict) -> str:
+    """The summary dict of :func:`ncsynth.dryrun.dry_run` as text, one item per line."""
+    rows = [("run", f"{summary.get('uid')}  {summary.get('exit_status')}, "
+                    f"{summary.get('frames')} frames, {summary.get('wall_s')} s wall")]
+    truth = summary.get("simulator_truth") or {}
+    analysed = summary.get("frames_analysed") is not None
+    for label, key, truth_key, unit in (("radius", "final_radius_nm", "mean_radius_nm", " nm"),
+                                        ("concentration", "concentration_molar",
+                                         "concentration_molar", " mol/L"),
+                                        ("yield", "yield_fraction", "yield_fraction", "")):
+        value = summary.get(key)
+        text = _number(value, unit) if value is not None else \
+            ("no frame fitted" if analysed else "not analysed")
+        if truth_key in truth:
+            text += f"   (simulated flask: {_number(truth[truth_key], unit)})"
+        rows.append((label, text))
+    if summary.get("kinetics"):
+        rows.append(("kinetics", _kinetics(summary["kinetics"])))
+    if "growth_exponent" in summary or "growth_exponent_reason" in summary:
+        rows.append(("growth exponent", _growth_exponent(summary)))
+    if analysed:
+        rows.append(("analysis", f"{summary['frames_analysed']} frames, "
+                                 f"{summary.get('frames_without_fit', 0)} without a fit, "
+                                 f"{summary.get('analysis_errors', 0)} errors, "
+                                 f"{summary.get('analysis_dropped_events', 0)} dropped"))
+    for path in [*summary.get("figures", []), summary.get("superfocusing_figure")]:
+        if path:
+            rows.append(("figure", str(path)))
+    rows.append(("data", str(summary.get("data_dir"))))
+    for run in summary.get("recovered_runs") or []:
+        rows.append(("recovered", f"{run.get('uid')} {run.get('status')} "
+                                  f"({run.get('events')} events)"))
+    rows += [(key, str(value)) for key, value in summary.items() if key not in _SHOWN]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:>{width}}  {text}" for label, text in rows)
+
+
+def _number(value, unit: str = "") -> str:
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return f"{value:.4g}{unit}"
+    return f"{value}{unit}"
+
+
+def _with_error(value, error, unit: str) -> str:
+    """``value ± error unit`` to the error's first significant digits."""
+    if not (isinstance(error, (int, float)) and math.isfinite(error) and error > 0):
+        return _number(value, unit)
+    digits = max(0, 1 - int(math.floor(math.log10(error))))
+    return f"{value:.{digits}f} ± {error:.{digits}f}{unit}"
+
+
+def _kinetics(kinetics: dict) -> str:
+    if not kinetics.get("success"):
+        return f"not determined: {kinetics.get('reason') or 'no fit'}"
+    percent = f"{kinetics.get('fraction', 0.98):.0%}"
+    return (f"{percent} of the concentration at "
+            f"{_with_error(kinetics['t_concentration_s'], kinetics['t_concentration_err_s'], ' s')}"
+            f", of the yield at "
+            f"{_with_error(kinetics['t_yield_s'], kinetics['t_yield_err_s'], ' s')}; "
+            f"nucleation fraction "
+            f"{_with_error(kinetics['nucleation_fraction'], kinetics['nucleation_fraction_err'], '')}")
+
+
+def _growth_exponent(summary: dict) -> str:
+    n = summary.get("growth_exponent")
+    if n is None or not math.isfinite(n):
+        return f"not determined: {summary.get('growth_exponent_reason') or 'no fit'}"
+    low, high = summary.get("growth_exponent_interval") or (math.nan, math.nan)
+    return (f"n = {_with_error(n, summary.get('growth_exponent_err'), '')} "
+            f"(interval {low:.2f} to {high:.2f}, {summary.get('growth_exponent_pairs')} pairs)")

@@ -1,0 +1,62 @@
+"""The dry run's summary as text (ncsynth dry-run without --json)."""
+
+from ncsynth.summary_text import format_summary
+
+SUMMARY = {
+    "uid": "8e2b658f-1dc0-48f6-be2e-035eb6c814ce", "exit_status": "success", "frames": 575,
+    "final_radius_nm": 1.7372657795246529, "concentration_molar": 7.08242411095539e-05,
+    "yield_fraction": 0.9948944924776049, "frames_analysed": 575, "frames_without_fit": 16,
+    "analysis_errors": 0, "analysis_dropped_events": 0, "analysis_worker_errors": 0,
+    "kinetics": {"fraction": 0.98, "t_concentration_s": 228.8595158419024,
+                 "t_concentration_err_s": 0.1333978657560374, "t_yield_s": 1027.9353411515342,
+                 "t_yield_err_s": 16.52803586524134, "nucleation_fraction": 0.2226399917192504,
+                 "nucleation_fraction_err": 0.0035821503111895733, "success": True, "reason": ""},
+    "figures": ["/data/figures/8e2b658f.png"],
+    "simulator_truth": {"mean_radius_nm": 1.7308, "concentration_molar": 7.146669042818264e-05,
+                        "yield_fraction": 1.0},
+    "data_dir": "/data", "wall_s": 43.21, "a_new_key": [1, 2],
+}
+
+
+def _rows(text):
+    return {line.split(None, 1)[0]: line.split(None, 1)[1] for line in text.splitlines()}
+
+
+def test_the_summary_reads_as_measured_values_beside_the_simulated_truth():
+    text = format_summary(SUMMARY)
+    rows = _rows(text)
+    assert rows["run"] == "8e2b658f-1dc0-48f6-be2e-035eb6c814ce  success, 575 frames, 43.21 s wall"
+    assert rows["radius"] == "1.737 nm   (simulated flask: 1.731 nm)"
+    assert rows["concentration"].startswith("7.082e-05 mol/L")
+    # values rounded to their errors' first significant digits
+    assert rows["kinetics"] == ("98% of the concentration at 228.86 ± 0.13 s, of the yield at "
+                                "1028 ± 17 s; nucleation fraction 0.2226 ± 0.0036")
+    assert rows["analysis"] == "575 frames, 16 without a fit, 0 errors, 0 dropped"
+    assert rows["figure"] == "/data/figures/8e2b658f.png"
+    assert rows["a_new_key"] == "[1, 2]"  # nothing the summary holds is hidden
+    widths = {len(line) - len(line.lstrip()) + len(line.split()[0]) for line in text.splitlines()}
+    assert len(widths) == 1  # labels right-aligned in one column
+
+
+def test_undetermined_kinetics_and_a_run_without_analysis_say_so():
+    failed = {**SUMMARY, "kinetics": {"success": False, "reason": "yield: 98% is reached at "
+                                      "6e+05 s by extrapolation"}}
+    assert _rows(format_summary(failed))["kinetics"] == (
+        "not determined: yield: 98% is reached at 6e+05 s by extrapolation")
+    bare = {key: SUMMARY[key] for key in ("uid", "exit_status", "frames", "wall_s",
+                                          "simulator_truth", "data_dir")}
+    bare.update(final_radius_nm=None, concentration_molar=None, yield_fraction=None)
+    rows = _rows(format_summary(bare))
+    assert rows["radius"] == "not analysed   (simulated flask: 1.731 nm)"
+    assert "kinetics" not in rows and "analysis" not in rows
+
+
+def test_the_growth_exponent_of_a_double_injection_is_shown_with_its_interval():
+    double = {**SUMMARY, "growth_exponent": 3.613, "growth_exponent_err": 0.4217,
+              "growth_exponent_interval": [2.79, 4.44], "growth_exponent_pairs": 12,
+              "growth_exponent_reason": "", "superfocusing_figure": "/data/figures/sf.png"}
+    text = format_summary(double)
+    assert "growth exponent  n = 3.61 ± 0.42 (interval 2.79 to 4.44, 12 pairs)" in text
+    assert "figure  /data/figures/sf.png" in text
+    unresolved = {**SUMMARY, "growth_exponent_reason": "no frame could be fitted"}
+    assert "growth exponent  not determined: no frame could be fitted" in format_summary(unresolved)
