@@ -156,3 +156,50 @@ def test_piston_choice_conflicts_with_the_double_injection(tmp_path, capsys):
                  "--piston", "B"])
     assert code == 2 and "--piston" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # refused before the beamline or the catalog started
+
+
+def test_a_plan_failing_mid_run_gives_a_summary_with_the_error_and_keeps_the_data(tmp_path):
+    from ncsynth.config import load_config
+    from ncsynth.dryrun import dry_run
+
+    config = load_config(hardware="sim")
+    config["data"]["dir"] = str(tmp_path)
+    # piston B chosen, but its syringe left empty: FIRE is refused after preheat and background
+    summary = dry_run(config, analysis=False, progress=False, beamline_options={"charge_b": None},
+                      plan_kwargs={"piston": "B", "n_frames": 20},
+                      recipe_kwargs={"cd_initial_molar": 0.027, "reaction_time_s": 60.0})
+    assert summary["exit_status"] == "fail" and "no syringe loaded" in summary["error"]
+    assert summary["frames"] == 0
+    with open_catalog(tmp_path) as catalog:
+        run = catalog[summary["uid"]]
+        assert run.metadata["stop"]["exit_status"] == "fail"
+        assert run["background"]["saxs_image"].shape[0] == 5  # acquired before it failed
+
+
+def test_ctrl_c_aborts_the_dry_run_safely_and_prints_the_summary(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "dry-run", "--json",
+                             "--no-analysis", "--data-dir", str(tmp_path)],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journals = tmp_path / "journal" / "active"
+    deadline = time.monotonic() + 240
+    events = 0
+    try:
+        while time.monotonic() < deadline and events < 30 and proc.poll() is None:
+            time.sleep(0.1)
+            for journal in journals.glob("*.jsonl") if journals.exists() else []:
+                events = journal.read_text().count('"event')
+        assert events >= 30, "the dry run did not get far enough to be interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["exit_status"] == "abort" and 1 <= summary["frames"] < 575
+    with open_catalog(tmp_path) as catalog:
+        stop = catalog[summary["uid"]].metadata["stop"]
+        assert stop["exit_status"] == "abort"
+        assert stop["num_events"]["primary"] == summary["frames"]
+    assert not list(journals.glob("*.jsonl"))  # the run was closed, nothing left to recover

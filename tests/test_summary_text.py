@@ -60,3 +60,10 @@ def test_the_growth_exponent_of_a_double_injection_is_shown_with_its_interval():
     assert "figure  /data/figures/sf.png" in text
     unresolved = {**SUMMARY, "growth_exponent_reason": "no frame could be fitted"}
     assert "growth exponent  not determined: no frame could be fitted" in format_summary(unresolved)
+
+
+def test_a_failed_run_shows_its_error_under_the_run():
+    failed = {**SUMMARY, "exit_status": "fail", "error": "InjectorError: no syringe loaded"}
+    lines = format_summary(failed).splitlines()
+    assert lines[0].endswith("fail, 575 frames, 43.21 s wall")
+    assert lines[1].split(None, 1) == ["error", "InjectorError: no syringe loaded"]

@@ -12,11 +12,13 @@ import logging
 import time
 
 from bluesky import RunEngine
+from bluesky.utils import RequestAbort, RunEngineInterrupted
 
 from ncsynth import timebase
 from ncsynth.config import data_dir
 from ncsynth.instruments import connect
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
+from ncsynth.plans.recipe import DEFAULT_SYRINGE_A
 from ncsynth.progress import ProgressBar
 from ncsynth.runs import RunError, second_injection_summary
 from ncsynth.simulators.beamline import HOT_FLASK_VOLUME_ML, BeamlineOptions, SimulatedBeamline
@@ -28,6 +30,14 @@ logger = logging.getLogger(__name__)
 
 class DryRunError(RuntimeError):
     """The dry run could not be carried out (not a failure of the protocol itself)."""
+
+
+class _AbortIsNoError(logging.Filter):
+    """bluesky logs an abort as an error with the plan's traceback; after the user's Ctrl-C
+    the dry run says what happens itself, so that record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], RequestAbort))
 
 
 def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None,
@@ -57,6 +67,9 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
         recipe_kwargs.setdefault("syringe_b", (Chemical("Cd(OA)2 precursor in ODE",
                                                         charge_b.mass_g),))
         recipe_kwargs.setdefault("cd_second_molar", _added_by_b(charge_b, beamline_options))
+    elif plan_kwargs.get("piston") == "B":  # one injection, from the second syringe
+        beamline_options.setdefault("charge_b", SyringeCharge())
+        recipe_kwargs.setdefault("syringe_b", DEFAULT_SYRINGE_A)
     options = BeamlineOptions(speed=speed or None, seed=seed, **beamline_options)
     root = data_dir(config)
     with open_catalog(root) as catalog:
@@ -85,10 +98,13 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
     recovered = catalog.recover()  # runs a killed process left behind, completed honestly
     with SimulatedBeamline(options=options) as sim, timebase.use_clock(sim.clock):
         devices = connect(config, urls=sim.urls)
-        recipe = Recipe(**{"operator": "dry-run", "sample": "simulated CdSe",
-                           "cd_initial_molar": round(sim.cd_initial_molar(), 6),
-                           **recipe_kwargs})
+        if "cd_initial_molar" not in recipe_kwargs:  # what the simulated syringe gives
+            recipe_kwargs["cd_initial_molar"] = round(sim.cd_initial_molar(
+                plan_kwargs.get("piston", "A")), 6)
+        recipe = Recipe(**{"operator": "dry-run", "sample": "simulated CdSe", **recipe_kwargs})
         RE = RunEngine({}, call_returns_result=True)
+        run_uids = []
+        RE.subscribe(lambda name, doc: run_uids.append(doc["uid"]), "start")
         sim.clock.follow(RE)  # the world's clock never jumps while the plan is working
         writer = catalog.writer()
         RE.subscribe(writer)
@@ -110,8 +126,10 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
         if progress:
             RE.subscribe(ProgressBar())
         try:
-            result = RE(plan(devices.heater, devices.injector, devices.detector, recipe,
-                             timer=devices.timer, md={"dry_run": True}, **plan_kwargs))
+            # calling the plan validates every argument (ValueError before anything moves)
+            protocol = plan(devices.heater, devices.injector, devices.detector, recipe,
+                            timer=devices.timer, md={"dry_run": True}, **plan_kwargs)
+            error = _run_to_the_end(RE, protocol)
         finally:
             if live is not None:
                 live.flush()
@@ -119,9 +137,11 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
             writer.close()
             devices.close()
         truth = _simulator_truth(sim)
-    uid = result.run_start_uids[0] if result.run_start_uids else None
-    summary = {"uid": uid, "exit_status": result.exit_status,
+    uid = run_uids[0] if run_uids else None
+    summary = {"uid": uid, "exit_status": _exit_status(catalog, uid, error),
                "frames": _count_frames(catalog, uid)}
+    if error is not None:
+        summary["error"] = error
     summary.update(live.summary() if live is not None else
                    {"final_radius_nm": None, "concentration_molar": None, "yield_fraction": None})
     if live is not None:
@@ -131,6 +151,37 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
         summary["recovered_runs"] = [r._asdict() for r in recovered]
     summary["data_dir"] = str(root)
     return summary
+
+
+def _run_to_the_end(RE, protocol) -> str | None:
+    """Run ``protocol``; None if it ended on its own, else what ended it. Ctrl-C pauses a
+    RunEngine, and nobody resumes a dry run: the run is aborted (the plan makes the set-up
+    safe, the run is closed as "abort" with everything acquired)."""
+    try:
+        try:
+            RE(protocol)
+        except RunEngineInterrupted:
+            logger.warning("dry run interrupted: aborting the run (heater safe, injector "
+                           "disarmed, everything acquired kept)")
+            quiet = _AbortIsNoError()
+            logging.getLogger("bluesky").addFilter(quiet)
+            try:
+                RE.abort("interrupted by the user (Ctrl-C)")
+            finally:
+                logging.getLogger("bluesky").removeFilter(quiet)
+    except Exception as exc:  # the plan failed: the RunEngine closed the run ("fail")
+        logger.error("dry run failed: %s: %s", type(exc).__name__, exc)
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _exit_status(catalog, uid, error) -> str:
+    """The run's exit status as its stop document says; "fail" if it has none."""
+    try:
+        stop = catalog[uid].metadata.get("stop") if uid is not None else None
+    except KeyError:  # the catalog did not take the run (its journal keeps it)
+        stop = None
+    return (stop or {}).get("exit_status") or ("fail" if error else "unknown")
 
 
 def _count_frames(catalog, uid) -> int:

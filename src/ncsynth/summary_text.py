@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-_SHOWN = {"uid", "exit_status", "frames", "wall_s", "final_radius_nm", "concentration_molar",
+_SHOWN = {"uid", "exit_status", "error", "frames", "wall_s", "final_radius_nm", "concentration_molar",
           "yield_fraction", "simulator_truth", "kinetics", "frames_analysed",
           "frames_without_fit", "analysis_errors", "analysis_dropped_events",
           "analysis_worker_errors", "figures", "superfocusing_figure", "data_dir",
@@ -22,6 +22,8 @@ def format_summary(summary: dict) -> str:
     """The summary dict of :func:`ncsynth.dryrun.dry_run` as text, one item per line."""
     rows = [("run", f"{summary.get('uid')}  {summary.get('exit_status')}, "
                     f"{summary.get('frames')} frames, {summary.get('wall_s')} s wall")]
+    if summary.get("error"):
+        rows.append(("error", summary["error"]))
     truth = summary.get("simulator_truth") or {}
     analysed = summary.get("frames_analysed") is not None
     for label, key, truth_key, unit in (("radius", "final_radius_nm", "mean_radius_nm", " nm"),
