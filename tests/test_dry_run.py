@@ -24,6 +24,19 @@ def _ncsynth(*args, **kwargs):
                           capture_output=True, text=True, **kwargs)
 
 
+def _journaled_events(proc, data_dir, at_least=30, timeout_s=240.0) -> int:
+    """Events a running dry run (``proc``) has journaled in ``data_dir``, once there are
+    ``at_least`` (or the process ended, or ``timeout_s`` passed)."""
+    journals = data_dir / "journal" / "active"
+    deadline = time.monotonic() + timeout_s
+    events = 0
+    while time.monotonic() < deadline and events < at_least and proc.poll() is None:
+        time.sleep(0.1)
+        for journal in journals.glob("*.jsonl") if journals.exists() else []:
+            events = journal.read_text().count('"event')
+    return events
+
+
 def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
     result = _ncsynth("dry-run", "--json", "--data-dir", str(tmp_path), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -81,15 +94,9 @@ def test_kill_minus_9_mid_run_then_recover_keeps_every_frame(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "dry-run", "--json",
                              "--no-analysis", "--data-dir", str(tmp_path)],
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    journals = tmp_path / "journal" / "active"
-    deadline = time.monotonic() + 240
-    events = 0
     try:
-        while time.monotonic() < deadline and events < 30:
-            time.sleep(0.1)
-            for journal in journals.glob("*.jsonl") if journals.exists() else []:
-                events = journal.read_text().count('"event')
-        assert events >= 30, "the dry run did not get far enough to be killed mid-run"
+        assert _journaled_events(proc, tmp_path) >= 30, \
+            "the dry run did not get far enough to be killed mid-run"
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -180,15 +187,9 @@ def test_ctrl_c_aborts_the_dry_run_safely_and_prints_the_summary(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "dry-run", "--json",
                              "--no-analysis", "--data-dir", str(tmp_path)],
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    journals = tmp_path / "journal" / "active"
-    deadline = time.monotonic() + 240
-    events = 0
     try:
-        while time.monotonic() < deadline and events < 30 and proc.poll() is None:
-            time.sleep(0.1)
-            for journal in journals.glob("*.jsonl") if journals.exists() else []:
-                events = journal.read_text().count('"event')
-        assert events >= 30, "the dry run did not get far enough to be interrupted"
+        assert _journaled_events(proc, tmp_path) >= 30, \
+            "the dry run did not get far enough to be interrupted"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -202,4 +203,5 @@ def test_ctrl_c_aborts_the_dry_run_safely_and_prints_the_summary(tmp_path):
         stop = catalog[summary["uid"]].metadata["stop"]
         assert stop["exit_status"] == "abort"
         assert stop["num_events"]["primary"] == summary["frames"]
-    assert not list(journals.glob("*.jsonl"))  # the run was closed, nothing left to recover
+    # the run was closed, nothing left to recover
+    assert not list((tmp_path / "journal" / "active").glob("*.jsonl"))

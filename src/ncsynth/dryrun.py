@@ -18,7 +18,6 @@ from ncsynth import timebase
 from ncsynth.config import data_dir
 from ncsynth.instruments import connect
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
-from ncsynth.plans.recipe import DEFAULT_SYRINGE_A
 from ncsynth.progress import ProgressBar
 from ncsynth.runs import RunError, second_injection_summary
 from ncsynth.simulators.beamline import HOT_FLASK_VOLUME_ML, BeamlineOptions, SimulatedBeamline
@@ -64,12 +63,12 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
         charge_b = SyringeCharge(cd_molar=float(second_injection.get("cd_molar", 0.1)))
         beamline_options["charge_b"] = charge_b
         plan_kwargs["delay_s"] = float(second_injection["delay_s"])
-        recipe_kwargs.setdefault("syringe_b", (Chemical("Cd(OA)2 precursor in ODE",
-                                                        charge_b.mass_g),))
+        recipe_kwargs.setdefault("syringe_b", _syringe_contents(charge_b))
         recipe_kwargs.setdefault("cd_second_molar", _added_by_b(charge_b, beamline_options))
     elif plan_kwargs.get("piston") == "B":  # one injection, from the second syringe
-        beamline_options.setdefault("charge_b", SyringeCharge())
-        recipe_kwargs.setdefault("syringe_b", DEFAULT_SYRINGE_A)
+        charge_b = beamline_options.setdefault("charge_b", SyringeCharge())
+        if charge_b is not None:
+            recipe_kwargs.setdefault("syringe_b", _syringe_contents(charge_b))
     options = BeamlineOptions(speed=speed or None, seed=seed, **beamline_options)
     root = data_dir(config)
     with open_catalog(root) as catalog:
@@ -84,6 +83,11 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
                 summary["growth_exponent_reason"] = str(exc)
     summary["wall_s"] = round(time.perf_counter() - wall0, 2)
     return summary
+
+
+def _syringe_contents(charge: SyringeCharge) -> tuple[Chemical, ...]:
+    """The recipe's list of what a simulated syringe holds (its Cd precursor, by mass)."""
+    return (Chemical("Cd(OA)2 precursor in ODE", charge.mass_g),)
 
 
 def _added_by_b(charge_b: SyringeCharge, beamline_options: dict) -> float:
@@ -138,8 +142,10 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
             devices.close()
         truth = _simulator_truth(sim)
     uid = run_uids[0] if run_uids else None
-    summary = {"uid": uid, "exit_status": _exit_status(catalog, uid, error),
-               "frames": _count_frames(catalog, uid)}
+    stop = _stop_document(catalog, uid)
+    summary = {"uid": uid,
+               "exit_status": stop.get("exit_status") or ("fail" if error else "unknown"),
+               "frames": int((stop.get("num_events") or {}).get("primary", 0))}
     if error is not None:
         summary["error"] = error
     summary.update(live.summary() if live is not None else
@@ -175,20 +181,14 @@ def _run_to_the_end(RE, protocol) -> str | None:
     return None
 
 
-def _exit_status(catalog, uid, error) -> str:
-    """The run's exit status as its stop document says; "fail" if it has none."""
-    try:
-        stop = catalog[uid].metadata.get("stop") if uid is not None else None
-    except KeyError:  # the catalog did not take the run (its journal keeps it)
-        stop = None
-    return (stop or {}).get("exit_status") or ("fail" if error else "unknown")
-
-
-def _count_frames(catalog, uid) -> int:
+def _stop_document(catalog, uid) -> dict:
+    """The run's stop document as the catalog holds it; {} if there is none."""
     if uid is None:
-        return 0
-    stop = catalog[uid].metadata.get("stop") or {}
-    return int((stop.get("num_events") or {}).get("primary", 0))
+        return {}
+    try:
+        return catalog[uid].metadata.get("stop") or {}
+    except KeyError:  # the catalog did not take the run (its journal keeps it)
+        return {}
 
 
 def _simulator_truth(sim: SimulatedBeamline) -> dict:
