@@ -64,13 +64,21 @@ class ReactionState:
         growth_only: use the growth-only law S6.14/S6.15 without nucleation (§S.6.4).
         initial_distribution_per_m4: c(r) at the cell centres (1/m⁴, length n_cells) to
             start from, e.g. an existing batch for growth-only runs; default empty.
+        nucleation_tolerance: largest relative change of the nucleation rate (weighted by
+            its share of the monomer budget) a sub-step may make; the step controller's
+            accuracy knob (default 0.05). Smaller is more accurate and slower.
 
     The flask holds no precursor until :meth:`add_precursor`.
     """
 
     def __init__(self, parameters: KineticParameters | None = None,
                  grid: GridOptions | None = None, *, growth_only: bool = False,
-                 initial_distribution_per_m4=None):
+                 initial_distribution_per_m4=None,
+                 nucleation_tolerance: float = _NUCLEATION_TOLERANCE):
+        tolerance = _check_real("nucleation_tolerance", nucleation_tolerance)
+        if not 0.0 < tolerance <= 1.0:
+            raise ValueError(f"nucleation_tolerance must be in (0, 1], got {tolerance!r}")
+        self._nucleation_tolerance = tolerance
         self._params = parameters if parameters is not None else KineticParameters()
         if not isinstance(self._params, KineticParameters):
             raise TypeError(f"parameters must be KineticParameters, got {parameters!r}")
@@ -167,7 +175,8 @@ class ReactionState:
             final = proposal >= remaining * (1.0 - 1e-12)
             trial_dt = remaining if final else proposal
             outcome = TrialStep(self._c, self._supersaturation(), self._precursor, coefficients,
-                                self._grid, self._params, trial_dt).solve(_NUCLEATION_TOLERANCE)
+                                self._grid, self._params, trial_dt
+                                ).solve(self._nucleation_tolerance)
             if outcome is None or outcome.error_ratio > 1.0:
                 ratio = 10.0 if outcome is None else outcome.error_ratio
                 self._next_substep_s = trial_dt * max(0.1, 0.8 / ratio)

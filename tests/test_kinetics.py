@@ -154,19 +154,33 @@ def test_growth_only_supersaturation_follows_growth_exponent(exponent, trend):
 
 
 # -------------------------------------------------------------------- incremental form
-def test_uneven_steps_agree_with_simulate_synthesis():
+def test_uneven_steps_agree_with_simulate_synthesis_within_its_truncation_error():
+    """Where the world cuts its steps (at every request) changes the flask by less than the
+    step controller's own truncation error: the uneven-step flask is compared with
+    :func:`simulate_synthesis` (one call) at a tolerance estimated in the same run, from the
+    reference against a flask integrated with a 10x tighter nucleation tolerance. Fixed
+    digits would move with the numpy/LAPACK build (std 0.04609934 vs 0.04609433 with numpy
+    2.4.6: 1.1e-4 apart, while the reference itself is 1.9e-3 from the tighter solution).
+    Material is conserved to rounding whatever the steps (the scheme's exact guarantee)."""
     duration = 600.0
+    precursor_molar = KineticParameters().precursor_initial_mol_per_m3 / 1000.0
     reference = simulate_synthesis(duration, sample_times_s=[duration])
+    tighter = ReactionState(nucleation_tolerance=0.005)
+    tighter.add_precursor(precursor_molar)
+    tighter.step(duration, 260.0)
     flask = ReactionState()
-    flask.add_precursor(KineticParameters().precursor_initial_mol_per_m3 / 1000.0)
+    flask.add_precursor(precursor_molar)
     rng = np.random.default_rng(7)
     while duration - flask.time_s > 1e-9:
         dt = min(float(rng.choice([0.01, 0.2, 1.7, 9.0, 100.0])), duration - flask.time_s)
         flask.step(dt, 260.0)
     assert flask.time_s == pytest.approx(duration)
     for name in ("mean_radius_nm", "std_radius_nm", "concentration_molar", "yield_fraction"):
-        assert getattr(flask, name) == pytest.approx(getattr(reference, name)[-1], rel=1e-4), name
+        expected = getattr(reference, name)[-1]
+        truncation = abs(expected - getattr(tighter, name))
+        assert abs(getattr(flask, name) - expected) <= truncation + 1e-7 * abs(expected), name
     assert abs(flask.material_balance_error) < 1e-9
+    assert abs(tighter.material_balance_error) < 1e-9
 
 
 def test_flask_before_injection_holds_nothing_and_copy_is_independent():
