@@ -10,9 +10,17 @@ import signal
 import sys
 import threading
 
+from ncsynth import validation
+from ncsynth.config_schema import SCHEMA
+
 # One BLAS thread: the frame synthesis and the fits are small matrix products that
 # multithreaded OpenBLAS slows 50x on a loaded 2-core machine. Must precede numpy.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+#: Largest growth exponent n the simulated flask takes: the top of the interval the growth
+#: analysis searches (``ncsynth.analysis.growth.EXPONENT_BOUNDS``), beyond it n is unmeasurable.
+MAX_GROWTH_EXPONENT = 12.0
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -72,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     dry.add_argument("--second-ratio", type=float, default=None,
                      help="frame spacing ratio after piston B (default: --ratio)")
     dry.add_argument("--growth-exponent", type=float, default=None,
-                     help="the simulated flask's growth exponent n (S6.16; default 4)")
+                     help="the simulated flask's growth exponent n (S6.16; 0 to 12, "
+                          "default 4)")
     dry.add_argument("--no-analysis", action="store_true", help="do not run the live analysis")
     dry.add_argument("--no-progress", action="store_true", help="no progress bar")
     flow = sub.add_parser("flow", help="the continuous-flow reactor (seed 002)")
@@ -130,10 +139,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_arguments(args) -> None:
+    """Refuse a bad configuration (:class:`ConfigError`) and what only the command line
+    decides (clock speed, seed, the simulated flask's growth exponent) before anything
+    heavy is imported or started; a plan checks its own arguments when it is called,
+    before anything moves. TypeError/ValueError naming the file, key or option.
+
+    Growth exponent n, read from seed 000: S4.12 (j_G = A·S/r^n) calls n = 0 reaction-
+    limited and n = 1 diffusion-limited growth, Fig. S6.2 simulates n = 0, 2 and 4, and
+    S6.16's offset B keeps k_a finite for every n >= 0; a negative n is nowhere used (S4.14
+    divides by n + 1). So 0 <= n <= ``MAX_GROWTH_EXPONENT``: n = 0 is a valid flask (no
+    focusing), not an error."""
+    if hasattr(args, "config"):
+        _config(args)
+    if getattr(args, "speed", None) is not None:
+        SCHEMA["simulation"]["speed"].check("--speed", args.speed)
+    if getattr(args, "seed", None) is not None:
+        SCHEMA["simulation"]["seed"].check("--seed", args.seed)
+    if getattr(args, "growth_exponent", None) is not None:
+        validation.real("--growth-exponent", args.growth_exponent, minimum=0,
+                        maximum=MAX_GROWTH_EXPONENT)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    command = " ".join(filter(None, (args.command, getattr(args, "sim_command", None),
+                                     getattr(args, "flow_command", None),
+                                     getattr(args, "catalog_command", None))))
+    try:
+        _check_arguments(args)
+    except (TypeError, ValueError) as exc:  # ConfigError is a ValueError
+        print(f"ncsynth {command}: {exc}", file=sys.stderr)
+        return 2
+    return _command(args)
+
+
+def _command(args) -> int:
     if args.command == "sim":
         return _sim_serve(args)
     if args.command == "dry-run":

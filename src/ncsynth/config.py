@@ -3,17 +3,28 @@
 Read from the packaged ``default.toml``, overlaid by a user file (``--config``
 or the ``NCSYNTH_CONFIG`` environment variable); ``NCSYNTH_DATA_DIR`` overrides
 ``data.dir``. Code asks the configuration, never ``if sim:`` on its own.
+
+Every layer is checked against :data:`ncsynth.config_schema.SCHEMA` before it is
+merged: an unknown section or key, a wrong type or an out-of-range value raises
+:class:`ConfigError`, one line naming the file (or variable), the key and the reason.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import tomllib
 from importlib import resources
 from pathlib import Path
 
-HARDWARE = ("sim", "hutch")
+from ncsynth.config_schema import SCHEMA
+
+HARDWARE = SCHEMA["hardware"].options
+
+
+class ConfigError(ValueError):
+    """A configuration refused: ``<file>: <key> <reason>`` in one line."""
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -26,31 +37,70 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _suggestion(key: str, known) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(known)})"
+
+
+def _checked(tree: dict, schema: dict, source: str, section: str = "") -> dict:
+    """``tree`` with every value checked against ``schema`` (plain forms: ints given for
+    reals become floats); ConfigError on the first key that is unknown or bad."""
+    out = {}
+    for key, value in tree.items():
+        name = f"[{section}] {key}" if section else key
+        full = f"{section}.{key}" if section else key
+        rule = schema.get(key)
+        if rule is None:
+            if isinstance(value, dict):
+                raise ConfigError(f"{source}: [{full}]: unknown section"
+                                  f"{_suggestion(key, schema)}")
+            raise ConfigError(f"{source}: {name}: unknown key{_suggestion(key, schema)}")
+        if isinstance(rule, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {key} must be the section [{full}], got {value!r}")
+            out[key] = _checked(value, rule, source, full)
+            continue
+        try:
+            out[key] = rule.check(name, value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return out
+
+
 def default_config() -> dict:
-    """The packaged defaults."""
+    """The packaged defaults (checked against the schema)."""
     text = resources.files("ncsynth").joinpath("default.toml").read_text()
-    return tomllib.loads(text)
+    return _checked(tomllib.loads(text), SCHEMA, "default.toml")
+
+
+def _user_file(path: Path, source: str) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file does not exist{source}")
+    try:
+        with path.open("rb") as f:
+            tree = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
+    return _checked(tree, SCHEMA, str(path))
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides) -> dict:
-    """Defaults + user file + environment + keyword overrides (e.g. ``hardware="sim"``)."""
+    """Defaults + user file + environment + keyword overrides (e.g. ``hardware="sim"``),
+    each checked against the schema (:class:`ConfigError`, a ValueError, if refused)."""
     config = default_config()
-    path = path or os.environ.get("NCSYNTH_CONFIG")
+    if not path and os.environ.get("NCSYNTH_CONFIG"):
+        path, named_by = os.environ["NCSYNTH_CONFIG"], " (named by NCSYNTH_CONFIG)"
+    else:
+        named_by = ""
     if path:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"configuration file {p} does not exist")
-        with p.open("rb") as f:
-            try:
-                config = _merge(config, tomllib.load(f))
-            except tomllib.TOMLDecodeError as exc:
-                raise ValueError(f"configuration file {p} is not valid TOML: {exc}") from None
+        config = _merge(config, _user_file(Path(path).expanduser(), named_by))
     if os.environ.get("NCSYNTH_DATA_DIR"):
-        config["data"]["dir"] = os.environ["NCSYNTH_DATA_DIR"]
-    config = _merge(config, {k: v for k, v in overrides.items() if v is not None})
-    if config.get("hardware") not in HARDWARE:
-        raise ValueError(f"hardware must be one of {HARDWARE}, got {config.get('hardware')!r}")
-    return config
+        config = _merge(config, _checked({"data": {"dir": os.environ["NCSYNTH_DATA_DIR"]}},
+                                         SCHEMA, "NCSYNTH_DATA_DIR"))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return _merge(config, _checked(overrides, SCHEMA, "load_config() argument"))
 
 
 def data_dir(config: dict) -> Path:
