@@ -30,6 +30,14 @@ Safety:
   setpoint goes to ``safe_setpoint_c`` (so auto mode would not reheat either), then the
   controller goes to manual with 0 % output. Manual 0 % is what stays safe with a broken
   thermocouple; a low setpoint alone relies on the thermocouple reading.
+* The safe state is pursued until the controller's read-back (manual, 0 % output) confirms
+  it (:class:`~ncsynth.devices.safe_state.SafeStatePursuit`): :meth:`safe_off` waits up to
+  ``SAFE_CONFIRM_WAIT_S`` and raises :class:`HeaterNotSafeError` if the link is still down,
+  while the pursuit goes on in the background, with back-off, until the link returns.
+  ``safe_state`` (text) says where it stands; a plan records it in the run. Only a new
+  :meth:`set` ends an unconfirmed pursuit; :meth:`destroy` waits for it.
+* After a fault has tripped the heater, ``fault`` holds the reason (until the next
+  :meth:`set`), so that a plan ends the run as a failure with that reason.
 * :meth:`stop` (bluesky calls it on pause/abort) ends a pending :meth:`set` and holds the
   current working setpoint: it does NOT cool, because pausing a hot-injection run must not
   quench the reaction. Switching the heat off is :meth:`safe_off`'s job.
@@ -62,6 +70,7 @@ from ophyd.utils import InvalidState, ReadOnlyError
 
 from ncsynth import timebase
 from . import background
+from .safe_state import SafeStatePursuit
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +96,10 @@ class HeaterCommunicationError(IOError):
 
 class HeaterFaultError(RuntimeError):
     """The controller reported a sensor break or an over-temperature alarm."""
+
+
+class HeaterNotSafeError(RuntimeError):
+    """The heater could not be confirmed safe yet; the pursuit goes on in the background."""
 
 
 def _finite_number(name: str, value) -> float:
@@ -302,6 +315,9 @@ class HeatingController(Device):
                            units="degC", kind="omitted")
     ramp_rate = Cpt(RampRateRegister, register=SP_RATE, what="setpoint rate limit",
                     units="degC/min", writable=True, kind="config")
+    safe_state = Cpt(Signal, value="not commanded safe yet", kind="omitted")
+
+    SAFE_CONFIRM_WAIT_S = 5.0  # wall seconds safe_off() waits for the confirmation
 
     def __init__(self, url: str, *, name: str, slave_address: int = 1,
                  max_temperature_c: float = 300.0, tolerance_c: float = 10.0,
@@ -335,6 +351,9 @@ class HeatingController(Device):
         self._pending: DeviceStatus | None = None
         self._cancel: threading.Event | None = None
         self._tripped = False
+        self.fault: str | None = None
+        self._safe = SafeStatePursuit(self.name, self._drive_safe, self._safe_problem,
+                                      lambda text: self.safe_state.put(text))
 
     @staticmethod
     def _positive(name: str, value) -> float:
@@ -369,10 +388,11 @@ class HeatingController(Device):
         self._finish_pending(RuntimeError(f"{self.name}: set({value}) superseded this one"))
         status = DeviceStatus(self)
         cancel = threading.Event()
+        self._safe.cancel(join=True)  # heating again, deliberately
         self.setpoint.put(value)
         self._port.write_raw(AUTO_MANUAL, 0, "auto/manual")
         with self._status_lock:
-            self._tripped = False
+            self._tripped, self.fault = False, None
             self._pending, self._cancel = status, cancel
         background.run(self._settle, value, status, cancel, name=f"{self.name}-settle")
         return status
@@ -428,12 +448,12 @@ class HeatingController(Device):
             already, self._tripped = self._tripped, True
         if not already:
             log.error("%s: %s; switching the heater off", self.name, reason)
-            try:
-                self._drive_safe()
-                outcome = "heater switched off (manual, 0 % output)"
-            except HeaterCommunicationError as exc:
-                outcome = f"switching the heater off FAILED, check it by hand ({exc})"
-                log.critical("%s: %s", self.name, outcome)
+            if self._safe.pursue(self.SAFE_CONFIRM_WAIT_S):
+                outcome = "heater switched off (manual, 0 % output, confirmed)"
+            else:
+                outcome = (f"heater {self._safe.problem}; still trying in the background, "
+                           f"check it by hand")
+            self.fault = f"{reason}; {outcome}"
             self._finish_pending(HeaterFaultError(f"{self.name}: {reason}; {outcome}"))
 
     def _drive_safe(self) -> None:
@@ -449,15 +469,40 @@ class HeatingController(Device):
         if errors:
             raise errors[0]
 
+    def _safe_problem(self) -> str | None:
+        """None if the controller reads back manual mode at 0 % output, else what is not."""
+        mode, _ = self._port.read(AUTO_MANUAL, "auto/manual")
+        output, _ = self._port.read(OUTPUT, "output level")
+        if mode != 1:
+            return "the controller reads back auto mode"
+        if output != 0:
+            return f"the controller reads back {output / 10:g} % output"
+        return None
+
     def safe_off(self) -> None:
-        """Heater off now: target setpoint to ``safe_setpoint_c``, manual mode, 0 % output.
+        """Heater off now: target setpoint to ``safe_setpoint_c``, manual mode, 0 % output,
+        confirmed by reading the mode and output back.
 
         Fails a pending :meth:`set` status first. Every write is attempted even if an
-        earlier one failed; the first HeaterCommunicationError is raised at the end.
+        earlier one failed. Returns once the read-back confirms the safe state; after
+        ``SAFE_CONFIRM_WAIT_S`` without confirmation raises :class:`HeaterNotSafeError`
+        while the pursuit goes on in the background (see ``safe_state``).
         """
         self._finish_pending(HeaterFaultError(f"{self.name}: safe_off() switched the heater "
                                               f"off before the setpoint was reached"))
-        self._drive_safe()
+        if not self._safe.pursue(self.SAFE_CONFIRM_WAIT_S):
+            raise HeaterNotSafeError(f"{self.name}: {self._safe.problem}; still trying in "
+                                     f"the background")
+
+    @property
+    def safe_confirmed(self) -> bool:
+        """True once the read-back has confirmed the latest safe-off (manual, 0 % output)."""
+        return self._safe.confirmed
+
+    def wait_safe(self, timeout_s: float | None = None) -> bool:
+        """Block until a pursuit of the safe state under way is confirmed (None: as long as
+        it takes, logging CRITICAL every 10 s); True if the heater is confirmed safe."""
+        return self._safe.wait(timeout_s)
 
     def stop(self, *, success: bool = False) -> None:
         """End a pending :meth:`set` (failed unless ``success``) and hold the working setpoint."""
@@ -472,6 +517,15 @@ class HeatingController(Device):
             self._port.write_tenths(TARGET_SP, hold, "target setpoint")
 
     def destroy(self) -> None:
+        """Close the port; first wait, as long as it takes, for a pursuit of the safe state
+        that is still under way (Ctrl-C gives up, leaving the heater to the operator)."""
         self._finish_pending(RuntimeError(f"{self.name}: device destroyed"))
+        if self._safe.pursuing and not self._safe.confirmed:
+            log.critical("%s: not closing before the heater is confirmed safe: %s",
+                         self.name, self._safe.problem)
+            try:
+                self._safe.wait()
+            finally:
+                self._safe.cancel()
         self._port.close()
         super().destroy()

@@ -25,6 +25,7 @@ from bluesky import Msg
 from bluesky.utils import short_uid as _short_uid
 
 from ncsynth import timebase
+from ncsynth.devices.heater import HeaterFaultError
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,22 @@ def preheat(heater, temperature_c: float):
     yield from bps.mv(heater, temperature_c)
 
 
+def check_heater(heater):
+    """Fail the run if the heater has tripped on a fault (its ``fault`` says why): a
+    thermocouple break during acquisition switches the heater off but fails no Status,
+    and a run that went on would close as a success."""
+    fault = getattr(heater, "fault", None)
+    if fault:
+        raise HeaterFaultError(f"{heater.name}: {fault}")
+    yield from ()
+
+
 def background_frames(detector, heater, n_frames: int):
     """Record ``n_frames`` frames before injection (stream ``background``), for subtraction."""
     for _ in range(n_frames):
         yield from bps.trigger_and_read([detector, heater.temperature, heater.output],
                                         name=BACKGROUND)
+        yield from check_heater(heater)
 
 
 def inject(injector, heater, piston: str = "A", growth_temperature_c: float | None = None,
@@ -258,6 +270,7 @@ def _follow(agenda, timer, heater, check_group, act):
             yield from end_reaction(heater)
         else:
             yield from act(kind, index)
+            yield from check_heater(heater)
 
 
 def end_reaction(heater):
@@ -272,6 +285,7 @@ def record_cooldown(heater, timer, duration_s: float, period_s: float = 10.0):
     for k in range(1, int(duration_s // period_s) + 1):
         yield from bps.mv(timer, t_start + k * period_s)
         yield from bps.trigger_and_read([heater.temperature, heater.output], name=TEMPERATURE)
+        yield from check_heater(heater)
 
 
 def _agenda(t0, offsets_s, monitor_period_s, heater_off_at_s, check_group=None):
