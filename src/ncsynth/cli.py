@@ -319,6 +319,10 @@ def _dry_run(args) -> int:
         from ncsynth.summary_text import format_summary
 
         print(format_summary(summary))
+    if summary.get("terminated_by"):
+        from ncsynth.termination import exit_code
+
+        return exit_code(summary["terminated_by"])
     return 0 if summary.get("exit_status") == "success" else 1
 
 

@@ -18,11 +18,13 @@ from ncsynth import timebase
 from ncsynth.config import data_dir
 from ncsynth.instruments import connect
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
+from ncsynth.plans.safety import DeviceFailure
 from ncsynth.progress import ProgressBar
 from ncsynth.runs import RunError, second_injection_summary
 from ncsynth.simulators.beamline import HOT_FLASK_VOLUME_ML, BeamlineOptions, SimulatedBeamline
 from ncsynth.simulators.world import SyringeCharge
 from ncsynth.storage import open_catalog
+from ncsynth.termination import TerminationSignals
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +135,7 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
             # calling the plan validates every argument (ValueError before anything moves)
             protocol = plan(devices.heater, devices.injector, devices.detector, recipe,
                             timer=devices.timer, md={"dry_run": True}, **plan_kwargs)
-            error = _run_to_the_end(RE, protocol)
+            error, signal_name = _run_to_the_end(RE, protocol)
         finally:
             if live is not None:
                 live.flush()
@@ -148,6 +150,8 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
                "frames": int((stop.get("num_events") or {}).get("primary", 0))}
     if error is not None:
         summary["error"] = error
+    if signal_name is not None:
+        summary["terminated_by"] = signal_name
     summary.update(live.summary() if live is not None else
                    {"final_radius_nm": None, "concentration_molar": None, "yield_fraction": None})
     if live is not None:
@@ -159,26 +163,32 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
     return summary
 
 
-def _run_to_the_end(RE, protocol) -> str | None:
-    """Run ``protocol``; None if it ended on its own, else what ended it. Ctrl-C pauses a
+def _run_to_the_end(RE, protocol) -> tuple[str | None, str | None]:
+    """Run ``protocol``; return (what ended it, or None if it ended on its own; the name of
+    the terminating signal received, or None). Ctrl-C pauses a
     RunEngine, and nobody resumes a dry run: the run is aborted (the plan makes the set-up
-    safe, the run is closed as "abort" with everything acquired)."""
+    safe, the run is closed as "abort" with everything acquired). SIGTERM and SIGHUP abort
+    it the same way (:mod:`ncsynth.termination`); the result then names the signal."""
+    quiet = _AbortIsNoError()
+    logging.getLogger("bluesky").addFilter(quiet)
     try:
-        try:
-            RE(protocol)
-        except RunEngineInterrupted:
-            logger.warning("dry run interrupted: aborting the run (heater safe, injector "
-                           "disarmed, everything acquired kept)")
-            quiet = _AbortIsNoError()
-            logging.getLogger("bluesky").addFilter(quiet)
+        with TerminationSignals(RE) as signals:
             try:
-                RE.abort("interrupted by the user (Ctrl-C)")
-            finally:
-                logging.getLogger("bluesky").removeFilter(quiet)
+                RE(protocol)
+            except RunEngineInterrupted:
+                if signals.received is None:
+                    logger.warning("dry run interrupted: aborting the run (heater safe, "
+                                   "injector disarmed, everything acquired kept)")
+                    RE.abort("interrupted by the user (Ctrl-C)")
+        if signals.received is not None:
+            return f"terminated by {signals.received}", signals.received
     except Exception as exc:  # the plan failed: the RunEngine closed the run ("fail")
-        logger.error("dry run failed: %s: %s", type(exc).__name__, exc)
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        logger.error("dry run failed: %s", exc)
+        error = str(exc) if isinstance(exc, DeviceFailure) else f"{type(exc).__name__}: {exc}"
+        return error, signals.received
+    finally:
+        logging.getLogger("bluesky").removeFilter(quiet)
+    return None, None
 
 
 def _stop_document(catalog, uid) -> dict:

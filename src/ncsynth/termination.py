@@ -1,0 +1,86 @@
+"""SIGTERM and SIGHUP end a run the way Ctrl-C does: abort, clean-up, run closed.
+
+bluesky's RunEngine handles SIGINT only; a service manager stopping the process (SIGTERM)
+or a closed terminal (SIGHUP) would otherwise kill it on the spot: no clean-up, the
+journal left active, no stop document, the heater on and the injector armed.
+
+While :class:`TerminationSignals` is entered, either signal aborts the RunEngine's plan
+(``RE.abort``: the plan's clean-up makes the heater safe and disarms the injector, the run
+is closed as "abort" with everything acquired). What follows is the caller's choice:
+
+* without ``finish`` (the dry run), the handler returns at once, ``RE(...)`` comes back
+  when the clean-up is done and the caller reports ``received`` and exits with
+  ``128 + signal number``; a signal arriving while no plan runs raises ``SystemExit``;
+* with ``finish`` (the interactive session, where nobody may be left to type), the
+  handler waits for the RunEngine to become idle and calls ``finish(signal_name)``, which
+  makes the hardware safe, closes the session and ends the process.
+
+A second terminating signal during the clean-up is logged and otherwise ignored: the
+clean-up is the point.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Callable
+
+from bluesky.utils import TransitionError
+
+logger = logging.getLogger(__name__)
+
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+_IDLE_WAIT_S = 300.0  # longest wait for a plan's clean-up before ``finish`` runs anyway
+
+
+def exit_code(signal_name: str) -> int:
+    """The shell's convention for a process ended by ``signal_name``: 128 + its number."""
+    return 128 + int(signal.Signals[signal_name])
+
+
+class TerminationSignals:
+    """Context manager: SIGTERM/SIGHUP abort ``RE``'s plan (see the module docstring).
+
+    ``received`` holds the name of the first terminating signal ("SIGTERM"), else None.
+    Must be entered from the main thread (Python delivers signals there).
+    """
+
+    def __init__(self, RE, finish: Callable[[str], None] | None = None):
+        self._RE, self._finish = RE, finish
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "TerminationSignals":
+        for sig in TERMINATING:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            logger.critical("%s received while ending the run for %s: the clean-up goes on",
+                            name, self.received)
+            return
+        self.received = name
+        busy = not self._RE.state.is_idle
+        logger.critical("%s received: %s", name,
+                        "aborting the run (heater safe, injector disarmed, everything "
+                        "acquired kept)" if busy else "no plan running")
+        if busy:
+            try:
+                self._RE.abort(reason=f"terminated by {name}")
+            except TransitionError:  # it ended meanwhile
+                pass
+        if self._finish is not None:
+            deadline = time.monotonic() + _IDLE_WAIT_S
+            while not self._RE.state.is_idle and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._finish(name)
+        elif not busy:
+            raise SystemExit(exit_code(name))
