@@ -14,16 +14,16 @@ moves, same safety whatever ends the run.
 
 from __future__ import annotations
 
-import math
-
 import bluesky.plan_stubs as bps
 import numpy as np
 
+from ncsynth import validation
 from ncsynth.devices.clock import DeadlineTimer
 
-from .hot_injection import (check_protocol, injection_with_frames, schedule_offsets,
-                            synthesis_run)
+from .hot_injection import (check_monitoring, check_protocol, injection_with_frames,
+                            schedule_offsets, synthesis_run)
 from .recipe import Recipe
+from .schedule import MAX_DURATION_S, MAX_FRAMES
 
 
 def double_injection(heater, injector, detector, recipe: Recipe | dict, *,
@@ -44,8 +44,9 @@ def double_injection(heater, injector, detector, recipe: Recipe | dict, *,
         finish before it are left out.
     second_n_frames, second_ratio, second_schedule_s
         The schedule after B, in s after B's own firing timestamp: geometric with the
-        same integration and dead time (defaults: ``n_frames`` frames, ``ratio``), or
-        the user's ``second_schedule_s``.
+        same integration and dead time (defaults: ``n_frames`` frames, ``ratio``; a value
+        given is checked, never replaced: 0 frames or a ratio below 1 are refused), or the
+        user's ``second_schedule_s``.
 
     The recipe must name what syringe B holds (``syringe_b``) and the Cd it adds to the
     flask (``cd_second_molar``). The growth setpoint is set at A's firing and kept; the
@@ -56,18 +57,24 @@ def double_injection(heater, injector, detector, recipe: Recipe | dict, *,
     if not recipe.syringe_b or not recipe.cd_second_molar > 0:
         raise ValueError("a double injection needs recipe.syringe_b (what piston B injects) "
                          "and recipe.cd_second_molar > 0 (the Cd it adds, mol/L)")
-    if not (isinstance(delay_s, (int, float)) and math.isfinite(delay_s) and delay_s > 0):
-        raise ValueError(f"delay_s must be a positive number of seconds, got {delay_s!r}")
+    delay_s = validation.real("delay_s", delay_s, above=0, maximum=MAX_DURATION_S, unit="s")
     if delay_s >= recipe.reaction_time_s:
         raise ValueError(f"delay_s ({delay_s} s) must come before the end of the reaction "
                          f"(recipe.reaction_time_s = {recipe.reaction_time_s} s)")
+    # given means given: 0 frames or a ratio of 0 are refused, not replaced by the first's
+    second_n_frames = n_frames if second_n_frames is None else validation.integer(
+        "second_n_frames", second_n_frames, minimum=1, maximum=MAX_FRAMES)
+    second_ratio = ratio if second_ratio is None else validation.real(
+        "second_ratio", second_ratio, minimum=1)
     first = schedule_offsets(n_frames, integration_s, dead_time_s, ratio, schedule_s)
     first = first[first + integration_s <= delay_s]
-    second = schedule_offsets(second_n_frames or n_frames, integration_s, dead_time_s,
-                              second_ratio or ratio, second_schedule_s)
+    second = schedule_offsets(second_n_frames, integration_s, dead_time_s, second_ratio,
+                              second_schedule_s)
     if first.size == 0:
         raise ValueError(f"no frame of the first schedule fits before the second injection "
                          f"at delay_s = {delay_s} s")
+    check_monitoring(monitor_period_s, max(delay_s + second[-1], recipe.reaction_time_s),
+                     cooldown_s)
     timer = timer or DeadlineTimer(name="timer")
     metadata = {
         "plan_name": "double_injection",
@@ -76,7 +83,7 @@ def double_injection(heater, injector, detector, recipe: Recipe | dict, *,
         "second_frame_offsets_s": [float(x) for x in second],
         "schedule": {"n_frames": int(first.size), "second_n_frames": int(second.size),
                      "integration_s": integration_s, "dead_time_s": dead_time_s,
-                     "ratio": ratio, "second_ratio": second_ratio or ratio,
+                     "ratio": ratio, "second_ratio": second_ratio,
                      "user_schedule": schedule_s is not None,
                      "second_user_schedule": second_schedule_s is not None},
         "piston": "A",

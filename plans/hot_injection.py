@@ -5,34 +5,39 @@ growth setpoint at once) -> frames on the geometric schedule of §S.1.4 at
 absolute deadlines -> heater off at the end of the reaction time (frames go on
 over the cool-down) -> optional cool-down monitoring.
 
-Whatever ends the plan (completion, error, abort, Ctrl-C, SIGTERM) the heater is
-driven safe and the injector disarmed inside the run, which records the heater's
-confirmed safe state in stream ``safety`` (:mod:`.safety`); the run document is
-closed by the RunEngine with the honest exit status and a reason naming the device
-and the cause, and everything already emitted stays emitted. When the RunEngine
-pauses it calls ``stop()`` on the devices it has moved: the injector disarms, the
-heater holds (see its docs).
+Whatever ends the plan (completion, error, abort, Ctrl-C) the heater is driven
+safe and the injector disarmed (``finalize_wrapper``); the run document is
+closed by the RunEngine with the honest exit status, and everything already
+emitted stays emitted. When the RunEngine pauses it calls ``stop()`` on the
+devices it has moved: the injector disarms, the heater holds (see its docs).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 
+from ncsynth import validation
 from ncsynth.devices.clock import DeadlineTimer
 
 from .recipe import Recipe
-from .schedule import check_schedule, frame_schedule
-from .safety import ending_safely, named_failures
-from .stubs import (background_frames, declare_frames, detector_timed_acquisition, inject,
+from .schedule import MAX_DURATION_S, check_schedule, frame_schedule
+from .stubs import (background_frames, call, declare_frames, detector_timed_acquisition, inject,
                     preheat, record_cooldown, timed_acquisition)
 
 logger = logging.getLogger(__name__)
 
 ACQUISITION = {"software": timed_acquisition, "detector": detector_timed_acquisition}
+#: Most background frames before the injection.
+MAX_BACKGROUND_FRAMES = 1000
+#: Shortest heater read-back period, s (0: none); one Modbus read takes ~5 ms.
+MIN_MONITOR_PERIOD_S = 0.1
+#: Most heater read-backs one run may schedule (stream ``temperature``, an event each;
+#: a day and its cool-down at 1 s fit).
+MAX_READINGS = 200_000
+
 
 
 def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
@@ -73,6 +78,7 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
     recipe = check_protocol(heater, recipe, n_background, acquisition, monitor_period_s,
                             cooldown_s)
     offsets = schedule_offsets(n_frames, integration_s, dead_time_s, ratio, schedule_s)
+    check_monitoring(monitor_period_s, max(offsets[-1], recipe.reaction_time_s), cooldown_s)
     if piston not in ("A", "B"):
         raise ValueError(f"piston must be 'A' or 'B', got {piston!r}")
     timer = timer or DeadlineTimer(name="timer")
@@ -102,18 +108,37 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
 
 def check_protocol(heater, recipe, n_background, acquisition, monitor_period_s,
                    cooldown_s) -> Recipe:
-    """Validate what every synthesis plan shares; return the recipe as a :class:`Recipe`."""
+    """Validate what every synthesis plan shares; return the recipe as a :class:`Recipe`.
+
+    ValueError (TypeError for a value that is no number; booleans are not numbers)
+    naming the parameter: the recipe (reaction time at most ``MAX_DURATION_S``),
+    1..``MAX_BACKGROUND_FRAMES`` background frames, a monitor period of 0 (none) or
+    ``MIN_MONITOR_PERIOD_S``..``MAX_DURATION_S`` s, a cool-down of 0..``MAX_DURATION_S`` s.
+    """
     recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_metadata(recipe or {})
     recipe.validate(getattr(heater, "max_temperature_c", None))
     if acquisition not in ACQUISITION:
         raise ValueError(f"acquisition must be one of {sorted(ACQUISITION)}, got {acquisition!r}")
-    if isinstance(n_background, bool) or not isinstance(n_background, int) or n_background < 1:
-        raise ValueError(f"n_background must be an integer >= 1 (frames for background "
-                         f"subtraction), got {n_background!r}")
-    for name, value in (("monitor_period_s", monitor_period_s), ("cooldown_s", cooldown_s)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    validation.integer("n_background", n_background, minimum=1,
+                       maximum=MAX_BACKGROUND_FRAMES)
+    period_s = validation.real("monitor_period_s", monitor_period_s, minimum=0,
+                               maximum=MAX_DURATION_S, unit="s")
+    if 0 < period_s < MIN_MONITOR_PERIOD_S:
+        raise ValueError(f"monitor_period_s must be 0 (no monitoring) or >= "
+                         f"{MIN_MONITOR_PERIOD_S} s, got {monitor_period_s!r}")
+    validation.real("cooldown_s", cooldown_s, minimum=0, maximum=MAX_DURATION_S, unit="s")
     return recipe
+
+
+def check_monitoring(monitor_period_s: float, span_s: float, cooldown_s: float) -> None:
+    """Refuse more than ``MAX_READINGS`` heater read-backs: one every ``monitor_period_s``
+    over ``span_s`` (s from the first firing to the last frame or the reaction's end,
+    whichever is later) and over the cool-down ``cooldown_s`` (s)."""
+    if monitor_period_s and (span_s + cooldown_s) / monitor_period_s > MAX_READINGS:
+        raise ValueError(f"monitor_period_s = {monitor_period_s} s over {span_s + cooldown_s:.6g}"
+                         f" s of reaction, frames and cool-down makes "
+                         f"{(span_s + cooldown_s) / monitor_period_s:.3g} heater readings, more "
+                         f"than {MAX_READINGS}: choose a longer period")
 
 
 def schedule_offsets(n_frames, integration_s, dead_time_s, ratio, schedule_s=None):
@@ -155,6 +180,7 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
                 "acquisition": acquisition, "n_background": n_background,
                 "hints": {"dimensions": [(["time"], "primary")]}, **metadata}
 
+    @bpp.run_decorator(md=metadata)
     def protocol():
         yield from bps.mv(detector.exposure_time, integration_s)
         yield from declare_frames(detector, heater, detector_timed=acquisition == "detector")
@@ -168,6 +194,13 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
         if cooldown_s:
             yield from record_cooldown(heater, timer, cooldown_s, monitor_period_s or 10.0)
 
-    # made safe inside the run, so that the run records the heater's safe state
-    return bpp.run_wrapper(ending_safely(named_failures(protocol()), heater, injector),
-                           md=metadata)
+    return bpp.finalize_wrapper(protocol(), make_safe(heater, injector))
+
+
+def make_safe(heater, injector):
+    """Disarm the injector and drive the heater safe; each is tried even if the other fails."""
+    for action in (injector.disarm, heater.safe_off):
+        try:
+            yield from call(action)
+        except Exception:  # the other action must still run; the original error wins
+            logger.exception("could not complete %s while making the set-up safe", action)

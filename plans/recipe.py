@@ -8,8 +8,11 @@ where the analysis finds the initial Cd concentration for the yield (S2.6).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
+
+from ncsynth import validation
+
+from .schedule import MAX_DURATION_S
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,9 @@ class Recipe:
     extra: dict = field(default_factory=dict)
 
     def validate(self, max_temperature_c: float | None = None) -> "Recipe":
-        """Raise ValueError naming the first bad field; return self when all is well."""
+        """Raise ValueError (TypeError for a value that is no number, booleans included)
+        naming the first bad field; return self when all is well. The reaction time is at
+        most a day (``MAX_DURATION_S``); temperatures from 20 °C to ``max_temperature_c``."""
         for name in ("operator", "sample"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -63,18 +68,14 @@ class Recipe:
             for chem in getattr(self, where):
                 if not isinstance(chem, Chemical) or not chem.name:
                     raise ValueError(f"recipe.{where} entries must be Chemical(name, mass_g)")
-                if not (math.isfinite(chem.mass_g) and chem.mass_g > 0):
-                    raise ValueError(f"recipe.{where}: mass of {chem.name!r} must be > 0 g, "
-                                     f"got {chem.mass_g!r}")
-        for name in ("cd_precursor_molar", "se_precursor_molar", "cd_initial_molar",
-                     "reaction_time_s"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"recipe.{name} must be a positive number, got {value!r}")
-        if not (isinstance(self.cd_second_molar, (int, float))
-                and math.isfinite(self.cd_second_molar) and self.cd_second_molar >= 0):
-            raise ValueError(f"recipe.cd_second_molar must be a number >= 0, "
-                             f"got {self.cd_second_molar!r}")
+                validation.real(f"recipe.{where}: mass of {chem.name!r}", chem.mass_g,
+                                above=0, unit="g")
+        for name in ("cd_precursor_molar", "se_precursor_molar", "cd_initial_molar"):
+            validation.real(f"recipe.{name}", getattr(self, name), above=0, unit="mol/L")
+        validation.real("recipe.reaction_time_s", self.reaction_time_s, above=0,
+                        maximum=MAX_DURATION_S, unit="s")
+        validation.real("recipe.cd_second_molar", self.cd_second_molar, minimum=0,
+                        unit="mol/L")
         if self.cd_second_molar > 0 and not self.syringe_b:
             raise ValueError("recipe.cd_second_molar > 0 needs recipe.syringe_b: list what "
                              "piston B injects")
@@ -82,9 +83,8 @@ class Recipe:
             raise ValueError(f"recipe.cd_initial_molar ({self.cd_initial_molar}) cannot exceed "
                              f"the syringe's cd_precursor_molar ({self.cd_precursor_molar})")
         for name in ("injection_temperature_c", "growth_temperature_c"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and 20 <= value):
-                raise ValueError(f"recipe.{name} must be a temperature >= 20 °C, got {value!r}")
+            value = validation.real(f"recipe.{name}", getattr(self, name), minimum=20,
+                                    unit="°C")
             if max_temperature_c is not None and value > max_temperature_c:
                 raise ValueError(f"recipe.{name} = {value} °C exceeds the heater's limit "
                                  f"{max_temperature_c} °C")

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from ncsynth import validation
+
+#: Longest stretch a synthesis plan may schedule, s: the reaction time, the cool-down, the
+#: delay of a second injection and a frame schedule are each at most a day.
+MAX_DURATION_S = 24 * 3600.0
+#: Most frames in one schedule (~0.9 MB each uncompressed: 20 000 frames ~ 18 GB).
+MAX_FRAMES = 20_000
+#: Longest exposure or dead time of one frame, s.
+MAX_EXPOSURE_S = 3600.0
 
 
 def frame_schedule(n_frames: int = 575, integration_s: float = 0.075,
@@ -16,35 +24,46 @@ def frame_schedule(n_frames: int = 575, integration_s: float = 0.075,
     t_w = 22 ms, ratio 1.015, 575 frames): 97 ms apart at first, ~111 s apart at
     the end, ~7590 s (2.1 h) in all for the defaults.
 
-    Raises ValueError for fewer than one frame, non-positive or non-finite times,
-    a ratio below 1, or a schedule whose spacing cannot hold the exposure (the
-    dead time is what the detector needs to read out between frames).
+    Raises TypeError/ValueError for a count that is no integer in 1..``MAX_FRAMES``,
+    non-positive or non-finite times, a ratio below 1, or a schedule longer than
+    ``MAX_DURATION_S``.
     """
-    if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)):
-        raise TypeError(f"n_frames must be an integer, got {n_frames!r}")
-    if n_frames < 1:
-        raise ValueError(f"n_frames must be at least 1, got {n_frames}")
-    for name, value in (("integration_s", integration_s), ("dead_time_s", dead_time_s)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio >= 1):
-        raise ValueError(f"ratio must be a finite number >= 1, got {ratio!r}")
+    n_frames = validation.integer("n_frames", n_frames, minimum=1, maximum=MAX_FRAMES)
+    integration_s = validation.real("integration_s", integration_s, above=0,
+                                    maximum=MAX_EXPOSURE_S, unit="s")
+    dead_time_s = validation.real("dead_time_s", dead_time_s, above=0, maximum=MAX_EXPOSURE_S,
+                                  unit="s")
+    ratio = validation.real("ratio", ratio, minimum=1)
     with np.errstate(over="ignore"):
         spacing = integration_s + dead_time_s * ratio ** np.arange(n_frames - 1, dtype=float)
     if not np.all(np.isfinite(spacing)):
         raise ValueError(f"ratio={ratio} over {n_frames} frames overflows the schedule")
-    return np.concatenate(([0.0], np.cumsum(spacing)))
+    times = np.concatenate(([0.0], np.cumsum(spacing)))
+    _check_span(times, f"n_frames={n_frames} at ratio={ratio}")
+    return times
+
+
+def _check_span(times: np.ndarray, what: str) -> None:
+    if times[-1] > MAX_DURATION_S:
+        raise ValueError(f"frame schedule ({what}): the last frame starts {times[-1]:.4g} s "
+                         f"after injection, later than {MAX_DURATION_S:g} s (a day)")
 
 
 def check_schedule(start_times_s, exposure_s: float, readout_s: float = 0.0) -> np.ndarray:
     """Validate user-given frame start times (s after injection) for an exposure.
 
-    Start times must be finite, non-negative, strictly increasing and at least
-    ``exposure_s + readout_s`` apart. Returns them as a float array.
+    Start times must be finite, non-negative, strictly increasing, at least
+    ``exposure_s + readout_s`` apart, at most ``MAX_FRAMES`` and within
+    ``MAX_DURATION_S``. Returns them as a float array.
     """
+    exposure_s = validation.real("exposure_s", exposure_s, above=0, maximum=MAX_EXPOSURE_S,
+                                 unit="s")
+    readout_s = validation.real("readout_s", readout_s, minimum=0, maximum=MAX_EXPOSURE_S,
+                                unit="s")
     times = np.asarray(start_times_s, dtype=float)
-    if times.ndim != 1 or times.size == 0:
-        raise ValueError("a frame schedule must be a non-empty 1-D sequence of start times")
+    if times.ndim != 1 or not 1 <= times.size <= MAX_FRAMES:
+        raise ValueError(f"a frame schedule must be a 1-D sequence of 1 to {MAX_FRAMES} "
+                         f"start times, got shape {times.shape}")
     if not np.all(np.isfinite(times)) or times[0] < 0:
         raise ValueError("frame start times must be finite and >= 0 s after injection")
     gaps = np.diff(times)
@@ -53,4 +72,5 @@ def check_schedule(start_times_s, exposure_s: float, readout_s: float = 0.0) -> 
         raise ValueError(
             f"frames {i + 1} and {i + 2} start {gaps[i] * 1e3:.1f} ms apart, less than the "
             f"exposure {exposure_s * 1e3:.1f} ms + readout {readout_s * 1e3:.1f} ms")
+    _check_span(times, f"{times.size} start times")
     return times
