@@ -5,11 +5,13 @@ growth setpoint at once) -> frames on the geometric schedule of §S.1.4 at
 absolute deadlines -> heater off at the end of the reaction time (frames go on
 over the cool-down) -> optional cool-down monitoring.
 
-Whatever ends the plan (completion, error, abort, Ctrl-C) the heater is driven
-safe and the injector disarmed (``finalize_wrapper``); the run document is
-closed by the RunEngine with the honest exit status, and everything already
-emitted stays emitted. When the RunEngine pauses it calls ``stop()`` on the
-devices it has moved: the injector disarms, the heater holds (see its docs).
+Whatever ends the plan (completion, error, abort, Ctrl-C, SIGTERM) the heater is
+driven safe and the injector disarmed inside the run, which records the heater's
+confirmed safe state in stream ``safety`` (:mod:`.safety`); the run document is
+closed by the RunEngine with the honest exit status and a reason naming the device
+and the cause, and everything already emitted stays emitted. When the RunEngine
+pauses it calls ``stop()`` on the devices it has moved: the injector disarms, the
+heater holds (see its docs).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from ncsynth.devices.clock import DeadlineTimer
 
 from .recipe import Recipe
 from .schedule import MAX_DURATION_S, check_schedule, frame_schedule
-from .stubs import (background_frames, call, declare_frames, detector_timed_acquisition, inject,
+from .safety import ending_safely, named_failures
+from .stubs import (background_frames, declare_frames, detector_timed_acquisition, inject,
                     preheat, record_cooldown, timed_acquisition)
 
 logger = logging.getLogger(__name__)
@@ -37,7 +40,6 @@ MIN_MONITOR_PERIOD_S = 0.1
 #: Most heater read-backs one run may schedule (stream ``temperature``, an event each;
 #: a day and its cool-down at 1 s fit).
 MAX_READINGS = 200_000
-
 
 
 def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
@@ -180,7 +182,6 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
                 "acquisition": acquisition, "n_background": n_background,
                 "hints": {"dimensions": [(["time"], "primary")]}, **metadata}
 
-    @bpp.run_decorator(md=metadata)
     def protocol():
         yield from bps.mv(detector.exposure_time, integration_s)
         yield from declare_frames(detector, heater, detector_timed=acquisition == "detector")
@@ -194,13 +195,6 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
         if cooldown_s:
             yield from record_cooldown(heater, timer, cooldown_s, monitor_period_s or 10.0)
 
-    return bpp.finalize_wrapper(protocol(), make_safe(heater, injector))
-
-
-def make_safe(heater, injector):
-    """Disarm the injector and drive the heater safe; each is tried even if the other fails."""
-    for action in (injector.disarm, heater.safe_off):
-        try:
-            yield from call(action)
-        except Exception:  # the other action must still run; the original error wins
-            logger.exception("could not complete %s while making the set-up safe", action)
+    # made safe inside the run, so that the run records the heater's safe state
+    return bpp.run_wrapper(ending_safely(named_failures(protocol()), heater, injector),
+                           md=metadata)
