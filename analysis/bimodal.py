@@ -67,7 +67,8 @@ class BimodalFit:
 
     Units as in ``SphereFit``: radii and widths in nm, concentrations in mol/L, background in
     cm⁻¹.  ``single`` is the one-population ``SphereFit`` of the same points and ``delta_chi2`` =
-    χ²(single) − χ²(two populations).  Values are NaN when ``success`` is False; ``reason`` says why.
+    χ²(single) − χ²(two populations); ``radius_correlation`` is the correlation of the errors of
+    R₁ and R₂ (S4.15 differences them: it matters for the growth exponent).  Values are NaN when ``success`` is False; ``reason`` says why.
     """
 
     radius1_nm: float
@@ -93,6 +94,7 @@ class BimodalFit:
     max_cross_correlation: float = math.nan
     single: SphereFit | None = None
     delta_chi2: float = math.nan
+    radius_correlation: float = math.nan
 
     def model(self, q_nm):
         """Fitted I(q) in cm⁻¹: both populations (S2.1 + S2.3) plus background, at ``q_nm`` (nm⁻¹)."""
@@ -274,6 +276,7 @@ def _result(kernel, inv_sigma, theta, cost, coefficients, n, single):
         return BimodalFit.failed(f"the larger population's radius ran to the bound ({r1:.3g} nm)", n, single)
     errors, correlation, singular = _covariance(kernel, inv_sigma, (r1, s1, c1), (r2, s2, c2))
     cross = float(np.max(np.abs(correlation[:3, 3:6]))) if correlation is not None else math.nan
+    radius_correlation = float(correlation[0, 3]) if correlation is not None else math.nan
     reason = _separability(r1, s1, c1, r2, s2, c2, singular, cross)
     single_chi2 = single.chi2_reduced * (n - 4)
     return BimodalFit(
@@ -281,7 +284,7 @@ def _result(kernel, inv_sigma, theta, cost, coefficients, n, single):
         errors[0], errors[1], errors[2], errors[3], errors[4], errors[5], errors[6],
         chi2_reduced=float(cost / (n - N_PARAMETERS)), n_points=n, success=True,
         separable=not reason, separable_reason=reason, max_cross_correlation=cross,
-        single=single, delta_chi2=float(single_chi2 - cost))
+        single=single, delta_chi2=float(single_chi2 - cost), radius_correlation=radius_correlation)
 
 
 def _separability(r1, s1, c1, r2, s2, c2, singular, cross):

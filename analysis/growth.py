@@ -18,14 +18,17 @@ h_m(r) = (r^m − 1)/m (h₀ = ln r) turns S4.15 into d_i(m) = h_m(r₁,i) − h
 pairs, with C' = C/m and C = r₁ⁿ⁺¹ − r₂ⁿ⁺¹; h_m is smooth through m = 0 (n = −1), so the search
 over n needs no special case.  Both radii are measured, so this is an errors-in-variables
 problem; it is handled by the effective-variance method: each pair's d_i gets the variance
-v_i = (r₁^(m−1)·σ₁)² + (r₂^(m−1)·σ₂)² propagated from the radius errors (exact to first order in
-σ/r), and χ²(m, C') = Σ (d_i − C')²/v_i.  C' is profiled out exactly (weighted mean), χ²(m) is
+v_i = (r₁^(m−1)·σ₁)² + (r₂^(m−1)·σ₂)² − 2ρ·r₁^(m−1)σ₁·r₂^(m−1)σ₂ propagated from the radius
+errors and their correlation ρ (exact to first order in σ/r), and χ²(m, C') = Σ (d_i − C')²/v_i.
+C' is profiled out exactly (weighted mean), χ²(m) is
 minimised over m, and the interval on n is where the profile χ² stays within 1 of its minimum
 (profile likelihood: asymmetric when the data are, and honest where χ²(n) is not parabolic).
 Without radius errors all radii get the same unknown error, fixed afterwards so that
 χ²_red = 1 (the scatter about the best curve is the error estimate, as ``curve_fit`` does).  With
-errors the interval is absolute and χ²_red is reported: χ²_red ≫ 1 says the law or the errors are
-off, it is not folded into the errors.  (A bootstrap over the pairs was tried and rejected: on
+errors the interval is absolute while χ²_red ≤ 1; above, the pairs scatter more than their
+errors allow (the errors are off, or one n does not describe the pairs: the effective exponent
+of a law that is not a pure power drifts with r) and the Δχ² threshold is scaled by χ²_red, so
+the interval never pretends a better fit than the data give; χ²_red is reported either way.  (A bootstrap over the pairs was tried and rejected: on
 synthetic series it overstated the scatter of n by ~1.8×, probably because the few early pairs
 that pin n are often missing from a resample; the profile interval's pulls have unit spread.)
 
@@ -91,13 +94,14 @@ def _box_cox(r, m):
 class _PairChi2:
     """χ²(m, C') of the effective-variance fit of S4.15 for fixed radius pairs and errors."""
 
-    def __init__(self, r1, r2, e1, e2):
-        self.r1, self.r2, self.e1, self.e2 = r1, r2, e1, e2
+    def __init__(self, r1, r2, e1, e2, rho):
+        self.r1, self.r2, self.e1, self.e2, self.rho = r1, r2, e1, e2, rho
 
     def terms(self, m):
         h1, s1 = _box_cox(self.r1, m)
         h2, s2 = _box_cox(self.r2, m)
-        return h1 - h2, (s1 * self.e1) ** 2 + (s2 * self.e2) ** 2
+        a, b = s1 * self.e1, s2 * self.e2
+        return h1 - h2, np.maximum(a**2 + b**2 - 2.0 * self.rho * a * b, 1e-6 * (a**2 + b**2))
 
     def profile(self, m):
         """(χ² minimised over C', that C', its conditional standard error)."""
@@ -171,7 +175,7 @@ def _constant_error(chi2, m, c_prime, scale):
     return math.sqrt(variance) if variance >= 0 else math.inf
 
 
-def _clean_pairs(r1_nm, r2_nm, r1_err_nm, r2_err_nm):
+def _clean_pairs(r1_nm, r2_nm, r1_err_nm, r2_err_nm, radius_correlation):
     r1 = np.asarray(r1_nm, dtype=float)
     r2 = np.asarray(r2_nm, dtype=float)
     if r1.ndim != 1 or r1.shape != r2.shape:
@@ -184,23 +188,30 @@ def _clean_pairs(r1_nm, r2_nm, r1_err_nm, r2_err_nm):
         e2 = np.broadcast_to(np.asarray(r2_err_nm, dtype=float), r1.shape)
     else:
         e1 = e2 = np.ones_like(r1)
-    keep = np.isfinite(r1) & np.isfinite(r2) & np.isfinite(e1) & np.isfinite(e2)
+    rho = np.broadcast_to(np.asarray(0.0 if radius_correlation is None else radius_correlation,
+                                     dtype=float), r1.shape)
+    if np.any(np.abs(rho[np.isfinite(rho)]) > 1):
+        raise ValueError("radius_correlation must lie in [-1, 1]")
+    keep = np.isfinite(r1) & np.isfinite(r2) & np.isfinite(e1) & np.isfinite(e2) & np.isfinite(rho)
     for name, values in (("r1_nm", r1), ("r2_nm", r2)):
         if np.any(values[keep] <= 0):
             raise ValueError(f"{name} must be > 0, got min {values[keep].min()!r}")
     for name, values in (("r1_err_nm", e1), ("r2_err_nm", e2)):
         if np.any(values[keep] <= 0):
             raise ValueError(f"{name} must be > 0, got min {values[keep].min()!r}")
-    return r1[keep], r2[keep], e1[keep], e2[keep], not given[0]
+    return r1[keep], r2[keep], e1[keep], e2[keep], rho[keep], not given[0]
 
 
-def fit_growth_exponent(r1_nm, r2_nm, r1_err_nm=None, r2_err_nm=None, *,
+def fit_growth_exponent(r1_nm, r2_nm, r1_err_nm=None, r2_err_nm=None, *, radius_correlation=None,
                         n_bounds=EXPONENT_BOUNDS) -> ExponentFit:
     """Fit r₁ⁿ⁺¹ − r₂ⁿ⁺¹ = C (S4.15) to radius pairs of the large (r₁) and the small (r₂) set.
 
     ``r1_nm``, ``r2_nm``: mean radii (nm) of the two sets at the same times; pairs with a NaN
     (failed frames) are skipped.  ``r1_err_nm``, ``r2_err_nm``: their standard errors (nm;
     scalars or arrays), or both None to estimate one common error from the scatter.
+    ``radius_correlation``: correlation of the errors of r₁ and r₂ of a pair (scalar or array;
+    a two-population fit correlates them strongly, ~0.99, and S4.15 differences them), which
+    enters the effective variance as −2ρ·h₁'σ₁·h₂'σ₂; None: uncorrelated.
     ``n_bounds``: search interval of n.  Method: see the module docstring.
 
     Raises ValueError for malformed input (shapes, radii or errors <= 0, bad bounds); too few
@@ -209,11 +220,12 @@ def fit_growth_exponent(r1_nm, r2_nm, r1_err_nm=None, r2_err_nm=None, *,
     lo, hi = (float(v) for v in n_bounds)
     if not (math.isfinite(lo) and math.isfinite(hi) and -1.0 - 5.0 <= lo < hi):
         raise ValueError(f"n_bounds must be a finite (low, high) pair with -6 <= low < high, got {n_bounds!r}")
-    r1, r2, e1, e2, from_scatter = _clean_pairs(r1_nm, r2_nm, r1_err_nm, r2_err_nm)
+    r1, r2, e1, e2, rho, from_scatter = _clean_pairs(r1_nm, r2_nm, r1_err_nm, r2_err_nm,
+                                                     radius_correlation)
     count = r1.size
     if count < 3:
         return ExponentFit.failed(f"only {count} usable radius pairs, need at least 3", count, from_scatter)
-    chi2 = _PairChi2(r1, r2, e1, e2)
+    chi2 = _PairChi2(r1, r2, e1, e2, rho)
     best = _best_exponent(chi2, (lo, hi))
     if best is None:
         return ExponentFit.failed("profile chi2 is not finite", count, from_scatter)
@@ -222,8 +234,8 @@ def fit_growth_exponent(r1_nm, r2_nm, r1_err_nm=None, r2_err_nm=None, *,
         return ExponentFit.failed(f"best n = {m - 1:.3g} lies at the search bound {n_bounds}", count, from_scatter)
     dof = count - 2
     chi2_reduced = chi2_min / dof if dof > 0 else math.nan
-    # Errors from the scatter: the common radius error is scaled so that χ²_red = 1.
-    scale = chi2_reduced if from_scatter else 1.0
+    # From the scatter: the common radius error scaled so that χ²_red = 1; else Birge (χ²_red > 1).
+    scale = chi2_reduced if from_scatter else max(chi2_reduced, 1.0)
     if from_scatter and not (scale > 0):
         return ExponentFit.failed("no scatter left to estimate errors from (need > 2 pairs off the curve)",
                                   count, from_scatter)

@@ -1,18 +1,25 @@
 """Reaction kinetics from a series of SAXS fits (seed 000 §S.2.3 and §S.3.1–S.3.2).
 
-* ``yield_fraction``: reaction yield from radius, width and concentration (S2.5, S2.6).
+* ``yield_fraction`` / ``yield_fraction_err``: reaction yield from radius, width and
+  concentration (S2.5, S2.6), and its error propagated from theirs.
 * ``fit_buildup``: single-exponential build-up n(t) = n_∞·(1 − e^{−k(t−t0)}) (S3.3), for the
   nanocrystal concentration.
 * ``fit_second_order``: second-order monomer formation (S3.2), for the yield.
-* ``time_to_fraction``: when a fitted curve reaches a fraction (98 %) of its final value; the
-  ratio t98(concentration)/t98(yield) is the fraction of the synthesis spent nucleating (§S.3.2).
-* ``summarize_kinetics``: all of the above from per-frame arrays, as a ``KineticsSummary``.
+* ``time_to_fraction``: when a fitted law reaches a fraction (98 %) of its final value.
+
+:func:`ncsynth.analysis.nucleation_period.summarize_kinetics` puts the laws beside the 98 %
+times taken from the data themselves (the primary numbers).
+
+How well a law fits is always reported (``CurveFit.chi2_reduced``).  With per-point errors
+a law whose χ² has a p-value below ``MISFIT_P_VALUE`` does not describe the data: the fit says
+so (``describes_data`` False, ``reason``), and its covariance — like that of any weighted fit with
+χ²_red > 1 — is scaled by χ²_red, so that no error bar pretends the law fitted.  Without
+per-point errors a fit is unweighted, its covariance scaled by the residual variance (scipy
+``curve_fit`` convention) and χ²_red is that variance (no test possible).
 
 Time in s, concentrations in mol/L, k in 1/s, k2 in L mol⁻¹ s⁻¹.  Non-finite points (failed
 frames as NaN) are skipped; too few points or a failed optimisation give ``success=False`` with
-a ``reason`` instead of an exception.  Without per-point errors a fit is unweighted and its
-covariance is scaled by the residual variance (scipy ``curve_fit`` convention); with errors the
-covariance is absolute.
+a ``reason`` instead of an exception.
 """
 from __future__ import annotations
 
@@ -21,25 +28,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import curve_fit
+from scipy.stats import chi2 as chi2_distribution
+
 
 CDSE_LATTICE_NM = 0.6077  # zinc blende lattice parameter a (S2.5)
 CD_PER_UNIT_CELL = 4
 #: A fit needs at least this many points more than parameters.
 MIN_EXTRA_POINTS = 3
+#: A weighted law fit whose χ² is less likely than this does not describe the data.
+MISFIT_P_VALUE = 1e-3
 
 
-def mean_sphere_volume_nm3(radius_nm, sigma_nm):
-    """⟨V⟩ = 4/3·π·(R0³ + 3·R0·σ²) of a Gaussian radius distribution, nm³ (for S2.5)."""
+def mean_sphere_volume_nm3(radius_nm, sigma_nm, skewness=0.0):
+    """⟨V⟩ = 4/3·π·(R0³ + 3·R0·σ² + γ·σ³) of a radius distribution with mean R0, standard
+    deviation σ and skewness γ (0 for the Gaussian of S2.3), nm³ (for S2.5)."""
     r = np.asarray(radius_nm, dtype=float)
     s = np.asarray(sigma_nm, dtype=float)
-    return 4.0 / 3.0 * math.pi * (r**3 + 3.0 * r * s**2)
+    return 4.0 / 3.0 * math.pi * (r**3 + 3.0 * r * s**2 + np.asarray(skewness, dtype=float) * s**3)
 
 
 def yield_fraction(radius_nm, sigma_nm, concentration_molar, cd_initial_molar,
-                   lattice_nm=CDSE_LATTICE_NM):
+                   lattice_nm=CDSE_LATTICE_NM, skewness=0.0):
     """Reaction yield Y = c_NC·n_Cd/c_Cd,0 with n_Cd = 4⟨V⟩/a³ (S2.5, S2.6); vectorised, NaN-transparent.
 
-    ``radius_nm``, ``sigma_nm``: mean and standard deviation of the Gaussian radius distribution;
+    ``radius_nm``, ``sigma_nm``, ``skewness``: mean, standard deviation and skewness of the
+    radius distribution (skewness 0: the Gaussian of S2.3);
     ``concentration_molar``: nanocrystal concentration; ``cd_initial_molar``: initial Cd
     precursor concentration; ``lattice_nm``: cubic lattice parameter a.
     """
@@ -47,8 +60,39 @@ def yield_fraction(radius_nm, sigma_nm, concentration_molar, cd_initial_molar,
         raise ValueError(f"cd_initial_molar must be > 0, got {cd_initial_molar!r}")
     if not lattice_nm > 0:
         raise ValueError(f"lattice_nm must be > 0, got {lattice_nm!r}")
-    cd_per_crystal = CD_PER_UNIT_CELL * mean_sphere_volume_nm3(radius_nm, sigma_nm) / lattice_nm**3
+    cd_per_crystal = CD_PER_UNIT_CELL * mean_sphere_volume_nm3(radius_nm, sigma_nm, skewness) / lattice_nm**3
     return np.asarray(concentration_molar, dtype=float) * cd_per_crystal / cd_initial_molar
+
+
+def cd_after_second_injection(cd_initial_molar, cd_second_molar, cd_syringe_b_molar):
+    """Cd (mol/L) in the flask after a second injection: c_Cd,0 of S2.6 for the frames after it.
+
+    Piston A's Cd diluted by B's volume plus B's Cd: c₀·(1 − c₂/c_B) + c₂, with c₀ = Cd after A
+    (in the volume after A), c₂ = Cd added by B (in the volume after both), c_B = Cd in
+    syringe B, so that c₂/c_B = V_B/V_after both.
+    """
+    if not cd_syringe_b_molar >= cd_second_molar > 0:
+        raise ValueError(f"need cd_syringe_b_molar >= cd_second_molar > 0, got "
+                         f"{cd_syringe_b_molar!r} and {cd_second_molar!r}")
+    return cd_initial_molar * (1.0 - cd_second_molar / cd_syringe_b_molar) + cd_second_molar
+
+
+def yield_fraction_err(radius_nm, radius_err_nm, sigma_nm, sigma_err_nm, concentration_molar,
+                       concentration_err_molar, cd_initial_molar, lattice_nm=CDSE_LATTICE_NM):
+    """Standard error of ``yield_fraction`` (S2.5, S2.6), the three errors taken independent.
+
+    Y ∝ c·(R³ + 3Rσ²): δY/Y = √[(δc/c)² + ((3R² + 3σ²)δR/v)² + (6Rσ·δσ/v)²], v = R³ + 3Rσ².
+    The fit's R and c are anticorrelated, so this is an upper bound (used as relative weights).
+    """
+    r, s, c = (np.asarray(a, dtype=float) for a in (radius_nm, sigma_nm, concentration_molar))
+    dr, ds, dc = (np.asarray(a, dtype=float) for a in (radius_err_nm, sigma_err_nm,
+                                                        concentration_err_molar))
+    ds = np.where(np.isfinite(ds), ds, 0.0)  # σ held at its lower bound: no error of its own
+    v = r**3 + 3.0 * r * s**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = np.sqrt((dc / c) ** 2 + ((3 * r**2 + 3 * s**2) * dr / v) ** 2
+                           + (6 * r * s * ds / v) ** 2)
+    return np.abs(yield_fraction(r, s, c, cd_initial_molar, lattice_nm)) * relative
 
 
 def buildup_fraction(time_s, rate_per_s, delay_s=0.0):
@@ -78,7 +122,11 @@ def second_order_fraction(time_s, k2_l_per_mol_s, beta, cd_initial_molar, delay_
 
 @dataclass(frozen=True)
 class CurveFit:
-    """Fitted parameters of a kinetic law with standard errors and covariance (NaN if failed)."""
+    """Fitted parameters of a kinetic law with standard errors and covariance (NaN if failed).
+
+    ``chi2_reduced``: how well the law fits; ``describes_data`` False (with the ``reason``)
+    when it does not (see the module docstring), the covariance then scaled by χ²_red.
+    """
 
     law: str
     names: tuple
@@ -90,6 +138,7 @@ class CurveFit:
     reason: str = ""
     fixed: dict = field(default_factory=dict, compare=False)
     covariance: np.ndarray = field(default=None, compare=False, repr=False)
+    describes_data: bool = True
 
     def __getitem__(self, name):
         """Value of a fitted (or fixed) parameter by name."""
@@ -186,11 +235,21 @@ def _fit(law, names, guess, lower, upper, fixed, time_s, values, errors):
     except (RuntimeError, ValueError) as error:
         return failed(f"optimisation failed: {error}")
     residual = (y - model(t, *values_fit)) / (1.0 if e is None else e)
+    dof = n - len(names)
+    chi2_reduced = float(residual @ residual / dof)
+    reason, describes = "", True
+    if e is not None and chi2_reduced > 1.0:
+        covariance = covariance * chi2_reduced
+        p_value = float(chi2_distribution.sf(chi2_reduced * dof, dof))
+        if p_value < MISFIT_P_VALUE:
+            describes = False
+            reason = (f"{law} does not describe the data: reduced chi2 = {chi2_reduced:.3g} "
+                      f"(p = {p_value:.1g}); its errors are scaled by sqrt(reduced chi2)")
     errors_fit = np.sqrt(np.diag(covariance))
     if not np.all(np.isfinite(errors_fit)):
         return failed("parameters not determined by the data (singular covariance)")
     return CurveFit(law, tuple(names), tuple(map(float, values_fit)), tuple(map(float, errors_fit)),
-                    float(residual @ residual / (n - len(names))), n, True, "", dict(fixed), covariance)
+                    chi2_reduced, n, True, reason, dict(fixed), covariance, describes)
 
 
 def fit_buildup(time_s, values, errors=None, fit_delay=False):
@@ -284,64 +343,3 @@ def time_to_fraction(fit: CurveFit, fraction=0.98):
         down[index] -= step
         gradient[index] = (at(up) - at(down)) / (2.0 * step)
     return float(time), float(math.sqrt(max(gradient @ fit.covariance @ gradient, 0.0)))
-
-
-@dataclass(frozen=True)
-class KineticsSummary:
-    """Kinetics of one synthesis run: both fits, the 98 % times and the nucleation fraction.
-
-    ``nucleation_fraction`` = t_f(concentration)/t_f(yield) (§S.3.2); its error treats the two
-    times as independent.
-    """
-
-    concentration_fit: CurveFit
-    yield_fit: CurveFit
-    fraction: float
-    t_concentration_s: float
-    t_concentration_err_s: float
-    t_yield_s: float
-    t_yield_err_s: float
-    nucleation_fraction: float
-    nucleation_fraction_err: float
-    success: bool
-    reason: str = ""
-
-
-def _last_usable_time(time_s, values) -> float:
-    """Latest time (s) with a finite value; -inf if there is none."""
-    t, _, _ = _clean(time_s, np.broadcast_to(values, np.shape(time_s)), None)
-    return float(t.max()) if t.size else -math.inf
-
-
-def summarize_kinetics(time_s, radius_nm, sigma_nm, concentration_molar, cd_initial_molar, beta,
-                       concentration_err_molar=None, fraction=0.98, fit_delay=False, fit_beta=False,
-                       lattice_nm=CDSE_LATTICE_NM) -> KineticsSummary:
-    """Fit S3.3 to the concentration and S3.2 to the yield (S2.5–S2.6) of a run's frames.
-
-    Per-frame arrays (failed frames as NaN): ``time_s`` since injection, ``radius_nm``,
-    ``sigma_nm``, ``concentration_molar`` and optionally ``concentration_err_molar`` (weights for
-    the concentration fit; the yield fit is unweighted).
-
-    ``success`` is False, with the ``reason``, when a fit failed or when the frames end before
-    a curve reaches ``fraction`` (its time, and so the nucleation fraction, are extrapolated:
-    a run stopped early, or one still far from completion).
-    """
-    yields = yield_fraction(radius_nm, sigma_nm, concentration_molar, cd_initial_molar, lattice_nm)
-    concentration_fit = fit_buildup(time_s, concentration_molar, concentration_err_molar, fit_delay)
-    yield_fit = fit_second_order(time_s, yields, cd_initial_molar, beta, fit_beta=fit_beta, fit_delay=fit_delay)
-    t_c, t_c_err = time_to_fraction(concentration_fit, fraction)
-    t_y, t_y_err = time_to_fraction(yield_fit, fraction)
-    if math.isfinite(t_c) and math.isfinite(t_y) and t_c != 0 and t_y != 0:
-        ratio = t_c / t_y
-        ratio_err = abs(ratio) * math.hypot(t_c_err / t_c, t_y_err / t_y)
-    else:
-        ratio = ratio_err = math.nan
-    reasons = [f"{name} fit: {fit.reason}" for name, fit in
-               (("concentration", concentration_fit), ("yield", yield_fit)) if not fit.success]
-    for name, values, t_f in (("concentration", concentration_molar, t_c), ("yield", yields, t_y)):
-        last_s = _last_usable_time(time_s, values)
-        if math.isfinite(t_f) and t_f > last_s:
-            reasons.append(f"{name}: {fraction:.0%} is reached at {t_f:.4g} s by extrapolation, "
-                           f"after the last usable frame ({last_s:.4g} s)")
-    return KineticsSummary(concentration_fit, yield_fit, fraction, t_c, t_c_err, t_y, t_y_err,
-                           ratio, ratio_err, not reasons, "; ".join(reasons))

@@ -6,11 +6,16 @@ through ``emit(name, doc)`` (e.g. the catalog writer, a :class:`~ncsynth.analysi
 * start: ``raw_uid`` (the raw run), ``analysis`` (the settings, model, fitter version);
 * stream ``fits``: one event per primary frame — ``time_s`` (mid-exposure, s after injection),
   ``frame_time`` (frame start, epoch s), radius / σ / concentration / background with errors,
-  ``yield_fraction`` (S2.6), ``chi2_reduced``, ``success``, ``reason``, ``temperature_c``;
+  ``sigma_upper_nm`` (σ only an upper limit while the pattern does not resolve it, else NaN),
+  ``yield_fraction`` (S2.6), ``chi2_reduced``, ``success``, ``reason``, ``temperature_c``, and
+  the same frame fitted with one skewed population (``skewed_*``, ``skewness``,
+  :mod:`~ncsynth.analysis.skewed`), which the kinetics use;
 * stream ``patterns``: the same frames' background-subtracted I(q) in cm⁻¹ with σ and the
   fitted model (arrays, ``kind`` normal, never hinted);
 * stream ``kinetics``: at the raw run's stop, the flattened
-  :class:`~ncsynth.analysis.kinetics.KineticsSummary` (S3.2, S3.3, t98, nucleation fraction);
+  :class:`~ncsynth.analysis.kinetics.KineticsSummary` (98 % times and nucleation fraction from
+  the data, S3.3 and S3.2 beside them with their χ²_red); after a second injection the yield
+  (S2.6) refers to the Cd of both syringes in the volume after both;
 * stop: the raw run's exit status.
 
 What it reads from the raw run (as written by ``ncsynth.plans.hot_injection``): the start
@@ -51,10 +56,12 @@ import numpy as np
 from event_model import DocumentRouter, RunRouter, compose_run
 
 from ncsynth.analysis.geometry import DetectorGeometry
-from ncsynth.analysis.kinetics import summarize_kinetics, yield_fraction
+from ncsynth.analysis.kinetics import cd_after_second_injection, yield_fraction
+from ncsynth.analysis.nucleation_period import summarize_kinetics
 from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, DEFAULT_Q_RANGE_NM, Pattern, Reducer,
                                         average, calibration_from_beam, subtract)
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
+from ncsynth.analysis.skewed import SkewedFit, fit_skewed
 from ncsynth.queues import wait_drained
 
 logger = logging.getLogger(__name__)
@@ -216,11 +223,17 @@ FIT_KEYS = {
     "radius_err_nm": _number("nm", 4),
     "sigma_nm": _number("nm", 4),
     "sigma_err_nm": _number("nm", 4),
+    "sigma_upper_nm": _number("nm", 4),
     "concentration_molar": _number("mol/L"),
     "concentration_err_molar": _number("mol/L"),
     "background_cm": _number("cm^-1"),
     "yield_fraction": _number("", 4),
     "chi2_reduced": _number("", 3),
+    "skewed_radius_nm": _number("nm", 4),
+    "skewed_sigma_nm": _number("nm", 4),
+    "skewness": _number("", 3),
+    "skewed_concentration_molar": _number("mol/L"),
+    "skewed_chi2_reduced": _number("", 3),
     "success": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [], "source": SOURCE},
     "reason": {"dtype": "string", "shape": [], "source": SOURCE},
     "temperature_c": _number("degC", 2),
@@ -232,10 +245,19 @@ KINETICS_KEYS = {
     "t_concentration_s": _number("s"), "t_concentration_err_s": _number("s"),
     "t_yield_s": _number("s"), "t_yield_err_s": _number("s"),
     "nucleation_fraction": _number(""), "nucleation_fraction_err": _number(""),
+    "concentration_final_molar": _number("mol/L"), "yield_final": _number(""),
     "k_per_s": _number("1/s"), "k_err_per_s": _number("1/s"),
     "n_inf_molar": _number("mol/L"), "n_inf_err_molar": _number("mol/L"),
+    "buildup_chi2_reduced": _number(""),
+    "buildup_describes_data": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [], "source": SOURCE},
     "k2_l_per_mol_s": _number("L/(mol s)"), "k2_err_l_per_mol_s": _number("L/(mol s)"),
     "yield_inf": _number(""), "yield_inf_err": _number(""),
+    "second_order_chi2_reduced": _number(""),
+    "second_order_describes_data": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [],
+                                    "source": SOURCE},
+    "law_t_concentration_s": _number("s"), "law_t_concentration_err_s": _number("s"),
+    "law_t_yield_s": _number("s"), "law_t_yield_err_s": _number("s"),
+    "law_note": {"dtype": "string", "shape": [], "source": SOURCE},
     "n_frames": {"dtype": "integer", "dtype_numpy": "<i8", "shape": [], "source": SOURCE},
     "n_failed": {"dtype": "integer", "dtype_numpy": "<i8", "shape": [], "source": SOURCE},
     "success": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [], "source": SOURCE},
@@ -253,8 +275,10 @@ def _pattern_keys(n_bins: int) -> dict:
 
 
 def flatten_kinetics(summary, n_frames: int, n_failed: int) -> dict:
-    """One ``kinetics`` event's data from a :class:`~ncsynth.analysis.kinetics.KineticsSummary`."""
-    conc, yld = summary.concentration_fit, summary.yield_fit
+    """One ``kinetics`` event's data from a :class:`~ncsynth.analysis.kinetics.KineticsSummary`:
+    the 98 % times from the data (primary), the laws S3.3 (``k``, ``n_inf``, ``buildup_*``) and
+    S3.2 (``k2``, ``yield_inf``, ``second_order_*``) with their χ²_red and 98 % times (``law_*``)."""
+    conc, yld, times = summary.concentration_fit, summary.yield_fit, summary.times
 
     def value(fit, name):
         return float(fit[name]) if fit.success else math.nan
@@ -263,17 +287,25 @@ def flatten_kinetics(summary, n_frames: int, n_failed: int) -> dict:
         return float(fit.error(name)) if fit.success else math.nan
 
     return {
-        "fraction": float(summary.fraction),
-        "t_concentration_s": summary.t_concentration_s, "t_concentration_err_s": summary.t_concentration_err_s,
-        "t_yield_s": summary.t_yield_s, "t_yield_err_s": summary.t_yield_err_s,
-        "nucleation_fraction": summary.nucleation_fraction,
-        "nucleation_fraction_err": summary.nucleation_fraction_err,
+        "fraction": float(times.fraction),
+        "t_concentration_s": times.t_concentration_s, "t_concentration_err_s": times.t_concentration_err_s,
+        "t_yield_s": times.t_yield_s, "t_yield_err_s": times.t_yield_err_s,
+        "nucleation_fraction": times.nucleation_fraction,
+        "nucleation_fraction_err": times.nucleation_fraction_err,
+        "concentration_final_molar": times.concentration_final_molar, "yield_final": times.yield_final,
         "k_per_s": value(conc, "rate_per_s"), "k_err_per_s": error(conc, "rate_per_s"),
         "n_inf_molar": value(conc, "amplitude"), "n_inf_err_molar": error(conc, "amplitude"),
+        "buildup_chi2_reduced": float(conc.chi2_reduced), "buildup_describes_data": bool(conc.describes_data),
         "k2_l_per_mol_s": value(yld, "k2_l_per_mol_s"), "k2_err_l_per_mol_s": error(yld, "k2_l_per_mol_s"),
         "yield_inf": value(yld, "amplitude"), "yield_inf_err": error(yld, "amplitude"),
+        "second_order_chi2_reduced": float(yld.chi2_reduced),
+        "second_order_describes_data": bool(yld.describes_data),
+        "law_t_concentration_s": summary.law_t_concentration_s,
+        "law_t_concentration_err_s": summary.law_t_concentration_err_s,
+        "law_t_yield_s": summary.law_t_yield_s, "law_t_yield_err_s": summary.law_t_yield_err_s,
+        "law_note": summary.law_note,
         "n_frames": int(n_frames), "n_failed": int(n_failed),
-        "success": bool(summary.success), "reason": summary.reason,
+        "success": bool(times.success), "reason": times.reason,
     }
 
 
@@ -296,6 +328,9 @@ class SAXSAnalysis(DocumentRouter):
         self.errors: list[tuple[str, str]] = []
         #: fits (SphereFit) and their frame times, in frame order
         self.fits: list = []
+        #: skewed single-population fits (SkewedFit) of the same frames
+        self.skewed_fits: list = []
+        self._last_skewed = None
         self.times_s: list[float] = []
         self.kinetics: dict | None = None
         self._raw_start: dict | None = None
@@ -316,6 +351,10 @@ class SAXSAnalysis(DocumentRouter):
         self._patterns_descriptor = None
         self._yields: list[float] = []
         self.cd_initial_molar: float | None = self.settings.cd_initial_molar
+        #: Cd in the flask after a second injection (S2.6 with both syringes), None without one
+        self.cd_after_second_molar: float | None = None
+        self._t_second: float | None = None  # piston B's firing (epoch s) in a double injection
+        self._cds: list[float] = []  # c_Cd of S2.6 at each frame
         self.beta: float = self.settings.beta or DEFAULT_BETA
         self.piston = "a"
 
@@ -326,6 +365,14 @@ class SAXSAnalysis(DocumentRouter):
         self.cd_initial_molar = self.settings.cd_initial_molar or recipe.get("cd_initial_molar")
         self.beta = self.settings.beta or (recipe.get("extra") or {}).get("beta") or DEFAULT_BETA
         self.piston = str(doc.get("piston", "A")).lower()
+        if doc.get("second_injection"):
+            syringe_b = (recipe.get("extra") or {}).get("cd_syringe_b_molar") \
+                or recipe.get("cd_precursor_molar")
+            try:
+                self.cd_after_second_molar = cd_after_second_injection(
+                    self.cd_initial_molar, recipe.get("cd_second_molar"), syringe_b)
+            except (TypeError, ValueError) as error:
+                self._error("recipe", f"no yield after the second injection: {error}")
 
     def descriptor(self, doc):
         name = doc.get("name")
@@ -359,6 +406,11 @@ class SAXSAnalysis(DocumentRouter):
             key = next((k for k in doc["data"] if k.endswith(f"_fire_time_{self.piston}")), None)
             if key is not None and math.isfinite(float(doc["data"][key])):
                 self._t0 = float(doc["data"][key])
+            second = (self._raw_start or {}).get("second_injection") or {}
+            key = next((k for k in doc["data"]
+                        if k.endswith(f"_fire_time_{str(second.get('piston', '')).lower()}")), None)
+            if second and key is not None and math.isfinite(float(doc["data"][key])):
+                self._t_second = float(doc["data"][key])
         elif stream == BACKGROUND and doc["descriptor"] in self._image_descriptors:
             try:
                 self._background_patterns.append(self._reduce(doc))
@@ -429,28 +481,42 @@ class SAXSAnalysis(DocumentRouter):
             if self._background is not None:
                 pattern = subtract(pattern, self._background)
             fit = fit_pattern(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, guess=self._last_good)
+            skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
+                                guess=self._last_skewed)
         except Exception as error:
             fit = SphereFit.failed(f"analysis error: {type(error).__name__}: {error}")
+            skewed = SkewedFit.failed(fit.reason)
             self._error("frame", f"frame {doc.get('seq_num')}: {error}")
         if fit.success:
             self._last_good = fit
-        yld = (float(yield_fraction(fit.radius_nm, fit.sigma_nm, fit.concentration_molar, self.cd_initial_molar))
-               if self.cd_initial_molar else math.nan)
+        if skewed.success:
+            self._last_skewed = skewed
+        self.skewed_fits.append(skewed)
+        after_second = self._t_second is not None and frame_time + 0.5 * exposure > self._t_second
+        cd = (self.cd_after_second_molar if after_second else self.cd_initial_molar) or math.nan
+        yld = float(yield_fraction(fit.radius_nm, fit.sigma_nm, fit.concentration_molar, cd)) \
+            if math.isfinite(cd) else math.nan
         self.fits.append(fit)
         self.times_s.append(time_s)
+        self._cds.append(cd)
         self._yields.append(yld)
-        self._emit_frame(doc, fit, time_s, frame_time, yld, float(temperature), pattern)
+        self._emit_frame(doc, fit, skewed, time_s, frame_time, yld, float(temperature), pattern)
 
-    def _emit_frame(self, raw_event, fit, time_s, frame_time, yld, temperature, pattern):
+    def _emit_frame(self, raw_event, fit, skewed, time_s, frame_time, yld, temperature, pattern):
         if self._bundle is None:
             self._open_derived_run()
         data = {"time_s": time_s, "frame_time": frame_time,
                 "radius_nm": fit.radius_nm, "radius_err_nm": fit.radius_err_nm,
                 "sigma_nm": fit.sigma_nm, "sigma_err_nm": fit.sigma_err_nm,
+                "sigma_upper_nm": fit.sigma_upper_nm,
                 "concentration_molar": fit.concentration_molar,
                 "concentration_err_molar": fit.concentration_err_molar,
                 "background_cm": fit.background_cm, "yield_fraction": yld,
-                "chi2_reduced": fit.chi2_reduced, "success": bool(fit.success), "reason": fit.reason,
+                "chi2_reduced": fit.chi2_reduced, "skewed_radius_nm": skewed.radius_nm,
+                "skewed_sigma_nm": skewed.sigma_nm, "skewness": skewed.skewness,
+                "skewed_concentration_molar": skewed.concentration_molar,
+                "skewed_chi2_reduced": skewed.chi2_reduced,
+                "success": bool(fit.success), "reason": fit.reason,
                 "temperature_c": temperature}
         data = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in data.items()}
         when = raw_event["time"]
@@ -469,7 +535,8 @@ class SAXSAnalysis(DocumentRouter):
         raw = self._raw_start or {}
         n_bins = self._reducer.n_bins if self._reducer else 0
         analysis = {**self.settings.to_metadata(), "model": MODEL, "fitter_version": _fitter_version(),
-                    "n_bins": n_bins, "cd_initial_molar": self.cd_initial_molar, "beta": self.beta,
+                    "n_bins": n_bins, "cd_initial_molar": self.cd_initial_molar,
+                    "cd_after_second_molar": self.cd_after_second_molar, "beta": self.beta,
                     "n_background_frames": len(self._background_patterns),
                     "background_subtracted": bool(self._background_patterns)}
         if self._reducer is not None:
@@ -496,8 +563,12 @@ class SAXSAnalysis(DocumentRouter):
 
         failed = sum(not f.success for f in self.fits)
         summary = summarize_kinetics(np.array(self.times_s, dtype=float), field("radius_nm"), field("sigma_nm"),
-                                     field("concentration_molar"), self.cd_initial_molar or math.nan, self.beta,
-                                     concentration_err_molar=field("concentration_err_molar"))
+                                     field("concentration_molar"), np.array(self._cds, dtype=float),
+                                     self.beta, field("concentration_err_molar"), field("radius_err_nm"),
+                                     field("sigma_err_nm"), skewed=[
+                                         np.array([getattr(f, name) for f in self.skewed_fits], dtype=float)
+                                         for name in ("radius_nm", "sigma_nm", "skewness",
+                                                      "concentration_molar")])
         data = flatten_kinetics(summary, len(self.fits), failed)
         self.kinetics = data
         descriptor = self._bundle.compose_descriptor(name=KINETICS, data_keys=KINETICS_KEYS,

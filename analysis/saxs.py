@@ -42,6 +42,8 @@ RADIUS_MIN_NM = 0.1
 RADIUS_MAX_NM = 60.0
 SIGMA_MIN_NM = 1e-4
 MAX_ITERATIONS = 60
+#: One-sided 95 % normal quantile of the width's upper limit.
+UPPER_LIMIT_Z = 1.645
 #: Stop when every step is below this fraction of the parameter's standard error.
 STEP_TOLERANCE = 1e-4
 
@@ -55,7 +57,11 @@ _SCAN_RADII_PER_DECADE = 28
 class SphereFit:
     """Result of ``fit_pattern``: Gaussian-polydisperse spheres plus constant background.
 
-    Values are NaN when ``success`` is False; ``reason`` then says why.
+    Values are NaN when ``success`` is False; ``reason`` then says why. ``sigma_upper_nm``: when
+    the pattern does not resolve the width (σ at its lower bound, or its error larger than σ,
+    as in the first seconds of a synthesis), σ is only an upper limit: this one-sided 95 %
+    limit, from the error of σ² (what the pattern sees); NaN when σ is measured. At the bound
+    ``sigma_err_nm`` is NaN and the other errors hold σ there.
     """
 
     radius_nm: float
@@ -70,6 +76,7 @@ class SphereFit:
     n_points: int
     success: bool
     reason: str = ""
+    sigma_upper_nm: float = math.nan
 
     def model(self, q_nm):
         """Fitted I(q) in cm⁻¹ (S2.1 + S2.3 + background) at ``q_nm`` (nm⁻¹)."""
@@ -292,8 +299,16 @@ def fit_pattern(q_nm, intensity_cm, sigma_cm, guess=None, q_range_nm=None) -> Sp
     if theta[0] <= _LOG_LOWER[0] or theta[0] >= _LOG_UPPER[0]:
         return SphereFit.failed(f"radius ran to the bound {radius:.3g} nm", n)
     errors = _standard_errors(context.kernel, projection.inv_sigma, radius, sigma, c)
+    upper = math.nan
+    if theta[1] <= _LOG_LOWER[1] + 1e-6 or not errors[1] < sigma:
+        # σ² is what the pattern sees (⟨V²F²⟩ moves with σ², not σ): one-sided 95 % limit
+        upper = math.sqrt(sigma**2 + UPPER_LIMIT_Z * 2.0 * sigma * errors[1])
+    if theta[1] <= _LOG_LOWER[1] + 1e-6:  # at its bound: R, c, b errors with σ held there
+        errors = _standard_errors(context.kernel, projection.inv_sigma, radius, sigma, c,
+                                  sigma_fixed=True)
     return SphereFit(float(radius), float(sigma), float(c), float(b), *errors,
-                     chi2_reduced=float(cost / dof), n_points=n, success=True)
+                     chi2_reduced=float(cost / dof), n_points=n, success=True,
+                     sigma_upper_nm=float(upper))
 
 
 def _best_of(*states):
@@ -301,8 +316,9 @@ def _best_of(*states):
     return min(finite, key=lambda state: state[1]) if finite else None
 
 
-def _standard_errors(kernel, inv_sigma, radius, sigma, concentration):
-    """Standard errors of (R0, σ, c, b) from (JᵀWJ)⁻¹ of the full 4-parameter model."""
+def _standard_errors(kernel, inv_sigma, radius, sigma, concentration, sigma_fixed=False):
+    """Standard errors of (R0, σ, c, b) from (JᵀWJ)⁻¹ of the full 4-parameter model; with
+    ``sigma_fixed`` of (R0, c, b) from the 3-parameter model, σ's error then NaN."""
     model = kernel.evaluate(radius, sigma)
     jac = np.empty((4, inv_sigma.size))
     jac[0] = concentration * model[1]
@@ -310,13 +326,22 @@ def _standard_errors(kernel, inv_sigma, radius, sigma, concentration):
     jac[2] = model[0]
     jac[3] = 1.0
     jac *= inv_sigma
+    if sigma_fixed:
+        errors = _standard_errors_of(jac[[0, 2, 3]])
+        return errors[0], math.nan, errors[1], errors[2]
+    return _standard_errors_of(jac)
+
+
+def _standard_errors_of(jac):
+    """Square roots of the diagonal of (JᵀWJ)⁻¹ for the weighted Jacobian rows ``jac``."""
+    count = jac.shape[0]
     norms = np.sqrt(np.einsum("ij,ij->i", jac, jac))
     if not np.all(norms > 0):
-        return (math.inf,) * 4  # a parameter the pattern does not constrain at all
+        return (math.inf,) * count  # a parameter the pattern does not constrain at all
     scaled = jac / norms[:, None]
     try:
         covariance = np.linalg.inv(scaled @ scaled.T) / np.outer(norms, norms)
         variances = np.diag(covariance)
     except np.linalg.LinAlgError:
-        variances = np.full(4, math.inf)
+        variances = np.full(count, math.inf)
     return tuple(float(math.sqrt(v)) if v >= 0 else math.inf for v in variances)

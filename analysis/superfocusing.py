@@ -1,76 +1,137 @@
 """From the frames after a second injection to the growth exponent n (seed 000 §S.4.3–S.4.4, §S.5).
 
-The chain of §S.5.1: every reduced pattern after piston B is fitted with two Gaussian
-sphere populations (:func:`~ncsynth.analysis.bimodal.fit_bimodal`, warm-started frame to
-frame), giving the radius r₁ of the large (first) set and r₂ of the small (new) set. A pair
-counts when both radii are resolved: the sets do not overlap (|r₁ − r₂| ≥ σ₁ + σ₂) and each
-radius has a finite error below ``MAX_RELATIVE_RADIUS_ERROR``. (The fit's ``separable`` flag
-also rejects strongly correlated concentrations, c₁ against c₂, which do not matter for the
-radii.) While
-the new set still nucleates, fresh nuclei pull its mean radius down and S4.15 does not
-hold; so only frames after its number concentration has levelled off (reached
-``settled_fraction`` of its final value for good, judged on a 7-frame running median) and
-where both sets are resolved enter the fit of
-r₁ⁿ⁺¹ − r₂ⁿ⁺¹ = C (S4.15, :func:`~ncsynth.analysis.growth.fit_growth_exponent`), with the
-radii's standard errors. Times in s after piston A, radii in nm, concentrations in mol/L.
+The chain of §S.5.1, frame by frame after piston B:
+
+1. **Two populations or one skewed one?** Each reduced pattern is fitted with two Gaussian sphere
+   populations (:func:`~ncsynth.analysis.bimodal.fit_bimodal`, 7 parameters, warm-started frame to
+   frame) and with one skewed population (:func:`~ncsynth.analysis.skewed.fit_skewed`, 5
+   parameters): a skewed single population fits two Gaussians better than one Gaussian, so that
+   is the comparison that counts. A frame is *bimodal* when the two sets are resolved (apart by
+   more than the sum of their widths, |r₁ − r₂| ≥ σ₁ + σ₂, each radius with a finite relative
+   error below ``MAX_RELATIVE_RADIUS_ERROR``) and the Bayesian information criterion
+   BIC = χ² + k·ln N prefers them by at least ``MIN_DELTA_BIC`` ("very strong" evidence).
+2. **Onset** of the new set: the first of ``ONSET_FRAMES`` consecutive bimodal frames. None:
+   "no second population after piston B", and no exponent.
+3. **Window where both sets grow.** While the new set still nucleates, fresh nuclei pull its
+   mean radius down and S4.15 does not hold; once it stops growing (the supersaturation is
+   spent, ripening dissolves it) neither does it. On the bimodal frames from the onset, with
+   running medians over ``RUNNING_FRAMES`` frames: the window starts when the new set's number
+   concentration c₂ first reaches ``SETTLED_FRACTION`` of its largest value and ends when its
+   radius r₂ is largest, or earlier where c₂ falls below ``DISSOLVING_FRACTION`` of that value.
+4. **n** from the pairs in the window: r₁ⁿ⁺¹ − r₂ⁿ⁺¹ = C (S4.15,
+   :func:`~ncsynth.analysis.growth.fit_growth_exponent`) with the radii's standard errors and
+   their correlation within a frame (~0.99: the two radii move together in a fit).
+
+Times in s after piston A, radii in nm, concentrations in mol/L.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ncsynth.analysis.bimodal import BimodalFit, fit_bimodal
 from ncsynth.analysis.growth import ExponentFit, fit_growth_exponent
+from ncsynth.analysis.skewed import SkewedFit, fit_skewed
 
 __all__ = ["SecondInjectionAnalysis", "analyze_second_injection"]
 
-#: Fraction of the plateau number concentration of the new set after which it counts as formed
-#: (the plateau is the median over the later half of the resolved frames; single-frame
-#: concentrations scatter by ~10 %, so the threshold sits a few sigma of the 7-frame median below).
-SETTLED_FRACTION = 0.9
-#: A radius with a larger relative standard error does not enter the exponent fit.
+#: A radius with a larger relative standard error does not count as resolved.
 MAX_RELATIVE_RADIUS_ERROR = 0.05
+#: BIC(one skewed population) − BIC(two Gaussian populations) needed to call a frame bimodal.
+MIN_DELTA_BIC = 10.0
+#: Consecutive bimodal frames that mark the new set's onset.
+ONSET_FRAMES = 3
+#: Running-median length (frames) for c₂ and r₂ when choosing the window.
+RUNNING_FRAMES = 7
+#: The new set has formed once its number reaches this fraction of its largest value ...
+SETTLED_FRACTION = 0.95
+#: ... and dissolves (ripening) once it falls below this fraction after it.
+DISSOLVING_FRACTION = 0.9
 
 
 @dataclass(frozen=True)
 class SecondInjectionAnalysis:
-    """Per-frame two-population fits after the second injection and the exponent from them.
+    """Per-frame fits after the second injection, the window and the exponent from them.
 
-    Arrays run over the frames after the injection (``time_s``, s after piston A); ``used``
-    marks the pairs that entered ``exponent``.
+    Arrays run over the frames after the injection (``time_s``, s after piston A). Radii, errors
+    and c₂ are NaN where a frame is not ``bimodal``; ``delta_bic`` = BIC(skewed) − BIC(two);
+    ``used`` marks the pairs that entered ``exponent``. ``onset_s`` (s after piston A) and
+    ``window_s`` (start, end) are NaN when no second population formed.
     """
 
     time_s: np.ndarray
+    second_injection_s: float
     fits: tuple[BimodalFit, ...]
+    skewed_fits: tuple[SkewedFit, ...]
+    delta_bic: np.ndarray
+    bimodal: np.ndarray
     large_radius_nm: np.ndarray
     large_radius_err_nm: np.ndarray
     small_radius_nm: np.ndarray
     small_radius_err_nm: np.ndarray
     small_concentration_molar: np.ndarray
     used: np.ndarray
+    onset_s: float
+    window_s: tuple[float, float]
     exponent: ExponentFit
 
+    @property
+    def second_population(self) -> bool:
+        return math.isfinite(self.onset_s)
+
     def summary(self) -> dict:
-        """JSON-friendly figures: n with its interval and how many pairs gave it."""
+        """JSON-friendly figures: n with its interval, the window and how many pairs gave it."""
         fit = self.exponent
+        after_b = [t - self.second_injection_s for t in self.window_s]
         return {"growth_exponent": fit.n, "growth_exponent_err": fit.n_err,
                 "growth_exponent_interval": [fit.n_lower, fit.n_upper],
                 "growth_exponent_pairs": int(self.used.sum()),
                 "growth_exponent_reason": fit.reason,
-                "bimodal_frames": len(self.fits),
-                "resolved_frames": int(np.isfinite(self.small_radius_nm).sum())}
+                "growth_exponent_window_s": list(self.window_s),
+                "growth_exponent_window_after_b_s": after_b,
+                "second_population": self.second_population,
+                "second_population_onset_after_b_s": self.onset_s - self.second_injection_s,
+                "bimodal_frames": int(self.bimodal.sum()), "frames_after_b": len(self.fits)}
+
+
+def _running_median(values, frames=RUNNING_FRAMES):
+    half = frames // 2
+    return np.array([np.median(values[max(0, k - half):k + half + 1]) for k in range(values.size)])
+
+
+def _delta_bic(two: BimodalFit, skewed: SkewedFit) -> float:
+    """BIC(one skewed population) − BIC(two Gaussian populations) of one frame (NaN if either failed)."""
+    if not (two.success and skewed.success):
+        return math.nan
+    ln_n = math.log(two.n_points)
+    chi2_two = two.chi2_reduced * (two.n_points - 7)
+    return (skewed.chi2 + 5 * ln_n) - (chi2_two + 7 * ln_n)
+
+
+def _window(candidates, c2, r2):
+    """(first, last) index into the frames of the window where both sets grow (see module)."""
+    smooth_c2 = _running_median(c2[candidates])
+    smooth_r2 = _running_median(r2[candidates])
+    peak = smooth_c2.max()
+    first = int(np.argmax(smooth_c2 >= SETTLED_FRACTION * peak))
+    dissolving = np.flatnonzero((np.arange(candidates.size) > np.argmax(smooth_c2))
+                                & (smooth_c2 < DISSOLVING_FRACTION * peak))
+    last = first + int(np.argmax(smooth_r2[first:]))
+    if dissolving.size:
+        last = min(last, int(dissolving[0]) - 1)
+    return candidates[first], candidates[max(last, first)]
 
 
 def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_injection_s: float, *,
-                             settled_fraction: float = SETTLED_FRACTION,
                              q_range_nm=None) -> SecondInjectionAnalysis:
-    """Fit both populations in every frame after ``second_injection_s`` and n from S4.15.
+    """Fit every frame after ``second_injection_s`` (s after piston A) and n from S4.15 (see module).
 
     ``time_s``: frame times (s after piston A), shape (N,); ``q_nm`` (nm⁻¹): shape (M,) or
     (N, M); ``intensity_cm``, ``sigma_cm`` (cm⁻¹): shape (N, M). Frames are fitted in time
-    order, each warm-started from the previous successful fit.
+    order, each warm-started from the previous successful fits.
     """
     time_s = np.asarray(time_s, dtype=float)
     intensity = np.atleast_2d(np.asarray(intensity_cm, dtype=float))
@@ -82,42 +143,53 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
         raise ValueError(f"time_s (N,), q_nm (M,) or (N, M), intensity_cm and sigma_cm (N, M) "
                          f"must agree; got {time_s.shape}, {q.shape}, {intensity.shape}, "
                          f"{sigma.shape}")
-    if not 0 < settled_fraction <= 1:
-        raise ValueError(f"settled_fraction must be in (0, 1], got {settled_fraction!r}")
     after = np.flatnonzero(time_s > second_injection_s)
     after = after[np.argsort(time_s[after], kind="stable")]
-    fits, guess = [], None
+    fits, skewed_fits, guess, skewed_guess = [], [], None, None
     for i in after:
         fit = fit_bimodal(q[i], intensity[i], sigma[i], guess=guess, q_range_nm=q_range_nm)
+        single = fit.single if fit.single is not None else None
+        skewed = (fit_skewed(q[i], intensity[i], sigma[i], single, guess=skewed_guess,
+                             q_range_nm=q_range_nm)
+                  if single is not None else SkewedFit.failed(fit.reason))
         fits.append(fit)
-        if fit.success:
-            guess = fit
+        skewed_fits.append(skewed)
+        guess = fit if fit.success else guess
+        skewed_guess = skewed if skewed.success else skewed_guess
+    delta_bic = np.array([_delta_bic(f, s) for f, s in zip(fits, skewed_fits)])
+    bimodal = np.array([_resolved(f) for f in fits], dtype=bool) & (delta_bic >= MIN_DELTA_BIC)
 
     def column(name):
-        return np.array([getattr(f, name) if _resolved(f) else np.nan for f in fits])
+        return np.array([getattr(f, name) if b else np.nan for f, b in zip(fits, bimodal)])
 
-    r1, e1 = column("radius1_nm"), column("radius1_err_nm")
-    r2, e2 = column("radius2_nm"), column("radius2_err_nm")
+    r1, e1, r2, e2 = (column(n) for n in ("radius1_nm", "radius1_err_nm", "radius2_nm", "radius2_err_nm"))
     c2 = column("concentration2_molar")
-    used = np.isfinite(r1) & np.isfinite(r2) & (e1 > 0) & (e2 > 0)
-    if used.any():
-        # formed: from the last resolved frame still below the plateau on (a spurious early
-        # "second set" before the real one nucleated must not enter the fit)
-        # (c2 judged by a running median over 7 resolved frames: single noisy frames do not
-        # move the start)
-        resolved = np.flatnonzero(used)
-        final = np.median(c2[resolved[resolved.size // 2:]])  # the plateau: the later half
-        smooth = np.array([np.median(c2[resolved[max(0, k - 3):k + 4]])
-                           for k in range(resolved.size)])
-        forming = resolved[smooth < settled_fraction * final]
-        if forming.size:
-            used[:forming[-1] + 1] = False
+    times = time_s[after]
+    used = np.zeros(after.size, dtype=bool)
+    runs = np.flatnonzero(np.convolve(bimodal, np.ones(ONSET_FRAMES), "valid") == ONSET_FRAMES)
+    if not runs.size:
+        nan = math.nan
+        exponent = ExponentFit.failed(
+            f"no second population after piston B: two populations beat one skewed population "
+            f"(delta BIC >= {MIN_DELTA_BIC:g}) in {int(bimodal.sum())} of {after.size} frames, "
+            f"never {ONSET_FRAMES} in a row")
+        return SecondInjectionAnalysis(times, float(second_injection_s), tuple(fits), tuple(skewed_fits),
+                                       delta_bic, bimodal, r1, e1, r2, e2, c2, used, nan, (nan, nan),
+                                       exponent)
+    onset = int(runs[0])
+    candidates = np.flatnonzero(bimodal & (np.arange(after.size) >= onset))
+    first, last = _window(candidates, c2, r2)
+    used[first:last + 1] = bimodal[first:last + 1]
     if used.sum() >= 3:
-        exponent = fit_growth_exponent(r1[used], r2[used], e1[used], e2[used])
+        rho = np.array([f.radius_correlation for f in fits])
+        exponent = fit_growth_exponent(r1[used], r2[used], e1[used], e2[used],
+                                       radius_correlation=rho[used])
     else:
-        exponent = ExponentFit.failed(f"only {int(used.sum())} separable frames after the new set "
-                                      f"formed, need at least 3", int(used.sum()))
-    return SecondInjectionAnalysis(time_s[after], tuple(fits), r1, e1, r2, e2, c2, used, exponent)
+        exponent = ExponentFit.failed(f"only {int(used.sum())} pairs in the window where both sets "
+                                      f"grow, need at least 3", int(used.sum()))
+    return SecondInjectionAnalysis(times, float(second_injection_s), tuple(fits), tuple(skewed_fits),
+                                   delta_bic, bimodal, r1, e1, r2, e2, c2, used, float(times[onset]),
+                                   (float(times[first]), float(times[last])), exponent)
 
 
 def _resolved(fit: BimodalFit) -> bool:
@@ -128,4 +200,4 @@ def _resolved(fit: BimodalFit) -> bool:
     precise = all(np.isfinite(e) and 0 < e <= MAX_RELATIVE_RADIUS_ERROR * r
                   for r, e in ((fit.radius1_nm, fit.radius1_err_nm),
                                (fit.radius2_nm, fit.radius2_err_nm)))
-    return bool(apart and precise)
+    return bool(apart and precise and fit.concentration1_molar > 0 and fit.concentration2_molar > 0)

@@ -6,8 +6,9 @@ import pytest
 from scipy.integrate import quad
 
 from ncsynth.analysis.kinetics import (
-    CDSE_LATTICE_NM, buildup_fraction, fit_buildup, fit_second_order, second_order_fraction,
-    summarize_kinetics, time_to_fraction, yield_fraction)
+    CDSE_LATTICE_NM, buildup_fraction, cd_after_second_injection, fit_buildup, fit_second_order,
+    second_order_fraction, time_to_fraction, yield_fraction)
+from ncsynth.analysis.nucleation_period import summarize_kinetics, time_to_fraction_of_final
 
 TIME_S = np.linspace(0.0, 3000.0, 150)
 CD0 = 0.2e-3 / 12e-3  # 0.2 mmol Cd in 12 mL (seed 000 §S.3.1)
@@ -95,45 +96,88 @@ def test_too_few_points_or_no_signal_are_flagged(values):
         assert all(math.isnan(time) for time in time_to_fraction(fit))
 
 
-def test_summary_of_a_synthetic_run():
+def _frames(time_s, concentration, yields, relative_width=0.1):
+    """Radius and width that give ``yields`` with ``concentration`` (S2.5–S2.6)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_volume = yields * CD0 * CDSE_LATTICE_NM**3 / (4 * concentration)
+        radius = np.cbrt(mean_volume * 3 / (4 * math.pi) / (1 + 3 * relative_width**2))
+    return radius, relative_width * radius
+
+
+def test_summary_of_a_synthetic_run_where_the_laws_hold():
     rng = np.random.default_rng(4)
     rate, k2, beta, final_yield = 0.01, 0.14, 2.5, 0.8
     concentration = 2.4e-5 * buildup_fraction(TIME_S, rate)
     yields = final_yield * second_order_fraction(TIME_S, k2, beta, CD0)
-    relative_width = 0.1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_volume = yields * CD0 * CDSE_LATTICE_NM**3 / (4 * concentration)
-        radius = np.cbrt(mean_volume * 3 / (4 * math.pi) / (1 + 3 * relative_width**2))
-    concentration_noisy = concentration * (1 + rng.normal(0, 0.01, TIME_S.size))
+    radius, sigma = _frames(TIME_S, concentration, yields)
+    concentration_err = 0.002 * concentration
+    concentration_noisy = concentration + rng.normal(0, 1, TIME_S.size) * concentration_err
     radius[0] = np.nan  # the t = 0 frame has no particles: a failed fit
     radius[[30, 77]] = np.nan
-    summary = summarize_kinetics(TIME_S, radius, relative_width * radius, concentration_noisy, CD0, beta)
-    assert summary.success, summary.reason
+    summary = summarize_kinetics(TIME_S, radius, sigma, concentration_noisy, CD0, beta,
+                                 concentration_err, 1e-4 * radius, 1e-4 * sigma)
+    times = summary.times
+    assert times.success, times.reason
+    t98_concentration = math.log(50) / rate
     t98_yield = -math.log(0.02 * beta / (beta - 0.98)) / (k2 * (beta - 1) * CD0)
-    assert summary.t_concentration_s == pytest.approx(math.log(50) / rate, rel=0.02)
-    assert summary.t_yield_s == pytest.approx(t98_yield, rel=0.02)
-    assert summary.nucleation_fraction == pytest.approx(math.log(50) / rate / t98_yield, rel=0.03)
-    assert 0 < summary.nucleation_fraction_err < 0.05 * summary.nucleation_fraction
+    # the laws reach 98 % of their asymptotes there ...
+    assert summary.law_t_concentration_s == pytest.approx(t98_concentration, rel=0.02)
+    assert summary.law_t_yield_s == pytest.approx(t98_yield, rel=0.02)
+    # ... the data 98 % of their value at the last frame, a little earlier for the yield
+    fine = np.linspace(0.0, TIME_S[-1], 30001)
+    truth_c = time_to_fraction_of_final(fine, buildup_fraction(fine, rate))
+    truth_y = time_to_fraction_of_final(fine, second_order_fraction(fine, k2, beta, CD0))
+    assert abs(times.t_concentration_s - truth_c) < 3 * times.t_concentration_err_s
+    assert abs(times.t_yield_s - truth_y) < 3 * times.t_yield_err_s < 0.1 * truth_y
+    ratio = truth_c / truth_y
+    assert abs(times.nucleation_fraction - ratio) < 3 * times.nucleation_fraction_err < 0.1 * ratio
+    assert 0 < times.nucleation_fraction_err < 0.05 * times.nucleation_fraction
+    # the law describes these data: chi2_red ~ 1, nothing flagged
+    assert summary.concentration_fit.describes_data and summary.concentration_fit.chi2_reduced < 1.5
+    assert summary.law_note == ""
+
+
+def test_a_law_that_misfits_is_flagged_and_its_errors_scaled():
+    """An S-shaped build-up (a delayed logistic) is not S3.3: chi2_red >> 1, covariance scaled."""
+    rng = np.random.default_rng(5)
+    concentration = 2.4e-5 / (1 + np.exp(-(TIME_S - 200.0) / 40.0))
+    error = 0.002 * 2.4e-5
+    noisy = concentration + rng.normal(0, error, TIME_S.size)
+    weighted = fit_buildup(TIME_S, noisy, np.full(TIME_S.size, error))
+    assert weighted.success and weighted.chi2_reduced > 100 and not weighted.describes_data
+    assert "S3.3 does not describe the data" in weighted.reason
+    unscaled = np.sqrt(np.diag(weighted.covariance / weighted.chi2_reduced))
+    assert weighted.error("rate_per_s") == pytest.approx(unscaled[1] * math.sqrt(weighted.chi2_reduced))
 
 
 def test_summary_with_no_data_is_flagged_not_raised():
     nan = np.full(TIME_S.size, np.nan)
-    summary = summarize_kinetics(TIME_S, nan, nan, nan, CD0, 2.5)
-    assert not summary.success and "concentration fit" in summary.reason and "yield fit" in summary.reason
-    assert math.isnan(summary.nucleation_fraction)
+    summary = summarize_kinetics(TIME_S, nan, nan, nan, CD0, 2.5, nan, nan, nan)
+    assert not summary.times.success and "usable frames" in summary.times.reason
+    assert not summary.concentration_fit.success and not summary.yield_fit.success
+    assert math.isnan(summary.times.nucleation_fraction)
 
 
-def test_a_run_that_ends_before_the_plateau_is_flagged_as_extrapolated():
+def test_a_run_that_ends_before_the_plateau_is_flagged():
     rate, k2, beta = 0.01, 0.14, 2.5
-    early = TIME_S[TIME_S < 150.0]  # the frames stop at half of t98 of the concentration
+    early = np.linspace(2.0, 150.0, 75)  # the frames stop at half of t98 of the concentration
     concentration = 2.4e-5 * buildup_fraction(early, rate)
-    yields = 0.8 * second_order_fraction(early, k2, beta, CD0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        radius = np.cbrt(yields * CD0 * CDSE_LATTICE_NM**3 / (4 * concentration) * 3
-                         / (4 * math.pi) / 1.03)
-    summary = summarize_kinetics(early, radius, 0.1 * radius, concentration, CD0, beta)
-    assert summary.concentration_fit.success and summary.yield_fit.success
-    assert summary.t_concentration_s > early[-1] and summary.t_yield_s > early[-1]
-    assert not summary.success
-    assert "concentration: 98% is reached at" in summary.reason
-    assert "yield: 98% is reached at" in summary.reason and "after the last usable frame" in summary.reason
+    radius, sigma = _frames(early, concentration, 0.8 * second_order_fraction(early, k2, beta, CD0))
+    summary = summarize_kinetics(early, radius, sigma, concentration, CD0, beta,
+                                 0.01 * concentration, 1e-3 * radius, 1e-3 * sigma)
+    assert not summary.times.success
+    assert "concentration: 98% of its last value" in summary.times.reason
+    assert "not settled before the run ended" in summary.times.reason
+    assert summary.law_t_concentration_s > early[-1] and summary.law_t_yield_s > early[-1]
+    assert "after the last usable frame" in summary.law_note
+
+
+def test_yield_after_a_second_injection_counts_the_cadmium_of_both_syringes():
+    """S2.6 after piston B: A's Cd diluted by B's volume plus B's Cd (dry-run flask volumes)."""
+    flask_ml, a_ml, b_ml, syringe_molar = 11.5, 4.5, 4.5, 0.1
+    after_a = syringe_molar * a_ml / (flask_ml + a_ml)
+    added_by_b = syringe_molar * b_ml / (flask_ml + a_ml + b_ml)
+    total = cd_after_second_injection(after_a, added_by_b, syringe_molar)
+    assert total == pytest.approx(syringe_molar * (a_ml + b_ml) / (flask_ml + a_ml + b_ml))
+    with pytest.raises(ValueError):
+        cd_after_second_injection(after_a, 0.2, 0.1)  # B cannot add more Cd than it holds

@@ -170,10 +170,13 @@ def test_live_fits_find_the_worlds_distribution(acquired):
         assert fit["yield_fraction"] == pytest.approx(float(yield_fraction(
             fit["radius_nm"], fit["sigma_nm"], fit["concentration_molar"], CD_INITIAL_MOLAR)), rel=1e-12)
     (kinetics,) = stream_data(acquired["derived"], "kinetics")
-    assert kinetics["success"] and kinetics["n_frames"] == len(OFFSETS_S) and kinetics["n_failed"] == 0
+    assert kinetics["n_frames"] == len(OFFSETS_S) and kinetics["n_failed"] == 0
+    # eight frames are too few for 98 % times from the data; the law S3.3 holds here and says so
+    assert not kinetics["success"] and "usable frames" in kinetics["reason"]
+    assert kinetics["buildup_describes_data"] and kinetics["buildup_chi2_reduced"] < 3.0
     assert abs(kinetics["k_per_s"] - RATE_PER_S) < 3 * kinetics["k_err_per_s"]
     assert abs(kinetics["n_inf_molar"] - C_INF_MOLAR) < 3 * kinetics["n_inf_err_molar"]
-    assert kinetics["t_concentration_s"] == pytest.approx(math.log(50) / RATE_PER_S, rel=0.01)
+    assert kinetics["law_t_concentration_s"] == pytest.approx(math.log(50) / RATE_PER_S, rel=0.01)
     summary = acquired["live"].summary()
     assert summary["final_radius_nm"] == fits[-1]["radius_nm"]
     assert summary["analysis_dropped_events"] == 0 and summary["analysis_errors"] == 0

@@ -15,6 +15,7 @@ from ophyd.sim import det
 from scipy import constants
 
 import ncsynth
+from ncsynth.analysis.live import FIT_KEYS
 from ncsynth.analysis.nexus import hold_at, write_fits_nexus
 from ncsynth.config import load_config
 from ncsynth.dryrun import dry_run
@@ -200,10 +201,8 @@ def test_an_unknown_format_is_refused(catalog_runs, tmp_path):
 
 # -- the writer on its own ---------------------------------------------------------------------
 def _small_run(n_frames=3, n_q=4):
-    fits = {name: np.linspace(1.0, 2.0, n_frames) for name in
-            ("time_s", "frame_time", "radius_nm", "radius_err_nm", "sigma_nm", "sigma_err_nm",
-             "concentration_molar", "concentration_err_molar", "background_cm", "yield_fraction",
-             "chi2_reduced", "temperature_c")}
+    fits = {name: np.linspace(1.0, 2.0, n_frames) for name, info in FIT_KEYS.items()
+            if info["dtype"] == "number"}
     fits.update(success=np.ones(n_frames, bool), reason=np.array([""] * n_frames))
     q = np.tile(np.linspace(0.1, 5.0, n_q), (n_frames, 1))
     patterns = {"time_s": fits["time_s"].copy(), "q_nm": q, "intensity_cm": np.ones_like(q),

@@ -7,13 +7,17 @@ SUMMARY = {
     "final_radius_nm": 1.7372657795246529, "concentration_molar": 7.08242411095539e-05,
     "yield_fraction": 0.9948944924776049, "frames_analysed": 575, "frames_without_fit": 16,
     "analysis_errors": 0, "analysis_dropped_events": 0, "analysis_worker_errors": 0,
-    "kinetics": {"fraction": 0.98, "t_concentration_s": 228.8595158419024,
-                 "t_concentration_err_s": 0.1333978657560374, "t_yield_s": 1027.9353411515342,
-                 "t_yield_err_s": 16.52803586524134, "nucleation_fraction": 0.2226399917192504,
-                 "nucleation_fraction_err": 0.0035821503111895733, "success": True, "reason": ""},
+    "kinetics": {"fraction": 0.98, "t_concentration_s": 125.28, "t_concentration_err_s": 5.46,
+                 "t_yield_s": 828.4, "t_yield_err_s": 8.0, "nucleation_fraction": 0.1512,
+                 "nucleation_fraction_err": 0.0082, "success": True, "reason": "",
+                 "buildup_chi2_reduced": 689.5, "buildup_describes_data": False,
+                 "second_order_chi2_reduced": 2066.7, "second_order_describes_data": False,
+                 "law_t_concentration_s": 228.86, "law_t_concentration_err_s": 3.5,
+                 "law_t_yield_s": 873.7, "law_t_yield_err_s": 8.19, "law_note": "..."},
     "figures": ["/data/figures/8e2b658f.png"],
     "simulator_truth": {"mean_radius_nm": 1.7308, "concentration_molar": 7.146669042818264e-05,
-                        "yield_fraction": 1.0},
+                        "yield_fraction": 1.0, "t_concentration_s": 130.28, "t_yield_s": 829.34,
+                        "nucleation_fraction": 0.15709},
     "data_dir": "/data", "wall_s": 43.21, "a_new_key": [1, 2],
 }
 
@@ -29,8 +33,12 @@ def test_the_summary_reads_as_measured_values_beside_the_simulated_truth():
     assert rows["radius"] == "1.737 nm   (simulated flask: 1.731 nm)"
     assert rows["concentration"].startswith("7.082e-05 mol/L")
     # values rounded to their errors' first significant digits
-    assert rows["kinetics"] == ("98% of the concentration at 228.86 ± 0.13 s, of the yield at "
-                                "1028 ± 17 s; nucleation fraction 0.2226 ± 0.0036")
+    # the 98 % times from the data beside the flask's; the paper's laws with how well they fit
+    assert rows["kinetics"] == ("98% of the concentration at 125.3 ± 5.5 s (flask 130.3 s), of the "
+                                "yield at 828.4 ± 8.0 s (flask 829.3 s); nucleation fraction "
+                                "0.1512 ± 0.0082 (flask 0.1571)")
+    assert rows["laws"] == ("S3.3 reduced chi2 689.5 (does not describe the data), 98% at 228.9 ± 3.5 s; "
+                            "S3.2 reduced chi2 2067 (does not describe the data), 98% at 873.7 ± 8.2 s")
     assert rows["analysis"] == "575 frames, 16 without a fit, 0 errors, 0 dropped"
     assert rows["figure"] == "/data/figures/8e2b658f.png"
     assert rows["a_new_key"] == "[1, 2]"  # nothing the summary holds is hidden

@@ -16,6 +16,7 @@ from bluesky.utils import RequestAbort, RunEngineInterrupted
 
 from ncsynth import timebase
 from ncsynth.config import data_dir
+from ncsynth.flask_truth import FlaskRecorder, firing_times, record_truth
 from ncsynth.instruments import connect
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
 from ncsynth.plans.safety import DeviceFailure
@@ -67,6 +68,8 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
         plan_kwargs["delay_s"] = float(second_injection["delay_s"])
         recipe_kwargs.setdefault("syringe_b", _syringe_contents(charge_b))
         recipe_kwargs.setdefault("cd_second_molar", _added_by_b(charge_b, beamline_options))
+        # the analysis needs syringe B's Cd for the yield after both injections (S2.6)
+        recipe_kwargs.setdefault("extra", {}).setdefault("cd_syringe_b_molar", charge_b.cd_molar)
     elif plan_kwargs.get("piston") == "B":  # one injection, from the second syringe
         charge_b = beamline_options.setdefault("charge_b", SyringeCharge())
         if charge_b is not None:
@@ -74,8 +77,8 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
     options = BeamlineOptions(speed=speed or None, seed=seed, **beamline_options)
     root = data_dir(config)
     with open_catalog(root) as catalog:
-        summary = _dry_run(catalog, root, config, options, analysis, progress, plan,
-                           plan_kwargs, recipe_kwargs)
+        summary, trace = _dry_run(catalog, root, config, options, analysis, progress, plan,
+                                  plan_kwargs, recipe_kwargs)
         if second_injection and analysis and summary.get("uid"):
             try:
                 summary.update(second_injection_summary(
@@ -83,6 +86,10 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
                     root / "figures" / f"superfocusing_{summary['uid'][:8]}.png"))
             except RunError as exc:  # e.g. no frame could be fitted: say so, keep the run
                 summary["growth_exponent_reason"] = str(exc)
+        if trace is not None and summary.get("uid"):
+            summary["simulator_truth"].update(record_truth(
+                trace, _start_document(catalog, summary["uid"]), summary["frames"],
+                summary.get("growth_exponent_window_s"), root / "truth" / f"{summary['uid']}.json"))
     summary["wall_s"] = round(time.perf_counter() - wall0, 2)
     return summary
 
@@ -103,6 +110,7 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
              recipe_kwargs) -> dict:
     recovered = catalog.recover()  # runs a killed process left behind, completed honestly
     with SimulatedBeamline(options=options) as sim, timebase.use_clock(sim.clock):
+        recorder = sim.world.add("truth_recorder", FlaskRecorder())  # after the reaction
         devices = connect(config, urls=sim.urls)
         if "cd_initial_molar" not in recipe_kwargs:  # what the simulated syringe gives
             recipe_kwargs["cd_initial_molar"] = round(sim.cd_initial_molar(
@@ -143,6 +151,8 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
             writer.close()
             devices.close()
         truth = _simulator_truth(sim)
+        firings = firing_times(sim.world.injector)
+        trace = recorder.trace(*firings[:2]) if firings else None
     uid = run_uids[0] if run_uids else None
     stop = _stop_document(catalog, uid)
     summary = {"uid": uid,
@@ -160,7 +170,7 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
     if recovered:
         summary["recovered_runs"] = [r._asdict() for r in recovered]
     summary["data_dir"] = str(root)
-    return summary
+    return summary, trace
 
 
 def _run_to_the_end(RE, protocol) -> tuple[str | None, str | None]:
@@ -198,6 +208,14 @@ def _stop_document(catalog, uid) -> dict:
     try:
         return catalog[uid].metadata.get("stop") or {}
     except KeyError:  # the catalog did not take the run (its journal keeps it)
+        return {}
+
+
+def _start_document(catalog, uid) -> dict:
+    """The run's start document as the catalog holds it; {} if there is none."""
+    try:
+        return catalog[uid].metadata.get("start") or {}
+    except KeyError:
         return {}
 
 

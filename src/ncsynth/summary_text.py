@@ -37,7 +37,9 @@ def format_summary(summary: dict) -> str:
             text += f"   (simulated flask: {_number(truth[truth_key], unit)})"
         rows.append((label, text))
     if summary.get("kinetics"):
-        rows.append(("kinetics", _kinetics(summary["kinetics"])))
+        rows.append(("kinetics", _kinetics(summary["kinetics"], truth)))
+        if "law_note" in summary["kinetics"]:
+            rows.append(("laws", _laws(summary["kinetics"])))
     if "growth_exponent" in summary or "growth_exponent_reason" in summary:
         rows.append(("growth exponent", _growth_exponent(summary)))
     if analysed:
@@ -71,16 +73,36 @@ def _with_error(value, error, unit: str) -> str:
     return f"{value:.{digits}f} ± {error:.{digits}f}{unit}"
 
 
-def _kinetics(kinetics: dict) -> str:
+def _kinetics(kinetics: dict, truth: dict) -> str:
+    """The 98 % times and the nucleation fraction from the data (§S.3), the flask's beside them."""
     if not kinetics.get("success"):
         return f"not determined: {kinetics.get('reason') or 'no fit'}"
     percent = f"{kinetics.get('fraction', 0.98):.0%}"
-    return (f"{percent} of the concentration at "
-            f"{_with_error(kinetics['t_concentration_s'], kinetics['t_concentration_err_s'], ' s')}"
-            f", of the yield at "
-            f"{_with_error(kinetics['t_yield_s'], kinetics['t_yield_err_s'], ' s')}; "
-            f"nucleation fraction "
-            f"{_with_error(kinetics['nucleation_fraction'], kinetics['nucleation_fraction_err'], '')}")
+
+    def item(key, unit):
+        text = _with_error(kinetics[key], kinetics[_error_key(key)], unit)
+        return text + (f" (flask {_number(truth[key], unit)})" if key in truth else "")
+
+    return (f"{percent} of the concentration at {item('t_concentration_s', ' s')}, of the yield at "
+            f"{item('t_yield_s', ' s')}; nucleation fraction {item('nucleation_fraction', '')}")
+
+
+def _error_key(key: str) -> str:
+    """Key of a figure's error: t_yield_s -> t_yield_err_s, nucleation_fraction -> ..._err."""
+    return key[:-2] + "_err_s" if key.endswith("_s") else key + "_err"
+
+
+def _laws(kinetics: dict) -> str:
+    """The paper's laws S3.3 and S3.2: how well they fit and their 98 % times."""
+    parts = []
+    for law, chi2, fits, key in (("S3.3", "buildup_chi2_reduced", "buildup_describes_data",
+                                  "law_t_concentration_s"),
+                                 ("S3.2", "second_order_chi2_reduced", "second_order_describes_data",
+                                  "law_t_yield_s")):
+        verdict = "fits" if kinetics.get(fits) else "does not describe the data"
+        parts.append(f"{law} reduced chi2 {_number(kinetics.get(chi2))} ({verdict}), 98% at "
+                     f"{_with_error(kinetics.get(key), kinetics.get(_error_key(key)), ' s')}")
+    return "; ".join(parts)
 
 
 def _growth_exponent(summary: dict) -> str:
