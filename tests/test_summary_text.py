@@ -62,10 +62,17 @@ def test_undetermined_kinetics_and_a_run_without_analysis_say_so():
 def test_the_growth_exponent_of_a_double_injection_is_shown_with_its_interval():
     double = {**SUMMARY, "growth_exponent": 3.613, "growth_exponent_err": 0.4217,
               "growth_exponent_interval": [2.79, 4.44], "growth_exponent_pairs": 12,
-              "growth_exponent_reason": "", "superfocusing_figure": "/data/figures/sf.png"}
+              "growth_exponent_reason": "", "superfocusing_figure": "/data/figures/sf.png",
+              "growth_exponent_window_s": [395.2, 728.9],
+              "growth_exponent_window_after_b_s": [155.2, 488.9], "second_population": True,
+              "simulator_truth": {**SUMMARY["simulator_truth"], "growth_exponent_effective": 3.49}}
     text = format_summary(double)
-    assert "growth exponent  n = 3.61 ± 0.42 (interval 2.79 to 4.44, 12 pairs)" in text
+    assert ("growth exponent  n = 3.61 ± 0.42 (interval 2.79 to 4.44, 12 pairs, 155 to 489 s after "
+            "piston B) (flask effective 3.49)") in text
     assert "figure  /data/figures/sf.png" in text
+    none = {**SUMMARY, "growth_exponent": float("nan"), "second_population": False,
+            "growth_exponent_reason": "no second population after piston B: ..."}
+    assert _rows(format_summary(none))["growth"] == "exponent  no second population after piston B"
     unresolved = {**SUMMARY, "growth_exponent_reason": "no frame could be fitted"}
     assert "growth exponent  not determined: no frame could be fitted" in format_summary(unresolved)
 

@@ -122,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     rpt.add_argument("run")
     rpt.add_argument("-o", "--output", help="PNG to write (default: <data-dir>/reports/...)")
 
+    val = sub.add_parser("validate", help="a dry run's headline numbers against the simulated "
+                                          "flask, with pulls")
+    _add_config_args(val)
+    val.add_argument("run")
+
     ses = sub.add_parser("session", help="IPython at the hutch: RE, catalog, devices, plans")
     _add_config_args(ses)
     ses.add_argument("--sim", action="store_true", help="simulated hardware (real-time clock)")
@@ -185,7 +190,7 @@ def _command(args) -> int:
         return _recover(args)
     if args.command == "flow":
         return _flow_dry_run(args)
-    if args.command in ("replay", "export", "report"):
+    if args.command in ("replay", "export", "report", "validate"):
         return _stored_run(args)
     if args.command == "session":
         from ncsynth.session import start_session
@@ -220,6 +225,10 @@ def _stored_run(args) -> int:
                 suffix = {"csv": "csv", "nexus": "nxs"}[args.format]
                 path = args.output or root / "exports" / f"{args.run}-fits.{suffix}"
                 print(export_fits(catalog, ref, path, format=args.format))
+            elif args.command == "validate":
+                from ncsynth.truth_report import format_validation, validate_run
+
+                print(format_validation(validate_run(catalog, ref, root)))
             else:
                 path = args.output or root / "reports" / f"{args.run}.png"
                 print(report(catalog, ref, path))

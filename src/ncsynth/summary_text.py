@@ -15,7 +15,9 @@ _SHOWN = {"uid", "exit_status", "error", "frames", "wall_s", "final_radius_nm", 
           "frames_without_fit", "analysis_errors", "analysis_dropped_events",
           "analysis_worker_errors", "figures", "superfocusing_figure", "data_dir",
           "recovered_runs", "growth_exponent", "growth_exponent_err", "growth_exponent_interval",
-          "growth_exponent_pairs", "growth_exponent_reason", "bimodal_frames", "resolved_frames"}
+          "growth_exponent_pairs", "growth_exponent_reason", "growth_exponent_window_s",
+          "growth_exponent_window_after_b_s", "second_population",
+          "second_population_onset_after_b_s", "bimodal_frames", "frames_after_b"}
 
 
 def format_summary(summary: dict) -> str:
@@ -41,7 +43,7 @@ def format_summary(summary: dict) -> str:
         if "law_note" in summary["kinetics"]:
             rows.append(("laws", _laws(summary["kinetics"])))
     if "growth_exponent" in summary or "growth_exponent_reason" in summary:
-        rows.append(("growth exponent", _growth_exponent(summary)))
+        rows.append(("growth exponent", _growth_exponent(summary, truth)))
     if analysed:
         rows.append(("analysis", f"{summary['frames_analysed']} frames, "
                                  f"{summary.get('frames_without_fit', 0)} without a fit, "
@@ -105,10 +107,21 @@ def _laws(kinetics: dict) -> str:
     return "; ".join(parts)
 
 
-def _growth_exponent(summary: dict) -> str:
+def _growth_exponent(summary: dict, truth: dict) -> str:
+    """n of S4.15 with its interval, pairs and window (§S.5), the flask's effective n beside it."""
     n = summary.get("growth_exponent")
     if n is None or not math.isfinite(n):
+        if summary.get("second_population") is False:
+            return "no second population after piston B"
         return f"not determined: {summary.get('growth_exponent_reason') or 'no fit'}"
     low, high = summary.get("growth_exponent_interval") or (math.nan, math.nan)
-    return (f"n = {_with_error(n, summary.get('growth_exponent_err'), '')} "
-            f"(interval {low:.2f} to {high:.2f}, {summary.get('growth_exponent_pairs')} pairs)")
+    text = (f"n = {_with_error(n, summary.get('growth_exponent_err'), '')} "
+            f"(interval {low:.2f} to {high:.2f}, {summary.get('growth_exponent_pairs')} pairs")
+    start, end = summary.get("growth_exponent_window_after_b_s") or (None, None)
+    if start is not None:
+        text += f", {start:.0f} to {end:.0f} s after piston B"
+    text += ")"
+    effective = truth.get("growth_exponent_effective")
+    if isinstance(effective, float) and math.isfinite(effective):
+        text += f" (flask effective {effective:.2f})"
+    return text

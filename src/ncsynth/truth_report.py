@@ -1,0 +1,112 @@
+"""``ncsynth validate RUN``: a dry run's measured headline numbers against the simulated truth.
+
+A dry run keeps what the simulated flask really held (:mod:`ncsynth.flask_truth`:
+``<data dir>/truth/<uid>.json``, the headline truth and the truth at every frame's
+mid-exposure). This module sets the run's latest analysis beside it, with pulls
+(measured − true)/error:
+
+* the 98 % times of concentration and yield and the nucleation fraction (§S.3);
+* per-frame pulls of the radius and the concentration (Gaussian fits, S2.1–S2.3, against the
+  flask's number-weighted mean radius and number concentration), mean and spread in the
+  windows 1–5 s, 5–60 s and after 60 s: a spread near 1 says the errors are honest, a mean
+  far from 0 a bias of the model (e.g. a skewed population fitted as a Gaussian);
+* after a second injection, the growth exponent (S4.15) against the effective exponent of
+  the flask's two sets over the same window (§S.5; the analysis is re-run, ~1 min).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ncsynth.runs import RunError, derived_run, raw_run, second_injection_summary
+
+#: Time windows (s after injection) of the per-frame pulls.
+PULL_WINDOWS_S = ((1.0, 5.0), (5.0, 60.0), (60.0, math.inf))
+#: Neighbours whose mean a pull's noise is measured against.
+NEIGHBOURS = 8
+HEADLINE = (("t_concentration_s", "t_concentration_err_s", "98% concentration, s"),
+            ("t_yield_s", "t_yield_err_s", "98% yield, s"),
+            ("nucleation_fraction", "nucleation_fraction_err", "nucleation fraction"))
+
+
+def frame_pulls(time_s, measured, errors, true_time_s, truth, windows=PULL_WINDOWS_S) -> list:
+    """(window, frames, pull mean, pull std, noise std) of ``measured`` ± ``errors`` against
+    ``truth`` (sampled at ``true_time_s``, interpolated to ``time_s``), per time window; frames
+    without a finite value or error are left out. The noise std is that of each pull about the
+    mean of its ``NEIGHBOURS`` neighbours (scaled by 1/√(1 + 1/k)): it leaves out a bias that
+    drifts slowly (the model's), so it alone says whether the errors match the scatter."""
+    t = np.asarray(time_s, dtype=float)
+    true = np.interp(t, np.asarray(true_time_s, dtype=float), np.asarray(truth, dtype=float),
+                     left=math.nan, right=math.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pulls = (np.asarray(measured, dtype=float) - true) / np.asarray(errors, dtype=float)
+    rows = []
+    for low, high in windows:
+        inside = (t >= low) & (t < high) & np.isfinite(pulls)
+        values = pulls[inside]
+        rows.append(((low, high), int(values.size),
+                     float(values.mean()) if values.size else math.nan,
+                     float(values.std()) if values.size > 1 else math.nan,
+                     _noise_std(values)))
+    return rows
+
+
+def _noise_std(pulls):
+    """Std of each pull about the mean of its ``NEIGHBOURS`` nearest neighbours (see above)."""
+    k = NEIGHBOURS
+    if pulls.size <= k:
+        return math.nan
+    start = np.clip(np.arange(pulls.size) - k // 2, 0, pulls.size - k - 1)
+    window = pulls[start[:, None] + np.arange(k + 1)]            # k + 1 values, self included
+    neighbours = (window.sum(axis=1) - pulls) / k
+    return float(np.std(pulls - neighbours) / math.sqrt(1.0 + 1.0 / k))
+
+
+def validate_run(catalog, ref, root) -> dict:
+    """Measured against true for a stored dry run ``ref`` (see the module docstring)."""
+    run = raw_run(catalog, ref)
+    start = run.metadata["start"]
+    path = Path(root) / "truth" / f"{start['uid']}.json"
+    if not path.exists():
+        raise RunError(f"run {start['uid'][:8]} has no simulated truth ({path} missing): only "
+                       f"dry runs record one")
+    truth = json.loads(path.read_text())
+    derived = derived_run(catalog, start["uid"])
+    if derived is None:
+        raise RunError(f"run {start['uid'][:8]} has not been analysed; run `ncsynth replay` first")
+    kinetics = {key: np.asarray(value).ravel()[-1]
+                for key, value in derived["kinetics"].read().items()} if "kinetics" in derived else {}
+    headline = [(label, float(kinetics.get(key, math.nan)), float(kinetics.get(err, math.nan)),
+                 float(truth["headline"].get(key, math.nan))) for key, err, label in HEADLINE]
+    if "second_injection" in start:
+        measured = second_injection_summary(catalog, start["uid"])
+        headline.append(("growth exponent n", measured["growth_exponent"],
+                         measured["growth_exponent_err"],
+                         float(truth["headline"].get("growth_exponent_effective", math.nan))))
+    fits = derived["fits"].read()
+    frames = truth["frames"]
+    pulls = {name: frame_pulls(fits["time_s"], fits[key], fits[err], frames["time_s"], frames[true])
+             for name, key, err, true in (("radius", "radius_nm", "radius_err_nm", "mean_radius_nm"),
+                                          ("concentration", "concentration_molar",
+                                           "concentration_err_molar", "concentration_molar"))}
+    return {"uid": start["uid"], "headline": headline, "frame_pulls": pulls}
+
+
+def format_validation(report: dict) -> str:
+    """:func:`validate_run`'s result as aligned text lines."""
+    lines = [f"run {report['uid']}: measured against the simulated flask",
+             f"{'':22} {'measured':>22} {'flask':>10} {'pull':>6}"]
+    for label, value, error, truth in report["headline"]:
+        pull = (value - truth) / error if error and math.isfinite(error) and error > 0 else math.nan
+        lines.append(f"{label:22} {value:>12.4g} ± {error:<7.2g} {truth:>10.4g} {pull:>6.2f}")
+    lines.append("per-frame pulls in windows of s after injection: frames, mean, std, "
+                 "noise std (about a drifting bias)")
+    for name, rows in report["frame_pulls"].items():
+        cells = [f"{low:g}-{high:g} s: {count} {mean:+.2f} {std:.2f} {noise:.2f}"
+                 for (low, high), count, mean, std, noise in rows]
+        lines.append(f"  {name:14} " + "; ".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""The simulated truth of a dry run (ncsynth.flask_truth) and the validation report's pulls."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ncsynth.analysis.growth import expected_small_radius
+from ncsynth.analysis.nucleation_period import time_to_fraction_of_final
+from ncsynth.flask_truth import (FlaskRecorder, FlaskTrace, effective_growth_exponent,
+                                 headline_truth, split_largest)
+from ncsynth.simulators.beamline_models import FlaskReaction
+from ncsynth.simulators.kinetics import ReactionState
+from ncsynth.simulators.world import SyringeCharge, World
+from ncsynth.truth_report import frame_pulls
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def now(self):
+        return self.t
+
+
+class _Flask:
+    """A flask at a fixed temperature that only counts its volume."""
+
+    temperature_c = 260.0
+
+    def __init__(self):
+        self.volume_ml = 11.5
+
+    def step(self, dt_s, world):
+        pass
+
+    def add_liquid(self, mass_g, temperature_c, volume_ml):
+        self.volume_ml += volume_ml
+
+
+def test_the_recorder_follows_the_reaction_and_splits_the_sets_after_the_second_delivery():
+    clock = _Clock()
+    world = World(clock)
+    world.add("flask", _Flask())
+    world.add("reaction", FlaskReaction(ReactionState()))
+    recorder = world.add("truth_recorder", FlaskRecorder())
+    world.deliver(SyringeCharge())
+    for t_s, deliver in ((240.0, True), (420.0, False)):
+        clock.t = 1000.0 + t_s
+        world.advance()
+        if deliver:
+            world.deliver(SyringeCharge())
+    trace = recorder.trace(1000.0, 1240.0)
+    # the same flask stepped on its own: 4.5 mL of 0.1 mol/L into 11.5 mL, then into 16 mL
+    state = ReactionState()
+    state.add_precursor(0.1 * 4.5 / 16.0)
+    state.step(240.0, 260.0)
+    before_molar = state.concentration_molar
+    state.add_precursor(0.1 * 4.5 / 20.5, dilution=16.0 / 20.5)
+    state.step(180.0, 260.0)
+    assert trace.time_s[-1] == pytest.approx(420.0)
+    assert trace.second_injection_s == pytest.approx(240.0)
+    assert trace.concentration_molar[-1] == pytest.approx(state.concentration_molar, rel=1e-3)
+    assert trace.yield_fraction[-1] == pytest.approx(state.yield_fraction, rel=1e-3)
+    before = trace.time_s <= 240.0  # the last record: right before the delivery
+    assert np.all(np.isnan(trace.large_radius_nm[before]))
+    # after piston B: the old set (its number diluted) and the new one make up the whole
+    large_share = trace.concentration_molar[before][-1] * 16.0 / 20.5
+    assert large_share == pytest.approx(before_molar * 16.0 / 20.5, rel=1e-3)
+    assert trace.small_concentration_molar[-1] == pytest.approx(
+        trace.concentration_molar[-1] - large_share, rel=1e-6)
+    assert trace.small_radius_nm[-1] < trace.large_radius_nm[-1]
+    truth = headline_truth(trace.until(420.0))
+    assert truth["t_yield_s"] == time_to_fraction_of_final(trace.time_s, trace.yield_fraction)
+
+
+def test_split_largest_shares_the_boundary_cell():
+    r1, s1, r2, s2, small = split_largest(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]), 3.0)
+    assert r1 == pytest.approx((2 * 3.0 + 1 * 2.0) / 3) and small == pytest.approx(3.0)
+    assert r2 == pytest.approx((2 * 1.0 + 1 * 2.0) / 3)
+    assert math.isnan(split_largest(np.array([1.0]), np.array([1.0]), 1.0)[2])
+
+
+def test_effective_exponent_of_radii_on_an_exact_power_law_is_its_n():
+    r1 = np.linspace(1.8, 2.2, 40)
+    r2 = expected_small_radius(r1, 1.8, 1.0, 3.0)
+    nan = np.full(r1.size, math.nan)
+    trace = FlaskTrace(np.arange(r1.size, dtype=float), nan, nan, nan, nan, r1, nan, r2, nan, nan)
+    assert effective_growth_exponent(trace, (5.0, 30.0)) == pytest.approx(3.0, abs=1e-4)
+    assert math.isnan(effective_growth_exponent(trace, (5.0, 6.0)))
+
+
+def test_frame_pulls_tell_a_drifting_bias_from_the_noise():
+    rng = np.random.default_rng(2)
+    t = np.geomspace(1.0, 1000.0, 600)
+    truth = np.log(t)
+    errors = np.full(t.size, 0.01)
+    bias = np.where(t > 60.0, 0.05 * np.log(t / 60.0), 0.0)  # a model bias growing slowly
+    measured = truth + bias + errors * rng.normal(size=t.size)
+    rows = frame_pulls(t, measured, errors, t, truth)
+    for (low, high), count, mean, std, noise in rows:
+        assert count > 50
+        assert 0.85 < noise < 1.15
+    assert abs(rows[0][2]) < 0.3 and rows[2][2] > 5 and rows[2][3] > 2
