@@ -85,7 +85,14 @@ def draw_figure(fits, patterns=None, kinetics=None, title: str = "") -> Figure:
     ax_r.set(xscale="log", xlabel="time after injection (s)", ylabel="mean radius R$_0$ (nm)",
              title="(b) radius and size dispersion")
     ax_d = ax_r.twinx()
-    ax_d.plot(t[ok], 100 * sigma[ok] / radius[ok], "s", ms=3, color="C3", gid="dispersion")
+    upper = _column(fits, "sigma_upper_nm") if "sigma_upper_nm" in fits else np.full(t.size, np.nan)
+    limit = ok & np.isfinite(upper)  # the pattern does not resolve σ: only an upper limit
+    ax_d.plot(t[ok & ~limit], 100 * sigma[ok & ~limit] / radius[ok & ~limit], "s", ms=3, color="C3",
+              gid="dispersion")
+    if limit.any():
+        ax_d.plot(t[limit], 100 * upper[limit] / radius[limit], "v", ms=4, color="C3", mfc="none",
+                  gid="dispersion-upper-limit", label="σ$_R$ upper limit (95 %)")
+        ax_d.legend(fontsize="small", loc="upper right")
     ax_d.set_ylabel("σ$_R$/R$_0$ (%)", color="C3")
 
     # (c) concentration
@@ -99,16 +106,28 @@ def draw_figure(fits, patterns=None, kinetics=None, title: str = "") -> Figure:
         if math.isfinite(k) and math.isfinite(n_inf):
             grid = np.geomspace(t[ok].min(), t[ok].max(), 200)
             ax_c.plot(grid, n_inf * buildup_fraction(grid, k), "-", color="k", lw=1, gid="concentration-fit",
-                      label="S3.3 fit")
+                      label=_law_label(kinetics))
         for axis, key in ((ax_c, "t_concentration_s"), (ax_y, "t_yield_s")):
             t98 = float(np.asarray(kinetics[key]).ravel()[-1])
+            error = float(np.asarray(kinetics[key[:-2] + "_err_s"]).ravel()[-1]) \
+                if key[:-2] + "_err_s" in kinetics else math.nan
             if math.isfinite(t98) and t98 > 0:
-                axis.axvline(t98, color="grey", ls="--", lw=1, label=f"t98 = {t98:.3g} s")
+                axis.axvline(t98, color="grey", ls="--", lw=1,
+                             label=f"98 % (data): {t98:.3g} ± {error:.2g} s")
                 axis.legend(fontsize="small")
     ax_c.set(xscale="log", xlabel="time after injection (s)", ylabel="concentration (mol/L)",
              title="(c) nanocrystal concentration")
     ax_y.set(xscale="log", xlabel="time after injection (s)", ylabel="yield", title="(d) reaction yield (S2.6)")
     return figure
+
+
+def _law_label(kinetics) -> str:
+    """Legend of the S3.3 curve: with its reduced χ², and whether it describes the data."""
+    if "buildup_chi2_reduced" not in kinetics:
+        return "S3.3 fit"
+    chi2 = float(np.asarray(kinetics["buildup_chi2_reduced"]).ravel()[-1])
+    fits = bool(np.asarray(kinetics["buildup_describes_data"]).ravel()[-1])
+    return f"S3.3 fit, χ²$_{{red}}$ = {chi2:.3g}" + ("" if fits else " (does not describe the data)")
 
 
 def report_figure(fits, patterns, kinetics, path, title: str = "") -> Path:
