@@ -62,6 +62,7 @@ from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, DEFAULT_Q_RANGE_
                                         average, calibration_from_beam, subtract)
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
 from ncsynth.analysis.skewed import SkewedFit, fit_skewed
+from ncsynth.errors import first_line
 from ncsynth.queues import wait_drained
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,10 @@ def _fitter_version() -> str:
 
 
 # -- frames from files --------------------------------------------------------------------------
+class FrameFileError(OSError):
+    """A frame file that is missing or cannot be read; the message names the file and the cause."""
+
+
 class StreamFrames:
     """Frames referenced by stream_resource/stream_datum documents (mimetype ``application/x-hdf5``).
 
@@ -93,13 +98,17 @@ class StreamFrames:
     0 of the resource's ``dataset``. Files are opened for SWMR reading when first needed (the
     detector may still be appending) and refreshed for a frame beyond what was last seen.
     ``root_map`` maps directories of the uris to where the files are now (files moved since
-    acquisition).
+    acquisition). ``complete=True`` (a stored run: every file closed) opens them without SWMR:
+    HDF5's SWMR reader skips the truncated-file check, retries a metadata read past the end of
+    a truncated file with a doubling back-off (for ever, in practice) and reads data chunks past
+    the end as zeros. Files that are missing or cannot be read raise :class:`FrameFileError`.
     """
 
     MIMETYPE = "application/x-hdf5"
 
-    def __init__(self, root_map: dict | None = None):
+    def __init__(self, root_map: dict | None = None, *, complete: bool = False):
         self.root_map = {Path(old): Path(new) for old, new in (root_map or {}).items()}
+        self.complete = bool(complete)
         self._resources: dict[str, tuple[Path, str, str]] = {}  # uid -> (path, dataset, data key)
         #: (descriptor uid, data key, seq_num) -> (stream_resource uid, index along axis 0)
         self._frames: dict[tuple[str, str, int], tuple[str, int]] = {}
@@ -121,21 +130,37 @@ class StreamFrames:
 
     def frame(self, descriptor: str, data_key: str, seq_num: int) -> np.ndarray:
         """The frame of ``data_key`` in event ``seq_num`` of ``descriptor``; LookupError if no
-        stream_datum references it, OSError if its file does not hold it."""
+        stream_datum references it, :class:`FrameFileError` if its file does not hold it."""
         try:
             uid, index = self._frames[(descriptor, data_key, seq_num)]
         except KeyError:
             raise LookupError(f"no stream_datum references {data_key} of event {seq_num}") from None
         dataset = self._datasets.get(uid)
         if dataset is None:
-            path, name, _ = self._resources[uid]
-            dataset = self._datasets[uid] = h5py.File(path, "r", swmr=True)[name]
-        if index >= dataset.shape[0]:
+            dataset = self._datasets[uid] = self._open(*self._resources[uid][:2])
+        if index >= dataset.shape[0] and not self.complete:
             dataset.refresh()
         if index >= dataset.shape[0]:
-            raise OSError(f"{dataset.file.filename}: frame {index} not written "
-                          f"({dataset.shape[0]} frames in the file)")
-        return dataset[index]
+            raise FrameFileError(f"{dataset.file.filename}: frame {index} not written "
+                                 f"({dataset.shape[0]} frames in the file)")
+        try:
+            return dataset[index]
+        except OSError as err:
+            raise FrameFileError(f"{dataset.file.filename}: frame {index} cannot be read "
+                                 f"({first_line(err)})") from None
+
+    def _open(self, path: Path, name: str) -> h5py.Dataset:
+        try:
+            file = h5py.File(path, "r", swmr=not self.complete)
+        except FileNotFoundError:
+            raise FrameFileError(f"{path}: frame file missing") from None
+        except OSError as err:
+            raise FrameFileError(f"{path}: frame file cannot be read ({first_line(err)})") from None
+        try:
+            return file[name]
+        except KeyError:
+            file.close()
+            raise FrameFileError(f"{path}: no dataset {name!r} in the frame file") from None
 
     def close(self) -> None:
         for dataset in self._datasets.values():
@@ -315,10 +340,13 @@ class SAXSAnalysis(DocumentRouter):
 
     ``emit(name, doc)`` receives the derived run's documents, in order, on the thread that
     feeds this router; ``root_map`` as for :class:`StreamFrames`. See the module docstring for
-    what is read and emitted.
+    what is read and emitted. ``stored=True`` (replay of a stored, complete run): a frame file
+    that is missing or damaged ends the analysis with :class:`FrameFileError` instead of giving
+    failed fits.
     """
 
-    def __init__(self, emit, settings: AnalysisSettings | None = None, root_map: dict | None = None):
+    def __init__(self, emit, settings: AnalysisSettings | None = None, root_map: dict | None = None,
+                 *, stored: bool = False):
         super().__init__()
         if not callable(emit):
             raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
@@ -339,7 +367,8 @@ class SAXSAnalysis(DocumentRouter):
         self._reducer: Reducer | None = None
         self._image_key: str | None = self.settings.image_key
         self._frame_time_key: str | None = None
-        self._frames = StreamFrames(root_map)
+        self._frames = StreamFrames(root_map, complete=stored)
+        self._fatal_errors = (FrameFileError,) if stored else ()  # raised, not a failed fit
         self._image_descriptors: set[str] = set()  # descriptor uids with the image key
         self._temperature_key: str | None = self.settings.temperature_key
         self._background_patterns: list[Pattern] = []
@@ -414,6 +443,8 @@ class SAXSAnalysis(DocumentRouter):
         elif stream == BACKGROUND and doc["descriptor"] in self._image_descriptors:
             try:
                 self._background_patterns.append(self._reduce(doc))
+            except self._fatal_errors:
+                raise
             except Exception as error:  # a bad background frame is skipped, not fatal
                 self._error("background", f"background frame {doc.get('seq_num')} skipped: {error}")
         elif stream == PRIMARY and doc["descriptor"] in self._image_descriptors:
@@ -483,6 +514,8 @@ class SAXSAnalysis(DocumentRouter):
             fit = fit_pattern(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, guess=self._last_good)
             skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
                                 guess=self._last_skewed)
+        except self._fatal_errors:
+            raise
         except Exception as error:
             fit = SphereFit.failed(f"analysis error: {type(error).__name__}: {error}")
             skewed = SkewedFit.failed(fit.reason)
@@ -616,11 +649,11 @@ def _is_derived(start_doc: dict) -> bool:
     return "raw_uid" in start_doc
 
 
-def _factory(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None):
+def _factory(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None, stored: bool):
     def factory(name, start_doc):
         if _is_derived(start_doc):  # never analyse our own output
             return [], []
-        analysis = SAXSAnalysis(emit, settings, root_map)
+        analysis = SAXSAnalysis(emit, settings, root_map, stored=stored)
         if created is not None:
             created.append(analysis)
         return [analysis], []
@@ -642,18 +675,20 @@ def replay(documents, emit, *, root_map: dict | None = None, **settings) -> list
     """Push stored ``(name, doc)`` pairs (in emission order, with their stream_resource/
     stream_datum documents: the collected documents or the run's journal) through a fresh
     router, on this thread; returns the :class:`SAXSAnalysis` of every raw run. Same numbers as
-    live."""
+    live. A frame file that is missing or damaged raises :class:`FrameFileError` (naming it)
+    part-way: ``emit`` has then received part of a derived run, without its stop."""
     analyses: list[SAXSAnalysis] = []
-    router = _router(emit, AnalysisSettings(**settings), analyses, root_map)
+    router = _router(emit, AnalysisSettings(**settings), analyses, root_map, stored=True)
     for name, doc in documents:
         router(name, doc)
     return analyses
 
 
-def _router(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None) -> RunRouter:
+def _router(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None,
+            *, stored: bool = False) -> RunRouter:
     if not callable(emit):
         raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
-    return RunRouter([_factory(emit, settings, created, root_map)])
+    return RunRouter([_factory(emit, settings, created, root_map, stored)])
 
 
 # -- off the RunEngine's thread ---------------------------------------------------------------------

@@ -15,26 +15,28 @@ embedded :class:`~ncsynth.storage.Catalog`'s lookups (full uid, partial uid, sca
 at least once a second (:mod:`ncsynth.storage.writer`), the server reads the database on
 every request.
 
-The API key comes from the argument or from the environment variable named by
-``[catalog] api_key_env`` (default ``TILED_API_KEY``), never from the configuration file.
-The server refuses to start without one: even with ``allow_anonymous_read=True`` (anyone who
-can connect may read) writing needs the key.
+The API key comes from the environment variable named by ``[catalog] api_key_env`` (default
+``TILED_API_KEY``), from a file (:func:`api_key_from_file`, ``--api-key-file``) or from the
+argument, never from the configuration file (nor, best, from the command line, where every
+local user sees it in the process list). The server refuses to start without one: even with
+``allow_anonymous_read=True`` (anyone who can connect may read) writing needs the key. The
+access log shows ``api_key=[redacted]`` for requests that carry the key in their query.
 """
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import httpx
 from bluesky_tiled_plugins.exporters import json_seq_exporter
-from tiled.catalog import from_uri
 from tiled.client import Context
 from tiled.client.utils import ClientError
 from tiled.config import Authentication
@@ -42,7 +44,7 @@ from tiled.media_type_registration import default_serialization_registry
 from tiled.server.app import build_app
 
 from ncsynth.storage import Catalog
-from ncsynth.storage.catalog import CATALOG_SPECS
+from ncsynth.storage.catalog import catalog_adapter
 from ncsynth.storage.layout import DataDirectory
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,16 @@ def api_key_from(config: dict, api_key: str | None = None) -> str | None:
         return api_key
     env_name = _catalog_section(config).get("api_key_env") or DEFAULT_API_KEY_ENV
     return os.environ.get(env_name) or None
+
+
+def api_key_from_file(path: str | os.PathLike) -> str:
+    """The API key on the first line of the file ``path`` (keep it mode 0600); ValueError
+    naming the file if it holds none."""
+    with open(path, encoding="utf-8") as file:
+        key = file.readline().strip()
+    if not key:
+        raise ValueError(f"{path}: the API key file is empty")
+    return key
 
 
 def check_api_key(api_key, *, what: str = "api_key") -> str:
@@ -111,26 +123,16 @@ def storage_locations(config: dict) -> dict:
 
 # -- server ---------------------------------------------------------------------------------
 def catalog_tree(config: dict, *, readable_storage: Iterable[str | os.PathLike] = ()):
-    """The Tiled catalog adapter over the configured storage (created on first use).
-
-    The same adapter :func:`ncsynth.storage.open_catalog` serves in-process: catalog database,
-    tabular storage, ``arrays/`` writable, ``frames/`` (and ``readable_storage``) readable.
-    """
-    where = storage_locations(config)
-    layout: DataDirectory = where["layout"]
-    layout.create()
-    # Initialising runs `tiled catalog init` in a subprocess (~3 s): only when it may be needed.
-    init = where["database"] != f"sqlite:///{layout.catalog_db}" or not layout.catalog_db.exists()
-    adapter = from_uri(
-        where["database"],
-        writable_storage=[str(layout.arrays), where["tables"]],
-        readable_storage=[str(layout.frames), *(str(Path(p).expanduser().resolve()) for p in readable_storage)],
-        init_if_not_exists=init,
-        specs=CATALOG_SPECS,
-    )
-    # run.documents() asks for the BlueskyRun as application/json-seq.
-    default_serialization_registry.register("BlueskyRun", "application/json-seq", json_seq_exporter)
-    return adapter
+    """The Tiled catalog adapter over the configured storage (created on first use): the one
+    :func:`ncsynth.storage.open_catalog` serves in-process
+    (:func:`ncsynth.storage.catalog.catalog_adapter`), with ``[catalog] database_uri`` and
+    ``tables_uri`` if the configuration gives them."""
+    section = _catalog_section(config)
+    storage_locations(config)  # validates the URIs
+    return catalog_adapter(DataDirectory.at(config["data"]["dir"]),
+                           database_uri=section.get("database_uri") or None,
+                           tables_uri=section.get("tables_uri") or None,
+                           readable_storage=readable_storage)
 
 
 def catalog_app(config: dict, api_key: str, *, allow_anonymous_read: bool = False,
@@ -163,6 +165,32 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class RedactApiKey(logging.Filter):
+    """Replace the value of every ``api_key=`` query parameter in a log record's message
+    arguments (uvicorn's access log lists each request's path and query) by ``[redacted]``."""
+
+    PATTERN = re.compile(r"(api_key=)[^&\s\"]*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                                for arg in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+def _uvicorn_log_config() -> dict:
+    """uvicorn's own logging configuration with :class:`RedactApiKey` on every handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_api_key"] = {"()": RedactApiKey}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact_api_key")
+    return config
 
 
 def serve_catalog(config: dict, host: str = DEFAULT_HOST, port: int | None = None,
@@ -201,7 +229,7 @@ def serve_catalog(config: dict, host: str = DEFAULT_HOST, port: int | None = Non
     print(f"ncsynth catalog server: http://{host}:{port}  catalog {where['database']}  "
           f"data {where['layout'].root}  (API key required{' to write' if allow_anonymous_read else ''})",
           file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=_uvicorn_log_config())
 
 
 # -- clients --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 
 from ncsynth import validation
 from ncsynth.config_schema import SCHEMA
@@ -138,8 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(srv)
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=None)
-    srv.add_argument("--api-key", default=None,
-                     help="default: the environment variable named by catalog.api_key_env")
+    key = srv.add_mutually_exclusive_group()
+    key.add_argument("--api-key-file", default=None,
+                     help="file whose first line is the API key (mode 0600); default: the "
+                          "environment variable named by catalog.api_key_env")
+    key.add_argument("--api-key", default=None,
+                     help="the API key itself (discouraged: visible in the process list)")
     srv.add_argument("--public", action="store_true", help="let clients without a key read")
     return parser
 
@@ -187,54 +192,79 @@ def _command(args) -> int:
     if args.command == "dry-run":
         return _dry_run(args)
     if args.command == "recover":
-        return _recover(args)
+        return _reporting_failures(args, _recover)
     if args.command == "flow":
         return _flow_dry_run(args)
     if args.command in ("replay", "export", "report", "validate"):
-        return _stored_run(args)
+        return _reporting_failures(args, _stored_run)
     if args.command == "session":
         from ncsynth.session import start_session
 
         return start_session(_config(args), sim=True if args.sim else None, speed=args.speed)
     if args.command == "catalog":
-        from ncsynth.catalog_server import serve_catalog
-
-        try:
-            serve_catalog(_config(args), host=args.host, port=args.port, api_key=args.api_key,
-                          allow_anonymous_read=args.public)
-        except ValueError as exc:
-            print(f"ncsynth catalog serve: {exc}", file=sys.stderr)
-            return 2
-        return 0
+        return _reporting_failures(args, _catalog_serve)
     return 2
+
+
+def _reporting_failures(args, command) -> int:
+    """``command(args)``, with any failure told in one line naming what failed and why (the
+    traceback only with -v): exit 2 for a bad reference, value or file, 1 otherwise."""
+    try:
+        return command(args)
+    except Exception as exc:
+        from ncsynth.errors import first_line
+
+        if args.verbose:
+            traceback.print_exc()
+        expected = isinstance(exc, (LookupError, ValueError, TypeError, OSError))
+        what = first_line(exc) if expected else f"{type(exc).__name__}: {first_line(exc)}"
+        print(f"ncsynth {args.command}: {what}", file=sys.stderr)
+        return 2 if isinstance(exc, (LookupError, ValueError, TypeError)) else 1
+
+
+def _catalog_serve(args) -> int:
+    from ncsynth.catalog_server import serve_catalog
+
+    serve_catalog(_config(args), host=args.host, port=args.port, api_key=_api_key(args),
+                  allow_anonymous_read=args.public)
+    return 0
+
+
+def _api_key(args) -> str | None:
+    """The key of --api-key-file (first line), or of --api-key (with a warning: the process list
+    shows it), or None (the server reads the environment)."""
+    if args.api_key_file:
+        from ncsynth.catalog_server import api_key_from_file
+
+        return api_key_from_file(args.api_key_file)
+    if args.api_key:
+        print("ncsynth catalog serve: warning: --api-key shows the key to every local user in the "
+              "process list; use --api-key-file or the environment variable", file=sys.stderr)
+    return args.api_key
 
 
 def _stored_run(args) -> int:
     from ncsynth.config import data_dir
-    from ncsynth.runs import RunError, export_fits, replay_run, report
+    from ncsynth.runs import export_fits, replay_run, report
     from ncsynth.storage import open_catalog
 
     root = data_dir(_config(args))
-    try:
-        with open_catalog(root) as catalog:
-            ref = _run_ref(catalog, args.run)
-            if args.command == "replay":
-                settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
-                print(json.dumps(replay_run(catalog, ref, **settings), default=str))
-            elif args.command == "export":
-                suffix = {"csv": "csv", "nexus": "nxs"}[args.format]
-                path = args.output or root / "exports" / f"{args.run}-fits.{suffix}"
-                print(export_fits(catalog, ref, path, format=args.format))
-            elif args.command == "validate":
-                from ncsynth.truth_report import format_validation, validate_run
+    with open_catalog(root) as catalog:
+        ref = _run_ref(catalog, args.run)
+        if args.command == "replay":
+            settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
+            print(json.dumps(replay_run(catalog, ref, **settings), default=str))
+        elif args.command == "export":
+            suffix = {"csv": "csv", "nexus": "nxs"}[args.format]
+            path = args.output or root / "exports" / f"{args.run}-fits.{suffix}"
+            print(export_fits(catalog, ref, path, format=args.format))
+        elif args.command == "validate":
+            from ncsynth.truth_report import format_validation, validate_run
 
-                print(format_validation(validate_run(catalog, ref, root)))
-            else:
-                path = args.output or root / "reports" / f"{args.run}.png"
-                print(report(catalog, ref, path))
-    except (LookupError, ValueError, TypeError, RunError) as exc:
-        print(f"ncsynth {args.command}: {exc}", file=sys.stderr)
-        return 2
+            print(format_validation(validate_run(catalog, ref, root)))
+        else:
+            path = args.output or root / "reports" / f"{args.run}.png"
+            print(report(catalog, ref, path))
     return 0
 
 
@@ -276,7 +306,9 @@ def _recover(args) -> int:
     for record in records:
         print(f"{record.uid}  {record.status:<16} events={record.events:<6} "
               f"exit_status={record.exit_status}")
-    return 0
+        for line in [*map(str, record.damage), *filter(None, [record.error])]:
+            print(f"ncsynth recover: {line}", file=sys.stderr)
+    return 0 if all(record.ok for record in records) else 1
 
 
 def _sim_serve(args) -> int:

@@ -104,7 +104,9 @@ def load_config(path: str | os.PathLike | None = None, **overrides) -> dict:
 
 
 def data_dir(config: dict) -> Path:
-    """The data directory, created if needed."""
+    """The data directory, created if needed; ValueError naming it if it is a file."""
     path = Path(config["data"]["dir"]).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: the data directory is a file, not a directory")
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -15,8 +15,9 @@ from tiled.queries import Key
 
 from ncsynth.analysis.display import report_figure
 from ncsynth.analysis.export import write_fits_csv
-from ncsynth.analysis.live import replay
+from ncsynth.analysis.live import FrameFileError, replay
 from ncsynth.analysis.nexus import write_fits_nexus
+from ncsynth.errors import first_line
 from ncsynth.storage.journal import read_journal
 
 
@@ -56,19 +57,40 @@ def derived_run(catalog, raw_uid: str):
 
 
 def replay_run(catalog, ref, **settings) -> dict:
-    """Re-analyse a stored run (same callbacks as live); store the results linked to it."""
+    """Re-analyse a stored run (same callbacks as live); store the results linked to it.
+
+    The analysis is stored only once it has gone through the whole run: a frame file that is
+    missing or damaged raises :class:`RunError` naming it, and nothing is stored (the latest
+    analysis stays what it was); so does a catalog that refuses the analysis run.
+    """
     run = raw_run(catalog, ref)
+    uid = run.metadata["start"]["uid"]
     stop = run.metadata.get("stop") or {}
     if not (stop.get("num_events") or {}).get("primary"):
-        raise RunError(f"run {run.metadata['start']['uid'][:8]} has no frames to analyse")
-    writer = catalog.writer()
+        raise RunError(f"run {uid[:8]} has no frames to analyse")
+    derived: list[tuple[str, dict]] = []
     try:
-        analyses = replay(raw_documents(catalog, run), writer, **settings)
-    finally:
-        writer.flush()
+        analyses = replay(raw_documents(catalog, run), lambda name, doc: derived.append((name, doc)),
+                          **settings)
+    except FrameFileError as err:
+        raise RunError(f"run {uid[:8]}: {err}; no analysis stored") from None
     if not analyses:
         raise RunError("the run's documents held no run the analysis could follow")
-    return {"raw_uid": run.metadata["start"]["uid"], **analyses[0].summary()}
+    _store(catalog, derived)
+    return {"raw_uid": uid, **analyses[0].summary()}
+
+
+def _store(catalog, docs: list[tuple[str, dict]]) -> None:
+    """Write a run's documents to the catalog; :class:`RunError` if the catalog refuses it."""
+    writer = catalog.writer()
+    try:
+        for name, doc in docs:
+            writer(name, doc)
+    finally:
+        writer.close()
+    for uid, err in writer.failed_runs.items():
+        raise RunError(f"the catalog in {catalog.layout.root} refused the analysis run {uid[:8]} "
+                       f"({type(err).__name__}: {first_line(err)}); its journal is in journal/active")
 
 
 #: Formats of :func:`export_fits`.

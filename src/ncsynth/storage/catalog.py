@@ -28,11 +28,13 @@ from pathlib import Path
 
 from bluesky_tiled_plugins.exporters import json_seq_exporter
 from tiled.catalog import from_uri
+from tiled.catalog.adapter import DatabaseInitializationError
 from tiled.client import Context, from_context
 from tiled.media_type_registration import default_serialization_registry
 from tiled.server.app import build_app
 
-from .layout import DataDirectory
+from .integrity import check_databases, use_wal
+from .layout import DataDirectory, DataDirectoryError
 from .recovery import RecoveryRecord, recover_runs
 from .writer import CatalogWriter
 
@@ -138,21 +140,52 @@ def open_catalog(
 
     ``readable_storage``: further directories holding detector files the catalog may register
     and read (``<data_dir>/frames`` always is). Asset documents pointing elsewhere are refused
-    by Tiled.
+    by Tiled. A data directory that cannot be used (a file, not writable, a damaged or empty
+    ``catalog.db`` or ``tables.sqlite``) raises
+    :class:`~ncsynth.storage.layout.DataDirectoryError` naming the file and the cause.
     """
     layout = DataDirectory.at(data_dir)
     if isinstance(readable_storage, (str, os.PathLike)):
         raise TypeError(f"readable_storage must be a list of directories, got a single path {readable_storage!r}")
-    extra = [Path(p).expanduser().resolve() for p in readable_storage]
+    app = build_app(catalog_adapter(layout, readable_storage=readable_storage),
+                    serialization_registry=default_serialization_registry)
+    return Catalog(layout, Context.from_app(app))
+
+
+def catalog_adapter(layout: DataDirectory, *, database_uri: str | None = None, tables_uri: str | None = None,
+                    readable_storage: Iterable[str | os.PathLike] = ()):
+    """The Tiled catalog adapter over ``layout`` (created on first use), for the embedded
+    catalog and the catalog server: ``arrays/`` and the tables writable, ``frames/`` (and
+    ``readable_storage``) readable.
+
+    By default the catalog and tables are ``catalog.db`` and ``tables.sqlite`` of the data
+    directory: checked before use (:func:`~ncsynth.storage.integrity.check_databases`),
+    created under the directory's lock, in write-ahead-log mode. ``database_uri``/``tables_uri``
+    put them elsewhere (PostgreSQL at a facility), unchecked; the database is then initialised
+    if needed (``tiled catalog init --if-not-exists``).
+    """
+    extra = [str(Path(p).expanduser().resolve()) for p in readable_storage]
+    local = database_uri is None and tables_uri is None
     layout.create()
-    adapter = from_uri(
-        f"sqlite:///{layout.catalog_db}",
-        writable_storage=[str(layout.arrays), f"sqlite:///{layout.tables_db}"],
-        readable_storage=[str(layout.frames), *map(str, extra)],
-        init_if_not_exists=not layout.catalog_db.exists(),
-        specs=CATALOG_SPECS,
-    )
+    with layout.locked():
+        new = not layout.catalog_db.exists()
+        if local and not new:
+            check_databases(layout)
+        try:
+            adapter = from_uri(
+                database_uri or f"sqlite:///{layout.catalog_db}",
+                writable_storage=[str(layout.arrays), tables_uri or f"sqlite:///{layout.tables_db}"],
+                readable_storage=[str(layout.frames), *extra],
+                init_if_not_exists=new or not local,  # runs `tiled catalog init` in a subprocess (~3 s)
+                specs=CATALOG_SPECS,
+            )
+        except DatabaseInitializationError as err:
+            lines = str(err).strip().splitlines() or ["no message"]
+            raise DataDirectoryError(f"{database_uri or layout.catalog_db}: cannot create the catalog "
+                                     f"({lines[-1]})") from None
+        if local:
+            use_wal(layout.catalog_db)
+            use_wal(layout.tables_db)
     # run.documents() asks the server for the BlueskyRun as application/json-seq.
     default_serialization_registry.register("BlueskyRun", "application/json-seq", json_seq_exporter)
-    app = build_app(adapter, serialization_registry=default_serialization_registry)
-    return Catalog(layout, Context.from_app(app))
+    return adapter

@@ -20,9 +20,10 @@ import fcntl
 import json
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
@@ -38,6 +39,26 @@ class JournalLocked(RuntimeError):
     """The journal is held by a live writer (its run is still being acquired)."""
 
 
+class JournalDamage(NamedTuple):
+    """A journal line that holds no readable document record.
+
+    ``torn``: the file's last line, cut short (no newline) — the trace of a process killed in
+    the middle of a write, not damage to what was written before.
+    """
+
+    path: str
+    line: int
+    reason: str
+    torn: bool
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+class JournalDamaged(ValueError):
+    """A journal holds unreadable lines other than a torn last line."""
+
+
 def _to_json(value: Any) -> Any:
     """``json.dumps`` fallback for numpy values found in documents."""
     if isinstance(value, np.ndarray):
@@ -45,6 +66,11 @@ def _to_json(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"document value of type {type(value).__name__} is not JSON serialisable: {value!r}")
+
+
+def _record(name: str, doc: dict) -> str:
+    """One journal line (with its newline)."""
+    return json.dumps({"name": name, "doc": doc}, default=_to_json) + "\n"
 
 
 def _try_lock(file) -> None:
@@ -82,7 +108,7 @@ class RunJournal:
         self.close()
 
     def __call__(self, name: str, doc: dict) -> None:
-        self._file.write(json.dumps({"name": name, "doc": doc}, default=_to_json) + "\n")
+        self._file.write(_record(name, doc))
         self._file.flush()
         now = time.monotonic()
         if name in FSYNC_DOCUMENTS or now - self._last_fsync >= FSYNC_INTERVAL_S:
@@ -104,24 +130,69 @@ class RunJournal:
             self._file.close()
 
 
+def scan_journal(path: str | os.PathLike) -> tuple[list[tuple[str, dict]], list[JournalDamage]]:
+    """Every readable ``(name, doc)`` pair of a journal, in order, and every line that holds
+    none (not UTF-8, not JSON, not a ``{"name": str, "doc": {...}}`` record, or a last line
+    cut short) as a :class:`JournalDamage`."""
+    path = Path(path)
+    lines = path.read_bytes().split(b"\n")
+    tail = lines.pop()  # b"" when the last line is complete (ends with its newline)
+    if tail:
+        lines.append(tail)
+    docs, damage = [], []
+    for number, line in enumerate(lines, start=1):
+        torn = bool(tail) and number == len(lines)
+        try:
+            record = json.loads(line)
+            if not (isinstance(record, dict) and isinstance(record.get("name"), str)
+                    and isinstance(record.get("doc"), dict)):
+                raise ValueError('not a {"name": ..., "doc": {...}} document record')
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            damage.append(JournalDamage(str(path), number, _why(err, torn), torn))
+            continue
+        docs.append((record["name"], record["doc"]))
+    return docs, damage
+
+
+def _why(err: ValueError, torn: bool) -> str:
+    if torn:
+        return "last line cut short (the process died while writing it)"
+    if isinstance(err, json.JSONDecodeError):
+        return f"not JSON ({err.msg}, column {err.colno})"
+    if isinstance(err, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return str(err)
+
+
 def read_journal(path: str | os.PathLike) -> list[tuple[str, dict]]:
     """All ``(name, doc)`` pairs of a journal, in order.
 
-    A process killed in the middle of a write leaves a torn last line; it is skipped with a
-    warning. A bad line anywhere else means the file is not a journal: ``ValueError``.
+    A torn last line (a process killed in the middle of a write) is skipped with a warning;
+    any other unreadable line raises :class:`JournalDamaged` naming the file and line.
     """
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    docs = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            record = json.loads(line)
-            docs.append((record["name"], record["doc"]))
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            if number == len(lines):
-                logger.warning("journal %s: skipping torn last line %d (%s)", path, number, err)
-                continue
-            raise ValueError(f"journal {str(path)!r} line {number} is not a document record: {err}") from err
+    docs, damage = scan_journal(path)
+    for bad in damage:
+        if not bad.torn:
+            raise JournalDamaged(f"journal {bad}")
+        logger.warning("journal %s: skipping it", bad)
     return docs
+
+
+def write_journal(path: str | os.PathLike, docs: list[tuple[str, dict]]) -> Path:
+    """Write ``docs`` as a complete journal at ``path``, atomically (a temporary file in the
+    same directory, fsync-ed, then renamed over ``path``)."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as file:
+        try:
+            file.writelines(_record(name, doc) for name, doc in docs)
+            file.flush()
+            os.fsync(file.fileno())
+        except BaseException:
+            os.unlink(file.name)
+            raise
+    os.replace(file.name, path)
+    return path
 
 
 def active_journals(directory: str | os.PathLike) -> Iterator[Path]:

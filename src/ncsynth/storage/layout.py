@@ -11,13 +11,23 @@ directory passed as ``readable_storage`` to :func:`ncsynth.storage.open_catalog`
         frames/             default home of detector HDF5 files (readable by the catalog)
         journal/active/     <start uid>.jsonl of runs whose stop has not reached the catalog
         journal/complete/   the same journals once the catalog holds the whole run
+        journal/damaged/    journals with unreadable lines, as found (recovery rebuilt the rest)
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class DataDirectoryError(ValueError):
+    """A data directory, or a file in it, that cannot be used; the message names the path and
+    the cause in one line."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +71,33 @@ class DataDirectory:
     def complete_journals(self) -> Path:
         return self.root / "journal" / "complete"
 
+    @property
+    def damaged_journals(self) -> Path:
+        return self.root / "journal" / "damaged"
+
     def create(self) -> None:
-        """Create the directories (idempotent)."""
+        """Create the directories (idempotent); :class:`DataDirectoryError` if they cannot be."""
         if self.root.exists() and not self.root.is_dir():
-            raise ValueError(f"data_dir {str(self.root)!r} exists and is not a directory")
-        for path in (self.arrays, self.frames, self.active_journals, self.complete_journals):
-            path.mkdir(parents=True, exist_ok=True)
+            raise DataDirectoryError(f"{self.root}: the data directory is a file, not a directory")
+        try:
+            for path in (self.arrays, self.frames, self.active_journals, self.complete_journals):
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DataDirectoryError(f"{err.filename}: cannot create it ({err.strerror})") from None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the data directory (``flock`` on its ``.lock`` file), e.g.
+        while its catalog is created: two first runs on a new directory would both create it.
+        A read-only directory holding a catalog is not locked (nobody can create one there)."""
+        path = self.root / ".lock"
+        try:
+            file = open(path, "a")
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and self.catalog_db.exists():
+                yield
+                return
+            raise DataDirectoryError(f"{path}: cannot lock the data directory ({err.strerror})") from None
+        with file:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+            yield

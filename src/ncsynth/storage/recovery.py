@@ -10,10 +10,19 @@ the catalog: the process was killed (``kill -9``, power, OOM) or Tiled failed. F
    detector's HDF5 files are external and are left alone);
 2. rebuilds the run from the journal with a fresh ``TiledWriter``: every document emitted
    before the death, frames included (their stream_resource/stream_datum documents);
-3. if the journal has no stop document, appends one, honestly: ``exit_status="abort"``,
+3. if the journal has no stop document, adds one, honestly: ``exit_status="abort"``,
    ``reason="recovered after the acquisition process died"``, ``num_events`` as counted in
    the journal, ``time`` of the last journaled document — to the journal as well;
 4. moves the journal to ``journal/complete``.
+
+Damaged journals. A line that holds no readable document (a torn last line of a process
+killed mid-write, or garbage anywhere) is skipped: the run is rebuilt from every readable
+document, the lines are reported in :attr:`RecoveryRecord.damage` (file, line, why), a clean
+journal (readable documents and the stop) is written to ``journal/complete`` and the file as
+found is moved to ``journal/damaged``, so that nothing is lost and nothing blocks later runs.
+A journal with no readable start document cannot be rebuilt: it goes to ``journal/damaged``
+(status ``"unrecoverable"``). When the catalog refuses a run, its journal stays in
+``journal/active`` for a later attempt (status ``"failed"``, the cause in ``error``).
 
 A locked journal belongs to a run still being acquired and is left alone (status
 ``"in-progress"``). Calling :func:`recover_runs` again finds nothing more to do (idempotent).
@@ -22,6 +31,7 @@ A locked journal belongs to a run still being acquired and is left alone (status
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +40,10 @@ from typing import NamedTuple
 from bluesky_tiled_plugins import TiledWriter
 from event_model import unpack_event_page
 
-from .journal import JournalLocked, RunJournal, active_journals, read_journal
+from ncsynth.errors import first_line
+
+from .journal import (JournalDamage, JournalLocked, RunJournal, active_journals, scan_journal,
+                      write_journal)
 from .layout import DataDirectory
 
 logger = logging.getLogger(__name__)
@@ -47,13 +60,23 @@ class RecoveryRecord(NamedTuple):
       - ``"already-complete"``: the catalog held the whole run; the journal was archived
       - ``"empty"``: the process died before the start document was on disk; archived
       - ``"in-progress"``: a live process is writing the run; left alone
-    ``exit_status`` is the run's exit status in the catalog now (None when there is no run).
+      - ``"unrecoverable"``: unreadable lines and no readable start; moved to journal/damaged
+      - ``"failed"``: the catalog refused the run (``error``); left in journal/active
+    ``exit_status`` is the run's exit status in the catalog now (None when there is no run);
+    ``damage`` the journal's unreadable lines; ``error`` why the catalog refused the run.
     """
 
     uid: str
     status: str
     events: int
     exit_status: str | None
+    damage: tuple[JournalDamage, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Nothing went wrong: no unreadable line but a torn last one, no refused run."""
+        return self.status not in ("unrecoverable", "failed") and all(bad.torn for bad in self.damage)
 
 
 def _events(docs: list[tuple[str, dict]]) -> Iterator[dict]:
@@ -64,18 +87,22 @@ def _events(docs: list[tuple[str, dict]]) -> Iterator[dict]:
             yield from unpack_event_page(doc)
 
 
-def _synthesized_stop(docs: list[tuple[str, dict]]) -> dict:
+def _synthesized_stop(docs: list[tuple[str, dict]], damage: list[JournalDamage]) -> dict:
     start = docs[0][1]
     stream_of_descriptor = {doc["uid"]: doc["name"] for name, doc in docs if name == "descriptor"}
     events = list(_events(docs))
     times = [doc["time"] for name, doc in docs if isinstance(doc.get("time"), (int, float))]
+    reason = RECOVERED_REASON
+    if damage:
+        reason += f"; {len(damage)} unreadable journal line(s) skipped (see journal/damaged)"
     return {
         "uid": str(uuid.uuid4()),
         "run_start": start["uid"],
         "time": max(times + [event["time"] for event in events]),
         "exit_status": "abort",
-        "reason": RECOVERED_REASON,
-        "num_events": dict(Counter(stream_of_descriptor[event["descriptor"]] for event in events)),
+        "reason": reason,
+        "num_events": dict(Counter(stream_of_descriptor.get(event["descriptor"], "unknown")
+                                   for event in events)),
     }
 
 
@@ -84,40 +111,73 @@ def recover_runs(client, layout: DataDirectory) -> list[RecoveryRecord]:
     ``client`` (see the module docstring). Returns one record per journal found."""
     records = []
     for path in active_journals(layout.active_journals):
-        uid = path.stem
         try:
             journal = RunJournal(path)
         except JournalLocked:
-            records.append(RecoveryRecord(uid, "in-progress", 0, None))
+            records.append(RecoveryRecord(path.stem, "in-progress", 0, None))
             continue
         except FileNotFoundError:  # its writer archived it while we looked
             continue
         with journal:
-            docs = read_journal(path)
-            if not docs or docs[0][0] != "start":
-                journal.archive(layout.complete_journals)
-                records.append(RecoveryRecord(uid, "empty", 0, None))
-                continue
-            uid = docs[0][1]["uid"]
-            events = sum(1 for _ in _events(docs))
-            if uid in client:
-                stored = client[uid]
-                if "stop" in stored.metadata and stored.metadata["stop"]:
-                    journal.archive(layout.complete_journals)
-                    records.append(RecoveryRecord(uid, "already-complete", events, stored.metadata["stop"]["exit_status"]))
-                    continue
-                client.delete_contents(uid, recursive=True, external_only=False)
-            if docs[-1][0] == "stop":
-                status = "completed"
-            else:
-                status = "aborted"
-                stop = _synthesized_stop(docs)
-                journal("stop", stop)
-                docs.append(("stop", stop))
-            writer = TiledWriter(client)
-            for name, doc in docs:
-                writer(name, doc)
-            journal.archive(layout.complete_journals)
-            logger.warning("recovered run %s from its journal: %s, %d events", uid, status, events)
-            records.append(RecoveryRecord(uid, status, events, docs[-1][1]["exit_status"]))
+            records.append(_recover(client, layout, journal))
     return records
+
+
+def _recover(client, layout: DataDirectory, journal: RunJournal) -> RecoveryRecord:
+    """Rebuild the run of one (locked) journal in the catalog and file the journal away."""
+    docs, damage = scan_journal(journal.path)
+    if not docs or docs[0][0] != "start":
+        if damage:
+            _archive_damaged(journal, layout)
+        else:
+            journal.archive(layout.complete_journals)
+        return RecoveryRecord(journal.path.stem, "unrecoverable" if damage else "empty", 0, None,
+                              tuple(damage))
+    uid = docs[0][1]["uid"]
+    events = sum(1 for _ in _events(docs))
+    journaled_stop = docs[-1][0] == "stop"
+    stored_stop = client[uid].metadata.get("stop") if uid in client else None
+    if stored_stop:
+        status = "already-complete"
+        if not journaled_stop:
+            docs.append(("stop", stored_stop))
+    else:
+        status = "completed" if journaled_stop else "aborted"
+        if not journaled_stop:
+            docs.append(("stop", _synthesized_stop(docs, damage)))
+        try:
+            _rebuild(client, uid, docs)
+        except Exception as err:  # the journal stays in journal/active for a later attempt
+            error = f"{journal.path}: the catalog refused the run ({type(err).__name__}: {first_line(err)})"
+            return RecoveryRecord(uid, "failed", events, None, tuple(damage), error)
+        logger.warning("recovered run %s from its journal: %s, %d events, %d unreadable lines",
+                       uid, status, events, len(damage))
+    _file_away(journal, layout, docs, damage, rewrite=bool(damage) or not journaled_stop)
+    return RecoveryRecord(uid, status, events, docs[-1][1]["exit_status"], tuple(damage))
+
+
+def _rebuild(client, uid: str, docs: list[tuple[str, dict]]) -> None:
+    if uid in client:  # a TiledWriter cannot resume a run: start again from the journal
+        client.delete_contents(uid, recursive=True, external_only=False)
+    writer = TiledWriter(client)
+    for name, doc in docs:
+        writer(name, doc)
+
+
+def _file_away(journal: RunJournal, layout: DataDirectory, docs, damage, *, rewrite: bool) -> None:
+    """Move the journal to journal/complete; if it does not hold exactly ``docs`` (unreadable
+    lines, a stop added) write ``docs`` there instead, keeping a damaged file in journal/damaged."""
+    if not rewrite:
+        journal.archive(layout.complete_journals)
+        return
+    write_journal(layout.complete_journals / journal.path.name, docs)
+    if damage:
+        _archive_damaged(journal, layout)
+    else:
+        os.unlink(journal.path)
+        journal.close()
+
+
+def _archive_damaged(journal: RunJournal, layout: DataDirectory) -> None:
+    layout.damaged_journals.mkdir(exist_ok=True)
+    journal.archive(layout.damaged_journals)

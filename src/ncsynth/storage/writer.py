@@ -50,6 +50,7 @@ from bluesky_tiled_plugins import TiledWriter
 from bluesky_tiled_plugins.writing.tiled_writer import RunNormalizer
 from event_model import RunRouter
 
+from ncsynth.errors import first_line
 from ncsynth.queues import wait_drained
 from .journal import RunJournal
 from .layout import DataDirectory
@@ -128,8 +129,10 @@ class _RunRecorder:
         """The catalog refused the run: stop feeding it, keep journaling every document."""
         self.error = err
         self.owner.failed_runs[self.uid] = err
-        logger.exception("run %s: %s failed; the journal goes on and the run stays in "
-                         "journal/active for Catalog.recover()", self.uid, what)
+        logger.error("run %s: %s failed (%s: %s); the journal goes on and the run stays in "
+                     "journal/active for Catalog.recover()", self.uid, what, type(err).__name__,
+                     first_line(err))
+        logger.debug("run %s: the catalog's error", self.uid, exc_info=err)
 
     def commit(self) -> None:
         if self.error is None and self.normalizer is not None:

@@ -1,0 +1,226 @@
+"""Damaged data (issue 12): damaged copies of a real dry run's data directory, handled by real
+`ncsynth` processes. Each command must end with a non-zero exit and one line naming the file and
+the cause (no traceback, no hang: every subprocess runs under a timeout), and lose nothing that
+was stored before.
+
+The catalog refers to the frame files and tables by absolute path, so each test restores the
+data directory from a pristine copy of the dry run and damages it in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing, contextmanager
+
+import pytest
+
+from ncsynth.storage import open_catalog
+from ncsynth.storage.journal import read_journal
+
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+TIMEOUT_S = 240  # a hang shows as subprocess.TimeoutExpired
+
+
+def ncsynth(*args, timeout=TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ncsynth.cli", *map(str, args)], env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess, command: str) -> str:
+    """The command's error line; checks the exit code and that nothing else was told."""
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith(f"ncsynth {command}:")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+def latest_analysis(root, raw_uid) -> str:
+    from ncsynth.runs import derived_run
+
+    with open_catalog(root) as catalog:
+        return derived_run(catalog, raw_uid).metadata["start"]["uid"]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """A real 20-frame dry run (with its live analysis), kept as a pristine copy."""
+    base = tmp_path_factory.mktemp("damaged")
+    root = base / "data"
+    result = ncsynth("dry-run", "--json", "--no-progress", "--frames", 20, "--reaction-time", 60,
+                     "--background-frames", 2, "--data-dir", root, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    uid = json.loads(result.stdout.strip().splitlines()[-1])["uid"]
+    info = {"root": root, "uid": uid, "analysis": latest_analysis(root, uid),
+            "journal": root / "journal" / "complete" / f"{uid}.jsonl",
+            "frames": max(root.glob("frames/**/*.h5"), key=lambda p: p.stat().st_size)}
+    shutil.copytree(root, base / "pristine", symlinks=True)
+    info["copy"] = base / "pristine"
+    return info
+
+
+@pytest.fixture
+def data(pristine):
+    """The dry run's data directory, restored from the pristine copy."""
+    if pristine["root"].is_dir():
+        shutil.rmtree(pristine["root"])
+    else:
+        pristine["root"].unlink(missing_ok=True)
+    shutil.copytree(pristine["copy"], pristine["root"], symlinks=True)
+    return pristine
+
+
+def _as_killed(data, lines: list[bytes]) -> None:
+    """Put ``lines`` in journal/active as the journal of the raw run, whose stop the catalog
+    never got (the state a killed acquisition leaves)."""
+    with open_catalog(data["root"]) as catalog:
+        catalog.client.delete_contents(data["uid"], recursive=True, external_only=False)
+    data["journal"].unlink()
+    (data["root"] / "journal" / "active" / data["journal"].name).write_bytes(b"".join(lines))
+
+
+# -- journals ---------------------------------------------------------------------------------
+def test_recover_keeps_every_readable_document_around_a_garbage_line_and_files_it_away(data):
+    lines = data["journal"].read_bytes().splitlines(keepends=True)[:-1]  # no stop: killed
+    damaged = lines[:30] + [b"garbage{\n"] + lines[30:]
+    _as_killed(data, damaged)
+    result = ncsynth("recover", "--data-dir", data["root"])
+    line = one_line_error(result, "recover")
+    active = data["root"] / "journal" / "active" / data["journal"].name
+    assert f"{active}:31:" in line and "not JSON" in line
+    assert f"{data['uid']}  aborted" in result.stdout
+    # every readable document is in the catalog, the file as found is kept, nothing blocks
+    with open_catalog(data["root"]) as catalog:
+        stop = catalog[data["uid"]].metadata["stop"]
+        assert stop["num_events"]["primary"] == 20 and stop["exit_status"] == "abort"
+        assert "1 unreadable journal line" in stop["reason"]
+        assert catalog[data["uid"]]["primary"]["saxs_image"].shape == (20, 480, 480)
+    assert (data["root"] / "journal" / "damaged" / data["journal"].name).read_bytes() == b"".join(damaged)
+    assert read_journal(data["journal"])[-1] == ("stop", stop)
+    again = ncsynth("recover", "--data-dir", data["root"])
+    assert again.returncode == 0 and "nothing to recover" in again.stdout, again.stderr[-2000:]
+
+
+def test_recover_after_a_torn_last_line_writes_a_journal_whose_stop_can_be_read(data):
+    lines = data["journal"].read_bytes().splitlines(keepends=True)
+    torn = lines[:-2] + [lines[-2][:40]]  # killed while writing the last event
+    _as_killed(data, torn)
+    result = ncsynth("recover", "--data-dir", data["root"])
+    assert result.returncode == 0, result.stderr[-2000:]  # a kill's trace, not damage
+    assert "Traceback" not in result.stderr
+    assert f"{data['journal'].name}:{len(torn)}: last line cut short" in result.stderr
+    text = data["journal"].read_bytes()
+    records = [json.loads(line) for line in text.splitlines()]  # every line a whole record
+    assert text.endswith(b"\n") and records[-1]["name"] == "stop"
+    with open_catalog(data["root"]) as catalog:
+        assert catalog[data["uid"]].metadata["stop"] == records[-1]["doc"]
+
+
+# -- frame files ------------------------------------------------------------------------------
+def test_replay_of_a_truncated_frame_file_fails_fast_naming_it(data):
+    os.truncate(data["frames"], 50_000)  # the frames' chunk index is gone too
+    started = time.monotonic()
+    result = ncsynth("replay", data["uid"], "--data-dir", data["root"], timeout=150)
+    line = one_line_error(result, "replay")
+    assert str(data["frames"]) in line and "truncated file" in line
+    assert time.monotonic() - started < 150
+    assert latest_analysis(data["root"], data["uid"]) == data["analysis"]
+
+
+def test_replay_of_a_deleted_frame_file_fails_and_the_latest_analysis_stays(data):
+    data["frames"].unlink()
+    line = one_line_error(ncsynth("replay", data["uid"], "--data-dir", data["root"]), "replay")
+    assert str(data["frames"]) in line and "missing" in line and "no analysis stored" in line
+    assert latest_analysis(data["root"], data["uid"]) == data["analysis"]
+    exported = ncsynth("export", data["uid"], "--data-dir", data["root"])
+    assert exported.returncode == 0, exported.stderr[-2000:]
+
+
+# -- catalog files ----------------------------------------------------------------------------
+def _empty(path):
+    path.write_bytes(b"")
+
+
+def _scribble(path):
+    with open(path, "r+b") as file:  # the header and the first pages: not a database any more
+        file.write(os.urandom(8192))
+
+
+DAMAGES = {
+    "empty catalog.db": ("catalog.db", _empty, "not a run catalog"),
+    "corrupt catalog.db": ("catalog.db", _scribble, "not a readable SQLite database"),
+    "empty tables.sqlite": ("tables.sqlite", _empty, "event tables the catalog refers to are missing"),
+    "corrupt tables.sqlite": ("tables.sqlite", _scribble, "not a readable SQLite database"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=list(DAMAGES))
+def test_a_damaged_catalog_file_is_named_by_every_command(data, damage):
+    name, spoil, cause = DAMAGES[damage]
+    path = data["root"] / name
+    for suffix in ("-wal", "-shm"):
+        (data["root"] / f"{name}{suffix}").unlink(missing_ok=True)
+    spoil(path)
+    commands = [("recover",), ("replay", data["uid"]), ("export", data["uid"])]
+    if damage == "empty catalog.db":
+        commands.append(("report", data["uid"]))
+    for command, *ref in commands:
+        line = one_line_error(ncsynth(command, *ref, "--data-dir", data["root"]), command)
+        assert str(path) in line and cause in line, line
+
+
+def test_a_data_directory_that_is_a_file_is_named(data):
+    shutil.rmtree(data["root"])
+    data["root"].write_text("not a directory\n")
+    for command, *ref in [("recover",), ("replay", "-1")]:
+        line = one_line_error(ncsynth(command, *ref, "--data-dir", data["root"]), command)
+        assert str(data["root"]) in line and "is a file" in line, line
+
+
+@contextmanager
+def writer_committing(path):
+    """Another process's writer in the middle of a commit to the SQLite file ``path`` (an
+    exclusive transaction, held while the test runs a command)."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            db.execute("ROLLBACK")
+
+
+def test_replay_fails_when_the_catalog_refuses_the_analysis(data):
+    with writer_committing(data["root"] / "tables.sqlite"):  # the analysis cannot be written
+        result = ncsynth("replay", data["uid"], "--data-dir", data["root"])
+    line = one_line_error(result, "replay")
+    assert str(data["root"]) in line and "refused the analysis run" in line
+    assert latest_analysis(data["root"], data["uid"]) == data["analysis"]
+
+
+# -- several processes ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["catalog.db", "tables.sqlite"])
+def test_a_reader_is_not_locked_out_while_a_writer_commits(data, name):
+    with writer_committing(data["root"] / name):
+        result = ncsynth("export", data["uid"], "--data-dir", data["root"], timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_first_runs_on_a_new_data_directory_do_not_race_at_catalog_creation(tmp_path):
+    root, go = tmp_path / "new", tmp_path / "go"
+    code = ("import pathlib, sys, time\n"
+            "from ncsynth.storage import open_catalog\n"
+            f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.01)\n"
+            f"with open_catalog({str(root)!r}) as catalog: print(len(catalog))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    time.sleep(15)  # all three have imported tiled and wait for the go
+    go.touch()
+    results = [proc.communicate(timeout=TIMEOUT_S) for proc in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0 and out.strip() == "0", err[-3000:]
