@@ -220,7 +220,7 @@ def superfocusing_figure(analysis, path, title: str = "") -> Path:
     r1, r2, used = analysis.large_radius_nm, analysis.small_radius_nm, analysis.used
     ax.errorbar(r1[~used], r2[~used], xerr=analysis.large_radius_err_nm[~used],
                 yerr=analysis.small_radius_err_nm[~used], fmt=".", color="0.7",
-                label="not used (new set still forming)")
+                label="not used (outside the window where both sets grow)")
     ax.errorbar(r1[used], r2[used], xerr=analysis.large_radius_err_nm[used],
                 yerr=analysis.small_radius_err_nm[used], fmt="o", ms=3, color="k",
                 label="pairs in the fit")

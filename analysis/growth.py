@@ -59,7 +59,8 @@ class ExponentFit:
     ``n`` with the Δχ² = 1 interval [``n_lower``, ``n_upper``] and ``n_err`` its half-width;
     ``constant`` = r₁ⁿ⁺¹ − r₂ⁿ⁺¹ (nm^(n+1), S4.15) with ``constant_err`` (marginal, from the
     (n, C) curvature); ``errors_from_scatter`` is True when no radius errors were given and the
-    errors were scaled to χ²_red = 1.
+    errors were scaled to χ²_red = 1. ``model_spread``: a systematic error already included in
+    ``n_err`` and the interval (0 unless added, e.g. by the superfocusing analysis).
     Values are NaN when ``success`` is False; ``reason`` then says why.
     """
 
@@ -74,6 +75,7 @@ class ExponentFit:
     errors_from_scatter: bool
     success: bool
     reason: str = ""
+    model_spread: float = 0.0
 
     @classmethod
     def failed(cls, reason, n_points=0, errors_from_scatter=False):

@@ -92,15 +92,22 @@ def skewed_radius_weights(radius_nm, sigma_nm, skewness, q_max_nm):
     return step, first, density / total if total > 0 else density
 
 
+def skewed_intensity(kernel, radius_nm, sigma_nm, skewness):
+    """⟨I(q)⟩ per unit concentration (cm⁻¹ per mol/L) of one Pearson III population (S2.1) on
+    the q of ``kernel`` (a :class:`~ncsynth.analysis.scattering.RadiusGridKernel`)."""
+    step, first, weights = skewed_radius_weights(radius_nm, sigma_nm, skewness, kernel.q_max_nm)
+    return kernel.scale * (weights @ kernel._rows(step, first, weights.size))
+
+
 class _Projection:
-    def __init__(self, kernel, y, inv_sigma):
-        self.kernel, self.inv_sigma, self.yw = kernel, inv_sigma, y * inv_sigma
+    """Variable projection: ``populations(theta)`` gives each population's model per unit
+    concentration; their concentrations and the background are solved exactly."""
+
+    def __init__(self, populations, y, inv_sigma):
+        self.populations, self.inv_sigma, self.yw = populations, inv_sigma, y * inv_sigma
 
     def solve(self, theta):
-        radius, sigma = math.exp(theta[0]), math.exp(theta[1])
-        step, first, weights = skewed_radius_weights(radius, sigma, theta[2], self.kernel.q_max_nm)
-        model = self.kernel.scale * (weights @ self.kernel._rows(step, first, weights.size))
-        columns = np.vstack([model, np.ones_like(model)]) * self.inv_sigma
+        columns = np.vstack([*self.populations(theta), np.ones_like(self.inv_sigma)]) * self.inv_sigma
         coefficients, *_ = np.linalg.lstsq(columns.T, self.yw, rcond=None)
         return coefficients, self.yw - coefficients @ columns
 
@@ -119,7 +126,10 @@ def fit_skewed(q_nm, intensity_cm, sigma_cm, start: SphereFit, guess: SkewedFit 
     q, y, s = _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm)
     if not start.success or q.size <= N_PARAMETERS or np.any(s <= 0):
         return SkewedFit.failed(f"no Gaussian start or too few points ({start.reason})", q.size)
-    projection = _Projection(_context_for(q).kernel, y, 1.0 / s)
+    kernel = _context_for(q).kernel
+    projection = _Projection(lambda theta: [skewed_intensity(kernel, math.exp(theta[0]),
+                                                             math.exp(theta[1]), theta[2])],
+                             y, 1.0 / s)
     sigma0 = max(start.sigma_nm, 0.02 * start.radius_nm)
     lower = [math.log(0.1), math.log(0.005 * start.radius_nm), -SKEW_BOUND]
     upper = [math.log(60.0), math.log(start.radius_nm), SKEW_BOUND]
@@ -141,3 +151,40 @@ def fit_skewed(q_nm, intensity_cm, sigma_cm, start: SphereFit, guess: SkewedFit 
     (c, b), residual = projection.solve(best.x)
     return SkewedFit(math.exp(best.x[0]), math.exp(best.x[1]), float(best.x[2]), float(c), float(b),
                      float(residual @ residual), q.size, True)
+
+
+def fit_skewed_and_gaussian(q_nm, intensity_cm, sigma_cm, start, q_range_nm=None):
+    """Two populations, the larger (the first set) Pearson III and the smaller Gaussian (S2.3).
+
+    ``start``: a successful :class:`~ncsynth.analysis.bimodal.BimodalFit` of the same frame.
+    Returns (radius1_nm, radius2_nm, skewness1), the first radius being the first set's mean;
+    NaNs when the search does not converge. The alternative model of a two-population frame:
+    the first set keeps the tail of small crystals of its own nucleation, which a Gaussian
+    cannot hold and the new set's Gaussian then takes up.
+    """
+    q, y, s = _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm)
+    kernel = _context_for(q).kernel
+
+    def populations(theta):
+        r1, s1, r2, s2 = np.exp(theta[:4])
+        return [skewed_intensity(kernel, r1, s1, theta[4]), kernel.evaluate(r2, s2)[0]]
+
+    projection = _Projection(populations, y, 1.0 / s)
+    log_r1 = math.log(start.radius1_nm)
+    lower = [math.log(start.radius2_nm), math.log(0.005 * start.radius1_nm), math.log(0.1),
+             math.log(1e-3), -SKEW_BOUND]
+    upper = [math.log(60.0), log_r1, log_r1, math.log(60.0), SKEW_BOUND]
+    results = []
+    for skew in COLD_SKEWNESS:
+        theta0 = np.clip([log_r1, math.log(max(start.sigma1_nm, 0.02 * start.radius1_nm)),
+                          math.log(start.radius2_nm), math.log(max(start.sigma2_nm, 1e-3)), skew],
+                         np.array(lower) + 1e-6, np.array(upper) - 1e-6)
+        results.append(least_squares(projection.residual, theta0, bounds=(lower, upper), method="trf",
+                                     x_scale=[0.02, 0.2, 0.05, 0.2, 0.5], diff_step=1e-4,
+                                     max_nfev=MAX_EVALUATIONS))
+    converged = [r for r in results if r.status > 0]
+    if not converged:
+        return math.nan, math.nan, math.nan
+    best = min(converged, key=lambda r: r.cost)
+    return math.exp(best.x[0]), math.exp(best.x[2]), float(best.x[4])
+

@@ -21,6 +21,11 @@ The chain of §S.5.1, frame by frame after piston B:
 4. **n** from the pairs in the window: r₁ⁿ⁺¹ − r₂ⁿ⁺¹ = C (S4.15,
    :func:`~ncsynth.analysis.growth.fit_growth_exponent`) with the radii's standard errors and
    their correlation within a frame (~0.99: the two radii move together in a fit).
+5. **Model spread.** The first set keeps the tail of small crystals of its own nucleation; two
+   Gaussians give it to the new set, whose radius then runs high (0.01–0.04 nm in a simulated
+   flask). The pairs are fitted again with the first set skewed
+   (:func:`~ncsynth.analysis.skewed.fit_skewed_and_gaussian`); half the difference of the two
+   exponents is a systematic error, added in quadrature to n's error and interval.
 
 Times in s after piston A, radii in nm, concentrations in mol/L.
 """
@@ -28,13 +33,13 @@ Times in s after piston A, radii in nm, concentrations in mol/L.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ncsynth.analysis.bimodal import BimodalFit, fit_bimodal
 from ncsynth.analysis.growth import ExponentFit, fit_growth_exponent
-from ncsynth.analysis.skewed import SkewedFit, fit_skewed
+from ncsynth.analysis.skewed import SkewedFit, fit_skewed, fit_skewed_and_gaussian
 
 __all__ = ["SecondInjectionAnalysis", "analyze_second_injection"]
 
@@ -90,6 +95,7 @@ class SecondInjectionAnalysis:
                 "growth_exponent_interval": [fit.n_lower, fit.n_upper],
                 "growth_exponent_pairs": int(self.used.sum()),
                 "growth_exponent_reason": fit.reason,
+                "growth_exponent_model_spread": fit.model_spread,
                 "growth_exponent_window_s": list(self.window_s),
                 "growth_exponent_window_after_b_s": after_b,
                 "second_population": self.second_population,
@@ -148,10 +154,9 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
     fits, skewed_fits, guess, skewed_guess = [], [], None, None
     for i in after:
         fit = fit_bimodal(q[i], intensity[i], sigma[i], guess=guess, q_range_nm=q_range_nm)
-        single = fit.single if fit.single is not None else None
-        skewed = (fit_skewed(q[i], intensity[i], sigma[i], single, guess=skewed_guess,
+        skewed = (fit_skewed(q[i], intensity[i], sigma[i], fit.single, guess=skewed_guess,
                              q_range_nm=q_range_nm)
-                  if single is not None else SkewedFit.failed(fit.reason))
+                  if fit.single is not None else SkewedFit.failed(fit.reason))
         fits.append(fit)
         skewed_fits.append(skewed)
         guess = fit if fit.success else guess
@@ -184,12 +189,31 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
         rho = np.array([f.radius_correlation for f in fits])
         exponent = fit_growth_exponent(r1[used], r2[used], e1[used], e2[used],
                                        radius_correlation=rho[used])
+        alternative = np.full((after.size, 2), np.nan)
+        for k in np.flatnonzero(used):
+            i = after[k]
+            alternative[k] = fit_skewed_and_gaussian(q[i], intensity[i], sigma[i], fits[k],
+                                                     q_range_nm=q_range_nm)[:2]
+        exponent = _with_model_spread(exponent, fit_growth_exponent(
+            alternative[used, 0], alternative[used, 1], e1[used], e2[used],
+            radius_correlation=rho[used]))
     else:
         exponent = ExponentFit.failed(f"only {int(used.sum())} pairs in the window where both sets "
                                       f"grow, need at least 3", int(used.sum()))
     return SecondInjectionAnalysis(times, float(second_injection_s), tuple(fits), tuple(skewed_fits),
                                    delta_bic, bimodal, r1, e1, r2, e2, c2, used, float(times[onset]),
                                    (float(times[first]), float(times[last])), exponent)
+
+
+def _with_model_spread(gaussian: ExponentFit, skewed: ExponentFit) -> ExponentFit:
+    """``gaussian`` with half its difference from ``skewed`` added to its errors (step 5)."""
+    if not (gaussian.success and skewed.success):
+        return gaussian
+    spread = 0.5 * abs(gaussian.n - skewed.n)
+    return replace(gaussian, n_err=math.hypot(gaussian.n_err, spread),
+                   n_lower=gaussian.n - math.hypot(gaussian.n - gaussian.n_lower, spread),
+                   n_upper=gaussian.n + math.hypot(gaussian.n_upper - gaussian.n, spread),
+                   model_spread=spread)
 
 
 def _resolved(fit: BimodalFit) -> bool:

@@ -93,8 +93,8 @@ def test_dry_run_double_injection_against_the_simulated_truth(tmp_path):
     config["data"]["dir"] = str(tmp_path)
     summary = dry_run(config, seed=3, progress=False, beamline_options={"growth_exponent": 4.0},
                       second_injection={"delay_s": DELAY_S, "cd_molar": 0.1},
-                      plan_kwargs={"n_frames": 300, "second_n_frames": 150, "second_ratio": 1.035},
-                      recipe_kwargs={"reaction_time_s": 1200.0})
+                      plan_kwargs={"second_n_frames": 200, "second_ratio": 1.035},  # ~600 s after B
+                      recipe_kwargs={"reaction_time_s": 900.0})
     assert summary["exit_status"] == "success"
     truth = summary["simulator_truth"]
     assert summary["second_population"] and math.isfinite(summary["growth_exponent"])

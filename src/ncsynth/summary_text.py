@@ -16,6 +16,7 @@ _SHOWN = {"uid", "exit_status", "error", "frames", "wall_s", "final_radius_nm", 
           "analysis_worker_errors", "figures", "superfocusing_figure", "data_dir",
           "recovered_runs", "growth_exponent", "growth_exponent_err", "growth_exponent_interval",
           "growth_exponent_pairs", "growth_exponent_reason", "growth_exponent_window_s",
+          "growth_exponent_model_spread",
           "growth_exponent_window_after_b_s", "second_population",
           "second_population_onset_after_b_s", "bimodal_frames", "frames_after_b"}
 
@@ -120,6 +121,9 @@ def _growth_exponent(summary: dict, truth: dict) -> str:
     start, end = summary.get("growth_exponent_window_after_b_s") or (None, None)
     if start is not None:
         text += f", {start:.0f} to {end:.0f} s after piston B"
+    spread = summary.get("growth_exponent_model_spread")
+    if spread:
+        text += f", size-model spread {spread:.2f} included"
     text += ")"
     effective = truth.get("growth_exponent_effective")
     if isinstance(effective, float) and math.isfinite(effective):
