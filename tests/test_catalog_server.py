@@ -36,6 +36,25 @@ def _write_config(path, data_dir, port) -> None:
                     f'[catalog]\nserver_url = "http://127.0.0.1:{port}"\napi_key_env = "{KEY_ENV}"\n')
 
 
+def _start_server(args, env, log):
+    """Start a catalog server process (``args`` after the interpreter), logging to the open
+    file ``log``; returns it once /healthz answers on the port given in ``env["PORT"]``."""
+    proc = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{env['PORT']}"
+    deadline = time.monotonic() + 45
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.seek(0)
+            pytest.fail(f"catalog server did not start:\n{log.read()}")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A catalog holding one `count` run, served by `serve_catalog` in a subprocess whose
@@ -51,26 +70,13 @@ def served(tmp_path_factory):
     port = _free_port()
     config_file = root / "ncsynth.toml"
     _write_config(config_file, data_dir, port)
-    env = {**os.environ, "NCSYNTH_CONFIG": str(config_file), KEY_ENV: API_KEY}
+    env = {**os.environ, "NCSYNTH_CONFIG": str(config_file), KEY_ENV: API_KEY, "PORT": str(port)}
     env.pop("NCSYNTH_DATA_DIR", None)
     log = open(root / "server.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from ncsynth.catalog_server import serve_catalog; "
-                               "from ncsynth.config import load_config; serve_catalog(load_config())"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = _start_server(["-c", "from ncsynth.catalog_server import serve_catalog; "
+                                "from ncsynth.config import load_config; serve_catalog(load_config())"],
+                         env, log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 45
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.seek(0)
-            pytest.fail(f"catalog server did not start:\n{log.read()}")
-        time.sleep(0.2)
     yield {"url": url, "port": port, "uid": uid, "events": events, "config_file": config_file,
            "data_dir": data_dir, "root": root}
     proc.terminate()
@@ -102,6 +108,42 @@ def test_refuses_a_missing_or_wrong_key(served):
         open_remote_catalog(served["url"], "wrongwrongwrongwrong")
     with pytest.raises(CatalogAuthenticationError, match="requires an API key"):
         open_remote_catalog(served["url"], None)
+
+
+def test_the_access_log_does_not_show_a_key_sent_in_the_query(served):
+    response = httpx.get(f"{served['url']}/api/v1/metadata/?api_key={API_KEY}")
+    assert response.status_code == 200
+    time.sleep(0.5)
+    log = (served["root"] / "server.log").read_text()
+    assert "/api/v1/metadata/?api_key=[redacted]" in log
+    assert API_KEY not in log
+
+
+def test_serve_takes_the_key_from_a_file_and_keeps_it_out_of_the_process_list(tmp_path):
+    key_file = tmp_path / "api-key"
+    key_file.write_text(API_KEY + "\n")
+    key_file.chmod(0o600)
+    port = _free_port()
+    env = {**os.environ, "PORT": str(port)}
+    env.pop(KEY_ENV, None)
+    env.pop("TILED_API_KEY", None)
+    with open(tmp_path / "server.log", "w+") as log:
+        proc = _start_server(["-m", "ncsynth.cli", "catalog", "serve", "--data-dir", str(tmp_path / "data"),
+                              "--port", str(port), "--api-key-file", str(key_file)], env, log)
+        try:
+            assert API_KEY.encode() not in open(f"/proc/{proc.pid}/cmdline", "rb").read()
+            api = f"http://127.0.0.1:{port}/api/v1/metadata/"
+            assert httpx.get(api).status_code == 401
+            assert httpx.get(api, headers={"Authorization": f"Apikey {API_KEY}"}).status_code == 200
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    # the key on the command line still works, with a warning; a bad one is one line
+    result = subprocess.run([sys.executable, "-m", "ncsynth.cli", "catalog", "serve", "--data-dir",
+                             str(tmp_path / "data"), "--api-key", "short1"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "warning: --api-key shows the key" in result.stderr and "at least 16" in result.stderr
 
 
 def test_listens_on_loopback_only_by_default(served):
