@@ -108,6 +108,7 @@ def nucleation_chamber() -> TemperatureZone:
                         high_alarm_c=380.0),
         FlaskThermalModel(liquid_mass_g=0.04, liquid_volume_ml=0.05, wall_heat_capacity_j_per_k=40.0,
                           ribbon_heat_capacity_j_per_k=5.0, ribbon_max_power_w=100.0,
+                          ribbon_delay_s=0.0,
                           ribbon_to_liquid_w_per_k=1.0, ribbon_loss_w_per_k=0.02,
                           liquid_loss_w_per_k=0.15, thermocouple_lag_s=1.0))
 
@@ -124,6 +125,7 @@ def growth_oven() -> TemperatureZone:
                         high_alarm_c=380.0),
         FlaskThermalModel(liquid_mass_g=0.4, liquid_volume_ml=0.5, wall_heat_capacity_j_per_k=180.0,
                           ribbon_heat_capacity_j_per_k=20.0, ribbon_max_power_w=300.0,
+                          ribbon_delay_s=0.0,
                           ribbon_to_liquid_w_per_k=3.0, ribbon_loss_w_per_k=0.05,
                           liquid_loss_w_per_k=0.4, thermocouple_lag_s=1.0))
 

@@ -3,26 +3,29 @@
 Two models, stepped by :class:`ncsynth.simulators.world.World` with ``step(dt_s, world)``:
 
 :class:`FlaskThermalModel`
-    A lumped model with three heat capacities (SI inside: W, J/K, s; °C at the interface):
+    A lumped model with three heat capacities and one conduction delay (SI inside: W, J/K,
+    s; °C at the interface):
 
-    * the **ribbon** wrapped round the flask (its own heat capacity ``C_r``), heated with
-      ``P = output/100 * max_power_w`` by the controller, passing heat to the flask through
+    * the **heating element** of the ribbon, whose power ``P = output/100 * max_power_w``
+      reaches the ribbon's mass on the glass only ``ribbon_delay_s`` later (a transport
+      lag: heat conducted through the ribbon's braided glass-fibre sleeve, ~3 mm at
+      α ~ 3e-7 m²/s gives d²/α ~ 30 s; the heat in transit is held, not lost);
+    * the **ribbon** on the glass (heat capacity ``C_r``), passing heat to the flask through
       ``G_rf`` and losing ``G_ra`` to ambient;
     * the **liquid** together with the glass wall it wets (``C_l = m·c_p + C_wall``),
       losing ``G_la`` to ambient (necks, top, stirring plate);
     * the **thermocouple** junction, a first-order lag ``tau_tc`` behind the liquid.
 
-        C_r dT_r/dt = P - G_rf (T_r - T_l) - G_ra (T_r - T_amb)
+        C_r dT_r/dt = P(t - L) - G_rf (T_r - T_l) - G_ra (T_r - T_amb)
         C_l dT_l/dt = G_rf (T_r - T_l) - G_la (T_l - T_amb)
         tau_tc dT_tc/dt = T_l - T_tc
 
     Injecting cold liquid (:meth:`FlaskThermalModel.add_liquid`) is an instant energy
-    balance: ``T = (C_l T_l + m c_p T_in) / (C_l + m c_p)``. The defaults are the §S.1.2
-    charge — 0.81 g TOPO + 2.33 g ODA + 3.78 g Se precursor = 6.92 g, ~8 mL at room
-    temperature, c_p ~2 J/(g K) — in a small flask whose wetted wall adds 6.5 J/K, so that
-    3.56 g of 25 °C Cd precursor injected at 290 °C drops the liquid to ~222 °C and the
-    thermocouple (3 s lag) bottoms out near 232 °C (paper: 230 °C). The ribbon (100 J/K,
-    150 W, 0.3 W/K to the liquid) is the slow element of the loop.
+    balance: ``T = (C_l T_l + m c_p T_in) / (C_l + m c_p)``. The charge is that of §S.1.2
+    — 0.81 g TOPO + 2.33 g ODA + 3.78 g Se precursor = 6.92 g, c_p ~2 J/(g K) — in a
+    small flask whose wetted wall adds 6.5 J/K: 3.56 g of 25 °C Cd precursor injected at
+    290 °C drops the liquid to ~221 °C and the thermocouple (2 s lag) bottoms out near
+    231 °C (paper: 230 °C).
 
 :class:`ControllerModel`
     The controller's own loop, as a Eurotherm 3200 runs it: the working setpoint follows
@@ -37,18 +40,26 @@ Two models, stepped by :class:`ncsynth.simulators.world.World` with ``step(dt_s,
     open thermocouple is a sensor break: the output goes to the sensor-break output
     level (0 %) in auto mode, and the process value is unavailable.
 
-    The default tuning (PB 10 °C, Ti 30 s, Td 0 s) against the default flask is
-    deliberately the loop of the paper: too much integral action for the ribbon lag, so the
-    linear loop is unstable and the output saturating at 0 % bounds it into a limit cycle.
-    Measured on the §S.1.2 protocol (tests/test_thermal.py): minimum 232 °C ~10 s after the
-    injection, 258 °C again 40 s after it, then ±5.4 °C with a 182 s period about 262 °C
-    (paper: 230 °C, within 60 s, ±6.5 °C, 195 s).
+Why the loop oscillates (§S.1.2: ±6.5 °C, 195 s). The default tuning (PB 3 °C, Ti 150 s,
+Td 14 s) is tight for the ribbon's 30 s conduction delay: the linear loop is unstable at
+small signals, and the output, which can only heat (clamped at 0 and 100 %), swings
+between its limits; that saturation bounds the growth into a limit cycle (describing
+function of the clamp) whose period is set by the delay and the ribbon/liquid lags and
+whose amplitude by the ribbon's power (51 W) against the liquid's heat capacity. The
+derivative action anticipates large heating rates, so the approach to a setpoint from far
+below (preheat, recovery after the injection) switches the power off before the stored
+heat overshoots. Measured on the pure models (tests/test_thermal.py,
+benchmarks/paper_vs_simulator.py): preheat peaks at ~290.2 °C; after injection 231 °C,
+260 °C again after ~64 s, first peak ~264.4 °C; then ±6.3 °C with a ~191 s period whose
+mean sits ~3 °C below the setpoint (most of the cycle is spent saturated, where the
+integral is frozen). Paper: 230 °C, within 60 s, ±6.5 °C, 195 s.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections import deque
 
 
 def _require_positive(name: str, value: float) -> float:
@@ -63,6 +74,41 @@ def _require_finite(name: str, value: float) -> float:
     return float(value)
 
 
+class TransportDelay:
+    """A pure delay of ``delay_s`` (>= 0) seconds on a piecewise-constant signal, for any steps.
+
+    :meth:`push` takes the value held over the next ``dt_s`` and returns the mean value
+    leaving the line over that same interval (what entered ``delay_s`` earlier; ``initial``
+    before anything did). The line holds (duration, value) segments, so the result does
+    not depend on how the time is cut into steps.
+    """
+
+    def __init__(self, delay_s: float, initial: float = 0.0):
+        if not (isinstance(delay_s, numbers.Real) and math.isfinite(delay_s) and delay_s >= 0):
+            raise ValueError(f"delay_s must be a finite number >= 0, got {delay_s!r}")
+        self.delay_s = float(delay_s)
+        self._segments: deque[list[float]] = deque([[self.delay_s, float(initial)]])
+
+    def push(self, dt_s: float, value: float) -> float:
+        if self.delay_s == 0:
+            return float(value)
+        self._segments.append([dt_s, float(value)])
+        needed, leaving = dt_s, 0.0
+        while needed > 1e-12 * max(dt_s, 1.0):
+            segment = self._segments[0]
+            taken = min(segment[0], needed)
+            leaving += taken * segment[1]
+            needed -= taken
+            segment[0] -= taken
+            if segment[0] <= 1e-12 * max(dt_s, 1.0):
+                self._segments.popleft()
+        return leaving / dt_s if dt_s > 0 else self._segments[0][1]
+
+    def fill(self, value: float) -> None:
+        """The whole line holds ``value`` (a steady state)."""
+        self._segments = deque([[self.delay_s, float(value)]])
+
+
 class FlaskThermalModel:
     """Flask + heating ribbon + thermocouple, see the module docstring for the equations.
 
@@ -73,15 +119,16 @@ class FlaskThermalModel:
     ``ribbon_to_liquid_w_per_k`` (G_rf), ``ribbon_loss_w_per_k`` (G_ra),
     ``liquid_loss_w_per_k`` (G_la); ``thermocouple_lag_s`` (tau_tc); ``ambient_c``.
     Everything starts at ambient. State: ``temperature_c`` (liquid), ``ribbon_c``,
-    ``thermocouple_c``, ``volume_ml``, ``heater_power_w``, ``thermocouple_open``.
+    ``thermocouple_c``, ``volume_ml``, ``heater_power_w`` (the element's, now),
+    ``thermocouple_open``.
     """
 
     def __init__(self, *, liquid_mass_g: float = 6.92, heat_capacity_j_per_g_k: float = 2.0,
                  liquid_volume_ml: float = 8.0, wall_heat_capacity_j_per_k: float = 6.5,
-                 ribbon_heat_capacity_j_per_k: float = 100.0, ribbon_max_power_w: float = 150.0,
-                 ribbon_to_liquid_w_per_k: float = 0.3, ribbon_loss_w_per_k: float = 0.08,
-                 liquid_loss_w_per_k: float = 0.08, thermocouple_lag_s: float = 3.0,
-                 ambient_c: float = 25.0):
+                 ribbon_heat_capacity_j_per_k: float = 57.5, ribbon_max_power_w: float = 51.0,
+                 ribbon_delay_s: float = 30.0, ribbon_to_liquid_w_per_k: float = 0.55,
+                 ribbon_loss_w_per_k: float = 0.09, liquid_loss_w_per_k: float = 0.054,
+                 thermocouple_lag_s: float = 2.0, ambient_c: float = 25.0):
         self.liquid_mass_g = _require_positive("liquid_mass_g", liquid_mass_g)
         self.heat_capacity_j_per_g_k = _require_positive("heat_capacity_j_per_g_k",
                                                          heat_capacity_j_per_g_k)
@@ -91,6 +138,7 @@ class FlaskThermalModel:
         self.ribbon_heat_capacity_j_per_k = _require_positive("ribbon_heat_capacity_j_per_k",
                                                               ribbon_heat_capacity_j_per_k)
         self.ribbon_max_power_w = _require_positive("ribbon_max_power_w", ribbon_max_power_w)
+        self._element = TransportDelay(ribbon_delay_s)
         self.ribbon_to_liquid_w_per_k = _require_positive("ribbon_to_liquid_w_per_k",
                                                           ribbon_to_liquid_w_per_k)
         self.ribbon_loss_w_per_k = _require_positive("ribbon_loss_w_per_k", ribbon_loss_w_per_k)
@@ -104,6 +152,11 @@ class FlaskThermalModel:
         self.heater_power_w = 0.0
 
     @property
+    def ribbon_delay_s(self) -> float:
+        """Conduction delay of the element's power to the ribbon's mass on the glass, s."""
+        return self._element.delay_s
+
+    @property
     def liquid_heat_capacity_j_per_k(self) -> float:
         """Heat capacity of the liquid plus the wetted wall, J/K."""
         return self.liquid_mass_g * self.heat_capacity_j_per_g_k + self.wall_heat_capacity_j_per_k
@@ -113,10 +166,11 @@ class FlaskThermalModel:
         controller = getattr(world, "controller", None)
         output = controller.output_percent if controller is not None else 0.0
         self.heater_power_w = self.ribbon_max_power_w * min(max(output, 0.0), 100.0) / 100.0
+        reaching_ribbon_w = self._element.push(dt_s, self.heater_power_w)
         to_liquid = self.ribbon_to_liquid_w_per_k * (self.ribbon_c - self.temperature_c)
         ribbon_loss = self.ribbon_loss_w_per_k * (self.ribbon_c - self.ambient_c)
         liquid_loss = self.liquid_loss_w_per_k * (self.temperature_c - self.ambient_c)
-        self.ribbon_c += dt_s * (self.heater_power_w - to_liquid - ribbon_loss) \
+        self.ribbon_c += dt_s * (reaching_ribbon_w - to_liquid - ribbon_loss) \
             / self.ribbon_heat_capacity_j_per_k
         self.temperature_c += dt_s * (to_liquid - liquid_loss) / self.liquid_heat_capacity_j_per_k
         # exact first-order response: stable for any dt
@@ -141,9 +195,10 @@ class FlaskThermalModel:
         self.thermocouple_open = bool(is_open)
 
     def set_temperature(self, temperature_c: float) -> None:
-        """Put liquid, ribbon and thermocouple at ``temperature_c`` at once."""
+        """Put liquid, ribbon and thermocouple at ``temperature_c`` at once (no heat in transit)."""
         temperature_c = _require_finite("temperature_c", temperature_c)
         self.temperature_c = self.ribbon_c = self.thermocouple_c = temperature_c
+        self._element.fill(0.0)
 
 
 class ControllerModel:
@@ -154,8 +209,8 @@ class ControllerModel:
     ``ramp_rate_c_per_min`` (0 = no limit), ``sensor_break_output_percent``.
     """
 
-    def __init__(self, *, proportional_band_c: float = 10.0, integral_time_s: float = 30.0,
-                 derivative_time_s: float = 0.0, high_alarm_c: float = 320.0,
+    def __init__(self, *, proportional_band_c: float = 3.0, integral_time_s: float = 150.0,
+                 derivative_time_s: float = 14.0, high_alarm_c: float = 320.0,
                  setpoint_c: float = 25.0, ramp_rate_c_per_min: float = 0.0,
                  sensor_break_output_percent: float = 0.0):
         self.proportional_band_c = _require_positive("proportional_band_c", proportional_band_c)
