@@ -73,6 +73,9 @@ MODEL = "gaussian_spheres"
 DEFAULT_BETA = 5.0
 SOURCE = "ncsynth.analysis.live"
 
+#: Why the 98 % times of a double injection are not headline numbers.
+SECOND_INJECTION_KINETICS = ("two injections: the 98 % rule (§S.3) is for one, and the one-population "
+                             "fits after piston B do not count the new set apart")
 BACKGROUND, INJECTION, PRIMARY = "background", "injection", "primary"
 FITS, PATTERNS, KINETICS = "fits", "patterns", "kinetics"
 
@@ -603,6 +606,9 @@ class SAXSAnalysis(DocumentRouter):
                                          for name in ("radius_nm", "sigma_nm", "skewness",
                                                       "concentration_molar")])
         data = flatten_kinetics(summary, len(self.fits), failed)
+        if (self._raw_start or {}).get("second_injection"):
+            # one population fitted to two: the new set is not counted (see §S.5's own analysis)
+            data.update(success=False, reason=SECOND_INJECTION_KINETICS)
         self.kinetics = data
         descriptor = self._bundle.compose_descriptor(name=KINETICS, data_keys=KINETICS_KEYS,
                                                      object_keys={"kinetics": list(KINETICS_KEYS)})
