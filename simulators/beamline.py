@@ -12,14 +12,15 @@ Back door for tests: ``beamline.world`` (state of every model),
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .beamline_models import FlaskReaction
 from .clock import WorldClock
 from .detector import DetectorInterface
 from .eurotherm import EurothermInterface
 from .injector import InjectorInterface, InjectorModel
-from .kinetics import KineticParameters, ReactionState
+from .kinetics import ReactionState
+from .kinetics_parameters import SIMULATED_FLASK
 from .server import SimulatorHost
 from .thermal import ControllerModel, FlaskThermalModel
 from .world import SyringeCharge, World
@@ -36,7 +37,7 @@ class BeamlineOptions:
 
     speed: float | None = None          # None: jump between deadlines; K: K × real time
     seed: int | None = None             # detector noise
-    growth_exponent: float | None = None  # superfocusing exponent n (S6.16); None: default
+    growth_exponent: float | None = None  # exponent n (S6.16); None: SIMULATED_FLASK's
     charge_a: SyringeCharge = SyringeCharge()
     charge_b: SyringeCharge | None = None
     flux_ph_per_s: float = 1e13
@@ -60,8 +61,8 @@ class SimulatedBeamline:
         world.add("controller", ControllerModel())
         world.add("flask", FlaskThermalModel(liquid_volume_ml=HOT_FLASK_VOLUME_ML))
         world.add("injector", InjectorModel(charge_a=options.charge_a, charge_b=options.charge_b))
-        params = KineticParameters() if options.growth_exponent is None else \
-            KineticParameters(growth_exponent=options.growth_exponent)
+        params = SIMULATED_FLASK if options.growth_exponent is None else \
+            replace(SIMULATED_FLASK, growth_exponent=options.growth_exponent)
         world.add("reaction", FlaskReaction(ReactionState(params)))
         self.host = SimulatorHost()
         try:

@@ -37,8 +37,12 @@ class ProtocolTrace:
 
 def run_protocol(after_s: float = 7200.0, *, dt_s: float = 0.05, tolerance_c: float = 3.0,
                  settle_s: float = 20.0, background_s: float = 5.0, flask=None,
-                 controller=None, charge: SyringeCharge = SyringeCharge()) -> ProtocolTrace:
-    """Preheat from ambient to 290 °C, inject ``charge`` once settled, hold 260 °C ``after_s``."""
+                 controller=None, charge: SyringeCharge = SyringeCharge(),
+                 second: tuple[float, SyringeCharge] | None = None) -> ProtocolTrace:
+    """Preheat from ambient to 290 °C, inject ``charge`` once settled, hold 260 °C ``after_s``.
+
+    ``second = (delay_s, charge_b)`` empties a second syringe ``delay_s`` after the first (§S.5).
+    """
     flask = flask if flask is not None else FlaskThermalModel()
     controller = controller if controller is not None else ControllerModel()
     world = SimpleNamespace(flask=flask, controller=controller)
@@ -53,6 +57,10 @@ def run_protocol(after_s: float = 7200.0, *, dt_s: float = 0.05, tolerance_c: fl
         readings.append(flask.thermocouple_c)
         liquid.append(flask.temperature_c)
         if injected_at is not None:
+            if second is not None and t - injected_at >= second[0]:
+                flask.add_liquid(mass_g=second[1].mass_g, temperature_c=second[1].temperature_c,
+                                 volume_ml=second[1].volume_ml)
+                second = None
             continue
         if abs(flask.thermocouple_c - INJECTION_C) > tolerance_c:
             inside_since = None
