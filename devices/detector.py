@@ -51,6 +51,7 @@ import itertools
 import json
 import math
 import os
+import re
 import socket
 import threading
 import uuid
@@ -92,6 +93,16 @@ _MAX_HEADER_BYTES = 1 << 16
 
 class DetectorError(RuntimeError):
     """The detector refused a request or the link to it failed."""
+
+
+def _write_failure(error: Exception) -> str:
+    """The cause of a failed frame write in a few words ("No space left on device"):
+    the OS's message for an errno, else HDF5's own "error message = '...'", else the
+    first line of the error."""
+    if isinstance(error, OSError) and error.errno:
+        return os.strerror(error.errno)
+    found = re.search(r"error message = '([^']*)'", str(error))
+    return found.group(1) if found else str(error).splitlines()[0]
 
 
 @dataclass(frozen=True)
@@ -669,7 +680,11 @@ class SAXSDetector(FrameDetector):
             if self._writer is None:
                 self._ensure_info()
                 self._open_file()
-            index = self._writer.append(frame.data, frame.t_start)
+            try:
+                index = self._writer.append(frame.data, frame.t_start)
+            except (OSError, RuntimeError) as error:  # h5py reports a failed write as either
+                raise DetectorError(f"{self.name}: frame not stored in {self._writer.path}: "
+                                    f"{_write_failure(error)}") from error
             self._record(index, frame.t_start, collected=collected)
         self.last_frame = frame
 

@@ -220,3 +220,46 @@ def test_ctrl_c_sigterm_and_sighup_abort_the_dry_run_safely_and_print_the_summar
         assert int(np.atleast_1d(safety["injector_armed"].values)[0]) == 0
     # the run was closed, nothing left to recover
     assert not list((tmp_path / "journal" / "active").glob("*.jsonl"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 60 MB tmpfs (room for ~60 frames), where the machine lets the tests mount one."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_disk_ends_the_dry_run_with_a_clear_error_the_heater_safe_and_frames_counted(
+        small_disk):
+    """The data directory fills up mid-run: the dry run ends (exit 1, not a segfault) with a
+    summary naming the disk-full cause and the file, the heater confirmed safe, and the
+    frames that were kept counted (the journal's), not 0."""
+    data = small_disk / "data"
+    done = _ncsynth("dry-run", "--json", "--no-analysis", "--data-dir", str(data), timeout=300)
+    assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["exit_status"] == "fail"
+    assert "No space left on device" in summary["error"] and str(data) in summary["error"]
+    assert "\n" not in summary["error"]
+    assert summary["heater"].startswith("confirmed safe")
+    journals = list((data / "journal").glob("*/*.jsonl"))
+    assert len(journals) == 1
+    records = []
+    for line in journals[0].read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a line torn by the full disk
+            pass
+    primary = {r["doc"]["uid"] for r in records
+               if r["name"] == "descriptor" and r["doc"]["name"] == "primary"}
+    kept = sum(len(r["doc"]["seq_num"]) if r["name"] == "event_page" else 1 for r in records
+               if r["name"] in ("event", "event_page") and r["doc"]["descriptor"] in primary)
+    assert summary["frames"] == kept > 10

@@ -126,3 +126,55 @@ def test_start_session_opens_ipython_with_the_namespace(tmp_path):
     assert "ncsynth session — simulated beamline (clock speed 1.0)" in done.stdout
     assert "STORED 1 2" in done.stdout, done.stdout[-2000:]
     assert (tmp_path / "data" / "runengine-md").is_dir()
+
+
+def test_sigterm_during_a_plan_aborts_it_makes_the_hardware_safe_and_ends_the_session(tmp_path):
+    """A service manager stopping the session (SIGTERM) mid-synthesis: the run is aborted
+    and closed with its frames, the heater confirmed safe and the injector disarmed (the
+    run's ``safety`` stream, read back from the devices), and the process ends with 143
+    instead of dying on the spot with the heater on."""
+    import signal
+    import time
+
+    from ncsynth.storage import open_catalog
+
+    data = tmp_path / "data"
+    env = {**os.environ, "NCSYNTH_DATA_DIR": str(data), "IPYTHONDIR": str(tmp_path / "ipython")}
+    env.pop("NCSYNTH_CONFIG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from ncsynth.config import load_config; "
+                               "from ncsynth.session import start_session; "
+                               "sys.exit(start_session(load_config(hardware='hutch'), sim=True, "
+                               "speed=0))"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        proc.stdin.write("recipe = Recipe(operator='t', sample='s', "
+                         "cd_initial_molar=round(sim.cd_initial_molar(), 6))\n"
+                         "RE(hot_injection(heater, injector, detector, recipe, n_frames=400, "
+                         "n_background=2, timer=timer))\n")
+        proc.stdin.flush()
+        journals, events, deadline = data / "journal" / "active", 0, time.monotonic() + 180
+        while events < 20 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            for journal in journals.glob("*.jsonl") if journals.exists() else []:
+                events = journal.read_text().count('"event')
+        assert events >= 20, "the plan did not get far enough to be terminated"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "session ended by SIGTERM" in err
+    with open_catalog(data) as catalog:
+        run = catalog[-1]
+        if "primary" not in run:  # the newest run may be the live analysis's derived run
+            run = catalog[run.metadata["start"]["raw_uid"]]
+        stop = run.metadata["stop"]
+        assert stop["exit_status"] == "abort"
+        assert stop["num_events"]["primary"] >= 10
+        safety = run["safety"].read()
+        assert str(safety["heater_safe_state"].values.ravel()[0]).startswith("confirmed safe")
+        assert int(safety["injector_armed"].values.ravel()[0]) == 0
+    assert not list((data / "journal" / "active").glob("*.jsonl"))
+

@@ -8,6 +8,7 @@ catalog and feeds the live analysis, and returns a summary.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -87,9 +88,13 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
             except RunError as exc:  # e.g. no frame could be fitted: say so, keep the run
                 summary["growth_exponent_reason"] = str(exc)
         if trace is not None and summary.get("uid"):
-            summary["simulator_truth"].update(record_truth(
-                trace, _start_document(catalog, summary["uid"]), summary["frames"],
-                summary.get("growth_exponent_window_s"), root / "truth" / f"{summary['uid']}.json"))
+            try:
+                summary["simulator_truth"].update(record_truth(
+                    trace, _start_document(catalog, summary["uid"]), summary["frames"],
+                    summary.get("growth_exponent_window_s"),
+                    root / "truth" / f"{summary['uid']}.json"))
+            except (OSError, KeyError) as exc:  # a full disk, a run the catalog did not take
+                summary["simulator_truth"]["not_recorded"] = f"{type(exc).__name__}: {exc}"
     summary["wall_s"] = round(time.perf_counter() - wall0, 2)
     return summary
 
@@ -122,6 +127,8 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
         sim.clock.follow(RE)  # the world's clock never jumps while the plan is working
         writer = catalog.writer()
         RE.subscribe(writer)
+        journaled = _FrameCounter()  # after the writer: counts the frames it has taken
+        RE.subscribe(journaled)
         live = None
         if analysis:
             from ncsynth.analysis.display import LiveFigure
@@ -145,11 +152,11 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
                             timer=devices.timer, md={"dry_run": True}, **plan_kwargs)
             error, signal_name = _run_to_the_end(RE, protocol)
         finally:
-            if live is not None:
-                live.flush()
-            writer.flush()
-            writer.close()
-            devices.close()
+            heater_state = devices.heater.safe_state.get()
+            if writer.failed_runs:
+                _spare_the_failed_catalog()
+            storage_error = _close_storage(live, writer)
+            devices.close()  # waits until the heater is confirmed safe
         truth = _simulator_truth(sim)
         firings = firing_times(sim.world.injector)
         trace = recorder.trace(*firings[:2]) if firings else None
@@ -157,9 +164,10 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
     stop = _stop_document(catalog, uid)
     summary = {"uid": uid,
                "exit_status": stop.get("exit_status") or ("fail" if error else "unknown"),
-               "frames": int((stop.get("num_events") or {}).get("primary", 0))}
-    if error is not None:
-        summary["error"] = error
+               "frames": int((stop.get("num_events") or {}).get("primary", journaled.frames)),
+               "heater": heater_state}
+    if error is not None or storage_error is not None:
+        summary["error"] = "; ".join(e for e in (error, storage_error) if e)
     if signal_name is not None:
         summary["terminated_by"] = signal_name
     summary.update(live.summary() if live is not None else
@@ -199,6 +207,45 @@ def _run_to_the_end(RE, protocol) -> tuple[str | None, str | None]:
     finally:
         logging.getLogger("bluesky").removeFilter(quiet)
     return None, None
+
+
+class _FrameCounter:
+    """Counts the events of stream ``primary`` that reached it (subscribed after the catalog
+    writer, which raises on a document it could not journal: the frames kept)."""
+
+    def __init__(self):
+        self.frames, self._primary = 0, set()
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if name == "descriptor" and doc.get("name") == "primary":
+            self._primary.add(doc["uid"])
+        elif name == "event" and doc["descriptor"] in self._primary:
+            self.frames += 1
+        elif name == "event_page" and doc["descriptor"] in self._primary:
+            self.frames += len(doc["seq_num"])
+
+
+def _spare_the_failed_catalog() -> None:
+    """No cyclic garbage collection for the rest of the process once the catalog's commits
+    have failed (a full disk): the ADBC SQLite connection left behind by the failed COMMIT
+    crashes the interpreter when the collector frees it (exit 139 before the summary, 60 MB
+    tmpfs). The dry run's process ends soon after, without teardown (:func:`ncsynth.cli.run`)."""
+    gc.freeze()
+    gc.disable()
+
+
+def _close_storage(live, writer) -> str | None:
+    """Flush the live analysis and the catalog writer, close the writer; None, or what
+    failed in one line (a full disk must not skip closing the devices after it)."""
+    try:
+        if live is not None:
+            live.flush()
+        writer.flush()
+        writer.close()
+    except Exception as exc:
+        logger.error("the catalog could not store everything: %s", exc)
+        return f"catalog: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
 
 
 def _stop_document(catalog, uid) -> dict:

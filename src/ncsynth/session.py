@@ -186,18 +186,48 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
 
 
 def start_session(config: dict, sim: bool | None = None, *, speed: float | None = None) -> int:
-    """Open IPython with :func:`session_namespace`; close it when IPython exits. Returns 0."""
+    """Open IPython with :func:`session_namespace`; close it when IPython exits. Returns 0.
+
+    SIGTERM (a service manager) or SIGHUP (the terminal closed) abort a running plan as
+    Ctrl-C does, then the heater is driven safe and the injector disarmed, the session
+    closed (the heater confirmed safe first) and the process ends with 128 + the signal's
+    number: nobody may be left at the prompt to do it (:mod:`ncsynth.termination`).
+    """
     import IPython
+
+    from ncsynth.termination import TerminationSignals, exit_code
 
     namespace = session_namespace(config, sim, speed=speed)
     close = namespace["close"]  # IPython clears its user namespace when it exits
+
+    def finish(signal_name: str) -> None:
+        make_hardware_safe(namespace["devices"])
+        close()
+        logger.critical("session ended by %s", signal_name)
+        logging.shutdown()
+        os._exit(exit_code(signal_name))  # IPython would catch SystemExit and go on
+
     argv = ["--no-banner", "--matplotlib=auto"] if _display_available() else ["--no-banner"]
     print(session_banner(namespace), flush=True)
     try:
-        IPython.start_ipython(argv=argv, user_ns=namespace)
+        with TerminationSignals(namespace["RE"], finish=finish):
+            IPython.start_ipython(argv=argv, user_ns=namespace)
     finally:
         close()
     return 0
+
+
+def make_hardware_safe(devices) -> None:
+    """Disarm the injector and drive the heater safe (each tried even if the other fails),
+    outside any plan: for a session that ends with nobody at the prompt."""
+    for name, action in (("injector", "disarm"), ("heater", "safe_off")):
+        device = getattr(devices, name, None)
+        if device is None:
+            continue
+        try:
+            getattr(device, action)()
+        except Exception as exc:  # the heater's pursuit goes on; close() waits for it
+            logger.critical("%s.%s() failed while ending the session: %s", name, action, exc)
 
 
 def session_banner(namespace: dict) -> str:

@@ -108,12 +108,17 @@ class RunJournal:
         self.close()
 
     def __call__(self, name: str, doc: dict) -> None:
-        self._file.write(_record(name, doc))
-        self._file.flush()
-        now = time.monotonic()
-        if name in FSYNC_DOCUMENTS or now - self._last_fsync >= FSYNC_INTERVAL_S:
-            os.fsync(self._file.fileno())
-            self._last_fsync = now
+        try:
+            self._file.write(_record(name, doc))
+            self._file.flush()
+            now = time.monotonic()
+            if name in FSYNC_DOCUMENTS or now - self._last_fsync >= FSYNC_INTERVAL_S:
+                os.fsync(self._file.fileno())
+                self._last_fsync = now
+        except OSError as exc:  # name the file: "[Errno 28] No space left on device" alone
+            raise OSError(exc.errno, f"{name} document not journaled in {self.path}: "
+                                     f"{exc.strerror or exc}") from exc
+
 
     def archive(self, complete_dir: str | os.PathLike) -> Path:
         """Move the journal to ``complete_dir`` (the catalog holds the run) and unlock it."""
