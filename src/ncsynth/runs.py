@@ -49,11 +49,14 @@ def raw_documents(catalog, run) -> list[tuple[str, dict]]:
 
 
 def derived_run(catalog, raw_uid: str):
-    """The latest analysis run of ``raw_uid``, or None."""
+    """The latest complete analysis run of ``raw_uid`` (one with its stop document), or None.
+    An analysis without a stop is being written, or the catalog refused part of it."""
     results = catalog.client.search(Key("start.raw_uid") == raw_uid)
-    if not len(results):
-        return None
-    return results.values()[-1]
+    for index in range(len(results) - 1, -1, -1):
+        run = results.values()[index]
+        if run.metadata.get("stop"):
+            return run
+    return None
 
 
 def replay_run(catalog, ref, **settings) -> dict:

@@ -180,9 +180,9 @@ def catalog_adapter(layout: DataDirectory, *, database_uri: str | None = None, t
                 specs=CATALOG_SPECS,
             )
         except DatabaseInitializationError as err:
+            where = layout.catalog_db if database_uri is None else "[catalog] database_uri"  # no password
             lines = str(err).strip().splitlines() or ["no message"]
-            raise DataDirectoryError(f"{database_uri or layout.catalog_db}: cannot create the catalog "
-                                     f"({lines[-1]})") from None
+            raise DataDirectoryError(f"{where}: cannot create the catalog ({lines[-1]})") from None
         if local:
             use_wal(layout.catalog_db)
             use_wal(layout.tables_db)
