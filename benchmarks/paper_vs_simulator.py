@@ -20,7 +20,8 @@ from ncsynth.simulators.flow_figures import flow_figures
 from ncsynth.simulators.thermal_protocol import run_protocol, trace_figures
 
 #: (quantity, paper value as stated, low bound, high bound, unit)
-THERMAL_ROWS = (("preheat_max_c", "preheat peak (S.1.2: heated to 290)", "290", None, 293.0, "°C"),
+THERMAL_ROWS = (("preheat_max_c", "preheat peak (S.1.2: heated to 290)", "290", None, 293.0,
+                 "°C"),
                 ("dip_c", "minimum after injection (S.1.2)", "230", 225.0, 235.0, "°C"),
                 ("recovery_s", "back at 260 °C after (S.1.2)", "60", 45.0, 75.0, "s"),
                 ("first_peak_c", "first peak after recovery", "-", None, 266.0, "°C"),
@@ -32,7 +33,8 @@ FLASK_ROWS = (("mean_radius_nm", "final radius (S.1.3)", "2.36", 2.24, 2.48, "nm
               ("nucleation_fraction", "nucleation fraction (S.3)", "15-20%", 0.15, 0.20, "", 1.0))
 #: seed 002 (flow reactor), shares of the fed Cd (simulators/flow_figures.py)
 FLOW_ROWS = (("families_at_350_4p5", "Fig.4: families >=1% at 350C/4.5s", "5", 5, 5, ""),
-             ("cdse437_14s_window_min", "Fig.1: CdSe-437 14s, 270-300C (min)", "seen", 0.10, None, ""),
+             ("cdse437_14s_window_min", "Fig.1: CdSe-437 14s, 270-300C (min)", "seen", 0.10,
+              None, ""),
              ("cdse437_14s_outside_max", "Fig.1: CdSe-437 14s, <=260,>=310C (max)", "none", None,
               0.05, ""),
              ("msc_1p5s_230", "1.5 s, 230 C: MSC share", "seen", 0.01, None, ""),

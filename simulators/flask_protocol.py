@@ -1,4 +1,4 @@
-"""The simulated flask's synthesis on the pure models: the §S.1.2 run and the §S.5 double injection.
+"""The simulated flask's synthesis on the pure models: §S.1.2 and the §S.5 double injection.
 
 The population balance (:class:`~.kinetics.ReactionState`, :data:`~.kinetics_parameters.
 SIMULATED_FLASK`) is driven by the liquid temperature of the pure thermal protocol
@@ -20,7 +20,7 @@ from .kinetics_rates import growth_rate_m_per_s
 from .thermal_protocol import run_protocol
 from .world import SyringeCharge
 
-#: §S.5.1 second injection after 4 min; syringe B as tests/test_superfocusing.py fills it for n >= 4
+#: §S.5.1: piston B after 4 min; syringe B as the superfocusing dry run fills it for n >= 4
 SECOND_DELAY_S = 240.0
 SECOND_CHARGE = SyringeCharge(cd_molar=0.123)
 
@@ -35,8 +35,8 @@ def _t98(times: np.ndarray, values: np.ndarray) -> float:
     return float(times[np.argmax(values >= 0.98 * values[-1])])
 
 
-def run_synthesis(duration_s: float = 7200.0, *, parameters: KineticParameters = SIMULATED_FLASK,
-                  step_s: float = 0.5) -> dict:
+def run_synthesis(duration_s: float = 7200.0, *,
+                  parameters: KineticParameters = SIMULATED_FLASK, step_s: float = 0.5) -> dict:
     """§S.1.2 on the pure models: final radius (nm), concentration (mol/L), yield, and the
     nucleation fraction t98(concentration)/t98(yield) of §S.3 (98 % of the final values)."""
     trace = run_protocol(duration_s)
@@ -52,12 +52,14 @@ def run_synthesis(duration_s: float = 7200.0, *, parameters: KineticParameters =
         conc.append(state.concentration_molar)
         yields.append(state.yield_fraction)
     t = edges[1:]
-    return {"mean_radius_nm": state.mean_radius_nm, "concentration_molar": state.concentration_molar,
+    return {"mean_radius_nm": state.mean_radius_nm,
+            "concentration_molar": state.concentration_molar,
             "yield_fraction": state.yield_fraction,
             "nucleation_fraction": _t98(t, np.array(conc)) / _t98(t, np.array(yields))}
 
 
-def run_double_injection(after_b_s: float = 600.0, *, parameters: KineticParameters = SIMULATED_FLASK,
+def run_double_injection(after_b_s: float = 600.0, *,
+                         parameters: KineticParameters = SIMULATED_FLASK,
                          step_s: float = 0.5, delay_s: float = SECOND_DELAY_S,
                          charge_b: SyringeCharge = SECOND_CHARGE) -> dict:
     """§S.5 on the pure models: the two sets' number-weighted mean radii (nm) after piston B.
@@ -77,7 +79,8 @@ def run_double_injection(after_b_s: float = 600.0, *, parameters: KineticParamet
     for start in np.arange(0.0, delay_s + after_b_s, step_s):
         if boundary_m is None and start >= delay_s:
             counts = state.number_density_per_m3
-            boundary_m = radius_m[np.argmax(counts > 1e-3 * counts.max())] - 0.5e-9 * state.cell_width_nm
+            smallest = radius_m[np.argmax(counts > 1e-3 * counts.max())]
+            boundary_m = smallest - 0.5e-9 * state.cell_width_nm
             volume = _deliver(state, volume, charge_b)
         temperature = float(np.interp(start + step_s / 2, times, liquid))
         if boundary_m is not None:
@@ -89,7 +92,8 @@ def run_double_injection(after_b_s: float = 600.0, *, parameters: KineticParamet
             first, second = radius_m >= boundary_m, radius_m < boundary_m
             rows.append((start + step_s - delay_s,
                          counts[first] @ radius_m[first] / counts[first].sum() * 1e9,
-                         counts[second] @ radius_m[second] / max(counts[second].sum(), 1e-300) * 1e9,
+                         counts[second] @ radius_m[second]
+                         / max(counts[second].sum(), 1e-300) * 1e9,
                          counts[second].sum() / counts.sum()))
     table = np.array(rows)
     return {"times_s": table[:, 0], "first_nm": table[:, 1], "second_nm": table[:, 2],

@@ -50,7 +50,7 @@ derivative action anticipates large heating rates, so the approach to a setpoint
 below (preheat, recovery after the injection) switches the power off before the stored
 heat overshoots. Measured on the pure models (tests/test_thermal.py,
 benchmarks/paper_vs_simulator.py): preheat peaks at ~290.2 °C; after injection 231 °C,
-260 °C again after ~64 s, first peak ~264.4 °C; then ±6.3 °C with a ~191 s period whose
+260 °C again after ~63 s, first peak ~264.5 °C; then ±6.3 °C with a ~190 s period whose
 mean sits ~3 °C below the setpoint (most of the cycle is spent saturated, where the
 integral is frozen). Paper: 230 °C, within 60 s, ±6.5 °C, 195 s.
 """
