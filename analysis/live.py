@@ -9,7 +9,9 @@ through ``emit(name, doc)`` (e.g. the catalog writer, a :class:`~ncsynth.analysi
   ``sigma_upper_nm`` (σ only an upper limit while the pattern does not resolve it, else NaN),
   ``yield_fraction`` (S2.6), ``chi2_reduced``, ``success``, ``reason``, ``temperature_c``, and
   the same frame fitted with one skewed population (``skewed_*``, ``skewness``,
-  :mod:`~ncsynth.analysis.skewed`), which the kinetics use;
+  :mod:`~ncsynth.analysis.skewed`), and what the model the frame prefers holds
+  (:mod:`~ncsynth.analysis.frame_model`: ``populations``, ``model_concentration_molar``,
+  ``model_cadmium_molar``), which the kinetics use;
 * stream ``patterns``: the same frames' background-subtracted I(q) in cm⁻¹ with σ and the
   fitted model (arrays, ``kind`` normal, never hinted);
 * stream ``kinetics``: at the raw run's stop, the flattened
@@ -61,6 +63,7 @@ from ncsynth.analysis.nucleation_period import summarize_kinetics
 from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, DEFAULT_Q_RANGE_NM, Pattern, Reducer,
                                         average, calibration_from_beam, subtract)
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
+from ncsynth.analysis.frame_model import FrameModel, preferred_model
 from ncsynth.analysis.skewed import SkewedFit, fit_skewed
 from ncsynth.errors import first_line
 from ncsynth.queues import wait_drained
@@ -262,6 +265,9 @@ FIT_KEYS = {
     "skewness": _number("", 3),
     "skewed_concentration_molar": _number("mol/L"),
     "skewed_chi2_reduced": _number("", 3),
+    "populations": _number("", 0),
+    "model_concentration_molar": _number("mol/L"),
+    "model_cadmium_molar": _number("mol/L"),
     "success": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [], "source": SOURCE},
     "reason": {"dtype": "string", "shape": [], "source": SOURCE},
     "temperature_c": _number("degC", 2),
@@ -362,6 +368,9 @@ class SAXSAnalysis(DocumentRouter):
         #: skewed single-population fits (SkewedFit) of the same frames
         self.skewed_fits: list = []
         self._last_skewed = None
+        #: the preferred size model's totals (FrameModel) of the same frames
+        self.frame_models: list = []
+        self._last_two = None
         self.times_s: list[float] = []
         self.kinetics: dict | None = None
         self._raw_start: dict | None = None
@@ -517,17 +526,22 @@ class SAXSAnalysis(DocumentRouter):
             fit = fit_pattern(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, guess=self._last_good)
             skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
                                 guess=self._last_skewed)
+            model, two = preferred_model(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
+                                         skewed, guess=self._last_two)
         except self._fatal_errors:
             raise
         except Exception as error:
             fit = SphereFit.failed(f"analysis error: {type(error).__name__}: {error}")
             skewed = SkewedFit.failed(fit.reason)
+            model, two = FrameModel(0, math.nan, math.nan), None
             self._error("frame", f"frame {doc.get('seq_num')}: {error}")
         if fit.success:
             self._last_good = fit
         if skewed.success:
             self._last_skewed = skewed
+        self._last_two = two or self._last_two
         self.skewed_fits.append(skewed)
+        self.frame_models.append(model)
         after_second = self._t_second is not None and frame_time + 0.5 * exposure > self._t_second
         cd = (self.cd_after_second_molar if after_second else self.cd_initial_molar) or math.nan
         yld = float(yield_fraction(fit.radius_nm, fit.sigma_nm, fit.concentration_molar, cd)) \
@@ -536,9 +550,9 @@ class SAXSAnalysis(DocumentRouter):
         self.times_s.append(time_s)
         self._cds.append(cd)
         self._yields.append(yld)
-        self._emit_frame(doc, fit, skewed, time_s, frame_time, yld, float(temperature), pattern)
+        self._emit_frame(doc, fit, skewed, model, time_s, frame_time, yld, float(temperature), pattern)
 
-    def _emit_frame(self, raw_event, fit, skewed, time_s, frame_time, yld, temperature, pattern):
+    def _emit_frame(self, raw_event, fit, skewed, model, time_s, frame_time, yld, temperature, pattern):
         if self._bundle is None:
             self._open_derived_run()
         data = {"time_s": time_s, "frame_time": frame_time,
@@ -551,7 +565,9 @@ class SAXSAnalysis(DocumentRouter):
                 "chi2_reduced": fit.chi2_reduced, "skewed_radius_nm": skewed.radius_nm,
                 "skewed_sigma_nm": skewed.sigma_nm, "skewness": skewed.skewness,
                 "skewed_concentration_molar": skewed.concentration_molar,
-                "skewed_chi2_reduced": skewed.chi2_reduced,
+                "skewed_chi2_reduced": skewed.chi2_reduced, "populations": float(model.populations),
+                "model_concentration_molar": model.concentration_molar,
+                "model_cadmium_molar": model.cadmium_molar,
                 "success": bool(fit.success), "reason": fit.reason,
                 "temperature_c": temperature}
         data = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in data.items()}
@@ -601,10 +617,9 @@ class SAXSAnalysis(DocumentRouter):
         summary = summarize_kinetics(np.array(self.times_s, dtype=float), field("radius_nm"), field("sigma_nm"),
                                      field("concentration_molar"), np.array(self._cds, dtype=float),
                                      self.beta, field("concentration_err_molar"), field("radius_err_nm"),
-                                     field("sigma_err_nm"), skewed=[
-                                         np.array([getattr(f, name) for f in self.skewed_fits], dtype=float)
-                                         for name in ("radius_nm", "sigma_nm", "skewness",
-                                                      "concentration_molar")])
+                                     field("sigma_err_nm"), preferred=[
+                                         np.array([getattr(m, name) for m in self.frame_models], dtype=float)
+                                         for name in ("concentration_molar", "cadmium_molar")])
         data = flatten_kinetics(summary, len(self.fits), failed)
         if (self._raw_start or {}).get("second_injection"):
             # one population fitted to two: the new set is not counted (see §S.5's own analysis)

@@ -17,7 +17,8 @@ flask's concentration build-up is S-shaped and S3.3 need not describe it (DESIGN
   random, the same flips for concentration and yield of a frame (their errors are correlated),
   re-smoothed; errors are half the 16–84 % spread of the resampled times, and of their ratio.
   The size-distribution model adds a systematic error (:func:`with_model_spread`): the
-  concentration of a skewed population seen by SAXS depends on the shape assumed.
+  concentration SAXS gives depends on the shape assumed for a population with a tail of small
+  crystals, or for a second set of them.
 
 A series whose 98 % time falls among its last frames has not settled (the run ended before
 its plateau): flagged, ``success`` False. :func:`summarize_kinetics` gives a run's
@@ -187,9 +188,10 @@ def completion_times(time_s, concentration_molar, concentration_err_molar, yield
 def with_model_spread(primary: CompletionTimes, alternative: CompletionTimes) -> CompletionTimes:
     """``primary`` with half its difference from ``alternative`` added to the errors as systematic.
 
-    SAXS sees a crystal by its V²: the number concentration of a skewed population with a tail
-    of small crystals depends on the shape assumed for it (S2.3's Gaussian against a skewed
-    one; a few % in a simulated flask while it nucleates), and so do the 98 % times. Half the
+    SAXS sees a crystal by its V²: the number concentration of a population with a tail of small
+    crystals, or with a second set of them, depends on the model assumed (S2.3's one Gaussian
+    against the model each frame prefers; a few % in a simulated flask while it nucleates), and
+    so do the 98 % times. Half the
     difference between the two models' times is taken as a ±1σ systematic error, added in
     quadrature. Without a usable alternative, ``primary`` is returned unchanged.
     """
@@ -235,18 +237,17 @@ class KineticsSummary:
 def summarize_kinetics(time_s, radius_nm, sigma_nm, concentration_molar, cd_initial_molar, beta,
                        concentration_err_molar, radius_err_nm, sigma_err_nm, fraction=FRACTION,
                        fit_delay=False, fit_beta=False, lattice_nm=CDSE_LATTICE_NM,
-                       skewed=None) -> KineticsSummary:
+                       preferred=None) -> KineticsSummary:
     """The 98 % times from the data and S3.3/S3.2 fits of a run's frames (S2.5–S2.6 for the yield).
 
     Per-frame arrays (failed frames as NaN): ``time_s`` since injection, the Gaussian fits'
     ``radius_nm``, ``sigma_nm``, ``concentration_molar`` with their standard errors.
     ``cd_initial_molar``: Cd in the flask (scalar, or per frame after a second injection, S2.6).
-    ``skewed``: optional (radius_nm, sigma_nm, skewness, concentration_molar) per frame of the
-    skewed single-population fits (:mod:`ncsynth.analysis.skewed`); when at least half the
-    frames have one, they give the primary numbers (the skewed model contains the Gaussian and
-    follows a tail of small crystals) and the Gaussian ones the model's systematic error
-    (:func:`~ncsynth.analysis.nucleation_period.with_model_spread`); the errors of the Gaussian
-    fits serve as the weights of both.
+    ``preferred``: optional (concentration_molar, cadmium_molar) per frame of the size model
+    each frame prefers (:mod:`ncsynth.analysis.frame_model`: one skewed population, or two where
+    they fit far better); when at least half the frames have it, it gives the primary numbers
+    and the Gaussian fits the model's systematic error (:func:`with_model_spread`); the errors
+    of the Gaussian fits serve as the weights of both.
     """
     cd = np.asarray(cd_initial_molar, dtype=float)
     yields = yield_fraction(radius_nm, sigma_nm, concentration_molar, 1.0, lattice_nm) / cd
@@ -255,13 +256,12 @@ def summarize_kinetics(time_s, radius_nm, sigma_nm, concentration_molar, cd_init
                                       lattice_nm) / cd
     times = completion_times(time_s, concentration_molar, concentration_err_molar, yields,
                              yield_errors, fraction)
-    if skewed is not None and np.count_nonzero(np.isfinite(skewed[3])) >= 0.5 * np.size(time_s):
-        radius_nm, sigma_nm, skewness, concentration_molar = skewed
-        skewed_yields = yield_fraction(radius_nm, sigma_nm, concentration_molar, 1.0, lattice_nm,
-                                       skewness) / cd
+    if preferred is not None and np.count_nonzero(np.isfinite(preferred[0])) >= 0.5 * np.size(time_s):
+        concentration_molar = np.asarray(preferred[0], dtype=float)
+        preferred_yields = np.asarray(preferred[1], dtype=float) / cd
         with np.errstate(invalid="ignore", divide="ignore"):
-            yield_errors = yield_errors * skewed_yields / yields
-        yields = skewed_yields
+            yield_errors = yield_errors * preferred_yields / yields
+        yields = preferred_yields
         times = with_model_spread(completion_times(time_s, concentration_molar, concentration_err_molar,
                                                    yields, yield_errors, fraction), times)
     concentration_fit = fit_buildup(time_s, concentration_molar, concentration_err_molar, fit_delay)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ncsynth.analysis.bimodal import BimodalFit, fit_bimodal
+from ncsynth.analysis.frame_model import MIN_DELTA_BIC, delta_bic
 from ncsynth.analysis.growth import ExponentFit, fit_growth_exponent
 from ncsynth.analysis.skewed import SkewedFit, fit_skewed, fit_skewed_and_gaussian
 
@@ -45,8 +46,6 @@ __all__ = ["SecondInjectionAnalysis", "analyze_second_injection"]
 
 #: A radius with a larger relative standard error does not count as resolved.
 MAX_RELATIVE_RADIUS_ERROR = 0.05
-#: BIC(one skewed population) − BIC(two Gaussian populations) needed to call a frame bimodal.
-MIN_DELTA_BIC = 10.0
 #: Consecutive bimodal frames that mark the new set's onset.
 ONSET_FRAMES = 3
 #: Running-median length (frames) for c₂ and r₂ when choosing the window.
@@ -108,15 +107,6 @@ def _running_median(values, frames=RUNNING_FRAMES):
     return np.array([np.median(values[max(0, k - half):k + half + 1]) for k in range(values.size)])
 
 
-def _delta_bic(two: BimodalFit, skewed: SkewedFit) -> float:
-    """BIC(one skewed population) − BIC(two Gaussian populations) of one frame (NaN if either failed)."""
-    if not (two.success and skewed.success):
-        return math.nan
-    ln_n = math.log(two.n_points)
-    chi2_two = two.chi2_reduced * (two.n_points - 7)
-    return (skewed.chi2 + 5 * ln_n) - (chi2_two + 7 * ln_n)
-
-
 def _window(candidates, c2, r2):
     """(first, last) index into the frames of the window where both sets grow (see module)."""
     smooth_c2 = _running_median(c2[candidates])
@@ -161,8 +151,8 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
         skewed_fits.append(skewed)
         guess = fit if fit.success else guess
         skewed_guess = skewed if skewed.success else skewed_guess
-    delta_bic = np.array([_delta_bic(f, s) for f, s in zip(fits, skewed_fits)])
-    bimodal = np.array([_resolved(f) for f in fits], dtype=bool) & (delta_bic >= MIN_DELTA_BIC)
+    delta_bics = np.array([delta_bic(f, s) for f, s in zip(fits, skewed_fits)])
+    bimodal = np.array([_resolved(f) for f in fits], dtype=bool) & (delta_bics >= MIN_DELTA_BIC)
 
     def column(name):
         return np.array([getattr(f, name) if b else np.nan for f, b in zip(fits, bimodal)])
@@ -179,7 +169,7 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
             f"(delta BIC >= {MIN_DELTA_BIC:g}) in {int(bimodal.sum())} of {after.size} frames, "
             f"never {ONSET_FRAMES} in a row")
         return SecondInjectionAnalysis(times, float(second_injection_s), tuple(fits), tuple(skewed_fits),
-                                       delta_bic, bimodal, r1, e1, r2, e2, c2, used, nan, (nan, nan),
+                                       delta_bics, bimodal, r1, e1, r2, e2, c2, used, nan, (nan, nan),
                                        exponent)
     onset = int(runs[0])
     candidates = np.flatnonzero(bimodal & (np.arange(after.size) >= onset))
@@ -201,7 +191,7 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
         exponent = ExponentFit.failed(f"only {int(used.sum())} pairs in the window where both sets "
                                       f"grow, need at least 3", int(used.sum()))
     return SecondInjectionAnalysis(times, float(second_injection_s), tuple(fits), tuple(skewed_fits),
-                                   delta_bic, bimodal, r1, e1, r2, e2, c2, used, float(times[onset]),
+                                   delta_bics, bimodal, r1, e1, r2, e2, c2, used, float(times[onset]),
                                    (float(times[first]), float(times[last])), exponent)
 
 

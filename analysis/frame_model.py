@@ -1,0 +1,84 @@
+"""The size model a frame's pattern prefers, for the kinetics (seed 000 §S.2.2–S.2.6, §S.3).
+
+S2.3 assumes one Gaussian population. A flask that nucleates holds a tail of small crystals
+(skewed), and one that nucleates again a second set: one model for every frame would count
+them wrongly. Each frame gets, in order of preference:
+
+* one skewed population (:mod:`~ncsynth.analysis.skewed`; it contains S2.3's Gaussian), or
+  S2.3's Gaussian when the skewed fit failed;
+* two Gaussian populations (:func:`~ncsynth.analysis.bimodal.fit_bimodal`) when the single
+  population does not describe the pattern (χ² p-value below ``MISFIT_P_VALUE``) and the two
+  beat it by the Bayesian information criterion, BIC = χ² + k·ln N, by ``MIN_DELTA_BIC``.
+
+The result counts every crystal the model holds: the number concentration and the cadmium in
+crystals, Σ c_k·4⟨V⟩_k/a³ (S2.5; the yield S2.6 is that over c_Cd,0). Units: mol/L.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy.stats import chi2 as chi2_distribution
+
+from ncsynth.analysis.bimodal import BimodalFit, fit_bimodal
+from ncsynth.analysis.kinetics import yield_fraction
+from ncsynth.analysis.saxs import SphereFit
+from ncsynth.analysis.skewed import N_PARAMETERS as SKEWED_PARAMETERS, SkewedFit
+
+__all__ = ["FrameModel", "preferred_model", "delta_bic", "MIN_DELTA_BIC"]
+
+#: A single population whose χ² is less likely than this does not describe the pattern.
+MISFIT_P_VALUE = 1e-3
+#: BIC(one skewed population) − BIC(two Gaussian populations) needed to prefer two ("very strong").
+MIN_DELTA_BIC = 10.0
+_TWO_GAUSSIAN_PARAMETERS = 7
+
+
+@dataclass(frozen=True)
+class FrameModel:
+    """What the preferred model of one frame holds: ``populations`` (1 or 2; 0 without a fit),
+    the number concentration and the cadmium in crystals (mol/L)."""
+
+    populations: int
+    concentration_molar: float
+    cadmium_molar: float
+
+
+def delta_bic(two: BimodalFit, skewed: SkewedFit) -> float:
+    """BIC(one skewed population) − BIC(two Gaussian populations) of one frame (NaN if either failed)."""
+    if not (two.success and skewed.success):
+        return math.nan
+    ln_n = math.log(two.n_points)
+    chi2_two = two.chi2_reduced * (two.n_points - _TWO_GAUSSIAN_PARAMETERS)
+    return (skewed.chi2 + SKEWED_PARAMETERS * ln_n) - (chi2_two + _TWO_GAUSSIAN_PARAMETERS * ln_n)
+
+
+def preferred_model(q_nm, intensity_cm, sigma_cm, gaussian: SphereFit, skewed: SkewedFit,
+                    guess: BimodalFit | None = None):
+    """(:class:`FrameModel`, the two-population fit or None) of one frame (see the module).
+
+    ``gaussian`` and ``skewed``: the frame's single-population fits; ``guess``: the previous
+    frame's two-population fit (warm start).
+    """
+    if skewed.success:
+        single = FrameModel(1, skewed.concentration_molar, float(yield_fraction(
+            skewed.radius_nm, skewed.sigma_nm, skewed.concentration_molar, 1.0,
+            skewness=skewed.skewness)))
+        dof, chi2 = skewed.n_points - SKEWED_PARAMETERS, skewed.chi2
+    elif gaussian.success:
+        single = FrameModel(1, gaussian.concentration_molar, float(yield_fraction(
+            gaussian.radius_nm, gaussian.sigma_nm, gaussian.concentration_molar, 1.0)))
+        return single, None
+    else:
+        return FrameModel(0, math.nan, math.nan), None
+    if not chi2_distribution.sf(chi2, dof) < MISFIT_P_VALUE:
+        return single, None
+    two = fit_bimodal(q_nm, intensity_cm, sigma_cm, guess=guess if guess is not None else gaussian)
+    if not (two.success and two.concentration1_molar > 0 and two.concentration2_molar > 0
+            and delta_bic(two, skewed) >= MIN_DELTA_BIC):
+        return single, two if two.success else None
+    cadmium = sum(float(yield_fraction(r, s, c, 1.0)) for r, s, c in (
+        (two.radius1_nm, two.sigma1_nm, two.concentration1_molar),
+        (two.radius2_nm, two.sigma2_nm, two.concentration2_molar)))
+    return FrameModel(2, two.concentration1_molar + two.concentration2_molar, cadmium), two
