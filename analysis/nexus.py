@@ -1,26 +1,40 @@
 """A run's analysis as one NeXus/HDF5 file (seed 000 §S.2: reduced patterns and per-frame fits).
 
 ``write_fits_nexus(path, fits, patterns, raw_start=...)`` writes the ``fits`` and ``patterns``
-streams of a derived run (:mod:`ncsynth.analysis.live`) for NeXus readers (silx, nexusformat/NeXpy,
-DAWN) and canSAS readers::
+streams of a derived run (:mod:`ncsynth.analysis.live`) for canSAS readers (SasView's loader
+``sasdata``) and NeXus readers (silx, nexusformat/NeXpy, DAWN): one NXcanSAS SASentry per frame,
+then one NXentry for the run::
 
-    /entry                 NXentry, canSAS_class SASentry, definition "NXcanSAS"; title, run (raw uid),
-                           start_time / end_time (ISO 8601), program_name "ncsynth" (@version)
-      sasdata              NXdata, SASdata: I (frames × q, 1/cm, @uncertainties Idev), Idev, Q (1/nm),
-                           Time (s after injection), Imodel (the fit, 1/cm); @I_axes "Time,Q"
+    /frame_0000 … /frame_NNNN  NXentry, canSAS_class SASentry, definition "NXcanSAS", @version 1.1;
+                           title (sample, scan, frame, time), run (raw uid, @name "scan N frame i")
+      sasdata              NXdata, SASdata: I (1/cm, @uncertainties Idev), Idev (linked as I_errors),
+                           Q (1/nm; one dataset hard-linked into every frame), Imodel (the fit,
+                           1/cm), Time (s after injection, scalar); @signal I, @I_axes "Q"
+      sassample            NXsample, SASsample: name, thickness (path length in mm: sasdata 0.11
+                           ignores the thickness unit and takes mm), temperature (the frame's, degC)
+      sasinstrument        NXinstrument, SASinstrument: sassource (wavelength), monochromator
+                           (energy), sasdetector; one group hard-linked into every frame
+      sasprocess           NXprocess, SASprocess: the analysis (program, version, date, settings as
+                           JSON); one group hard-linked into every frame
+    /run                   NXentry (no canSAS_class): experiment_identifier (raw uid), entry_identifier
+                           ("scan N"), experiment_description (the title), start_time / end_time
+                           (ISO 8601), exit_status, program_name "ncsynth" (@version); the root's default
       fits                 NXdata: one row per frame, the fits stream's columns with units, plus
                            heater_output_percent; radius_nm_errors etc. link the standard errors;
                            plots radius_nm against time_s
       kinetics             NXcollection: the kinetics summary (S3.2, S3.3), when given
-      sasinstrument        NXinstrument: sassource (wavelength), monochromator (energy), sasdetector
-      sassample            NXsample: name, thickness (path length), temperature (per frame)
-      sasprocess           NXprocess: the analysis (program, version, date, settings as JSON)
       recipe               NXnote: the synthesis recipe of the start document, as JSON
+
+Why this layout: sasdata (0.11) loads a SASdata of many frames as the last frame repeated and
+without the intensity unit; one 1-D SASdata per SASentry loads as one dataset per frame, with Q
+converted to 1/Å and I in 1/cm. sasdata does not skip a non-canSAS NXentry: it files the fields of
+/run (written last, and after the frames in name order too) under the last frame's ``meta_data``,
+except that fields named title, run or definition would replace that frame's own, so /run has none.
+
+silx (3.1) plots each frame's sasdata as a curve with error bars and /run/fits as radius against time.
 
 Numbers are written as the derived run holds them (failed frames are NaN); every numeric field
 carries a UDUNITS ``units`` attribute ("1" for dimensionless), as NXcanSAS requires.
-silx (3.1) plots ``fits`` but does not take ``sasdata`` for NXdata: it reads ``I@uncertainties``
-as the axes' errors (one name for two axes); its datasets still open as images.
 """
 
 from __future__ import annotations
@@ -38,6 +52,8 @@ import ncsynth
 from ncsynth.analysis.geometry import HC_KEV_NM
 from ncsynth.analysis.live import FIT_KEYS, KINETICS_KEYS
 
+#: The NXentry of the run (fits table, kinetics, recipe), after the frames' SASentries.
+RUN_ENTRY = "run"
 PATTERN_COLUMNS = ("time_s", "q_nm", "intensity_cm", "sigma_cm", "model_cm")
 #: Fitted values of the fits stream and their standard errors.
 FIT_ERRORS = {"radius_nm": "radius_err_nm", "sigma_nm": "sigma_err_nm",
@@ -161,34 +177,41 @@ def write_fits_nexus(path, fits, patterns, *, raw_start: dict, raw_stop: dict | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
+    analysis = (analysis_start or {}).get("analysis") or {}
     try:
-        with h5py.File(partial, "w") as f:
-            f.attrs.update(default="entry", file_name=path.name, file_time=datetime.now(timezone.utc).isoformat(),
+        with h5py.File(partial, "w", track_order=True) as f:  # frames in order, then the run
+            f.attrs.update(default=RUN_ENTRY, file_name=path.name,
+                           file_time=datetime.now(timezone.utc).isoformat(),
                            creator=f"ncsynth {ncsynth.__version__}", HDF5_Version=h5py.version.hdf5_version,
                            h5py_version=h5py.version.version)
-            entry = _entry(f, raw_start, raw_stop)
-            frames = _fits_group(entry, table, heater)
-            _sasdata(entry, frames, q_nm, curves)
+            shared: dict[str, h5py.HLObject] = {}
+            for index in range(n_frames):
+                _frame_entry(f, index, raw_start, analysis, analysis_start or {}, table, curves, q_nm, shared)
+            entry = _run_entry(f, raw_start, raw_stop)
+            _fits_group(entry, table, heater)
             if kinetics is not None:
                 _kinetics(entry, kinetics)
-            analysis = (analysis_start or {}).get("analysis") or {}
-            _instrument(entry, analysis, raw_start)
-            _sample(entry, analysis, raw_start, frames)
-            _process(entry, analysis_start or {})
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     return path
 
 
-def _entry(f: h5py.File, start: dict, stop: dict | None) -> h5py.Group:
-    entry = _group(f, "entry", "NXentry", "SASentry")
-    entry.attrs.update(version="1.1", default="sasdata")
+
+def frame_entry_name(index: int) -> str:
+    """The SASentry of frame ``index`` (0-based, the fits stream's row)."""
+    return f"frame_{index:04d}"
+
+
+def _run_entry(f: h5py.File, start: dict, stop: dict | None) -> h5py.Group:
+    entry = _group(f, RUN_ENTRY, "NXentry")
+    entry.attrs["default"] = "fits"
     recipe = start.get("recipe") or {}
-    _field(entry, "definition", "NXcanSAS")
-    _field(entry, "title", f"{recipe.get('sample', 'sample')}: {start.get('plan_name', 'run')} "
-                           f"scan {start.get('scan_id')} ({start['uid'][:8]})")
-    _field(entry, "run", start["uid"], name=f"scan {start.get('scan_id')}")
+    # NXentry's identifier fields, not title/run: sasdata reads any "title" or "run" into the frame
+    # read before (the last), whatever the group
+    _field(entry, "experiment_identifier", start["uid"])
+    _field(entry, "entry_identifier", f"scan {start.get('scan_id')}")
+    _field(entry, "experiment_description", _title(start))
     _field(entry, "program_name", "ncsynth", version=ncsynth.__version__)
     if "time" in start:
         _field(entry, "start_time", _iso(start["time"]))
@@ -196,11 +219,47 @@ def _entry(f: h5py.File, start: dict, stop: dict | None) -> h5py.Group:
         _field(entry, "end_time", _iso(stop["time"]))
         _field(entry, "exit_status", str(stop.get("exit_status", "")))
     if recipe:
-        note = _group(entry, "recipe", "NXnote", "SASnote")
+        note = _group(entry, "recipe", "NXnote")
         _field(note, "description", "synthesis recipe of the run's start document (ncsynth.plans.Recipe)")
         _field(note, "type", "application/json")
         _field(note, "data", json.dumps(recipe))
     return entry
+
+
+def _title(start: dict) -> str:
+    recipe = start.get("recipe") or {}
+    return (f"{recipe.get('sample', 'sample')}: {start.get('plan_name', 'run')} "
+            f"scan {start.get('scan_id')} ({start['uid'][:8]})")
+
+
+def _frame_entry(f: h5py.File, index: int, start: dict, analysis: dict, analysis_start: dict,
+                 table: dict, curves: dict, q_nm: np.ndarray, shared: dict) -> None:
+    """Frame ``index`` as one NXcanSAS SASentry; Q, the instrument and the process are written once
+    and hard-linked into the later frames."""
+    entry = _group(f, frame_entry_name(index), "NXentry", "SASentry")
+    entry.attrs.update(version="1.1", default="sasdata")
+    time_s = float(table["time_s"][index])
+    _field(entry, "definition", "NXcanSAS")
+    _field(entry, "title", f"{_title(start)} frame {index}, {time_s:.6g} s after injection")
+    _field(entry, "run", start["uid"], name=f"scan {start.get('scan_id')} frame {index}")
+    data = _group(entry, "sasdata", "NXdata", "SASdata")
+    data.attrs.update(signal="I", I_axes="Q", axes="Q", Q_indices=np.int32(0), auxiliary_signals=["Imodel"])
+    _field(data, "I", curves["intensity_cm"][index], "1/cm", uncertainties="Idev",
+           long_name="I(q), background subtracted (1/cm)")
+    data["I_errors"] = _field(data, "Idev", curves["sigma_cm"][index], "1/cm")  # NXdata's errors, for silx
+    if "Q" in shared:
+        data["Q"] = shared["Q"]
+    else:
+        shared["Q"] = _field(data, "Q", q_nm, "1/nm", long_name="q (1/nm)")
+    _field(data, "Imodel", curves["model_cm"][index], "1/cm", long_name="fitted model (1/cm)")
+    _field(data, "Time", time_s, "s", long_name="time after injection, mid-exposure (s)")
+    _sample(entry, analysis, start, table["temperature_c"][index])
+    for name, write in (("sasinstrument", lambda: _instrument(entry, analysis, start)),
+                        ("sasprocess", lambda: _process(entry, analysis_start))):
+        if name in shared:
+            entry[name] = shared[name]
+        else:
+            shared[name] = write()
 
 
 def _fits_group(entry: h5py.Group, table: dict, heater) -> h5py.Group:
@@ -217,18 +276,6 @@ def _fits_group(entry: h5py.Group, table: dict, heater) -> h5py.Group:
     return frames
 
 
-def _sasdata(entry: h5py.Group, frames: h5py.Group, q_nm: np.ndarray, curves: dict) -> None:
-    data = _group(entry, "sasdata", "NXdata", "SASdata")
-    data.attrs.update(signal="I", I_axes="Time,Q", axes=["Time", "Q"], Q_indices=np.int32(1),
-                      Time_indices=np.int32(0), auxiliary_signals=["Imodel"])
-    _field(data, "I", curves["intensity_cm"], "1/cm", uncertainties="Idev",
-           long_name="I(q), background subtracted (1/cm)")
-    _field(data, "Idev", curves["sigma_cm"], "1/cm")
-    _field(data, "Q", q_nm, "1/nm", long_name="q (1/nm)")
-    data["Time"] = frames["time_s"]  # the same dataset: s after injection, mid-exposure
-    _field(data, "Imodel", curves["model_cm"], "1/cm", long_name="fitted model (1/cm)")
-
-
 def _kinetics(entry: h5py.Group, kinetics) -> None:
     values = _columns(kinetics, list(KINETICS_KEYS), "kinetics")
     group = _group(entry, "kinetics", "NXcollection")
@@ -236,7 +283,7 @@ def _kinetics(entry: h5py.Group, kinetics) -> None:
         _field(group, name, column[-1] if column.ndim else column, _units(KINETICS_KEYS, name))
 
 
-def _instrument(entry: h5py.Group, analysis: dict, start: dict) -> None:
+def _instrument(entry: h5py.Group, analysis: dict, start: dict) -> h5py.Group:
     instrument = _group(entry, "sasinstrument", "NXinstrument", "SASinstrument")
     geometry = analysis.get("geometry") or {}
     source = _group(instrument, "sassource", "NXsource", "SASsource")
@@ -245,7 +292,7 @@ def _instrument(entry: h5py.Group, analysis: dict, start: dict) -> None:
     detector = _group(instrument, "sasdetector", "NXdetector", "SASdetector")
     _field(detector, "name", ", ".join(start.get("detectors") or ["SAXS detector"]))
     if not geometry:
-        return
+        return instrument
     _field(source, "incident_wavelength", HC_KEV_NM / geometry["energy_kev"], "nm")
     mono = _group(instrument, "monochromator", "NXmonochromator")
     _field(mono, "energy", geometry["energy_kev"], "keV")
@@ -257,18 +304,20 @@ def _instrument(entry: h5py.Group, analysis: dict, start: dict) -> None:
     row, column = geometry["beam_center_px"]
     _field(detector, "beam_center_x", column * pixel_m, "m")
     _field(detector, "beam_center_y", row * pixel_m, "m")
+    return instrument
 
 
-def _sample(entry: h5py.Group, analysis: dict, start: dict, frames: h5py.Group) -> None:
+def _sample(entry: h5py.Group, analysis: dict, start: dict, temperature_c: float) -> h5py.Group:
     sample = _group(entry, "sassample", "NXsample", "SASsample")
     recipe = start.get("recipe") or {}
     _field(sample, "name", recipe.get("sample", "unknown"))
-    if analysis.get("path_length_cm"):
-        _field(sample, "thickness", analysis["path_length_cm"], "cm")
-    sample["temperature"] = frames["temperature_c"]  # per frame, °C
+    if analysis.get("path_length_cm"):  # in mm: sasdata ignores the unit and assumes mm
+        _field(sample, "thickness", float(analysis["path_length_cm"]) * 10.0, "mm")
+    _field(sample, "temperature", temperature_c, "degC")  # the frame's
+    return sample
 
 
-def _process(entry: h5py.Group, analysis_start: dict) -> None:
+def _process(entry: h5py.Group, analysis_start: dict) -> h5py.Group:
     analysis = analysis_start.get("analysis") or {}
     process = _group(entry, "sasprocess", "NXprocess", "SASprocess")
     _field(process, "name", f"ncsynth saxs_analysis ({analysis.get('model', 'unknown model')})")
@@ -282,3 +331,4 @@ def _process(entry: h5py.Group, analysis_start: dict) -> None:
         settings = _group(process, "settings", "NXnote")
         _field(settings, "type", "application/json")
         _field(settings, "data", json.dumps(analysis))
+    return process

@@ -16,7 +16,8 @@ from scipy import constants
 
 import ncsynth
 from ncsynth.analysis.live import FIT_KEYS
-from ncsynth.analysis.nexus import hold_at, write_fits_nexus
+from ncsynth.analysis.nexus import RUN_ENTRY, frame_entry_name, hold_at, write_fits_nexus
+from ncsynth.analysis.scattering import molar_to_per_cm3
 from ncsynth.config import load_config
 from ncsynth.dryrun import dry_run
 from ncsynth.runs import RunError, derived_run, export_fits
@@ -68,33 +69,50 @@ def _text(dataset) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _frames(f):
+    return [f[frame_entry_name(i)] for i in range(N_FRAMES)]
+
+
 def test_the_file_has_the_nxcansas_layout(exported):
     path, stored = exported
+    n_q = stored["analysis"]["n_bins"]
     with h5py.File(path, "r") as f:
-        assert f.attrs["default"] == "entry"
-        entry = f["entry"]
-        assert (entry.attrs["NX_class"], entry.attrs["canSAS_class"]) == ("NXentry", "SASentry")
-        assert entry.attrs["default"] == "sasdata" and _text(entry["definition"]) == "NXcanSAS"
-        for name, nx_class, cansas in [("sasdata", "NXdata", "SASdata"), ("fits", "NXdata", None),
-                                       ("sasinstrument", "NXinstrument", "SASinstrument"),
-                                       ("sasinstrument/sassource", "NXsource", "SASsource"),
-                                       ("sasinstrument/sasdetector", "NXdetector", "SASdetector"),
-                                       ("sassample", "NXsample", "SASsample"),
-                                       ("sasprocess", "NXprocess", "SASprocess"),
-                                       ("kinetics", "NXcollection", None), ("recipe", "NXnote", "SASnote")]:
-            assert entry[name].attrs["NX_class"] == nx_class, name
-            assert entry[name].attrs.get("canSAS_class") == cansas, name
-        data = entry["sasdata"]
-        n_q = stored["analysis"]["n_bins"]
-        assert data["I"].shape == data["Idev"].shape == data["Imodel"].shape == (N_FRAMES, n_q)
-        assert data["Q"].shape == (n_q,) and data["Time"].shape == (N_FRAMES,)
-        assert (data.attrs["signal"], data.attrs["I_axes"]) == ("I", "Time,Q")
-        assert list(data.attrs["axes"]) == ["Time", "Q"]
-        assert data.attrs["Q_indices"] == 1 and data.attrs["Time_indices"] == 0
-        assert data["I"].attrs["uncertainties"] == "Idev"
-        units = {name: data[name].attrs["units"] for name in ("I", "Idev", "Imodel", "Q", "Time")}
-        assert units == {"I": "1/cm", "Idev": "1/cm", "Imodel": "1/cm", "Q": "1/nm", "Time": "s"}
-        fits = entry["fits"]
+        # one SASentry per frame, in order, then the run's own NXentry
+        assert list(f) == [f"frame_{i:04d}" for i in range(N_FRAMES)] + [RUN_ENTRY]
+        assert f.attrs["default"] == RUN_ENTRY
+        for entry in _frames(f):
+            assert (entry.attrs["NX_class"], entry.attrs["canSAS_class"]) == ("NXentry", "SASentry")
+            assert entry.attrs["version"] == "1.1" and entry.attrs["default"] == "sasdata"
+            assert _text(entry["definition"]) == "NXcanSAS"
+            for name, nx_class, cansas in [("sasdata", "NXdata", "SASdata"),
+                                           ("sasinstrument", "NXinstrument", "SASinstrument"),
+                                           ("sasinstrument/sassource", "NXsource", "SASsource"),
+                                           ("sasinstrument/sasdetector", "NXdetector", "SASdetector"),
+                                           ("sassample", "NXsample", "SASsample"),
+                                           ("sasprocess", "NXprocess", "SASprocess")]:
+                assert entry[name].attrs["NX_class"] == nx_class, name
+                assert entry[name].attrs.get("canSAS_class") == cansas, name
+            data = entry["sasdata"]
+            assert data["I"].shape == data["Idev"].shape == data["Imodel"].shape == data["Q"].shape == (n_q,)
+            assert data["Time"].shape == ()
+            assert (data.attrs["signal"], data.attrs["I_axes"], data.attrs["Q_indices"]) == ("I", "Q", 0)
+            assert data["I"].attrs["uncertainties"] == "Idev"
+            units = {name: data[name].attrs["units"] for name in ("I", "Idev", "Imodel", "Q", "Time")}
+            assert units == {"I": "1/cm", "Idev": "1/cm", "Imodel": "1/cm", "Q": "1/nm", "Time": "s"}
+            assert entry["sassample/thickness"].attrs["units"] == "mm"
+            assert entry["sassample/temperature"].attrs["units"] == "degC"
+        # the q grid, instrument and process are stored once and hard-linked into every frame
+        first = f[frame_entry_name(0)]
+        for entry in _frames(f)[1:]:
+            for name in ("sasdata/Q", "sasinstrument", "sasprocess"):
+                assert entry[name] == first[name], name
+        run = f[RUN_ENTRY]
+        assert run.attrs["NX_class"] == "NXentry" and "canSAS_class" not in run.attrs
+        assert run.attrs["default"] == "fits"
+        for name, nx_class in [("fits", "NXdata"), ("kinetics", "NXcollection"), ("recipe", "NXnote")]:
+            assert run[name].attrs["NX_class"] == nx_class, name
+            assert "canSAS_class" not in run[name].attrs, name
+        fits = run["fits"]
         assert (fits.attrs["signal"], fits.attrs["axes"]) == ("radius_nm", "time_s")
         assert {name: fits[name].attrs["units"] for name in
                 ("time_s", "radius_nm", "radius_err_nm", "sigma_nm", "sigma_err_nm", "concentration_molar",
@@ -116,13 +134,16 @@ def test_the_numbers_are_the_catalogs(exported):
     path, stored = exported
     fits, patterns = stored["fits"], stored["patterns"]
     with h5py.File(path, "r") as f:
-        data, table = f["entry/sasdata"], f["entry/fits"]
-        np.testing.assert_array_equal(data["I"][()], np.asarray(patterns["intensity_cm"]))
-        np.testing.assert_array_equal(data["Idev"][()], np.asarray(patterns["sigma_cm"]))
-        np.testing.assert_array_equal(data["Imodel"][()], np.asarray(patterns["model_cm"]))
-        for row in np.asarray(patterns["q_nm"]):
-            np.testing.assert_array_equal(data["Q"][()], row)
-        np.testing.assert_array_equal(data["Time"][()], np.asarray(fits["time_s"]))
+        for i, entry in enumerate(_frames(f)):
+            data = entry["sasdata"]
+            np.testing.assert_array_equal(data["I"][()], np.asarray(patterns["intensity_cm"])[i])
+            np.testing.assert_array_equal(data["Idev"][()], np.asarray(patterns["sigma_cm"])[i])
+            np.testing.assert_array_equal(data["Imodel"][()], np.asarray(patterns["model_cm"])[i])
+            np.testing.assert_array_equal(data["Q"][()], np.asarray(patterns["q_nm"])[i])
+            assert data["Time"][()] == np.asarray(fits["time_s"])[i]
+            # temperature of each frame: the raw run's own primary reading
+            assert entry["sassample/temperature"][()] == stored["heater_temperature"][i]
+        table = f[RUN_ENTRY]["fits"]
         for name in ("time_s", "frame_time", "radius_nm", "radius_err_nm", "sigma_nm", "sigma_err_nm",
                      "concentration_molar", "concentration_err_molar", "background_cm",
                      "yield_fraction", "chi2_reduced"):
@@ -133,12 +154,11 @@ def test_the_numbers_are_the_catalogs(exported):
         # temperature and heater output of each frame: the raw run's own primary readings
         np.testing.assert_array_equal(table["temperature_c"][()], stored["heater_temperature"])
         np.testing.assert_array_equal(table["heater_output_percent"][()], stored["heater_output"])
-        np.testing.assert_array_equal(f["entry/sassample/temperature"][()], stored["heater_temperature"])
         # the heater is switched off at the recipe's reaction time (100 s): frames after it read 0 %
         late = table["time_s"][()] > 105
         assert late.any() and np.all(table["heater_output_percent"][()][late] == 0)
         assert np.any(table["heater_output_percent"][()][~late] > 0)
-        kinetics = f["entry/kinetics"]
+        kinetics = f[RUN_ENTRY]["kinetics"]
         for name in ("t_yield_s", "k2_l_per_mol_s", "yield_inf", "n_frames", "n_failed"):
             np.testing.assert_array_equal(kinetics[name][()], np.asarray(stored["kinetics"][name])[0])
         assert kinetics["n_frames"][()] == N_FRAMES
@@ -148,18 +168,24 @@ def test_the_metadata_is_the_runs(exported):
     path, stored = exported
     start = stored["raw_start"]
     with h5py.File(path, "r") as f:
-        entry = f["entry"]
-        assert _text(entry["run"]) == start["uid"]
-        assert datetime.fromisoformat(_text(entry["start_time"])).timestamp() == pytest.approx(start["time"], abs=1e-5)
-        assert datetime.fromisoformat(_text(entry["end_time"])) > datetime.fromisoformat(_text(entry["start_time"]))
-        assert _text(entry["program_name"]) == "ncsynth"
-        assert entry["program_name"].attrs["version"] == ncsynth.__version__
-        assert SAMPLE in _text(entry["title"])
-        assert _text(entry["sassample/name"]) == SAMPLE
-        assert f"\"sample\": \"{SAMPLE}\"" in _text(entry["recipe/data"])
-        assert entry["sassample/thickness"][()] == pytest.approx(0.4)  # §S.2.1: 0.4 cm capillary path
+        run = f[RUN_ENTRY]
+        assert _text(run["experiment_identifier"]) == start["uid"]
+        assert _text(run["entry_identifier"]) == f"scan {start['scan_id']}"
+        assert datetime.fromisoformat(_text(run["start_time"])).timestamp() == pytest.approx(start["time"], abs=1e-5)
+        assert datetime.fromisoformat(_text(run["end_time"])) > datetime.fromisoformat(_text(run["start_time"]))
+        assert _text(run["program_name"]) == "ncsynth"
+        assert run["program_name"].attrs["version"] == ncsynth.__version__
+        assert SAMPLE in _text(run["experiment_description"])
+        assert not {"title", "run", "definition"} & set(run)  # sasdata would give them to the last frame
+        assert f"\"sample\": \"{SAMPLE}\"" in _text(run["recipe/data"])
+        for i, entry in enumerate(_frames(f)):
+            assert _text(entry["run"]) == start["uid"]
+            assert SAMPLE in _text(entry["title"]) and f"frame {i}," in _text(entry["title"])
+            assert _text(entry["sassample/name"]) == SAMPLE
+            # §S.2.1: 0.4 cm capillary path, written in mm (sasdata ignores the unit and assumes mm)
+            assert entry["sassample/thickness"][()] == pytest.approx(4.0)
         # seed 000 §S.1.4: 18 keV at 1.0 m, 0.354 mm binned pixels; λ = hc/E
-        instrument = entry["sasinstrument"]
+        instrument = f[frame_entry_name(0)]["sasinstrument"]
         assert instrument["monochromator/energy"][()] == 18.0
         wavelength_nm = constants.h * constants.c / (18e3 * constants.e) * 1e9
         assert instrument["sassource/incident_wavelength"][()] == pytest.approx(wavelength_nm, rel=1e-8)
@@ -168,14 +194,117 @@ def test_the_metadata_is_the_runs(exported):
         assert instrument["sasdetector/x_pixel_size"][()] == pytest.approx(0.354e-3)
 
 
-def test_silx_reads_the_fit_table_as_a_plot_with_errors(exported):
+def test_silx_reads_the_fit_table_and_each_frame_as_plots_with_errors(exported):
     nxdata = pytest.importorskip("silx.io.nxdata")
     path, stored = exported
     with h5py.File(path, "r") as f:
-        fits = nxdata.NXdata(f["entry/fits"])
+        fits = nxdata.NXdata(f[RUN_ENTRY]["fits"])
         assert fits.is_valid and fits.is_curve, fits.issues
         np.testing.assert_array_equal(fits.errors[()], np.asarray(stored["fits"]["radius_err_nm"]))
         assert fits.get_axis_errors("time_s") is None
+        for i in (0, N_FRAMES - 1):
+            frame = nxdata.NXdata(f[frame_entry_name(i)]["sasdata"])
+            assert frame.is_valid and frame.is_curve, frame.issues
+            assert frame.axes[0].name.endswith("/Q")
+            np.testing.assert_array_equal(frame.signal[()], np.asarray(stored["patterns"]["intensity_cm"])[i])
+            np.testing.assert_array_equal(frame.errors[()], np.asarray(stored["patterns"]["sigma_cm"])[i])
+
+
+# -- SasView's loader (sasdata, a test dependency) --------------------------------------------------
+@pytest.fixture(scope="module")
+def sasview_loaded(exported):
+    """The exported file as SasView loads it: sasdata's loader picks its NXcanSAS reader."""
+    from sasdata.dataloader.data_info import Data1D
+    from sasdata.dataloader.loader import Loader
+
+    path, _ = exported
+    loaded = Loader().load(str(path))
+    assert all(isinstance(data, Data1D) for data in loaded), [type(data) for data in loaded]
+    return loaded
+
+
+def _finite_frame(patterns, i):
+    """Frame ``i``'s (q in 1/nm, I, σ) where all three are finite, in increasing q (as sasdata sorts)."""
+    q, y, dy = (np.asarray(patterns[name], dtype=float)[i] for name in ("q_nm", "intensity_cm", "sigma_cm"))
+    keep = np.isfinite(q) & np.isfinite(y) & np.isfinite(dy)
+    order = np.argsort(q[keep], kind="stable")
+    return q[keep][order], y[keep][order], dy[keep][order]
+
+
+def test_sasview_loads_one_dataset_per_frame_with_the_catalogs_numbers(exported, sasview_loaded):
+    _, stored = exported
+    patterns = stored["patterns"]
+    assert len(sasview_loaded) == N_FRAMES
+    for i, data in enumerate(sasview_loaded):
+        assert data.errors == [], (i, data.errors)
+        assert f"frame {i}," in data.title, (i, data.title)
+        # sasdata converts Q to 1/Å and keeps I in 1/cm; it reports the units in its own spelling
+        assert (data.x_unit, data.y_unit) == ("A^{-1}", "cm^{-1}"), i
+        q_nm, intensity, sigma = _finite_frame(patterns, i)
+        assert len(q_nm) >= 5, i  # fewer points would be flagged by the reader
+        np.testing.assert_allclose(data.x, q_nm / 10.0, rtol=1e-12, atol=0, err_msg=f"frame {i}")
+        np.testing.assert_array_equal(data.y, intensity, err_msg=f"frame {i}")
+        np.testing.assert_array_equal(data.dy, sigma, err_msg=f"frame {i}")
+
+
+def test_sasview_reads_the_path_length_and_each_frames_temperature(exported, sasview_loaded):
+    _, stored = exported
+    for i, data in enumerate(sasview_loaded):
+        assert (data.sample.thickness, data.sample.thickness_unit) == (pytest.approx(4.0), "mm"), i  # 0.4 cm
+        assert data.sample.name == SAMPLE
+        assert data.sample.temperature == stored["heater_temperature"][i]
+        assert data.run == [stored["raw_start"]["uid"]]
+
+
+def _sasmodels_sphere_fit(x_per_a, y, dy, start_radius_a, start_pd, start_scale, start_background):
+    """Least-squares fit of sasmodels' polydisperse sphere (Gaussian radius, ±5σ; CdSe in the reaction
+    mixture, seed 000 below S2.4) to one pattern; returns (radius Å, radius_pd, scale, background)."""
+    from sasmodels.core import load_model
+    from sasmodels.direct_model import call_kernel
+    from scipy.optimize import least_squares
+
+    kernel = load_model("sphere", dtype="double").make_kernel([np.asarray(x_per_a)])
+
+    def intensity(p):
+        radius_a, pd, log_scale, background = p
+        return call_kernel(kernel, dict(radius=radius_a, radius_pd=pd, radius_pd_n=200, radius_pd_nsigma=5,
+                                        sld=40.7, sld_solvent=5.5, scale=np.exp(log_scale),
+                                        background=background))
+
+    result = least_squares(lambda p: (intensity(p) - y) / dy,
+                           [start_radius_a, start_pd, np.log(start_scale), start_background],
+                           bounds=([2.0, 0.0, -60.0, -np.inf], [200.0, 0.6, 0.0, np.inf]),
+                           x_scale=[1.0, 0.01, 0.1, max(abs(start_background), 1e-4)], xtol=1e-12, ftol=1e-12)
+    assert result.success, result.message
+    radius_a, pd, log_scale, background = result.x
+    return radius_a, pd, np.exp(log_scale), background
+
+
+def test_a_sasmodels_fit_of_a_loaded_frame_agrees_with_ncsynths_fit(exported, sasview_loaded):
+    _, stored = exported
+    fits = {name: np.asarray(stored["fits"][name]) for name in
+            ("radius_nm", "radius_err_nm", "sigma_nm", "sigma_err_nm", "concentration_molar",
+             "concentration_err_molar", "background_cm", "success")}
+    # a frame whose width the pattern resolves, and whose radius differs from the last frame's by
+    # many standard errors: a file that loads every frame as the last one fails here
+    last = N_FRAMES - 1
+    candidates = [i for i in range(N_FRAMES // 2, last) if fits["success"][i]
+                  and 0 < fits["sigma_err_nm"][i] < fits["sigma_nm"][i] / 2
+                  and abs(fits["radius_nm"][i] - fits["radius_nm"][last]) > 5 * fits["radius_err_nm"][i]]
+    assert candidates, fits["radius_nm"]
+    i = candidates[0]
+    data = sasview_loaded[i]
+    radius, sigma = fits["radius_nm"][i], fits["sigma_nm"][i]
+    # sasmodels' scale is the volume fraction n·⟨V⟩ (⟨R³⟩ = R³ + 3Rσ² for a Gaussian)
+    phi = molar_to_per_cm3(fits["concentration_molar"][i]) * 4 / 3 * np.pi * (radius**3 + 3 * radius * sigma**2) * 1e-21
+    # start away from ncsynth's answer: 15 % larger radius, 1.5× the width, 30 % less material
+    radius_a, pd, scale, background = _sasmodels_sphere_fit(
+        data.x, data.y, data.dy, 11.5 * radius, 1.5 * sigma / radius, 0.7 * phi, fits["background_cm"][i])
+    found = {"radius_nm": radius_a / 10, "sigma_nm": pd * radius_a / 10}
+    assert found["radius_nm"] == pytest.approx(radius, abs=fits["radius_err_nm"][i]), (i, found)
+    assert found["sigma_nm"] == pytest.approx(sigma, abs=fits["sigma_err_nm"][i]), (i, found)
+    relative_c_err = fits["concentration_err_molar"][i] / fits["concentration_molar"][i]
+    assert scale == pytest.approx(phi, rel=relative_c_err), (i, scale / phi, relative_c_err)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "nexus"])
@@ -201,9 +330,9 @@ def test_an_unknown_format_is_refused(catalog_runs, tmp_path):
 
 # -- the writer on its own ---------------------------------------------------------------------
 def _small_run(n_frames=3, n_q=4):
-    fits = {name: np.linspace(1.0, 2.0, n_frames) for name, info in FIT_KEYS.items()
-            if info["dtype"] == "number"}
-    fits.update(success=np.ones(n_frames, bool), reason=np.array([""] * n_frames))
+    columns = {"number": lambda: np.linspace(1.0, 2.0, n_frames), "integer": lambda: np.ones(n_frames, int),
+               "boolean": lambda: np.ones(n_frames, bool), "string": lambda: np.array([""] * n_frames)}
+    fits = {name: columns[info["dtype"]]() for name, info in FIT_KEYS.items()}  # every column the stream has
     q = np.tile(np.linspace(0.1, 5.0, n_q), (n_frames, 1))
     patterns = {"time_s": fits["time_s"].copy(), "q_nm": q, "intensity_cm": np.ones_like(q),
                 "sigma_cm": np.ones_like(q), "model_cm": np.ones_like(q)}
