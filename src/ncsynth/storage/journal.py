@@ -119,7 +119,6 @@ class RunJournal:
             raise OSError(exc.errno, f"{name} document not journaled in {self.path}: "
                                      f"{exc.strerror or exc}") from exc
 
-
     def archive(self, complete_dir: str | os.PathLike) -> Path:
         """Move the journal to ``complete_dir`` (the catalog holds the run) and unlock it."""
         target = Path(complete_dir) / self.path.name
