@@ -77,7 +77,7 @@ def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
     assert "radius_nm [nm]" in lines[0] and len(lines) == 1 + 575
     report = tmp_path / "report.png"
     assert _ncsynth("report", "1", "-o", str(report), "--data-dir", str(tmp_path),
-                    timeout=120).returncode == 0
+                    timeout=300).returncode == 0
     assert report.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     unknown = _ncsynth("replay", "0123456789", "--data-dir", str(tmp_path), timeout=120)
     assert unknown.returncode == 2 and "no run" in unknown.stderr
