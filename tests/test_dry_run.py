@@ -71,7 +71,7 @@ def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
     for key in ("final_radius_nm", "concentration_molar", "yield_fraction"):
         assert again[key] == summary[key]
     csv = tmp_path / "fits.csv"
-    exported = _ncsynth("export", "-1", "-o", str(csv), "--data-dir", str(tmp_path), timeout=120)
+    exported = _ncsynth("export", "-1", "-o", str(csv), "--data-dir", str(tmp_path), timeout=300)
     assert exported.returncode == 0, exported.stderr[-2000:]
     lines = csv.read_text().splitlines()
     assert "radius_nm [nm]" in lines[0] and len(lines) == 1 + 575
@@ -79,13 +79,13 @@ def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
     assert _ncsynth("report", "1", "-o", str(report), "--data-dir", str(tmp_path),
                     timeout=300).returncode == 0
     assert report.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    unknown = _ncsynth("replay", "0123456789", "--data-dir", str(tmp_path), timeout=120)
+    unknown = _ncsynth("replay", "0123456789", "--data-dir", str(tmp_path), timeout=300)
     assert unknown.returncode == 2 and "no run" in unknown.stderr
     assert "Traceback" not in unknown.stderr
 
 
 def test_bad_dry_run_arguments_give_a_clear_message_and_no_run(tmp_path):
-    result = _ncsynth("dry-run", "--frames", "0", "--data-dir", str(tmp_path), timeout=120)
+    result = _ncsynth("dry-run", "--frames", "0", "--data-dir", str(tmp_path), timeout=300)
     assert result.returncode == 2
     assert "n_frames" in result.stderr and "Traceback" not in result.stderr
 
@@ -102,7 +102,7 @@ def test_kill_minus_9_mid_run_then_recover_keeps_every_frame(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    result = _ncsynth("recover", "--data-dir", str(tmp_path), timeout=120)
+    result = _ncsynth("recover", "--data-dir", str(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "aborted" in result.stdout
     with open_catalog(tmp_path) as catalog:
@@ -130,7 +130,7 @@ def test_kill_minus_9_mid_run_then_recover_keeps_every_frame(tmp_path):
         np.testing.assert_array_equal(frames, on_disk[:referenced])
     assert frames[-1].sum() > 0
     # a second recover has nothing left to do
-    again = _ncsynth("recover", "--data-dir", str(tmp_path), timeout=120)
+    again = _ncsynth("recover", "--data-dir", str(tmp_path), timeout=300)
     assert "nothing to recover" in again.stdout
 
 
@@ -199,7 +199,7 @@ def test_ctrl_c_sigterm_and_sighup_abort_the_dry_run_safely_and_print_the_summar
         assert _journaled_events(proc, tmp_path) >= 30, \
             "the dry run did not get far enough to be interrupted"
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
