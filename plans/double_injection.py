@@ -17,13 +17,11 @@ from __future__ import annotations
 import bluesky.plan_stubs as bps
 import numpy as np
 
-from ncsynth import validation
 from ncsynth.devices.clock import DeadlineTimer
 
-from .hot_injection import (check_monitoring, check_protocol, injection_with_frames,
-                            schedule_offsets, synthesis_run)
+from .checks import check_protocol, double_injection_schedules
+from .hot_injection import injection_with_frames, synthesis_run
 from .recipe import Recipe
-from .schedule import MAX_DURATION_S, MAX_FRAMES
 
 
 def double_injection(heater, injector, detector, recipe: Recipe | dict, *,
@@ -52,29 +50,17 @@ def double_injection(heater, injector, detector, recipe: Recipe | dict, *,
     flask (``cd_second_molar``). The growth setpoint is set at A's firing and kept; the
     reaction ends ``recipe.reaction_time_s`` after A's firing.
     """
-    recipe = check_protocol(heater, recipe, n_background, acquisition, monitor_period_s,
-                            cooldown_s)
+    recipe = check_protocol(recipe, n_background, acquisition, monitor_period_s, cooldown_s,
+                            max_temperature_c=getattr(heater, "max_temperature_c", None))
     if not recipe.syringe_b or not recipe.cd_second_molar > 0:
         raise ValueError("a double injection needs recipe.syringe_b (what piston B injects) "
                          "and recipe.cd_second_molar > 0 (the Cd it adds, mol/L)")
-    delay_s = validation.real("delay_s", delay_s, above=0, maximum=MAX_DURATION_S, unit="s")
-    if delay_s >= recipe.reaction_time_s:
-        raise ValueError(f"delay_s ({delay_s} s) must come before the end of the reaction "
-                         f"(recipe.reaction_time_s = {recipe.reaction_time_s} s)")
-    # given means given: 0 frames or a ratio of 0 are refused, not replaced by the first's
-    second_n_frames = n_frames if second_n_frames is None else validation.integer(
-        "second_n_frames", second_n_frames, minimum=1, maximum=MAX_FRAMES)
-    second_ratio = ratio if second_ratio is None else validation.real(
-        "second_ratio", second_ratio, minimum=1)
-    first = schedule_offsets(n_frames, integration_s, dead_time_s, ratio, schedule_s)
-    first = first[first + integration_s <= delay_s]
-    second = schedule_offsets(second_n_frames, integration_s, dead_time_s, second_ratio,
-                              second_schedule_s)
-    if first.size == 0:
-        raise ValueError(f"no frame of the first schedule fits before the second injection "
-                         f"at delay_s = {delay_s} s")
-    check_monitoring(monitor_period_s, max(delay_s + second[-1], recipe.reaction_time_s),
-                     cooldown_s)
+    delay_s, first, second, second_ratio = double_injection_schedules(
+        recipe, delay_s=delay_s, n_frames=n_frames, integration_s=integration_s,
+        dead_time_s=dead_time_s, ratio=ratio, schedule_s=schedule_s,
+        second_n_frames=second_n_frames, second_ratio=second_ratio,
+        second_schedule_s=second_schedule_s, monitor_period_s=monitor_period_s,
+        cooldown_s=cooldown_s)
     timer = timer or DeadlineTimer(name="timer")
     metadata = {
         "plan_name": "double_injection",

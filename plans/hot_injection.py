@@ -21,25 +21,17 @@ import logging
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 
-from ncsynth import validation
 from ncsynth.devices.clock import DeadlineTimer
 
+from .checks import ACQUISITION_MODES, check_protocol, hot_injection_schedule
 from .recipe import Recipe
-from .schedule import MAX_DURATION_S, check_schedule, frame_schedule
 from .safety import ending_safely, named_failures
 from .stubs import (background_frames, declare_frames, detector_timed_acquisition, inject,
                     preheat, record_cooldown, timed_acquisition)
 
 logger = logging.getLogger(__name__)
 
-ACQUISITION = {"software": timed_acquisition, "detector": detector_timed_acquisition}
-#: Most background frames before the injection.
-MAX_BACKGROUND_FRAMES = 1000
-#: Shortest heater read-back period, s (0: none); one Modbus read takes ~5 ms.
-MIN_MONITOR_PERIOD_S = 0.1
-#: Most heater read-backs one run may schedule (stream ``temperature``, an event each;
-#: a day and its cool-down at 1 s fit).
-MAX_READINGS = 200_000
+ACQUISITION = dict(zip(ACQUISITION_MODES, (timed_acquisition, detector_timed_acquisition)))
 
 
 def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
@@ -77,12 +69,12 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
     Every argument is validated when this function is called, before a RunEngine
     runs anything (ValueError naming the parameter).
     """
-    recipe = check_protocol(heater, recipe, n_background, acquisition, monitor_period_s,
-                            cooldown_s)
-    offsets = schedule_offsets(n_frames, integration_s, dead_time_s, ratio, schedule_s)
-    check_monitoring(monitor_period_s, max(offsets[-1], recipe.reaction_time_s), cooldown_s)
-    if piston not in ("A", "B"):
-        raise ValueError(f"piston must be 'A' or 'B', got {piston!r}")
+    recipe = check_protocol(recipe, n_background, acquisition, monitor_period_s, cooldown_s,
+                            max_temperature_c=getattr(heater, "max_temperature_c", None))
+    offsets = hot_injection_schedule(recipe, n_frames=n_frames, integration_s=integration_s,
+                                     dead_time_s=dead_time_s, ratio=ratio, schedule_s=schedule_s,
+                                     piston=piston, monitor_period_s=monitor_period_s,
+                                     cooldown_s=cooldown_s)
     timer = timer or DeadlineTimer(name="timer")
     metadata = {
         "plan_name": "hot_injection",
@@ -106,48 +98,6 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
                          integration_s=integration_s, n_background=n_background,
                          acquisition=acquisition, cooldown_s=cooldown_s,
                          monitor_period_s=monitor_period_s, timer=timer)
-
-
-def check_protocol(heater, recipe, n_background, acquisition, monitor_period_s,
-                   cooldown_s) -> Recipe:
-    """Validate what every synthesis plan shares; return the recipe as a :class:`Recipe`.
-
-    ValueError (TypeError for a value that is no number; booleans are not numbers)
-    naming the parameter: the recipe (reaction time at most ``MAX_DURATION_S``),
-    1..``MAX_BACKGROUND_FRAMES`` background frames, a monitor period of 0 (none) or
-    ``MIN_MONITOR_PERIOD_S``..``MAX_DURATION_S`` s, a cool-down of 0..``MAX_DURATION_S`` s.
-    """
-    recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_metadata(recipe or {})
-    recipe.validate(getattr(heater, "max_temperature_c", None))
-    if acquisition not in ACQUISITION:
-        raise ValueError(f"acquisition must be one of {sorted(ACQUISITION)}, got {acquisition!r}")
-    validation.integer("n_background", n_background, minimum=1,
-                       maximum=MAX_BACKGROUND_FRAMES)
-    period_s = validation.real("monitor_period_s", monitor_period_s, minimum=0,
-                               maximum=MAX_DURATION_S, unit="s")
-    if 0 < period_s < MIN_MONITOR_PERIOD_S:
-        raise ValueError(f"monitor_period_s must be 0 (no monitoring) or >= "
-                         f"{MIN_MONITOR_PERIOD_S} s, got {monitor_period_s!r}")
-    validation.real("cooldown_s", cooldown_s, minimum=0, maximum=MAX_DURATION_S, unit="s")
-    return recipe
-
-
-def check_monitoring(monitor_period_s: float, span_s: float, cooldown_s: float) -> None:
-    """Refuse more than ``MAX_READINGS`` heater read-backs: one every ``monitor_period_s``
-    over ``span_s`` (s from the first firing to the last frame or the reaction's end,
-    whichever is later) and over the cool-down ``cooldown_s`` (s)."""
-    if monitor_period_s and (span_s + cooldown_s) / monitor_period_s > MAX_READINGS:
-        raise ValueError(f"monitor_period_s = {monitor_period_s} s over {span_s + cooldown_s:.6g}"
-                         f" s of reaction, frames and cool-down makes "
-                         f"{(span_s + cooldown_s) / monitor_period_s:.3g} heater readings, more "
-                         f"than {MAX_READINGS}: choose a longer period")
-
-
-def schedule_offsets(n_frames, integration_s, dead_time_s, ratio, schedule_s=None):
-    """The geometric schedule of §S.1.4, or the user's ``schedule_s`` checked."""
-    if schedule_s is None:
-        return frame_schedule(n_frames, integration_s, dead_time_s, ratio)
-    return check_schedule(schedule_s, integration_s)
 
 
 def injection_with_frames(heater, injector, detector, timer, piston, offsets, *,
