@@ -32,7 +32,6 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import httpx
@@ -248,14 +247,10 @@ class RemoteCatalog(Catalog):
             super().__init__(layout, context)
         except ClientError as err:
             raise _authentication_error(err, url) from None
+        self.where = url  # lookups' messages name the server rather than a directory
 
     def __repr__(self) -> str:
         return f"<RemoteCatalog {self.url!r} with {len(self)} runs>"
-
-    def __getitem__(self, ref: str | int):
-        # The embedded lookup, with messages naming the server rather than a directory.
-        located = SimpleNamespace(client=self.client, layout=SimpleNamespace(root=self.url))
-        return Catalog.__getitem__(located, ref)
 
     def _needs_layout(self, what: str) -> None:
         if self.layout is None:

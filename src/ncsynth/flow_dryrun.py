@@ -150,7 +150,7 @@ def _acquire(catalog, config, grid, residence_s, speed, seed, progress):
                                 frames_per_point=scan["frames_per_point"], n_blank=scan["n_blank"],
                                 block_lamp=sim.spectrometer.block_lamp, timer=devices.timer,
                                 md={"dry_run": True})
-        RE = RunEngine({}, call_returns_result=True)
+        RE = RunEngine({}, call_returns_result=True, scan_id_source=catalog.scan_ids())
         sim.clock.follow(RE)  # the world's clock never jumps while the plan is working
         writer = catalog.writer()
         truth = _OutletTruth(sim)

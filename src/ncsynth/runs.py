@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tiled.queries import Key
 
 from ncsynth.analysis.display import report_figure
 from ncsynth.analysis.export import write_fits_csv
@@ -26,7 +25,8 @@ class RunError(LookupError):
 
 
 def raw_run(catalog, ref):
-    """The raw (acquired) run for ``ref``: uid, partial uid, scan id or negative index."""
+    """The raw (acquired) run for ``ref``: uid, partial uid, scan id or negative index; the
+    uid of an analysis run gives the run it analysed."""
     run = catalog[ref]
     start = run.metadata["start"]
     if "raw_uid" in start:
@@ -49,14 +49,8 @@ def raw_documents(catalog, run) -> list[tuple[str, dict]]:
 
 
 def derived_run(catalog, raw_uid: str):
-    """The latest complete analysis run of ``raw_uid`` (one with its stop document), or None.
-    An analysis without a stop is being written, or the catalog refused part of it."""
-    results = catalog.client.search(Key("start.raw_uid") == raw_uid)
-    for index in range(len(results) - 1, -1, -1):
-        run = results.values()[index]
-        if run.metadata.get("stop"):
-            return run
-    return None
+    """The latest complete analysis run of ``raw_uid`` (:meth:`Catalog.analysis`), or None."""
+    return catalog.analysis(raw_uid)
 
 
 def replay_run(catalog, ref, **settings) -> dict:
@@ -108,7 +102,7 @@ def export_fits(catalog, ref, path, format: str = "csv") -> Path:
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     run = raw_run(catalog, ref)
-    derived = derived_run(catalog, run.metadata["start"]["uid"])
+    derived = catalog.analysis(run)
     if derived is None:
         raise RunError(f"run {run.metadata['start']['uid'][:8]} has not been analysed; "
                        f"run `ncsynth replay` first")
@@ -133,7 +127,7 @@ def report(catalog, ref, path) -> Path:
     """The paper's Fig. 1 panels for a run's latest analysis, as a PNG."""
     run = raw_run(catalog, ref)
     uid = run.metadata["start"]["uid"]
-    derived = derived_run(catalog, uid)
+    derived = catalog.analysis(run)
     if derived is None:
         raise RunError(f"run {uid[:8]} has not been analysed; run `ncsynth replay` first")
     kinetics = derived["kinetics"].read() if "kinetics" in derived else None
@@ -151,7 +145,7 @@ def second_injection_analysis(catalog, ref):
     if "second_injection" not in start:
         raise RunError(f"run {start['uid'][:8]} has no second injection "
                        f"(plan {start.get('plan_name')!r})")
-    derived = derived_run(catalog, start["uid"])
+    derived = catalog.analysis(run)
     if derived is None or "patterns" not in derived:
         raise RunError(f"run {start['uid'][:8]} has not been analysed; run `ncsynth replay` first")
     patterns = derived["patterns"].read()

@@ -137,10 +137,9 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
         root = Path(data_dir(config))
         md = PersistentDict(str(root / METADATA_DIRNAME))
         stack.callback(_release_metadata, md)
-        RE = RunEngine(md)
-
         cat = open_configured_catalog(config)
         stack.callback(cat.close)
+        RE = RunEngine(md, scan_id_source=cat.scan_ids())
         writer = cat.writer()
         stack.callback(writer.close)
         RE.subscribe(writer)

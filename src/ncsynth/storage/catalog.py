@@ -3,8 +3,10 @@
     from ncsynth.storage import open_catalog
     catalog = open_catalog("~/ncsynth-data")      # created on first use (~3 s), ~0.5 s after
     RE.subscribe(catalog.writer())                # journal + catalog, see ncsynth.storage.writer
-    run = catalog[-1]                             # latest; also catalog[42] (scan id),
-                                                  # catalog["3f2a9"] (partial uid), full uid
+    run = catalog[-1]                             # latest acquired run; also catalog[42] (scan
+                                                  # id), catalog["3f2a9"] (partial uid), slices
+                                                  # catalog[-5:], len, list, catalog.search(...)
+    catalog.analysis(run)                         # its latest analysis run (None if none)
     run.primary.read()                            # xarray Dataset of the primary stream
     run.primary["saxs_image"].read()              # frames, read from the detector's HDF5 files
     for name, doc in catalog.documents(-1): ...   # the run's documents, in order (replay)
@@ -21,7 +23,6 @@ acquired. Detector frames are not copied: the catalog registers the detector's H
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,32 +31,31 @@ from bluesky_tiled_plugins.exporters import json_seq_exporter
 from tiled.catalog import from_uri
 from tiled.catalog.adapter import DatabaseInitializationError
 from tiled.client import Context, from_context
+from tiled.queries import Key
 from tiled.media_type_registration import default_serialization_registry
 from tiled.server.app import build_app
 
 from .integrity import check_databases, use_wal
 from .layout import DataDirectory, DataDirectoryError
 from .recovery import RecoveryRecord, recover_runs
+from .run_view import MIN_PARTIAL_UID, RAW_RUNS, RAW_UID_KEY, RunNotFound, RunView
+from .scan_ids import ScanIds
 from .writer import CatalogWriter
 
 CATALOG_SPECS = [{"name": "CatalogOfBlueskyRuns", "version": "3.0"}]
-MIN_PARTIAL_UID = 5  # characters, as databroker requires
+__all__ = ["MIN_PARTIAL_UID", "Catalog", "RunNotFound", "catalog_adapter", "open_catalog"]
 
 
-class RunNotFound(KeyError):
-    """No run in the catalog matches the reference."""
-
-    def __str__(self) -> str:  # KeyError would print the repr of its message
-        return str(self.args[0]) if self.args else "run not found"
-
-
-class Catalog:
+class Catalog(RunView):
     """An open catalog; get it from :func:`open_catalog`.
+
+    Its runs are the acquired (raw) runs, oldest first, as a :class:`RunView`: ``cat[-1]``,
+    ``cat[-5:]``, ``cat[42]``, ``len(cat)``, ``list(cat)``, ``cat.search(query)``. A uid
+    (or prefix) finds any run, analysis runs included; :meth:`analyses` gives a raw run's.
 
     Attributes
     ----------
-    client : the Tiled client root (a ``CatalogOfBlueskyRuns``), for searches and the rest
-        of the databroker 2 API
+    client : the Tiled client root (a ``CatalogOfBlueskyRuns``) of every run, raw and derived
     layout : the :class:`~ncsynth.storage.layout.DataDirectory`
     """
 
@@ -63,46 +63,41 @@ class Catalog:
         self.layout = layout
         self._context = context
         self.client = from_context(context)
+        super().__init__(None, str(layout.root) if layout is not None else "")
+
+    @property
+    def node(self):
+        """The raw runs (a Tiled query, asked again on every use: new runs appear)."""
+        return self.client.search(RAW_RUNS)
 
     def __repr__(self) -> str:
-        return f"<Catalog {str(self.layout.root)!r} with {len(self)} runs>"
+        return f"<Catalog {self.where!r} with {len(self)} runs>"
 
-    def __len__(self) -> int:
-        return len(self.client)
+    def __getitem__(self, ref):
+        if isinstance(ref, str):  # any run, analysis runs included
+            return self._by_uid(self.client, ref)
+        return super().__getitem__(ref)
 
-    def __getitem__(self, ref: str | int):
-        """The run client for ``ref``: a full uid, a unique uid prefix (>= 5 characters), a
-        scan id (int >= 1, the latest run with that id), or a negative index (-1 = latest).
+    def analyses(self, ref) -> RunView:
+        """The analysis (derived) runs of a raw run (a run client or any reference), oldest
+        first."""
+        run = ref if hasattr(ref, "metadata") else self[ref]
+        start = run.metadata["start"]
+        uid = start.get("raw_uid", start["uid"])
+        return RunView(self.client.search(Key(RAW_UID_KEY) == uid), self.where)
 
-        Raises :class:`RunNotFound` (a ``KeyError``) when nothing matches, ``ValueError`` for
-        an ambiguous or too-short partial uid or for 0, ``TypeError`` for other types.
-        """
-        if isinstance(ref, bool) or not isinstance(ref, (str, numbers.Integral)):
-            raise TypeError(
-                f"run reference must be a uid (str), a scan id (int >= 1) or a negative index, "
-                f"got {type(ref).__name__}: {ref!r}"
-            )
-        if isinstance(ref, str):
-            if len(ref) < MIN_PARTIAL_UID:
-                raise ValueError(
-                    f"run reference {ref!r} is too short: give at least {MIN_PARTIAL_UID} characters of the uid"
-                )
-            try:
-                return self.client[ref]
-            except KeyError:
-                raise RunNotFound(f"no run with uid {ref!r} (or starting with it) in {self.layout.root}") from None
-        ref = int(ref)
-        if ref == 0:
-            raise ValueError("run reference 0 is neither a scan id (>= 1) nor a recent-run index (-1 = latest)")
-        if ref > 0:
-            try:
-                return self.client[ref]
-            except KeyError:
-                raise RunNotFound(f"no run with scan id {ref} in {self.layout.root}") from None
-        count = len(self.client)
-        if -ref > count:
-            raise RunNotFound(f"run index {ref} is out of range: the catalog {self.layout.root} holds {count} runs")
-        return self.client.values()[ref]
+    def analysis(self, ref):
+        """The latest complete analysis run (one with its stop document) of a raw run, or
+        None. An analysis without a stop is being written, or the catalog refused part of it."""
+        for run in reversed(self.analyses(ref).values()):
+            if run.metadata.get("stop"):
+                return run
+        return None
+
+    def scan_ids(self) -> ScanIds:
+        """The scan-id source for ``RunEngine(scan_id_source=...)``: ids that increase across
+        the runs of every process writing to this data directory."""
+        return ScanIds(self.layout, self.node)
 
     def documents(self, ref: str | int) -> Iterator[tuple[str, dict]]:
         """The run's documents ``(name, doc)`` in emission order, as the catalog stores them
