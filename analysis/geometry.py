@@ -50,6 +50,8 @@ class DetectorGeometry:
     beamstop_radius_m : radius of the round beam stop; pixels whose centre lies inside are masked.
     module_grid : (rows, columns) of detector modules; the gaps between them are masked.
     gap_width_px : width of each inter-module gap, pixels (at least one pixel in any scaled variant).
+    mask_file : a mask image (any format fabio reads, or ``.npy``; non-zero = masked) used
+        instead of the beam stop and gaps above; "" for none.
     """
 
     energy_kev: float = 18.0
@@ -60,6 +62,7 @@ class DetectorGeometry:
     beamstop_radius_m: float = 0.9e-3
     module_grid: tuple[int, int] = (2, 2)
     gap_width_px: int = 2
+    mask_file: str = ""
 
     def __post_init__(self):
         for name in ("energy_kev", "distance_m", "pixel_size_m"):
@@ -129,7 +132,10 @@ class DetectorGeometry:
 
     @functools.cached_property
     def mask(self) -> np.ndarray:
-        """Boolean mask, True = masked: beam stop and inter-module gaps (read-only)."""
+        """Boolean mask, True = masked: beam stop and inter-module gaps, or ``mask_file``'s
+        non-zero pixels (read-only)."""
+        if self.mask_file:
+            return _read_only(read_mask(self.mask_file, self.shape))
         rows, cols = self.shape
         r = np.arange(rows)[:, None] + 0.5 - self.beam_center_px[0]
         c = np.arange(cols)[None, :] + 0.5 - self.beam_center_px[1]
@@ -159,6 +165,8 @@ class DetectorGeometry:
         stay, so the q range is unchanged. Requires a square pixel, i.e. both axes
         scaled by the same factor.
         """
+        if self.mask_file:
+            raise ValueError(f"a geometry with the mask file {self.mask_file} cannot be rebinned")
         rows, cols = (int(n) for n in shape)
         factor = rows / self.shape[0]
         if not math.isclose(cols / self.shape[1], factor, rel_tol=1e-9):
@@ -193,6 +201,24 @@ class DetectorGeometry:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def read_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
+    """The mask image at ``path`` (``.npy``, or any format fabio reads) as booleans, True =
+    masked; ValueError naming the file if it cannot be read or is not ``shape``."""
+    try:
+        if str(path).endswith(".npy"):
+            image = np.load(path, allow_pickle=False)
+        else:
+            import fabio  # pyFAI's image reader
+
+            with fabio.open(path) as opened:
+                image = np.array(opened.data)
+    except Exception as error:  # fabio raises many kinds
+        raise ValueError(f"mask file {path}: cannot read it ({type(error).__name__}: {error})") from None
+    if image.shape != tuple(shape):
+        raise ValueError(f"mask file {path}: shape {image.shape}, the detector has {tuple(shape)}")
+    return image != 0
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

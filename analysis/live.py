@@ -191,8 +191,9 @@ class AnalysisSettings:
 
     q_range_nm : (min, max) q of reduction and fit, nm⁻¹.
     n_bins : q bins (None: one pixel step, :func:`~ncsynth.analysis.reduction.default_n_bins`).
-    calibration : K = Φ·T·ΔΩ_ref (counts s⁻¹ per unit I·d); None: from the detector's
-        configuration (``flux_ph_per_s``, ``transmission``), which only a simulated detector reports.
+    calibration : K = Φ·T·ΔΩ_ref (counts s⁻¹ per unit I·d); None: the detector's configuration,
+        ``calibration`` if it is given, else from ``flux_ph_per_s`` and ``transmission`` (the beam
+        monitors of an areaDetector, or what the simulated TCP detector reports).
     path_length_cm : None: the detector's ``thickness_cm``, else 0.4 cm (§S.2.1).
     geometry : None: the detector's ``geometry_json`` configuration.
     cd_initial_molar : c_Cd,0 of S2.6; None: the start document's ``recipe.cd_initial_molar``.
@@ -496,6 +497,8 @@ class SAXSAnalysis(DocumentRouter):
         if geometry is None:
             geometry = DetectorGeometry.from_dict(json.loads(configured("geometry_json", "geometry")))
         calibration = s.calibration
+        if calibration is None and float(config.get(f"{obj}_calibration", math.nan)) > 0:
+            calibration = float(config[f"{obj}_calibration"])  # the beamline's K (configuration)
         if calibration is None:
             calibration = calibration_from_beam(float(configured("flux_ph_per_s", "calibration")),
                                                 float(configured("transmission", "calibration")), geometry)

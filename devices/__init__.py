@@ -1,7 +1,8 @@
 """ophyd devices of the in-situ SAXS synthesis set-up and the continuous-flow reactor."""
 
 from .clock import DeadlineTimer
-from .detector import AreaDetectorSAXS, DetectorError, SAXSDetector, SimulatedBackend
+from .area_detector import AreaDetectorSAXS
+from .detector import DetectorError, SAXSDetector, SimulatedBackend
 from .heater import HeatingController
 from .injector import Injector, InjectorCommsError, InjectorError, InjectorJamError
 from .pump import PumpAlarm, PumpCommunicationError, PumpError, SyringePump

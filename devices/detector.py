@@ -40,8 +40,8 @@ One staging, one file, one stream: the RunEngine binds a stream_resource to the 
 first event that references it, so stage the detector separately for each stream it records
 (as ``ncsynth.plans`` does for ``background`` and ``primary``).
 
-:class:`AreaDetectorSAXS` is the same user-facing detector on an EPICS areaDetector IOC
-(cam + HDF5 plugin) for a hutch that runs one.
+:class:`~ncsynth.devices.area_detector.AreaDetectorSAXS` is the same user-facing detector on
+an EPICS areaDetector IOC (cam + HDF5 plugin).
 """
 
 from __future__ import annotations
@@ -69,12 +69,7 @@ import numpy as np
 from event_model import StreamRange, compose_stream_resource
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
-from ophyd.areadetector import DetectorBase
-from ophyd.areadetector.cam import AreaDetectorCam
-from ophyd.areadetector.plugins import HDF5Plugin_V34
-from ophyd.signal import DerivedSignal
-from ophyd.status import DeviceStatus, Status, SubscriptionStatus
-from ophyd.device import Staged
+from ophyd.status import DeviceStatus, Status
 
 from ncsynth import timebase
 from . import background
@@ -498,7 +493,7 @@ class FrameDetector(Device):
         ``exposure_s`` defaults to ``exposure_time``; the times must increase by at least it.
         """
         times = np.asarray(start_times, dtype=float)
-        exposure = _checked_exposure(self.exposure_time.get() if exposure_s is None else exposure_s)
+        exposure = checked_exposure(self.exposure_time.get() if exposure_s is None else exposure_s)
         if times.ndim != 1 or times.size == 0 or not np.all(np.isfinite(times)):
             raise ValueError(f"start_times must be a non-empty 1-D array of finite epoch seconds, "
                              f"got {np.asarray(start_times)!r:.80}")
@@ -693,7 +688,7 @@ class SAXSDetector(FrameDetector):
         """Expose one frame now; the Status finishes once it is written to HDF5."""
         if self._sequence_running():
             raise DetectorError(f"{self.name}: a detector-timed sequence is running")
-        exposure = _checked_exposure(self.exposure_time.get())
+        exposure = checked_exposure(self.exposure_time.get())
         self._ensure_info()
         status = DeviceStatus(self)
         # A jumping clock must not move before the exposure has begun (the RunEngine waits
@@ -741,153 +736,6 @@ class SAXSDetector(FrameDetector):
         self.backend.abort()
 
 
-def _checked_exposure(value) -> float:
+def checked_exposure(value) -> float:
     _check_exposure(value)
     return float(value)
-
-
-class AreaDetectorSAXS(FrameDetector, DetectorBase):
-    """The SAXS detector on an EPICS areaDetector IOC (e.g. ADRayonix): cam + HDF5 plugin.
-
-    Same user-facing interface as :class:`SAXSDetector`: ``exposure_time`` (writes
-    ``cam.acquire_time``), ``trigger``/``read``, ``prepare_sequence``/``kickoff``/``complete``/
-    ``collect``, the same StreamResource/StreamDatum documents. Each stage makes the HDF5
-    plugin write one file, ``<write_path_template>/<uuid>.h5`` (``Stream`` mode, SWMR on,
-    flushed every frame); ``read_path_template`` is where this process sees it (default: the
-    same). Both are strftime templates. The plugin must have seen one frame of the current size
-    before staging (ophyd refuses an "unprimed" HDF5 plugin). A frame counts as written — its
-    stream_datum may be emitted, its Status finishes — when the plugin's ``NumCaptured``
-    reaches it, at most ``exposure_time + timeout_s`` after the exposure started.
-
-    Frame timing. One image per exposure (``ImageMode`` Multiple, ``NumImages`` 1, internal
-    trigger), started by writing ``cam.acquire``. An EPICS area detector cannot take a list of
-    arbitrary start times, and the §S.1.4 schedule is geometric, not evenly spaced (which
-    ``ImageMode`` Multiple with ``AcquirePeriod`` would give), so the detector-timed sequence
-    is software-scheduled: a background thread waits on :mod:`ncsynth.timebase` until each start
-    time, starts one exposure and waits until the plugin has written it. The frame time is the
-    host's clock when ``acquire`` was written. Limits: starts are late by the thread's wake-up
-    (~0.5 ms with the system clock's spin wait) plus the Channel Access put and the driver's
-    arming (detector dependent); consecutive starts need at least exposure + read-out + file
-    write; a start time that has passed when the previous frame is written starts at once (its
-    real, late start is recorded). Sub-millisecond timing needs the beamline's hardware trigger
-    (``TriggerMode`` external), which this class does not drive.
-    """
-
-    _default_read_attrs = ("image", "frame_time")  # not DetectorBase's () and cam configuration
-    _default_configuration_attrs = ("exposure_time",)
-
-    cam = Cpt(AreaDetectorCam, "cam1:", kind="omitted")
-    hdf5 = Cpt(HDF5Plugin_V34, "HDF1:", kind="omitted")
-    exposure_time = Cpt(DerivedSignal, derived_from="cam.acquire_time", kind="config")
-
-    def __init__(self, prefix: str, *, name: str, write_path_template: str,
-                 read_path_template: str | None = None, timeout_s: float = 10.0, **kwargs):
-        if not (isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool) and timeout_s > 0):
-            raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
-        if not isinstance(write_path_template, str) or not write_path_template:
-            raise ValueError(f"write_path_template must be a non-empty path, got {write_path_template!r}")
-        super().__init__(prefix, name=name, **kwargs)
-        self.write_path_template = write_path_template
-        self.read_path_template = read_path_template or write_path_template
-        self.timeout_s = float(timeout_s)
-        self._frames_written = 0
-        self._exposing: DeviceStatus | None = None
-        self._cancel = threading.Event()
-        self.stage_sigs.update([("cam.image_mode", 1), ("cam.num_images", 1), ("cam.trigger_mode", 0)])
-        self.hdf5.stage_sigs.update([
-            ("file_write_mode", "Stream"), ("file_template", "%s%s.h5"), ("auto_save", "Yes"),
-            ("auto_increment", "No"), ("num_capture", 0), ("create_directory", -3),
-            ("swmr_mode", "On"), ("num_frames_flush", 1), ("capture", 1)])
-
-    def _frame_format(self) -> tuple[tuple[int, int], str]:
-        """(rows, cols) and numpy dtype of the cam's images."""
-        size = self.cam.array_size.get()
-        data_type = self.cam.data_type.get(as_string=True)
-        try:
-            dtype = np.dtype(str(data_type).lower()).str
-        except TypeError:
-            raise DetectorError(f"{self.name}: unknown cam data type {data_type!r}") from None
-        shape = (int(size.array_size_y), int(size.array_size_x))
-        self.image.frame_shape, self.image.frame_dtype = shape, dtype
-        return shape, dtype
-
-    def describe(self):
-        self._frame_format()
-        return super().describe()
-
-    def stage(self):
-        shape, _ = self._frame_format()
-        when = datetime.fromtimestamp(timebase.now())
-        filename = str(uuid.uuid4())
-        self.hdf5.stage_sigs.update([("file_path", os.path.join(when.strftime(self.write_path_template), "")),
-                                     ("file_name", filename)])
-        self.hdf5.stage_sigs.move_to_end("capture")  # capture only once the file is named
-        staged = super().stage()
-        if not self.hdf5.file_path_exists.get():
-            self.unstage()
-            raise DetectorError(f"{self.name}: the IOC cannot write to {self.hdf5.file_path.get()!r}")
-        self._frames_written = 0
-        self._assets.reset()
-        self._assets.new_file(Path(when.strftime(self.read_path_template)) / f"{filename}.h5", shape)
-        return staged
-
-    def unstage(self):
-        self._end_sequence()
-        return super().unstage()
-
-    def trigger(self):
-        """Expose one frame now; the Status finishes once the HDF5 plugin has written it."""
-        if self._sequence_running():
-            raise DetectorError(f"{self.name}: a detector-timed sequence is running")
-        return self._expose(collected=False)
-
-    def _expose(self, *, collected: bool) -> DeviceStatus:
-        if self._staged != Staged.yes:
-            raise DetectorError(f"{self.name}: stage the detector (it opens the HDF5 file) first")
-        if self._exposing is not None and not self._exposing.done:
-            raise DetectorError(f"{self.name}: the previous frame is not written yet")
-        index = self._frames_written
-        timeout = _checked_exposure(self.exposure_time.get()) + self.timeout_s
-        status = self._exposing = DeviceStatus(self)
-        on_disk = SubscriptionStatus(self.hdf5.num_captured, lambda *args, value, **kwargs: value > index,
-                                     timeout=timeout)
-        t_start = timebase.now()
-        self.cam.acquire.put(1, wait=False)
-
-        def written(done):
-            if status.done:  # aborted meanwhile
-                return
-            if done.success:
-                self._frames_written = index + 1
-                self._record(index, t_start, collected=collected)
-                status.set_finished()
-            else:
-                status.set_exception(DetectorError(
-                    f"{self.name}: frame {index} was not written to HDF5 within {timeout} s"))
-
-        on_disk.add_callback(written)
-        return status
-
-    def _start_sequence(self, start_times, exposure_s):
-        self.exposure_time.put(exposure_s)
-        self._cancel.clear()
-        return self._scheduled_frames(start_times)
-
-    def _scheduled_frames(self, start_times) -> Iterator[None]:
-        for t_start in start_times:
-            if not timebase.sleep_until(t_start, self._cancel):
-                return
-            try:
-                self._expose(collected=True).wait()
-            except Exception:
-                if self._cancel.is_set():
-                    return
-                raise
-            yield
-
-    def _abort_sequence(self) -> None:
-        self._cancel.set()
-        self.cam.acquire.put(0, wait=False)
-        exposing = self._exposing
-        if exposing is not None and not exposing.done:
-            exposing.set_exception(DetectorError(f"{self.name}: sequence aborted"))

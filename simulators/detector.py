@@ -295,9 +295,9 @@ class DetectorInterface:
         clock = self.world.clock
         t_start = clock.now()  # the exposure starts as the command arrives
         # reserved before "started" releases the client's hold on a jumping clock
-        exposure = _reserve_exposure(clock, t_start, exposure_s, cancel)
+        exposure = reserve_exposure(clock, t_start, exposure_s, cancel)
         _send(writer, {"type": "started", "t_start": t_start, "exposure_s": exposure_s})
-        await _busy(clock, asyncio.to_thread(self.world.advance))
+        await while_busy(clock, asyncio.to_thread(self.world.advance))
         if await self._expose(writer, exposure) is None:
             _send(writer, {"type": "error", "message": "aborted"})
         await writer.drain()
@@ -313,7 +313,7 @@ class DetectorInterface:
             exposure = await asyncio.to_thread(_start_at, clock, wait, exposure_s, cancel)
             if exposure is None:
                 break
-            await _busy(clock, asyncio.to_thread(self.world.advance))
+            await while_busy(clock, asyncio.to_thread(self.world.advance))
             ended = await self._expose(writer, exposure)
             if ended is None:
                 break
@@ -324,16 +324,17 @@ class DetectorInterface:
         _send(writer, {"type": "done", "n_frames": done, "aborted": aborted})
         await writer.drain()
 
-    async def _expose(self, writer, exposure: _Exposure) -> float | None:
+    async def _expose(self, writer, exposure: Exposure) -> float | None:
         """Sample the world at mid-exposure, send the frame at the end of ``exposure``.
 
         Returns the end time, or None if cancelled.
         """
         t_start, exposure_s = exposure.t_start, exposure.exposure_s
         flask = []  # sampled while a jumping clock stands at mid-exposure, not after a hop
-        if not await asyncio.to_thread(exposure.middle, lambda: flask.append(self._flask_state())):
+        sample = lambda: flask.append(flask_state(self.world, self._override))  # noqa: E731
+        if not await asyncio.to_thread(exposure.middle, sample):
             return None
-        frame, expected = await _busy(self.world.clock, asyncio.to_thread(
+        frame, expected = await while_busy(self.world.clock, asyncio.to_thread(
             self.synthesizer.synthesize, *flask[0], exposure_s))
         if not await asyncio.to_thread(exposure.end):
             return None
@@ -347,24 +348,26 @@ class DetectorInterface:
         writer.write(payload)
         return t_start + exposure_s
 
-    def _flask_state(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """(radius_nm, mol/L per cell, °C) of the world now (or the back-door distribution)."""
-        self.world.advance()
-        with self.world.lock:
-            flask = self.world.flask
-            temperature = float(flask.temperature_c) if flask is not None else 25.0
-            if self._override is not None:
-                return (*self._override, temperature)
-            reaction = self.world.reaction
-            if reaction is None:
-                return np.empty(0), np.empty(0), temperature
-            radius = np.array(reaction.radius_nm, dtype=float)
-            numbers = np.array(reaction.number_density_per_m3, dtype=float) * MOLAR_PER_M3
-        return radius, numbers, temperature
+def flask_state(world, override: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(radius_nm, mol/L per cell, °C) of ``world``'s flask now, or ``override``'s
+    distribution (a test's back door) at the flask's temperature; no reaction: background only."""
+    world.advance()
+    with world.lock:
+        flask = world.flask
+        temperature = float(flask.temperature_c) if flask is not None else 25.0
+        if override is not None:
+            return (*override, temperature)
+        reaction = world.reaction
+        if reaction is None:
+            return np.empty(0), np.empty(0), temperature
+        radius = np.array(reaction.radius_nm, dtype=float)
+        numbers = np.array(reaction.number_density_per_m3, dtype=float) * MOLAR_PER_M3
+    return radius, numbers, temperature
 
 
 @dataclass(frozen=True)
-class _Exposure:
+class Exposure:
     """One exposure: its start (epoch s), length (s) and the ``wait(then=None)`` of its
     middle and end, reserved on the world clock at the start."""
 
@@ -374,24 +377,25 @@ class _Exposure:
     end: Callable[..., bool]
 
 
-def _reserve_exposure(clock, t_start: float, exposure_s: float,
-                      cancel: threading.Event) -> _Exposure:
-    return _Exposure(t_start, exposure_s, clock.reserve(t_start + exposure_s / 2, cancel),
+def reserve_exposure(clock, t_start: float, exposure_s: float,
+                     cancel: threading.Event) -> Exposure:
+    """The exposure starting at ``t_start`` with its middle and end reserved on ``clock``."""
+    return Exposure(t_start, exposure_s, clock.reserve(t_start + exposure_s / 2, cancel),
                      clock.reserve(t_start + exposure_s, cancel))
 
 
-def _start_at(clock, wait, exposure_s: float, cancel: threading.Event) -> _Exposure | None:
+def _start_at(clock, wait, exposure_s: float, cancel: threading.Event) -> Exposure | None:
     """``wait()`` for a start time reserved on ``clock`` (:meth:`WorldClock.reserve`,
     on the event loop, so a jumping clock cannot pass it before this worker thread runs);
     the exposure from the clock's time on waking, its middle and end reserved at once, while
     a jumping clock still stands at the start (after a hop back to the event loop it could
     already be at the next frame's start); None if cancelled."""
     started = []
-    wait(then=lambda: started.append(_reserve_exposure(clock, clock.now(), exposure_s, cancel)))
+    wait(then=lambda: started.append(reserve_exposure(clock, clock.now(), exposure_s, cancel)))
     return started[0] if started else None
 
 
-async def _busy(clock, awaitable):
+async def while_busy(clock, awaitable):
     """Await ``awaitable`` while a jumping clock holds still (``clock.busy()``)."""
     busy = getattr(clock, "busy", None)
     if busy is None:

@@ -2,8 +2,8 @@
 
 Real components throughout: a jump-mode world, the simulator behind the fault link on the
 simulators' event loop, real sockets, real HDF5 files, a real RunEngine and the embedded Tiled
-catalog for the round trips. The areaDetector class runs on ophyd's fake EPICS signals, with a
-small fake IOC that writes real HDF5 files.
+catalog for the round trips. The areaDetector class meets the simulated IOC over Channel Access
+in tests/test_area_detector.py.
 """
 
 import json
@@ -20,17 +20,15 @@ from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from event_model import DocumentNames, schema_validators
-from ophyd.sim import make_fake_device
 
 from ncsynth import timebase
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.live import StreamFrames
 from ncsynth.analysis.scattering import sphere_intensity
-from ncsynth.devices.detector import (FRAME_DATASET, AreaDetectorSAXS, DetectorError, FrameFileWriter,
-                                      SAXSDetector, SimulatedBackend)
+from ncsynth.devices.detector import FRAME_DATASET, DetectorError, SAXSDetector, SimulatedBackend
 from ncsynth.runs import raw_documents
 from ncsynth.simulators.clock import WorldClock
-from ncsynth.simulators.detector import DetectorInterface, FrameSynthesizer, SampleBackground
+from ncsynth.simulators.detector import DetectorInterface, FrameSynthesizer, SampleBackground, flask_state
 from ncsynth.simulators.kinetics import ReactionState
 from ncsynth.simulators.server import SimulatorHost
 from ncsynth.simulators.thermal import FlaskThermalModel
@@ -144,7 +142,7 @@ def test_noise_free_frame_reproduces_world_intensity_in_absolute_units(full_geom
     world.add("reaction", FrozenReaction(ReactionState.growth_only_from_gaussian(
         mean_radius_nm=2.0, std_radius_nm=0.2, concentration_molar=2e-5)))
     interface = DetectorInterface(world, full_geometry, seed=1)
-    radius, numbers, temperature = interface._flask_state()
+    radius, numbers, temperature = flask_state(world)
     assert numbers.sum() == pytest.approx(2e-5, rel=1e-9)
     synth = interface.synthesizer
     _, expected = synth.synthesize(radius, numbers, temperature, EXPOSURE_S)
@@ -554,108 +552,3 @@ def test_device_rejects_bad_sequence_and_exposure(detector, world):
         detector.trigger()
     with pytest.raises(ValueError, match="socket://"):
         SimulatedBackend("/dev/ttyUSB0")
-
-
-# -- the areaDetector class, on fake EPICS signals ------------------------------------------------------
-AD_SHAPE = (16, 12)
-
-
-class FakeIOC:
-    """What an areaDetector IOC does for AreaDetectorSAXS, on the fake device's signals:
-    ``Capture`` 1 opens ``<FilePath><FileName>.h5`` (``/entry/data/data``), each ``Acquire`` 1
-    writes one seeded frame, then sets ``NumCaptured`` and ends the acquisition; with
-    ``writes=False`` the plugin never writes (a stuck IOC)."""
-
-    def __init__(self, det, writes: bool = True):
-        self.det, self.writes = det, writes
-        self.rng = np.random.default_rng(5)
-        self.frames, self.paths, self.writer = [], [], None
-        det.cam.array_size.array_size_y.sim_put(AD_SHAPE[0])
-        det.cam.array_size.array_size_x.sim_put(AD_SHAPE[1])
-        det.cam.data_type.sim_put("UInt32")
-        det.hdf5.array_size.height.sim_put(AD_SHAPE[0])  # the plugin has seen a frame ("primed")
-        det.hdf5.array_size.width.sim_put(AD_SHAPE[1])
-        det.hdf5.plugin_type.sim_put("NDFileHDF5")
-        det.hdf5.file_path_exists.sim_put(1)
-        det.hdf5.enable.sim_set_enum_strs(["Disable", "Enable"])  # a string PV, set to 1 at stage
-        det.hdf5.enable.sim_put("Disable")
-        det.hdf5.capture.subscribe(self._capture, run=False)
-        det.cam.acquire.subscribe(self._acquire, run=False)
-
-    def _capture(self, value, **kwargs):
-        if value == 1:
-            template = self.det.hdf5.file_template.get()
-            self.paths.append(template % (self.det.hdf5.file_path.get(), self.det.hdf5.file_name.get()))
-            self.writer = FrameFileWriter(Path(self.paths[-1]), AD_SHAPE, "<u4")
-            self.det.hdf5.num_captured.sim_put(0)
-        elif self.writer is not None:
-            self.writer.close()
-
-    def _acquire(self, value, **kwargs):
-        if value == 1 and self.writes:
-            frame = self.rng.integers(0, 1000, AD_SHAPE, dtype="<u4")
-            self.writer.append(frame, 0.0)
-            self.frames.append(frame)
-            self.det.hdf5.num_captured.sim_put(len(self.frames))
-            self.det.cam.acquire.sim_put(0)
-
-
-def _fake_area_detector(root: Path, writes: bool = True, **kwargs):
-    det = make_fake_device(AreaDetectorSAXS)("BL02:SAXS:", name="saxs", write_path_template=str(root / "%Y"),
-                                             **kwargs)
-    det.exposure_time.put(0.01)
-    return det, FakeIOC(det, writes=writes)
-
-
-def test_area_detector_software_trigger_emits_stream_assets_after_the_plugin_writes(catalog):
-    det, ioc = _fake_area_detector(catalog.layout.frames / "ad")
-    assert det.cam.prefix == "BL02:SAXS:cam1:" and det.hdf5.prefix == "BL02:SAXS:HDF1:"
-    assert det.cam.acquire_time.get() == 0.01  # exposure_time is the cam's
-    assert det.stage_sigs["cam.num_images"] == 1 and det.stage_sigs["cam.image_mode"] == 1
-    assert det.hdf5.stage_sigs["file_write_mode"] == "Stream" and det.hdf5.stage_sigs["swmr_mode"] == "On"
-
-    documents, run = _run(RunEngine({}), catalog, bpp.stage_wrapper(
-        bpp.run_wrapper(bps.repeat(lambda: bps.trigger_and_read([det]), 3)), [det]))
-    [resource] = _of(documents, "stream_resource")
-    [descriptor] = _of(documents, "descriptor")
-    assert descriptor["data_keys"]["saxs_image"]["external"] == "STREAM:"
-    assert descriptor["data_keys"]["saxs_image"]["shape"] == list(AD_SHAPE)
-    assert resource["uri"] == "file://localhost" + ioc.paths[0] and ioc.paths[0].endswith(".h5")
-    assert resource["parameters"] == {"dataset": FRAME_DATASET, "chunk_shape": [1, *AD_SHAPE]}
-    assert [(d["indices"]["start"], d["indices"]["stop"]) for d in _of(documents, "stream_datum")] == \
-        [(0, 1), (1, 2), (2, 3)]
-    assert all(np.isfinite(e["data"]["saxs_frame_time"]) for e in _of(documents, "event"))
-    np.testing.assert_array_equal(run.primary["saxs_image"].read(), np.stack(ioc.frames))
-
-
-def test_area_detector_sequence_is_software_scheduled(catalog):
-    det, ioc = _fake_area_detector(catalog.layout.frames / "ad")
-    start_times = timebase.now() + 0.2 + 0.05 * np.arange(6)
-    det.prepare_sequence(start_times)
-
-    documents, run = _run(RunEngine({}), catalog, _whole_sequence(det))
-    [datum] = _of(documents, "stream_datum")
-    assert (datum["indices"], datum["seq_nums"]) == ({"start": 0, "stop": 6}, {"start": 1, "stop": 7})
-    [page] = _of(documents, "event_page")
-    stamps = np.array(page["data"]["saxs_frame_time"])
-    assert page["seq_num"] == list(range(1, 7))
-    assert np.all(stamps >= start_times) and np.all(stamps - start_times < 1.0)  # never early
-    np.testing.assert_array_equal(run.primary["saxs_image"].read(), np.stack(ioc.frames))
-
-
-def test_area_detector_faults_fail_the_status_and_announce_nothing(tmp_path):
-    det, ioc = _fake_area_detector(tmp_path, timeout_s=0.2, writes=False)
-    with pytest.raises(DetectorError, match="stage"):
-        det.trigger()
-    det.stage()
-    with pytest.raises(DetectorError, match="not written to HDF5 within"):
-        det.trigger().wait(5)
-    assert list(det.collect_asset_docs()) == []
-    det.prepare_sequence(timebase.now() + np.array([100.0, 200.0]))
-    det.kickoff().wait(5)
-    det.stop()
-    with pytest.raises(DetectorError, match="0 of 2"):
-        det.complete().wait(5)
-    det.unstage()
-    with pytest.raises(ValueError, match="timeout_s"):
-        make_fake_device(AreaDetectorSAXS)("X:", name="x", write_path_template="/data", timeout_s=0)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ncsynth.config import data_dir
 from ncsynth.devices.clock import DeadlineTimer
-from ncsynth.devices.detector import AreaDetectorSAXS, SAXSDetector, SimulatedBackend
+from ncsynth.devices.area_detector import AreaDetectorSAXS
+from ncsynth.devices.detector import SAXSDetector, SimulatedBackend
 from ncsynth.devices.heater import HeatingController
 from ncsynth.devices.injector import Injector
 

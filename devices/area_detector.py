@@ -1,0 +1,232 @@
+"""The SAXS detector on an EPICS areaDetector IOC (cam + HDF5 file plugin), over Channel Access.
+
+:class:`AreaDetectorSAXS` is the user-facing detector of :mod:`ncsynth.devices.detector`
+(``exposure_time``, ``trigger``/``read``, ``prepare_sequence``/``kickoff``/``complete``/
+``collect``, the same StreamResource/StreamDatum documents) on the beamline's own IOC, e.g.
+ADRayonix at ID02, or the simulated IOC of :mod:`ncsynth.simulators.area_detector`.
+
+Calibration (seed 000 §S.2.1) is configuration, read by the live analysis from the
+descriptor: ``geometry_json`` (a :class:`~ncsynth.analysis.geometry.DetectorGeometry`, e.g.
+from the beamline's pyFAI PONI and mask files, :mod:`ncsynth.analysis.calibration_files`),
+``thickness_cm`` (sample path, cm), ``calibration`` (K = Φ·T·ΔΩ_ref, counts/s per unit I·d,
+if the beamline gives it; NaN otherwise) and ``flux_ph_per_s`` / ``transmission``, read at
+every stage from the two beam-monitor PVs (incident and transmitted flux, photons/s;
+transmission = transmitted / incident), from which the analysis computes K when
+``calibration`` is NaN. Without monitor PVs both stay NaN.
+
+Which address is asked: Channel Access finds the IOC through the client environment
+(``EPICS_CA_ADDR_LIST``, ``EPICS_CA_AUTO_ADDR_LIST``), set by the beamline at the hutch and
+by the dry run for the simulated IOC on the loopback (README, "Pointing at a real IOC").
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from ophyd import Component as Cpt
+from ophyd import EpicsSignalRO, Signal
+from ophyd.areadetector import DetectorBase
+from ophyd.areadetector.cam import AreaDetectorCam
+from ophyd.areadetector.plugins import HDF5Plugin_V34
+from ophyd.device import Staged
+from ophyd.signal import DerivedSignal
+from ophyd.status import DeviceStatus, SubscriptionStatus
+
+from ncsynth import timebase
+from .detector import DetectorError, FrameDetector, checked_exposure
+
+
+class AreaDetectorSAXS(FrameDetector, DetectorBase):
+    """The SAXS detector on an EPICS areaDetector IOC (see module docstring).
+
+    Each stage makes the HDF5 plugin write one file, ``<write_path_template>/<uuid>.h5``
+    (``Stream`` mode, SWMR on, flushed every frame); ``read_path_template`` is where this
+    process sees it (default: the same). Both are strftime templates. The plugin must have
+    seen one frame of the current size before staging (ophyd refuses an "unprimed" HDF5
+    plugin). A frame counts as written — its stream_datum may be emitted, its Status
+    finishes — when the plugin's ``NumCaptured`` reaches it, at most ``exposure_time +
+    timeout_s`` (wall s) after the exposure started; else the Status fails naming the device.
+
+    Frame timing. One image per exposure (``ImageMode`` Multiple, ``NumImages`` 1, internal
+    trigger), started by writing ``cam.acquire``. An EPICS area detector cannot take a list of
+    arbitrary start times, and the §S.1.4 schedule is geometric, not evenly spaced (which
+    ``ImageMode`` Multiple with ``AcquirePeriod`` would give), so the detector-timed sequence
+    is software-scheduled: a background thread waits on :mod:`ncsynth.timebase` until each start
+    time (all reserved at kickoff), starts one exposure and waits until the plugin has written
+    it. The frame time is the clock's time when ``acquire`` was written. Limits: starts are late
+    by the thread's wake-up (~0.5 ms with the system clock's spin wait) plus the Channel Access
+    put and the driver's arming (detector dependent); consecutive starts need at least exposure
+    + read-out + file write; a start time that has passed when the previous frame is written
+    starts at once (its real, late start is recorded). Sub-millisecond timing needs the
+    beamline's hardware trigger (``TriggerMode`` external), which this class does not drive.
+    """
+
+    _default_read_attrs = ("image", "frame_time")  # not DetectorBase's () and cam configuration
+    _default_configuration_attrs = ("exposure_time", "geometry_json", "thickness_cm",
+                                    "calibration", "flux_ph_per_s", "transmission")
+
+    cam = Cpt(AreaDetectorCam, "cam1:", kind="omitted")
+    hdf5 = Cpt(HDF5Plugin_V34, "HDF1:", kind="omitted")
+    exposure_time = Cpt(DerivedSignal, derived_from="cam.acquire_time", kind="config")
+    geometry_json = Cpt(Signal, value="", kind="config")
+    thickness_cm = Cpt(Signal, value=float("nan"), kind="config")
+    calibration = Cpt(Signal, value=float("nan"), kind="config")
+    flux_ph_per_s = Cpt(Signal, value=float("nan"), kind="config")
+    transmission = Cpt(Signal, value=float("nan"), kind="config")
+
+    def __init__(self, prefix: str, *, name: str, write_path_template: str,
+                 read_path_template: str | None = None, timeout_s: float = 10.0,
+                 monitors: tuple[str, str] | None = None, **kwargs):
+        if not (isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
+        if not isinstance(write_path_template, str) or not write_path_template:
+            raise ValueError(f"write_path_template must be a non-empty path, got {write_path_template!r}")
+        if monitors is not None and (len(monitors) != 2 or not all(isinstance(pv, str) and pv for pv in monitors)):
+            raise ValueError(f"monitors must be two PV names (incident, transmitted flux), got {monitors!r}")
+        super().__init__(prefix, name=name, **kwargs)
+        self.write_path_template = write_path_template
+        self.read_path_template = read_path_template or write_path_template
+        self.timeout_s = float(timeout_s)
+        self.monitors = None if monitors is None else tuple(
+            EpicsSignalRO(pv, name=f"{name}_{which}") for pv, which in zip(monitors, ("incident", "transmitted")))
+        self._frames_written = 0
+        self._exposing: DeviceStatus | None = None
+        self._cancel = threading.Event()
+        self._starts: list = []
+        self.stage_sigs.update([("cam.image_mode", 1), ("cam.num_images", 1), ("cam.trigger_mode", 0)])
+        self.hdf5.stage_sigs.update([
+            ("file_write_mode", "Stream"), ("file_template", "%s%s.h5"), ("auto_save", "Yes"),
+            ("auto_increment", "No"), ("num_capture", 0), ("create_directory", -3),
+            ("swmr_mode", "On"), ("num_frames_flush", 1), ("capture", 1)])
+
+    def _frame_format(self) -> tuple[tuple[int, int], str]:
+        """(rows, cols) and numpy dtype of the cam's images."""
+        size = self.cam.array_size.get()
+        data_type = self.cam.data_type.get(as_string=True)
+        try:
+            dtype = np.dtype(str(data_type).lower()).str
+        except TypeError:
+            raise DetectorError(f"{self.name}: unknown cam data type {data_type!r}") from None
+        shape = (int(size.array_size_y), int(size.array_size_x))
+        self.image.frame_shape, self.image.frame_dtype = shape, dtype
+        return shape, dtype
+
+    def describe(self):
+        self._frame_format()
+        return super().describe()
+
+    def read_monitors(self) -> None:
+        """``flux_ph_per_s`` and ``transmission`` from the two beam monitors (if given)."""
+        if self.monitors is None:
+            return
+        incident, transmitted = (float(monitor.get()) for monitor in self.monitors)
+        if not (incident > 0 and 0 < transmitted <= incident):
+            raise DetectorError(f"{self.name}: beam monitors read incident {incident:g}, transmitted "
+                                f"{transmitted:g} ph/s (beam off or shutter closed?)")
+        self.flux_ph_per_s.put(incident)
+        self.transmission.put(transmitted / incident)
+
+    def stage(self):
+        shape, _ = self._frame_format()
+        self.read_monitors()
+        when = datetime.fromtimestamp(timebase.now())
+        filename = str(uuid.uuid4())
+        self.hdf5.stage_sigs.update([("file_path", os.path.join(when.strftime(self.write_path_template), "")),
+                                     ("file_name", filename)])
+        self.hdf5.stage_sigs.move_to_end("capture")  # capture only once the file is named
+        staged = super().stage()
+        if not self.hdf5.file_path_exists.get():
+            self.unstage()
+            raise DetectorError(f"{self.name}: the IOC cannot write to {self.hdf5.file_path.get()!r}")
+        self._frames_written = 0
+        self._assets.reset()
+        self._assets.new_file(Path(when.strftime(self.read_path_template)) / f"{filename}.h5", shape)
+        return staged
+
+    def unstage(self):
+        self._end_sequence()
+        return super().unstage()
+
+    def trigger(self):
+        """Expose one frame now; the Status finishes once the HDF5 plugin has written it."""
+        if self._sequence_running():
+            raise DetectorError(f"{self.name}: a detector-timed sequence is running")
+        return self._expose(collected=False)
+
+    def _expose(self, *, collected: bool) -> DeviceStatus:
+        if self._staged != Staged.yes:
+            raise DetectorError(f"{self.name}: stage the detector (it opens the HDF5 file) first")
+        if self._exposing is not None and not self._exposing.done:
+            raise DetectorError(f"{self.name}: the previous frame is not written yet")
+        index = self._frames_written
+        exposure = checked_exposure(self.exposure_time.get())
+        timeout = exposure + self.timeout_s
+        status = self._exposing = DeviceStatus(self)
+        t_start = timebase.now()
+        # A jumping clock must not move before the IOC has started the exposure (the put
+        # completes then), nor past its end until the frame is written and the Status finished.
+        release, passed = timebase.hold(), timebase.barrier(t_start + exposure)
+        on_disk = SubscriptionStatus(self.hdf5.num_captured, lambda *args, value, **kwargs: value > index,
+                                     timeout=timeout)
+
+        def written(done):
+            try:
+                if status.done:  # aborted meanwhile
+                    return
+                if done.success:
+                    self._frames_written = index + 1
+                    self._record(index, t_start, collected=collected)
+                    status.set_finished()
+                else:
+                    status.set_exception(DetectorError(
+                        f"{self.name}: frame {index} was not written to HDF5 within {timeout} s"))
+            finally:
+                release()
+                passed()
+
+        on_disk.add_callback(written)
+        try:
+            self.cam.acquire.put(1, use_complete=True, callback=lambda *args, **kwargs: release())
+        except Exception as error:  # the IOC is gone: fail the Status, do not raise in the plan
+            if not status.done:
+                status.set_exception(DetectorError(f"{self.name}: cannot start an exposure: {error}"))
+            release()
+            passed()
+        return status
+
+    def kickoff(self):
+        """Start the prepared sequence (its start times reserved on the clock now)."""
+        if self._sequence is not None and not self._sequence_running():
+            self._cancel = threading.Event()
+            self._starts = [timebase.reserve(t, self._cancel) for t in self._sequence[0]]
+        return super().kickoff()
+
+    def _start_sequence(self, start_times, exposure_s):
+        self.exposure_time.put(exposure_s)
+        return self._scheduled_frames(self._starts)
+
+    def _scheduled_frames(self, starts) -> Iterator[None]:
+        for wait in starts:
+            exposing = []  # started while a jumping clock stands at the start time
+            if not wait(then=lambda: exposing.append(self._expose(collected=True))):
+                return
+            try:
+                exposing[0].wait()
+            except Exception:
+                if self._cancel.is_set():
+                    return
+                raise
+            yield
+
+    def _abort_sequence(self) -> None:
+        self._cancel.set()
+        self.cam.acquire.put(0, wait=False)
+        exposing = self._exposing
+        if exposing is not None and not exposing.done:
+            exposing.set_exception(DetectorError(f"{self.name}: sequence aborted"))

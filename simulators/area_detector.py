@@ -1,0 +1,353 @@
+"""Simulated EPICS areaDetector IOC of the SAXS detector (seed 000 §S.1.4), served with caproto.
+
+Channel Access on the loopback interface, the PVs of an areaDetector driver (``<prefix>cam1:``)
+and its HDF5 file plugin (``<prefix>HDF1:``) that :class:`~ncsynth.devices.detector.AreaDetectorSAXS`
+uses (setpoints with their ``_RBV`` read-backs, as ADCore names them), plus two scalar beam
+monitors (incident and transmitted flux, photons/s, as a beamline's ion chamber and diode give).
+Frames come from the same simulated world as every other simulator:
+:class:`~ncsynth.simulators.detector.FrameSynthesizer` scatters from the world's reaction
+(or a back-door distribution) at mid-exposure.
+
+Behaviour (areaDetector's, reduced to what the device needs):
+
+* ``cam1:Acquire`` = 1 starts one exposure of ``AcquireTime`` s at the world clock's now
+  (``ImageMode``/``NumImages``/``TriggerMode`` are kept but one image is taken per Acquire);
+  the put completes once the exposure has started (``DetectorState_RBV`` Acquire); at its end
+  ``ArrayCounter_RBV`` counts up, the frame goes to the HDF5 plugin, ``Acquire`` returns to 0
+  and the state to Idle. ``Acquire`` = 0 during an exposure aborts it (no frame).
+* ``HDF1:Capture`` = 1 (``FileWriteMode`` Stream) opens ``FullFileName_RBV`` = ``FileTemplate``
+  filled C-style with ``FilePath``, ``FileName``, ``FileNumber`` and appends every frame to
+  ``/entry/data/data`` (n, rows, cols) ``uint32``, with ``/entry/instrument/NDAttributes/``
+  ``NDArrayTimeStamp`` (epoch s), ``NDArrayUniqueId`` and the two monitors per frame; flushed
+  every ``NumFramesFlush`` frames, SWMR if ``SWMRMode`` On; ``NumCaptured_RBV`` counts them.
+  ``Capture`` = 0 closes the file. ``FilePath`` is created if ``CreateDirectory`` is not 0;
+  ``FilePathExists_RBV`` says whether it exists.
+
+Time: exposures reserve their middle and end on the world's clock (a jumping clock stops
+there), and file writes run inside ``clock.busy()``, as the TCP detector simulator does.
+
+Back door for tests: :meth:`set_distribution`, :attr:`stall_writes` (frames are taken but the
+plugin never writes them: a capture that never completes), :attr:`last_frame`,
+:attr:`last_expected_counts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import threading
+
+import h5py
+import numpy as np
+from caproto import ChannelChar, ChannelDouble, ChannelEnum, ChannelInteger, ChannelString
+from caproto.asyncio.server import Context
+
+from ncsynth.analysis.geometry import DetectorGeometry
+from .detector import FRAME_DTYPE, FrameSynthesizer, flask_state, reserve_exposure, while_busy
+
+#: PV prefix of the simulated detector and the names of its two monitors.
+DEFAULT_PREFIX = "SIM:SAXS:"
+INCIDENT_SUFFIX, TRANSMITTED_SUFFIX = "I0:Flux", "IT:Flux"
+_ENUMS = {
+    "image_mode": ["Single", "Multiple", "Continuous"],
+    "trigger_mode": ["Internal", "External"],
+    "state": ["Idle", "Acquire", "Readout", "Correct", "Saving", "Aborting", "Error", "Waiting",
+              "Initializing", "Disconnected", "Aborted"],
+    "data_type": ["Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64",
+                  "Float32", "Float64"],
+    "no_yes": ["No", "Yes"],
+    "write_mode": ["Single", "Capture", "Stream"],
+    "off_on": ["Off", "On"],
+    "disable_enable": ["Disable", "Enable"],
+}
+#: (suffix, kind, initial value): a setpoint and its ``_RBV``; kind "double", "int",
+#: "text" (char waveform) or an :data:`_ENUMS` key.
+_CAM_PAIRS = [("Acquire", "int", 0), ("AcquireTime", "double", 0.075),
+              ("AcquirePeriod", "double", 0.0), ("ImageMode", "image_mode", "Multiple"),
+              ("NumImages", "int", 1), ("TriggerMode", "trigger_mode", "Internal"),
+              ("ArrayCounter", "int", 0), ("ArrayCallbacks", "disable_enable", "Enable"),
+              ("DataType", "data_type", "UInt32")]
+_HDF_PAIRS = [("EnableCallbacks", "disable_enable", "Enable"), ("BlockingCallbacks", "no_yes", "No"),
+              ("FileWriteMode", "write_mode", "Stream"), ("FileTemplate", "text", "%s%s_%3.3d.h5"),
+              ("AutoSave", "no_yes", "No"), ("AutoIncrement", "no_yes", "No"),
+              ("NumCapture", "int", 0), ("CreateDirectory", "int", 0), ("SWMRMode", "off_on", "Off"),
+              ("NumFramesFlush", "int", 1), ("Capture", "int", 0), ("FilePath", "text", "/"),
+              ("FileName", "text", "frames"), ("FileNumber", "int", 0), ("ArrayCounter", "int", 0),
+              ("NDArrayPort", "port", "SAXS1")]
+
+
+class SimulatedAreaDetector:
+    """The IOC (see module docstring). ``world``: the simulated world (``world.clock``).
+
+    ``geometry``, ``flux`` (photons/s), ``seed`` and further options go to
+    :class:`~ncsynth.simulators.detector.FrameSynthesizer`; ``prefix`` is the areaDetector
+    prefix (``<prefix>cam1:``, ``<prefix>HDF1:``, monitors ``<prefix>I0:Flux``, ``<prefix>IT:Flux``).
+    """
+
+    def __init__(self, world, geometry: DetectorGeometry | None = None, *,
+                 prefix: str = DEFAULT_PREFIX, flux: float = 1e13, seed: int | None = None,
+                 **synthesizer_options):
+        self.world = world
+        self.prefix = prefix
+        self.synthesizer = FrameSynthesizer(geometry or DetectorGeometry(), flux_ph_per_s=flux,
+                                            seed=seed, **synthesizer_options)
+        self.stall_writes = False
+        self.last_expected_counts: np.ndarray | None = None
+        self.last_frame: np.ndarray | None = None
+        self._override = None
+        self._cancel = threading.Event()
+        self._job: asyncio.Future | None = None
+        self._file: h5py.File | None = None
+        self._task: asyncio.Task | None = None
+        self.address: tuple[str, int] | None = None
+        self.pvs: dict[str, object] = {}
+        rows, cols = self.synthesizer.geometry.shape
+        cam, hdf = f"{prefix}cam1:", f"{prefix}HDF1:"
+        self._pairs(cam, _CAM_PAIRS)
+        self._pairs(hdf, _HDF_PAIRS)
+        for name, value in [(f"{cam}ArraySizeX_RBV", cols), (f"{cam}ArraySizeY_RBV", rows),
+                            (f"{cam}ArraySizeZ_RBV", 0), (f"{hdf}ArraySize0_RBV", cols),
+                            (f"{hdf}ArraySize1_RBV", rows), (f"{hdf}ArraySize2_RBV", 0),
+                            (f"{hdf}NumCaptured_RBV", 0), (f"{hdf}FilePathExists_RBV", 0),
+                            (f"{hdf}WriteStatus", 0)]:
+            self.pvs[name] = ChannelInteger(value=value)
+        self.pvs[f"{cam}DetectorState_RBV"] = ChannelEnum(value="Idle", enum_strings=_ENUMS["state"])
+        for name, value in [(f"{hdf}PluginType_RBV", "NDFileHDF5"), (f"{cam}PortName_RBV", "SAXS1"),
+                            (f"{hdf}PortName_RBV", "FileHDF1")]:  # the asyn port graph ophyd checks
+            self.pvs[name] = ChannelString(value=value)
+        for name in (f"{hdf}FullFileName_RBV", f"{hdf}WriteMessage"):
+            self.pvs[name] = ChannelChar(value="", max_length=512)
+        self.pvs[prefix + INCIDENT_SUFFIX] = ChannelDouble(value=self.incident_flux, units="ph/s")
+        self.pvs[prefix + TRANSMITTED_SUFFIX] = ChannelDouble(value=self.transmitted_flux, units="ph/s")
+        self._hooks = {f"{cam}Acquire": self._on_acquire, f"{hdf}Capture": self._on_capture,
+                       f"{hdf}FilePath": self._on_file_path}
+
+    # -- monitors and back door --------------------------------------------------------------
+    @property
+    def incident_flux(self) -> float:
+        """Photons/s on the sample (the incident monitor's value)."""
+        return self.synthesizer.flux_ph_per_s
+
+    @property
+    def transmitted_flux(self) -> float:
+        """Photons/s through flask and sample: incident × transmission."""
+        return self.synthesizer.flux_ph_per_s * self.synthesizer.transmission
+
+    def set_distribution(self, radius_nm, number_concentration_molar) -> None:
+        """Scatter from this distribution (radii nm, mol/L per cell) instead of the world's."""
+        self._override = (np.array(radius_nm, dtype=float, ndmin=1),
+                          np.array(number_concentration_molar, dtype=float, ndmin=1))
+
+    def value(self, name: str):
+        """Current value of the PV ``<prefix>name`` (e.g. ``"HDF1:NumCaptured_RBV"``)."""
+        return self.pvs[self.prefix + name].value
+
+    # -- serving -----------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Serve on ``host``; searches on UDP ``port`` (0: a free one). Returns that port."""
+        port = port or _free_udp_port(host)
+        # beacons to this IOC's own search port on the loopback (caproto reads the list as the
+        # server starts): nothing leaves the host, and no "connection refused" without a repeater
+        os.environ["EPICS_CAS_AUTO_BEACON_ADDR_LIST"] = "NO"
+        os.environ["EPICS_CAS_BEACON_ADDR_LIST"] = f"{host}:{port}"
+        context = Context(self.pvs, interfaces=[host])
+        context.ca_server_port = port
+        self._task = asyncio.ensure_future(context.run())
+        while not (context.port and context.udp_socks):  # bound, listening for searches
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.005)
+        self.address = (host, context.ca_server_port)
+        return context.ca_server_port
+
+    async def stop(self) -> None:
+        self._cancel.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._close_file()
+
+    def _pairs(self, prefix: str, table) -> None:
+        for suffix, kind, initial in table:
+            readback = _channel(kind, initial)
+            setpoint = _channel(kind, initial, setpoint_of=(self, prefix + suffix, readback))
+            self.pvs[prefix + suffix], self.pvs[f"{prefix}{suffix}_RBV"] = setpoint, readback
+
+    async def _put(self, name: str, value):
+        """A client wrote ``value`` to setpoint ``name``: run its hook (may refuse)."""
+        hook = self._hooks.get(name)
+        return value if hook is None else await hook(value)
+
+    async def _set(self, name: str, value) -> None:
+        """Update a PV (and its read-back) from the IOC side."""
+        await self.pvs[name].write(value, verify_value=False)
+        readback = self.pvs.get(name + "_RBV")
+        if readback is not None:
+            await readback.write(value)
+
+    # -- driver ------------------------------------------------------------------------------
+    async def _on_acquire(self, value):
+        cam = f"{self.prefix}cam1:"
+        if not value:
+            self._cancel.set()
+            return 0
+        if self._job is not None and not self._job.done():
+            return 1  # already acquiring (areaDetector ignores the repeat)
+        clock = self.world.clock
+        self._cancel = cancel = threading.Event()
+        exposure = reserve_exposure(clock, clock.now(), float(self.pvs[f"{cam}AcquireTime"].value), cancel)
+        await self._set(f"{cam}DetectorState_RBV", "Acquire")
+        await self.pvs[f"{cam}Acquire_RBV"].write(1)
+        self._job = asyncio.ensure_future(self._acquire(exposure, cancel))
+        return 1
+
+    async def _acquire(self, exposure, cancel: threading.Event) -> None:
+        cam, clock = f"{self.prefix}cam1:", self.world.clock
+        flask = []  # sampled while a jumping clock stands at mid-exposure
+        sample = lambda: flask.append(flask_state(self.world, self._override))  # noqa: E731
+        taken = await asyncio.to_thread(exposure.middle, sample)
+        if taken:
+            frame, expected = await while_busy(clock, asyncio.to_thread(
+                self.synthesizer.synthesize, *flask[0], exposure.exposure_s))
+            taken = await asyncio.to_thread(exposure.end)
+        if taken:
+            self.last_expected_counts, self.last_frame = expected, frame
+            await while_busy(clock, self._frame_done(frame, exposure.t_start))
+        await self._set(f"{cam}DetectorState_RBV", "Idle" if taken else "Aborted")
+        await self._set(f"{cam}Acquire", 0)
+
+    async def _frame_done(self, frame: np.ndarray, t_start: float) -> None:
+        cam, hdf = f"{self.prefix}cam1:", f"{self.prefix}HDF1:"
+        counter = self.pvs[f"{cam}ArrayCounter_RBV"].value + 1
+        await self._set(f"{cam}ArrayCounter", counter)
+        for axis, size in enumerate((frame.shape[1], frame.shape[0], 0)):
+            await self.pvs[f"{hdf}ArraySize{axis}_RBV"].write(size)
+        await self.pvs[self.prefix + INCIDENT_SUFFIX].write(self.incident_flux)
+        await self.pvs[self.prefix + TRANSMITTED_SUFFIX].write(self.transmitted_flux)
+        await self._set(f"{hdf}ArrayCounter", self.pvs[f"{hdf}ArrayCounter_RBV"].value + 1)
+        if self._file is None or self.stall_writes:
+            return
+        try:
+            written = _append(self._file, frame, t_start, counter, self.incident_flux,
+                              self.transmitted_flux, int(self.pvs[f"{hdf}NumFramesFlush"].value))
+        except (OSError, RuntimeError) as error:
+            await self._set(f"{hdf}WriteStatus", 1)
+            await self.pvs[f"{hdf}WriteMessage"].write(str(error).splitlines()[0][:500])
+            return
+        await self.pvs[f"{hdf}NumCaptured_RBV"].write(written)
+
+    # -- HDF5 plugin -------------------------------------------------------------------------
+    async def _on_file_path(self, value):
+        hdf = f"{self.prefix}HDF1:"
+        path = value if str(value).endswith("/") else f"{value}/"
+        if self.pvs[f"{hdf}CreateDirectory"].value:
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError:
+                pass  # FilePathExists_RBV says no
+        await self.pvs[f"{hdf}FilePathExists_RBV"].write(int(os.path.isdir(path)))
+        return path
+
+    async def _on_capture(self, value):
+        hdf = f"{self.prefix}HDF1:"
+        if not value:
+            self._close_file()
+            return 0
+        if self._file is not None:
+            return 1
+        get = lambda suffix: self.pvs[hdf + suffix].value  # noqa: E731
+        path = c_format(get("FileTemplate"), get("FilePath"), get("FileName"), get("FileNumber"))
+        try:
+            self._file = _open(path, self.synthesizer.geometry.shape, get("SWMRMode") == "On")
+        except (OSError, RuntimeError) as error:
+            await self._set(f"{hdf}WriteStatus", 1)
+            await self.pvs[f"{hdf}WriteMessage"].write(f"cannot open {path}: {error}"[:500])
+            raise
+        await self._set(f"{hdf}WriteStatus", 0)
+        await self.pvs[f"{hdf}FullFileName_RBV"].write(path)
+        await self.pvs[f"{hdf}NumCaptured_RBV"].write(0)
+        return 1
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def c_format(template: str, *args) -> str:
+    """``template`` with its C conversions (``%s``, ``%d``, ``%3.3d``) filled from ``args`` in
+    order, as the areaDetector file plugins build ``FullFileName`` from ``FileTemplate``."""
+    values = iter(args)
+    return re.sub(r"%([-0-9.]*)([sd])", lambda m: ("%" + m.group(1) + m.group(2)) % next(values),
+                  template)
+
+
+def _channel(kind: str, value, setpoint_of=None):
+    """A channel of ``kind``; ``setpoint_of`` = (ioc, name, readback): client writes go
+    through the IOC's hook and are mirrored to the read-back."""
+    cls, options = {"double": (ChannelDouble, {"precision": 4}), "int": (ChannelInteger, {}),
+                    "text": (ChannelChar, {"max_length": 512}), "port": (ChannelString, {})}.get(kind, (ChannelEnum, {}))
+    if cls is ChannelEnum:
+        options = {"enum_strings": _ENUMS[kind]}
+    if setpoint_of is None:
+        return cls(value=value, **options)
+    ioc, name, readback = setpoint_of
+
+    class Setpoint(cls):
+        async def verify_value(self, data):
+            value = await ioc._put(name, await super().verify_value(data))
+            await readback.write(value)
+            return value
+
+    return Setpoint(value=value, **options)
+
+
+def _open(path: str, shape: tuple[int, int], swmr: bool) -> h5py.File:
+    """A new frame file in areaDetector's default layout (see module docstring)."""
+    handle = h5py.File(path, "w", libver="latest")
+    entry = handle.create_group("entry")
+    entry.attrs["NX_class"] = "NXentry"
+    data = entry.create_group("data")
+    data.attrs.update(NX_class="NXdata", signal="data")
+    data.create_dataset("data", shape=(0, *shape), maxshape=(None, *shape), dtype=FRAME_DTYPE,
+                        chunks=(1, *shape))
+    attributes = entry.create_group("instrument").create_group("NDAttributes")
+    for key, dtype in (("NDArrayTimeStamp", "<f8"), ("NDArrayUniqueId", "<i4"),
+                       ("IncidentFlux", "<f8"), ("TransmittedFlux", "<f8")):
+        attributes.create_dataset(key, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
+    attributes["NDArrayTimeStamp"].attrs["units"] = "s since the epoch"
+    if swmr:
+        handle.swmr_mode = True
+    return handle
+
+
+def _append(handle: h5py.File, frame, t_start: float, unique_id: int, incident: float,
+            transmitted: float, flush_every: int) -> int:
+    """Append one frame and its attributes; flush every ``flush_every``; return the count."""
+    frames = handle["/entry/data/data"]
+    index = frames.shape[0]
+    frames.resize(index + 1, axis=0)
+    frames[index] = frame
+    for key, value in (("NDArrayTimeStamp", t_start), ("NDArrayUniqueId", unique_id),
+                       ("IncidentFlux", incident), ("TransmittedFlux", transmitted)):
+        dataset = handle[f"/entry/instrument/NDAttributes/{key}"]
+        dataset.resize(index + 1, axis=0)
+        dataset[index] = value
+    if (index + 1) % max(flush_every, 1) == 0:
+        handle.flush()
+    return index + 1
+
+
+def _free_udp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def epics_client_environment(address: tuple[str, int]) -> dict[str, str]:
+    """Channel Access client settings that find an IOC at ``address`` (host, UDP port) only:
+    ``EPICS_CA_ADDR_LIST`` = ``host:port``, ``EPICS_CA_AUTO_ADDR_LIST`` = ``NO``."""
+    return {"EPICS_CA_ADDR_LIST": f"{address[0]}:{address[1]}", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+

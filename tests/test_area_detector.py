@@ -1,0 +1,204 @@
+"""AreaDetectorSAXS over real Channel Access against the simulated areaDetector IOC.
+
+Real components: the caproto IOC on the loopback (its own UDP search port, the client's
+address list set to it), ophyd's caproto control layer, a jump-mode world clock followed by a
+real RunEngine, real HDF5 files written by the IOC, the embedded catalog, the live analysis
+reading the geometry from the PONI and mask files the simulated set-up writes.
+"""
+
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+from bluesky import preprocessors as bpp
+
+from ncsynth import timebase
+from ncsynth.analysis.calibration_files import geometry_from_files, write_calibration
+from ncsynth.analysis.geometry import DetectorGeometry
+from ncsynth.analysis.live import LiveAnalysis
+from ncsynth.devices.area_detector import AreaDetectorSAXS
+from ncsynth.devices.clock import DeadlineTimer
+from ncsynth.devices.detector import FRAME_DATASET, DetectorError
+from ncsynth.simulators.area_detector import (DEFAULT_PREFIX, INCIDENT_SUFFIX, TRANSMITTED_SUFFIX,
+                                              SimulatedAreaDetector, c_format,
+                                              epics_client_environment)
+from ncsynth.simulators.clock import WorldClock
+from ncsynth.simulators.server import SimulatorHost
+from ncsynth.simulators.world import World
+from ncsynth.storage import open_catalog
+
+EXPOSURE_S = 0.075
+RADIUS_NM, SIGMA_NM, CONCENTRATION_MOLAR = 2.0, 0.2, 2e-5
+GEOMETRY = DetectorGeometry()  # full 480x480: the coarse 120x120 bins bias R0 by 0.3 % (bin averaging)
+
+
+def _distribution():
+    """A Gaussian size distribution (radii nm, mol/L per cell) summing to CONCENTRATION_MOLAR."""
+    radius = np.linspace(RADIUS_NM - 6 * SIGMA_NM, RADIUS_NM + 6 * SIGMA_NM, 241)
+    weights = np.exp(-0.5 * ((radius - RADIUS_NM) / SIGMA_NM) ** 2)
+    return radius, weights / weights.sum() * CONCENTRATION_MOLAR
+
+
+@pytest.fixture(scope="module")
+def beamline(tmp_path_factory):
+    """(ioc, clock, calibration directory): the IOC in a jump-mode world, the client pointed at it."""
+    clock = WorldClock(speed=None)
+    world = World(clock)
+    ioc = SimulatedAreaDetector(world, GEOMETRY, seed=11)
+    with SimulatorHost() as host, pytest.MonkeyPatch.context() as env, timebase.use_clock(clock):
+        host.run(ioc.start())
+        for key, value in epics_client_environment(ioc.address).items():
+            env.setenv(key, value)
+        yield ioc, clock, host, tmp_path_factory.mktemp("calibration")
+        host.run(ioc.stop())
+    clock.close()
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    """The embedded catalog; the IOC writes the frames under its ``frames/`` (which it serves)."""
+    with open_catalog(tmp_path_factory.mktemp("data")) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def detector(beamline, catalog):
+    ioc, _, _, calibration_dir = beamline
+    poni, mask = write_calibration(GEOMETRY, calibration_dir)
+    det = AreaDetectorSAXS(DEFAULT_PREFIX, name="saxs", timeout_s=5.0,
+                           write_path_template=str(catalog.layout.frames) + "/%Y/%m/%d/",
+                           monitors=(DEFAULT_PREFIX + INCIDENT_SUFFIX, DEFAULT_PREFIX + TRANSMITTED_SUFFIX))
+    det.geometry_json.put(geometry_from_files(poni, mask).to_json())
+    det.thickness_cm.put(0.4)
+    det.exposure_time.put(EXPOSURE_S)
+    return det
+
+
+def _engine(clock):
+    RE = RunEngine({})
+    clock.follow(RE)  # the dry run's wiring: the world's clock never jumps while the plan works
+    return RE
+
+
+def test_c_format_fills_templates_as_the_file_plugins_do():
+    assert c_format("%s%s_%3.3d.h5", "/data/", "run", 7) == "/data/run_007.h5"
+    assert c_format("%s%s.h5", "/data/", "abc", 3) == "/data/abc.h5"
+
+
+def test_software_triggered_frames_are_analysed_as_the_flask_holds(beamline, detector, catalog):
+    """Background frames, then frames of a known distribution: the live analysis, reading the
+    PONI/mask geometry and the monitors' calibration from the descriptor, finds it."""
+    ioc, clock, _, _ = beamline
+    radius, numbers = _distribution()
+    timer = DeadlineTimer(name="timer")
+
+    @bpp.run_decorator(md={"recipe": {"cd_initial_molar": 0.027}, "piston": "A"})
+    def plan():  # one staging (one file) per stream, as ncsynth.plans do
+        ioc.set_distribution([], [])  # solvent and glass only
+        yield from bpp.stage_wrapper(bps.repeat(
+            lambda: bps.trigger_and_read([detector], name="background"), 3), [detector])
+        ioc.set_distribution(radius, numbers)
+        t0 = timebase.now()
+        yield from bps.stage(detector)
+        for k in range(4):
+            yield from bps.mv(timer, t0 + 2.0 * (k + 1))
+            yield from bps.trigger_and_read([detector], name="primary")
+        yield from bps.unstage(detector)
+
+    documents, derived = [], []
+    live = LiveAnalysis(lambda name, doc: derived.append((name, doc)))
+    writer = catalog.writer()
+    RE = _engine(clock)
+    for subscriber in (writer, live, lambda name, doc: documents.append((name, doc))):
+        RE.subscribe(subscriber)
+    (uid,) = RE(plan())
+    assert live.flush(timeout_s=60)
+    writer.close()
+    live.close()
+    frames = catalog[uid].primary["saxs_image"].read()
+
+    configuration = next(doc for name, doc in documents if name == "descriptor")["configuration"]["saxs"]["data"]
+    assert configuration["saxs_flux_ph_per_s"] == ioc.incident_flux
+    assert configuration["saxs_transmission"] == pytest.approx(ioc.transmitted_flux / ioc.incident_flux)
+    assert json.loads(configuration["saxs_geometry_json"])["mask_file"].endswith("saxs_mask.edf")
+    [resource] = [doc for name, doc in documents if name == "stream_resource"][:1]
+    assert resource["parameters"]["dataset"] == FRAME_DATASET
+    assert frames.shape == (4, *GEOMETRY.shape)  # the catalog serves the IOC's file
+    np.testing.assert_array_equal(frames[-1], ioc.last_frame)
+    fits = [doc["data"] for name, doc in derived if name == "event" and "radius_nm" in doc["data"]]
+    assert len(fits) == 4
+    for fit in fits:
+        assert fit["success"], fit["reason"]
+        assert abs(fit["radius_nm"] - RADIUS_NM) < 3.5 * fit["radius_err_nm"]
+        assert abs(fit["concentration_molar"] - CONCENTRATION_MOLAR) < 3.5 * fit["concentration_err_molar"]
+
+
+def test_detector_timed_sequence_keeps_the_schedule_in_world_time(beamline, detector, tmp_path):
+    ioc, clock, _, _ = beamline
+    start_times = clock.now() + 5.0 + np.cumsum(0.022 + EXPOSURE_S * 1.015 ** np.arange(12))
+    detector.prepare_sequence(start_times)
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.stage(detector)
+        yield from bps.declare_stream(detector, name="primary", collect=True)
+        yield from bps.kickoff(detector, wait=True)
+        yield from bps.complete(detector, wait=True)
+        yield from bps.collect(detector, name="primary")
+        yield from bps.unstage(detector)
+        yield from bps.close_run()
+
+    documents = []
+    RE = _engine(clock)
+    RE.subscribe(lambda name, doc: documents.append((name, doc)))
+    RE(plan())
+    [page] = [doc for name, doc in documents if name == "event_page"]
+    np.testing.assert_array_equal(page["data"]["saxs_frame_time"], start_times)  # a jumping clock: exact
+    [datum] = [doc for name, doc in documents if name == "stream_datum"]
+    assert datum["indices"] == {"start": 0, "stop": 12}
+    [resource] = [doc for name, doc in documents if name == "stream_resource"]
+    with h5py.File(resource["uri"].removeprefix("file://localhost"), "r") as written:
+        np.testing.assert_array_equal(written["/entry/instrument/NDAttributes/NDArrayTimeStamp"][:],
+                                      start_times)
+        assert written[FRAME_DATASET].shape == (12, *GEOMETRY.shape)
+        assert np.all(written["/entry/instrument/NDAttributes/IncidentFlux"][:] == ioc.incident_flux)
+
+
+def test_a_capture_that_never_completes_fails_the_frame_naming_the_device(beamline, detector):
+    ioc, clock, _, _ = beamline
+    ioc.stall_writes = True
+    detector.timeout_s = 0.5
+    with pytest.raises(DetectorError, match="stage the detector"):
+        detector.trigger()
+    try:
+        detector.stage()
+        with pytest.raises(DetectorError, match=r"saxs: frame 0 was not written to HDF5 within"):
+            detector.trigger().wait(30)
+        assert list(detector.collect_asset_docs()) == []
+        detector.prepare_sequence(clock.now() + np.array([100.0, 200.0]))
+        detector.kickoff().wait(5)
+        detector.stop()
+        with pytest.raises(DetectorError, match="0 of 2"):
+            detector.complete().wait(5)
+    finally:
+        ioc.stall_writes = False
+        detector.timeout_s = 5.0
+        detector.unstage()
+
+
+def test_bad_configuration_is_refused_before_anything_moves(tmp_path):
+    with pytest.raises(ValueError, match="monitors must be two PV names"):
+        AreaDetectorSAXS("X:", name="x", write_path_template="/data", monitors=("only-one",))
+    bad = tmp_path / "mask.npy"
+    np.save(bad, np.zeros((3, 3)))
+    poni, _ = write_calibration(GEOMETRY, tmp_path)
+    with pytest.raises(ValueError, match=r"mask file .*mask.npy: shape \(3, 3\), the detector has \(480, 480\)"):
+        geometry_from_files(poni, bad)
+    (tmp_path / "tilted.poni").write_text(poni.read_text().replace("Rot1: 0", "Rot1: 0.01"))
+    with pytest.raises(ValueError, match="tilted detector"):
+        geometry_from_files(tmp_path / "tilted.poni")
+    assert math.isfinite(geometry_from_files(poni).distance_m)
