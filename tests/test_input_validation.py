@@ -2,23 +2,22 @@
 
 Plan arguments: calling the plan function raises (so no RunEngine message can exist) and
 the simulated world is untouched. Command line: the real ``ncsynth`` entry point in a
-subprocess exits 2 with one line naming the option, and no run reaches the catalog.
+subprocess exits 2 with one line naming the option, and nothing is created in the data
+directory (tests/test_command_line.py: before any heavy import).
 """
 
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from ncsynth import cli, timebase
+from ncsynth import command_line, timebase
 from ncsynth.config import load_config
 from ncsynth.instruments import connect
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
 from ncsynth.simulators.beamline import BeamlineOptions, SimulatedBeamline
 from ncsynth.simulators.world import SyringeCharge
-from ncsynth.storage import open_catalog
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 ENV.pop("NCSYNTH_CONFIG", None)
@@ -118,22 +117,22 @@ def test_double_injection_refuses_given_values_instead_of_defaulting_them(beamli
 
 def test_a_growth_exponent_of_zero_is_a_valid_flask_and_negative_is_not():
     # seed 000 S4.12: n = 0 is reaction-limited growth; Fig. S6.2 simulates n = 0, 2, 4
-    cli._check_arguments(cli._parser().parse_args(["dry-run", "--growth-exponent", "0"]))
+    command_line.check_arguments(command_line.parser().parse_args(
+        ["dry-run", "--growth-exponent", "0"]))
     with pytest.raises(ValueError, match="--growth-exponent"):
-        cli._check_arguments(cli._parser().parse_args(["dry-run", "--growth-exponent", "-1"]))
+        command_line.check_arguments(command_line.parser().parse_args(
+            ["dry-run", "--growth-exponent", "-1"]))
 
 
 def test_the_growth_exponent_bound_is_what_the_growth_analysis_can_measure():
     from ncsynth.analysis.growth import EXPONENT_BOUNDS
 
-    assert cli.MAX_GROWTH_EXPONENT == EXPONENT_BOUNDS[1]
+    assert command_line.MAX_GROWTH_EXPONENT == EXPONENT_BOUNDS[1]
 
 
 def _ncsynth(*args, timeout):
-    start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "ncsynth.cli", *args], env=ENV,
-                            capture_output=True, text=True, timeout=timeout)
-    return result, time.monotonic() - start
+    return subprocess.run([sys.executable, "-m", "ncsynth.cli", *args], env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("args, option", [
@@ -147,12 +146,11 @@ def _ncsynth(*args, timeout):
 ])
 def test_the_cli_refuses_a_bad_option_at_once_in_one_line(tmp_path, args, option):
     data = tmp_path / "data"
-    result, elapsed = _ncsynth(*args, "--data-dir", str(data), timeout=60)
+    result = _ncsynth(*args, "--data-dir", str(data), timeout=60)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.count("\n") == 1 and option in result.stderr
     assert result.stderr.startswith(f"ncsynth {' '.join(args[:-2])}: {option} must be")
     assert not data.exists()                   # no catalog, no run, nothing started
-    assert elapsed < 3.0, elapsed              # before the heavy imports (10-14 s)
 
 
 @pytest.mark.parametrize("args, names", [
@@ -164,11 +162,9 @@ def test_the_cli_refuses_a_bad_option_at_once_in_one_line(tmp_path, args, option
 ])
 def test_the_cli_refuses_plan_arguments_before_any_run(tmp_path, args, names):
     data = tmp_path / "data"
-    result, _ = _ncsynth("dry-run", "--no-progress", *args, "--data-dir", str(data),
-                         timeout=180)
+    result = _ncsynth("dry-run", "--no-progress", *args, "--data-dir", str(data), timeout=180)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     refusal = [line for line in result.stderr.splitlines() if line.startswith("ncsynth dry-run:")]
     assert len(refusal) == 1 and names in refusal[0]
-    with open_catalog(data) as catalog:
-        assert len(catalog) == 0
+    assert not data.exists()  # refused before the catalog, let alone a run

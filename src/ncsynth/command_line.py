@@ -1,0 +1,246 @@
+"""What the ``ncsynth`` command line may say: its parser, and the checks of what it is given.
+
+Light on purpose (argparse, the configuration and its schema, the kernel's validation, the
+plans' pure argument checks: numpy at most): a bad option, configuration or plan argument is
+refused in one line before :mod:`ncsynth.cli` imports what the command needs (bluesky, ophyd,
+Tiled, pyFAI take seconds). ``benchmarks/startup.py`` measures how soon.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ncsynth import validation
+from ncsynth.config_schema import SCHEMA
+
+#: Commands that work on a stored run of the data directory's catalog.
+STORED_RUN_COMMANDS = ("replay", "export", "report", "validate")
+#: The embedded catalog's database in a data directory
+#: (:attr:`ncsynth.storage.layout.DataDirectory.catalog_db`).
+CATALOG_FILE = "catalog.db"
+
+#: Largest growth exponent n the simulated flask takes: the top of the interval the growth
+#: analysis searches (``ncsynth.analysis.growth.EXPONENT_BOUNDS``), beyond it n is unmeasurable.
+MAX_GROWTH_EXPONENT = 12.0
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="configuration file (TOML); default: NCSYNTH_CONFIG or "
+                                    "the packaged defaults")
+    p.add_argument("--data-dir", help="catalog and frames go here (default: NCSYNTH_DATA_DIR "
+                                      "or data.dir of the configuration)")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``ncsynth`` command's argument parser."""
+    parser = argparse.ArgumentParser(prog="ncsynth", description="The ``ncsynth`` command.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("sim", help="the simulated beamline")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    serve = sim_sub.add_parser("serve", help="serve the simulators until interrupted; print "
+                                             "their URLs as one JSON line")
+    serve.add_argument("--speed", type=float, default=1.0,
+                       help="world clock speed: 1 = real time (default), K = K times faster")
+    serve.add_argument("--seed", type=int, default=None, help="detector noise seed")
+
+    dry = sub.add_parser("dry-run", help="run the full hot-injection protocol against the "
+                                         "simulated beamline and store it in the catalog")
+    _add_config_args(dry)
+    dry.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    dry.add_argument("--speed", type=float, default=None,
+                     help="run the world clock K times real time (1 = rehearsal) instead of "
+                          "jumping to each deadline")
+    dry.add_argument("--frames", type=int, default=575, help="number of frames (default 575)")
+    dry.add_argument("--ratio", type=float, default=1.015, help="frame spacing ratio")
+    dry.add_argument("--integration", type=float, default=0.075, help="exposure time, s")
+    dry.add_argument("--dead-time", type=float, default=0.022, help="initial dead time, s")
+    dry.add_argument("--background-frames", type=int, default=5)
+    dry.add_argument("--acquisition", choices=["software", "detector"], default="software",
+                     help="software: the RunEngine triggers each frame at its deadline; "
+                          "detector: the detector keeps the schedule itself (flyer)")
+    dry.add_argument("--piston", choices=["A", "B"], default="A",
+                     help="the injector's piston to fire (not with --second-injection)")
+    dry.add_argument("--monitor-period", type=float, default=10.0,
+                     help="heater read-back period between frames, s (0: none)")
+    dry.add_argument("--cooldown", type=float, default=0.0,
+                     help="after the last frame, record the cool-down this long, s")
+    dry.add_argument("--injection-temperature", type=float, default=290.0, help="°C")
+    dry.add_argument("--growth-temperature", type=float, default=260.0, help="°C")
+    dry.add_argument("--reaction-time", type=float, default=7200.0, help="s")
+    dry.add_argument("--operator", default="dry-run")
+    dry.add_argument("--sample", default="CdSe hot injection (simulated)")
+    dry.add_argument("--seed", type=int, default=None, help="detector noise seed")
+    dry.add_argument("--second-injection", type=float, default=None, metavar="DELAY_S",
+                     help="superfocusing experiment (seed 000 §S.5): fire piston B DELAY_S "
+                          "after A, restart the frames densely, report the growth exponent")
+    dry.add_argument("--second-cd-molar", type=float, default=0.1,
+                     help="Cd(OA)2 concentration in syringe B, mol/L (default 0.1)")
+    dry.add_argument("--second-frames", type=int, default=None,
+                     help="frames after piston B (default: --frames)")
+    dry.add_argument("--second-ratio", type=float, default=None,
+                     help="frame spacing ratio after piston B (default: --ratio)")
+    dry.add_argument("--growth-exponent", type=float, default=None,
+                     help="the simulated flask's growth exponent n (S6.16; 0 to 12, "
+                          "default 4)")
+    dry.add_argument("--no-analysis", action="store_true", help="do not run the live analysis")
+    dry.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flow = sub.add_parser("flow", help="the continuous-flow reactor (seed 002)")
+    flow_sub = flow.add_subparsers(dest="flow_command", required=True)
+    fdry = flow_sub.add_parser("dry-run", help="temperature grid on the simulated flow reactor: "
+                               "spectra, SAXS, cluster families, temperature map")
+    _add_config_args(fdry)
+    fdry.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    fdry.add_argument("--nucleation", nargs="+", type=float, default=None, metavar="T_C",
+                      help="nucleation-chamber temperatures, °C (default 240-300 step 10)")
+    fdry.add_argument("--growth", nargs="+", type=float, default=None, metavar="T_C",
+                      help="growth-oven temperatures, °C (only those <= nucleation are used)")
+    fdry.add_argument("--residence", type=float, default=None, help="residence time, s")
+    fdry.add_argument("--speed", type=float, default=None, help="simulated clock speed")
+    fdry.add_argument("--seed", type=int, default=None)
+    fdry.add_argument("--no-progress", action="store_true")
+    rec = sub.add_parser("recover", help="complete runs left behind by a killed process")
+    _add_config_args(rec)
+
+    rep = sub.add_parser("replay", help="re-analyse a stored run with the live analysis code")
+    _add_config_args(rep)
+    rep.add_argument("run", help="uid, partial uid, scan id, or -1 for the latest")
+    rep.add_argument("--q-range", nargs=2, type=float, metavar=("QMIN", "QMAX"),
+                     help="q range of reduction and fit, nm^-1 (default 0.1 5)")
+    rep.add_argument("--model", choices=["gaussian_spheres"], default="gaussian_spheres",
+                     help="scattering model (the one-population Gaussian-sphere fit)")
+
+    exp = sub.add_parser("export", help="export a run's per-frame fit table")
+    _add_config_args(exp)
+    exp.add_argument("run")
+    exp.add_argument("--format", choices=["csv", "nexus"], default="csv",
+                     help="csv: the per-frame fit table; nexus: NXcanSAS HDF5 with the reduced "
+                          "patterns, the fit table and the instrument")
+    exp.add_argument("-o", "--output", help="file to write (default: <data-dir>/exports/...)")
+
+    rpt = sub.add_parser("report", help="PNG with the paper's Fig. 1 panels for a run")
+    _add_config_args(rpt)
+    rpt.add_argument("run")
+    rpt.add_argument("-o", "--output", help="PNG to write (default: <data-dir>/reports/...)")
+
+    val = sub.add_parser("validate", help="a dry run's headline numbers against the simulated "
+                                          "flask, with pulls")
+    _add_config_args(val)
+    val.add_argument("run")
+
+    ses = sub.add_parser("session", help="IPython at the hutch: RE, catalog, devices, plans")
+    _add_config_args(ses)
+    ses.add_argument("--sim", action="store_true", help="simulated hardware (real-time clock)")
+    ses.add_argument("--speed", type=float, default=None, help="simulated clock speed")
+
+    cat = sub.add_parser("catalog", help="the catalog server")
+    cat_sub = cat.add_subparsers(dest="catalog_command", required=True)
+    srv = cat_sub.add_parser("serve", help="serve the catalog over HTTP (Tiled, API key)")
+    _add_config_args(srv)
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=None)
+    key = srv.add_mutually_exclusive_group()
+    key.add_argument("--api-key-file", default=None,
+                     help="file whose first line is the API key (mode 0600); default: the "
+                          "environment variable named by catalog.api_key_env")
+    key.add_argument("--api-key", default=None,
+                     help="the API key itself (discouraged: visible in the process list)")
+    srv.add_argument("--public", action="store_true", help="let clients without a key read")
+    return parser
+
+
+def check_arguments(args) -> dict | None:
+    """Refuse a bad configuration (:class:`ConfigError`), what only the command line decides
+    (clock speed, seed, the simulated flask's growth exponent, a port, a q range), the dry
+    run's plan arguments (the plan's own checks, :mod:`ncsynth.plans.checks`) and a data
+    directory without a catalog for a stored-run command: TypeError/ValueError naming the
+    file, key or option, before anything heavy is imported or started; a plan checks its
+    arguments again when it is called, before anything moves. Returns the configuration
+    (None for a command that takes none).
+
+    Growth exponent n, read from seed 000: S4.12 (j_G = A·S/r^n) calls n = 0 reaction-
+    limited and n = 1 diffusion-limited growth, Fig. S6.2 simulates n = 0, 2 and 4, and
+    S6.16's offset B keeps k_a finite for every n >= 0; a negative n is nowhere used (S4.14
+    divides by n + 1). So 0 <= n <= ``MAX_GROWTH_EXPONENT``: n = 0 is a valid flask (no
+    focusing), not an error."""
+    configuration = config(args) if hasattr(args, "config") else None
+    if getattr(args, "speed", None) is not None:
+        SCHEMA["simulation"]["speed"].check("--speed", args.speed)
+    if getattr(args, "seed", None) is not None:
+        SCHEMA["simulation"]["seed"].check("--seed", args.seed)
+    if getattr(args, "growth_exponent", None) is not None:
+        validation.real("--growth-exponent", args.growth_exponent, minimum=0,
+                        maximum=MAX_GROWTH_EXPONENT)
+    if getattr(args, "port", None) is not None:
+        validation.integer("--port", args.port, minimum=1, maximum=65535)
+    if getattr(args, "q_range", None) is not None:
+        low = validation.real("--q-range QMIN", args.q_range[0], above=0, unit="nm^-1")
+        if not validation.real("--q-range QMAX", args.q_range[1], unit="nm^-1") > low:
+            raise ValueError(f"--q-range: QMAX must be above QMIN, got {args.q_range[0]:g} "
+                             f"{args.q_range[1]:g}")
+    if args.command == "dry-run":
+        _check_plan(args, configuration)
+    if args.command in STORED_RUN_COMMANDS:
+        _check_catalog(Path(configuration["data"]["dir"]).expanduser())
+    return configuration
+
+
+def config(args, **overrides) -> dict:
+    """The configuration: ``--config`` (or NCSYNTH_CONFIG, or the packaged defaults) with
+    ``overrides`` and ``--data-dir``; :class:`~ncsynth.config.ConfigError` if refused."""
+    from ncsynth.config import load_config
+
+    configuration = load_config(args.config, **overrides)
+    if getattr(args, "data_dir", None):
+        configuration["data"]["dir"] = args.data_dir
+    return configuration
+
+
+def dry_run_arguments(args) -> tuple[dict, dict | None, dict]:
+    """``(plan_kwargs, second_injection, recipe_kwargs)`` of a ``dry-run`` command line (see
+    :func:`ncsynth.dryrun.dry_run`); ValueError for a piston chosen with a double injection."""
+    plan_kwargs = dict(n_frames=args.frames, ratio=args.ratio, integration_s=args.integration,
+                       dead_time_s=args.dead_time, n_background=args.background_frames,
+                       acquisition=args.acquisition, monitor_period_s=args.monitor_period,
+                       cooldown_s=args.cooldown)
+    second = None
+    if args.second_injection is None:
+        plan_kwargs["piston"] = args.piston
+    elif args.piston != "A":
+        raise ValueError("--piston: the double injection fires A, then B")
+    else:
+        second = {"delay_s": args.second_injection, "cd_molar": args.second_cd_molar}
+        plan_kwargs.update(second_n_frames=args.second_frames, second_ratio=args.second_ratio)
+    recipe_kwargs = dict(operator=args.operator, sample=args.sample,
+                         injection_temperature_c=args.injection_temperature,
+                         growth_temperature_c=args.growth_temperature,
+                         reaction_time_s=args.reaction_time)
+    return plan_kwargs, second, recipe_kwargs
+
+
+def _check_plan(args, configuration: dict) -> None:
+    """The dry run's plan arguments through the plan's own checks, against the configured
+    heater limit (the recipe's simulated syringe contents are the dry run's, not the user's)."""
+    from ncsynth.plans.checks import (check_protocol, double_injection_schedules,
+                                      hot_injection_schedule)
+    from ncsynth.plans.recipe import Recipe
+
+    plan_kwargs, second, recipe_kwargs = dry_run_arguments(args)
+    recipe = check_protocol(Recipe(**recipe_kwargs), plan_kwargs.pop("n_background"),
+                            plan_kwargs.pop("acquisition"), plan_kwargs["monitor_period_s"],
+                            plan_kwargs["cooldown_s"],
+                            max_temperature_c=configuration["heater"]["max_temperature_c"])
+    if second is None:
+        hot_injection_schedule(recipe, **plan_kwargs)
+    else:
+        validation.real("--second-cd-molar", second["cd_molar"], above=0, unit="mol/L")
+        double_injection_schedules(recipe, delay_s=second["delay_s"], **plan_kwargs)
+
+
+def _check_catalog(root: Path) -> None:
+    """A data directory holding a catalog (a file there is left to the catalog's own check)."""
+    if not root.is_file() and not (root / CATALOG_FILE).exists():
+        raise ValueError(f"{root}: no catalog in this data directory (no {CATALOG_FILE}); "
+                         f"give the one the run was stored in (--data-dir)")
