@@ -1,0 +1,69 @@
+"""How soon ``ncsynth`` answers: import, --help, a refused bad argument (issue 18: <= 1 s).
+
+Each command runs REPEAT times in a fresh interpreter; the median wall time is printed beside
+the bare interpreter's (``python -c pass``), measured in the same run, and, for scale, the
+import of the dry run's whole stack (``import ncsynth.dryrun``: bluesky, ophyd, Tiled, pyFAI).
+Run on a quiet machine (it prints the load average)::
+
+    flock /tmp/ncsynth-heavy.lock python benchmarks/startup.py
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPEAT = 5
+#: The budget of issue 18 for a refused argument, s.
+BUDGET_S = 1.0
+
+
+def wall_s(argv: list[str]) -> float:
+    """Median wall time of ``argv`` over REPEAT runs, s."""
+    times = []
+    for _ in range(REPEAT):
+        start = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, "OPENBLAS_NUM_THREADS": "1"}, check=False)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ncsynth = shutil.which("ncsynth") or f"{sys.executable} -m ncsynth.cli"
+    ncsynth = ncsynth.split()
+    empty = tempfile.mkdtemp(prefix="ncsynth-startup-")
+    commands = [
+        ("python -c pass (baseline)", [sys.executable, "-c", "pass"]),
+        ("python -c 'import ncsynth'", [sys.executable, "-c", "import ncsynth"]),
+        ("ncsynth --help", [*ncsynth, "--help"]),
+        ("ncsynth dry-run --frames 0 (refused)", [*ncsynth, "dry-run", "--frames", "0",
+                                                  "--data-dir", empty]),
+        ("ncsynth dry-run --second-injection 9000 (refused)",
+         [*ncsynth, "dry-run", "--second-injection", "9000", "--data-dir", empty]),
+        ("ncsynth replay -1 --q-range 5 1 (refused)", [*ncsynth, "replay", "-1", "--q-range",
+                                                       "5", "1", "--data-dir", empty]),
+        ("ncsynth export -1, no catalog (refused)", [*ncsynth, "export", "-1",
+                                                     "--data-dir", empty]),
+        ("python -c 'import ncsynth.dryrun' (scale)", [sys.executable, "-c",
+                                                       "import ncsynth.dryrun"]),
+    ]
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}, "
+          f"{os.cpu_count()} CPUs; median of {REPEAT} runs each")
+    baseline = None
+    for label, argv in commands:
+        t = wall_s(argv)
+        baseline = t if baseline is None else baseline
+        verdict = "" if "refused" not in label else (
+            "  within 1 s" if t <= BUDGET_S else "  OVER 1 s")
+        print(f"{label:<52} {t:7.3f} s  (+{t - baseline:6.3f} s over the baseline){verdict}")
+    shutil.rmtree(empty, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
