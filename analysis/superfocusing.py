@@ -86,6 +86,14 @@ class SecondInjectionAnalysis:
     def second_population(self) -> bool:
         return math.isfinite(self.onset_s)
 
+    def exponent_pairs(self) -> dict:
+        """What entered n: the frames' times (s after piston A), the radii's standard errors
+        (nm) and their correlation, of the ``used`` pairs (to fit a true trace the same way)."""
+        used = self.used
+        correlation = np.array([f.radius_correlation for f in self.fits], dtype=float)
+        return {"time_s": self.time_s[used], "r1_err_nm": self.large_radius_err_nm[used],
+                "r2_err_nm": self.small_radius_err_nm[used], "radius_correlation": correlation[used]}
+
     def summary(self) -> dict:
         """JSON-friendly figures: n with its interval, the window and how many pairs gave it."""
         fit = self.exponent

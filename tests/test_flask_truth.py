@@ -86,8 +86,12 @@ def test_effective_exponent_of_radii_on_an_exact_power_law_is_its_n():
     r2 = expected_small_radius(r1, 1.8, 1.0, 3.0)
     nan = np.full(r1.size, math.nan)
     trace = FlaskTrace(np.arange(r1.size, dtype=float), nan, nan, nan, nan, r1, nan, r2, nan, nan)
-    assert effective_growth_exponent(trace, (5.0, 30.0)) == pytest.approx(3.0, abs=1e-4)
-    assert math.isnan(effective_growth_exponent(trace, (5.0, 6.0)))
+    assert effective_growth_exponent(trace, np.arange(5.0, 30.5)) == pytest.approx(3.0, abs=1e-4)
+    # weighted as a measurement's pairs are (errors of both radii, strongly correlated)
+    assert effective_growth_exponent(trace, np.arange(5.0, 30.5), 0.01, 0.02, 0.99) \
+        == pytest.approx(3.0, abs=1e-4)
+    assert math.isnan(effective_growth_exponent(trace, [5.0, 6.0]))
+    assert math.isnan(effective_growth_exponent(trace, [50.0, 60.0, 70.0]))  # after the record
 
 
 def test_frame_pulls_tell_a_drifting_bias_from_the_noise():

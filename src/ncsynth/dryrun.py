@@ -22,7 +22,7 @@ from ncsynth.instruments import connect
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
 from ncsynth.plans.safety import DeviceFailure
 from ncsynth.progress import ProgressBar
-from ncsynth.runs import RunError, second_injection_summary
+from ncsynth.runs import RunError, second_injection_analysis, second_injection_summary
 from ncsynth.simulators.beamline import HOT_FLASK_VOLUME_ML, BeamlineOptions, SimulatedBeamline
 from ncsynth.simulators.world import SyringeCharge
 from ncsynth.storage import open_catalog
@@ -80,18 +80,20 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
     with open_catalog(root) as catalog:
         summary, trace = _dry_run(catalog, root, config, options, analysis, progress, plan,
                                   plan_kwargs, recipe_kwargs)
+        exponent_pairs = None  # what the measured growth exponent was fitted to
         if second_injection and analysis and summary.get("uid"):
             try:
+                superfocusing = second_injection_analysis(catalog, summary["uid"])
+                exponent_pairs = superfocusing.exponent_pairs()
                 summary.update(second_injection_summary(
-                    catalog, summary["uid"],
-                    root / "figures" / f"superfocusing_{summary['uid'][:8]}.png"))
+                    superfocusing, root / "figures" / f"superfocusing_{summary['uid'][:8]}.png"))
             except RunError as exc:  # e.g. no frame could be fitted: say so, keep the run
                 summary["growth_exponent_reason"] = str(exc)
         if trace is not None and summary.get("uid"):
             try:
                 summary["simulator_truth"].update(record_truth(
                     trace, _start_document(catalog, summary["uid"]), summary["frames"],
-                    summary.get("growth_exponent_window_s"),
+                    exponent_pairs,
                     root / "truth" / f"{summary['uid']}.json"))
             except (OSError, KeyError) as exc:  # a full disk, a run the catalog did not take
                 summary["simulator_truth"]["not_recorded"] = f"{type(exc).__name__}: {exc}"

@@ -138,33 +138,41 @@ def firing_times(injector) -> list[float]:
                   if p.fired_us is not None and boot is not None)
 
 
-def headline_truth(trace: FlaskTrace, growth_window_s=None, fraction: float = FRACTION) -> dict:
+def headline_truth(trace: FlaskTrace, exponent_pairs=None, fraction: float = FRACTION) -> dict:
     """The true headline numbers of a (cut, see :meth:`FlaskTrace.until`) trace.
 
     98 % times of the concentration and the yield and their ratio, by the definitions of
-    :func:`~ncsynth.analysis.nucleation_period.time_to_fraction_of_final` (§S.3); with a
-    ``growth_window_s`` (start, end in s after the first firing, the window the measured
-    exponent used) the effective exponent that the true radii of both sets imply there
-    (S4.15 fitted as the measurement does, ``growth_exponent_effective``, §S.5).
+    :func:`~ncsynth.analysis.nucleation_period.time_to_fraction_of_final` (§S.3); with
+    ``exponent_pairs`` (what the measured exponent was fitted to, see
+    :meth:`~ncsynth.analysis.superfocusing.SecondInjectionAnalysis.exponent_pairs`) the
+    effective exponent that the true radii of both sets imply at the same frames, with the same
+    weights (S4.15 fitted as the measurement does, ``growth_exponent_effective``, §S.5).
     """
     t_c = time_to_fraction_of_final(trace.time_s, trace.concentration_molar, fraction)
     t_y = time_to_fraction_of_final(trace.time_s, trace.yield_fraction, fraction)
     truth = {"t_concentration_s": t_c, "t_yield_s": t_y,
              "nucleation_fraction": t_c / t_y if t_y > 0 else math.nan}
-    if growth_window_s is not None:
-        truth["growth_exponent_effective"] = effective_growth_exponent(trace, growth_window_s)
+    if exponent_pairs is not None:
+        truth["growth_exponent_effective"] = effective_growth_exponent(trace, **exponent_pairs)
     return truth
 
 
-def effective_growth_exponent(trace: FlaskTrace, window_s) -> float:
-    """n of S4.15 fitted to the true mean radii of both sets within ``window_s`` (s); NaN if
-    fewer than 3 pairs or no fit."""
-    start, end = window_s
-    inside = ((trace.time_s >= start) & (trace.time_s <= end) & np.isfinite(trace.large_radius_nm)
-              & np.isfinite(trace.small_radius_nm))
+def effective_growth_exponent(trace: FlaskTrace, time_s, r1_err_nm=None, r2_err_nm=None,
+                              radius_correlation=None) -> float:
+    """n of S4.15 fitted to the true mean radii of both sets at ``time_s`` (s after the first
+    firing; the measured frames' mid-exposures), weighted by the measured radii's standard
+    errors (nm) and their correlation when given: the value the measurement tends to without
+    noise. The true law is not S4.15 exactly (S6.16's offset and Kelvin term), so where and how
+    the pairs are weighted moves this n. NaN if fewer than 3 pairs or no fit."""
+    true = trace.at(time_s)
+    r1, r2 = true["large_radius_nm"], true["small_radius_nm"]
+    inside = np.isfinite(r1) & np.isfinite(r2)
     if inside.sum() < 3:
         return math.nan
-    fit = fit_growth_exponent(trace.large_radius_nm[inside], trace.small_radius_nm[inside])
+    pick = (lambda v: None if v is None else np.broadcast_to(np.asarray(v, dtype=float),
+                                                             inside.shape)[inside])
+    fit = fit_growth_exponent(r1[inside], r2[inside], pick(r1_err_nm), pick(r2_err_nm),
+                              radius_correlation=pick(radius_correlation))
     return fit.n if fit.success else math.nan
 
 
@@ -180,7 +188,7 @@ def frame_mid_times_s(start_doc: dict, n_frames: int) -> np.ndarray:
     return np.asarray(offsets[:n_frames], dtype=float) + half
 
 
-def record_truth(trace: FlaskTrace, start_doc: dict, n_frames: int, growth_window_s, path) -> dict:
+def record_truth(trace: FlaskTrace, start_doc: dict, n_frames: int, exponent_pairs, path) -> dict:
     """Headline truth of a dry run up to its last frame, and the per-frame truth saved to ``path``.
 
     Returns the :func:`headline_truth` keys ({} without frames); ``path`` (JSON) gets them with
@@ -189,7 +197,7 @@ def record_truth(trace: FlaskTrace, start_doc: dict, n_frames: int, growth_windo
     times = frame_mid_times_s(start_doc, n_frames)
     if times.size == 0:
         return {}
-    headline = headline_truth(trace.until(times[-1]), growth_window_s)
+    headline = headline_truth(trace.until(times[-1]), exponent_pairs)
     frames = {"time_s": times, **trace.at(times)}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps({

@@ -155,12 +155,11 @@ def second_injection_analysis(catalog, ref):
         start["second_injection"]["delay_s"])
 
 
-def second_injection_summary(catalog, ref, figure_path=None) -> dict:
-    """:func:`second_injection_analysis` as summary figures (growth exponent and interval);
+def second_injection_summary(analysis, figure_path=None) -> dict:
+    """A :func:`second_injection_analysis` as summary figures (growth exponent and interval);
     with ``figure_path`` also the Fig. S5.4b plot (r₂ against r₁ with the expected curves)."""
     from ncsynth.analysis.display import superfocusing_figure
 
-    analysis = second_injection_analysis(catalog, ref)
     summary = analysis.summary()
     if figure_path is not None:
         summary["superfocusing_figure"] = str(superfocusing_figure(analysis, figure_path))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ncsynth.runs import RunError, derived_run, raw_run, second_injection_summary
+from ncsynth.runs import RunError, derived_run, raw_run, second_injection_analysis
 
 #: Time windows (s after injection) of the per-frame pulls.
 PULL_WINDOWS_S = ((1.0, 5.0), (5.0, 60.0), (60.0, math.inf))
@@ -83,7 +83,7 @@ def validate_run(catalog, ref, root) -> dict:
     headline = [(label, float(kinetics.get(key, math.nan)), float(kinetics.get(err, math.nan)),
                  float(truth["headline"].get(key, math.nan))) for key, err, label in HEADLINE]
     if "second_injection" in start:
-        measured = second_injection_summary(catalog, start["uid"])
+        measured = second_injection_analysis(catalog, start["uid"]).summary()
         headline.append(("growth exponent n", measured["growth_exponent"],
                          measured["growth_exponent_err"],
                          float(truth["headline"].get("growth_exponent_effective", math.nan))))
