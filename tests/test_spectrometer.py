@@ -249,7 +249,7 @@ def test_stop_cancels_acquisition():
     spec.stop()
     with pytest.raises(SpectrometerError, match="stopped"):
         status.wait(1)
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 3.0  # before the 4 s acquisition would have ended
     time.sleep(0.1)
     assert sim.scans < 20  # the acquisition ended, not only its Status
     spec.averages.put(2)
