@@ -165,7 +165,12 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         if self._exposing is not None and not self._exposing.done:
             raise DetectorError(f"{self.name}: the previous frame is not written yet")
         index = self._frames_written
-        exposure = checked_exposure(self.exposure_time.get())
+        try:
+            exposure = checked_exposure(self.exposure_time.get())
+        except ValueError:
+            raise
+        except Exception as error:  # the IOC does not answer
+            raise DetectorError(f"{self.name}: cannot start an exposure: {_first_line(error)}") from error
         timeout = exposure + self.timeout_s
         status = self._exposing = DeviceStatus(self)
         t_start = timebase.now()
@@ -193,11 +198,10 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         on_disk.add_callback(written)
         try:
             self.cam.acquire.put(1, use_complete=True, callback=lambda *args, **kwargs: release())
-        except Exception as error:  # the IOC is gone: fail the Status, do not raise in the plan
-            if not status.done:
-                status.set_exception(DetectorError(f"{self.name}: cannot start an exposure: {error}"))
+        except Exception as error:  # the IOC is gone
             release()
             passed()
+            raise DetectorError(f"{self.name}: cannot start an exposure: {_first_line(error)}") from error
         return status
 
     def kickoff(self):
@@ -230,3 +234,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         exposing = self._exposing
         if exposing is not None and not exposing.done:
             exposing.set_exception(DetectorError(f"{self.name}: sequence aborted"))
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]

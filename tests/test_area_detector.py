@@ -202,3 +202,50 @@ def test_bad_configuration_is_refused_before_anything_moves(tmp_path):
     with pytest.raises(ValueError, match="tilted detector"):
         geometry_from_files(tmp_path / "tilted.poni")
     assert math.isfinite(geometry_from_files(poni).distance_m)
+
+
+def test_a_hutch_configuration_points_at_the_simulated_ioc_with_its_files(beamline, catalog):
+    """The configuration's [detector] section, filled with the simulated IOC's prefix, monitor
+    PVs and calibration files, builds the device the hutch uses; a frame reads back calibrated."""
+    from ncsynth.config import default_config
+    from ncsynth.instruments import area_detector
+
+    ioc, clock, _, calibration_dir = beamline
+    poni, mask = write_calibration(GEOMETRY, calibration_dir / "hutch")
+    section = {**default_config()["detector"], "prefix": DEFAULT_PREFIX, "poni": str(poni),
+               "mask": str(mask), "incident_monitor_pv": DEFAULT_PREFIX + INCIDENT_SUFFIX,
+               "transmitted_monitor_pv": DEFAULT_PREFIX + TRANSMITTED_SUFFIX}
+    det = area_detector(section, catalog.layout.frames / "hutch")
+    det.exposure_time.put(EXPOSURE_S)
+    det.stage()
+    try:
+        det.trigger().wait(30)
+        configuration = det.read_configuration()
+    finally:
+        det.unstage()
+    assert configuration["saxs_transmission"]["value"] == pytest.approx(0.25)
+    assert configuration["saxs_thickness_cm"]["value"] == 0.4
+    assert DetectorGeometry.from_dict(json.loads(configuration["saxs_geometry_json"]["value"])) == \
+        geometry_from_files(poni, mask)
+    with pytest.raises(ValueError, match="both incident_monitor_pv and transmitted_monitor_pv"):
+        area_detector({**section, "transmitted_monitor_pv": ""}, catalog.layout.frames)
+
+
+def test_an_ioc_gone_mid_run_fails_the_frame_and_keeps_the_frames_written(tmp_path):
+    clock = WorldClock(speed=None)
+    ioc = SimulatedAreaDetector(World(clock), GEOMETRY.small(), prefix="GONE:", seed=2)
+    with SimulatorHost() as host, pytest.MonkeyPatch.context() as env, timebase.use_clock(clock):
+        host.run(ioc.start())
+        for key, value in epics_client_environment(ioc.address).items():
+            env.setenv(key, value)
+        det = AreaDetectorSAXS("GONE:", name="gone", write_path_template=str(tmp_path), timeout_s=1.0)
+        det.exposure_time.put(EXPOSURE_S)
+        det.stage()
+        det.trigger().wait(30)
+        path = ioc.value("HDF1:FullFileName_RBV")
+        host.run(ioc.stop())
+        with pytest.raises(DetectorError, match="gone: cannot start an exposure: .*GONE:cam1:"):
+            det.trigger().wait(30)
+    clock.close()
+    with h5py.File(path, "r") as kept:
+        assert kept[FRAME_DATASET].shape == (1, *GEOMETRY.small().shape)

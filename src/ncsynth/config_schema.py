@@ -75,7 +75,14 @@ _PUMP = {
     "diameter_mm": real("mm", minimum=0.1, maximum=50),   # the pump's syringe range
     "max_rate_ml_min": real("mL/min", above=0, maximum=1000),
 }
-_DETECTOR = {"prefix": text(), "exposure_s": real("s", above=0, maximum=3600)}
+_DETECTOR = {
+    "prefix": text(), "exposure_s": real("s", above=0, maximum=3600),
+    # calibration (seed 000 §S.2.1): pyFAI PONI file, mask image, sample path, K (0: from the monitors)
+    "poni": text(empty=True), "mask": text(empty=True),
+    "thickness_cm": real("cm", above=0, maximum=10),
+    "calibration": real("counts/s per unit I·d", minimum=0),
+    "incident_monitor_pv": text(empty=True), "transmitted_monitor_pv": text(empty=True),
+}
 
 #: section -> key -> Key (a nested section is a dict).
 SCHEMA: dict = {

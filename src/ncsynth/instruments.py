@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ncsynth.analysis.calibration_files import geometry_from_files
 from ncsynth.config import data_dir
 from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.devices.area_detector import AreaDetectorSAXS
@@ -60,12 +61,30 @@ def connect(config: dict, urls: dict[str, str] | None = None) -> Instruments:
 
 def saxs_detector(det_cfg: dict, hardware: str, urls: dict[str, str] | None, frames: Path):
     """The SAXS detector of a ``[detector]`` configuration section: the simulated back-end at
-    ``urls["detector"]`` for ``hardware = "sim"``, else the area detector at its PV prefix;
-    frames are written under ``frames``, the exposure time is the section's."""
+    ``urls["detector"]`` for ``hardware = "sim"``, else the area detector at its PV prefix with
+    the section's calibration (:func:`area_detector`); frames are written under ``frames``, the
+    exposure time is the section's."""
     if hardware == "sim":
         detector = SAXSDetector(SimulatedBackend(urls["detector"]), write_root=frames, name="saxs")
     else:
-        detector = AreaDetectorSAXS(det_cfg["prefix"], name="saxs",
-                                    write_path_template=str(frames) + "/%Y/%m/%d/")
+        detector = area_detector(det_cfg, frames)
     detector.exposure_time.put(det_cfg["exposure_s"])
+    return detector
+
+
+def area_detector(det_cfg: dict, frames: Path) -> AreaDetectorSAXS:
+    """:class:`AreaDetectorSAXS` at ``det_cfg["prefix"]`` writing under ``frames``, calibrated
+    from the section's ``poni``/``mask`` files, ``thickness_cm``, ``calibration`` (K; 0: from
+    the monitors) and monitor PVs. A bad file is refused here, before anything moves."""
+    monitors = (det_cfg["incident_monitor_pv"], det_cfg["transmitted_monitor_pv"])
+    if any(monitors) and not all(monitors):
+        raise ValueError("detector: give both incident_monitor_pv and transmitted_monitor_pv, or neither")
+    detector = AreaDetectorSAXS(det_cfg["prefix"], name="saxs", write_path_template=str(frames) + "/%Y/%m/%d/",
+                                monitors=monitors if all(monitors) else None)
+    if det_cfg["poni"]:
+        geometry = geometry_from_files(det_cfg["poni"], det_cfg["mask"] or None)
+        detector.geometry_json.put(geometry.to_json())
+    detector.thickness_cm.put(det_cfg["thickness_cm"])
+    if det_cfg["calibration"] > 0:
+        detector.calibration.put(det_cfg["calibration"])
     return detector
