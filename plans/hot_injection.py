@@ -24,6 +24,7 @@ import bluesky.preprocessors as bpp
 from ncsynth.devices.clock import DeadlineTimer
 
 from .checks import ACQUISITION_MODES, check_protocol, hot_injection_schedule
+from .readiness import check_loaded
 from .recipe import Recipe
 from .safety import ending_safely, named_failures
 from .stubs import (background_frames, declare_frames, detector_timed_acquisition, inject,
@@ -145,6 +146,11 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
         if cooldown_s:
             yield from record_cooldown(heater, timer, cooldown_s, monitor_period_s or 10.0)
 
-    # made safe inside the run, so that the run records the heater's safe state
-    return bpp.run_wrapper(ending_safely(named_failures(protocol()), heater, injector),
-                           md=metadata)
+    pistons = [metadata["piston"]]
+    if "second_injection" in metadata:
+        pistons.append(metadata["second_injection"]["piston"])
+    # a spent piston is refused before the run opens and the flask preheats; the run is made
+    # safe inside, so that it records the heater's safe state
+    return bpp.pchain(check_loaded(injector, pistons),
+                      bpp.run_wrapper(ending_safely(named_failures(protocol()), heater, injector),
+                                      md=metadata))

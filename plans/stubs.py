@@ -39,7 +39,10 @@ def call(function, *args, **kwargs):
 
 
 def preheat(heater, temperature_c: float):
-    """Set the heater to ``temperature_c`` and wait until it has settled."""
+    """Set the heater to ``temperature_c`` and wait until it has settled. A pause during
+    the wait (one Ctrl-C in a session) rewinds to the checkpoint before it: resuming sets
+    the heater again and waits for it to settle."""
+    yield from bps.checkpoint()
     yield from bps.mv(heater, temperature_c)
 
 

@@ -7,7 +7,8 @@ balance, §S.6), SAXS detector — and serves each instrument's wire protocol on
 URLs exactly as they would to a serial port or terminal server at the hutch.
 
 Back door for tests: ``beamline.world`` (state of every model),
-``beamline.links[name]`` (byte-level faults), ``beamline.clock``.
+``beamline.links[name]`` (byte-level faults), ``beamline.clock``; ``new_batch()`` reloads the
+syringes and refills the flask for a second synthesis in one session.
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ class SimulatedBeamline:
         world.add("controller", ControllerModel())
         world.add("flask", FlaskThermalModel(liquid_volume_ml=HOT_FLASK_VOLUME_ML))
         world.add("injector", InjectorModel(charge_a=options.charge_a, charge_b=options.charge_b))
-        params = SIMULATED_FLASK if options.growth_exponent is None else \
+        self._kinetics = SIMULATED_FLASK if options.growth_exponent is None else \
             replace(SIMULATED_FLASK, growth_exponent=options.growth_exponent)
-        world.add("reaction", FlaskReaction(ReactionState(params)))
+        world.add("reaction", FlaskReaction(ReactionState(self._kinetics)))
         self.host = SimulatorHost()
         try:
             self.links = {
@@ -88,6 +89,18 @@ class SimulatedBeamline:
             raise ValueError(f"piston {piston} holds no syringe in this beamline")
         volume = self.world.flask.volume_ml + charge.volume_ml
         return charge.cd_molar * charge.volume_ml / volume
+
+    def new_batch(self) -> None:
+        """Ready the simulated hutch for the next synthesis, as the user does by hand between
+        two: a fresh flask charge at room temperature (the first batch's crystals gone), both
+        syringes reloaded with ``options.charge_a``/``charge_b``, pistons retracted, the
+        injector disarmed. The controller keeps its setpoint (the next plan sets its own)."""
+        world = self.world
+        with world.lock:
+            world.advance()
+            world.replace("flask", FlaskThermalModel(liquid_volume_ml=HOT_FLASK_VOLUME_ML))
+            world.reaction.state = ReactionState(self._kinetics)
+            world.injector.reset()
 
     def close(self) -> None:
         self.host.close()

@@ -66,6 +66,14 @@ class World:
         self._models[name] = model
         return model
 
+    def replace(self, name: str, model) -> Any:
+        """Put ``model`` in the place of the model registered as ``name`` (same step order)."""
+        if name not in self._models:
+            raise ValueError(f"no model named {name!r} in the world")
+        with self.lock:
+            self._models[name] = model
+        return model
+
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)

@@ -123,7 +123,7 @@ def test_start_session_opens_ipython_with_the_namespace(tmp_path):
                                "sys.exit(start_session(load_config(hardware='hutch'), sim=True))"],
         input=commands, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "ncsynth session — simulated beamline (clock speed 1.0)" in done.stdout
+    assert "ncsynth session — simulated beamline, real time (speed 1;" in done.stdout
     assert "STORED 1 2" in done.stdout, done.stdout[-2000:]
     assert (tmp_path / "data" / "runengine-md").is_dir()
 

@@ -11,9 +11,13 @@ configuration file (which names hutch or simulated hardware, ports and limits):
 * the devices (``heater``, ``injector``, ``detector``, ``timer``; ``devices`` holds them all);
 * the plans (``hot_injection``, ``Recipe``, the protocol stubs, bluesky's ``count``/``scan``/
   ``list_scan``/``grid_scan``, ``mv``/``mvr``; the modules ``bp``/``bps``);
-* live display (``bec``: bluesky's BestEffortCallback, plots only when a display is
-  available; ``progress``: the frame progress bar) and the live analysis (``analysis``:
-  :class:`ncsynth.analysis.live.LiveAnalysis`, its derived runs go into ``cat``);
+* live display (:mod:`ncsynth.session_display`): ``fit_table``, bluesky's LiveTable of the
+  analysis (radius, width, concentration, yield, χ² per frame); ``figure``, the Fig. 1 PNG
+  redrawn in ``<data_dir>/figures``; ``progress``, a status line while the RunEngine waits
+  (preheat, settling); ``end_of_run``, the summary printed at each run's end; ``bec``,
+  bluesky's BestEffortCallback (headings, plots only when a display is available); and the
+  live analysis (``analysis``, whose derived runs go into ``cat``; ``analysis.summary()``);
+* one Ctrl-C pauses at once (then ``RE.resume()``, ``RE.stop()`` or ``RE.abort()``);
 * ``sim`` — the :class:`~ncsynth.simulators.beamline.SimulatedBeamline` when simulated (its
   world clock, real time by default, is the time base of the session), else None;
 * ``config`` and ``close()`` (stop the simulators, release the ports, flush the catalog).
@@ -35,14 +39,14 @@ from pathlib import Path
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
-from bluesky.callbacks.best_effort import BestEffortCallback
 from bluesky.utils import PersistentDict
 
 import ncsynth.plans
 from ncsynth import timebase
 from ncsynth.catalog_server import open_configured_catalog
 from ncsynth.config import HARDWARE, data_dir
-from ncsynth.progress import ProgressBar
+from ncsynth.progress import StatusLine, Terminal
+from ncsynth.session_display import PauseAtOnce, live_display
 
 logger = logging.getLogger(__name__)
 
@@ -81,17 +85,6 @@ def _sim_speed(config: dict, speed: float | None) -> float | None:
 
 def _display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def _live_analysis(emit):
-    """:class:`~ncsynth.analysis.live.LiveAnalysis` feeding ``emit``, or None (logged) if
-    the analysis cannot be imported here."""
-    try:
-        from ncsynth.analysis.live import LiveAnalysis
-    except ImportError as err:
-        logger.warning("live analysis not available (%s): runs are acquired and stored without it", err)
-        return None
-    return LiveAnalysis(emit=emit)
 
 
 def _release_metadata(md: PersistentDict) -> None:
@@ -139,7 +132,12 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
         stack.callback(_release_metadata, md)
         cat = open_configured_catalog(config)
         stack.callback(cat.close)
-        RE = RunEngine(md, scan_id_source=cat.scan_ids())
+        RE = RunEngine(md, scan_id_source=cat.scan_ids(), context_managers=[PauseAtOnce])
+        terminal = Terminal()
+        progress = StatusLine(terminal)
+        stack.callback(progress.close)
+        RE.waiting_hook = progress.waiting  # before a simulated clock chains its own hook
+        RE.subscribe(progress)
         writer = cat.writer()
         stack.callback(writer.close)
         RE.subscribe(writer)
@@ -156,17 +154,9 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
             urls = beamline.urls
         devices = connect(config, urls=urls)
         stack.callback(devices.close)
-
-        bec = BestEffortCallback()
-        if not live_plots:
-            bec.disable_plots()
-        RE.subscribe(bec)
-        progress = ProgressBar()
-        RE.subscribe(progress)
-        live = _live_analysis(writer) if analysis else None
-        if live is not None:
-            RE.subscribe(live)
-            stack.callback(live.close)  # runs before writer.close: derived runs are stored
+        progress.heater = devices.heater
+        display = live_display(RE, terminal, writer, root, analysis=analysis,
+                               live_plots=live_plots, stack=stack)
     except BaseException:
         stack.close()
         raise
@@ -177,8 +167,7 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
         stack.close()
 
     namespace = {"RE": RE, "cat": cat, "config": config, "sim": beamline, "devices": devices,
-                 **devices.as_dict(), "bec": bec, "progress": progress, "analysis": live,
-                 "close": close}
+                 **devices.as_dict(), **display, "progress": progress, "close": close}
     namespace.update(plans_namespace())
     logger.info("session ready: %s hardware, data in %s, %s", config["hardware"], root, cat)
     return namespace
@@ -210,10 +199,21 @@ def start_session(config: dict, sim: bool | None = None, *, speed: float | None 
     print(session_banner(namespace), flush=True)
     try:
         with TerminationSignals(namespace["RE"], finish=finish):
-            IPython.start_ipython(argv=argv, user_ns=namespace)
+            IPython.start_ipython(argv=argv, user_ns=namespace, config=_ipython_config())
     finally:
         close()
     return 0
+
+
+def _ipython_config():
+    """IPython's configuration: plans that refuse to start say so in one line."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.InteractiveShellApp.exec_lines = [
+        "from ncsynth.session_display import one_line_refusals as _one_line; "
+        "_one_line(get_ipython()); del _one_line"]
+    return config
 
 
 def make_hardware_safe(devices) -> None:
@@ -232,8 +232,9 @@ def make_hardware_safe(devices) -> None:
 def session_banner(namespace: dict) -> str:
     """What a session holds, for the top of the IPython screen."""
     sim = namespace.get("sim")
-    hardware = (f"simulated beamline (clock speed {sim.clock.speed or 'jump'})" if sim is not None
-                else "hutch hardware")
+    hardware = "hutch hardware" if sim is None else f"simulated beamline, {_clock_text(sim.clock.speed)}"
+    batch = ("sim.new_batch() reloads the syringes and refills the flask for the next synthesis"
+             if sim is not None else "reload the injector by hand between syntheses")
     cat = namespace["cat"]
     where = getattr(cat, "url", None) or cat.layout.root  # not len(cat): Tiled caches it for 1 s
     devices = ", ".join(namespace["devices"].as_dict())
@@ -245,4 +246,16 @@ def session_banner(namespace: dict) -> str:
             f"  RE (RE.md persists in {namespace['RE'].md.directory}), cat: catalog in {where}\n"
             f"  devices: {devices}\n  plans: {', '.join(plans)}\n  also: {', '.join(helpers)}\n"
             f"  live analysis: {'on' if namespace.get('analysis') is not None else 'off'}; "
-            f"close() ends the session")
+            f"one Ctrl-C pauses (RE.resume() / RE.abort()); close() ends the session\n"
+            f"  {batch}; a spent piston is refused before the preheat")
+
+
+def _clock_text(speed: float | None) -> str:
+    """What the simulated clock's speed means for the user."""
+    if not speed:
+        return ("REHEARSAL clock (--fast, speed 0): world time jumps from deadline to deadline, "
+                "a 2-hour protocol takes minutes, every frame is taken; times are simulated")
+    if speed == 1:
+        return "real time (speed 1; `ncsynth session --sim --fast` rehearses in minutes)"
+    return (f"{speed:g}x real time: frames whose deadline passes while the machine is busy are "
+            f"skipped (--fast rehearses without losing any)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-_SHOWN = {"uid", "exit_status", "error", "frames", "wall_s", "final_radius_nm", "concentration_molar",
+_SHOWN = {"uid", "scan_id", "exit_status", "error", "frames", "wall_s", "final_radius_nm", "concentration_molar",
           "yield_fraction", "simulator_truth", "kinetics", "frames_analysed",
           "frames_without_fit", "analysis_errors", "analysis_dropped_events",
           "analysis_worker_errors", "figures", "superfocusing_figure", "data_dir",
@@ -23,8 +23,7 @@ _SHOWN = {"uid", "exit_status", "error", "frames", "wall_s", "final_radius_nm", 
 
 def format_summary(summary: dict) -> str:
     """The summary dict of :func:`ncsynth.dryrun.dry_run` as text, one item per line."""
-    rows = [("run", f"{summary.get('uid')}  {summary.get('exit_status')}, "
-                    f"{summary.get('frames')} frames, {summary.get('wall_s')} s wall")]
+    rows = [("run", _run_line(summary))] if "uid" in summary else []
     if summary.get("error"):
         rows.append(("error", summary["error"]))
     truth = summary.get("simulator_truth") or {}
@@ -53,13 +52,25 @@ def format_summary(summary: dict) -> str:
     for path in [*summary.get("figures", []), summary.get("superfocusing_figure")]:
         if path:
             rows.append(("figure", str(path)))
-    rows.append(("data", str(summary.get("data_dir"))))
+    if "data_dir" in summary:
+        rows.append(("data", str(summary["data_dir"])))
     for run in summary.get("recovered_runs") or []:
         rows.append(("recovered", f"{run.get('uid')} {run.get('status')} "
                                   f"({run.get('events')} events)"))
     rows += [(key, str(value)) for key, value in summary.items() if key not in _SHOWN]
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:>{width}}  {text}" for label, text in rows)
+
+
+def _run_line(summary: dict) -> str:
+    """``uid  (scan 7)  success, 60 frames, 41.2 s wall`` with what the summary holds."""
+    head = str(summary["uid"]) + (f"  scan {summary['scan_id']}" if summary.get("scan_id") else "")
+    parts = [str(summary["exit_status"])] if summary.get("exit_status") else []
+    if summary.get("frames") is not None:
+        parts.append(f"{summary['frames']} frames")
+    if summary.get("wall_s") is not None:
+        parts.append(f"{summary['wall_s']} s wall")
+    return f"{head}  {', '.join(parts)}"
 
 
 def _number(value, unit: str = "") -> str:
