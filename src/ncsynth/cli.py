@@ -48,7 +48,8 @@ def _command(args) -> int:
     if args.command == "session":
         from ncsynth.session import start_session
 
-        return start_session(_config(args), sim=True if args.sim else None, speed=args.speed)
+        return start_session(_config(args), sim=True if args.sim else None,
+                             speed=0 if args.fast else args.speed)
     if args.command == "catalog":
         return _reporting_failures(args, _catalog_serve)
     return 2

@@ -133,7 +133,11 @@ def parser() -> argparse.ArgumentParser:
     ses = sub.add_parser("session", help="IPython at the hutch: RE, catalog, devices, plans")
     _add_config_args(ses)
     ses.add_argument("--sim", action="store_true", help="simulated hardware (real-time clock)")
-    ses.add_argument("--speed", type=float, default=None, help="simulated clock speed")
+    ses.add_argument("--speed", type=float, default=None,
+                     help="simulated clock speed (1 real time, K times faster, 0 jump)")
+    ses.add_argument("--fast", action="store_true",
+                     help="rehearsal: the simulated clock jumps from deadline to deadline "
+                          "(--speed 0); a 2-hour protocol in minutes, no frame skipped")
 
     cat = sub.add_parser("catalog", help="the catalog server")
     cat_sub = cat.add_subparsers(dest="catalog_command", required=True)
