@@ -19,18 +19,20 @@ from ncsynth.analysis.live import LiveAnalysis
 from ncsynth.config import default_config
 from ncsynth.instruments import connect
 from ncsynth.plans import Recipe, hot_injection
-from ncsynth.simulators.area_detector import (DEFAULT_PREFIX, INCIDENT_SUFFIX, TRANSMITTED_SUFFIX,
-                                              SimulatedAreaDetector, epics_client_environment)
+from ncsynth.simulators.area_detector import (INCIDENT_SUFFIX, TRANSMITTED_SUFFIX, SimulatedAreaDetector,
+                                              epics_client_environment)
 from ncsynth.simulators.beamline import SimulatedBeamline
 
 #: Frame starts, s after the injection: past the first second, when the nuclei are still too
 #: few to scatter above the solvent (seed 000 §S.3), up to the reaction time.
 SCHEDULE_S = [5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 80.0, 100.0]
+#: A prefix of its own: Channel Access clients keep channels by name for the whole process.
+PREFIX = "HUTCH:SAXS:"
 
 
 def test_a_hutch_configuration_runs_hot_injection_on_the_simulated_beamline(tmp_path, monkeypatch):
     with SimulatedBeamline(seed=5) as sim, timebase.use_clock(sim.clock):
-        ioc = SimulatedAreaDetector(sim.world, seed=5)
+        ioc = SimulatedAreaDetector(sim.world, prefix=PREFIX, seed=5)
         sim.host.run(ioc.start())
         for key, value in epics_client_environment(ioc.address).items():
             monkeypatch.setenv(key, value)
@@ -38,9 +40,9 @@ def test_a_hutch_configuration_runs_hot_injection_on_the_simulated_beamline(tmp_
         config = default_config()
         config.update(hardware="hutch", data={"dir": str(tmp_path / "data")})
         config["heater"]["url"], config["injector"]["url"] = sim.urls["heater"], sim.urls["injector"]
-        config["detector"].update(prefix=DEFAULT_PREFIX, poni=str(poni), mask=str(mask),
-                                  incident_monitor_pv=DEFAULT_PREFIX + INCIDENT_SUFFIX,
-                                  transmitted_monitor_pv=DEFAULT_PREFIX + TRANSMITTED_SUFFIX)
+        config["detector"].update(prefix=PREFIX, poni=str(poni), mask=str(mask),
+                                  incident_monitor_pv=PREFIX + INCIDENT_SUFFIX,
+                                  transmitted_monitor_pv=PREFIX + TRANSMITTED_SUFFIX)
         devices = connect(config)
         derived = []
         live = LiveAnalysis(lambda name, doc: derived.append((name, doc)))
