@@ -48,6 +48,7 @@ import logging
 import math
 import queue
 import threading
+from concurrent.futures import BrokenExecutor
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -352,11 +353,11 @@ class SAXSAnalysis(DocumentRouter):
     feeds this router; ``root_map`` as for :class:`StreamFrames`. See the module docstring for
     what is read and emitted. ``stored=True`` (replay of a stored, complete run): a frame file
     that is missing or damaged ends the analysis with :class:`FrameFileError` instead of giving
-    failed fits.
+    failed fits. ``mapper`` runs the skewed fit's cold starts (:func:`~ncsynth.analysis.skewed.fit_skewed`).
     """
 
     def __init__(self, emit, settings: AnalysisSettings | None = None, root_map: dict | None = None,
-                 *, stored: bool = False):
+                 *, stored: bool = False, mapper=map):
         super().__init__()
         if not callable(emit):
             raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
@@ -381,7 +382,9 @@ class SAXSAnalysis(DocumentRouter):
         self._image_key: str | None = self.settings.image_key
         self._frame_time_key: str | None = None
         self._frames = StreamFrames(root_map, complete=stored)
-        self._fatal_errors = (FrameFileError,) if stored else ()  # raised, not a failed fit
+        # raised, not a failed fit (a pool of the searches that broke too)
+        self._fatal_errors = (FrameFileError, BrokenExecutor) if stored else ()
+        self._mapper = mapper
         self._image_descriptors: set[str] = set()  # descriptor uids with the image key
         self._temperature_key: str | None = self.settings.temperature_key
         self._background_patterns: list[Pattern] = []
@@ -528,7 +531,7 @@ class SAXSAnalysis(DocumentRouter):
                 pattern = subtract(pattern, self._background)
             fit = fit_pattern(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, guess=self._last_good)
             skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
-                                guess=self._last_skewed)
+                                guess=self._last_skewed, mapper=self._mapper)
             model, two = preferred_model(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
                                          skewed, guess=self._last_two)
         except self._fatal_errors:
@@ -673,11 +676,12 @@ def _is_derived(start_doc: dict) -> bool:
     return "raw_uid" in start_doc
 
 
-def _factory(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None, stored: bool):
+def _factory(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None, stored: bool,
+             mapper=map):
     def factory(name, start_doc):
         if _is_derived(start_doc):  # never analyse our own output
             return [], []
-        analysis = SAXSAnalysis(emit, settings, root_map, stored=stored)
+        analysis = SAXSAnalysis(emit, settings, root_map, stored=stored, mapper=mapper)
         if created is not None:
             created.append(analysis)
         return [analysis], []
@@ -695,24 +699,26 @@ def analysis_router(emit, *, root_map: dict | None = None, **settings) -> RunRou
     return _router(emit, AnalysisSettings(**settings), None, root_map)
 
 
-def replay(documents, emit, *, root_map: dict | None = None, **settings) -> list["SAXSAnalysis"]:
+def replay(documents, emit, *, root_map: dict | None = None, mapper=map, **settings) -> list["SAXSAnalysis"]:
     """Push stored ``(name, doc)`` pairs (in emission order, with their stream_resource/
     stream_datum documents: the collected documents or the run's journal) through a fresh
     router, on this thread; returns the :class:`SAXSAnalysis` of every raw run. Same numbers as
-    live. A frame file that is missing or damaged raises :class:`FrameFileError` (naming it)
-    part-way: ``emit`` has then received part of a derived run, without its stop."""
+    live; ``mapper`` (e.g. a process pool's ``map``) runs the skewed fits' cold starts. A frame
+    file that is missing or damaged raises :class:`FrameFileError` (naming it) part-way:
+    ``emit`` has then received part of a derived run, without its stop."""
     analyses: list[SAXSAnalysis] = []
-    router = _router(emit, AnalysisSettings(**settings), analyses, root_map, stored=True)
+    router = _router(emit, AnalysisSettings(**settings), analyses, root_map, stored=True,
+                     mapper=mapper)
     for name, doc in documents:
         router(name, doc)
     return analyses
 
 
 def _router(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None,
-            *, stored: bool = False) -> RunRouter:
+            *, stored: bool = False, mapper=map) -> RunRouter:
     if not callable(emit):
         raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
-    return RunRouter([_factory(emit, settings, created, root_map, stored)])
+    return RunRouter([_factory(emit, settings, created, root_map, stored, mapper)])
 
 
 # -- off the RunEngine's thread ---------------------------------------------------------------------

@@ -115,40 +115,52 @@ class _Projection:
         return self.solve(theta)[1]
 
 
+def _one_population(kernel, y, s) -> _Projection:
+    return _Projection(lambda theta: [skewed_intensity(kernel, math.exp(theta[0]),
+                                                       math.exp(theta[1]), theta[2])], y, 1.0 / s)
+
+
+def _search(q, y, s, start_radius_nm, sigma0_nm, skew, lower, upper):
+    """The trust-region search from (R, σ, γ) = (``start_radius_nm``, ``sigma0_nm``, ``skew``);
+    a module function of plain arguments, so a cold start can run in another process and give
+    the same result."""
+    projection = _one_population(_context_for(q).kernel, y, s)
+    theta0 = np.clip([math.log(start_radius_nm), math.log(sigma0_nm), skew],
+                     np.array(lower) + 1e-6, np.array(upper) - 1e-6)
+    return least_squares(projection.residual, theta0, bounds=(lower, upper), method="trf",
+                         x_scale=[0.05, 0.2, 0.5], diff_step=1e-4, max_nfev=MAX_EVALUATIONS)
+
+
 def fit_skewed(q_nm, intensity_cm, sigma_cm, start: SphereFit, guess: SkewedFit | None = None,
-               q_range_nm=None) -> SkewedFit:
+               q_range_nm=None, mapper=map) -> SkewedFit:
     """Fit one Pearson III population plus background (see module), started at the Gaussian ``start``.
 
     ``guess``: the previous frame's ``SkewedFit`` (one warm start from its skewness instead of
-    two cold ones, γ = ±0.5). Returns ``success=False`` with a reason when ``start`` failed or
-    the search does not converge.
+    two cold ones, γ = ±0.5). ``mapper`` runs the two cold searches (``map``; a process
+    pool's ``map`` runs them at once, with the same results). Returns ``success=False`` with a
+    reason when ``start`` failed or the search does not converge.
     """
     q, y, s = _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm)
     if not start.success or q.size <= N_PARAMETERS or np.any(s <= 0):
         return SkewedFit.failed(f"no Gaussian start or too few points ({start.reason})", q.size)
-    kernel = _context_for(q).kernel
-    projection = _Projection(lambda theta: [skewed_intensity(kernel, math.exp(theta[0]),
-                                                             math.exp(theta[1]), theta[2])],
-                             y, 1.0 / s)
     sigma0 = max(start.sigma_nm, 0.02 * start.radius_nm)
     lower = [math.log(0.1), math.log(0.005 * start.radius_nm), -SKEW_BOUND]
     upper = [math.log(60.0), math.log(start.radius_nm), SKEW_BOUND]
     gaussian_cost = 0.5 * start.chi2_reduced * (q.size - 4)
 
-    def search(skew):
-        theta0 = np.clip([math.log(start.radius_nm), math.log(sigma0), skew],
-                         np.array(lower) + 1e-6, np.array(upper) - 1e-6)
-        return least_squares(projection.residual, theta0, bounds=(lower, upper), method="trf",
-                             x_scale=[0.05, 0.2, 0.5], diff_step=1e-4, max_nfev=MAX_EVALUATIONS)
+    def searches(skews, run=map):
+        n = len(skews)
+        return list(run(_search, [q] * n, [y] * n, [s] * n, [start.radius_nm] * n,
+                        [sigma0] * n, skews, [lower] * n, [upper] * n))
 
-    results = [search(guess.skewness)] if guess is not None and guess.success else []
+    results = searches([guess.skewness]) if guess is not None and guess.success else []
     if not (results and results[0].status > 0 and results[0].cost <= gaussian_cost):
-        results += [search(skew) for skew in COLD_SKEWNESS]  # a poor warm start: both cold ones
+        results += searches(list(COLD_SKEWNESS), mapper)  # a poor warm start: both cold ones
     converged = [r for r in results if r.status > 0]
     if not converged:
         return SkewedFit.failed(f"no convergence in {MAX_EVALUATIONS} evaluations", q.size)
     best = min(converged, key=lambda r: r.cost)
-    (c, b), residual = projection.solve(best.x)
+    (c, b), residual = _one_population(_context_for(q).kernel, y, s).solve(best.x)
     return SkewedFit(math.exp(best.x[0]), math.exp(best.x[1]), float(best.x[2]), float(c), float(b),
                      float(residual @ residual), q.size, True)
 

@@ -43,6 +43,8 @@ def _command(args) -> int:
         return _reporting_failures(args, _recover)
     if args.command == "flow":
         return _flow_dry_run(args)
+    if args.command == "replay":
+        return _reporting_failures(args, _replay)
     if args.command in STORED_RUN_COMMANDS:
         return _reporting_failures(args, _stored_run)
     if args.command == "session":
@@ -92,18 +94,32 @@ def _api_key(args) -> str | None:
     return args.api_key
 
 
+def _replay(args) -> int:
+    """Replay with a pool of processes for the searches (started first, so that they load
+    the fitting code while the catalog opens) and a progress bar on a terminal."""
+    from ncsynth.analysis.pool import search_pool
+    from ncsynth.config import data_dir
+    from ncsynth.progress import ProgressBar
+    from ncsynth.runs import replay_run
+    from ncsynth.storage import open_catalog
+
+    settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
+    with search_pool(args.processes) as mapper, open_catalog(data_dir(_config(args))) as catalog:
+        summary = replay_run(catalog, _run_ref(catalog, args.run), mapper=mapper,
+                             progress=ProgressBar(), **settings)
+    print(json.dumps(summary, default=str))
+    return 0
+
+
 def _stored_run(args) -> int:
     from ncsynth.config import data_dir
-    from ncsynth.runs import export_fits, replay_run, report
+    from ncsynth.runs import export_fits, report
     from ncsynth.storage import open_catalog
 
     root = data_dir(_config(args))
     with open_catalog(root) as catalog:
         ref = _run_ref(catalog, args.run)
-        if args.command == "replay":
-            settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
-            print(json.dumps(replay_run(catalog, ref, **settings), default=str))
-        elif args.command == "export":
+        if args.command == "export":
             suffix = {"csv": "csv", "nexus": "nxs"}[args.format]
             path = args.output or root / "exports" / f"{args.run}-fits.{suffix}"
             print(export_fits(catalog, ref, path, format=args.format))

@@ -111,6 +111,9 @@ def parser() -> argparse.ArgumentParser:
                      help="q range of reduction and fit, nm^-1 (default 0.1 5)")
     rep.add_argument("--model", choices=["gaussian_spheres"], default="gaussian_spheres",
                      help="scattering model (the one-population Gaussian-sphere fit)")
+    rep.add_argument("--processes", type=int, default=None,
+                     help="processes for the fits' independent searches (default: one per "
+                          "CPU; 1: none besides this one); the numbers do not depend on it")
 
     exp = sub.add_parser("export", help="export a run's per-frame fit table")
     _add_config_args(exp)
@@ -157,7 +160,8 @@ def parser() -> argparse.ArgumentParser:
 
 def check_arguments(args) -> dict | None:
     """Refuse a bad configuration (:class:`ConfigError`), what only the command line decides
-    (clock speed, seed, the simulated flask's growth exponent, a port, a q range), the dry
+    (clock speed, seed, the simulated flask's growth exponent, a port, a q range, a number
+    of processes), the dry
     run's plan arguments (the plan's own checks, :mod:`ncsynth.plans.checks`) and a data
     directory without a catalog for a stored-run command: TypeError/ValueError naming the
     file, key or option, before anything heavy is imported or started; a plan checks its
@@ -179,6 +183,10 @@ def check_arguments(args) -> dict | None:
                         maximum=MAX_GROWTH_EXPONENT)
     if getattr(args, "port", None) is not None:
         validation.integer("--port", args.port, minimum=1, maximum=65535)
+    if getattr(args, "processes", None) is not None:
+        from ncsynth.analysis.pool import MAX_PROCESSES
+
+        validation.integer("--processes", args.processes, minimum=1, maximum=MAX_PROCESSES)
     if getattr(args, "q_range", None) is not None:
         low = validation.real("--q-range QMIN", args.q_range[0], above=0, unit="nm^-1")
         if not validation.real("--q-range QMAX", args.q_range[1], unit="nm^-1") > low:

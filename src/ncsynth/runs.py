@@ -53,8 +53,10 @@ def derived_run(catalog, raw_uid: str):
     return catalog.analysis(raw_uid)
 
 
-def replay_run(catalog, ref, **settings) -> dict:
+def replay_run(catalog, ref, *, mapper=map, progress=None, **settings) -> dict:
     """Re-analyse a stored run (same callbacks as live); store the results linked to it.
+    ``mapper`` runs the skewed fits' cold starts (a process pool's ``map``: at once, same
+    numbers); ``progress`` (a document callback, e.g. a ProgressBar) sees the raw documents.
 
     The analysis is stored only once it has gone through the whole run: a frame file that is
     missing or damaged raises :class:`RunError` naming it, and nothing is stored (the latest
@@ -67,14 +69,21 @@ def replay_run(catalog, ref, **settings) -> dict:
         raise RunError(f"run {uid[:8]} has no frames to analyse")
     derived: list[tuple[str, dict]] = []
     try:
-        analyses = replay(raw_documents(catalog, run), lambda name, doc: derived.append((name, doc)),
-                          **settings)
+        analyses = replay(_shown(raw_documents(catalog, run), progress),
+                          lambda name, doc: derived.append((name, doc)), mapper=mapper, **settings)
     except FrameFileError as err:
         raise RunError(f"run {uid[:8]}: {err}; no analysis stored") from None
     if not analyses:
         raise RunError("the run's documents held no run the analysis could follow")
     _store(catalog, derived)
     return {"raw_uid": uid, **analyses[0].summary()}
+
+
+def _shown(documents, progress):
+    for name, doc in documents:
+        if progress is not None:
+            progress(name, doc)
+        yield name, doc
 
 
 def _store(catalog, docs: list[tuple[str, dict]]) -> None:

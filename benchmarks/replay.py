@@ -1,0 +1,55 @@
+"""Wall time of ``ncsynth replay RUN`` with one process and with a pool, in the same run.
+
+Replays a stored run twice through the real command (``--processes 1``, then ``--processes
+N``, default one per CPU), prints both wall times, the speed-up and whether the two summaries
+(final radius, concentration, yield, kinetics) are identical, and, for scale, the time of
+``import ncsynth.runs`` (what any replay pays before its first frame). Produce a default run
+once (``ncsynth dry-run --data-dir DIR``, 575 frames) and hold the heavy lock::
+
+    flock /tmp/ncsynth-heavy.lock python benchmarks/replay.py --data-dir DIR [RUN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def timed(argv: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed: {result.stderr.strip().splitlines()[-1:]}")
+    return elapsed, result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", nargs="?", default="1", help="run reference (default: scan 1)")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    command = [sys.executable, "-m", "ncsynth.cli", "replay", args.run, "--data-dir",
+               args.data_dir]
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}, "
+          f"{os.cpu_count()} CPUs")
+    imports, _ = timed([sys.executable, "-c", "import ncsynth.runs"])
+    one, out_one = timed([*command, "--processes", "1"])
+    many, out_many = timed([*command, "--processes", str(args.processes)])
+    first, second = (json.loads(out.strip().splitlines()[-1]) for out in (out_one, out_many))
+    print(f"import ncsynth.runs                    {imports:7.2f} s")
+    print(f"replay, 1 process                      {one:7.2f} s  "
+          f"({first['frames_analysed']} frames)")
+    print(f"replay, {args.processes} processes                    {many:7.2f} s  "
+          f"speed-up {one / many:.2f}x")
+    print(f"summaries identical (radius {first['final_radius_nm']!r}): {first == second}")
+
+
+if __name__ == "__main__":
+    main()
