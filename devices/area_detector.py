@@ -159,14 +159,15 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             raise DetectorError(f"{self.name}: a detector-timed sequence is running")
         return self._expose(collected=False)
 
-    def _expose(self, *, collected: bool) -> DeviceStatus:
+    def _expose(self, *, collected: bool, exposure_s: float | None = None) -> DeviceStatus:
+        """Start one exposure now (``exposure_s`` known: no Channel Access read before the start)."""
         if self._staged != Staged.yes:
             raise DetectorError(f"{self.name}: stage the detector (it opens the HDF5 file) first")
         if self._exposing is not None and not self._exposing.done:
             raise DetectorError(f"{self.name}: the previous frame is not written yet")
         index = self._frames_written
         try:
-            exposure = checked_exposure(self.exposure_time.get())
+            exposure = checked_exposure(self.exposure_time.get() if exposure_s is None else exposure_s)
         except ValueError:
             raise
         except Exception as error:  # the IOC does not answer
@@ -213,12 +214,12 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
 
     def _start_sequence(self, start_times, exposure_s):
         self.exposure_time.put(exposure_s)
-        return self._scheduled_frames(self._starts)
+        return self._scheduled_frames(self._starts, exposure_s)
 
-    def _scheduled_frames(self, starts) -> Iterator[None]:
+    def _scheduled_frames(self, starts, exposure_s: float) -> Iterator[None]:
         for wait in starts:
             exposing = []  # started while a jumping clock stands at the start time
-            if not wait(then=lambda: exposing.append(self._expose(collected=True))):
+            if not wait(then=lambda: exposing.append(self._expose(collected=True, exposure_s=exposure_s))):
                 return
             try:
                 exposing[0].wait()
