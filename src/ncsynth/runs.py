@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ncsynth.analysis.display import report_figure
 from ncsynth.analysis.export import write_fits_csv
 from ncsynth.analysis.live import FrameFileError, replay
-from ncsynth.analysis.nexus import write_fits_nexus
 from ncsynth.errors import first_line
 from ncsynth.storage.journal import read_journal
 
@@ -122,6 +120,8 @@ def export_fits(catalog, ref, path, format: str = "csv") -> Path:
 
 def _export_nexus(run, derived, path) -> Path:
     """The derived run's fits, patterns and kinetics, with the raw run's heater output readings."""
+    from ncsynth.analysis.nexus import write_fits_nexus  # h5py: only for this format
+
     streams = [s for s in ("primary", "temperature") if s in run and HEATER_OUTPUT_KEY in run[s]]
     readings = [(run[s]["time"].read(), run[s][HEATER_OUTPUT_KEY].read()) for s in streams]
     heater = tuple(np.concatenate(column) for column in zip(*readings)) if readings else None
@@ -134,6 +134,8 @@ def _export_nexus(run, derived, path) -> Path:
 
 def report(catalog, ref, path) -> Path:
     """The paper's Fig. 1 panels for a run's latest analysis, as a PNG."""
+    from ncsynth.analysis.display import report_figure  # matplotlib: only for a report
+
     run = raw_run(catalog, ref)
     uid = run.metadata["start"]["uid"]
     derived = catalog.analysis(run)
