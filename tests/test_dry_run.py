@@ -65,7 +65,8 @@ def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
         frames = raw["primary"]["saxs_image"]
         assert frames.shape == (575, 480, 480)
         assert np.asarray(frames[-1]).sum() > 0
-        derived = catalog[-1]
+        assert catalog[-1].metadata["start"]["uid"] == summary["uid"]  # the latest acquired run
+        derived = catalog.analysis(summary["uid"])
         assert derived.metadata["start"]["raw_uid"] == summary["uid"]
     png = Path(summary["figures"][0])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
