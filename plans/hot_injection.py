@@ -129,7 +129,9 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
                   timer):
     """One run around ``inject_and_acquire()``: preheat, background frames, the injections
     and frames (staged once), optional cool-down; made safe whatever ends it."""
-    metadata = {"recipe": recipe.to_metadata(), "detectors": [detector.name],
+    # sample and operator also at the top, where catalog searches look (Key("sample"))
+    metadata = {"recipe": recipe.to_metadata(), "sample": recipe.sample,
+                "operator": recipe.operator, "detectors": [detector.name],
                 "acquisition": acquisition, "n_background": n_background,
                 "hints": {"dimensions": [(["time"], "primary")]}, **metadata}
 

@@ -169,6 +169,10 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
     namespace = {"RE": RE, "cat": cat, "config": config, "sim": beamline, "devices": devices,
                  **devices.as_dict(), **display, "progress": progress, "close": close}
     namespace.update(plans_namespace())
+    from bluesky_tiled_plugins.queries import TimeRange
+    from tiled.queries import Key
+
+    namespace.update(Key=Key, TimeRange=TimeRange)  # cat.search(Key("sample") == "CdSe-07")
     logger.info("session ready: %s hardware, data in %s, %s", config["hardware"], root, cat)
     return namespace
 
