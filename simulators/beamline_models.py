@@ -19,3 +19,9 @@ class FlaskReaction:
 
     def __getattr__(self, name):
         return getattr(self.state, name)
+
+    @property
+    def preferred_dt_s(self) -> float:
+        """The next sub-step the kinetics' error control would take (s): the world may hand it
+        that much time at once (:class:`~ncsynth.simulators.world.World`'s adaptive window)."""
+        return self.state.next_substep_s

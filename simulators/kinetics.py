@@ -243,6 +243,12 @@ class ReactionState:
         return self._time_s
 
     @property
+    def next_substep_s(self) -> float:
+        """The sub-step (s) the step controller would try next: how long the state may be left
+        alone by a caller that steps it coarsely without losing accuracy to the temperature."""
+        return min(self._next_substep_s, _MAX_SUBSTEP_S)
+
+    @property
     def substeps(self) -> int:
         """Number of accepted internal sub-steps so far (a cost figure)."""
         return self._substeps

@@ -6,9 +6,16 @@ interface serving a request, the detector synthesising a frame) calls
 ``clock.now()`` in fixed sub-steps of at most ``dt_s``. Models are stepped in
 registration order with ``model.step(dt_s, world)``. A model with
 ``slow = True`` (the reaction kinetics, which sub-steps adaptively itself) is
-handed the accumulated time once per ``slow_dt_s``, at the end of every advance
+handed the accumulated time once per slow window, at the end of every advance
 that asks for it and before a delivery, and reads the flask's mean temperature
 over that time (:attr:`World.mean_flask_temperature_c`).
+
+The slow window is ``slow_dt_s``, or, with ``slow_max_dt_s`` > ``slow_dt_s``, adaptive:
+the largest step the slow models say they would take next (``preferred_dt_s``, e.g. the
+kinetics' own error-controlled sub-step), clamped to [``slow_dt_s``, ``slow_max_dt_s``].
+While the reaction moves fast (nucleation, an injection) that is ``slow_dt_s``; once it
+only ripens, the window grows, and the world steps the reaction as rarely as its accuracy
+and the readers (a detector frame asks for the state now) allow.
 
 The coupling between models is explicit: :meth:`World.deliver` is what the
 injector calls when a piston has pushed its syringe into the flask.
@@ -44,12 +51,17 @@ class SyringeCharge:
 class World:
     """The simulated flask, controller, injector, reaction and detector, in one time."""
 
-    def __init__(self, clock, dt_s: float = 0.05, slow_dt_s: float = 0.5):
+    def __init__(self, clock, dt_s: float = 0.05, slow_dt_s: float = 0.5,
+                 slow_max_dt_s: float | None = None):
         if not dt_s > 0 or not slow_dt_s > 0:
             raise ValueError(f"dt_s and slow_dt_s must be positive, got {dt_s!r}, {slow_dt_s!r}")
+        if slow_max_dt_s is not None and not slow_max_dt_s >= slow_dt_s:
+            raise ValueError(f"slow_max_dt_s must be >= slow_dt_s, got {slow_max_dt_s!r}")
         self.clock = clock
         self.dt_s = dt_s
         self.slow_dt_s = slow_dt_s
+        self.slow_max_dt_s = slow_dt_s if slow_max_dt_s is None else float(slow_max_dt_s)
+        self._slow_window = slow_dt_s  # the current slow window, s
         self.lock = threading.RLock()
         self.time = clock.now()
         self.deliveries: list[tuple[float, SyringeCharge]] = []
@@ -111,6 +123,7 @@ class World:
             if self.reaction is not None and total > 0:
                 self.reaction.add_precursor(charge.cd_molar * charge.volume_ml / total,
                                             dilution=volume_before / total)
+                self._slow_window = self.slow_dt_s  # the burst that follows: fine steps again
             self.deliveries.append((self.time, charge))
 
     def _step(self, dt: float) -> None:
@@ -123,7 +136,7 @@ class World:
         temperature_c = getattr(self.flask, "temperature_c", None)
         if temperature_c is not None:
             self._slow_heat_c_s += temperature_c * dt
-        if self._slow_pending >= self.slow_dt_s:
+        if self._slow_pending >= self._slow_window:
             self._step_slow()
 
     def _step_slow(self) -> None:
@@ -133,6 +146,12 @@ class World:
             return
         if getattr(self.flask, "temperature_c", None) is not None:
             self.mean_flask_temperature_c = heat / dt
+        window = self.slow_max_dt_s
         for model in self._models.values():
             if getattr(model, "slow", False):
                 model.step(dt, self)
+                preferred = getattr(model, "preferred_dt_s", None)
+                if preferred is not None:
+                    window = min(window, preferred)
+        if self.slow_max_dt_s > self.slow_dt_s:
+            self._slow_window = max(self.slow_dt_s, window)

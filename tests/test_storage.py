@@ -358,3 +358,59 @@ def test_kill_9_mid_run_then_recover_keeps_every_event_and_frame(catalog):
     assert last["name"] == "stop" and last["doc"]["exit_status"] == "abort"
 
     assert catalog.recover() == []  # idempotent
+
+
+def test_the_writer_in_a_process_of_its_own_stores_the_same_run(catalog, RE, tmp_path):
+    """worker="process": Tiled's app in a child process (the dry run's writer); the catalog
+    holds what the in-process writer stores (events, frames by reference), the journal is
+    archived, and the writer keeps the start and stop documents it stored."""
+    camera = FrameCamera("cam", catalog.layout.frames / "worker.h5")
+    runs = {}
+    for worker in ("thread", "process"):
+        camera.path = catalog.layout.frames / f"{worker}.h5"
+        writer = catalog.writer(worker=worker, flush_interval_s=0.2)
+        token = RE.subscribe(writer)
+        (runs[worker],) = RE(bp.count([det, camera], num=6))
+        RE.unsubscribe(token)
+        writer.close()
+        assert not writer.failed_runs
+        assert writer.stored[runs[worker]]["stop"]["exit_status"] == "success"
+        assert writer.started[runs[worker]]["uid"] == runs[worker]
+    thread, process = (catalog[runs[w]] for w in ("thread", "process"))
+    np.testing.assert_array_equal(process.primary.read()["det"].values, thread.primary.read()["det"].values)
+    np.testing.assert_array_equal(process.primary["cam_image"].read(), [expected_frame(i) for i in range(6)])
+    assert process.metadata["stop"]["num_events"] == {"primary": 6}
+    assert (catalog.layout.complete_journals / f"{runs['process']}.jsonl").exists()
+
+
+def test_a_writer_process_that_dies_fails_the_run_and_recover_completes_it(catalog, RE):
+    """The worker process killed mid-run: the run is a failed run (logged, in failed_runs), the
+    RunEngine goes on, the journal keeps every document in journal/active, and recover()
+    puts the whole run into the catalog."""
+    writer = catalog.writer(worker="process", flush_interval_s=0.1, stop_timeout_s=30)
+    RE.subscribe(writer)
+    killed = []
+
+    def kill_the_worker(name, doc):
+        if name == "event" and doc["seq_num"] == 3 and not killed:
+            writer._link._process.kill()
+            writer._link._process.wait()
+            killed.append(True)
+
+    RE.subscribe(kill_the_worker)
+    (uid,) = RE(bp.count([det], num=8))
+    writer.close()
+    assert killed and uid in writer.failed_runs and uid not in writer.stored
+    assert (catalog.layout.active_journals / f"{uid}.jsonl").exists()
+    records = catalog.recover()
+    assert [(r.uid, r.status, r.events) for r in records] == [(uid, "completed", 8)]
+    assert len(catalog[uid].primary.read()["det"]) == 8
+
+
+def test_the_writer_process_is_for_an_embedded_catalog(catalog):
+    with pytest.raises(ValueError, match="worker"):
+        catalog.writer(worker="fork")
+    from ncsynth.storage.writer import CatalogWriter
+
+    with pytest.raises(ValueError, match="data_dir"):
+        CatalogWriter(None, catalog.layout, worker="process")

@@ -241,6 +241,8 @@ class RemoteCatalog(Catalog):
     server can read (its ``frames/``).
     """
 
+    _embedded = False  # writer(worker="process") writes embedded catalogs only
+
     def __init__(self, url: str, context: Context, layout: DataDirectory | None = None):
         self.url = url
         try:

@@ -22,13 +22,18 @@ from ncsynth.instruments import connect
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
 from ncsynth.plans.safety import DeviceFailure
 from ncsynth.progress import ProgressBar
-from ncsynth.runs import RunError, second_injection_analysis, second_injection_summary
 from ncsynth.simulators.beamline import HOT_FLASK_VOLUME_ML, BeamlineOptions, SimulatedBeamline
 from ncsynth.simulators.world import SyringeCharge
 from ncsynth.storage import open_catalog
 from ncsynth.termination import TerminationSignals
 
 logger = logging.getLogger(__name__)
+
+
+#: what runs in a process of its own (``dry_run(processes=...)``)
+DEFAULT_PROCESSES = ("writer", "analysis")
+#: the live analysis's event backlog in a dry run: never reached (575 frames, ~800 readings)
+_NEVER_DROP = 1_000_000
 
 
 class DryRunError(RuntimeError):
@@ -46,7 +51,8 @@ class _AbortIsNoError(logging.Filter):
 def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None,
             analysis: bool = True, progress: bool = True, plan_kwargs: dict | None = None,
             recipe_kwargs: dict | None = None, beamline_options: dict | None = None,
-            second_injection: dict | None = None) -> dict:
+            second_injection: dict | None = None,
+            processes: tuple[str, ...] | None = None) -> dict:
     """Run the protocol against simulated hardware; return the summary dict.
 
     ``speed`` None/0: the world's clock jumps from deadline to deadline; K: K × real time.
@@ -54,6 +60,10 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
     ``second_injection`` ({"delay_s": s, "cd_molar": Cd in syringe B, mol/L}) runs the
     superfocusing experiment (:func:`~ncsynth.plans.double_injection`, seed 000 §S.5)
     instead, and the summary gains the growth exponent from the frames after piston B.
+    ``processes``: which of ``"writer"`` (the catalog's Tiled app) and ``"analysis"`` (the
+    live analysis and its figure) run in a process of their own (same documents, same fits);
+    ``()`` keeps both in this process; None: :data:`DEFAULT_PROCESSES`
+    (``benchmarks/dryrun.py`` compares them).
     """
     wall0 = time.perf_counter()
     sim_cfg = config.get("simulation", {})
@@ -77,11 +87,18 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
             recipe_kwargs.setdefault("syringe_b", _syringe_contents(charge_b))
     options = BeamlineOptions(speed=speed or None, seed=seed, **beamline_options)
     root = data_dir(config)
-    with open_catalog(root) as catalog:
-        summary, trace = _dry_run(catalog, root, config, options, analysis, progress, plan,
-                                  plan_kwargs, recipe_kwargs)
+    processes = tuple(DEFAULT_PROCESSES if processes is None else processes)
+    unknown = set(processes) - {"writer", "analysis"}
+    if unknown:
+        raise ValueError(f"processes: unknown {sorted(unknown)}; known: writer, analysis")
+    # lazy: in-process, Tiled's app is built only if this process reads the catalog
+    with open_catalog(root, lazy="writer" in processes) as catalog:
+        summary, trace, start_doc = _dry_run(catalog, root, config, options, analysis, progress,
+                                             plan, plan_kwargs, recipe_kwargs, processes)
         exponent_pairs = None  # what the measured growth exponent was fitted to
         if second_injection and analysis and summary.get("uid"):
+            from ncsynth.runs import RunError, second_injection_analysis, second_injection_summary
+
             try:
                 superfocusing = second_injection_analysis(catalog, summary["uid"])
                 exponent_pairs = superfocusing.exponent_pairs()
@@ -92,7 +109,7 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
         if trace is not None and summary.get("uid"):
             try:
                 summary["simulator_truth"].update(record_truth(
-                    trace, _start_document(catalog, summary["uid"]), summary["frames"],
+                    trace, start_doc, summary["frames"],
                     exponent_pairs,
                     root / "truth" / f"{summary['uid']}.json"))
             except (OSError, KeyError) as exc:  # a full disk, a run the catalog did not take
@@ -114,7 +131,7 @@ def _added_by_b(charge_b: SyringeCharge, beamline_options: dict) -> float:
 
 
 def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwargs,
-             recipe_kwargs) -> dict:
+             recipe_kwargs, processes=DEFAULT_PROCESSES) -> tuple:
     recovered = catalog.recover()  # runs a killed process left behind, completed honestly
     with SimulatedBeamline(options=options) as sim, timebase.use_clock(sim.clock):
         recorder = sim.world.add("truth_recorder", FlaskRecorder())  # after the reaction
@@ -127,24 +144,21 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
         run_uids = []
         RE.subscribe(lambda name, doc: run_uids.append(doc["uid"]), "start")
         sim.clock.follow(RE)  # the world's clock never jumps while the plan is working
-        writer = catalog.writer()
+        writer = catalog.writer(worker="process" if "writer" in processes else "thread")
         RE.subscribe(writer)
         journaled = _FrameCounter()  # after the writer: counts the frames it has taken
         RE.subscribe(journaled)
         live = None
         if analysis:
-            from ncsynth.analysis.display import LiveFigure
-            from ncsynth.analysis.live import LiveAnalysis
+            from ncsynth.analysis_worker import AnalysisProcess, InProcessAnalysis
 
-            # one writer for raw and derived runs: every Tiled write goes through its
-            # single background thread (two writers would contend for the SQLite catalog)
-            figure = LiveFigure(root / "figures")
-
-            def emit(name, doc):
-                writer(name, doc)
-                figure(name, doc)
-
-            live = LiveAnalysis(emit=emit)
+            # the analysis and its figure in a process of their own (the other core); one
+            # writer for raw and derived runs: every Tiled write goes through its single
+            # background thread (two writers would contend for the SQLite catalog). The dry
+            # run waits for its analysis rather than dropping frames from it: the same fits
+            # on any machine, however far ahead of the analysis the simulated beamline runs.
+            live = (AnalysisProcess if "analysis" in processes else InProcessAnalysis)(
+                writer, root / "figures", maxsize=_NEVER_DROP)
             RE.subscribe(live)
         if progress:
             RE.subscribe(ProgressBar())
@@ -163,7 +177,8 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
         firings = firing_times(sim.world.injector)
         trace = recorder.trace(*firings[:2]) if firings else None
     uid = run_uids[0] if run_uids else None
-    stop = _stop_document(catalog, uid)
+    stored = writer.stored.get(uid) or {}  # the documents the catalog took: no read-back
+    stop = stored.get("stop") or {}
     summary = {"uid": uid,
                "exit_status": stop.get("exit_status") or ("fail" if error else "unknown"),
                "frames": int((stop.get("num_events") or {}).get("primary", journaled.frames)),
@@ -175,12 +190,12 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
     summary.update(live.summary() if live is not None else
                    {"final_radius_nm": None, "concentration_molar": None, "yield_fraction": None})
     if live is not None:
-        summary["figures"] = [str(p) for p in figure.paths]
+        summary["figures"] = [str(p) for p in live.paths]
     summary["simulator_truth"] = truth
     if recovered:
         summary["recovered_runs"] = [r._asdict() for r in recovered]
     summary["data_dir"] = str(root)
-    return summary, trace
+    return summary, trace, writer.started.get(uid) or {}
 
 
 def _run_to_the_end(RE, protocol) -> tuple[str | None, str | None]:
@@ -242,30 +257,13 @@ def _close_storage(live, writer) -> str | None:
     try:
         if live is not None:
             live.flush()
+            live.close()
         writer.flush()
         writer.close()
     except Exception as exc:
         logger.error("the catalog could not store everything: %s", exc)
         return f"catalog: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return None
-
-
-def _stop_document(catalog, uid) -> dict:
-    """The run's stop document as the catalog holds it; {} if there is none."""
-    if uid is None:
-        return {}
-    try:
-        return catalog[uid].metadata.get("stop") or {}
-    except KeyError:  # the catalog did not take the run (its journal keeps it)
-        return {}
-
-
-def _start_document(catalog, uid) -> dict:
-    """The run's start document as the catalog holds it; {} if there is none."""
-    try:
-        return catalog[uid].metadata.get("start") or {}
-    except KeyError:
-        return {}
 
 
 def _simulator_truth(sim: SimulatedBeamline) -> dict:

@@ -10,8 +10,19 @@ measured TiledWriter costs), :mod:`~ncsynth.storage.journal` (per-run JSON-lines
 
 from .catalog import Catalog, RunNotFound, open_catalog
 from .layout import DataDirectoryError
-from .recovery import RECOVERED_REASON, RecoveryRecord, recover_runs
-from .writer import CatalogWriter
+
+_LAZY = {"RECOVERED_REASON": "recovery", "RecoveryRecord": "recovery", "recover_runs": "recovery",
+         "CatalogWriter": "writer"}
+
+
+def __getattr__(name: str):
+    """The recovery and writer names, imported on first use (they import Tiled's writer)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Catalog",

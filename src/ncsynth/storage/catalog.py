@@ -27,20 +27,20 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bluesky_tiled_plugins.exporters import json_seq_exporter
-from tiled.catalog import from_uri
-from tiled.catalog.adapter import DatabaseInitializationError
-from tiled.client import Context, from_context
+from typing import TYPE_CHECKING
+
 from tiled.queries import Key
-from tiled.media_type_registration import default_serialization_registry
-from tiled.server.app import build_app
 
 from .integrity import check_databases, use_wal
 from .layout import DataDirectory, DataDirectoryError
-from .recovery import RecoveryRecord, recover_runs
 from .run_view import MIN_PARTIAL_UID, RAW_RUNS, RAW_UID_KEY, RunNotFound, RunView
 from .scan_ids import ScanIds
-from .writer import CatalogWriter
+
+if TYPE_CHECKING:  # Tiled's client and server and the writer are imported when first needed
+    from tiled.client import Context
+
+    from .recovery import RecoveryRecord
+    from .writer import CatalogWriter
 
 CATALOG_SPECS = [{"name": "CatalogOfBlueskyRuns", "version": "3.0"}]
 __all__ = ["MIN_PARTIAL_UID", "Catalog", "RunNotFound", "catalog_adapter", "open_catalog"]
@@ -59,11 +59,32 @@ class Catalog(RunView):
     layout : the :class:`~ncsynth.storage.layout.DataDirectory`
     """
 
-    def __init__(self, layout: DataDirectory, context: Context):
+    def __init__(self, layout: DataDirectory, context: "Context | None" = None, *,
+                 readable_storage: Iterable[str | os.PathLike] = ()):
         self.layout = layout
         self._context = context
-        self.client = from_context(context)
+        self._client = None
+        #: further directories of detector files (the embedded catalog's ``readable_storage``)
+        self.readable_storage = tuple(readable_storage)
+        if context is not None:
+            from tiled.client import from_context
+
+            self._client = from_context(context)
         super().__init__(None, str(layout.root) if layout is not None else "")
+
+    @property
+    def client(self):
+        """The Tiled client root; the embedded catalog's in-process app is built on first use."""
+        if self._client is None:
+            from tiled.client import Context, from_context
+            from tiled.media_type_registration import default_serialization_registry
+            from tiled.server.app import build_app
+
+            app = build_app(catalog_adapter(self.layout, readable_storage=self.readable_storage),
+                            serialization_registry=default_serialization_registry)
+            self._context = Context.from_app(app)
+            self._client = from_context(self._context)
+        return self._client
 
     @property
     def node(self):
@@ -106,20 +127,38 @@ class Catalog(RunView):
         for name, doc in run.documents():
             yield name, doc
 
-    def writer(self, **options) -> CatalogWriter:
+    def writer(self, **options) -> "CatalogWriter":
         """A new :class:`~ncsynth.storage.writer.CatalogWriter` for ``RE.subscribe``;
         ``options`` are its keyword arguments (queue_size, flush_interval_s, wait_at_stop,
-        stop_timeout_s)."""
+        stop_timeout_s, worker). ``worker="process"`` writes this embedded catalog from a
+        process of its own (:mod:`~ncsynth.storage.writer_worker`): this process then needs
+        no Tiled app for the run."""
+        from .writer import CatalogWriter
+
+        if options.get("worker") == "process":
+            if not self._embedded:
+                raise ValueError("worker='process' writes an embedded catalog only")
+            return CatalogWriter(None, self.layout, data_dir=self.layout.root,
+                                 readable_storage=self.readable_storage, **options)
         return CatalogWriter(self.client, self.layout, **options)
 
-    def recover(self) -> list[RecoveryRecord]:
+    _embedded = True  # opened on a data directory (RemoteCatalog: False)
+
+    def recover(self) -> list["RecoveryRecord"]:
         """Complete into the catalog every run whose process died before its stop reached the
-        catalog; see :func:`ncsynth.storage.recovery.recover_runs`."""
+        catalog; see :func:`ncsynth.storage.recovery.recover_runs`. No Tiled app is built
+        when there is nothing to recover."""
+        from .journal import active_journals
+        from .recovery import recover_runs
+
+        if not any(True for _ in active_journals(self.layout.active_journals)):
+            return []
         return recover_runs(self.client, self.layout)
 
     def close(self) -> None:
-        """Shut the in-process Tiled app down."""
-        self._context.close()
+        """Shut the in-process Tiled app down (if it was built)."""
+        if self._context is not None:
+            self._context.close()
 
     def __enter__(self) -> "Catalog":
         return self
@@ -129,9 +168,14 @@ class Catalog(RunView):
 
 
 def open_catalog(
-    data_dir: str | os.PathLike, *, readable_storage: Iterable[str | os.PathLike] = ()
+    data_dir: str | os.PathLike, *, readable_storage: Iterable[str | os.PathLike] = (),
+    lazy: bool = False,
 ) -> Catalog:
     """Open (creating on first use) the file-backed catalog in ``data_dir``.
+
+    ``lazy``: build the in-process Tiled app on the first use of :attr:`Catalog.client` rather
+    than now (a process that only writes, through ``writer(worker="process")``, never needs
+    it: Tiled's server is then not even imported).
 
     ``readable_storage``: further directories holding detector files the catalog may register
     and read (``<data_dir>/frames`` always is). Asset documents pointing elsewhere are refused
@@ -142,9 +186,18 @@ def open_catalog(
     layout = DataDirectory.at(data_dir)
     if isinstance(readable_storage, (str, os.PathLike)):
         raise TypeError(f"readable_storage must be a list of directories, got a single path {readable_storage!r}")
-    app = build_app(catalog_adapter(layout, readable_storage=readable_storage),
-                    serialization_registry=default_serialization_registry)
-    return Catalog(layout, Context.from_app(app))
+    readable_storage = tuple(readable_storage)
+    layout.create()
+    with layout.locked():
+        exists = layout.catalog_db.exists()
+        if exists:
+            check_databases(layout)
+    if not exists:  # created now (under the lock), so that its errors are told here
+        catalog_adapter(layout, readable_storage=readable_storage)
+    catalog = Catalog(layout, readable_storage=readable_storage)
+    if not lazy:
+        catalog.client  # noqa: B018 (the in-process app, built now)
+    return catalog
 
 
 def catalog_adapter(layout: DataDirectory, *, database_uri: str | None = None, tables_uri: str | None = None,
@@ -159,6 +212,11 @@ def catalog_adapter(layout: DataDirectory, *, database_uri: str | None = None, t
     put them elsewhere (PostgreSQL at a facility), unchecked; the database is then initialised
     if needed (``tiled catalog init --if-not-exists``).
     """
+    from bluesky_tiled_plugins.exporters import json_seq_exporter
+    from tiled.catalog import from_uri
+    from tiled.catalog.adapter import DatabaseInitializationError
+    from tiled.media_type_registration import default_serialization_registry
+
     extra = [str(Path(p).expanduser().resolve()) for p in readable_storage]
     local = database_uri is None and tables_uri is None
     layout.create()

@@ -34,6 +34,15 @@ after the oldest of it arrived, busy or idle: one append per second for everythi
 arrived in that second. A reader in another process sees the run grow while it is acquired,
 at most ~``flush_interval_s`` behind. ``flush()`` commits at once and waits.
 
+Where Tiled runs. ``worker="thread"`` (default): the background thread drives ``TiledWriter`` and
+the in-process Tiled app, sharing the GIL with the RunEngine. ``worker="process"`` (the dry
+run's): the background thread forwards each document and each commit, in the same order and at
+the same moments, to a worker process that holds the app (:mod:`~ncsynth.storage.writer_worker`):
+the same catalog, written beside the RunEngine instead of under its GIL; a worker that fails or
+dies fails the run like a refusing catalog (journal kept for ``recover``). ``stored`` and
+``started`` keep the start and stop documents of the runs, so that the caller needs no Tiled app
+of its own to read them back.
+
 The mid-run commit calls two private methods of ``bluesky_tiled_plugins``' per-run writer
 (``_write_internal_data``/``_write_external_data``, the same calls its ``stop`` makes) — pinned
 version 2.0.12; ``tests/test_storage.py`` checks that a reader sees events mid-run.
@@ -46,40 +55,19 @@ import queue
 import threading
 import time
 
-from bluesky_tiled_plugins import TiledWriter
-from bluesky_tiled_plugins.writing.tiled_writer import RunNormalizer
 from event_model import RunRouter
 
 from ncsynth.errors import first_line
 from ncsynth.queues import wait_drained
 from .journal import RunJournal
 from .layout import DataDirectory
+from .writer_worker import RemoteRunWriter, WorkerLink
 
 logger = logging.getLogger(__name__)
 
 _CLOSE = object()  # queue item: end the background thread
 _COMMIT = object()  # queue item: commit what the run writers hold back
 _HELD_BACK = frozenset({"event", "event_page", "stream_datum"})  # documents TiledWriter batches
-
-
-class _CommittingNormalizer(RunNormalizer):
-    """The RunNormalizer of one run that also knows the run writer it feeds, so the
-    events and stream datums that writer holds back for a batch can be committed now."""
-
-    run_writer = None
-
-    def subscribe(self, func, name="all"):
-        self.run_writer = func
-        return super().subscribe(func, name)
-
-    def commit(self) -> None:
-        writer = self.run_writer
-        for stream_name, rows in writer._internal_data_cache.items():
-            if rows:
-                writer._write_internal_data(rows, desc_node=writer._desc_nodes[stream_name])
-                rows.clear()
-        for stream_resource_uid in list(writer._external_data_cache):
-            writer._write_external_data(writer._external_data_cache.pop(stream_resource_uid))
 
 
 class _RunRecorder:
@@ -89,14 +77,24 @@ class _RunRecorder:
     def __init__(self, owner: "CatalogWriter", start_doc: dict):
         self.owner = owner
         self.uid = start_doc["uid"]
+        self.start_doc = start_doc
+        owner.started[self.uid] = start_doc
         self.journal = RunJournal(owner.layout.active_journals / f"{self.uid}.jsonl")
-        self.normalizer: _CommittingNormalizer | None = None
-        self.tiled = TiledWriter(owner.client, normalizer=self._new_normalizer)
+        self.normalizer = None  # tiled_run.CommittingNormalizer, or the RemoteRunWriter
+        if owner._link is not None:  # the worker process holds this run's TiledWriter
+            self.tiled = RemoteRunWriter(owner._link, self.uid)
+            self.normalizer = self.tiled
+        else:
+            from bluesky_tiled_plugins import TiledWriter
+
+            self.tiled = TiledWriter(owner.client, normalizer=self._new_normalizer)
         self.error: BaseException | None = None
         self.finished = threading.Event()  # stop committed (or the run failed)
 
-    def _new_normalizer(self, **kwargs) -> _CommittingNormalizer:
-        self.normalizer = _CommittingNormalizer(**kwargs)
+    def _new_normalizer(self, **kwargs):
+        from .tiled_run import CommittingNormalizer
+
+        self.normalizer = CommittingNormalizer(**kwargs)
         return self.normalizer
 
     # RunEngine thread
@@ -118,6 +116,7 @@ class _RunRecorder:
                 self.tiled(name, doc)
                 if name == "stop":
                     self.journal.archive(self.owner.layout.complete_journals)
+                    self.owner.stored[self.uid] = {"start": self.start_doc, "stop": doc}
             except Exception as err:  # the journal keeps the run for recover()
                 self._fail(err, f"writing the {name!r} document to the catalog")
         if name == "stop":
@@ -155,6 +154,10 @@ class CatalogWriter:
         the writer is busy (> 0)
     wait_at_stop : block the RunEngine at each stop document until the run is committed
     stop_timeout_s : longest such wait, in seconds (> 0)
+    worker : "thread" (default): the background thread drives TiledWriter in this process;
+        "process": it forwards each document to a worker process that does
+        (:mod:`~ncsynth.storage.writer_worker`; an embedded catalog only, ``data_dir`` given)
+    data_dir, readable_storage : the embedded catalog the worker process opens
     """
 
     def __init__(
@@ -166,19 +169,32 @@ class CatalogWriter:
         flush_interval_s: float = 1.0,
         wait_at_stop: bool = True,
         stop_timeout_s: float = 120.0,
+        worker: str = "thread",
+        data_dir=None,
+        readable_storage=(),
     ):
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise ValueError(f"queue_size must be an int >= 1, got {queue_size!r}")
         for label, value in (("flush_interval_s", flush_interval_s), ("stop_timeout_s", stop_timeout_s)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{label} must be a number > 0, got {value!r}")
+        if worker not in ("thread", "process"):
+            raise ValueError(f"worker must be 'thread' or 'process', got {worker!r}")
+        if worker == "process" and data_dir is None:
+            raise ValueError("worker='process' needs the embedded catalog's data_dir")
         self.client = client
         self.layout = layout
+        #: the worker process's end of the pipe (worker="process"), else None
+        self._link = WorkerLink(data_dir, readable_storage) if worker == "process" else None
         self.flush_interval_s = float(flush_interval_s)
         self.wait_at_stop = bool(wait_at_stop)
         self.stop_timeout_s = float(stop_timeout_s)
         #: run uid -> exception, for runs the catalog could not take (see Catalog.recover)
         self.failed_runs: dict[str, BaseException] = {}
+        #: run uid -> {"start": doc, "stop": doc} of every run the catalog has taken whole
+        self.stored: dict[str, dict] = {}
+        #: run uid -> start document of every run received (journaled)
+        self.started: dict[str, dict] = {}
         #: highest number of documents that waited on the queue at once
         self.max_queue_depth = 0
         #: how often the RunEngine had to wait for room on the queue
@@ -221,6 +237,8 @@ class CatalogWriter:
                 continue
             try:
                 if item is _CLOSE:
+                    if self._link is not None:
+                        self._link.close()
                     return
                 if item is _COMMIT:
                     self._commit_open_runs()

@@ -1,0 +1,215 @@
+"""The catalog writer's Tiled side in a process of its own (``CatalogWriter(worker="process")``).
+
+Tiled's in-process app (Starlette, FastAPI, SQLAlchemy) costs a fast dry run about a fifth of
+its interpreter time, all of it under the RunEngine's GIL when the writer's background thread
+drives it. In process mode that background thread only forwards each document to a child
+process, ``python -m ncsynth.storage.writer_worker DATA_DIR [READABLE_DIR ...]``, which opens
+its own embedded catalog on the same files and feeds one ``TiledWriter`` per run, exactly as
+the thread would (same documents, same order, same commits at the same moments): the catalog
+it writes is the one the thread writes. The RunEngine's side (journal first, bounded queue,
+waiting at stop, ``failed_runs``, ``flush``) is unchanged; a run whose documents the worker
+cannot take is a failed run, and its journal stays in ``journal/active`` for ``recover``.
+
+Wire: the parent writes pickled requests on the child's stdin and reads one pickled reply per
+request from the child's stdout (the child moves its own stdout to stderr first, so that
+nothing else can write there):
+
+* ``("doc", uid, name, doc)`` -> ``("ok",)`` or ``("error", exception_or_text)``
+* ``("commit", uid)``          -> the same (events held back by the run's writer are written)
+* ``("close",)``               -> the child exits (so does it at the end of its stdin)
+
+The first reply, before any request, is ``("ready",)`` or ``("error", ...)`` when the catalog
+cannot be opened.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import threading
+
+
+class CatalogWorkerError(RuntimeError):
+    """The catalog worker process refused or lost a document (its error, in one line)."""
+
+
+def _portable(err: BaseException) -> BaseException | str:
+    """``err`` if it pickles (its type and message survive the pipe), else its text."""
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:
+        return f"{type(err).__name__}: {err}"
+
+
+def _as_exception(payload) -> BaseException:
+    if isinstance(payload, BaseException):
+        return payload
+    return CatalogWorkerError(str(payload))
+
+
+class WorkerLink:
+    """The parent's end: starts the worker process and sends it requests, one at a time."""
+
+    def __init__(self, data_dir: str | os.PathLike, readable_storage=()):
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "ncsynth.storage.writer_worker", str(data_dir),
+             *map(str, readable_storage)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        self._lock = threading.Lock()
+        self._ready: BaseException | None | bool = False
+
+    def _reply(self):
+        try:
+            return pickle.load(self._process.stdout)
+        except (EOFError, pickle.UnpicklingError, OSError) as err:
+            code = self._process.poll()
+            raise CatalogWorkerError(f"the catalog worker process ended (exit {code}): "
+                                     f"{type(err).__name__}") from None
+
+    def _wait_ready(self) -> None:
+        if self._ready is False:
+            reply = self._reply()
+            self._ready = None if reply[0] == "ready" else _as_exception(reply[1])
+        if self._ready is not None:
+            raise self._ready
+
+    def request(self, *request) -> None:
+        """Send one request and wait for its reply; raise the worker's error, if any."""
+        with self._lock:
+            self._wait_ready()
+            try:
+                pickle.dump(request, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                self._process.stdin.flush()
+            except (BrokenPipeError, OSError) as err:
+                raise CatalogWorkerError(f"the catalog worker process is gone "
+                                         f"({type(err).__name__}: {err})") from None
+            reply = self._reply()
+        if reply[0] != "ok":
+            raise _as_exception(reply[1])
+
+    def close(self, timeout_s: float | None = 30.0) -> None:
+        """Ask the worker to end and wait for it (killed after ``timeout_s``)."""
+        with self._lock:
+            try:
+                pickle.dump(("close",), self._process.stdin)
+                self._process.stdin.close()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+            try:
+                self._process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process.stdout.close()
+
+
+class RemoteRunWriter:
+    """One run's TiledWriter, in the worker: the ``(name, doc)`` callable and ``commit()``
+    a :class:`~ncsynth.storage.writer._RunRecorder` drives."""
+
+    def __init__(self, link: WorkerLink, uid: str):
+        self.link, self.uid = link, uid
+
+    def __call__(self, name: str, doc: dict) -> None:
+        self.link.request("doc", self.uid, name, doc)
+
+    def commit(self) -> None:
+        self.link.request("commit", self.uid)
+
+
+def _serve(data_dir: str, readable: list[str], requests, replies) -> None:
+    def reply(*message) -> None:
+        pickle.dump(message, replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
+    try:
+        from bluesky_tiled_plugins import TiledWriter
+
+        from .catalog import open_catalog
+        from .tiled_run import CommittingNormalizer
+
+        catalog = open_catalog(data_dir, readable_storage=readable)
+    except BaseException as err:
+        reply("error", _portable(err))
+        return
+    reply("ready")
+    runs: dict[str, tuple] = {}  # uid -> (TiledWriter, [normalizer])
+    try:
+        while True:
+            try:
+                request = pickle.load(requests)
+            except EOFError:
+                return
+            if request[0] == "close":
+                return
+            try:
+                if request[0] == "doc":
+                    _, uid, name, doc = request
+                    if name == "start":
+                        holder: list = []
+
+                        def normalizer(holder=holder, **kwargs):
+                            holder.append(CommittingNormalizer(**kwargs))
+                            return holder[-1]
+
+                        runs[uid] = (TiledWriter(catalog.client, normalizer=normalizer), holder)
+                    run = runs.get(uid)
+                    if run is None:
+                        raise CatalogWorkerError(f"run {uid}: a {name!r} document before its start")
+                    run[0](name, doc)
+                    if name == "stop":
+                        runs.pop(uid, None)
+                elif request[0] == "commit":
+                    run = runs.get(request[1])
+                    if run is not None and run[1]:
+                        run[1][-1].commit()
+                else:
+                    raise CatalogWorkerError(f"unknown request {request[0]!r}")
+            except Exception as err:
+                if request[0] == "doc" and request[2] == "stop":
+                    runs.pop(request[1], None)
+                reply("error", _portable(err))
+            else:
+                reply("ok")
+    finally:
+        catalog.close()
+
+
+#: Niceness a worker adds to its own: on a busy machine the parent, which drives the simulated
+#: instruments and their devices' wall-clock reply time-outs (the heater's 0.5 s), gets a core
+#: first; a worker only falls behind (the journal and the queues hold what it has not done).
+WORKER_NICENESS = 5
+
+
+def detach_from_terminal_signals() -> None:
+    """A worker ends when its parent closes the pipe, not on the terminal's Ctrl-C or hang-up
+    (sent to the whole process group): the parent is then still closing the run through it.
+    It also yields the CPU to its parent (:data:`WORKER_NICENESS`)."""
+    import signal
+
+    for name in ("SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    try:
+        os.nice(WORKER_NICENESS)
+    except (AttributeError, OSError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    detach_from_terminal_signals()
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever else prints goes to stderr, never into the replies
+    sys.stdout = sys.stderr
+    requests = os.fdopen(os.dup(0), "rb")
+    _serve(argv[0], argv[1:], requests, replies)
+    replies.close()
+    os._exit(0)  # no interpreter teardown (Tiled's threads, ADBC connections)
+
+
+if __name__ == "__main__":
+    main()
