@@ -15,8 +15,8 @@ import bluesky.plan_stubs as bps
 from ncsynth.errors import RefusedToStart
 
 #: What an injector state means for a synthesis that would fire that piston.
-NOT_READY = {"EXTENDED": "spent (fired in an earlier synthesis)", "EMPTY": "holds no syringe",
-             "JAMMED": "jammed", "MOVING": "still moving"}
+NOT_READY = {"EXTENDED": "is spent (fired in an earlier synthesis)", "EMPTY": "holds no syringe",
+             "JAMMED": "is jammed", "MOVING": "is still moving"}
 REMEDY = ("reload the syringe and retract the piston (simulated beamline: sim.new_batch() "
           "reloads both and refills the flask)")
 
@@ -29,7 +29,7 @@ def check_loaded(injector, pistons):
     for piston in pistons:
         state = yield from bps.rd(getattr(injector, f"state_{piston.lower()}"))
         if state in NOT_READY:
-            problems.append(f"piston {piston} is {NOT_READY[state]}")
+            problems.append(f"piston {piston} {NOT_READY[state]}")
     if problems:
         raise RefusedToStart(f"{injector.name}: {'; '.join(problems)}: not starting the "
                              f"synthesis (nothing heated); {REMEDY}")

@@ -173,22 +173,24 @@ def test_piston_choice_conflicts_with_the_double_injection(tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # refused before the beamline or the catalog started
 
 
-def test_a_plan_failing_mid_run_gives_a_summary_with_the_error_and_keeps_the_data(tmp_path):
+def test_an_empty_piston_is_refused_before_anything_heats(tmp_path):
+    """Piston B chosen, its syringe left empty: the injector is asked before the run opens
+    (before, FIRE was refused only after the ~10 min preheat and the background frames).
+    Failures mid-run keeping their frames: test_protocol and test_double_injection (jams)."""
     from ncsynth.config import load_config
     from ncsynth.dryrun import dry_run
 
     config = load_config(hardware="sim")
     config["data"]["dir"] = str(tmp_path)
-    # piston B chosen, but its syringe left empty: FIRE is refused after preheat and background
     summary = dry_run(config, analysis=False, progress=False, beamline_options={"charge_b": None},
                       plan_kwargs={"piston": "B", "n_frames": 20},
                       recipe_kwargs={"cd_initial_molar": 0.027, "reaction_time_s": 60.0})
-    assert summary["exit_status"] == "fail" and "no syringe loaded" in summary["error"]
-    assert summary["frames"] == 0
+    assert summary["exit_status"] == "fail" and summary["frames"] == 0
+    assert "injector: piston B holds no syringe: not starting the synthesis (nothing heated)" \
+        in summary["error"], summary["error"]
+    assert summary["heater"] == "not commanded safe yet"  # never switched on by this run
     with open_catalog(tmp_path) as catalog:
-        run = catalog[summary["uid"]]
-        assert run.metadata["stop"]["exit_status"] == "fail"
-        assert run["background"]["saxs_image"].shape[0] == 5  # acquired before it failed
+        assert len(catalog) == 0  # no run was opened
 
 
 @pytest.mark.parametrize("sig, exit_code", [(signal.SIGINT, 1), (signal.SIGTERM, 128 + 15),
