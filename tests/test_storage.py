@@ -309,8 +309,9 @@ def test_another_process_reads_a_run_while_it_is_being_written(catalog):
         deadline = time.monotonic() + 20
         seen = 0
         while time.monotonic() < deadline and seen == 0:
-            try:
-                seen = len(catalog[uid].primary.read()["det"])
+            try:  # the scalar column: reading frames mid-write can meet a frame not yet
+                # flushed to the detector's file (HTTP 500; known, issue 17), see the note there
+                seen = len(catalog[uid].primary["det"].read())
             except (KeyError, RunNotFound):
                 seen = 0
             time.sleep(0.1)
