@@ -18,7 +18,6 @@ flush, ``("error", text)`` when the analysis could not start.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import queue
 import subprocess
@@ -224,17 +223,10 @@ def _serve(figure_dir: str, maxsize: int, requests, replies) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ncsynth.storage.writer_worker import detach_from_terminal_signals
+    from ncsynth.storage.writer_worker import serve_over_stdio
 
     argv = sys.argv[1:] if argv is None else argv
-    detach_from_terminal_signals()
-    replies = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # whatever else prints goes to stderr, never into the replies
-    sys.stdout = sys.stderr
-    requests = os.fdopen(os.dup(0), "rb")
-    _serve(argv[0], int(argv[1]), requests, replies)
-    replies.close()
-    os._exit(0)
+    serve_over_stdio(lambda requests, replies: _serve(argv[0], int(argv[1]), requests, replies))
 
 
 if __name__ == "__main__":

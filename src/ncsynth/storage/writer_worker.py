@@ -199,16 +199,23 @@ def detach_from_terminal_signals() -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+def serve_over_stdio(serve) -> None:
+    """A worker process's body: detached from terminal signals, ``serve(requests, replies)``
+    on stdin/stdout (binary; anything else printed goes to stderr, never into the replies),
+    then an exit with no interpreter teardown (Tiled's threads, ADBC connections)."""
     detach_from_terminal_signals()
     replies = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # whatever else prints goes to stderr, never into the replies
+    os.dup2(2, 1)
     sys.stdout = sys.stderr
     requests = os.fdopen(os.dup(0), "rb")
-    _serve(argv[0], argv[1:], requests, replies)
+    serve(requests, replies)
     replies.close()
-    os._exit(0)  # no interpreter teardown (Tiled's threads, ADBC connections)
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    serve_over_stdio(lambda requests, replies: _serve(argv[0], argv[1:], requests, replies))
 
 
 if __name__ == "__main__":
