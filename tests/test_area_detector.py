@@ -30,6 +30,7 @@ from ncsynth.simulators.clock import WorldClock
 from ncsynth.simulators.server import SimulatorHost
 from ncsynth.simulators.world import World
 from ncsynth.storage import open_catalog
+from sequence_plan import whole_sequence
 
 EXPOSURE_S = 0.075
 RADIUS_NM, SIGMA_NM, CONCENTRATION_MOLAR = 2.0, 0.2, 2e-5
@@ -141,21 +142,10 @@ def test_detector_timed_sequence_keeps_the_schedule_in_world_time(beamline, dete
     ioc, clock, _, _ = beamline
     start_times = clock.now() + 5.0 + np.cumsum(0.022 + EXPOSURE_S * 1.015 ** np.arange(12))
     detector.prepare_sequence(start_times)
-
-    def plan():
-        yield from bps.open_run()
-        yield from bps.stage(detector)
-        yield from bps.declare_stream(detector, name="primary", collect=True)
-        yield from bps.kickoff(detector, wait=True)
-        yield from bps.complete(detector, wait=True)
-        yield from bps.collect(detector, name="primary")
-        yield from bps.unstage(detector)
-        yield from bps.close_run()
-
     documents = []
     RE = _engine(clock)
     RE.subscribe(lambda name, doc: documents.append((name, doc)))
-    RE(plan())
+    RE(whole_sequence(detector))
     [page] = [doc for name, doc in documents if name == "event_page"]
     np.testing.assert_array_equal(page["data"]["saxs_frame_time"], start_times)  # a jumping clock: exact
     [datum] = [doc for name, doc in documents if name == "stream_datum"]

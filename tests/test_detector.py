@@ -34,6 +34,7 @@ from ncsynth.simulators.server import SimulatorHost
 from ncsynth.simulators.thermal import FlaskThermalModel
 from ncsynth.simulators.world import World
 from ncsynth.storage import open_catalog
+from sequence_plan import whole_sequence
 
 EXPOSURE_S = 0.075
 
@@ -398,23 +399,11 @@ def test_software_trigger_writes_the_frame_before_its_stream_datum(detector, sma
     np.testing.assert_array_equal(run.primary.read()["saxs_frame_time"].values, starts)
 
 
-def _whole_sequence(detector):
-    """One run: stage, kick off the prepared sequence, wait for it, collect it all, unstage."""
-    yield from bps.open_run()
-    yield from bps.stage(detector)
-    yield from bps.declare_stream(detector, name="primary", collect=True)
-    yield from bps.kickoff(detector, wait=True)
-    yield from bps.complete(detector, wait=True)
-    yield from bps.collect(detector, name="primary")
-    yield from bps.unstage(detector)
-    yield from bps.close_run()
-
-
 def test_sequence_follows_the_detectors_timing(detector, world, catalog):
     start_times = world.clock.now() + 2.0 + np.cumsum(0.022 + 0.075 * 1.015 ** np.arange(20))
     detector.prepare_sequence(start_times)
 
-    documents, run = _run(RunEngine({}), catalog, _whole_sequence(detector))
+    documents, run = _run(RunEngine({}), catalog, whole_sequence(detector))
     [resource] = _of(documents, "stream_resource")
     [datum] = _of(documents, "stream_datum")
     [page] = _of(documents, "event_page")
