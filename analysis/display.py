@@ -1,7 +1,9 @@
 """The figure of a hot-injection run's SAXS analysis (the panels of seed 000 Fig. 1).
 
-(a) I(q) in cm⁻¹ with the fitted model, log–log, at a few times after injection;
-(b) mean radius R0 (nm) and size dispersion σ_R/R0 (%) against time;
+(a) I(q) in cm⁻¹ minus the fitted flat background, with the fitted model, at a few times after
+    injection, on a log q axis and a symmetric-log I axis (points at and below zero drawn);
+(b) mean radius R0 (nm; error bars stop at 0) and size dispersion σ_R/R0 (%; an unresolved width
+    as its 95 % upper limit) against time;
 (c) nanocrystal concentration (mol/L) with the S3.3 build-up fit and its t98;
 (d) reaction yield (S2.6) with its t98 — all against time after injection on a log axis.
 
@@ -17,6 +19,7 @@ find them.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +47,61 @@ def _pick_patterns(time_s: np.ndarray, usable: np.ndarray, count: int) -> list[i
     return chosen
 
 
+def run_title(raw: dict | None, detail: str = "") -> str:
+    """The figure's title from a raw run's description
+    (:func:`~ncsynth.analysis.live.raw_description`): sample, local date and time of the start,
+    the recipe's injection and growth temperatures (°C), scan id and short uid, then ``detail``."""
+    raw = raw or {}
+    parts = [str(raw["sample"])] if raw.get("sample") else []
+    if isinstance(raw.get("time"), (int, float)):
+        parts.append(datetime.fromtimestamp(raw["time"]).astimezone().strftime("%Y-%m-%d %H:%M %Z"))
+    temperatures = [f"{label} {raw[key]:g} °C" for label, key in
+                    (("injection", "injection_temperature_c"), ("growth", "growth_temperature_c"))
+                    if isinstance(raw.get(key), (int, float))]
+    if temperatures:
+        parts.append(", ".join(temperatures))
+    run = f"scan {raw['scan_id']} " if raw.get("scan_id") else ""
+    if raw.get("uid"):
+        parts.append(f"{run}({str(raw['uid'])[:8]})" if run else f"run {str(raw['uid'])[:8]}")
+    return " — ".join(parts + ([detail] if detail else []))
+
+
+def _draw_patterns(ax, patterns, fits) -> None:
+    """Panel (a): of up to :data:`N_PATTERNS_SHOWN` frames spread in log time, I(q) minus the
+    fitted flat background B (S2.1's constant term) and the fitted model minus B (frames with a
+    fit; before any fit, the data alone). The y axis is symmetric-logarithmic: linear within the
+    noise (the median σ of the patterns drawn), logarithmic beyond, so that the points at and
+    below zero, where background-subtracted data scatter beyond the first minimum, are drawn."""
+    ax.set(xscale="log", xlabel="q (nm$^{-1}$)", ylabel="I(q) − B (cm$^{-1}$)",
+           title="(a) I(q) − fitted flat background, and fit")
+    if patterns is None or not len(np.asarray(patterns["time_s"])):
+        ax.text(0.5, 0.5, "no frame analysed yet", transform=ax.transAxes, ha="center")
+        return
+    p_time = _column(patterns, "time_s")
+    q, intensity, model, sigma = (np.atleast_2d(_column(patterns, name)) for name in
+                                  ("q_nm", "intensity_cm", "model_cm", "sigma_cm"))
+    background = np.full(p_time.size, np.nan)
+    if "background_cm" in fits:
+        known = _column(fits, "background_cm")[:p_time.size]
+        background[:known.size] = known
+    drawable = np.isfinite(q) & np.isfinite(intensity)
+    fitted = np.isfinite(model).any(axis=1) & np.isfinite(background)
+    shown = _pick_patterns(p_time, fitted if fitted.any() else drawable.any(axis=1),
+                           N_PATTERNS_SHOWN)
+    noise = sigma[shown][np.isfinite(sigma[shown]) & (sigma[shown] > 0)]
+    for rank, i in enumerate(shown):
+        flat = background[i] if fitted[i] else 0.0
+        label = f"{p_time[i]:.3g} s" + ("" if fitted[i] else " (no fit)")
+        ax.plot(q[i][drawable[i]], intensity[i][drawable[i]] - flat, ".", ms=3, color=f"C{rank}",
+                label=label, gid=f"pattern-{i}")
+        if fitted[i]:
+            ax.plot(q[i], model[i] - flat, "-", lw=1, color=f"C{rank}", gid=f"model-{i}")
+    ax.axhline(0.0, color="0.7", lw=0.5)
+    ax.set_yscale("symlog", linthresh=float(np.median(noise)) if noise.size else 1e-3)
+    if shown:
+        ax.legend(fontsize="small", title="t after injection")
+
+
 def draw_figure(fits, patterns=None, kinetics=None, title: str = "") -> Figure:
     """The 4-panel figure from per-frame ``fits`` columns (``time_s``, ``radius_nm``,
     ``radius_err_nm``, ``sigma_nm``, ``concentration_molar``, ``concentration_err_molar``,
@@ -61,29 +119,17 @@ def draw_figure(fits, patterns=None, kinetics=None, title: str = "") -> Figure:
     ok = np.asarray(fits["success"], dtype=bool) & np.isfinite(t) & (t > 0)
 
     # (a) I(q) with fits
-    if patterns is not None and len(np.asarray(patterns["time_s"])):
-        p_time = _column(patterns, "time_s")
-        q, intensity = np.atleast_2d(_column(patterns, "q_nm")), np.atleast_2d(_column(patterns, "intensity_cm"))
-        model = np.atleast_2d(_column(patterns, "model_cm"))
-        usable = np.array([np.isfinite(row).any() for row in model])
-        shown = _pick_patterns(p_time, usable, N_PATTERNS_SHOWN)
-        for rank, i in enumerate(shown):
-            colour = f"C{rank}"
-            positive = intensity[i] > 0
-            ax_iq.plot(q[i][positive], intensity[i][positive], ".", ms=3, color=colour,
-                       label=f"{p_time[i]:.3g} s", gid=f"pattern-{i}")
-            ax_iq.plot(q[i], model[i], "-", lw=1, color=colour, gid=f"model-{i}")
-        if shown:
-            ax_iq.legend(fontsize="small", title="t after injection")
-    ax_iq.set(xscale="log", yscale="log", xlabel="q (nm$^{-1}$)", ylabel="I(q) (cm$^{-1}$)",
-              title="(a) background-subtracted I(q) and fit")
+    _draw_patterns(ax_iq, patterns, fits)
 
     # (b) radius and dispersion
     radius, sigma = _column(fits, "radius_nm"), _column(fits, "sigma_nm")
-    ax_r.errorbar(t[ok], radius[ok], yerr=_column(fits, "radius_err_nm")[ok], fmt="o", ms=3,
-                  color="C0")[0].set_gid("radius")
+    radius_err = _column(fits, "radius_err_nm")[ok]
+    # a radius is positive: an error bar larger than R stops at 0 (the data do not bound R below)
+    ax_r.errorbar(t[ok], radius[ok], yerr=[np.fmin(radius_err, radius[ok]), radius_err], fmt="o",
+                  ms=3, color="C0")[0].set_gid("radius")
     ax_r.set(xscale="log", xlabel="time after injection (s)", ylabel="mean radius R$_0$ (nm)",
              title="(b) radius and size dispersion")
+    ax_r.set_ylim(bottom=0)
     ax_d = ax_r.twinx()
     upper = _column(fits, "sigma_upper_nm") if "sigma_upper_nm" in fits else np.full(t.size, np.nan)
     limit = ok & np.isfinite(upper)  # the pattern does not resolve σ: only an upper limit
@@ -195,7 +241,8 @@ class LiveFigure(DocumentRouter):
                            if self.patterns else None)
         start = self._start or {}
         name = start.get("raw_uid") or start.get("uid") or "analysis"
-        title = f"run {str(name)[:8]} — SAXS analysis ({len(self.fits)} frames)"
+        raw = start.get("raw_run") or {"uid": name, "scan_id": start.get("raw_scan_id")}
+        title = run_title(raw, f"SAXS analysis, {len(self.fits)} frames")
         self.figure = draw_figure(columns, pattern_columns, self.kinetics, title)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{name}.png"

@@ -310,6 +310,15 @@ def _pattern_keys(n_bins: int) -> dict:
             "model_cm": {**array, "units": "cm^-1"}}
 
 
+def raw_description(start: dict) -> dict:
+    """What a figure's title says of a raw run (:func:`ncsynth.analysis.display.run_title`),
+    from its start document: uid, scan id, sample, start time (s since the epoch), the recipe's
+    injection and growth temperatures (°C); absent items are None."""
+    recipe = start.get("recipe") or {}
+    return {**{key: start.get(key) for key in ("uid", "scan_id", "sample", "time")},
+            **{key: recipe.get(key) for key in ("injection_temperature_c", "growth_temperature_c")}}
+
+
 def flatten_kinetics(summary, n_frames: int, n_failed: int) -> dict:
     """One ``kinetics`` event's data from a :class:`~ncsynth.analysis.kinetics.KineticsSummary`:
     the 98 % times from the data (primary), the laws S3.3 (``k``, ``n_inf``, ``buildup_*``) and
@@ -601,6 +610,7 @@ class SAXSAnalysis(DocumentRouter):
             analysis.update(calibration=self._reducer.calibration, path_length_cm=self._reducer.path_length_cm,
                             geometry=self._reducer.geometry.to_dict())
         self._bundle = compose_run(metadata={"raw_uid": raw.get("uid"), "raw_scan_id": raw.get("scan_id"),
+                                             "raw_run": raw_description(raw),
                                              "plan_name": "saxs_analysis", "analysis": analysis,
                                              "hints": {"dimensions": [(["time_s"], FITS)]}})
         self.emit("start", self._bundle.start_doc)
