@@ -215,11 +215,14 @@ def test_first_runs_on_a_new_data_directory_do_not_race_at_catalog_creation(tmp_
     root, go = tmp_path / "new", tmp_path / "go"
     code = ("import pathlib, sys, time\n"
             "from ncsynth.storage import open_catalog\n"
+            "import bluesky_tiled_plugins.exporters, tiled.catalog, tiled.client, tiled.server.app\n"
+            "print('ready', flush=True)\n"
             f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.01)\n"
             f"with open_catalog({str(root)!r}) as catalog: print(len(catalog))\n")
     procs = [subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    time.sleep(15)  # all three have imported tiled and wait for the go
+    # all three have imported what opening a catalog needs and wait for the go
+    assert [proc.stdout.readline() for proc in procs] == ["ready\n"] * 3
     go.touch()
     results = [proc.communicate(timeout=TIMEOUT_S) for proc in procs]
     for proc, (out, err) in zip(procs, results):
