@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -36,7 +37,8 @@ __all__ = ["SphereFit", "fit_pattern", "sphere_intensity"]
 MIN_POINTS = 10
 #: χ² improvement over a flat background below which a frame is "no particles yet" (≈5σ, 3 dof).
 MIN_SIGNAL_DELTA_CHI2 = 25.0
-#: A warm start that ends above this reduced χ² is retried from a cold start.
+#: A search that ends above this reduced χ² (or does not converge) is not the answer: a warm
+#: start is retried from the cold starts, a cold start from the next one.
 WARM_RETRY_CHI2_REDUCED = 2.0
 RADIUS_MIN_NM = 0.1
 RADIUS_MAX_NM = 60.0
@@ -101,13 +103,14 @@ class _Context:
         decades = math.log10(scan_max / 0.25)
         radii = np.geomspace(0.25, scan_max, max(8, round(_SCAN_RADII_PER_DECADE * decades)))
         self.scan_params = np.array([(r, r * w) for r in radii for w in _SCAN_RELATIVE_WIDTHS])
-        self._scan_table = None
 
-    @property
+    @cached_property
     def scan_table(self):
-        if self._scan_table is None:
-            self._scan_table = np.array([self.kernel.evaluate(r, s)[0] for r, s in self.scan_params])
-        return self._scan_table
+        return np.array([self.kernel.evaluate(r, s)[0] for r, s in self.scan_params])
+
+    @cached_property
+    def scan_table_squared(self):
+        return self.scan_table**2
 
 
 _CONTEXTS: OrderedDict = OrderedDict()
@@ -119,10 +122,16 @@ def _context_for(q):
 
 
 class _Projection:
-    """Variable projection: for (ln R0, ln σ), solve c and b exactly and return the residual."""
+    """Variable projection: for the nonlinear parameters theta, solve the concentration c and the
+    background b exactly and return the residual with the Kaufman Jacobian.
 
-    def __init__(self, kernel, y, inv_sigma):
-        self.kernel = kernel
+    ``model(theta)`` gives ``(rows, factors)``: ``rows`` (1 + k, n) the model per unit
+    concentration (cm⁻¹ per mol/L) and its derivatives with respect to k parameters, ``factors``
+    (k,) what those derivatives are multiplied by to be d/dtheta (chain rule, e.g. R for ln R).
+    """
+
+    def __init__(self, model, y, inv_sigma):
+        self.model = model
         self.inv_sigma = inv_sigma
         self.yw = y * inv_sigma
         norm = math.sqrt(inv_sigma @ inv_sigma)
@@ -144,27 +153,38 @@ class _Projection:
         return c, b, residual, e2
 
     def __call__(self, theta):
-        """(cost, c, b, residual, Jacobian (n, 2) w.r.t. theta) or cost = inf if degenerate."""
-        radius, sigma = np.exp(theta)
-        model = self.kernel.evaluate(radius, sigma)
+        """(cost, c, b, residual, Jacobian (n, k) w.r.t. theta) or cost = inf if degenerate."""
+        model, factors = self.model(theta)
         a_w = model[0] * self.inv_sigma
         c, b, residual, e2 = self.linear_coefficients(a_w)
         if residual is None:
             return math.inf, c, b, None, None
         d = model[1:] * (c * self.inv_sigma)
-        d[0] *= radius
-        d[1] *= sigma
-        d -= np.outer(d @ self.e1, self.e1) + np.outer(d @ e2, e2)
+        d *= np.asarray(factors)[:, None]
+        basis = np.stack([self.e1, e2])
+        d -= (d @ basis.T) @ basis
         return float(residual @ residual), c, b, residual, -d.T
 
 
-def _levenberg_marquardt(projection, theta):
-    """Minimise the projected cost over theta = (ln R0, ln σ) within bounds; returns state."""
+def gaussian_model(kernel):
+    """``model(theta)`` of :class:`_Projection` for theta = (ln R0, ln σ) of S2.3 on ``kernel``."""
+    def model(theta):
+        radius, sigma = np.exp(theta)
+        return kernel.evaluate(radius, sigma), (radius, sigma)
+    return model
+
+
+def levenberg_marquardt(projection, theta, lower=_LOG_LOWER, upper=_LOG_UPPER,
+                        max_iterations=MAX_ITERATIONS):
+    """Minimise the projected cost of ``projection`` over theta within [lower, upper] (steps
+    clipped to the bounds); returns (theta, cost, c, b, converged). Converged: a Gauss–Newton
+    step below STEP_TOLERANCE of every parameter's standard error, no downhill step left, or a
+    relative cost change below 1e-13."""
     cost, c, b, residual, jac = projection(theta)
     if not math.isfinite(cost):
         return theta, cost, c, b, False
     damping = 1e-3
-    for _ in range(MAX_ITERATIONS):
+    for _ in range(max_iterations):
         gradient = jac.T @ residual
         hessian = jac.T @ jac
         try:
@@ -172,13 +192,13 @@ def _levenberg_marquardt(projection, theta):
             if np.all(np.abs(np.linalg.solve(hessian, gradient)) <= STEP_TOLERANCE * scale):
                 return theta, cost, c, b, True  # the Gauss–Newton step is negligible
         except np.linalg.LinAlgError:
-            scale = np.full(2, math.inf)
+            scale = np.full(theta.size, math.inf)
         while True:
             try:
                 step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian)), -gradient)
             except np.linalg.LinAlgError:
-                step = np.zeros(2)
-            trial = np.clip(theta + step, _LOG_LOWER, _LOG_UPPER)
+                step = np.zeros(theta.size)
+            trial = np.clip(theta + step, lower, upper)
             trial_state = projection(trial)
             if trial_state[0] <= cost:
                 break
@@ -196,15 +216,21 @@ def _levenberg_marquardt(projection, theta):
 
 
 def _cold_starts(context, projection, count=2):
-    """Best (ln R0, ln σ) of the scan table by projected χ² (c > 0), at distinct radii."""
-    table_w = context.scan_table * projection.inv_sigma
-    e1, yw = projection.e1, projection.yw
-    a_perp = table_w - np.outer(table_w @ e1, e1)
-    norms = np.sqrt(np.einsum("ij,ij->i", a_perp, a_perp))
+    """Best (ln R0, ln σ) of the scan table by projected χ² (c > 0), at distinct radii.
+
+    For a weighted scan column a and the unit background column e1, the χ² with c and b solved
+    is |yw|² − (e1·yw)² − p2², p2 = (a·yw − (a·e1)(e1·yw))/|a⊥| (c = p2/|a⊥| > 0), with
+    |a⊥|² = |a|² − (a·e1)²: three products with the table, no (scan × q) temporaries.
+    """
+    inv_sigma, e1, yw = projection.inv_sigma, projection.e1, projection.yw
+    along = context.scan_table @ np.stack([inv_sigma * yw, inv_sigma * e1], axis=1)
+    squares = context.scan_table_squared @ (inv_sigma * inv_sigma)
+    perp_squared = squares - along[:, 1] ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        p2 = (a_perp @ yw) / norms
-    cost = -(p2**2)  # χ² = |yw|² − (e1·yw)² − p2²: minimising means maximising p2²
-    cost[~(p2 > 0) | ~np.isfinite(p2)] = math.inf  # c = p2/|a_perp| must be positive
+        p2 = (along[:, 0] - along[:, 1] * (e1 @ yw)) / np.sqrt(perp_squared)
+    cost = -(p2**2)  # minimising χ² means maximising p2²
+    # c must be positive; a column (nearly) flat like the background fits nothing
+    cost[~(p2 > 0) | ~np.isfinite(p2) | ~(perp_squared > 1e-9 * squares)] = math.inf
     order = np.argsort(cost)
     starts, radii_used = [], []
     for index in order:
@@ -275,17 +301,20 @@ def fit_pattern(q_nm, intensity_cm, sigma_cm, guess=None, q_range_nm=None) -> Sp
         return SphereFit.failed(f"sigma_cm <= 0 at {np.count_nonzero(s <= 0)} points", n)
 
     context = _context_for(q)
-    projection = _Projection(context.kernel, y, 1.0 / s)
+    projection = _Projection(gaussian_model(context.kernel), y, 1.0 / s)
     flat_chi2 = float(projection.yw @ projection.yw - (projection.yw @ projection.e1) ** 2)
     dof = n - 4
 
-    best = None
-    if theta_guess is not None:
-        best = _levenberg_marquardt(projection, theta_guess)
-        if not best[4] or best[1] / dof > WARM_RETRY_CHI2_REDUCED:
-            best = _best_of(best, *(_levenberg_marquardt(projection, t) for t in _cold_starts(context, projection)))
-    else:
-        best = _best_of(*(_levenberg_marquardt(projection, t) for t in _cold_starts(context, projection)))
+    def good(state):
+        return state[4] and state[1] / dof <= WARM_RETRY_CHI2_REDUCED
+
+    states = [] if theta_guess is None else [levenberg_marquardt(projection, theta_guess)]
+    if not (states and good(states[0])):
+        for theta in _cold_starts(context, projection):  # best first; the next only if needed
+            states.append(levenberg_marquardt(projection, theta))
+            if good(states[-1]):
+                break
+    best = _best_of(*states)
     if best is None or not math.isfinite(best[1]):
         return SphereFit.failed("no particle signal: no size fits with a positive concentration", n)
     theta, cost, c, b, converged = best

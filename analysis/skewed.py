@@ -11,7 +11,9 @@ deviation σ and skewness γ; γ = 0 is the Gaussian of S2.3, γ < 0 a tail towa
 
 weighted with 1/σ², integrated on the radius grids of :mod:`~ncsynth.analysis.scattering`
 (trapezoid, step ≤ σ/8 and under the Nyquist step of V²F²), c and b solved exactly for each
-(ln R, ln σ, γ) (variable projection), trust-region least squares over those three.
+(ln R, ln σ, γ) (variable projection), Levenberg–Marquardt over those three with the Kaufman
+Jacobian from the analytic derivatives of the quadrature weights (``pearson3_log_density``;
+the same search as the Gaussian fit, :func:`~ncsynth.analysis.saxs.levenberg_marquardt`).
 ``fit_skewed`` warm-starts from a Gaussian :class:`~ncsynth.analysis.saxs.SphereFit`.
 Units: nm, mol/L, cm⁻¹.
 """
@@ -22,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import least_squares
-from scipy.special import gammaln
 
-from ncsynth.analysis.saxs import SphereFit, _context_for, _select_points
+from ncsynth.analysis.saxs import (SphereFit, _context_for, _Projection, _select_points,
+                                   levenberg_marquardt)
 from ncsynth.analysis.scattering import BASE_STEP_NM
 
 __all__ = ["SkewedFit", "fit_skewed", "skewed_radius_weights"]
@@ -36,7 +38,7 @@ SKEW_BOUND = 1.8
 COLD_SKEWNESS = (-0.5, 0.5)
 #: Linear (c, b) plus nonlinear (R, σ, γ) parameters.
 N_PARAMETERS = 5
-MAX_EVALUATIONS = 100
+MAX_ITERATIONS = 100
 _SPAN_SIGMAS = 8.0
 
 
@@ -64,71 +66,98 @@ class SkewedFit:
         return cls(nan, nan, nan, nan, nan, nan, int(n_points), False, reason)
 
 
-def pearson3_pdf(r, mean, std, skewness):
-    """Pearson III density (a gamma distribution of shape 4/γ² shifted and scaled to ``mean``,
-    ``std`` and skewness γ; the normal density for |γ| < 1e-4), as ``scipy.stats.pearson3``."""
-    z = (np.asarray(r, dtype=float) - mean) / std
-    if abs(skewness) < 1e-4:
-        return np.exp(-0.5 * z * z) / (std * math.sqrt(2.0 * math.pi))
-    shape = 4.0 / skewness**2
-    x = shape + math.copysign(1.0, skewness) * z * math.sqrt(shape)   # gamma variate, >= 0
+#: Taylor coefficients (in u) of H(u) = (ln(1+u) − u)/u² and G(u) = (ln(1+u) − u + u²/(2(1+u)))/u³,
+#: used below |u| = _SERIES_U, where the closed forms lose digits (relative error ~1e-14 at most).
+_H_SERIES = tuple((-1.0) ** (n + 1) / (n + 2) for n in range(14))
+_G_SERIES = tuple((-1.0) ** (n + 1) * (0.5 - 1.0 / (n + 3)) for n in range(14))
+_SERIES_U = 0.05
+
+
+def _series(coefficients, u):
+    total = np.full_like(u, coefficients[-1])
+    for coefficient in coefficients[-2::-1]:
+        total *= u
+        total += coefficient
+    return total
+
+
+def pearson3_log_density(z, skewness):
+    """ln of the Pearson III density of skewness γ at z = (r − R)/σ, up to a constant in z, and
+    its partial derivatives ∂/∂z and ∂/∂γ, inside the support 1 + γz/2 > 0.
+
+    With a = 4/γ² and u = γz/2 the density is ∝ (1 + u)^(a−1)·e^(−a·u) (a gamma distribution of
+    shape a, shifted and scaled to mean 0, variance 1), so
+
+        L = z²·H(u) − ln(1 + u),   ∂L/∂z = −(z + γ/2)/(1 + u),   ∂L/∂γ = −z³·G(u) − z/(2(1 + u))
+
+    with H, G as in ``_H_SERIES``, ``_G_SERIES``: smooth through γ = 0, where L = −z²/2 (the
+    Gaussian of S2.3) and ∂L/∂γ = z³/6 − z/2.
+    """
+    z = np.asarray(z, dtype=float)
+    u = 0.5 * skewness * z
+    small = np.abs(u) < _SERIES_U
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_pdf = (shape - 1.0) * np.log(x) - x - gammaln(shape)
-    return np.where(x > 0, np.exp(log_pdf), 0.0) * math.sqrt(shape) / std
+        log1p = np.log1p(u)
+        h = (log1p - u) / (u * u)
+        g = (h + 0.5 / (1.0 + u)) / u
+    if small.any():
+        h[small] = _series(_H_SERIES, u[small])
+        g[small] = _series(_G_SERIES, u[small])
+    inverse = 1.0 / (1.0 + u)
+    return z * z * h - log1p, -(z + 0.5 * skewness) * inverse, -(z**3) * g - 0.5 * z * inverse
 
 
 def skewed_radius_weights(radius_nm, sigma_nm, skewness, q_max_nm):
     """``(step_nm, first_index, weights)`` of the Pearson III distribution on the grid r = k·step.
 
-    Normalised trapezoid weights over [R − 8σ, R + 8σ] ∩ r > 0, so ⟨f⟩ = Σ wᵢ f(rᵢ).
+    Normalised trapezoid weights over [R − 8σ, R + 8σ] ∩ r > 0 ∩ the support, so
+    ⟨f⟩ = Σ wᵢ f(rᵢ): ``weights`` has shape (4, m), the weights and their derivatives d/dR,
+    d/dσ (nm⁻¹) and d/dγ (all 0 when no node is inside the support).
     """
     max_step = min(sigma_nm / 8.0, 2.0 * math.pi / (2.0 * q_max_nm + 8.0 / sigma_nm))
     level = max(0, math.floor(math.log2(max_step / BASE_STEP_NM)))
     step = BASE_STEP_NM * 2.0**level
     first = max(math.ceil((radius_nm - _SPAN_SIGMAS * sigma_nm) / step), 1)
     last = max(math.floor((radius_nm + _SPAN_SIGMAS * sigma_nm) / step), first + 1)
-    density = pearson3_pdf(np.arange(first, last + 1) * step, radius_nm, sigma_nm, skewness)
-    total = density.sum()
-    return step, first, density / total if total > 0 else density
+    z = (np.arange(first, last + 1) * step - radius_nm) / sigma_nm
+    inside = np.flatnonzero(0.5 * skewness * z > -1.0)
+    if inside.size == 0:
+        return step, first, np.zeros((4, z.size))
+    z = z[inside[0]:inside[-1] + 1]
+    log_density, d_z, d_skew = pearson3_log_density(z, skewness)
+    w = np.exp(log_density - log_density.max())
+    w /= w.sum()
+    d_log = np.stack([-d_z / sigma_nm, -z * d_z / sigma_nm, d_skew])
+    weights = np.empty((4, z.size))
+    weights[0] = w
+    weights[1:] = w * (d_log - (d_log @ w)[:, None])
+    return step, first + int(inside[0]), weights
 
 
 def skewed_intensity(kernel, radius_nm, sigma_nm, skewness):
-    """⟨I(q)⟩ per unit concentration (cm⁻¹ per mol/L) of one Pearson III population (S2.1) on
-    the q of ``kernel`` (a :class:`~ncsynth.analysis.scattering.RadiusGridKernel`)."""
+    """(4, n_q): ⟨I(q)⟩ per unit concentration (cm⁻¹ per mol/L) of one Pearson III population
+    (S2.1) on the q of ``kernel`` (a :class:`~ncsynth.analysis.scattering.RadiusGridKernel`),
+    and its derivatives d/dR, d/dσ (per nm) and d/dγ."""
     step, first, weights = skewed_radius_weights(radius_nm, sigma_nm, skewness, kernel.q_max_nm)
-    return kernel.scale * (weights @ kernel._rows(step, first, weights.size))
+    return kernel.scale * (weights @ kernel._rows(step, first, weights.shape[1]))
 
 
-class _Projection:
-    """Variable projection: ``populations(theta)`` gives each population's model per unit
-    concentration; their concentrations and the background are solved exactly."""
-
-    def __init__(self, populations, y, inv_sigma):
-        self.populations, self.inv_sigma, self.yw = populations, inv_sigma, y * inv_sigma
-
-    def solve(self, theta):
-        columns = np.vstack([*self.populations(theta), np.ones_like(self.inv_sigma)]) * self.inv_sigma
-        coefficients, *_ = np.linalg.lstsq(columns.T, self.yw, rcond=None)
-        return coefficients, self.yw - coefficients @ columns
-
-    def residual(self, theta):
-        return self.solve(theta)[1]
-
-
-def _one_population(kernel, y, s) -> _Projection:
-    return _Projection(lambda theta: [skewed_intensity(kernel, math.exp(theta[0]),
-                                                       math.exp(theta[1]), theta[2])], y, 1.0 / s)
+def skewed_model(kernel):
+    """``model(theta)`` of :class:`~ncsynth.analysis.saxs._Projection` for theta = (ln R, ln σ, γ)."""
+    def model(theta):
+        radius, sigma = math.exp(theta[0]), math.exp(theta[1])
+        return skewed_intensity(kernel, radius, sigma, theta[2]), (radius, sigma, 1.0)
+    return model
 
 
 def _search(q, y, s, start_radius_nm, sigma0_nm, skew, lower, upper):
-    """The trust-region search from (R, σ, γ) = (``start_radius_nm``, ``sigma0_nm``, ``skew``);
-    a module function of plain arguments, so a cold start can run in another process and give
-    the same result."""
-    projection = _one_population(_context_for(q).kernel, y, s)
-    theta0 = np.clip([math.log(start_radius_nm), math.log(sigma0_nm), skew],
-                     np.array(lower) + 1e-6, np.array(upper) - 1e-6)
-    return least_squares(projection.residual, theta0, bounds=(lower, upper), method="trf",
-                         x_scale=[0.05, 0.2, 0.5], diff_step=1e-4, max_nfev=MAX_EVALUATIONS)
+    """The Levenberg–Marquardt search from (R, σ, γ) = (``start_radius_nm``, ``sigma0_nm``,
+    ``skew``): (theta, χ², c, b, converged). A module function of plain arguments, so a cold
+    start can run in another process and give the same result."""
+    projection = _Projection(skewed_model(_context_for(q).kernel), y, 1.0 / s)
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    theta0 = np.clip([math.log(start_radius_nm), math.log(sigma0_nm), skew], lower + 1e-6, upper - 1e-6)
+    return levenberg_marquardt(projection, theta0, lower, upper, max_iterations=MAX_ITERATIONS)
 
 
 def fit_skewed(q_nm, intensity_cm, sigma_cm, start: SphereFit, guess: SkewedFit | None = None,
@@ -146,7 +175,7 @@ def fit_skewed(q_nm, intensity_cm, sigma_cm, start: SphereFit, guess: SkewedFit 
     sigma0 = max(start.sigma_nm, 0.02 * start.radius_nm)
     lower = [math.log(0.1), math.log(0.005 * start.radius_nm), -SKEW_BOUND]
     upper = [math.log(60.0), math.log(start.radius_nm), SKEW_BOUND]
-    gaussian_cost = 0.5 * start.chi2_reduced * (q.size - 4)
+    gaussian_chi2 = start.chi2_reduced * (q.size - 4)
 
     def searches(skews, run=map):
         n = len(skews)
@@ -154,15 +183,14 @@ def fit_skewed(q_nm, intensity_cm, sigma_cm, start: SphereFit, guess: SkewedFit 
                         [sigma0] * n, skews, [lower] * n, [upper] * n))
 
     results = searches([guess.skewness]) if guess is not None and guess.success else []
-    if not (results and results[0].status > 0 and results[0].cost <= gaussian_cost):
+    if not (results and results[0][4] and results[0][1] <= gaussian_chi2):
         results += searches(list(COLD_SKEWNESS), mapper)  # a poor warm start: both cold ones
-    converged = [r for r in results if r.status > 0]
+    converged = [r for r in results if r[4] and math.isfinite(r[1])]
     if not converged:
-        return SkewedFit.failed(f"no convergence in {MAX_EVALUATIONS} evaluations", q.size)
-    best = min(converged, key=lambda r: r.cost)
-    (c, b), residual = _one_population(_context_for(q).kernel, y, s).solve(best.x)
-    return SkewedFit(math.exp(best.x[0]), math.exp(best.x[1]), float(best.x[2]), float(c), float(b),
-                     float(residual @ residual), q.size, True)
+        return SkewedFit.failed(f"no convergence in {MAX_ITERATIONS} iterations", q.size)
+    theta, chi2, c, b, _ = min(converged, key=lambda r: r[1])
+    return SkewedFit(math.exp(theta[0]), math.exp(theta[1]), float(theta[2]), float(c), float(b),
+                     float(chi2), q.size, True)
 
 
 def fit_skewed_and_gaussian(q_nm, intensity_cm, sigma_cm, start, q_range_nm=None):
@@ -176,12 +204,16 @@ def fit_skewed_and_gaussian(q_nm, intensity_cm, sigma_cm, start, q_range_nm=None
     """
     q, y, s = _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm)
     kernel = _context_for(q).kernel
+    inv_sigma = 1.0 / s
+    yw = y * inv_sigma
 
-    def populations(theta):
+    def residual(theta):  # c₁, c₂ and b solved exactly (variable projection)
         r1, s1, r2, s2 = np.exp(theta[:4])
-        return [skewed_intensity(kernel, r1, s1, theta[4]), kernel.evaluate(r2, s2)[0]]
+        columns = np.vstack([skewed_intensity(kernel, r1, s1, theta[4])[0],
+                             kernel.evaluate(r2, s2)[0], np.ones_like(s)]) * inv_sigma
+        coefficients, *_ = np.linalg.lstsq(columns.T, yw, rcond=None)
+        return yw - coefficients @ columns
 
-    projection = _Projection(populations, y, 1.0 / s)
     log_r1 = math.log(start.radius1_nm)
     lower = [math.log(start.radius2_nm), math.log(0.005 * start.radius1_nm), math.log(0.1),
              math.log(1e-3), -SKEW_BOUND]
@@ -191,9 +223,9 @@ def fit_skewed_and_gaussian(q_nm, intensity_cm, sigma_cm, start, q_range_nm=None
         theta0 = np.clip([log_r1, math.log(max(start.sigma1_nm, 0.02 * start.radius1_nm)),
                           math.log(start.radius2_nm), math.log(max(start.sigma2_nm, 1e-3)), skew],
                          np.array(lower) + 1e-6, np.array(upper) - 1e-6)
-        results.append(least_squares(projection.residual, theta0, bounds=(lower, upper), method="trf",
+        results.append(least_squares(residual, theta0, bounds=(lower, upper), method="trf",
                                      x_scale=[0.02, 0.2, 0.05, 0.2, 0.5], diff_step=1e-4,
-                                     max_nfev=MAX_EVALUATIONS))
+                                     max_nfev=MAX_ITERATIONS))
     converged = [r for r in results if r.status > 0]
     if not converged:
         return math.nan, math.nan, math.nan

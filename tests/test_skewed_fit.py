@@ -1,0 +1,117 @@
+"""The skewed (Pearson III) fit: its density and analytic derivatives, and the search with them.
+
+The search runs on analytic derivatives of the quadrature weights (no finite differences), so
+the density is checked against scipy.stats.pearson3, the derivatives against central
+differences, and the fitted optimum against scipy's trust-region search with a numerical
+Jacobian on the same projected residual (an independent optimiser must land on the same point).
+"""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import least_squares
+from scipy.stats import pearson3
+
+from ncsynth.analysis.saxs import _context_for, _Projection, fit_pattern
+from ncsynth.analysis.skewed import (SKEW_BOUND, fit_skewed, pearson3_log_density, skewed_intensity,
+                                     skewed_model, skewed_radius_weights)
+
+Q_NM = np.geomspace(0.1, 5.0, 400)
+SKEWNESSES = [-1.7, -0.6, -0.02, 0.0, 0.01, 0.4, 1.5]
+
+
+@pytest.mark.parametrize("skewness", SKEWNESSES)
+def test_log_density_is_scipys_pearson3_up_to_a_constant(skewness):
+    z = np.linspace(-6.0, 6.0, 241)
+    z = z[0.5 * skewness * z > -1.0]  # the support
+    log_density, _, _ = pearson3_log_density(z, skewness)
+    offset = log_density - pearson3.logpdf(z, skewness)
+    # scipy's own log-density loses ~1e-10 at |γ| = 0.01 (a gamma of shape 4e4)
+    assert np.ptp(offset) < 1e-9
+
+
+@pytest.mark.parametrize("skewness", SKEWNESSES)
+def test_partial_derivatives_of_the_log_density_match_central_differences(skewness):
+    z = np.linspace(-5.0, 5.0, 201)
+    z = z[0.5 * skewness * z > -0.95]
+    _, d_z, d_skew = pearson3_log_density(z, skewness)
+    h = 1e-6
+    numeric_z = (pearson3_log_density(z + h, skewness)[0] - pearson3_log_density(z - h, skewness)[0]) / (2 * h)
+    numeric_skew = (pearson3_log_density(z, skewness + h)[0]
+                    - pearson3_log_density(z, skewness - h)[0]) / (2 * h)
+    assert np.max(np.abs(d_z - numeric_z)) < 1e-6 * max(1.0, np.max(np.abs(d_z)))
+    assert np.max(np.abs(d_skew - numeric_skew)) < 1e-6 * max(1.0, np.max(np.abs(d_skew)))
+
+
+@pytest.mark.parametrize("skewness", [-1.7, -0.8, 0.0, 0.05, 0.6])
+def test_weight_derivatives_match_central_differences(skewness):
+    radius, sigma, h = 2.00113, 0.2013, 1e-7  # away from a grid node entering the window
+    step, first, weights = skewed_radius_weights(radius, sigma, skewness, Q_NM.max())
+    assert weights.shape[0] == 4 and abs(weights[0].sum() - 1.0) < 1e-12
+    for row, delta in ((1, (h, 0, 0)), (2, (0, h, 0)), (3, (0, 0, h))):
+        up = skewed_radius_weights(radius + delta[0], sigma + delta[1], skewness + delta[2], Q_NM.max())
+        down = skewed_radius_weights(radius - delta[0], sigma - delta[1], skewness - delta[2], Q_NM.max())
+        assert up[:2] == down[:2] == (step, first)
+        numeric = (up[2][0] - down[2][0]) / (2 * h)
+        assert np.max(np.abs(numeric - weights[row])) < 1e-6 * np.max(np.abs(weights[row]))
+
+
+def test_no_grid_node_in_the_support_gives_zero_weights():
+    # γ = −1.8 ends the support at R + 2σ/1.8 = 0.0019 nm, below the first node (0.0025 nm)
+    _, _, weights = skewed_radius_weights(0.001, 0.0008, -SKEW_BOUND, Q_NM.max())
+    assert weights.shape[0] == 4 and not np.any(weights)
+
+
+def skewed_pattern(radius, sigma, skewness, concentration=1e-5, background=0.02, seed=0):
+    kernel = _context_for(Q_NM).kernel
+    intensity = concentration * skewed_intensity(kernel, radius, sigma, skewness)[0] + background
+    scale = 2e5 / intensity.max()
+    rng = np.random.default_rng(seed)
+    return rng.poisson(intensity * scale) / scale, np.sqrt(intensity * scale) / scale
+
+
+def projected_errors(y, s, fit):
+    """Standard errors of (ln R, ln σ, γ) from the Kaufman Jacobian at ``fit``."""
+    projection = _Projection(skewed_model(_context_for(Q_NM).kernel), y, 1.0 / s)
+    theta = np.array([math.log(fit.radius_nm), math.log(fit.sigma_nm), fit.skewness])
+    jacobian = projection(theta)[4]
+    return theta, projection, np.sqrt(np.diag(np.linalg.inv(jacobian.T @ jacobian)))
+
+
+@pytest.mark.parametrize("truth", [(2.0, 0.2, -1.2), (3.0, 0.25, 0.5), (1.6, 0.15, 0.0)])
+def test_fit_recovers_a_pearson3_population_within_its_errors(truth):
+    y, s = skewed_pattern(*truth)
+    gaussian = fit_pattern(Q_NM, y, s)
+    fit = fit_skewed(Q_NM, y, s, gaussian)
+    assert fit.success, fit.reason
+    theta, _, errors = projected_errors(y, s, fit)
+    expected = np.array([math.log(truth[0]), math.log(truth[1]), truth[2]])
+    assert np.all(np.abs(theta - expected) < 5 * errors), (theta, expected, errors)
+    assert abs(fit.concentration_molar / 1e-5 - 1) < 0.05
+    assert fit.chi2_reduced < 1.3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_analytic_search_lands_where_scipys_numerical_one_does(seed):
+    y, s = skewed_pattern(2.2, 0.25, -0.9, seed=seed)
+    gaussian = fit_pattern(Q_NM, y, s)
+    fit = fit_skewed(Q_NM, y, s, gaussian)
+    theta, projection, errors = projected_errors(y, s, fit)
+    reference = least_squares(lambda t: projection(t)[3], theta + [0.02, 0.1, 0.3], method="trf",
+                              x_scale=[0.05, 0.2, 0.5], diff_step=1e-6, xtol=1e-12, ftol=1e-12,
+                              bounds=([-5, -8, -SKEW_BOUND], [5, 2, SKEW_BOUND]))
+    assert np.all(np.abs(reference.x - theta) < 0.01 * errors), (reference.x - theta) / errors
+    assert fit.chi2 <= 2 * reference.cost * (1 + 1e-9)
+
+
+def test_a_warm_start_from_the_previous_frame_gives_the_cold_start_fit():
+    y0, s0 = skewed_pattern(2.0, 0.2, -1.0, seed=3)
+    y1, s1 = skewed_pattern(2.05, 0.2, -1.0, seed=4)
+    previous = fit_skewed(Q_NM, y0, s0, fit_pattern(Q_NM, y0, s0))
+    gaussian = fit_pattern(Q_NM, y1, s1)
+    warm = fit_skewed(Q_NM, y1, s1, gaussian, guess=previous)
+    cold = fit_skewed(Q_NM, y1, s1, gaussian)
+    theta, _, errors = projected_errors(y1, s1, cold)
+    warm_theta = np.array([math.log(warm.radius_nm), math.log(warm.sigma_nm), warm.skewness])
+    assert np.all(np.abs(warm_theta - theta) < 0.01 * errors)
