@@ -1,58 +1,20 @@
 """The report / dry-run figure (analysis/display.py), drawn from patterns made with the real
-scattering model (S2.1 + S2.3) plus Poisson-like noise and the negative flat offset a
-background subtraction leaves, and asserted on its artists: every selected time is drawn,
-no radius error bar reaches below zero, an unresolved width is drawn as an upper limit, the
+scattering model (S2.1 + S2.3) plus noise and the negative flat offset a background
+subtraction leaves (tests/synthetic_analysis.py), and asserted on its artists: every
+selected time is drawn, no radius error bar reaches below zero, an unresolved width is drawn as an upper limit, the
 title names the sample, date and temperatures, and nothing warns."""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 import pytest
 
+from synthetic_analysis import Q_NM, START, analysed_frames
+
 from ncsynth.analysis.display import draw_figure, report_figure, run_title
 from ncsynth.analysis.live import raw_description
-from ncsynth.analysis.scattering import sphere_intensity
-
-Q_NM = np.geomspace(0.1, 5.0, 151)
-OFFSET_CM = -0.016  # what the subtraction of the hot solvent's pattern left in a dry run
-START = {"uid": "1a2b3c4d-0000-4000-8000-000000000000", "scan_id": 7, "time": 1796195994.6,
-         "sample": "CdSe-07 (test)", "recipe": {"injection_temperature_c": 290.0,
-                                                "growth_temperature_c": 260.0}}
-
-
-def _run(times_s, fitted):
-    """fits and patterns columns of frames at ``times_s``; ``fitted[i]``: frame i has a fit."""
-    rng = np.random.default_rng(3)
-    fits = {name: [] for name in ("time_s", "radius_nm", "radius_err_nm", "sigma_nm",
-                                  "sigma_upper_nm", "concentration_molar",
-                                  "concentration_err_molar", "yield_fraction", "background_cm",
-                                  "success")}
-    patterns = {name: [] for name in ("time_s", "q_nm", "intensity_cm", "sigma_cm", "model_cm")}
-    for t, ok in zip(times_s, fitted):
-        radius, conc = 0.9 + 0.3 * math.log10(t), 2e-6 * min(t, 50.0)
-        model = sphere_intensity(Q_NM, radius, 0.1 * radius, conc, OFFSET_CM)
-        sigma = np.full(Q_NM.size, 2e-4)
-        intensity = model + rng.normal(0.0, 2e-4, Q_NM.size)
-        nan = math.nan
-        fits["time_s"].append(t)
-        fits["radius_nm"].append(radius if ok else nan)
-        fits["radius_err_nm"].append((2.5 * radius if t < 2 else 0.05) if ok else nan)
-        fits["sigma_nm"].append((0.01 if t < 2 else 0.1 * radius) if ok else nan)
-        fits["sigma_upper_nm"].append((0.5 * radius if t < 2 else nan) if ok else nan)
-        fits["concentration_molar"].append(conc if ok else nan)
-        fits["concentration_err_molar"].append(0.1 * conc if ok else nan)
-        fits["yield_fraction"].append(0.01 * t if ok else nan)
-        fits["background_cm"].append(OFFSET_CM if ok else nan)
-        fits["success"].append(ok)
-        patterns["time_s"].append(t)
-        patterns["q_nm"].append(Q_NM)
-        patterns["intensity_cm"].append(intensity)
-        patterns["sigma_cm"].append(sigma)
-        patterns["model_cm"].append(model if ok else np.full(Q_NM.size, nan))
-    return fits, patterns
 
 
 def _drawn_curves(axis):
@@ -69,7 +31,7 @@ def _drawn_curves(axis):
 
 def test_every_selected_time_is_drawn_beyond_the_first_minimum_and_below_zero():
     times = np.geomspace(1.12, 600.0, 40)
-    fits, patterns = _run(times, [True] * times.size)
+    fits, patterns = analysed_frames(times, [True] * times.size)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "Data has no positive values", nothing else
         figure = draw_figure(fits, patterns, title=run_title(raw_description(START)))
@@ -89,7 +51,7 @@ def test_every_selected_time_is_drawn_beyond_the_first_minimum_and_below_zero():
 
 def test_a_short_run_without_a_fit_yet_shows_its_patterns_and_does_not_warn():
     times = np.array([0.04, 0.13, 0.23])
-    fits, patterns = _run(times, [False] * times.size)
+    fits, patterns = analysed_frames(times, [False] * times.size)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         figure = draw_figure(fits, patterns, title="")
@@ -103,7 +65,7 @@ def test_a_short_run_without_a_fit_yet_shows_its_patterns_and_does_not_warn():
 
 def test_radius_error_bars_stop_at_zero_and_unresolved_widths_are_upper_limits():
     times = np.geomspace(1.12, 600.0, 40)
-    fits, patterns = _run(times, [True] * times.size)
+    fits, patterns = analysed_frames(times, [True] * times.size)
     figure = draw_figure(fits, patterns)
     ax_r = figure.axes[1]
     bars = [c for c in ax_r.collections if c.get_segments()]
@@ -118,12 +80,12 @@ def test_radius_error_bars_stop_at_zero_and_unresolved_widths_are_upper_limits()
     assert (np.asarray(lines["dispersion"].get_ydata()) == pytest.approx(10.0))  # none at 0 %
 
 
-def test_the_title_names_sample_date_temperatures_and_run(tmp_path):
+def test_the_title_names_sample_date_temperatures_andanalysed_frames(tmp_path):
     title = run_title(raw_description(START), "SAXS analysis, 40 frames")
     assert title.startswith("CdSe-07 (test) — 2026-12-0")
     assert "injection 290 °C, growth 260 °C" in title and "scan 7 (1a2b3c4d)" in title
     assert title.endswith("SAXS analysis, 40 frames")
-    fits, patterns = _run([1.5, 3.0], [True, True])
+    fits, patterns = analysed_frames([1.5, 3.0], [True, True])
     path = report_figure(fits, patterns, None, tmp_path / "r.png", title=title)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run_title({}, "x") == "x" and run_title(None) == ""

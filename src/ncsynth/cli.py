@@ -120,16 +120,14 @@ def _stored_run(args) -> int:
     with open_catalog(root) as catalog:
         ref = _run_ref(catalog, args.run)
         if args.command == "export":
-            suffix = {"csv": "csv", "nexus": "nxs"}[args.format]
-            path = args.output or root / "exports" / f"{args.run}-fits.{suffix}"
-            print(export_fits(catalog, ref, path, format=args.format))
+            print(export_fits(catalog, ref, args.output, format=args.format,
+                              directory=root / "exports"))
         elif args.command == "validate":
             from ncsynth.truth_report import format_validation, validate_run
 
             print(format_validation(validate_run(catalog, ref, root)))
         else:
-            path = args.output or root / "reports" / f"{args.run}.png"
-            print(report(catalog, ref, path))
+            print(report(catalog, ref, args.output, directory=root / "reports"))
     return 0
 
 

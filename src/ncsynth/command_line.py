@@ -121,12 +121,18 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=["csv", "nexus"], default="csv",
                      help="csv: the per-frame fit table; nexus: NXcanSAS HDF5 with the reduced "
                           "patterns, the fit table and the instrument")
-    exp.add_argument("-o", "--output", help="file to write (default: <data-dir>/exports/...)")
+    exp.add_argument("-o", "--output", help="file to write (default: a new file in "
+                                            "<data-dir>/exports named after the run, "
+                                            "scan0007-1a2b3c4d-fits.csv)")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing --output")
 
     rpt = sub.add_parser("report", help="PNG with the paper's Fig. 1 panels for a run")
     _add_config_args(rpt)
     rpt.add_argument("run")
-    rpt.add_argument("-o", "--output", help="PNG to write (default: <data-dir>/reports/...)")
+    rpt.add_argument("-o", "--output", help="PNG to write (default: a new file in "
+                                            "<data-dir>/reports named after the run, "
+                                            "scan0007-1a2b3c4d.png)")
+    rpt.add_argument("--overwrite", action="store_true", help="replace an existing --output")
 
     val = sub.add_parser("validate", help="a dry run's headline numbers against the simulated "
                                           "flask, with pulls")
@@ -192,6 +198,9 @@ def check_arguments(args) -> dict | None:
         if not validation.real("--q-range QMAX", args.q_range[1], unit="nm^-1") > low:
             raise ValueError(f"--q-range: QMAX must be above QMIN, got {args.q_range[0]:g} "
                              f"{args.q_range[1]:g}")
+    if getattr(args, "output", None) and Path(args.output).exists() and not args.overwrite:
+        raise ValueError(f"-o {args.output}: the file exists; give --overwrite to replace it "
+                         f"(without -o a new file named after the run is written)")
     if args.command == "dry-run":
         _check_plan(args, configuration)
     if args.command in STORED_RUN_COMMANDS:

@@ -8,12 +8,13 @@ are derived runs whose start document names it (``raw_uid``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ncsynth.analysis.export import write_fits_csv
-from ncsynth.analysis.live import FrameFileError, replay
+from ncsynth.analysis.live import FrameFileError, raw_description, replay
 from ncsynth.errors import first_line
 from ncsynth.storage.journal import read_journal
 
@@ -97,15 +98,54 @@ def _store(catalog, docs: list[tuple[str, dict]]) -> None:
                        f"({type(err).__name__}: {first_line(err)}); its journal is in journal/active")
 
 
-#: Formats of :func:`export_fits`.
+def run_name(start: dict) -> str:
+    """A raw run's name in file names: ``scan0007-1a2b3c4d`` (scan id and short uid), or the
+    short uid alone for a run without a scan id."""
+    scan = start.get("scan_id")
+    return (f"scan{scan:04d}-" if isinstance(scan, int) and scan > 0 else "") + start["uid"][:8]
+
+
+def new_file(directory, stem: str, suffix: str) -> Path:
+    """Create ``directory/stem.suffix`` empty, or if it exists ``stem-2.suffix``, ``stem-3``...:
+    the first free name, taken atomically (``O_EXCL``), so that no file is ever overwritten,
+    neither by the next export of the run nor by one running at the same time."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 10_000):
+        path = directory / f"{stem}{'' if number == 1 else f'-{number}'}{suffix}"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{directory}: {stem}{suffix} and 9998 numbered copies exist")
+
+
+def _writing(path: Path | None, directory, stem: str, suffix: str, write) -> Path:
+    """``write(path)`` to ``path`` as given, or to a :func:`new_file`, removed again if the
+    writing fails (no empty file named after the run is left behind)."""
+    if path is not None:
+        return write(Path(path))
+    path = new_file(directory, stem, suffix)
+    try:
+        return write(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+#: Formats of :func:`export_fits`, with the suffix of their files.
 EXPORT_FORMATS = ("csv", "nexus")
+EXPORT_SUFFIXES = {"csv": ".csv", "nexus": ".nxs"}
 #: Data key of the heater's output (%): the HeatingController ``heater`` of ncsynth.instruments.
 HEATER_OUTPUT_KEY = "heater_output"
 
 
-def export_fits(catalog, ref, path, format: str = "csv") -> Path:
+def export_fits(catalog, ref, path=None, format: str = "csv", *, directory=None) -> Path:
     """Per-frame fit table (with errors and temperatures) of a run's latest analysis: ``"csv"``,
-    or ``"nexus"``: NeXus/HDF5 with the reduced patterns too (:func:`~ncsynth.analysis.nexus.write_fits_nexus`)."""
+    or ``"nexus"``: NeXus/HDF5 with the reduced patterns too (:func:`~ncsynth.analysis.nexus.write_fits_nexus`).
+    Written to ``path``, or (None) to a new file in ``directory`` named after the run,
+    ``scan0007-1a2b3c4d-fits.csv`` (:func:`run_name`, :func:`new_file`)."""
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     run = raw_run(catalog, ref)
@@ -113,9 +153,13 @@ def export_fits(catalog, ref, path, format: str = "csv") -> Path:
     if derived is None:
         raise RunError(f"run {run.metadata['start']['uid'][:8]} has not been analysed; "
                        f"run `ncsynth replay` first")
-    if format == "nexus":
-        return _export_nexus(run, derived, path)
-    return write_fits_csv(derived["fits"].read(), path)
+    def write(target: Path) -> Path:
+        if format == "nexus":
+            return _export_nexus(run, derived, target)
+        return write_fits_csv(derived["fits"].read(), target)
+
+    return _writing(path, directory, f"{run_name(run.metadata['start'])}-fits",
+                    EXPORT_SUFFIXES[format], write)
 
 
 def _export_nexus(run, derived, path) -> Path:
@@ -132,18 +176,22 @@ def _export_nexus(run, derived, path) -> Path:
                             heater_readings=heater)
 
 
-def report(catalog, ref, path) -> Path:
-    """The paper's Fig. 1 panels for a run's latest analysis, as a PNG."""
-    from ncsynth.analysis.display import report_figure  # matplotlib: only for a report
+def report(catalog, ref, path=None, *, directory=None) -> Path:
+    """The paper's Fig. 1 panels for a run's latest analysis, as a PNG at ``path``, or (None)
+    in a new file in ``directory`` named after the run, ``scan0007-1a2b3c4d.png``; the title
+    names the sample, date and temperatures (:func:`~ncsynth.analysis.display.run_title`)."""
+    from ncsynth.analysis.display import report_figure, run_title  # matplotlib: only here
 
     run = raw_run(catalog, ref)
-    uid = run.metadata["start"]["uid"]
+    start = run.metadata["start"]
     derived = catalog.analysis(run)
     if derived is None:
-        raise RunError(f"run {uid[:8]} has not been analysed; run `ncsynth replay` first")
+        raise RunError(f"run {start['uid'][:8]} has not been analysed; run `ncsynth replay` first")
     kinetics = derived["kinetics"].read() if "kinetics" in derived else None
-    return report_figure(derived["fits"].read(), derived["patterns"].read(), kinetics, path,
-                         title=f"run {uid[:8]} (scan {run.metadata['start'].get('scan_id')})")
+    fits, patterns = derived["fits"].read(), derived["patterns"].read()
+    title = run_title(raw_description(start), f"SAXS analysis, {len(fits['time_s'])} frames")
+    return _writing(path, directory, run_name(start), ".png",
+                    lambda target: report_figure(fits, patterns, kinetics, target, title=title))
 
 
 def second_injection_analysis(catalog, ref):
