@@ -42,6 +42,7 @@ from tiled.config import Authentication
 from tiled.media_type_registration import default_serialization_registry
 from tiled.server.app import build_app
 
+from ncsynth.config import catalog_databases
 from ncsynth.storage import Catalog
 from ncsynth.storage.catalog import catalog_adapter
 from ncsynth.storage.layout import DataDirectory
@@ -98,11 +99,12 @@ def check_api_key(api_key, *, what: str = "api_key") -> str:
     return api_key
 
 
-def _sqlalchemy_uri(uri: str, what: str) -> str:
-    scheme = urlsplit(uri).scheme.split("+")[0]
-    if scheme not in ("sqlite", "postgresql", "postgres"):
-        raise ValueError(f"[catalog] {what} must be a sqlite:/// or postgresql:// URI, got {uri!r}")
-    return uri
+def configured_layout(config: dict) -> DataDirectory:
+    """The data directory of ``[data] dir`` with the databases of ``[catalog] database_uri``
+    and ``tables_uri`` (empty: ``catalog.db`` and ``tables.sqlite`` in it); ValueError naming
+    the key of a URI that is not ``sqlite:///`` or ``postgresql://``."""
+    _catalog_section(config)
+    return DataDirectory.at(config["data"]["dir"], **catalog_databases(config))
 
 
 def storage_locations(config: dict) -> dict:
@@ -112,12 +114,8 @@ def storage_locations(config: dict) -> dict:
     ``tables``: ``[catalog] tables_uri`` or ``sqlite:///<data_dir>/tables.sqlite``.
     ``layout`` is the data directory (arrays, frames, journals) from ``[data] dir``.
     """
-    section = _catalog_section(config)
-    layout = DataDirectory.at(config["data"]["dir"])
-    database = section.get("database_uri") or f"sqlite:///{layout.catalog_db}"
-    tables = section.get("tables_uri") or f"sqlite:///{layout.tables_db}"
-    return {"layout": layout, "database": _sqlalchemy_uri(database, "database_uri"),
-            "tables": _sqlalchemy_uri(tables, "tables_uri")}
+    layout = configured_layout(config)
+    return {"layout": layout, "database": layout.catalog_uri, "tables": layout.tables_storage_uri}
 
 
 # -- server ---------------------------------------------------------------------------------
@@ -126,12 +124,7 @@ def catalog_tree(config: dict, *, readable_storage: Iterable[str | os.PathLike] 
     :func:`ncsynth.storage.open_catalog` serves in-process
     (:func:`ncsynth.storage.catalog.catalog_adapter`), with ``[catalog] database_uri`` and
     ``tables_uri`` if the configuration gives them."""
-    section = _catalog_section(config)
-    storage_locations(config)  # validates the URIs
-    return catalog_adapter(DataDirectory.at(config["data"]["dir"]),
-                           database_uri=section.get("database_uri") or None,
-                           tables_uri=section.get("tables_uri") or None,
-                           readable_storage=readable_storage)
+    return catalog_adapter(configured_layout(config), readable_storage=readable_storage)
 
 
 def catalog_app(config: dict, api_key: str, *, allow_anonymous_read: bool = False,
@@ -210,6 +203,7 @@ def serve_catalog(config: dict, host: str = DEFAULT_HOST, port: int | None = Non
         ``api_key``; ``allow_anonymous_read=True`` only lets clients without it read.
     """
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     if not isinstance(host, str) or not host:
         raise ValueError(f"host must be a non-empty str, got {host!r}")
@@ -225,7 +219,8 @@ def serve_catalog(config: dict, host: str = DEFAULT_HOST, port: int | None = Non
     if not _is_loopback(host):
         logger.warning("catalog server bound to %s: reachable from the network%s", host,
                        " and readable without an API key" if allow_anonymous_read else "")
-    print(f"ncsynth catalog server: http://{host}:{port}  catalog {where['database']}  "
+    database = make_url(where["database"]).render_as_string(hide_password=True)
+    print(f"ncsynth catalog server: http://{host}:{port}  catalog {database}  "
           f"data {where['layout'].root}  (API key required{' to write' if allow_anonymous_read else ''})",
           file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=_uvicorn_log_config())
@@ -317,7 +312,7 @@ def open_configured_catalog(config: dict) -> Catalog:
     url = _catalog_section(config).get("server_url") or ""
     data_dir = config["data"]["dir"]
     if not url:
-        return open_catalog(data_dir)
+        return open_catalog(data_dir, **catalog_databases(config))
     key = api_key_from(config)
     if key is None:
         env_name = _catalog_section(config).get("api_key_env") or DEFAULT_API_KEY_ENV

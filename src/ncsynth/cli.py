@@ -53,7 +53,8 @@ def _command(args) -> int:
         return start_session(_config(args), sim=True if args.sim else None,
                              speed=0 if args.fast else args.speed)
     if args.command == "catalog":
-        return _reporting_failures(args, _catalog_serve)
+        return _reporting_failures(args, _catalog_migrate if args.catalog_command == "migrate"
+                                   else _catalog_serve)
     return 2
 
 
@@ -81,6 +82,37 @@ def _catalog_serve(args) -> int:
     return 0
 
 
+def _catalog_migrate(args) -> int:
+    """Move the SQLite catalog of the data directory into the databases of --to/--tables-to
+    (or of the configuration); one line per run, then the configuration to use."""
+    from sqlalchemy.engine import make_url
+
+    from ncsynth.command_line import CATALOG_FILE
+    from ncsynth.config import catalog_databases, data_dir
+    from ncsynth.storage import open_catalog
+    from ncsynth.storage.migrate import migrate_catalog
+
+    config = _config(args)
+    configured = catalog_databases(config)
+    database = args.to or configured["database_uri"]
+    if not database:
+        raise ValueError("no target: give --to postgresql://user@host/database or set "
+                         "[catalog] database_uri in the configuration")
+    tables = args.tables_to or (configured["tables_uri"] if not args.to else None) or database
+    root = data_dir(config)
+    if not (root / CATALOG_FILE).exists():
+        raise ValueError(f"{root}: no catalog to move (no {CATALOG_FILE})")
+    with open_catalog(root) as source, \
+            open_catalog(root, database_uri=database, tables_uri=tables) as target:
+        moved = migrate_catalog(source, target, report=lambda run: print(
+            f"{run.uid}  {run.status:<13} events={run.documents.get('event', 0)} "
+            f"frames={run.documents.get('frames', 0)}", flush=True))
+    shown = [make_url(uri).render_as_string(hide_password=True) for uri in (database, tables)]
+    print(f"{len(moved)} runs in the target; to use it, set in the configuration:\n[catalog]\n"
+          f'database_uri = "{shown[0]}"\ntables_uri = "{shown[1]}"')
+    return 0
+
+
 def _api_key(args) -> str | None:
     """The key of --api-key-file (first line), or of --api-key (with a warning: the process list
     shows it), or None (the server reads the environment)."""
@@ -98,13 +130,15 @@ def _replay(args) -> int:
     """Replay with a pool of processes for the searches (started first, so that they load
     the fitting code while the catalog opens) and a progress bar on a terminal."""
     from ncsynth.analysis.pool import search_pool
-    from ncsynth.config import data_dir
+    from ncsynth.config import catalog_databases, data_dir
     from ncsynth.progress import ProgressBar
     from ncsynth.runs import replay_run
     from ncsynth.storage import open_catalog
 
     settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
-    with search_pool(args.processes) as mapper, open_catalog(data_dir(_config(args))) as catalog:
+    config = _config(args)
+    with search_pool(args.processes) as mapper, \
+            open_catalog(data_dir(config), **catalog_databases(config)) as catalog:
         summary = replay_run(catalog, _run_ref(catalog, args.run), mapper=mapper,
                              progress=ProgressBar(), **settings)
     print(json.dumps(summary, default=str))
@@ -112,12 +146,13 @@ def _replay(args) -> int:
 
 
 def _stored_run(args) -> int:
-    from ncsynth.config import data_dir
+    from ncsynth.config import catalog_databases, data_dir
     from ncsynth.runs import export_fits, report
     from ncsynth.storage import open_catalog
 
-    root = data_dir(_config(args))
-    with open_catalog(root) as catalog:
+    config = _config(args)
+    root = data_dir(config)
+    with open_catalog(root, **catalog_databases(config)) as catalog:
         ref = _run_ref(catalog, args.run)
         if args.command == "export":
             print(export_fits(catalog, ref, args.output, format=args.format,
@@ -149,11 +184,11 @@ def _run_ref(catalog, text: str):
 
 
 def _recover(args) -> int:
-    from ncsynth.config import data_dir
+    from ncsynth.config import catalog_databases, data_dir
     from ncsynth.storage import open_catalog
 
     config = _config(args)
-    with open_catalog(data_dir(config)) as catalog:
+    with open_catalog(data_dir(config), **catalog_databases(config)) as catalog:
         records = catalog.recover()
     if not records:
         print("nothing to recover")

@@ -161,6 +161,15 @@ def parser() -> argparse.ArgumentParser:
     key.add_argument("--api-key", default=None,
                      help="the API key itself (discouraged: visible in the process list)")
     srv.add_argument("--public", action="store_true", help="let clients without a key read")
+    mig = cat_sub.add_parser("migrate", help="move the data directory's SQLite catalog into a "
+                                             "database server (PostgreSQL)")
+    _add_config_args(mig)
+    mig.add_argument("--to", default=None, metavar="URI",
+                     help="the target catalog database, postgresql://user@host/db (default: "
+                          "catalog.database_uri of the configuration)")
+    mig.add_argument("--tables-to", default=None, metavar="URI",
+                     help="the target event-table database (default: catalog.tables_uri, else "
+                          "the catalog's database)")
     return parser
 
 
@@ -203,7 +212,7 @@ def check_arguments(args) -> dict | None:
                          f"(without -o a new file named after the run is written)")
     if args.command == "dry-run":
         _check_plan(args, configuration)
-    if args.command in STORED_RUN_COMMANDS:
+    if args.command in STORED_RUN_COMMANDS and not configuration["catalog"].get("database_uri"):
         _check_catalog(Path(configuration["data"]["dir"]).expanduser())
     return configuration
 

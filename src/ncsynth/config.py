@@ -103,6 +103,14 @@ def load_config(path: str | os.PathLike | None = None, **overrides) -> dict:
     return _merge(config, _checked(overrides, SCHEMA, "load_config() argument"))
 
 
+def catalog_databases(config: dict) -> dict:
+    """``{"database_uri": ..., "tables_uri": ...}`` of ``[catalog]`` (None where empty: the
+    SQLite files of the data directory), the keyword arguments of
+    :func:`ncsynth.storage.open_catalog`."""
+    section = config.get("catalog", {})
+    return {key: section.get(key) or None for key in ("database_uri", "tables_uri")}
+
+
 def data_dir(config: dict) -> Path:
     """The data directory, created if needed; ValueError naming it if it is a file."""
     path = Path(config["data"]["dir"]).expanduser()

@@ -16,7 +16,7 @@ from bluesky import RunEngine
 from bluesky.utils import RequestAbort, RunEngineInterrupted
 
 from ncsynth import timebase
-from ncsynth.config import data_dir
+from ncsynth.config import catalog_databases, data_dir
 from ncsynth.flask_truth import FlaskRecorder, firing_times, record_truth
 from ncsynth.instruments import connect
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
@@ -92,7 +92,7 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
     if unknown:
         raise ValueError(f"processes: unknown {sorted(unknown)}; known: writer, analysis")
     # lazy: in-process, Tiled's app is built only if this process reads the catalog
-    with open_catalog(root, lazy="writer" in processes) as catalog:
+    with open_catalog(root, lazy="writer" in processes, **catalog_databases(config)) as catalog:
         summary, trace, start_doc = _dry_run(catalog, root, config, options, analysis, progress,
                                              plan, plan_kwargs, recipe_kwargs, processes)
         exponent_pairs = None  # what the measured growth exponent was fitted to

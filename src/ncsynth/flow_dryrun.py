@@ -37,7 +37,7 @@ from ncsynth.analysis.optical import (CDSE_DENSITY_G_PER_CM3, CDSE_MOLAR_MASS_G_
                                       MSC_PEAKS_NM, cdse_diameter_nm)
 from ncsynth.analysis.reduction import Reducer, average, calibration_from_beam, subtract
 from ncsynth.analysis.temperature_map import SPECIES, temperature_map_figure
-from ncsynth.config import data_dir
+from ncsynth.config import catalog_databases, data_dir
 from ncsynth.flow_instruments import connect_flow
 from ncsynth.plans.flow import temperature_grid
 from ncsynth.progress import ProgressBar
@@ -80,7 +80,7 @@ def flow_dry_run(config: dict, *, grid: dict | None = None, residence_s: float |
     residence_s = DEFAULT_RESIDENCE_S if residence_s is None else residence_s
     root = data_dir(config)
     path_cm = float(flow_cfg["spectrometer"]["path_cm"])
-    with open_catalog(root) as catalog:
+    with open_catalog(root, **catalog_databases(config)) as catalog:
         recovered = catalog.recover()
         wall1 = time.perf_counter()
         uid, exit_status, truth = _acquire(catalog, config, grid, residence_s, speed, seed, progress)

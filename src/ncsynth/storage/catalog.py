@@ -138,7 +138,7 @@ class Catalog(RunView):
         if options.get("worker") == "process":
             if not self._embedded:
                 raise ValueError("worker='process' writes an embedded catalog only")
-            return CatalogWriter(None, self.layout, data_dir=self.layout.root,
+            return CatalogWriter(None, self.layout, data_dir=self.layout,
                                  readable_storage=self.readable_storage, **options)
         return CatalogWriter(self.client, self.layout, **options)
 
@@ -169,7 +169,7 @@ class Catalog(RunView):
 
 def open_catalog(
     data_dir: str | os.PathLike, *, readable_storage: Iterable[str | os.PathLike] = (),
-    lazy: bool = False,
+    lazy: bool = False, database_uri: str | None = None, tables_uri: str | None = None,
 ) -> Catalog:
     """Open (creating on first use) the file-backed catalog in ``data_dir``.
 
@@ -182,35 +182,40 @@ def open_catalog(
     by Tiled. A data directory that cannot be used (a file, not writable, a damaged or empty
     ``catalog.db`` or ``tables.sqlite``) raises
     :class:`~ncsynth.storage.layout.DataDirectoryError` naming the file and the cause.
+
+    ``database_uri``/``tables_uri`` (``[catalog]`` of the configuration,
+    :func:`ncsynth.config.catalog_databases`): the catalog and the event tables in a database
+    server (PostgreSQL at a facility) instead of the directory's SQLite files; its schema is
+    created on first use. Arrays, frames and journals stay in ``data_dir``.
     """
-    layout = DataDirectory.at(data_dir)
+    layout = DataDirectory.at(data_dir, database_uri=database_uri, tables_uri=tables_uri)
     if isinstance(readable_storage, (str, os.PathLike)):
         raise TypeError(f"readable_storage must be a list of directories, got a single path {readable_storage!r}")
     readable_storage = tuple(readable_storage)
     layout.create()
-    with layout.locked():
-        exists = layout.catalog_db.exists()
-        if exists:
-            check_databases(layout)
-    if not exists:  # created now (under the lock), so that its errors are told here
-        catalog_adapter(layout, readable_storage=readable_storage)
+    if layout.local:
+        with layout.locked():
+            exists = layout.catalog_db.exists()
+            if exists:
+                check_databases(layout)
+        if not exists:  # created now (under the lock), so that its errors are told here
+            catalog_adapter(layout, readable_storage=readable_storage)
     catalog = Catalog(layout, readable_storage=readable_storage)
     if not lazy:
         catalog.client  # noqa: B018 (the in-process app, built now)
     return catalog
 
 
-def catalog_adapter(layout: DataDirectory, *, database_uri: str | None = None, tables_uri: str | None = None,
-                    readable_storage: Iterable[str | os.PathLike] = ()):
+def catalog_adapter(layout: DataDirectory, *, readable_storage: Iterable[str | os.PathLike] = ()):
     """The Tiled catalog adapter over ``layout`` (created on first use), for the embedded
     catalog and the catalog server: ``arrays/`` and the tables writable, ``frames/`` (and
     ``readable_storage``) readable.
 
     By default the catalog and tables are ``catalog.db`` and ``tables.sqlite`` of the data
     directory: checked before use (:func:`~ncsynth.storage.integrity.check_databases`),
-    created under the directory's lock, in write-ahead-log mode. ``database_uri``/``tables_uri``
-    put them elsewhere (PostgreSQL at a facility), unchecked; the database is then initialised
-    if needed (``tiled catalog init --if-not-exists``).
+    created under the directory's lock, in write-ahead-log mode. The layout's
+    ``database_uri``/``tables_uri`` put them elsewhere (PostgreSQL at a facility), unchecked;
+    the database is then initialised if needed (``tiled catalog init --if-not-exists``, ~3 s).
     """
     from bluesky_tiled_plugins.exporters import json_seq_exporter
     from tiled.catalog import from_uri
@@ -218,7 +223,7 @@ def catalog_adapter(layout: DataDirectory, *, database_uri: str | None = None, t
     from tiled.media_type_registration import default_serialization_registry
 
     extra = [str(Path(p).expanduser().resolve()) for p in readable_storage]
-    local = database_uri is None and tables_uri is None
+    local = layout.local
     layout.create()
     with layout.locked():
         new = not layout.catalog_db.exists()
@@ -226,14 +231,14 @@ def catalog_adapter(layout: DataDirectory, *, database_uri: str | None = None, t
             check_databases(layout)
         try:
             adapter = from_uri(
-                database_uri or f"sqlite:///{layout.catalog_db}",
-                writable_storage=[str(layout.arrays), tables_uri or f"sqlite:///{layout.tables_db}"],
+                layout.catalog_uri,
+                writable_storage=[str(layout.arrays), layout.tables_storage_uri],
                 readable_storage=[str(layout.frames), *extra],
                 init_if_not_exists=new or not local,  # runs `tiled catalog init` in a subprocess (~3 s)
                 specs=CATALOG_SPECS,
             )
         except DatabaseInitializationError as err:
-            where = layout.catalog_db if database_uri is None else "[catalog] database_uri"  # no password
+            where = layout.catalog_db if layout.database_uri is None else "[catalog] database_uri"  # no password
             lines = str(err).strip().splitlines() or ["no message"]
             raise DataDirectoryError(f"{where}: cannot create the catalog ({lines[-1]})") from None
         if local:

@@ -20,6 +20,10 @@ nothing else can write there):
 
 The first reply, before any request, is ``("ready",)`` or ``("error", ...)`` when the catalog
 cannot be opened.
+
+A data directory whose catalog lives in a database server (``DataDirectory.database_uri``,
+``tables_uri``) passes those URIs to the child in its environment
+(:data:`DATABASE_URI_ENV`, :data:`TABLES_URI_ENV`), not on its command line (``ps``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ import pickle
 import subprocess
 import sys
 import threading
+
+
+DATABASE_URI_ENV = "NCSYNTH_WORKER_DATABASE_URI"
+TABLES_URI_ENV = "NCSYNTH_WORKER_TABLES_URI"
 
 
 class CatalogWorkerError(RuntimeError):
@@ -53,11 +61,19 @@ def _as_exception(payload) -> BaseException:
 class WorkerLink:
     """The parent's end: starts the worker process and sends it requests, one at a time."""
 
-    def __init__(self, data_dir: str | os.PathLike, readable_storage=()):
+    def __init__(self, data_dir, readable_storage=()):
+        """``data_dir``: a path, or a :class:`~ncsynth.storage.layout.DataDirectory` (whose
+        database URIs the worker then uses too)."""
+        env = {**os.environ}
+        for name, uri in ((DATABASE_URI_ENV, getattr(data_dir, "database_uri", None)),
+                          (TABLES_URI_ENV, getattr(data_dir, "tables_uri", None))):
+            env.pop(name, None)
+            if uri:
+                env[name] = uri
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "ncsynth.storage.writer_worker", str(data_dir),
-             *map(str, readable_storage)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            [sys.executable, "-m", "ncsynth.storage.writer_worker",
+             str(getattr(data_dir, "root", data_dir)), *map(str, readable_storage)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env)
         self._lock = threading.Lock()
         self._ready: BaseException | None | bool = False
 
@@ -131,7 +147,9 @@ def _serve(data_dir: str, readable: list[str], requests, replies) -> None:
         from .catalog import open_catalog
         from .tiled_run import CommittingNormalizer
 
-        catalog = open_catalog(data_dir, readable_storage=readable)
+        catalog = open_catalog(data_dir, readable_storage=readable,
+                               database_uri=os.environ.get(DATABASE_URI_ENV) or None,
+                               tables_uri=os.environ.get(TABLES_URI_ENV) or None)
     except BaseException as err:
         reply("error", _portable(err))
         return
