@@ -41,7 +41,7 @@ def _start_server(args, env, log):
     file ``log``; returns it once /healthz answers on the port given in ``env["PORT"]``."""
     proc = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{env['PORT']}"
-    deadline = time.monotonic() + 45
+    deadline = time.monotonic() + 300  # a hang guard: under load the imports alone can take a minute
     while True:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
