@@ -28,7 +28,7 @@ from .readiness import check_loaded
 from .recipe import Recipe
 from .safety import ending_safely, named_failures
 from .stubs import (background_frames, declare_frames, detector_timed_acquisition, inject,
-                    preheat, record_cooldown, timed_acquisition)
+                    preheat, record_cooldown, run_accounting_frames, timed_acquisition)
 
 logger = logging.getLogger(__name__)
 
@@ -154,5 +154,6 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
     # a spent piston is refused before the run opens and the flask preheats; the run is made
     # safe inside, so that it records the heater's safe state
     return bpp.pchain(check_loaded(injector, pistons),
-                      bpp.run_wrapper(ending_safely(named_failures(protocol()), heater, injector),
-                                      md=metadata))
+                      run_accounting_frames(ending_safely(named_failures(protocol()), heater,
+                                                          injector), metadata,
+                                            count_frames=acquisition == "software"))

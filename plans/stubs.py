@@ -22,6 +22,7 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky import Msg
+from bluesky.utils import RunEngineControlException
 from bluesky.utils import short_uid as _short_uid
 
 from ncsynth import timebase
@@ -30,6 +31,10 @@ from ncsynth.devices.heater import HeaterFaultError
 logger = logging.getLogger(__name__)
 
 PRIMARY, BACKGROUND, INJECTION, TEMPERATURE = "primary", "background", "injection", "temperature"
+#: Warnings of :func:`_follow` for frames whose deadlines had passed.
+SKIPPED_FRAMES = ("skipped frames %d-%d: their deadlines had passed, %.3f s ago for the first "
+                  "(pause or stall)")
+SKIPPED_FRAMES_AT_END = "skipped frames %d-%d: their deadlines had passed (pause or stall)"
 
 
 def call(function, *args, **kwargs):
@@ -263,8 +268,7 @@ def _follow(agenda, timer, heater, check_group, act):
             skipped.append(index)
             continue
         if skipped:
-            logger.warning("skipped frames %d-%d: their deadlines had passed, %.3f s ago for "
-                           "the first (pause or stall)", skipped[0], skipped[-1],
+            logger.warning(SKIPPED_FRAMES, skipped[0], skipped[-1],
                            timebase.now() - frame_deadlines[skipped[0]])
             skipped = []
         yield Msg("checkpoint")
@@ -274,6 +278,44 @@ def _follow(agenda, timer, heater, check_group, act):
         else:
             yield from act(kind, index)
             yield from check_heater(heater)
+    if skipped:  # the last frames: nothing came after them to rejoin the schedule
+        logger.warning(SKIPPED_FRAMES_AT_END, skipped[0], skipped[-1])
+
+
+#: The stop document's reason when a run ended taking fewer frames than planned.
+SKIPPED_REASON = ("{missing} of {planned} frames skipped: their deadlines had passed (a pause, "
+                  "or a machine too slow for the clock speed)")
+
+
+def run_accounting_frames(plan, md: dict, *, count_frames: bool = True):
+    """:func:`bluesky.preprocessors.run_wrapper` whose stop document, when the run ends having
+    taken fewer ``primary`` frames than ``md["num_points"]``, says in its ``reason`` how many
+    were skipped and why (:data:`SKIPPED_REASON`); the exit status stays "success": what was
+    taken is good data. ``count_frames`` False: the detector keeps the schedule and the
+    frames come by ``collect``, not one ``create`` each: nothing is counted."""
+    taken = []
+
+    def count(msg):
+        if msg.command == "create" and msg.kwargs.get("name") == PRIMARY:
+            taken.append(1)
+        return msg
+
+    def except_plan(error):
+        if isinstance(error, RunEngineControlException):
+            yield from bps.close_run(exit_status=error.exit_status)
+        else:
+            yield from bps.close_run(exit_status="fail", reason=str(error))
+
+    def else_plan():
+        planned = md.get("num_points") or 0
+        missing = planned - len(taken) if count_frames else 0
+        yield from bps.close_run(reason=SKIPPED_REASON.format(missing=missing, planned=planned)
+                                 if missing > 0 else None)
+
+    uid = yield from bps.open_run(md)
+    yield from bpp.contingency_wrapper(bpp.msg_mutator(plan, count), except_plan=except_plan,
+                                       else_plan=else_plan)
+    return uid
 
 
 def end_reaction(heater):

@@ -82,3 +82,62 @@ def test_a_failed_run_shows_its_error_under_the_run():
     lines = format_summary(failed).splitlines()
     assert lines[0].endswith("fail, 575 frames, 43.21 s wall")
     assert lines[1].split(None, 1) == ["error", "InjectorError: no syringe loaded"]
+
+
+def test_a_replay_names_the_raw_run_and_its_new_analysis_run_and_figure():
+    replayed = {"uid": SUMMARY["uid"], "scan_id": 7, "raw_uid": SUMMARY["uid"],
+                "analysis_uid": "0f9e8d7c-1111-4222-8333-444455556666",
+                **{key: SUMMARY[key] for key in ("final_radius_nm", "concentration_molar",
+                                                 "yield_fraction", "frames_analysed",
+                                                 "frames_without_fit", "analysis_errors")},
+                "figures": ["/data/reports/scan0007-8e2b658f.png"], "data_dir": "/data"}
+    text = format_summary(replayed)
+    lines = text.splitlines()
+    assert lines[0].split() == ["run", SUMMARY["uid"], "scan", "7"]
+    assert lines[1].split() == ["analysis", "run", "0f9e8d7c-1111-4222-8333-444455556666"]
+    rows = _rows(text)
+    assert rows["radius"] == "1.737 nm" and rows["figure"] == "/data/reports/scan0007-8e2b658f.png"
+    assert "raw_uid" not in text  # the run line says it
+
+
+FLOW = {
+    "uid": "5d4c3b2a-aaaa-4bbb-8ccc-dddddddddddd", "exit_status": "success", "residence_s": 14.0,
+    "points": [
+        {"index": 0, "nucleation_c": 280.0, "growth_c": 260.0, "residence_s": 14.0,
+         "flow_ml_min": 2.36, "families": {"MSC-437": 0.00231, "NC": 0.00412},
+         "nc_exciton_nm": 512.4,
+         "saxs": {"volume_fraction": 3.1e-4, "volume_fraction_err": 2.2e-5,
+                  "volume_mean_radius_nm": 1.214, "volume_mean_radius_err_nm": 0.05,
+                  "chi2_reduced": 1.1, "truth_volume_fraction": 3.05e-4},
+         "errors": [], "truth": {"MSC-437": 0.00240, "NC": 0.00398, "MSC-350": 1e-7}},
+        {"index": 1, "nucleation_c": 280.0, "growth_c": 280.0, "families": {},
+         "nc_exciton_nm": float("nan"), "saxs": {},
+         "errors": ["saxs: ValueError: no frame"], "truth": {}},
+    ],
+    "families": [["MSC-437", "NC"], []], "analysis_errors": 1,
+    "figure": "/data/figures/temperature_map_5d4c3b2a.png", "data_dir": "/data",
+    "wall_s": 26.2, "acquisition_wall_s": 16.3, "analysis_wall_s": 6.3,
+}
+
+
+def test_the_flow_summary_has_a_line_per_point_with_the_outlet_beside_it():
+    from ncsynth.summary_text import format_flow_summary
+
+    text = format_flow_summary(FLOW)
+    lines = text.splitlines()
+    assert len(lines) == 9 and len(text) < 1000  # not 21 KB of dicts
+    rows = _rows(text)
+    assert rows["run"] == ("5d4c3b2a-aaaa-4bbb-8ccc-dddddddddddd  success, 2 points, 26.2 s wall "
+                           "(acquisition 16.3 s, analysis 6.3 s)")
+    assert rows["residence"] == "14 s in the reactor"
+    point = next(line for line in lines if line.lstrip().startswith("280/260 °C"))
+    assert point.split("°C", 1)[1].strip() == (
+        "MSC-437 2.31 (2.4), NC 4.12 (3.98); exciton 512 nm; SAXS φ 0.00031 ± 2.2e-05 "
+        "(0.000305), R 1.214 nm")
+    failed = lines.index(next(line for line in lines if line.lstrip().startswith("280/280 °C")))
+    assert lines[failed].endswith("°C  no species found")
+    assert lines[failed + 1].split(None, 1) == ["error", "saxs: ValueError: no frame"]
+    assert rows["analysis"] == "1 errors"
+    assert rows["figure"] == "/data/figures/temperature_map_5d4c3b2a.png"
+    width = len("280/260 °C")  # the longest label; every label ends in that column
+    assert all(line[width - 1] != " " and line[width:width + 2] == "  " for line in lines)

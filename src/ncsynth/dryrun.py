@@ -18,6 +18,7 @@ from bluesky.utils import RequestAbort, RunEngineInterrupted
 from ncsynth import timebase
 from ncsynth.config import catalog_databases, data_dir
 from ncsynth.flask_truth import FlaskRecorder, firing_times, record_truth
+from ncsynth.frame_account import FrameAccount
 from ncsynth.instruments import connect
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
 from ncsynth.plans.safety import DeviceFailure
@@ -148,6 +149,8 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
         RE.subscribe(writer)
         journaled = _FrameCounter()  # after the writer: counts the frames it has taken
         RE.subscribe(journaled)
+        frames = FrameAccount()  # skipped frames, a lost nucleation window
+        RE.subscribe(frames)
         live = None
         if analysis:
             from ncsynth.analysis_worker import AnalysisProcess, InProcessAnalysis
@@ -183,8 +186,11 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
                "exit_status": stop.get("exit_status") or ("fail" if error else "unknown"),
                "frames": int((stop.get("num_events") or {}).get("primary", journaled.frames)),
                "heater": heater_state}
+    if (writer.started.get(uid) or {}).get("scan_id"):
+        summary["scan_id"] = writer.started[uid]["scan_id"]
     if error is not None or storage_error is not None:
         summary["error"] = "; ".join(e for e in (error, storage_error) if e)
+    summary.update(frames.result)
     if signal_name is not None:
         summary["terminated_by"] = signal_name
     summary.update(live.summary() if live is not None else

@@ -25,19 +25,16 @@ from event_model import DocumentRouter
 
 from ncsynth.analysis.live import LiveAnalysis
 from ncsynth.errors import RefusedToStart
+from ncsynth.frame_account import FrameAccount
+from ncsynth.plans.stubs import SKIPPED_FRAMES, SKIPPED_FRAMES_AT_END
 from ncsynth.summary_text import format_summary
 
 #: Columns of the live table (the derived run's ``fits`` stream).
 MOLAR, MICROMOLAR = "concentration_molar", "concentration_uM"
 FIT_COLUMNS = ["time_s", "temperature_c", "radius_nm", "sigma_nm", MICROMOLAR, "yield_fraction",
                "chi2_reduced"]
-#: Frames within this time after injection are the nucleation window (seed 000 §S.3).
-NUCLEATION_WINDOW_S = 10.0
 #: The figure is redrawn every this many frames (and at the run's end).
 FIGURE_EVERY = 20
-#: The warning of :func:`ncsynth.plans.stubs._follow` for frames whose deadlines had passed.
-SKIPPED_FRAMES_MESSAGE = ("skipped frames %d-%d: their deadlines had passed, %.3f s ago for "
-                          "the first (pause or stall)")
 #: Longest wait for the analysis to finish a run before the summary is printed anyway, s.
 ANALYSIS_WAIT_S = 60.0
 
@@ -109,7 +106,8 @@ class FirstOnly(logging.Filter):
 class EndOfRun(DocumentRouter):
     """At a raw run's stop: wait (at most ``ANALYSIS_WAIT_S``) for the analysis to finish it,
     then print the summary: frames taken of those planned, skipped frames (and a lost
-    nucleation window), the analysis's results, the figure. :attr:`last` keeps it."""
+    nucleation window, :class:`~ncsynth.frame_account.FrameAccount`), the analysis's results,
+    the figure. :attr:`last` keeps it."""
 
     def __init__(self, terminal, analysis, figure=None, data_dir=None, quiet: FirstOnly | None = None):
         super().__init__()
@@ -117,26 +115,18 @@ class EndOfRun(DocumentRouter):
         self.data_dir, self.quiet = data_dir, quiet
         self.last: Summary | None = None
         self._start: dict | None = None
-        self._streams: dict[str, str] = {}
+        self._frames = FrameAccount()
+
+    def __call__(self, name, doc):
+        self._frames(name, doc)
+        return super().__call__(name, doc)
 
     def start(self, doc):
         if "raw_uid" in doc:
             return
-        self._start, self._streams = doc, {}
-        self._t0, self._frame_times = None, []
+        self._start = doc
         if self.quiet is not None:
             self.quiet.reset()
-
-    def descriptor(self, doc):
-        self._streams[doc["uid"]] = doc.get("name")
-
-    def event(self, doc):
-        stream = self._streams.get(doc["descriptor"])
-        if stream == "injection" and self._t0 is None:
-            fired = [v for k, v in doc["data"].items() if k.endswith("_fire_time_a") and v]
-            self._t0 = fired[0] if fired else None
-        elif stream == "primary":
-            self._frame_times.append(min(doc["timestamps"].values()))
 
     def stop(self, doc):
         if self._start is None or doc.get("run_start") != self._start.get("uid"):
@@ -145,9 +135,12 @@ class EndOfRun(DocumentRouter):
         summary = Summary(uid=start["uid"], scan_id=start.get("scan_id"),
                           exit_status=doc.get("exit_status"),
                           frames=(doc.get("num_events") or {}).get("primary", 0))
-        if doc.get("reason"):
+        if doc.get("reason") and doc.get("exit_status") != "success":
             summary["error"] = doc["reason"]
-        summary.update(self._skipped(start, summary["frames"]))
+        summary.update(self._frames.result)
+        held = sum(self.quiet.held.values()) if self.quiet is not None else 0
+        if held and "frames_skipped" in summary:
+            summary["frames_skipped"] += f"; {held} further warnings held back"
         if self.analysis is not None:
             if not self.analysis.flush(ANALYSIS_WAIT_S):
                 summary["analysis_behind"] = f"{self.analysis.backlog} documents still queued"
@@ -157,24 +150,6 @@ class EndOfRun(DocumentRouter):
         summary["data_dir"] = str(self.data_dir)
         self.last = summary
         self.terminal.print(str(summary))
-
-    def _skipped(self, start: dict, taken: int) -> dict:
-        planned = start.get("num_points")
-        if not planned or taken >= planned:
-            return {}
-        held = sum(self.quiet.held.values()) if self.quiet is not None else 0
-        found = {"frames_skipped": f"{planned - taken} of {planned} planned (their deadlines had "
-                                   f"passed: a pause, or a machine too slow for the clock speed)"
-                                   + (f"; {held} further warnings held back" if held else "")}
-        offsets = start.get("frame_offsets_s") or []
-        if self._t0 is not None and offsets:
-            early = sum(1 for t in offsets if t < NUCLEATION_WINDOW_S)
-            got = sum(1 for t in self._frame_times if t - self._t0 < NUCLEATION_WINDOW_S)
-            if got < early:
-                found["nucleation_window"] = (f"LOST: {early - got} of the {early} frames of the "
-                                              f"first {NUCLEATION_WINDOW_S:g} s after injection "
-                                              f"skipped; the 98 % times need them")
-        return found
 
 
 class PauseAtOnce(SigintHandler):
@@ -239,7 +214,7 @@ def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
         RE.subscribe(live)
         if stack is not None:
             stack.callback(live.close)  # before the store closes: derived runs are stored
-    quiet, refusals = FirstOnly(SKIPPED_FRAMES_MESSAGE), DropRefusals()
+    quiet, refusals = FirstOnly(SKIPPED_FRAMES, SKIPPED_FRAMES_AT_END), DropRefusals()
     for name, log_filter in (("ncsynth.plans.stubs", quiet), ("bluesky", refusals)):
         logging.getLogger(name).addFilter(log_filter)
         if stack is not None:

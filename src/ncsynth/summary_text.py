@@ -1,16 +1,20 @@
-"""The dry run's summary as read at the terminal (``ncsynth dry-run`` without ``--json``).
+"""Summaries as read at the terminal (``ncsynth dry-run``, ``replay``, ``flow dry-run``
+without ``--json``).
 
 A few aligned lines: the run, what the live analysis found beside what the simulated flask
 really held, the kinetics (seed 000 §S.3: 98 % times, nucleation fraction), the growth
-exponent of a double injection (§S.5), where the figures and data went. ``--json`` keeps
-every figure at full precision; this text rounds to what the measurement supports.
+exponent of a double injection (§S.5), where the figures and data went
+(:func:`format_summary`; a replay adds its new analysis run); for the flow reactor's grid,
+a line per point with the species found beside what the simulated outlet held
+(:func:`format_flow_summary`). ``--json`` keeps every figure at full precision; this text
+rounds to what the measurement supports.
 """
 
 from __future__ import annotations
 
 import math
 
-_SHOWN = {"uid", "scan_id", "exit_status", "error", "frames", "wall_s", "final_radius_nm", "concentration_molar",
+_SHOWN = {"uid", "raw_uid", "analysis_uid", "scan_id", "frames_skipped", "nucleation_window", "exit_status", "error", "frames", "wall_s", "final_radius_nm", "concentration_molar",
           "yield_fraction", "simulator_truth", "kinetics", "frames_analysed",
           "frames_without_fit", "analysis_errors", "analysis_dropped_events",
           "analysis_worker_errors", "figures", "superfocusing_figure", "data_dir",
@@ -24,8 +28,14 @@ _SHOWN = {"uid", "scan_id", "exit_status", "error", "frames", "wall_s", "final_r
 def format_summary(summary: dict) -> str:
     """The summary dict of :func:`ncsynth.dryrun.dry_run` as text, one item per line."""
     rows = [("run", _run_line(summary))] if "uid" in summary else []
+    if summary.get("analysis_uid"):
+        rows.append(("analysis run", str(summary["analysis_uid"])))
     if summary.get("error"):
         rows.append(("error", summary["error"]))
+    if summary.get("frames_skipped"):
+        rows.append(("skipped", summary["frames_skipped"]))
+    if summary.get("nucleation_window"):
+        rows.append(("nucleation", summary["nucleation_window"]))
     truth = summary.get("simulator_truth") or {}
     analysed = summary.get("frames_analysed") is not None
     for label, key, truth_key, unit in (("radius", "final_radius_nm", "mean_radius_nm", " nm"),
@@ -58,19 +68,91 @@ def format_summary(summary: dict) -> str:
         rows.append(("recovered", f"{run.get('uid')} {run.get('status')} "
                                   f"({run.get('events')} events)"))
     rows += [(key, str(value)) for key, value in summary.items() if key not in _SHOWN]
+    return _aligned(rows)
+
+
+def _aligned(rows: list[tuple[str, str]]) -> str:
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:>{width}}  {text}" for label, text in rows)
+
+
+_FLOW_SHOWN = {"uid", "exit_status", "residence_s", "points", "families", "analysis_errors",
+               "figure", "data_dir", "wall_s", "acquisition_wall_s", "analysis_wall_s",
+               "recovered_runs"}
+
+
+def format_flow_summary(summary: dict) -> str:
+    """The summary dict of :func:`ncsynth.flow_dryrun.flow_dry_run` as text: the run, then a
+    line per grid point labelled with its nucleation/growth temperatures (°C): each species
+    found in CdSe units (mmol/L) with what the simulated outlet held in brackets, the NC
+    exciton (nm), the McSAS volume fraction beside the outlet's and the volume-weighted radius
+    (nm); a point's analysis errors under it; the figure and the data directory."""
+    points = summary.get("points") or []
+    wall = f"{summary['wall_s']} s wall" if summary.get("wall_s") is not None else ""
+    if summary.get("acquisition_wall_s") is not None:
+        wall += (f" (acquisition {summary['acquisition_wall_s']} s, "
+                 f"analysis {summary.get('analysis_wall_s')} s)")
+    head = ", ".join(filter(None, [str(summary.get("exit_status")), f"{len(points)} points", wall]))
+    rows = [("run", f"{summary.get('uid')}  {head}")]
+    if summary.get("residence_s") is not None:
+        rows.append(("residence", f"{summary['residence_s']:g} s in the reactor"))
+    if points:
+        rows.append(("point", "species in CdSe units, mmol/L (simulated outlet); NC exciton; "
+                              "SAXS volume fraction (outlet), volume-weighted radius"))
+    for point in points:
+        label = f"{point.get('nucleation_c', math.nan):g}/{point.get('growth_c', math.nan):g} °C"
+        rows.append((label, _flow_point(point)))
+        rows += [("error", message) for message in point.get("errors") or []]
+    rows.append(("analysis", f"{summary.get('analysis_errors', 0)} errors"))
+    if summary.get("figure"):
+        rows.append(("figure", str(summary["figure"])))
+    if summary.get("data_dir"):
+        rows.append(("data", str(summary["data_dir"])))
+    for run in summary.get("recovered_runs") or []:
+        rows.append(("recovered", f"{run.get('uid')} {run.get('status')} "
+                                  f"({run.get('events')} events)"))
+    rows += [(key, str(value)) for key, value in summary.items() if key not in _FLOW_SHOWN]
+    return _aligned(rows)
+
+
+def _flow_point(point: dict) -> str:
+    truth = point.get("truth") or {}
+    found = point.get("families") or {}
+    species = [f"{label} {1e3 * units:.3g} ({_flask_mmol(truth, label)})"
+               for label, units in sorted(found.items())]
+    parts = [", ".join(species) if species else "no species found"]
+    exciton = point.get("nc_exciton_nm")
+    if isinstance(exciton, (int, float)) and math.isfinite(exciton):
+        parts.append(f"exciton {exciton:.0f} nm")
+    saxs = point.get("saxs") or {}
+    if saxs:
+        error = saxs.get("volume_fraction_err")
+        text = f"SAXS φ {_number(saxs.get('volume_fraction'))}" + (
+            f" ± {error:.2g}" if isinstance(error, (int, float)) and math.isfinite(error) else "")
+        if saxs.get("truth_volume_fraction") is not None:
+            text += f" ({_number(saxs['truth_volume_fraction'])})"
+        parts.append(text + f", R {_number(saxs.get('volume_mean_radius_nm'), ' nm')}")
+    return "; ".join(parts)
+
+
+def _flask_mmol(truth: dict, label: str) -> str:
+    value = truth.get(label)
+    return f"{1e3 * value:.3g}" if isinstance(value, (int, float)) else "?"
 
 
 def _run_line(summary: dict) -> str:
     """``uid  (scan 7)  success, 60 frames, 41.2 s wall`` with what the summary holds."""
     head = str(summary["uid"]) + (f"  scan {summary['scan_id']}" if summary.get("scan_id") else "")
     parts = [str(summary["exit_status"])] if summary.get("exit_status") else []
+    if parts and summary.get("nucleation_window"):  # not a clean success
+        parts[0] += " but INCOMPLETE: the nucleation window was lost"
+    elif parts and summary.get("frames_skipped"):
+        parts[0] += " with frames skipped"
     if summary.get("frames") is not None:
         parts.append(f"{summary['frames']} frames")
     if summary.get("wall_s") is not None:
         parts.append(f"{summary['wall_s']} s wall")
-    return f"{head}  {', '.join(parts)}"
+    return f"{head}  {', '.join(parts)}" if parts else head
 
 
 def _number(value, unit: str = "") -> str:

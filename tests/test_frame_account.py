@@ -1,0 +1,100 @@
+"""Skipped frames (issue 16): the stop document says how many and why
+(plans.stubs.run_accounting_frames, in a real RunEngine), the summary says which (a lost
+nucleation window, frame_account.FrameAccount fed a run's documents) and does not read as a
+clean success (summary_text)."""
+
+from __future__ import annotations
+
+import pytest
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+from event_model import compose_run
+from ophyd.sim import det
+
+from ncsynth.frame_account import FrameAccount
+from ncsynth.plans.stubs import PRIMARY, SKIPPED_REASON, run_accounting_frames
+from ncsynth.summary_text import format_summary
+
+
+def _frames(n):
+    for _ in range(n):
+        yield from bps.trigger_and_read([det], name=PRIMARY)
+        yield from bps.trigger_and_read([det], name="temperature")  # not a frame
+
+
+def _stop(plan_body, count_frames=True):
+    stops = []
+    RE = RunEngine({}, context_managers=[])
+    RE.subscribe(lambda name, doc: stops.append(doc), "stop")
+    RE(run_accounting_frames(plan_body, {"num_points": 5}, count_frames=count_frames))
+    return stops[-1]
+
+
+def test_the_stop_document_counts_the_frames_skipped_and_says_why():
+    stop = _stop(_frames(3))
+    assert stop["exit_status"] == "success" and stop["num_events"][PRIMARY] == 3
+    assert stop["reason"] == SKIPPED_REASON.format(missing=2, planned=5)
+    assert stop["reason"].startswith("2 of 5 frames skipped: their deadlines had passed")
+    assert _stop(_frames(5))["reason"] == ""
+    assert _stop(_frames(0), count_frames=False)["reason"] == ""  # frames come by collect
+
+
+def test_a_failing_run_keeps_its_error_as_the_reason():
+    def failing():
+        yield from _frames(1)
+        raise RuntimeError("heater: no answer")
+
+    stops = []
+    RE = RunEngine({}, context_managers=[])
+    RE.subscribe(lambda name, doc: stops.append(doc), "stop")
+    with pytest.raises(RuntimeError, match="no answer"):
+        RE(run_accounting_frames(failing(), {"num_points": 5}))
+    assert stops[-1]["exit_status"] == "fail" and stops[-1]["reason"] == "heater: no answer"
+
+
+def _run_documents(frame_offsets, taken, reason=""):
+    """A synthesis run's documents: fired at t0 = 1000 s, frames at t0 + the ``taken`` offsets."""
+    bundle = compose_run(metadata={"num_points": len(frame_offsets),
+                                   "frame_offsets_s": frame_offsets})
+    yield "start", bundle.start_doc
+    injection = bundle.compose_descriptor(name="injection", data_keys={
+        "injector_fire_time_a": {"dtype": "number", "shape": [], "source": "sim"}})
+    primary = bundle.compose_descriptor(name="primary", data_keys={
+        "saxs_stats": {"dtype": "number", "shape": [], "source": "sim"}})
+    yield "descriptor", injection.descriptor_doc
+    yield "descriptor", primary.descriptor_doc
+    yield "event", injection.compose_event(data={"injector_fire_time_a": 1000.0},
+                                           timestamps={"injector_fire_time_a": 1000.0})
+    for offset in taken:
+        yield "event", primary.compose_event(data={"saxs_stats": 1.0},
+                                             timestamps={"saxs_stats": 1000.0 + offset})
+    yield "stop", bundle.compose_stop(reason=reason)  # counts the events per stream
+
+
+def test_a_run_that_lost_the_nucleation_window_is_not_a_clean_success():
+    offsets = [0.0, 1.0, 2.5, 6.0, 12.0, 30.0, 60.0]
+    reason = SKIPPED_REASON.format(missing=3, planned=7)
+    account = FrameAccount()
+    for name, doc in _run_documents(offsets, [0.0, 12.0, 30.0, 60.0], reason):
+        account(name, doc)
+    assert account.result == {"frames_skipped": reason, "nucleation_window": (
+        "LOST: 3 of the 4 frames of the first 10 s after injection not taken; the 98 % times "
+        "need them")}
+    text = format_summary({"uid": "u", "exit_status": "success", "frames": 4, **account.result})
+    lines = dict(line.strip().split("  ", 1) for line in text.splitlines())
+    assert lines["run"] == "u  success but INCOMPLETE: the nucleation window was lost, 4 frames"
+    assert lines["skipped"] == reason and lines["nucleation"].startswith("LOST: 3 of the 4")
+
+
+def test_frames_skipped_after_the_window_are_said_and_a_complete_run_says_nothing():
+    offsets = [0.0, 1.0, 2.5, 6.0, 12.0, 30.0, 60.0]
+    account = FrameAccount()
+    for name, doc in _run_documents(offsets, offsets[:5], SKIPPED_REASON.format(missing=2,
+                                                                                 planned=7)):
+        account(name, doc)
+    assert list(account.result) == ["frames_skipped"]
+    text = format_summary({"uid": "u", "exit_status": "success", "frames": 5, **account.result})
+    assert text.splitlines()[0].strip() == "run  u  success with frames skipped, 5 frames"
+    for name, doc in _run_documents(offsets, offsets):
+        account(name, doc)
+    assert account.result == {}
