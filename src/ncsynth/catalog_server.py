@@ -135,9 +135,24 @@ def catalog_app(config: dict, api_key: str, *, allow_anonymous_read: bool = Fals
     if not isinstance(allow_anonymous_read, bool):
         raise TypeError(f"allow_anonymous_read must be True or False, got {allow_anonymous_read!r}")
     tree = catalog_tree(config, readable_storage=readable_storage)
+    default_serialization_registry.register("table", "application/json-seq", table_rows_for_the_browser)
     return build_app(tree, Authentication(single_user_api_key=api_key,
                                           allow_anonymous_access=allow_anonymous_read),
                      serialization_registry=default_serialization_registry)
+
+
+def table_rows_for_the_browser(mimetype, df, metadata):
+    """A table as ``application/json-seq`` without the RFC 7464 record separator: one JSON
+    row per line. The browser interface tiled 0.2.20 ships (``/ui``) splits the body on line
+    feeds and parses each line, so the separator that tiled's own serializer now puts before
+    every row (tiled issue #1378, PR #1520 changed the server, not the bundled interface)
+    made every row unreadable there: each table showed "No rows". No ncsynth client reads
+    tables this way (Tiled's Python client takes Arrow; a run's documents have their own
+    exporter, read by a client that takes either framing)."""
+    from tiled.serialization.table import json_sequence
+
+    for chunk in json_sequence(mimetype, df, metadata):
+        yield chunk.removeprefix(b"\x1e")
 
 
 def _port_from(config: dict, port: int | None) -> int:
