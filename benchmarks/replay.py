@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    command = [sys.executable, "-m", "ncsynth.cli", "replay", args.run, "--data-dir",
+    command = [sys.executable, "-m", "ncsynth.cli", "replay", args.run, "--json", "--data-dir",
                args.data_dir]
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}, "
           f"{os.cpu_count()} CPUs")

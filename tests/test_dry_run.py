@@ -72,7 +72,8 @@ def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # replay through the same analysis code gives the live numbers exactly
-    replayed = _ncsynth("replay", summary["uid"][:8], "--data-dir", str(tmp_path), timeout=300)
+    replayed = _ncsynth("replay", summary["uid"][:8], "--json", "--data-dir", str(tmp_path),
+                        timeout=300)
     assert replayed.returncode == 0, replayed.stderr[-2000:]
     again = json.loads(replayed.stdout.strip().splitlines()[-1])
     assert again["raw_uid"] == summary["uid"]

@@ -11,6 +11,7 @@ import sys
 import threading
 import traceback
 
+from ncsynth import quiet
 from ncsynth.command_line import STORED_RUN_COMMANDS, check_arguments, dry_run_arguments, parser
 from ncsynth.command_line import config as _config
 
@@ -21,8 +22,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    quiet.configure(args.verbose)
     command = " ".join(filter(None, (args.command, getattr(args, "sim_command", None),
                                      getattr(args, "flow_command", None),
                                      getattr(args, "catalog_command", None))))
@@ -141,8 +141,24 @@ def _replay(args) -> int:
             open_catalog(data_dir(config), **catalog_databases(config)) as catalog:
         summary = replay_run(catalog, _run_ref(catalog, args.run), mapper=mapper,
                              progress=ProgressBar(), **settings)
-    print(json.dumps(summary, default=str))
+        summary.update(_replay_figure(catalog, summary["uid"]))
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        from ncsynth.summary_text import format_summary
+
+        print(format_summary(summary))
     return 0
+
+
+def _replay_figure(catalog, uid: str) -> dict:
+    """The report figure of the analysis just stored (``figures``), or why there is none."""
+    from ncsynth.runs import report
+
+    try:
+        return {"figures": [str(report(catalog, uid, directory=catalog.layout.root / "reports"))]}
+    except Exception as exc:  # the analysis is stored: a figure that fails does not undo it
+        return {"figure_error": f"{type(exc).__name__}: {exc}"}
 
 
 def _stored_run(args) -> int:
@@ -258,10 +274,9 @@ def _flow_dry_run(args) -> int:
     if args.json:
         print(json.dumps(summary, default=str))
     else:
-        for key in ("uid", "exit_status", "families", "figure", "analysis_errors", "wall_s"):
-            print(f"{key:>16}: {summary.get(key)}")
-        for point in summary.get("points", []):
-            print(f"  {point}")
+        from ncsynth.summary_text import format_flow_summary
+
+        print(format_flow_summary(summary))
     return 0 if summary.get("exit_status") == "success" else 1
 
 

@@ -114,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--processes", type=int, default=None,
                      help="processes for the fits' independent searches (default: one per "
                           "CPU; 1: none besides this one); the numbers do not depend on it")
+    rep.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     exp = sub.add_parser("export", help="export a run's per-frame fit table")
     _add_config_args(exp)

@@ -53,7 +53,9 @@ def derived_run(catalog, raw_uid: str):
 
 
 def replay_run(catalog, ref, *, mapper=map, progress=None, **settings) -> dict:
-    """Re-analyse a stored run (same callbacks as live); store the results linked to it.
+    """Re-analyse a stored run (same callbacks as live); store the results linked to it; returns
+    the summary: the raw run's ``uid`` (also ``raw_uid``) and ``scan_id``, the new analysis run's
+    ``analysis_uid``, the analysis's results (:meth:`SAXSAnalysis.summary`), ``data_dir``.
     ``mapper`` runs the skewed fits' cold starts (a process pool's ``map``: at once, same
     numbers); ``progress`` (a document callback, e.g. a ProgressBar) sees the raw documents.
 
@@ -75,7 +77,10 @@ def replay_run(catalog, ref, *, mapper=map, progress=None, **settings) -> dict:
     if not analyses:
         raise RunError("the run's documents held no run the analysis could follow")
     _store(catalog, derived)
-    return {"raw_uid": uid, **analyses[0].summary()}
+    start = run.metadata["start"]
+    return {"uid": uid, "scan_id": start.get("scan_id"), "raw_uid": uid,
+            "analysis_uid": next(doc["uid"] for name, doc in derived if name == "start"),
+            **analyses[0].summary(), "data_dir": str(catalog.layout.root)}
 
 
 def _shown(documents, progress):

@@ -221,6 +221,9 @@ def serve_over_stdio(serve) -> None:
     """A worker process's body: detached from terminal signals, ``serve(requests, replies)``
     on stdin/stdout (binary; anything else printed goes to stderr, never into the replies),
     then an exit with no interpreter teardown (Tiled's threads, ADBC connections)."""
+    from ncsynth import quiet
+
+    quiet.configure()  # as verbose as the command that started this process
     detach_from_terminal_signals()
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
