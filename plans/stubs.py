@@ -31,10 +31,10 @@ from ncsynth.devices.heater import HeaterFaultError
 logger = logging.getLogger(__name__)
 
 PRIMARY, BACKGROUND, INJECTION, TEMPERATURE = "primary", "background", "injection", "temperature"
-#: Warnings of :func:`_follow` for frames whose deadlines had passed.
+#: The warning of :func:`_follow` for frames whose deadlines had passed (the last frame is
+#: always taken, so every skip is told when the schedule is rejoined).
 SKIPPED_FRAMES = ("skipped frames %d-%d: their deadlines had passed, %.3f s ago for the first "
                   "(pause or stall)")
-SKIPPED_FRAMES_AT_END = "skipped frames %d-%d: their deadlines had passed (pause or stall)"
 
 
 def call(function, *args, **kwargs):
@@ -278,8 +278,6 @@ def _follow(agenda, timer, heater, check_group, act):
         else:
             yield from act(kind, index)
             yield from check_heater(heater)
-    if skipped:  # the last frames: nothing came after them to rejoin the schedule
-        logger.warning(SKIPPED_FRAMES_AT_END, skipped[0], skipped[-1])
 
 
 #: The stop document's reason when a run ended taking fewer frames than planned.

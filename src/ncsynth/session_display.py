@@ -26,7 +26,7 @@ from event_model import DocumentRouter
 from ncsynth.analysis.live import LiveAnalysis
 from ncsynth.errors import RefusedToStart
 from ncsynth.frame_account import FrameAccount
-from ncsynth.plans.stubs import SKIPPED_FRAMES, SKIPPED_FRAMES_AT_END
+from ncsynth.plans.stubs import SKIPPED_FRAMES
 from ncsynth.summary_text import format_summary
 
 #: Columns of the live table (the derived run's ``fits`` stream).
@@ -214,7 +214,7 @@ def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
         RE.subscribe(live)
         if stack is not None:
             stack.callback(live.close)  # before the store closes: derived runs are stored
-    quiet, refusals = FirstOnly(SKIPPED_FRAMES, SKIPPED_FRAMES_AT_END), DropRefusals()
+    quiet, refusals = FirstOnly(SKIPPED_FRAMES), DropRefusals()
     for name, log_filter in (("ncsynth.plans.stubs", quiet), ("bluesky", refusals)):
         logging.getLogger(name).addFilter(log_filter)
         if stack is not None:
