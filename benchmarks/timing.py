@@ -30,7 +30,7 @@ from bluesky import RunEngine  # noqa: E402
 
 from ncsynth import timebase  # noqa: E402
 from ncsynth.config import load_config  # noqa: E402
-from ncsynth.instruments import connect  # noqa: E402
+from ncsynth.instruments import connect, simulated_hutch  # noqa: E402
 from ncsynth.plans import (background_frames, detector_timed_acquisition, frame_schedule,  # noqa: E402
                            timed_acquisition)
 from ncsynth.simulators.beamline import SimulatedBeamline  # noqa: E402
@@ -49,7 +49,7 @@ def measure(mode, plan_stub, n_frames):
     config["data"]["dir"] = tempfile.mkdtemp(prefix="ncsynth-timing-")
     offsets = frame_schedule(n_frames)
     with SimulatedBeamline(speed=1.0, seed=1) as sim, timebase.use_clock(sim.clock):
-        dev = connect(config, urls=sim.urls)
+        dev = connect(simulated_hutch(config, sim))
         RE = RunEngine({})
         docs = []
         RE.subscribe(lambda name, doc: docs.append((name, doc)))

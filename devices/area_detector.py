@@ -14,6 +14,12 @@ every stage from the two beam-monitor PVs (incident and transmitted flux, photon
 transmission = transmitted / incident), from which the analysis computes K when
 ``calibration`` is NaN. Without monitor PVs both stay NaN.
 
+Beam monitors per frame: with monitor PVs, every frame's event also carries
+``<name>_incident_flux`` and ``<name>_transmitted_flux`` (photons/s), the monitors' values
+when the HDF5 plugin reported the frame written (Channel Access monitors, delivered in the
+order the IOC posted them: an IOC that posts its monitors before ``NumCaptured``, as
+areaDetector's NDAttributes do, gives the values of that frame).
+
 Which address is asked: Channel Access finds the IOC through the client environment
 (``EPICS_CA_ADDR_LIST``, ``EPICS_CA_AUTO_ADDR_LIST``), set by the beamline at the hutch and
 by the dry run for the simulated IOC on the loopback (README, "Pointing at a real IOC").
@@ -24,6 +30,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
@@ -36,7 +43,7 @@ from ophyd.areadetector.cam import AreaDetectorCam
 from ophyd.areadetector.plugins import HDF5Plugin_V34
 from ophyd.device import Staged
 from ophyd.signal import DerivedSignal
-from ophyd.status import DeviceStatus, SubscriptionStatus
+from ophyd.status import DeviceStatus
 
 from ncsynth import timebase
 from .detector import DetectorError, FrameDetector, checked_exposure
@@ -67,7 +74,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     beamline's hardware trigger (``TriggerMode`` external), which this class does not drive.
     """
 
-    _default_read_attrs = ("image", "frame_time")  # not DetectorBase's () and cam configuration
+    _default_read_attrs = ("image", "frame_time", "incident_flux", "transmitted_flux")  # not DetectorBase's
     _default_configuration_attrs = ("exposure_time", "geometry_json", "thickness_cm",
                                     "calibration", "flux_ph_per_s", "transmission")
 
@@ -79,6 +86,8 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     calibration = Cpt(Signal, value=float("nan"), kind="config")
     flux_ph_per_s = Cpt(Signal, value=float("nan"), kind="config")
     transmission = Cpt(Signal, value=float("nan"), kind="config")
+    incident_flux = Cpt(Signal, value=float("nan"), kind="normal")  # ph/s during the frame
+    transmitted_flux = Cpt(Signal, value=float("nan"), kind="normal")
 
     def __init__(self, prefix: str, *, name: str, write_path_template: str,
                  read_path_template: str | None = None, timeout_s: float = 10.0,
@@ -94,9 +103,14 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         self.read_path_template = read_path_template or write_path_template
         self.timeout_s = float(timeout_s)
         self.monitors = None if monitors is None else tuple(
-            EpicsSignalRO(pv, name=f"{name}_{which}") for pv, which in zip(monitors, ("incident", "transmitted")))
+            EpicsSignalRO(pv, name=f"{name}_{which}", auto_monitor=True)
+            for pv, which in zip(monitors, ("incident", "transmitted")))
+        if monitors is None:
+            self.read_attrs = ["image", "frame_time"]
         self._frames_written = 0
         self._exposing: DeviceStatus | None = None
+        self._pending: _PendingFrame | None = None
+        self._pending_lock = threading.Lock()
         self._cancel = threading.Event()
         self._starts: list = []
         self.stage_sigs.update([("cam.image_mode", 1), ("cam.num_images", 1), ("cam.trigger_mode", 0)])
@@ -147,10 +161,12 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         self._frames_written = 0
         self._assets.reset()
         self._assets.new_file(Path(when.strftime(self.read_path_template)) / f"{filename}.h5", shape)
+        self.hdf5.num_captured.subscribe(self._captured, run=False)
         return staged
 
     def unstage(self):
         self._end_sequence()
+        self.hdf5.num_captured.clear_sub(self._captured)
         return super().unstage()
 
     def trigger(self):
@@ -178,32 +194,52 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         # A jumping clock must not move before the IOC has started the exposure (the put
         # completes then), nor past its end until the frame is written and the Status finished.
         release, passed = timebase.hold(), timebase.barrier(t_start + exposure)
-        on_disk = SubscriptionStatus(self.hdf5.num_captured, lambda *args, value, **kwargs: value > index,
-                                     timeout=timeout)
-
-        def written(done):
-            try:
-                if status.done:  # aborted meanwhile
-                    return
-                if done.success:
-                    self._frames_written = index + 1
-                    self._record(index, t_start, collected=collected)
-                    status.set_finished()
-                else:
-                    status.set_exception(DetectorError(
-                        f"{self.name}: frame {index} was not written to HDF5 within {timeout} s"))
-            finally:
-                release()
-                passed()
-
-        on_disk.add_callback(written)
+        pending = _PendingFrame(index, t_start, collected, status, (release, passed))
+        with self._pending_lock:
+            self._pending = pending
+        pending.timer = threading.Timer(timeout, self._finish, args=(pending, DetectorError(
+            f"{self.name}: frame {index} was not written to HDF5 within {timeout} s")))
+        pending.timer.daemon = True
+        pending.timer.start()
         try:
             self.cam.acquire.put(1, use_complete=True, callback=lambda *args, **kwargs: release())
         except Exception as error:  # the IOC is gone
-            release()
-            passed()
+            self._finish(pending, None)
             raise DetectorError(f"{self.name}: cannot start an exposure: {_first_line(error)}") from error
         return status
+
+    def _captured(self, value, **kwargs) -> None:
+        """``NumCaptured`` changed (Channel Access monitor): the pending frame is written once
+        it counts it; its readings are the beam monitors' values now."""
+        pending = self._pending
+        if pending is None or not value > pending.index:
+            return
+        readings = {}
+        if self.monitors is not None:
+            readings = {self.incident_flux: float(self.monitors[0].get()),
+                        self.transmitted_flux: float(self.monitors[1].get())}
+        self._finish(pending, readings)
+
+    def _finish(self, pending: "_PendingFrame", outcome) -> None:
+        """End ``pending`` once: ``outcome`` a dict of readings (written), an exception
+        (failed), or None (never started); the clock's hold and barrier are released."""
+        with self._pending_lock:
+            if self._pending is not pending:
+                return
+            self._pending = None
+        pending.timer.cancel()
+        try:
+            if pending.status.done:  # aborted meanwhile
+                return
+            if isinstance(outcome, dict):
+                self._frames_written = pending.index + 1
+                self._record(pending.index, pending.t_start, collected=pending.collected, readings=outcome)
+                pending.status.set_finished()
+            elif outcome is not None:
+                pending.status.set_exception(outcome)
+        finally:
+            for release in pending.releases:
+                release()
 
     def kickoff(self):
         """Start the prepared sequence (its start times reserved on the clock now)."""
@@ -232,9 +268,23 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     def _abort_sequence(self) -> None:
         self._cancel.set()
         self.cam.acquire.put(0, wait=False)
-        exposing = self._exposing
-        if exposing is not None and not exposing.done:
-            exposing.set_exception(DetectorError(f"{self.name}: sequence aborted"))
+        pending = self._pending
+        if pending is not None:
+            self._finish(pending, DetectorError(f"{self.name}: sequence aborted"))
+
+
+@dataclass
+class _PendingFrame:
+    """A frame exposed and not yet reported written: its index in the file, start (epoch s),
+    whether a sequence collects it, its Status, the clock releases to call once it ends, and
+    the timer that fails it."""
+
+    index: int
+    t_start: float
+    collected: bool
+    status: DeviceStatus
+    releases: tuple
+    timer: threading.Timer | None = None
 
 
 def _first_line(error: Exception) -> str:

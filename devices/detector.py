@@ -387,7 +387,7 @@ class FrameAssets:
         self._lock = threading.Lock()
         self._bundle = None
         self._unannounced: set[str] = set()  # uids of stream_resources not emitted yet
-        self._frames: list[tuple] = []  # (bundle, index, t_start, collected), on disk, not announced
+        self._frames: list[tuple] = []  # (bundle, index, t_start, collected, readings), on disk, not announced
         self._events: deque = deque()
 
     def new_file(self, path, frame_shape) -> None:
@@ -399,13 +399,14 @@ class FrameAssets:
             self._bundle = bundle
             self._unannounced.add(bundle.stream_resource_doc["uid"])
 
-    def add(self, index: int, t_start: float, *, collected: bool) -> None:
+    def add(self, index: int, t_start: float, *, collected: bool, readings: dict | None = None) -> None:
         """Frame ``index`` of the current file (start ``t_start``, epoch s) is on disk;
-        ``collected``: it belongs to a detector-timed sequence (an event for ``collect()``)."""
+        ``collected``: it belongs to a detector-timed sequence (an event for ``collect()``, with
+        ``readings``, data key -> value, beside the start time)."""
         with self._lock:
             if self._bundle is None:
                 raise RuntimeError("FrameAssets.add before new_file")
-            self._frames.append((self._bundle, int(index), float(t_start), collected))
+            self._frames.append((self._bundle, int(index), float(t_start), collected, dict(readings or {})))
 
     def documents(self) -> Iterator[tuple[str, dict]]:
         """stream_resource (first time only) and stream_datum of the frames not yet announced."""
@@ -420,8 +421,9 @@ class FrameAssets:
                     docs.append(("stream_resource", bundle.stream_resource_doc))
                 docs.append(("stream_datum", bundle.compose_stream_datum(
                     indices=StreamRange(start=group[0][1], stop=group[-1][1] + 1))))
-                self._events.extend({"time": t, "data": {self.time_key: t}, "timestamps": {self.time_key: t}}
-                                    for _, _, t, collected in group if collected)
+                self._events.extend({"time": t, "data": {self.time_key: t, **readings},
+                                     "timestamps": dict.fromkeys([self.time_key, *readings], t)}
+                                    for _, _, t, collected, readings in group if collected)
         return iter(docs)
 
     def events(self) -> Iterator[dict]:
@@ -477,11 +479,17 @@ class FrameDetector(Device):
         self._sequence_thread: threading.Thread | None = None
         self._complete_status: Status | None = None
 
-    def _record(self, index: int, t_start: float, *, collected: bool) -> None:
-        """Frame ``index`` of the current file is on disk: reading and asset documents."""
+    def _record(self, index: int, t_start: float, *, collected: bool, readings: dict | None = None) -> None:
+        """Frame ``index`` of the current file is on disk: its readings (``image``,
+        ``frame_time`` and ``readings``, signal -> value, all stamped with the frame's start)
+        and asset documents."""
+        readings = readings or {}
         self.image.put(index, timestamp=t_start)
         self.frame_time.put(t_start, timestamp=t_start)
-        self._assets.add(index, t_start, collected=collected)
+        for signal, value in readings.items():
+            signal.put(value, timestamp=t_start)
+        self._assets.add(index, t_start, collected=collected,
+                         readings={signal.name: value for signal, value in readings.items()})
 
     def collect_asset_docs(self):
         """stream_resource / stream_datum documents of the frames written since the last call."""
@@ -543,9 +551,9 @@ class FrameDetector(Device):
         return self._complete_status
 
     def describe_collect(self):
-        """The data keys of the collected events (one stream: declare it, see module docstring)."""
-        description = self.describe()
-        return {key: description[key] for key in (self.image.name, self.frame_time.name)}
+        """The data keys of the collected events, those of a triggered frame (one stream:
+        declare it, see module docstring)."""
+        return self.describe()
 
     def collect(self):
         """One event per frame announced by the last ``collect_asset_docs``, timed by its start."""

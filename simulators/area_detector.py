@@ -38,6 +38,7 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Callable
 
 import h5py
 import numpy as np
@@ -350,4 +351,38 @@ def epics_client_environment(address: tuple[str, int]) -> dict[str, str]:
     """Channel Access client settings that find an IOC at ``address`` (host, UDP port) only:
     ``EPICS_CA_ADDR_LIST`` = ``host:port``, ``EPICS_CA_AUTO_ADDR_LIST`` = ``NO``."""
     return {"EPICS_CA_ADDR_LIST": f"{address[0]}:{address[1]}", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+
+
+_served: list[str] = []  # "host:port" of the IOCs this process's clients are pointed at
+_saved: dict[str, str | None] = {}
+_served_lock = threading.Lock()
+
+
+def point_clients_at(address: tuple[str, int]) -> Callable[[], None]:
+    """Point this process's Channel Access clients at the IOC at ``address`` (host, UDP port),
+    beside any other simulated IOC it serves, and nowhere else (``EPICS_CA_ADDR_LIST``, no auto
+    list; caproto reads them at every search). The returned function takes it off the list; the
+    last one restores the environment as it was."""
+    entry = f"{address[0]}:{address[1]}"
+    with _served_lock:
+        if not _served:
+            _saved.update({key: os.environ.get(key) for key in ("EPICS_CA_ADDR_LIST", "EPICS_CA_AUTO_ADDR_LIST")})
+        _served.append(entry)
+        os.environ.update(EPICS_CA_ADDR_LIST=" ".join(_served), EPICS_CA_AUTO_ADDR_LIST="NO")
+
+    def release() -> None:
+        with _served_lock:
+            if entry not in _served:
+                return
+            _served.remove(entry)
+            if _served:
+                os.environ["EPICS_CA_ADDR_LIST"] = " ".join(_served)
+                return
+            for key, value in _saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    return release
 

@@ -2,22 +2,30 @@
 
 ``SimulatedBeamline`` builds the world of seed 000 §S.1.2/§S.1.4 — Eurotherm
 controller + heated flask, two-piston injector, reacting flask (population
-balance, §S.6), SAXS detector — and serves each instrument's wire protocol on
-``socket://127.0.0.1:PORT`` behind a fault link. The devices connect to those
-URLs exactly as they would to a serial port or terminal server at the hutch.
+balance, §S.6), SAXS detector — and serves each instrument's wire protocol: the serial
+instruments on ``socket://127.0.0.1:PORT`` behind a fault link, the SAXS detector as an EPICS
+areaDetector IOC (Channel Access on 127.0.0.1, :mod:`.area_detector`) to which it points this
+process's Channel Access clients. The devices connect to them exactly as they would to a
+serial port, a terminal server or the beamline's IOC at the hutch: :meth:`hutch_settings`
+gives the configuration values (URLs, PV prefix and monitor PVs, the PONI and mask files).
 
 Back door for tests: ``beamline.world`` (state of every model),
-``beamline.links[name]`` (byte-level faults), ``beamline.clock``; ``new_batch()`` reloads the
-syringes and refills the flask for a second synthesis in one session.
+``beamline.links[name]`` (byte-level faults), ``beamline.detector`` (the IOC's back door),
+``beamline.clock``; ``new_batch()`` reloads the syringes and refills the flask for a second
+synthesis in one session.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+from ncsynth.analysis.calibration_files import write_calibration
+from .area_detector import INCIDENT_SUFFIX, TRANSMITTED_SUFFIX, SimulatedAreaDetector, point_clients_at
 from .beamline_models import FlaskReaction
 from .clock import WorldClock
-from .detector import DetectorInterface
 from .eurotherm import EurothermInterface
 from .injector import InjectorInterface, InjectorModel
 from .kinetics import ReactionState
@@ -33,6 +41,11 @@ HOT_FLASK_VOLUME_ML = 11.5
 #: Longest slow window (s of world time) the kinetics may be stepped over at one mean
 #: temperature: a 20th of the controller's ~190 s limit cycle (<= ~1 °C of its swing).
 SLOW_MAX_DT_S = 5.0
+#: Numbers the IOC prefixes (``SIM<pid>-<n>:SAXS:``) of the beamlines of a process: Channel
+#: Access clients keep channels and search answers by PV name for their whole process, so a
+#: beamline started after another (a second dry run, the next test, another ``sim serve``)
+#: serves names of its own.
+_IOC_SERIAL = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -71,21 +84,37 @@ class SimulatedBeamline:
             replace(SIMULATED_FLASK, growth_exponent=options.growth_exponent)
         world.add("reaction", FlaskReaction(ReactionState(self._kinetics)))
         self.host = SimulatorHost()
+        self._release_clients = None
         try:
             self.links = {
                 "heater": self.host.serve(EurothermInterface(world)),
                 "injector": self.host.serve(InjectorInterface(world)),
-                "detector": self.host.serve(DetectorInterface(world, flux=options.flux_ph_per_s,
-                                                              seed=options.seed)),
             }
+            self.detector = SimulatedAreaDetector(world, prefix=f"SIM{os.getpid()}-{next(_IOC_SERIAL)}:SAXS:",
+                                                  flux=options.flux_ph_per_s, seed=options.seed)
+            self.host.start(self.detector)
+            self._release_clients = point_clients_at(self.detector.address)
         except BaseException:
             self.close()
             raise
 
     @property
     def urls(self) -> dict[str, str]:
-        """``{"heater": "socket://127.0.0.1:PORT", "injector": ..., "detector": ...}``."""
+        """The serial instruments' ``{"heater": "socket://127.0.0.1:PORT", "injector": ...}``."""
         return {name: link.url for name, link in self.links.items()}
+
+    def hutch_settings(self, calibration_dir: str | Path) -> dict[str, dict]:
+        """What a ``hardware = "hutch"`` configuration needs to use this beamline, by section:
+        ``heater``/``injector`` ``url``, ``detector`` ``prefix``, monitor PVs, and the PONI and
+        mask files of the simulated set-up, written to ``calibration_dir`` now (a Channel Access
+        client elsewhere also needs :func:`.area_detector.epics_client_environment`)."""
+        poni, mask = write_calibration(self.detector.synthesizer.geometry, calibration_dir)
+        prefix = self.detector.prefix
+        return {"heater": {"url": self.links["heater"].url},
+                "injector": {"url": self.links["injector"].url},
+                "detector": {"prefix": prefix, "poni": str(poni), "mask": str(mask),
+                             "incident_monitor_pv": prefix + INCIDENT_SUFFIX,
+                             "transmitted_monitor_pv": prefix + TRANSMITTED_SUFFIX}}
 
     def cd_initial_molar(self, piston: str = "A") -> float:
         """c_Cd,0 (mol/L) that firing ``piston`` into the flask as it is now will give."""
@@ -109,6 +138,9 @@ class SimulatedBeamline:
 
     def close(self) -> None:
         self.host.close()
+        if self._release_clients is not None:
+            self._release_clients()
+            self._release_clients = None
         self.clock.close()
 
     def __enter__(self):

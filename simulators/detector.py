@@ -90,7 +90,8 @@ class FrameSynthesizer:
     Parameters
     ----------
     geometry : detector geometry (q map, solid angles and mask come from its pyFAI integrator).
-    flux_ph_per_s : incident photons per second on the sample (ID02 order: 1e13 ph/s).
+    flux_ph_per_s : incident photons per second on the sample (ID02 order: 1e13 ph/s); may be
+        changed between frames (a decaying or refilled beam), the next frame scales with it.
     transmission : X-ray transmission of flask + sample (two 0.7 mm glass windows and 4 mm
         of organic liquid at 18 keV: ~0.25).
     thickness_cm : sample path length, cm (4 mm, §S.2.1).
@@ -128,9 +129,8 @@ class FrameSynthesizer:
         self._valid_flat = np.flatnonzero(valid)
         self._index = index
         self._weight = (q_valid - left) / (right - left)
-        # photons per (cm⁻¹ · s) landing in each valid pixel
-        self._counts_per_cm_s = (self.flux_ph_per_s * self.transmission * self.thickness_cm
-                                 * geometry.solid_angle_sr[valid])
+        # photons per (cm⁻¹ · s) landing in each valid pixel per incident photon/s
+        self._counts_per_cm_photon = self.transmission * self.thickness_cm * geometry.solid_angle_sr[valid]
 
     def counts_scale(self, exposure_s: float) -> float:
         """flux · t_exp · transmission · thickness (photons·cm per sr); times ΔΩ·I gives counts.
@@ -159,7 +159,7 @@ class FrameSynthesizer:
         lo = grid[self._index]
         per_pixel = lo + self._weight * (grid[self._index + 1] - lo)
         expected = np.zeros(self.geometry.shape, dtype=float)
-        expected.ravel()[self._valid_flat] = per_pixel * self._counts_per_cm_s * exposure_s
+        expected.ravel()[self._valid_flat] = per_pixel * self._counts_per_cm_photon * (self.flux_ph_per_s * exposure_s)
         return expected
 
     def noisy(self, expected_counts: np.ndarray) -> np.ndarray:

@@ -23,11 +23,16 @@ class SimulatorHost:
         """Run ``coro`` on the simulators' loop from any thread; return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def serve(self, interface, host: str = "127.0.0.1") -> FaultyLink:
-        """Start ``interface`` (``async start(host, port) -> port``) behind a fault link."""
+    def start(self, interface, host: str = "127.0.0.1") -> int:
+        """Start ``interface`` (``async start(host, port) -> port``; ``async stop()`` when the
+        host closes) on a free port of ``host``; return the port."""
         port = self.run(interface.start(host, 0))
         self._stoppables.append(interface)
-        return self.start_link(port, host)
+        return port
+
+    def serve(self, interface, host: str = "127.0.0.1") -> FaultyLink:
+        """Start ``interface`` (as :meth:`start`) behind a fault link."""
+        return self.start_link(self.start(interface, host), host)
 
     def start_link(self, target_port: int, host: str = "127.0.0.1") -> FaultyLink:
         link = FaultyLink(host, target_port)

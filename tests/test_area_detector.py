@@ -138,6 +138,32 @@ def test_software_triggered_frames_are_analysed_as_the_flask_holds(beamline, det
         assert abs(fit["concentration_molar"] - CONCENTRATION_MOLAR) < 3.5 * fit["concentration_err_molar"]
 
 
+def test_every_frame_carries_the_beam_monitors_of_its_own_exposure(beamline, detector):
+    """The beam decays between frames (back door): each event has the monitors' values of its
+    own frame, as the IOC wrote them beside the frame, not those read when staging."""
+    ioc, clock, _, _ = beamline
+    fluxes = [1e13, 0.8e13, 0.5e13]
+    documents = []
+
+    def plan():
+        for flux in fluxes:
+            ioc.synthesizer.flux_ph_per_s = flux
+            yield from bps.trigger_and_read([detector])
+
+    RE = _engine(clock)
+    RE.subscribe(lambda name, doc: documents.append((name, doc)))
+    try:
+        RE(bpp.stage_wrapper(bpp.run_wrapper(plan()), [detector]))
+    finally:
+        ioc.synthesizer.flux_ph_per_s = 1e13
+    events = [doc["data"] for name, doc in documents if name == "event"]
+    assert [data["saxs_incident_flux"] for data in events] == fluxes
+    assert [data["saxs_transmitted_flux"] for data in events] == [0.25 * flux for flux in fluxes]
+    [resource] = [doc for name, doc in documents if name == "stream_resource"]
+    with h5py.File(resource["uri"].removeprefix("file://localhost"), "r") as written:
+        assert list(written["/entry/instrument/NDAttributes/IncidentFlux"][:]) == fluxes
+
+
 def test_detector_timed_sequence_keeps_the_schedule_in_world_time(beamline, detector, tmp_path):
     ioc, clock, _, _ = beamline
     start_times = clock.now() + 5.0 + np.cumsum(0.022 + EXPOSURE_S * 1.015 ** np.arange(12))
@@ -148,6 +174,7 @@ def test_detector_timed_sequence_keeps_the_schedule_in_world_time(beamline, dete
     RE(whole_sequence(detector))
     [page] = [doc for name, doc in documents if name == "event_page"]
     np.testing.assert_array_equal(page["data"]["saxs_frame_time"], start_times)  # a jumping clock: exact
+    assert page["data"]["saxs_incident_flux"] == [ioc.incident_flux] * 12  # the monitors, per frame
     [datum] = [doc for name, doc in documents if name == "stream_datum"]
     assert datum["indices"] == {"start": 0, "stop": 12}
     [resource] = [doc for name, doc in documents if name == "stream_resource"]

@@ -9,7 +9,7 @@ from bluesky.utils import RunEngineInterrupted
 
 from ncsynth import timebase
 from ncsynth.config import load_config
-from ncsynth.instruments import connect
+from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.plans import Chemical, Recipe, double_injection
 from ncsynth.simulators.beamline import BeamlineOptions, SimulatedBeamline
 from ncsynth.simulators.world import SyringeCharge
@@ -23,7 +23,7 @@ def beamline(tmp_path):
     config["data"]["dir"] = str(tmp_path)
     options = BeamlineOptions(seed=2, charge_b=SyringeCharge())
     with SimulatedBeamline(options=options) as sim, timebase.use_clock(sim.clock):
-        devices = connect(config, urls=sim.urls)
+        devices = connect(simulated_hutch(config, sim))
         RE = RunEngine({})
         sim.clock.follow(RE)
         docs = []

@@ -14,7 +14,7 @@ import pytest
 
 from ncsynth import command_line, timebase
 from ncsynth.config import load_config
-from ncsynth.instruments import connect
+from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
 from ncsynth.simulators.beamline import BeamlineOptions, SimulatedBeamline
 from ncsynth.simulators.world import SyringeCharge
@@ -31,7 +31,7 @@ def beamline(tmp_path_factory):
     config["data"]["dir"] = str(tmp_path_factory.mktemp("data"))
     options = BeamlineOptions(seed=3, charge_b=SyringeCharge())
     with SimulatedBeamline(options=options) as sim, timebase.use_clock(sim.clock):
-        devices = connect(config, urls=sim.urls)
+        devices = connect(simulated_hutch(config, sim))
         yield sim, devices
         devices.close()
 

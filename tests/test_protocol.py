@@ -16,7 +16,7 @@ from bluesky.utils import RunEngineInterrupted
 
 from ncsynth import timebase
 from ncsynth.config import load_config
-from ncsynth.instruments import connect
+from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.plans import Recipe, hot_injection
 from ncsynth.simulators.beamline import SimulatedBeamline
 
@@ -26,7 +26,7 @@ def beamline(tmp_path):
     config = load_config(hardware="sim")
     config["data"]["dir"] = str(tmp_path)
     with SimulatedBeamline(seed=1) as sim, timebase.use_clock(sim.clock):
-        devices = connect(config, urls=sim.urls)
+        devices = connect(simulated_hutch(config, sim))
         yield sim, devices
         devices.close()
 

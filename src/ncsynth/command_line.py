@@ -41,7 +41,10 @@ def parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="the simulated beamline")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
     serve = sim_sub.add_parser("serve", help="serve the simulators until interrupted; print "
-                                             "their URLs as one JSON line")
+                                             "their addresses and calibration files as one JSON line")
+    serve.add_argument("--calibration-dir", default=None,
+                       help="write the PONI and mask files here (default: a temporary directory "
+                            "removed when the simulators stop)")
     serve.add_argument("--speed", type=float, default=1.0,
                        help="world clock speed: 1 = real time (default), K = K times faster")
     serve.add_argument("--seed", type=int, default=None, help="detector noise seed")

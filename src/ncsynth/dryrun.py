@@ -1,9 +1,9 @@
 """The dry run: the full hot-injection protocol on the simulated beamline.
 
-Starts the simulated beamline, connects the same device classes the hutch uses to
-its sockets, installs the world's clock as the time base, runs
-:func:`~ncsynth.plans.hot_injection` in a RunEngine that writes to the embedded
-catalog and feeds the live analysis, and returns a summary.
+Starts the simulated beamline, points the configuration at its sockets and its
+areaDetector IOC, connects the device classes the hutch uses, installs the world's
+clock as the time base, runs :func:`~ncsynth.plans.hot_injection` in a RunEngine that
+writes to the embedded catalog and feeds the live analysis, and returns a summary.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ncsynth import timebase
 from ncsynth.config import catalog_databases, data_dir
 from ncsynth.flask_truth import FlaskRecorder, firing_times, record_truth
 from ncsynth.frame_account import FrameAccount
-from ncsynth.instruments import connect
+from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
 from ncsynth.plans.safety import DeviceFailure
 from ncsynth.progress import ProgressBar
@@ -136,7 +136,7 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
     recovered = catalog.recover()  # runs a killed process left behind, completed honestly
     with SimulatedBeamline(options=options) as sim, timebase.use_clock(sim.clock):
         recorder = sim.world.add("truth_recorder", FlaskRecorder())  # after the reaction
-        devices = connect(config, urls=sim.urls)
+        devices = connect(simulated_hutch(config, sim))
         if "cd_initial_molar" not in recipe_kwargs:  # what the simulated syringe gives
             recipe_kwargs["cd_initial_molar"] = round(sim.cd_initial_molar(
                 plan_kwargs.get("piston", "A")), 6)

@@ -1,13 +1,16 @@
-"""Build the devices from the configuration: the one place where hutch and simulation part.
+"""Build the devices from the configuration.
 
-``connect(config, urls=...)`` returns the heater, injector, detector and deadline
-timer. For ``hardware = "sim"`` the serial URLs and the detector back-end come from a
-running :class:`~ncsynth.simulators.beamline.SimulatedBeamline` (``urls``); for
-``"hutch"`` from the configuration file. The device classes are the same.
+``connect(config)`` returns the heater, injector, detector and deadline timer of a
+``hardware = "hutch"`` configuration: serial URLs, the areaDetector's PV prefix, monitor PVs
+and calibration files. A dry run (``hardware = "sim"``) first points its configuration at the
+running :class:`~ncsynth.simulators.beamline.SimulatedBeamline` with :func:`simulated_hutch`
+(the simulators' URLs, the simulated IOC's prefix and monitors, the PONI and mask files of the
+simulated set-up); the devices are then built by the same code, from the same keys.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,22 +44,34 @@ class Instruments:
                 close()
 
 
-def connect(config: dict, urls: dict[str, str] | None = None) -> Instruments:
-    """Devices for ``config["hardware"]``; ``urls`` are the simulators' when it is "sim"."""
-    hardware = config["hardware"]
-    if hardware == "sim" and not urls:
-        raise ValueError("hardware = 'sim' needs the URLs of a running simulated beamline")
+def connect(config: dict) -> Instruments:
+    """The devices of a ``hardware = "hutch"`` configuration (see module docstring)."""
+    if config["hardware"] != "hutch":
+        raise ValueError("hardware = 'sim': point the configuration at a running simulated beamline "
+                         "first (ncsynth.instruments.simulated_hutch(config, beamline))")
     frames = Path(data_dir(config)) / "frames"
-    heater_cfg, injector_cfg, det_cfg = config["heater"], config["injector"], config["detector"]
+    heater_cfg, injector_cfg = config["heater"], config["injector"]
     heater = HeatingController(
-        urls["heater"] if hardware == "sim" else heater_cfg["url"], name="heater",
-        slave_address=heater_cfg["slave_address"],
+        heater_cfg["url"], name="heater", slave_address=heater_cfg["slave_address"],
         max_temperature_c=heater_cfg["max_temperature_c"],
         tolerance_c=heater_cfg["tolerance_c"], settle_time_s=heater_cfg["settle_time_s"])
-    injector = Injector(urls["injector"] if hardware == "sim" else injector_cfg["url"],
-                        name="injector", jam_timeout_s=injector_cfg["jam_timeout_s"])
-    detector = saxs_detector(det_cfg, hardware, urls, frames)
+    injector = Injector(injector_cfg["url"], name="injector", jam_timeout_s=injector_cfg["jam_timeout_s"])
+    detector = area_detector(config["detector"], frames)
+    detector.exposure_time.put(config["detector"]["exposure_s"])
     return Instruments(heater, injector, detector, DeadlineTimer(name="timer"))
+
+
+def simulated_hutch(config: dict, beamline) -> dict:
+    """A copy of ``config`` pointed at the running simulated ``beamline``: ``hardware = "hutch"``
+    with the beamline's :meth:`~ncsynth.simulators.beamline.SimulatedBeamline.hutch_settings`
+    (its calibration files written to ``<data dir>/calibration/simulated``, where a replay of
+    the run finds the mask again); every other key stays the configuration's."""
+    pointed = copy.deepcopy(config)
+    pointed["hardware"] = "hutch"
+    settings = beamline.hutch_settings(Path(data_dir(config)) / "calibration" / "simulated")
+    for section, values in settings.items():
+        pointed[section].update(values)
+    return pointed
 
 
 def saxs_detector(det_cfg: dict, hardware: str, urls: dict[str, str] | None, frames: Path):

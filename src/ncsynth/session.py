@@ -123,7 +123,7 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
     sim_speed = _sim_speed(config, speed) if simulated else None
     if live_plots is None:
         live_plots = _display_available()
-    from ncsynth.instruments import connect  # imports every device class
+    from ncsynth.instruments import connect, simulated_hutch  # imports every device class
 
     stack = contextlib.ExitStack()
     try:
@@ -143,7 +143,6 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
         RE.subscribe(writer)
 
         beamline = None
-        urls = None
         if simulated:
             from ncsynth.simulators.beamline import BeamlineOptions, SimulatedBeamline
 
@@ -151,8 +150,7 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
             beamline = stack.enter_context(SimulatedBeamline(options=BeamlineOptions(speed=sim_speed, seed=seed)))
             stack.enter_context(timebase.use_clock(beamline.clock))
             beamline.clock.follow(RE)  # a jumping clock holds still while a plan works
-            urls = beamline.urls
-        devices = connect(config, urls=urls)
+        devices = connect(simulated_hutch(config, beamline) if simulated else config)
         stack.callback(devices.close)
         progress.heater = devices.heater
         display = live_display(RE, terminal, writer, root, analysis=analysis,
