@@ -4,7 +4,7 @@
     injection, on a log q axis and a symmetric-log I axis (points at and below zero drawn);
 (b) mean radius R0 (nm; error bars stop at 0) and size dispersion σ_R/R0 (%; an unresolved width
     as its 95 % upper limit) against time;
-(c) nanocrystal concentration (mol/L) with the S3.3 build-up fit and its t98;
+(c) nanocrystal concentration (mol/L; error bars stop at 0) with the S3.3 build-up fit and its t98;
 (d) reaction yield (S2.6) with its t98 — all against time after injection on a log axis.
 
 :class:`LiveFigure` is a document callback on the DERIVED run emitted by
@@ -50,7 +50,8 @@ def _pick_patterns(time_s: np.ndarray, usable: np.ndarray, count: int) -> list[i
 def run_title(raw: dict | None, detail: str = "") -> str:
     """The figure's title from a raw run's description
     (:func:`~ncsynth.analysis.live.raw_description`): sample, local date and time of the start,
-    the recipe's injection and growth temperatures (°C), scan id and short uid, then ``detail``."""
+    the recipe's injection and growth temperatures (°C); on a second line scan id and short
+    uid, then ``detail``."""
     raw = raw or {}
     parts = [str(raw["sample"])] if raw.get("sample") else []
     if isinstance(raw.get("time"), (int, float)):
@@ -61,9 +62,10 @@ def run_title(raw: dict | None, detail: str = "") -> str:
     if temperatures:
         parts.append(", ".join(temperatures))
     run = f"scan {raw['scan_id']} " if raw.get("scan_id") else ""
-    if raw.get("uid"):
-        parts.append(f"{run}({str(raw['uid'])[:8]})" if run else f"run {str(raw['uid'])[:8]}")
-    return " — ".join(parts + ([detail] if detail else []))
+    second = [f"{run}({str(raw['uid'])[:8]})" if run else f"run {str(raw['uid'])[:8]}"] \
+        if raw.get("uid") else []
+    lines = [" — ".join(parts), " — ".join(second + ([detail] if detail else []))]
+    return "\n".join(line for line in lines if line)
 
 
 def _draw_patterns(ax, patterns, fits) -> None:
@@ -142,9 +144,9 @@ def draw_figure(fits, patterns=None, kinetics=None, title: str = "") -> Figure:
     ax_d.set_ylabel("σ$_R$/R$_0$ (%)", color="C3")
 
     # (c) concentration
-    conc = _column(fits, "concentration_molar")
-    ax_c.errorbar(t[ok], conc[ok], yerr=_column(fits, "concentration_err_molar")[ok], fmt="o", ms=3,
-                  color="C1")[0].set_gid("concentration")
+    conc, conc_err = _column(fits, "concentration_molar"), _column(fits, "concentration_err_molar")
+    ax_c.errorbar(t[ok], conc[ok], yerr=[np.fmin(conc_err[ok], conc[ok]), conc_err[ok]], fmt="o",
+                  ms=3, color="C1")[0].set_gid("concentration")  # stops at 0, as the radius's
     # (d) yield
     ax_y.plot(t[ok], _column(fits, "yield_fraction")[ok], "o", ms=3, color="C2", gid="yield")
     if kinetics is not None and ok.any():

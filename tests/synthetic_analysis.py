@@ -40,7 +40,7 @@ def analysed_frames(times_s, fitted):
         fits["sigma_nm"].append((0.01 if t < 2 else 0.1 * radius) if ok else nan)
         fits["sigma_upper_nm"].append((0.5 * radius if t < 2 else nan) if ok else nan)
         fits["concentration_molar"].append(conc if ok else nan)
-        fits["concentration_err_molar"].append(0.1 * conc if ok else nan)
+        fits["concentration_err_molar"].append((2.0 if t < 2 else 0.1) * conc if ok else nan)
         fits["yield_fraction"].append(0.01 * t if ok else nan)
         fits["background_cm"].append(OFFSET_CM if ok else nan)
         fits["success"].append(ok)

@@ -72,6 +72,9 @@ def test_radius_error_bars_stop_at_zero_and_unresolved_widths_are_upper_limits()
     lows = [min(seg[:, 1].min() for seg in c.get_segments()) for c in bars]
     assert bars and min(lows) == pytest.approx(0.0, abs=1e-12)  # 2.5 R errors stop at R = 0
     assert ax_r.get_ylim()[0] >= 0.0
+    ax_c = figure.axes[2]  # the concentration's error bars stop at 0 too
+    lowest = min(seg[:, 1].min() for c in ax_c.collections for seg in c.get_segments())
+    assert lowest == pytest.approx(0.0, abs=1e-15)  # 2 c errors early stop at c = 0
     ax_d = next(ax for ax in figure.axes if ax.get_ylabel().startswith("σ"))
     lines = {line.get_gid(): line for line in ax_d.get_lines()}
     early = times < 2
@@ -83,8 +86,8 @@ def test_radius_error_bars_stop_at_zero_and_unresolved_widths_are_upper_limits()
 def test_the_title_names_sample_date_temperatures_andanalysed_frames(tmp_path):
     title = run_title(raw_description(START), "SAXS analysis, 40 frames")
     assert title.startswith("CdSe-07 (test) — 2026-12-0")
-    assert "injection 290 °C, growth 260 °C" in title and "scan 7 (1a2b3c4d)" in title
-    assert title.endswith("SAXS analysis, 40 frames")
+    assert title.splitlines()[0].endswith("injection 290 °C, growth 260 °C")
+    assert title.splitlines()[1] == "scan 7 (1a2b3c4d) — SAXS analysis, 40 frames"
     fits, patterns = analysed_frames([1.5, 3.0], [True, True])
     path = report_figure(fits, patterns, None, tmp_path / "r.png", title=title)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
