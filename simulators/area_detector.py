@@ -34,6 +34,7 @@ plugin never writes them: a capture that never completes), :attr:`last_frame`,
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import socket
@@ -144,6 +145,18 @@ class SimulatedAreaDetector:
     def value(self, name: str):
         """Current value of the PV ``<prefix>name`` (e.g. ``"HDF1:NumCaptured_RBV"``)."""
         return self.pvs[self.prefix + name].value
+
+    def hutch_settings(self, calibration_dir) -> dict[str, str]:
+        """The keys of a ``[detector]`` configuration section that point at this IOC: ``prefix``,
+        the monitor PVs, the simulated set-up's sample path ``thickness_cm`` and its ``poni``
+        and ``mask`` files, written to ``calibration_dir`` now."""
+        from ncsynth.analysis.calibration_files import write_calibration
+
+        poni, mask = write_calibration(self.synthesizer.geometry, calibration_dir)
+        return {"prefix": self.prefix, "poni": str(poni), "mask": str(mask),
+                "thickness_cm": self.synthesizer.thickness_cm,
+                "incident_monitor_pv": self.prefix + INCIDENT_SUFFIX,
+                "transmitted_monitor_pv": self.prefix + TRANSMITTED_SUFFIX}
 
     # -- serving -----------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -351,6 +364,23 @@ def epics_client_environment(address: tuple[str, int]) -> dict[str, str]:
     """Channel Access client settings that find an IOC at ``address`` (host, UDP port) only:
     ``EPICS_CA_ADDR_LIST`` = ``host:port``, ``EPICS_CA_AUTO_ADDR_LIST`` = ``NO``."""
     return {"EPICS_CA_ADDR_LIST": f"{address[0]}:{address[1]}", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+
+
+#: Numbers the prefixes (``SIM<pid>-<n>:SAXS:``) of :func:`serve_ioc`'s IOCs: Channel Access
+#: clients keep channels and search answers by PV name for their whole process, so an IOC
+#: started after another (a second dry run, the next test, another ``sim serve``) serves names
+#: of its own.
+_IOC_SERIAL = itertools.count(1)
+
+
+def serve_ioc(host, world, **options) -> tuple[SimulatedAreaDetector, Callable[[], None]]:
+    """Start a :class:`SimulatedAreaDetector` of ``world`` (``options`` as its own, but the
+    prefix) on ``host`` (a :class:`~ncsynth.simulators.server.SimulatorHost`, which stops it),
+    with a prefix of its own and this process's clients pointed at it
+    (:func:`point_clients_at`); return it and the function that takes the clients off it."""
+    ioc = SimulatedAreaDetector(world, prefix=f"SIM{os.getpid()}-{next(_IOC_SERIAL)}:SAXS:", **options)
+    host.start(ioc)
+    return ioc, point_clients_at(ioc.address)
 
 
 _served: list[str] = []  # "host:port" of the IOCs this process's clients are pointed at

@@ -17,13 +17,10 @@ synthesis in one session.
 
 from __future__ import annotations
 
-import itertools
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ncsynth.analysis.calibration_files import write_calibration
-from .area_detector import INCIDENT_SUFFIX, TRANSMITTED_SUFFIX, SimulatedAreaDetector, point_clients_at
+from .area_detector import serve_ioc
 from .beamline_models import FlaskReaction
 from .clock import WorldClock
 from .eurotherm import EurothermInterface
@@ -41,11 +38,6 @@ HOT_FLASK_VOLUME_ML = 11.5
 #: Longest slow window (s of world time) the kinetics may be stepped over at one mean
 #: temperature: a 20th of the controller's ~190 s limit cycle (<= ~1 °C of its swing).
 SLOW_MAX_DT_S = 5.0
-#: Numbers the IOC prefixes (``SIM<pid>-<n>:SAXS:``) of the beamlines of a process: Channel
-#: Access clients keep channels and search answers by PV name for their whole process, so a
-#: beamline started after another (a second dry run, the next test, another ``sim serve``)
-#: serves names of its own.
-_IOC_SERIAL = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -90,10 +82,8 @@ class SimulatedBeamline:
                 "heater": self.host.serve(EurothermInterface(world)),
                 "injector": self.host.serve(InjectorInterface(world)),
             }
-            self.detector = SimulatedAreaDetector(world, prefix=f"SIM{os.getpid()}-{next(_IOC_SERIAL)}:SAXS:",
-                                                  flux=options.flux_ph_per_s, seed=options.seed)
-            self.host.start(self.detector)
-            self._release_clients = point_clients_at(self.detector.address)
+            self.detector, self._release_clients = serve_ioc(
+                self.host, world, flux=options.flux_ph_per_s, seed=options.seed)
         except BaseException:
             self.close()
             raise
@@ -108,13 +98,9 @@ class SimulatedBeamline:
         ``heater``/``injector`` ``url``, ``detector`` ``prefix``, monitor PVs, and the PONI and
         mask files of the simulated set-up, written to ``calibration_dir`` now (a Channel Access
         client elsewhere also needs :func:`.area_detector.epics_client_environment`)."""
-        poni, mask = write_calibration(self.detector.synthesizer.geometry, calibration_dir)
-        prefix = self.detector.prefix
         return {"heater": {"url": self.links["heater"].url},
                 "injector": {"url": self.links["injector"].url},
-                "detector": {"prefix": prefix, "poni": str(poni), "mask": str(mask),
-                             "incident_monitor_pv": prefix + INCIDENT_SUFFIX,
-                             "transmitted_monitor_pv": prefix + TRANSMITTED_SUFFIX}}
+                "detector": self.detector.hutch_settings(calibration_dir)}
 
     def cd_initial_molar(self, piston: str = "A") -> float:
         """c_Cd,0 (mol/L) that firing ``piston`` into the flask as it is now will give."""

@@ -27,7 +27,10 @@ World models, in stepping order (``world.<name>``):
 
 Servers (``urls`` / ``links`` keys): ``chamber`` and ``oven`` (Modbus RTU, slave 1 each, one
 RS-485 line per controller), ``pump_cd`` and ``pump_se`` (NE-1000, address 0 each, one RS-232
-line per pump), ``detector`` (the SAXS detector looking through the X-ray flow cell).
+line per pump); ``detector``, the SAXS detector looking through the X-ray flow cell, is a
+simulated areaDetector IOC (:func:`~ncsynth.simulators.area_detector.serve_ioc`, Channel Access
+on 127.0.0.1). :meth:`SimulatedFlowReactor.hutch_settings` gives the ``[flow.*]`` configuration
+keys that point at them.
 
 In process: ``spectrometer``, a :class:`~ncsynth.simulators.spectrometer.SimulatedSpectrometer`
 (USB at the hutch, no socket) whose flow cell holds the reactor outlet now
@@ -51,7 +54,8 @@ from __future__ import annotations
 import numpy as np
 
 from .clock import WorldClock
-from .detector import MOLAR_PER_M3, DetectorInterface
+from .area_detector import serve_ioc
+from .detector import MOLAR_PER_M3
 from .eurotherm import EurothermInterface
 from .flow_chemistry import FlowReactorModel
 from .ne1000 import NE1000Interface, SyringePumpModel
@@ -184,6 +188,7 @@ class SimulatedFlowReactor:
         self.spectrometer = SimulatedSpectrometer(self._outlet_absorbance, clock=self.clock,
                                                   seed=0 if seed is None else seed)
         self.host = SimulatorHost()
+        self._release_clients = None
         try:
             self.links = {
                 "chamber": self.host.serve(EurothermInterface(
@@ -192,18 +197,24 @@ class SimulatedFlowReactor:
                     world, controller=oven.controller, thermal=oven.flask)),
                 "pump_cd": self.host.serve(NE1000Interface(world, pumps[0])),
                 "pump_se": self.host.serve(NE1000Interface(world, pumps[1])),
-                "detector": self.host.serve(DetectorInterface(
-                    world, seed=seed, thickness_cm=SAXS_PATH_CM, transmission=SAXS_TRANSMISSION)),
             }
+            self.detector, self._release_clients = serve_ioc(
+                self.host, world, seed=seed, thickness_cm=SAXS_PATH_CM, transmission=SAXS_TRANSMISSION)
         except BaseException:
             self.close()
             raise
 
     @property
     def urls(self) -> dict[str, str]:
-        """``{"chamber": "socket://127.0.0.1:PORT", "oven": ..., "pump_cd": ..., "pump_se": ...,
-        "detector": ...}``."""
+        """``{"chamber": "socket://127.0.0.1:PORT", "oven": ..., "pump_cd": ..., "pump_se": ...}``."""
         return {name: link.url for name, link in self.links.items()}
+
+    def hutch_settings(self, calibration_dir) -> dict[str, dict]:
+        """The ``[flow.<section>]`` keys of a ``hardware = "hutch"`` configuration that point at
+        this reactor: each serial instrument's ``url``; the detector's prefix, monitor PVs and
+        the PONI and mask files (written to ``calibration_dir`` now)."""
+        return {**{name: {"url": url} for name, url in self.urls.items()},
+                "detector": self.detector.hutch_settings(calibration_dir)}
 
     def _outlet_absorbance(self, wavelength_nm) -> np.ndarray:
         """Absorbance of what is in the optic flow cell now (the spectrometer's sample)."""
@@ -214,6 +225,9 @@ class SimulatedFlowReactor:
 
     def close(self) -> None:
         self.host.close()
+        if self._release_clients is not None:
+            self._release_clients()
+            self._release_clients = None
         self.spectrometer.close()
         self.clock.close()
 

@@ -18,7 +18,7 @@ from ncsynth.analysis.temperature_map import amount_grid
 from ncsynth.config import load_config
 from ncsynth.devices.pump import PumpAlarm
 from ncsynth.flow_dryrun import flow_dry_run
-from ncsynth.flow_instruments import connect_flow
+from ncsynth.flow_instruments import connect_flow, simulated_flow
 from ncsynth.plans.flow import (FlowPoint, ReactorSpec, check_point, grid_points,
                                 residence_series, temperature_grid)
 from ncsynth.simulators.flow_reactor import SimulatedFlowReactor
@@ -37,7 +37,7 @@ def config(tmp_path):
 @pytest.fixture
 def reactor(config):
     with SimulatedFlowReactor(seed=3) as sim, timebase.use_clock(sim.clock):
-        devices = connect_flow(config, sim.urls, spectrometer_backend=sim.spectrometer)
+        devices = connect_flow(simulated_flow(config, sim), spectrometer_backend=sim.spectrometer)
         yield sim, devices
         devices.close()
 

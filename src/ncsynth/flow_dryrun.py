@@ -38,7 +38,7 @@ from ncsynth.analysis.optical import (CDSE_DENSITY_G_PER_CM3, CDSE_MOLAR_MASS_G_
 from ncsynth.analysis.reduction import Reducer, average, calibration_from_beam, subtract
 from ncsynth.analysis.temperature_map import SPECIES, temperature_map_figure
 from ncsynth.config import catalog_databases, data_dir
-from ncsynth.flow_instruments import connect_flow
+from ncsynth.flow_instruments import connect_flow, simulated_flow
 from ncsynth.plans.flow import temperature_grid
 from ncsynth.progress import ProgressBar
 from ncsynth.simulators.flow_reactor import SimulatedFlowReactor
@@ -141,7 +141,7 @@ def _acquire(catalog, config, grid, residence_s, speed, seed, progress):
     with SimulatedFlowReactor(speed, seed, volumes_ml=volumes,
                               optical_path_cm=float(flow_cfg["spectrometer"]["path_cm"])) as sim, \
             timebase.use_clock(sim.clock):
-        devices = connect_flow(config, sim.urls, spectrometer_backend=sim.spectrometer)
+        devices = connect_flow(simulated_flow(config, sim), spectrometer_backend=sim.spectrometer)
         scan = flow_cfg["scan"]
         plan = temperature_grid(devices.pumps, devices.chamber, devices.oven, devices.spectrometer,
                                 devices.detector, nucleation_c=grid["nucleation_c"],

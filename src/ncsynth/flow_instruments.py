@@ -1,17 +1,18 @@
 """Build the flow reactor's devices from the configuration (``[flow]``, seed 002).
 
-``connect_flow(config, urls=..., spectrometer_backend=...)`` returns the two syringe pumps,
-the nucleation-chamber and growth-oven controllers, the UV-Vis spectrometer, the SAXS
-detector, a deadline timer and the :class:`~ncsynth.plans.flow.ReactorSpec` the plans
-validate against. For ``hardware = "sim"`` the serial URLs and the detector come from a
-running :class:`~ncsynth.simulators.flow_reactor.SimulatedFlowReactor` (its ``urls``) and the
-spectrometer backend is its in-process ``spectrometer``; for ``"hutch"`` from the
-configuration (seabreeze for the spectrometer, EPICS areaDetector for the SAXS detector).
-The device classes are the same.
+``connect_flow(config)`` returns the two syringe pumps, the nucleation-chamber and
+growth-oven controllers, the UV-Vis spectrometer, the SAXS detector, a deadline timer and the
+:class:`~ncsynth.plans.flow.ReactorSpec` the plans validate against, from a
+``hardware = "hutch"`` configuration (seabreeze for the spectrometer, EPICS areaDetector for
+the SAXS detector). A flow dry run first points its configuration at the running
+:class:`~ncsynth.simulators.flow_reactor.SimulatedFlowReactor` (:func:`simulated_flow`) and
+passes the reactor's in-process spectrometer (USB at the hutch: no address to point at) as
+``spectrometer_backend``; the device classes and the code that builds them are the same.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +21,8 @@ from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.devices.heater import HeatingController
 from ncsynth.devices.pump import SyringePump
 from ncsynth.devices.spectrometer import UVVisSpectrometer
-from ncsynth.instruments import saxs_detector
+from ncsynth.instruments import area_detector
 from ncsynth.plans.flow import ReactorSpec
-
-#: Simulator URL keys (``SimulatedFlowReactor.urls``) that ``connect_flow`` needs.
-SIM_URLS = ("pump_cd", "pump_se", "chamber", "oven", "detector")
 
 
 @dataclass
@@ -71,37 +69,42 @@ def _seabreeze_spectrometer(serial_number: str):
     return Spectrometer.from_first_available()
 
 
-def connect_flow(config: dict, urls: dict[str, str] | None = None, *,
-                 spectrometer_backend=None) -> FlowInstruments:
-    """Devices for ``config["hardware"]``; ``urls`` and ``spectrometer_backend`` are the
-    simulated reactor's when it is "sim" (ValueError if missing)."""
-    hardware, flow = config["hardware"], config["flow"]
-    if hardware == "sim":
-        missing = [key for key in SIM_URLS if key not in (urls or {})]
-        if missing or spectrometer_backend is None:
-            raise ValueError(f"hardware = 'sim' needs a running SimulatedFlowReactor's urls "
-                             f"(missing {missing}) and its spectrometer as spectrometer_backend")
+def connect_flow(config: dict, *, spectrometer_backend=None) -> FlowInstruments:
+    """The devices of a ``hardware = "hutch"`` configuration's ``[flow]`` sections;
+    ``spectrometer_backend``: the spectrometer to use instead of seabreeze's."""
+    if config["hardware"] != "hutch":
+        raise ValueError("hardware = 'sim': point the configuration at a running simulated flow reactor "
+                         "first (ncsynth.flow_instruments.simulated_flow(config, reactor))")
+    flow = config["flow"]
     frames = Path(data_dir(config)) / "frames"
-
-    def url(key: str) -> str:
-        return urls[key] if hardware == "sim" else flow[key]["url"]
-
-    pumps = [SyringePump(url(key), name=key, address=flow[key]["address"],
+    pumps = [SyringePump(flow[key]["url"], name=key, address=flow[key]["address"],
                          diameter_mm=flow[key]["diameter_mm"]) for key in ("pump_cd", "pump_se")]
-    zones = [HeatingController(url(key), name=key, slave_address=flow[key]["slave_address"],
+    zones = [HeatingController(flow[key]["url"], name=key, slave_address=flow[key]["slave_address"],
                                max_temperature_c=flow[key]["max_temperature_c"],
                                tolerance_c=flow[key]["tolerance_c"],
                                settle_time_s=flow[key]["settle_time_s"],
                                poll_interval_s=flow[key]["poll_interval_s"])
              for key in ("chamber", "oven")]
     spec_cfg, det_cfg = flow["spectrometer"], flow["detector"]
-    backend = (spectrometer_backend if hardware == "sim"
-               else _seabreeze_spectrometer(spec_cfg["serial_number"]))
+    backend = (_seabreeze_spectrometer(spec_cfg["serial_number"]) if spectrometer_backend is None
+               else spectrometer_backend)
     spectrometer = UVVisSpectrometer(backend, name="uv")
     spectrometer.integration_time_s.put(spec_cfg["integration_time_s"])
     spectrometer.averages.put(spec_cfg["averages"])
-    detector = saxs_detector(det_cfg, hardware, urls, frames)
+    detector = area_detector(det_cfg, frames)
     reactor = ReactorSpec(**flow["reactor"], max_rate_ml_min=min(
         flow[key]["max_rate_ml_min"] for key in ("pump_cd", "pump_se")))
     return FlowInstruments(*pumps, *zones, spectrometer, detector, DeadlineTimer(name="timer"),
                            reactor, float(spec_cfg["path_cm"]))
+
+
+def simulated_flow(config: dict, reactor) -> dict:
+    """A copy of ``config`` pointed at the running simulated flow ``reactor``: ``hardware =
+    "hutch"`` with the reactor's :meth:`~ncsynth.simulators.flow_reactor.SimulatedFlowReactor.
+    hutch_settings` in its ``[flow.*]`` sections (calibration files written to
+    ``<data dir>/calibration/simulated``); every other key stays the configuration's."""
+    pointed = copy.deepcopy(config)
+    pointed["hardware"] = "hutch"
+    for section, values in reactor.hutch_settings(Path(data_dir(config)) / "calibration" / "simulated").items():
+        pointed["flow"][section].update(values)
+    return pointed

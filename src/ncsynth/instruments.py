@@ -18,7 +18,6 @@ from ncsynth.analysis.calibration_files import geometry_from_files
 from ncsynth.config import data_dir
 from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.devices.area_detector import AreaDetectorSAXS
-from ncsynth.devices.detector import SAXSDetector, SimulatedBackend
 from ncsynth.devices.heater import HeatingController
 from ncsynth.devices.injector import Injector
 
@@ -57,7 +56,6 @@ def connect(config: dict) -> Instruments:
         tolerance_c=heater_cfg["tolerance_c"], settle_time_s=heater_cfg["settle_time_s"])
     injector = Injector(injector_cfg["url"], name="injector", jam_timeout_s=injector_cfg["jam_timeout_s"])
     detector = area_detector(config["detector"], frames)
-    detector.exposure_time.put(config["detector"]["exposure_s"])
     return Instruments(heater, injector, detector, DeadlineTimer(name="timer"))
 
 
@@ -74,23 +72,11 @@ def simulated_hutch(config: dict, beamline) -> dict:
     return pointed
 
 
-def saxs_detector(det_cfg: dict, hardware: str, urls: dict[str, str] | None, frames: Path):
-    """The SAXS detector of a ``[detector]`` configuration section: the simulated back-end at
-    ``urls["detector"]`` for ``hardware = "sim"``, else the area detector at its PV prefix with
-    the section's calibration (:func:`area_detector`); frames are written under ``frames``, the
-    exposure time is the section's."""
-    if hardware == "sim":
-        detector = SAXSDetector(SimulatedBackend(urls["detector"]), write_root=frames, name="saxs")
-    else:
-        detector = area_detector(det_cfg, frames)
-    detector.exposure_time.put(det_cfg["exposure_s"])
-    return detector
-
-
 def area_detector(det_cfg: dict, frames: Path) -> AreaDetectorSAXS:
     """:class:`AreaDetectorSAXS` at ``det_cfg["prefix"]`` writing under ``frames``, calibrated
     from the section's ``poni``/``mask`` files, ``thickness_cm``, ``calibration`` (K; 0: from
-    the monitors) and monitor PVs. A bad file is refused here, before anything moves."""
+    the monitors) and monitor PVs, exposing ``exposure_s``. A bad file is refused here, before
+    anything moves."""
     monitors = (det_cfg["incident_monitor_pv"], det_cfg["transmitted_monitor_pv"])
     if any(monitors) and not all(monitors):
         raise ValueError("detector: give both incident_monitor_pv and transmitted_monitor_pv, or neither")
@@ -102,4 +88,5 @@ def area_detector(det_cfg: dict, frames: Path) -> AreaDetectorSAXS:
     detector.thickness_cm.put(det_cfg["thickness_cm"])
     if det_cfg["calibration"] > 0:
         detector.calibration.put(det_cfg["calibration"])
+    detector.exposure_time.put(det_cfg["exposure_s"])
     return detector
