@@ -42,8 +42,9 @@ from scipy.optimize import least_squares
 from ncsynth.analysis.saxs import (_LOG_LOWER, _LOG_UPPER, MIN_POINTS, WARM_RETRY_CHI2_REDUCED,
                                    SphereFit, _context_for, _select_points, fit_pattern)
 from ncsynth.analysis.scattering import sphere_intensity
+from ncsynth.analysis.skewed import SKEW_BOUND, skewed_model
 
-__all__ = ["BimodalFit", "fit_bimodal"]
+__all__ = ["BimodalFit", "fit_bimodal", "fit_skewed_pair"]
 
 #: Linear (c₁, c₂, b) plus nonlinear (R₁, σ₁, R₂, σ₂) parameters.
 N_PARAMETERS = 7
@@ -110,34 +111,42 @@ class BimodalFit:
         return cls(*(nan,) * 15, n_points=int(n_points), success=False, reason=reason, single=single)
 
 
-class _BimodalProjection:
-    """Variable projection for theta = (ln R₁, ln σ₁, ln R₂, ln σ₂): c₁, c₂, b solved exactly."""
+def gaussian_population(kernel):
+    """Population model of S2.3 for :class:`_PopulationsProjection`: theta = (ln R, ln σ) gives
+    the rows (⟨I⟩ per unit concentration, d/dR, d/dσ) and the chain factors (R, σ)."""
+    def model(theta):
+        radius, sigma = math.exp(theta[0]), math.exp(theta[1])
+        return kernel.evaluate(radius, sigma), (radius, sigma)
+    return model
 
-    def __init__(self, kernel, y, inv_sigma):
-        self.kernel = kernel
+
+class _PopulationsProjection:
+    """Variable projection over populations: ``models[k](theta_k)`` gives population k's rows
+    (its ⟨I⟩ per unit concentration, then the derivatives) and chain factors (d/dtheta_k =
+    factor × row derivative); ``sizes[k]`` = len(theta_k). The concentrations and one background
+    are solved exactly (SVD, so a rank-deficient pair does not blow up)."""
+
+    def __init__(self, models, sizes, y, inv_sigma):
+        self.models, self.splits = tuple(models), np.cumsum(sizes)[:-1]
         self.inv_sigma = inv_sigma
         self.yw = y * inv_sigma
         self._theta = None
 
     def evaluate(self, theta):
-        """Cache (coefficients, weighted residual, Kaufman Jacobian (n, 4)) at theta."""
+        """Cache (coefficients, weighted residual, Kaufman Jacobian (n, len(theta))) at theta."""
         if self._theta is not None and np.array_equal(theta, self._theta):
             return self._state
-        r1, s1, r2, s2 = np.exp(theta)
-        models = (self.kernel.evaluate(r1, s1), self.kernel.evaluate(r2, s2))
-        columns = np.vstack([models[0][0], models[1][0], np.ones_like(self.inv_sigma)]) * self.inv_sigma
+        outputs = [model(part) for model, part in zip(self.models, np.split(theta, self.splits))]
+        columns = np.vstack([rows[0] for rows, _ in outputs] + [np.ones_like(self.inv_sigma)]) * self.inv_sigma
         u, singular, vt = np.linalg.svd(columns.T, full_matrices=False)
         rank = int(np.count_nonzero(singular > singular[0] * 1e-12))
         u, singular, vt = u[:, :rank], singular[:rank], vt[:rank]
         projected = u.T @ self.yw
         coefficients = vt.T @ (projected / singular)
         residual = self.yw - u @ projected
-        # d(model)/d theta: c_k · d⟨I_k⟩/d ln R_k and /d ln σ_k, weighted; Kaufman: project out span(A).
-        derivative = np.empty((4, self.yw.size))
-        for k, (model, radius, sigma) in enumerate(zip(models, (r1, r2), (s1, s2))):
-            derivative[2 * k] = coefficients[k] * radius * model[1]
-            derivative[2 * k + 1] = coefficients[k] * sigma * model[2]
-        derivative *= self.inv_sigma
+        # d(model)/d theta: c_k · factor · d⟨I_k⟩/d parameter, weighted; Kaufman: project out span(A).
+        derivative = np.vstack([coefficients[k] * np.asarray(factors)[:, None] * rows[1:]
+                                for k, (rows, factors) in enumerate(outputs)]) * self.inv_sigma
         derivative -= (derivative @ u) @ u.T
         self._theta = np.array(theta, copy=True)
         self._state = coefficients, residual, -derivative.T
@@ -243,7 +252,8 @@ def fit_bimodal(q_nm, intensity_cm, sigma_cm, guess=None, q_range_nm=None) -> Bi
         return BimodalFit.failed(f"one-population fit failed: {single.reason}", n, single)
 
     context = _context_for(q)
-    projection = _BimodalProjection(context.kernel, y, 1.0 / s)
+    gaussian = gaussian_population(context.kernel)
+    projection = _PopulationsProjection((gaussian, gaussian), (2, 2), y, 1.0 / s)
     dof = n - N_PARAMETERS
     best = None
     if theta_guess is not None:
@@ -264,6 +274,43 @@ def fit_bimodal(q_nm, intensity_cm, sigma_cm, guess=None, q_range_nm=None) -> Bi
     if not converged:
         return BimodalFit.failed(f"no convergence in {MAX_FUNCTION_EVALUATIONS} evaluations", n, single)
     return _result(context.kernel, projection.inv_sigma, theta, cost, coefficients, n, single)
+
+
+def fit_skewed_pair(q_nm, intensity_cm, sigma_cm, start: BimodalFit, guess=None, q_range_nm=None):
+    """Both sets as Pearson III populations (:mod:`~ncsynth.analysis.skewed`), the alternative
+    to two Gaussians for the mean radii of a bimodal frame (§S.5).
+
+    A set that is still nucleating, or ripening, has a tail of small crystals that scatter
+    little (V²): a Gaussian then sits on the bulk and its mean runs above the set's number
+    mean, by up to several standard errors in a simulated flask, while χ² cannot tell the two
+    models apart. ``start``: the frame's successful :class:`BimodalFit` (radii, widths, the
+    search's bounds: set 1 above set 2's Gaussian radius, set 2 below set 1's); ``guess``: the
+    previous frame's ``theta`` (one warm start) or None (four cold starts, skewness ±0.5 each).
+    Returns ``(radius1_nm, radius2_nm, theta)`` with theta = (ln R₁, ln σ₁, ln R₂, ln σ₂, γ₁,
+    γ₂), or NaNs and None when no search converges.
+    """
+    q, y, s = _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm)
+    skewed = skewed_model(_context_for(q).kernel)
+    projection = _PopulationsProjection((skewed, skewed), (3, 3), y, 1.0 / s)
+    log_r1, log_r2 = math.log(start.radius1_nm), math.log(start.radius2_nm)
+    lower = np.array([log_r2, math.log(0.005 * start.radius1_nm), -SKEW_BOUND,
+                      math.log(0.1), math.log(1e-3), -SKEW_BOUND])
+    upper = np.array([_LOG_UPPER[0], log_r1, SKEW_BOUND, log_r1, _LOG_UPPER[0], SKEW_BOUND])
+    if guess is not None:
+        starts = [np.asarray(guess, dtype=float)]
+    else:
+        widths = [math.log(max(start.sigma1_nm, 0.02 * start.radius1_nm)),
+                  math.log(max(start.sigma2_nm, 0.02 * start.radius2_nm))]
+        starts = [np.array([log_r1, widths[0], g1, log_r2, widths[1], g2])
+                  for g1 in (-0.5, 0.5) for g2 in (-0.5, 0.5)]
+    results = [least_squares(projection.residual, np.clip(theta, lower + 1e-6, upper - 1e-6),
+                             jac=projection.jacobian, bounds=(lower, upper), method="trf",
+                             x_scale="jac", max_nfev=MAX_FUNCTION_EVALUATIONS) for theta in starts]
+    converged = [r for r in results if r.status > 0]
+    if not converged:
+        return math.nan, math.nan, None
+    best = min(converged, key=lambda r: r.cost)
+    return math.exp(best.x[0]), math.exp(best.x[3]), best.x
 
 
 def _result(kernel, inv_sigma, theta, cost, coefficients, n, single):

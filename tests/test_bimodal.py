@@ -4,9 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from ncsynth.analysis.bimodal import BimodalFit, fit_bimodal
+from ncsynth.analysis.bimodal import BimodalFit, fit_bimodal, fit_skewed_pair
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
-from ncsynth.analysis.scattering import sphere_intensity
+from ncsynth.analysis.scattering import distribution_intensity, sphere_intensity
+from ncsynth.analysis.skewed import pearson3_log_density
 
 Q_NM = np.geomspace(0.1, 5.0, 500)
 LARGE = (2.0, 0.1, 1e-5)   # radius nm, sigma nm, concentration mol/L: the first set
@@ -147,3 +148,28 @@ def test_malformed_arguments_raise():
         fit_bimodal(Q_NM, y, s, guess=((2.0, 0.1), (-1.0, 0.1)))
     with pytest.raises(ValueError, match="q_range_nm"):
         fit_bimodal(Q_NM, y, s, q_range_nm=(3.0, 1.0))
+
+
+def test_two_skewed_sets_give_their_number_means_where_two_gaussians_run_high():
+    """A set with a tail of small crystals (as the new set while it nucleates, §S.5): the small
+    crystals scatter little, so two Gaussians fit the pattern as well (χ²) yet put the new set's
+    mean on its bulk; the Pearson III pair recovers both number means."""
+    radii = np.linspace(0.3, 3.5, 3201)
+    q = np.linspace(0.11, 5.0, 151)
+    numbers, number_means = np.zeros_like(radii), []
+    for mean, std, skew, molar in ((2.43, 0.06, -0.8, 1.3e-5), (1.62, 0.26, -1.0, 0.9e-5)):
+        z = (radii - mean) / std                   # R, σ, γ, c of a simulated flask 150 s after B
+        inside = 0.5 * skew * z > -1.0
+        density = np.zeros_like(radii)
+        density[inside] = np.exp(pearson3_log_density(z[inside], skew)[0])
+        numbers += molar * density / density.sum()
+        number_means.append(float(density @ radii / density.sum()))
+    intensity = distribution_intensity(q, radii, numbers) + 0.09
+    sigma = np.sqrt(5.8e-7 * intensity / q)        # a reduced dry-run frame's errors, no noise
+    gaussians = fit_bimodal(q, intensity, sigma, guess=((2.43, 0.06), (1.62, 0.26)))
+    assert gaussians.success and gaussians.chi2_reduced < 0.1
+    assert gaussians.radius2_nm - number_means[1] > 5 * gaussians.radius2_err_nm  # biased
+    r1, r2, theta = fit_skewed_pair(q, intensity, sigma, gaussians)
+    assert theta is not None
+    assert r1 == pytest.approx(number_means[0], abs=1e-3)
+    assert r2 == pytest.approx(number_means[1], abs=2e-3)
