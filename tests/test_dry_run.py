@@ -185,7 +185,8 @@ def test_an_empty_piston_is_refused_before_anything_heats(tmp_path):
     config["data"]["dir"] = str(tmp_path)
     summary = dry_run(config, analysis=False, progress=False, beamline_options={"charge_b": None},
                       plan_kwargs={"piston": "B", "n_frames": 20},
-                      recipe_kwargs={"cd_initial_molar": 0.027, "reaction_time_s": 60.0})
+                      recipe_kwargs={"cd_initial_molar": 0.027, "reaction_time_s": 60.0},
+                      processes=())  # no writer process started for a run that never opens
     assert summary["exit_status"] == "fail" and summary["frames"] == 0
     assert "injector: piston B holds no syringe: not starting the synthesis (nothing heated)" \
         in summary["error"], summary["error"]
