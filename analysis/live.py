@@ -194,7 +194,7 @@ class AnalysisSettings:
     n_bins : q bins (None: one pixel step, :func:`~ncsynth.analysis.reduction.default_n_bins`).
     calibration : K = Φ·T·ΔΩ_ref (counts s⁻¹ per unit I·d); None: the detector's configuration,
         ``calibration`` if it is given, else from ``flux_ph_per_s`` and ``transmission`` (the beam
-        monitors of an areaDetector, or what the simulated TCP detector reports).
+        monitors of the areaDetector, read at staging).
     path_length_cm : None: the detector's ``thickness_cm``, else 0.4 cm (§S.2.1).
     geometry : None: the detector's ``geometry_json`` configuration.
     cd_initial_molar : c_Cd,0 of S2.6; None: the start document's ``recipe.cd_initial_molar``.

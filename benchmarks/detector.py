@@ -4,10 +4,10 @@
    260 °C: median and p99 ms, against the 75 ms exposure it simulates (ratio), and against a
    baseline measured in the same run — evaluating S2.1 directly at every pixel's q instead of
    on the fine q grid + per-pixel interpolation.
-2. One software-triggered frame through the full stack (SAXSDetector.trigger → TCP through the
-   fault link → simulator → HDF5 on disk): median and p99 ms, in jump mode (pure overhead) and
-   at real time (75 ms exposure included; overhead compared with the detector's 22 ms dead
-   time of §S.1.4).
+2. One software-triggered frame through the full stack (AreaDetectorSAXS.trigger → Channel
+   Access → the simulated areaDetector IOC → its HDF5 plugin on disk → NumCaptured back):
+   median and p99 ms, in jump mode (pure overhead) and at real time (75 ms exposure included;
+   overhead compared with the detector's 22 ms dead time of §S.1.4).
 3. A detector-timed sequence of full-size frames in jump mode (the §S.1.4 schedule
    t_i + t_w·1.015^(n-1)): wall seconds per frame, i.e. what the detector adds to a dry run.
 
@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 
@@ -25,9 +26,10 @@ import numpy as np
 from ncsynth import timebase
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.scattering import distribution_intensity
-from ncsynth.devices.detector import SAXSDetector, SimulatedBackend
+from ncsynth.devices.area_detector import AreaDetectorSAXS
+from ncsynth.simulators.area_detector import serve_ioc
 from ncsynth.simulators.clock import WorldClock
-from ncsynth.simulators.detector import DetectorInterface, FrameSynthesizer
+from ncsynth.simulators.detector import FrameSynthesizer
 from ncsynth.simulators.server import SimulatorHost
 from ncsynth.simulators.world import World
 
@@ -73,28 +75,36 @@ def bench_synthesis(n_frames: int):
     print(f"  baseline (S2.1 per pixel): {baseline_s * 1e3:.0f} ms = {baseline_s * 1e3 / median:.0f}x slower")
 
 
-def bench_trigger(n_triggers: int, speed):
+@contextlib.contextmanager
+def staged_detector(speed):
+    """(clock, staged AreaDetectorSAXS) on a simulated IOC scattering from :func:`distribution`."""
     clock = WorldClock(speed=speed)
     world = World(clock)
-    label = "jump mode" if speed is None else f"speed {speed:g}"
     with SimulatorHost() as host, tempfile.TemporaryDirectory() as root, timebase.use_clock(clock):
-        interface = DetectorInterface(world, DetectorGeometry(), seed=0)
-        interface.set_distribution(*distribution())
-        link = host.serve(interface)
-        backend = SimulatedBackend(link.url)
-        det = SAXSDetector(backend, write_root=root, name="saxs")
+        ioc, release_clients = serve_ioc(host, world, geometry=DetectorGeometry(), seed=0)
+        ioc.set_distribution(*distribution())
+        det = AreaDetectorSAXS(ioc.prefix, name="saxs", write_path_template=root)
+        det.exposure_time.put(EXPOSURE_S)
         det.stage()
+        try:
+            yield clock, det
+        finally:
+            det.unstage()
+            release_clients()
+    clock.close()
+
+
+def bench_trigger(n_triggers: int, speed):
+    label = "jump mode" if speed is None else f"speed {speed:g}"
+    with staged_detector(speed) as (_, det):
         det.trigger().wait(10)  # connect, warm caches
         times = []
         for _ in range(n_triggers):
             t0 = time.perf_counter()
             det.trigger().wait(10)
             times.append(time.perf_counter() - t0)
-        det.unstage()
-        backend.close()
-    clock.close()
     median, p99 = percentiles_ms(times)
-    print(f"software trigger through the stack ({label}, 480x480 uint32, TCP + fault link + HDF5)")
+    print(f"software trigger through the stack ({label}, 480x480 uint32, Channel Access + IOC HDF5 plugin)")
     print(f"  median {median:.1f} ms, p99 {p99:.1f} ms over {n_triggers} frames")
     if speed == 1.0:
         overhead = median - EXPOSURE_S * 1e3
@@ -103,14 +113,7 @@ def bench_trigger(n_triggers: int, speed):
 
 
 def bench_sequence(n_frames: int):
-    clock = WorldClock(speed=None)
-    world = World(clock)
-    with SimulatorHost() as host, tempfile.TemporaryDirectory() as root, timebase.use_clock(clock):
-        interface = DetectorInterface(world, DetectorGeometry(), seed=0)
-        interface.set_distribution(*distribution())
-        backend = SimulatedBackend(host.serve(interface).url)
-        det = SAXSDetector(backend, write_root=root, name="saxs")
-        det.stage()
+    with staged_detector(None) as (clock, det):
         n = np.arange(1, n_frames + 1)
         start_times = clock.now() + 1.0 + np.cumsum(EXPOSURE_S + DEAD_TIME_S * 1.015 ** (n - 1))
         det.prepare_sequence(start_times)
@@ -118,9 +121,6 @@ def bench_sequence(n_frames: int):
         det.kickoff().wait(10)
         det.complete().wait(600)
         wall = time.perf_counter() - t0
-        det.unstage()
-        backend.close()
-    clock.close()
     span = start_times[-1] - start_times[0]
     print(f"detector-timed sequence (jump mode, 480x480): {n_frames} frames spanning {span:.0f} s of world time")
     print(f"  {wall:.2f} s wall = {wall / n_frames * 1e3:.1f} ms per frame ({span / wall:.0f}x faster than real time)")

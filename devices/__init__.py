@@ -2,14 +2,14 @@
 
 from .clock import DeadlineTimer
 from .area_detector import AreaDetectorSAXS
-from .detector import DetectorError, SAXSDetector, SimulatedBackend
+from .detector import DetectorError
 from .heater import HeatingController
 from .injector import Injector, InjectorCommsError, InjectorError, InjectorJamError
 from .pump import PumpAlarm, PumpCommunicationError, PumpError, SyringePump
 from .spectrometer import SpectrometerBackend, SpectrometerError, UVVisSpectrometer
 
-__all__ = ["DeadlineTimer", "AreaDetectorSAXS", "DetectorError", "SAXSDetector",
-           "SimulatedBackend", "HeatingController", "Injector", "InjectorCommsError",
+__all__ = ["DeadlineTimer", "AreaDetectorSAXS", "DetectorError", "HeatingController",
+           "Injector", "InjectorCommsError",
            "InjectorError", "InjectorJamError", "PumpAlarm", "PumpCommunicationError",
            "PumpError", "SyringePump", "SpectrometerBackend", "SpectrometerError",
            "UVVisSpectrometer"]

@@ -48,7 +48,7 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
     ----------
     heater, injector, detector
         :class:`~ncsynth.devices.HeatingController`, :class:`~ncsynth.devices.Injector`,
-        :class:`~ncsynth.devices.SAXSDetector` (or anything with their interfaces).
+        :class:`~ncsynth.devices.AreaDetectorSAXS` (or anything with their interfaces).
     recipe
         :class:`~ncsynth.plans.Recipe` or its dict form; validated before anything moves.
         Gives the injection and growth temperatures (°C) and the reaction time (s).

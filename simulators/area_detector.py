@@ -24,7 +24,7 @@ Behaviour (areaDetector's, reduced to what the device needs):
   ``FilePathExists_RBV`` says whether it exists.
 
 Time: exposures reserve their middle and end on the world's clock (a jumping clock stops
-there), and file writes run inside ``clock.busy()``, as the TCP detector simulator does.
+there), and frame synthesis and file writes run inside ``clock.busy()``.
 
 Back door for tests: :meth:`set_distribution`, :attr:`stall_writes` (frames are taken but the
 plugin never writes them: a capture that never completes), :attr:`last_frame`,

@@ -1,14 +1,10 @@
-"""Simulated SAXS area detector (seed 000 §S.1.4, §S.2.1): frame synthesis and its TCP server.
+"""Simulated SAXS frames (seed 000 §S.1.4, §S.2.1): the physics behind the simulated detector IOC.
 
-Lewis split:
-
-* :class:`SampleBackground` and :class:`FrameSynthesizer` — the physics: the absolute
-  scattering of the flask (nanocrystals from the world's size distribution, eq. S2.1 summed
-  over the distribution, plus solvent and glass) turned into Poisson-distributed counts.
-* :class:`DetectorInterface` — the protocol server (``docs/protocols.md``, "SAXS detector
-  simulator (TCP)"): ``INFO?``, ``ACQUIRE``, ``SEQUENCE``, ``ABORT``; frames are a JSON
-  header line followed by raw little-endian ``uint32`` pixels. Back door for tests:
-  :meth:`DetectorInterface.set_distribution`, :attr:`DetectorInterface.last_expected_counts`.
+:class:`SampleBackground` and :class:`FrameSynthesizer` turn the absolute scattering of the flask
+(nanocrystals from the world's size distribution, eq. S2.1 summed over the distribution, plus
+solvent and glass) into Poisson-distributed counts; :func:`flask_state` samples the world and
+:func:`reserve_exposure` holds a jumping clock at an exposure's middle and end. The protocol
+interface that serves the frames is :mod:`ncsynth.simulators.area_detector` (Channel Access).
 
 Counts model (the calibration the reduction inverts)::
 
@@ -27,11 +23,8 @@ Poisson draw (see ``benchmarks/detector.py``).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,14 +33,8 @@ import numpy as np
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.scattering import AVOGADRO_PER_MOL, distribution_intensity
 
-#: Wire dtype of frames: little-endian unsigned 32-bit counts.
+#: dtype of frames: little-endian unsigned 32-bit counts (masked pixels 0).
 FRAME_DTYPE = np.dtype("<u4")
-#: Value of masked pixels in a frame.
-MASKED_VALUE = 0
-#: Default exposure, s (seed 000 §S.1.4: integration time 75 ms).
-DEFAULT_EXPOSURE_S = 0.075
-#: Longest command line the server accepts (a SEQUENCE of 575 start times is ~12 kB).
-MAX_LINE_BYTES = 1 << 20
 #: mol/L per (1/m³): n / (N_A · 1000 L/m³).
 MOLAR_PER_M3 = 1.0 / (AVOGADRO_PER_MOL * 1000.0)
 
@@ -175,179 +162,6 @@ class FrameSynthesizer:
         expected = self.expected_counts(intensity, exposure_s)
         return self.noisy(expected), expected
 
-    def info(self) -> dict:
-        """Geometry and calibration, JSON-ready (the ``INFO?`` reply)."""
-        return {
-            "geometry": self.geometry.to_dict(),
-            "dtype": FRAME_DTYPE.str,
-            "shape": list(self.geometry.shape),
-            "masked_value": MASKED_VALUE,
-            "flux_ph_per_s": self.flux_ph_per_s,
-            "transmission": self.transmission,
-            "thickness_cm": self.thickness_cm,
-        }
-
-
-class ProtocolError(ValueError):
-    """A request the detector refuses; the message goes back as an ``error`` reply."""
-
-
-class DetectorInterface:
-    """The detector simulator's TCP server, frames drawn from ``world`` (see module docstring).
-
-    Parameters
-    ----------
-    world : the simulated world; ``world.reaction`` (``radius_nm``, ``number_density_per_m3``)
-        and ``world.flask`` (``temperature_c``) are read if present (no reaction: background only).
-    geometry : detector geometry (default: the §S.1.4 set-up).
-    flux, seed, synthesizer options : passed to :class:`FrameSynthesizer` (``flux`` is photons/s).
-    """
-
-    def __init__(self, world, geometry: DetectorGeometry | None = None, *, flux: float = 1e13,
-                 seed: int | None = None, **synthesizer_options):
-        self.world = world
-        self.synthesizer = FrameSynthesizer(geometry or DetectorGeometry(), flux_ph_per_s=flux,
-                                            seed=seed, **synthesizer_options)
-        self.frame_number = 0
-        self.last_expected_counts: np.ndarray | None = None
-        self.last_frame: np.ndarray | None = None
-        self._override: tuple[np.ndarray, np.ndarray] | None = None
-        self._server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.Task] = set()
-
-    # -- back door ---------------------------------------------------------------------
-    def set_distribution(self, radius_nm, number_concentration_molar) -> None:
-        """Scatter from this distribution (radii nm, mol/L per cell) instead of the world's."""
-        radius = np.array(radius_nm, dtype=float, ndmin=1)
-        numbers = np.array(number_concentration_molar, dtype=float, ndmin=1)
-        if radius.shape != numbers.shape or radius.ndim != 1:
-            raise ValueError(f"radius_nm and number_concentration_molar must be 1-D of equal length, "
-                             f"got shapes {radius.shape} and {numbers.shape}")
-        self._override = (radius, numbers)
-
-    def clear_distribution(self) -> None:
-        """Go back to the world's reaction model."""
-        self._override = None
-
-    # -- server ------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen on ``host:port`` (0: any free port); return the bound port."""
-        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_LINE_BYTES)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        for task in list(self._connections):
-            task.cancel()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(asyncio.current_task())
-        job: asyncio.Task | None = None
-        cancel = threading.Event()
-        try:
-            while True:
-                try:
-                    line = await reader.readline()
-                except ValueError:  # longer than MAX_LINE_BYTES
-                    _send(writer, {"type": "error", "message": f"line longer than {MAX_LINE_BYTES} bytes"})
-                    break
-                if not line:
-                    break
-                command, _, argument = line.decode("ascii", "replace").strip().partition(" ")
-                command = command.upper()
-                if not command:
-                    continue
-                if command == "ABORT":
-                    cancel.set()
-                    _send(writer, {"type": "ok", "command": "ABORT"})
-                    continue
-                if command == "INFO?":
-                    _send(writer, {"type": "info", **self.synthesizer.info()})
-                    continue
-                try:
-                    if command not in ("ACQUIRE", "SEQUENCE"):
-                        raise ProtocolError(f"unknown command {command!r}")
-                    if job is not None and not job.done():
-                        raise ProtocolError(f"busy: {command} refused while acquiring")
-                    cancel = threading.Event()
-                    if command == "ACQUIRE":
-                        exposure = _parse_exposure(argument.strip())
-                        job = asyncio.ensure_future(self._acquire(writer, exposure, cancel))
-                    else:
-                        start_times, exposure = _parse_sequence(argument)
-                        _send(writer, {"type": "sequence", "n_frames": len(start_times)})
-                        job = asyncio.ensure_future(self._sequence(writer, start_times, exposure, cancel))
-                except ProtocolError as error:
-                    _send(writer, {"type": "error", "message": str(error)})
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            cancel.set()
-            if job is not None:
-                job.cancel()
-            self._connections.discard(asyncio.current_task())
-            writer.close()
-
-    async def _acquire(self, writer, exposure_s: float, cancel: threading.Event) -> None:
-        clock = self.world.clock
-        t_start = clock.now()  # the exposure starts as the command arrives
-        # reserved before "started" releases the client's hold on a jumping clock
-        exposure = reserve_exposure(clock, t_start, exposure_s, cancel)
-        _send(writer, {"type": "started", "t_start": t_start, "exposure_s": exposure_s})
-        await while_busy(clock, asyncio.to_thread(self.world.advance))
-        if await self._expose(writer, exposure) is None:
-            _send(writer, {"type": "error", "message": "aborted"})
-        await writer.drain()
-
-    async def _sequence(self, writer, start_times: list[float], exposure_s: float,
-                        cancel: threading.Event) -> None:
-        clock = self.world.clock
-        done = 0
-        # every start time reserved at once: a jumping clock stops at each until the frame
-        # before it is out, and a start that passed meanwhile is taken at once
-        starts = [clock.reserve(t, cancel) for t in start_times]
-        for wait in starts:
-            exposure = await asyncio.to_thread(_start_at, clock, wait, exposure_s, cancel)
-            if exposure is None:
-                break
-            await while_busy(clock, asyncio.to_thread(self.world.advance))
-            ended = await self._expose(writer, exposure)
-            if ended is None:
-                break
-            done += 1
-            await writer.drain()
-        aborted = cancel.is_set()
-        cancel.set()  # drops the reservations of frames not taken
-        _send(writer, {"type": "done", "n_frames": done, "aborted": aborted})
-        await writer.drain()
-
-    async def _expose(self, writer, exposure: Exposure) -> float | None:
-        """Sample the world at mid-exposure, send the frame at the end of ``exposure``.
-
-        Returns the end time, or None if cancelled.
-        """
-        t_start, exposure_s = exposure.t_start, exposure.exposure_s
-        flask = []  # sampled while a jumping clock stands at mid-exposure, not after a hop
-        sample = lambda: flask.append(flask_state(self.world, self._override))  # noqa: E731
-        if not await asyncio.to_thread(exposure.middle, sample):
-            return None
-        frame, expected = await while_busy(self.world.clock, asyncio.to_thread(
-            self.synthesizer.synthesize, *flask[0], exposure_s))
-        if not await asyncio.to_thread(exposure.end):
-            return None
-        self.last_expected_counts, self.last_frame = expected, frame
-        self.frame_number += 1
-        payload = frame.tobytes()
-        _send(writer, {"type": "frame", "frame_number": self.frame_number, "t_start": t_start,
-                       "exposure_s": exposure_s, "shape": list(frame.shape),
-                       "dtype": FRAME_DTYPE.str, "nbytes": len(payload),
-                       "crc32": zlib.crc32(payload)})
-        writer.write(payload)
-        return t_start + exposure_s
-
 def flask_state(world, override: tuple[np.ndarray, np.ndarray] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, float]:
     """(radius_nm, mol/L per cell, °C) of ``world``'s flask now, or ``override``'s
@@ -384,17 +198,6 @@ def reserve_exposure(clock, t_start: float, exposure_s: float,
                      clock.reserve(t_start + exposure_s, cancel))
 
 
-def _start_at(clock, wait, exposure_s: float, cancel: threading.Event) -> Exposure | None:
-    """``wait()`` for a start time reserved on ``clock`` (:meth:`WorldClock.reserve`,
-    on the event loop, so a jumping clock cannot pass it before this worker thread runs);
-    the exposure from the clock's time on waking, its middle and end reserved at once, while
-    a jumping clock still stands at the start (after a hop back to the event loop it could
-    already be at the next frame's start); None if cancelled."""
-    started = []
-    wait(then=lambda: started.append(reserve_exposure(clock, clock.now(), exposure_s, cancel)))
-    return started[0] if started else None
-
-
 async def while_busy(clock, awaitable):
     """Await ``awaitable`` while a jumping clock holds still (``clock.busy()``)."""
     busy = getattr(clock, "busy", None)
@@ -402,39 +205,6 @@ async def while_busy(clock, awaitable):
         return await awaitable
     with busy():
         return await awaitable
-
-
-def _send(writer, header: dict) -> None:
-    writer.write(json.dumps(header).encode() + b"\n")
-
-
-def _parse_exposure(text: str) -> float:
-    try:
-        exposure = float(text)
-    except ValueError:
-        raise ProtocolError(f"exposure_s must be a number, got {text!r}") from None
-    if not (math.isfinite(exposure) and exposure > 0):
-        raise ProtocolError(f"exposure_s must be positive and finite, got {text!r}")
-    return exposure
-
-
-def _parse_sequence(text: str) -> tuple[list[float], float]:
-    try:
-        request = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ProtocolError(f"SEQUENCE needs a JSON object: {error}") from None
-    if not isinstance(request, dict) or set(request) != {"start_times", "exposure_s"}:
-        raise ProtocolError('SEQUENCE needs {"start_times": [...], "exposure_s": ...}')
-    exposure = _parse_exposure(str(request["exposure_s"]))
-    times = request["start_times"]
-    if (not isinstance(times, list) or not times
-            or not all(isinstance(t, (int, float)) and math.isfinite(t) for t in times)):
-        raise ProtocolError("start_times must be a non-empty list of finite numbers (epoch s)")
-    gaps = np.diff(np.asarray(times, dtype=float))
-    if gaps.size and gaps.min() < exposure:
-        raise ProtocolError(f"start_times must increase by at least exposure_s={exposure}; "
-                            f"smallest step {gaps.min()!r}")
-    return [float(t) for t in times], exposure
 
 
 def _check_positive(name: str, value) -> None:

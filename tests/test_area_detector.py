@@ -8,6 +8,8 @@ reading the geometry from the PONI and mask files the simulated set-up writes.
 
 import json
 import math
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import h5py
 import numpy as np
@@ -15,18 +17,21 @@ import pytest
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
+from event_model import DocumentNames, schema_validators
 
 from ncsynth import timebase
 from ncsynth.analysis.calibration_files import geometry_from_files, write_calibration
 from ncsynth.analysis.geometry import DetectorGeometry
-from ncsynth.analysis.live import LiveAnalysis
+from ncsynth.analysis.live import LiveAnalysis, StreamFrames
 from ncsynth.devices.area_detector import AreaDetectorSAXS
 from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.devices.detector import FRAME_DATASET, DetectorError
+from ncsynth.runs import raw_documents
 from ncsynth.simulators.area_detector import (DEFAULT_PREFIX, INCIDENT_SUFFIX, TRANSMITTED_SUFFIX,
                                               SimulatedAreaDetector, c_format,
-                                              epics_client_environment)
+                                              epics_client_environment, serve_ioc)
 from ncsynth.simulators.clock import WorldClock
+from ncsynth.simulators.kinetics import ReactionState
 from ncsynth.simulators.server import SimulatorHost
 from ncsynth.simulators.world import World
 from ncsynth.storage import open_catalog
@@ -266,3 +271,165 @@ def test_an_ioc_gone_mid_run_fails_the_frame_and_keeps_the_frames_written(tmp_pa
     clock.close()
     with h5py.File(path, "r") as kept:
         assert kept[FRAME_DATASET].shape == (1, *GEOMETRY.small().shape)
+
+
+# -- what the frames and their documents guarantee (moved from the retired TCP detector's tests) --
+def _path(stream_resource) -> Path:
+    parts = urlsplit(stream_resource["uri"])
+    assert parts.scheme == "file" and parts.netloc == "localhost"
+    return Path(parts.path)
+
+
+def _run(RE, catalog, plan, *subscribers):
+    """Run ``plan`` into the catalog; its documents (schema-validated) and the run client."""
+    documents = []
+    writer = catalog.writer()
+    tokens = [RE.subscribe(writer), RE.subscribe(lambda name, doc: documents.append((name, doc)))]
+    tokens += [RE.subscribe(subscriber) for subscriber in subscribers]
+    try:
+        (uid,) = RE(plan)
+    finally:
+        writer.close()
+        for token in tokens:
+            RE.unsubscribe(token)
+    for name, doc in documents:
+        schema_validators[DocumentNames(name)].validate(doc)
+    return documents, catalog[uid]
+
+
+def test_a_frame_is_in_its_file_before_its_stream_datum_and_starts_when_triggered(beamline, detector, catalog):
+    """Each stream_datum follows its frame's flush (a second reader finds it in the IOC's file
+    the moment the document is emitted) and precedes its event; each event carries its frame's
+    own start, not the time of read()."""
+    ioc, clock, _, _ = beamline
+    starts, frames, on_disk = [], [], []
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.stage(detector)
+        for _ in range(3):
+            clock.advance(1.0)
+            starts.append(clock.now())
+            yield from bps.trigger_and_read([detector])
+            frames.append(ioc.last_frame.copy())
+        yield from bps.unstage(detector)
+        yield from bps.close_run()
+
+    def read_back(name, doc):
+        if name == "stream_resource":
+            on_disk.append(_path(doc))
+        elif name == "stream_datum":
+            with h5py.File(on_disk[0], "r", swmr=True) as f:
+                on_disk.append(f[FRAME_DATASET][doc["indices"]["start"]])
+
+    documents, run = _run(_engine(clock), catalog, plan(), read_back)
+    [descriptor] = [doc for name, doc in documents if name == "descriptor"]
+    datums = [doc for name, doc in documents if name == "stream_datum"]
+    events = [doc for name, doc in documents if name == "event"]
+    key = descriptor["data_keys"]["saxs_image"]
+    assert key["external"] == "STREAM:" and key["shape"] == list(GEOMETRY.shape) and key["dtype_numpy"] == "<u4"
+    assert [n for n, _ in documents if n in ("stream_datum", "event")] == ["stream_datum", "event"] * 3
+    assert [(d["seq_nums"]["start"], d["seq_nums"]["stop"]) for d in datums] == \
+        [(e["seq_num"], e["seq_num"] + 1) for e in events]
+    for event, start in zip(events, starts):
+        assert "saxs_image" not in event["data"]
+        assert event["data"]["saxs_frame_time"] == event["timestamps"]["saxs_frame_time"] == start
+    for seen, frame in zip(on_disk[1:], frames):
+        np.testing.assert_array_equal(seen, frame)
+    np.testing.assert_array_equal(run.primary["saxs_image"].read(), np.stack(frames))
+
+
+def test_the_catalog_serves_exactly_the_frames_the_stream_datums_reference(beamline, detector, catalog):
+    """One file per staging and stream; a frame a file holds beyond its stream_datums (a kill
+    between a frame's flush and its document) is not exposed; the catalog's own document
+    export (replay without a journal) finds the same frames."""
+    ioc, clock, _, _ = beamline
+
+    def plan():
+        yield from bps.open_run()
+        for stream, n in (("background", 2), ("primary", 3)):
+            yield from bpp.stage_wrapper(bps.repeat(lambda: bps.trigger_and_read([detector], name=stream), n),
+                                         [detector])
+        yield from bps.close_run()
+
+    documents, run = _run(_engine(clock), catalog, plan())
+    files = [_path(doc) for name, doc in documents if name == "stream_resource"]
+    assert len(files) == 2
+    with h5py.File(files[1], "a") as f:  # one frame more than announced
+        frames = f[FRAME_DATASET]
+        primary = frames[()]
+        frames.resize(4, axis=0)
+        frames[3] = 7
+    assert run.background["saxs_image"].read().shape == (2, *GEOMETRY.shape)
+    np.testing.assert_array_equal(run.primary["saxs_image"].read(), primary)
+    uid = run.metadata["start"]["uid"]
+    journal = catalog.layout.complete_journals / f"{uid}.jsonl"
+    journal.rename(journal.with_suffix(".moved"))
+    exported = raw_documents(catalog, run)
+    reader = StreamFrames()
+    for name, doc in exported:
+        getattr(reader, name, lambda doc: None)(doc)
+    descriptors = {doc["uid"]: doc["name"] for name, doc in exported if name == "descriptor"}
+    replayed = [reader.frame(doc["descriptor"], "saxs_image", doc["seq_num"]) for name, doc in exported
+                if name == "event" and descriptors[doc["descriptor"]] == "primary"]
+    reader.close()
+    np.testing.assert_array_equal(np.stack(replayed), primary)
+
+
+def test_the_device_refuses_a_bad_sequence_or_exposure(detector):
+    with pytest.raises(ValueError, match="start_times"):
+        detector.prepare_sequence([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="increase by at least"):
+        detector.prepare_sequence([1.0, 1.01])
+    fresh = AreaDetectorSAXS(DEFAULT_PREFIX, name="fresh", write_path_template="/data")
+    with pytest.raises(DetectorError, match="prepare_sequence"):
+        fresh.kickoff()
+    with pytest.raises(ValueError, match="exposure_s"):
+        detector.prepare_sequence([1.0, 2.0], exposure_s=-1.0)
+
+
+def test_the_world_is_sampled_at_mid_exposure_however_soon_the_clock_may_jump(tmp_path):
+    """The IOC samples the flask while a jumping clock stands at mid-exposure, and reserves an
+    exposure's middle and end as it starts: with a clock that jumps after 1 µs of quiet, any
+    gap (a hop between the event loop and a worker thread, a Channel Access round trip) would
+    let it move on first, and the frame would show the flask of its end or of the next frame."""
+    clock = WorldClock(speed=None, idle_s=1e-6)
+    world = World(clock)
+    sampled = []
+
+    class Sampled:
+        slow = True
+        state = ReactionState.growth_only_from_gaussian(mean_radius_nm=2.0, std_radius_nm=0.2,
+                                                        concentration_molar=2e-5)
+
+        def step(self, dt_s, world):
+            pass
+
+        @property
+        def radius_nm(self):
+            return self.state.radius_nm
+
+        @property
+        def number_density_per_m3(self):
+            sampled.append(clock.now())
+            return self.state.number_density_per_m3
+
+    world.add("reaction", Sampled())
+    with SimulatorHost() as host, timebase.use_clock(clock):
+        ioc, release_clients = serve_ioc(host, world, geometry=GEOMETRY.small(), seed=7)
+        det = AreaDetectorSAXS(ioc.prefix, name="mid", write_path_template=str(tmp_path), timeout_s=5.0)
+        det.exposure_time.put(EXPOSURE_S)
+        documents = []
+        RE = _engine(clock)
+        RE.subscribe(lambda name, doc: documents.append((name, doc)))
+        RE(bpp.stage_wrapper(bpp.run_wrapper(bps.repeat(lambda: bps.trigger_and_read([det]), 5)), [det]))
+        schedule = clock.now() + 1.0 + 0.1 * np.arange(10)  # 25 ms between an end and the next start
+        det.prepare_sequence(schedule)
+        RE(whole_sequence(det))
+        release_clients()
+    clock.close()
+    starts = [doc["data"]["mid_frame_time"] for name, doc in documents if name == "event"]
+    [page] = [doc for name, doc in documents if name == "event_page"]
+    starts += page["data"]["mid_frame_time"]
+    assert starts[5:] == list(schedule)
+    assert sampled == [t + EXPOSURE_S / 2 for t in starts]

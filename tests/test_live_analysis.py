@@ -1,5 +1,6 @@
-"""Live SAXS analysis: a real RunEngine run with the real SAXSDetector against the detector
-simulator over TCP (jump-mode world clock), analysed by the RunRouter on a worker thread.
+"""Live SAXS analysis: a real RunEngine run with the real AreaDetectorSAXS against the simulated
+areaDetector IOC over Channel Access (jump-mode world clock; calibration from the simulated
+set-up's PONI and mask files and its beam monitors), analysed by the RunRouter on a worker thread.
 
 The flask holds a known Gaussian population (R0 = 2 nm, σ = 0.2 nm) whose concentration
 builds up as c∞·(1 − e^{−k t}) after a (small, real ophyd) injector fires; the fits must find
@@ -37,9 +38,10 @@ from ncsynth.analysis.live import (LiveAnalysis, SAXSAnalysis, ThreadedCallback,
                                    replay)
 from ncsynth.analysis.scattering import AVOGADRO_PER_MOL
 from ncsynth.devices.clock import DeadlineTimer
-from ncsynth.devices.detector import SAXSDetector, SimulatedBackend
+from ncsynth.config import default_config
+from ncsynth.instruments import area_detector
+from ncsynth.simulators.area_detector import serve_ioc
 from ncsynth.simulators.clock import WorldClock
-from ncsynth.simulators.detector import DetectorInterface
 from ncsynth.simulators.server import SimulatorHost
 from ncsynth.simulators.world import World
 
@@ -117,9 +119,9 @@ def acquired(tmp_path_factory):
     world = World(clock)
     reaction = world.add("reaction", BuildingUpReaction(clock))
     with SimulatorHost() as host, timebase.use_clock(clock):
-        link = host.serve(DetectorInterface(world, DetectorGeometry(), seed=3))
-        backend = SimulatedBackend(link.url, timeout_s=10.0)
-        detector = SAXSDetector(backend, write_root=root, name="saxs")
+        ioc, release_clients = serve_ioc(host, world, geometry=DetectorGeometry(), seed=3)
+        detector = area_detector({**default_config()["detector"], **ioc.hutch_settings(
+            tmp_path_factory.mktemp("calibration"))}, root)
         raw, derived = [], []
         figure = LiveFigure(png_dir)
 
@@ -134,7 +136,7 @@ def acquired(tmp_path_factory):
         RE(hot_injection_like(detector, TinyInjector(reaction, name="injector"),
                               Signal(name="heater_temperature", value=260.0), DeadlineTimer()))
         assert live.flush(timeout_s=30)
-        backend.close()
+        release_clients()
     clock.close()
     yield {"raw": raw, "derived": derived, "live": live, "figure": figure, "reaction": reaction,
            "root": root}
