@@ -9,7 +9,9 @@ How it is fast (about a millisecond for a warm-started 500-point pattern):
   exactly by weighted linear least squares (variable projection) and the Levenberg–Marquardt
   search runs over (ln R0, ln σ) only, with the Kaufman Jacobian of the projected residual;
 * V²F²(q r) is tabulated once per q array on fixed radius grids (``RadiusGridKernel``, cached on
-  the q values), so a model evaluation with its analytic derivatives is one small matrix product.
+  the q values), so a model evaluation with its analytic derivatives is one small matrix product;
+* a cold start ranks a scan table of (R0, σ) by projected χ² (three table products) and searches
+  from the best entry, the next one only when that search ends above χ²_red 2.
 
 Standard errors come from the full 4-parameter covariance (JᵀWJ)⁻¹ at the optimum and are NOT
 scaled by the reduced χ²: the σ given with the pattern are absolute counting errors (§S.2.2),
@@ -176,28 +178,38 @@ def gaussian_model(kernel):
 
 def levenberg_marquardt(projection, theta, lower=_LOG_LOWER, upper=_LOG_UPPER,
                         max_iterations=MAX_ITERATIONS):
-    """Minimise the projected cost of ``projection`` over theta within [lower, upper] (steps
-    clipped to the bounds); returns (theta, cost, c, b, converged). Converged: a Gauss–Newton
-    step below STEP_TOLERANCE of every parameter's standard error, no downhill step left, or a
-    relative cost change below 1e-13."""
+    """Minimise the projected cost of ``projection`` over theta within [lower, upper]; returns
+    (theta, cost, c, b, converged).
+
+    Bounds: steps are clipped to them, and a parameter at a bound that the gradient pushes
+    outwards is held there while the others are searched (active set). Converged: a
+    Gauss–Newton step of the free parameters below STEP_TOLERANCE of their standard errors, no
+    downhill step left, or a relative cost change below 1e-13.
+    """
     cost, c, b, residual, jac = projection(theta)
     if not math.isfinite(cost):
         return theta, cost, c, b, False
     damping = 1e-3
     for _ in range(max_iterations):
-        gradient = jac.T @ residual
+        gradient = jac.T @ residual  # of cost/2
         hessian = jac.T @ jac
+        free = ~(((theta <= lower) & (gradient > 0)) | ((theta >= upper) & (gradient < 0)))
+        if not free.any():
+            return theta, cost, c, b, True  # held at its bounds
+        if not free.all():
+            gradient, hessian = gradient[free], hessian[np.ix_(free, free)]
         try:
             scale = np.sqrt(np.abs(np.diag(np.linalg.inv(hessian))))
             if np.all(np.abs(np.linalg.solve(hessian, gradient)) <= STEP_TOLERANCE * scale):
                 return theta, cost, c, b, True  # the Gauss–Newton step is negligible
         except np.linalg.LinAlgError:
-            scale = np.full(theta.size, math.inf)
+            scale = np.full(gradient.size, math.inf)
+        step = np.zeros(theta.size)
         while True:
             try:
-                step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian)), -gradient)
+                step[free] = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian)), -gradient)
             except np.linalg.LinAlgError:
-                step = np.zeros(theta.size)
+                step[:] = 0.0
             trial = np.clip(theta + step, lower, upper)
             trial_state = projection(trial)
             if trial_state[0] <= cost:
@@ -205,7 +217,7 @@ def levenberg_marquardt(projection, theta, lower=_LOG_LOWER, upper=_LOG_UPPER,
             damping *= 10.0
             if damping > 1e12:
                 return theta, cost, c, b, True  # no downhill step left: at a minimum
-        taken = trial - theta
+        taken = (trial - theta)[free]
         previous_cost = cost
         theta = trial
         cost, c, b, residual, jac = trial_state

@@ -39,6 +39,9 @@ COLD_SKEWNESS = (-0.5, 0.5)
 #: Linear (c, b) plus nonlinear (R, σ, γ) parameters.
 N_PARAMETERS = 5
 MAX_ITERATIONS = 100
+#: A warm start is kept when it ends at most this far in χ² above the Gaussian fit (which the
+#: skewed model contains at γ = 0): within one standard error of it; else both cold starts run.
+WARM_DELTA_CHI2 = 1.0
 _SPAN_SIGMAS = 8.0
 
 
@@ -164,10 +167,11 @@ def fit_skewed(q_nm, intensity_cm, sigma_cm, start: SphereFit, guess: SkewedFit 
                q_range_nm=None, mapper=map) -> SkewedFit:
     """Fit one Pearson III population plus background (see module), started at the Gaussian ``start``.
 
-    ``guess``: the previous frame's ``SkewedFit`` (one warm start from its skewness instead of
-    two cold ones, γ = ±0.5). ``mapper`` runs the two cold searches (``map``; a process
-    pool's ``map`` runs them at once, with the same results). Returns ``success=False`` with a
-    reason when ``start`` failed or the search does not converge.
+    ``guess``: the previous frame's ``SkewedFit`` (one warm start from its R, σ and γ instead of
+    two cold ones from the Gaussian's R and σ with γ = ±0.5; those run when the warm start ends
+    more than ``WARM_DELTA_CHI2`` above the Gaussian's χ²). ``mapper`` runs the two cold
+    searches (``map``; a process pool's ``map`` runs them at once, with the same results).
+    Returns ``success=False`` with a reason when ``start`` failed or no search converges.
     """
     q, y, s = _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm)
     if not start.success or q.size <= N_PARAMETERS or np.any(s <= 0):
@@ -177,14 +181,15 @@ def fit_skewed(q_nm, intensity_cm, sigma_cm, start: SphereFit, guess: SkewedFit 
     upper = [math.log(60.0), math.log(start.radius_nm), SKEW_BOUND]
     gaussian_chi2 = start.chi2_reduced * (q.size - 4)
 
-    def searches(skews, run=map):
-        n = len(skews)
-        return list(run(_search, [q] * n, [y] * n, [s] * n, [start.radius_nm] * n,
-                        [sigma0] * n, skews, [lower] * n, [upper] * n))
+    def searches(starts, run=map):
+        n = len(starts)
+        return list(run(_search, [q] * n, [y] * n, [s] * n, *zip(*starts), [lower] * n, [upper] * n))
 
-    results = searches([guess.skewness]) if guess is not None and guess.success else []
-    if not (results and results[0][4] and results[0][1] <= gaussian_chi2):
-        results += searches(list(COLD_SKEWNESS), mapper)  # a poor warm start: both cold ones
+    results = searches([(guess.radius_nm, guess.sigma_nm, guess.skewness)]) \
+        if guess is not None and guess.success else []
+    if not (results and results[0][4] and results[0][1] <= gaussian_chi2 + WARM_DELTA_CHI2):
+        # a poor warm start: both cold ones
+        results += searches([(start.radius_nm, sigma0, skew) for skew in COLD_SKEWNESS], mapper)
     converged = [r for r in results if r[4] and math.isfinite(r[1])]
     if not converged:
         return SkewedFit.failed(f"no convergence in {MAX_ITERATIONS} iterations", q.size)
