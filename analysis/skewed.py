@@ -69,18 +69,20 @@ class SkewedFit:
         return cls(nan, nan, nan, nan, nan, nan, int(n_points), False, reason)
 
 
-#: Taylor coefficients (in u) of H(u) = (ln(1+u) − u)/u² and G(u) = (ln(1+u) − u + u²/(2(1+u)))/u³,
-#: used below |u| = _SERIES_U, where the closed forms lose digits (relative error ~1e-14 at most).
-_H_SERIES = tuple((-1.0) ** (n + 1) / (n + 2) for n in range(14))
-_G_SERIES = tuple((-1.0) ** (n + 1) * (0.5 - 1.0 / (n + 3)) for n in range(14))
+#: Taylor coefficients (in u, columns H and G) of H(u) = (ln(1+u) − u)/u² and
+#: G(u) = (ln(1+u) − u + u²/(2(1+u)))/u³, used below |u| = _SERIES_U, where the closed forms
+#: lose digits (relative error of either way below 1e-11 there).
+_SERIES = np.array([[(-1.0) ** (n + 1) / (n + 2), (-1.0) ** (n + 1) * (0.5 - 1.0 / (n + 3))]
+                    for n in range(10)])
 _SERIES_U = 0.05
 
 
-def _series(coefficients, u):
-    total = np.full_like(u, coefficients[-1])
-    for coefficient in coefficients[-2::-1]:
+def _series(u):
+    """(H(u), G(u)) by Horner's rule, shape (2, u.size)."""
+    total = np.repeat(_SERIES[-1][:, None], u.size, axis=1)
+    for coefficients in _SERIES[-2::-1]:
         total *= u
-        total += coefficient
+        total += coefficients[:, None]
     return total
 
 
@@ -93,7 +95,7 @@ def pearson3_log_density(z, skewness):
 
         L = z²·H(u) − ln(1 + u),   ∂L/∂z = −(z + γ/2)/(1 + u),   ∂L/∂γ = −z³·G(u) − z/(2(1 + u))
 
-    with H, G as in ``_H_SERIES``, ``_G_SERIES``: smooth through γ = 0, where L = −z²/2 (the
+    with H, G as at ``_SERIES``: smooth through γ = 0, where L = −z²/2 (the
     Gaussian of S2.3) and ∂L/∂γ = z³/6 − z/2.
     """
     z = np.asarray(z, dtype=float)
@@ -104,8 +106,7 @@ def pearson3_log_density(z, skewness):
         h = (log1p - u) / (u * u)
         g = (h + 0.5 / (1.0 + u)) / u
     if small.any():
-        h[small] = _series(_H_SERIES, u[small])
-        g[small] = _series(_G_SERIES, u[small])
+        h[small], g[small] = _series(u[small])
     inverse = 1.0 / (1.0 + u)
     return z * z * h - log1p, -(z + 0.5 * skewness) * inverse, -(z**3) * g - 0.5 * z * inverse
 
