@@ -3,7 +3,7 @@
 One plug of precursor flows through the nucleation chamber (temperature T_nuc), then the growth
 oven (T_growth); :func:`simulate_plug` integrates its composition (scipy ``solve_ivp``, LSODA:
 stiff-safe, it switches to BDF in the nucleation burst).
-:class:`FlowReactorModel` is the world model of the reactor outlet, stepped by ``step(dt_s, world)``.
+:class:`~ncsynth.simulators.flow_outlet.FlowReactorModel` is the world model of the reactor outlet.
 
 Species (seed 002, "monomer-driven growth" rate laws and Fig. 4 table), concentrations in mol/L:
 
@@ -26,15 +26,20 @@ Reactions, with every rate constant Arrhenius, k(T) = k_ref·exp[−E_a/R·(1/T 
     MSC-350 + M → MSC-403       k(403)[350][M]    T ≤ 300 °C: r(403) = k(403)[Nucl][M]
     MSC-382 + M → MSC-437       k(437)[382][M]    (same k(437) for both parents)
     MSC-403 + M → MSC-437       k(437)[403][M]
-    MSC-437 + M → MSC-465       k(465)[437][M]
+    MSC-437 + M → MSC-465       [k(465)·K/(1 + K) + k(465,hot)][437][M]   two channels:
+                                T ≤ 260 °C (after a monomer pre-adsorption, equilibrium K)
+                                and > 300 °C; the seed lists no r(465) in between
     MSC-465 + M → NC            k(NC)[465][M]
     MSC-403 + M → NC            k(NC,403)[403][M]  260–300 °C window: NCs from CdSe-403
     MSC-350 + M → NC            k(NC,nuc)[350][M]  high T alternative r(NCs) = k[Nucl][M]
     NC growth                   k_g[NC][M](n/n_ref)^(2/3)    units per L per s, n = units/NC
-    MSC-j → N_j M               k_d·s_j[j]·K/(K + [M])       dissolution under monomer depletion
+    MSC-j → MSC-(j−1) + ΔN M    k_j[j]·(1 − [M]/S)₊     dissolution under monomer depletion
+                                (into the next smaller family, MSC-350 into monomer;
+                                k_j = s_j·k_d in series with a limit, 1/k_j = 1/(s_j k_d) + 1/L)
 
-A step from a family of N_a units to one of N_b consumes N_b − N_a monomer units; a new NC
-holds ``nc_birth_units``.  So monomer + Σ N_j[j] + NC units is conserved.
+A step from a family of N_a units to one of N_b consumes N_b − N_a monomer units (a
+dissolution step releases them); a new NC holds ``nc_birth_units``.  So monomer + Σ N_j[j] +
+NC units is conserved.
 
 All temperature regimes of the seed come from one scheme: the branches' activation energies
 select them (see :class:`FlowKineticParameters` for the numbers and what they reproduce).
@@ -43,14 +48,11 @@ Interfaces use °C, s, mol/L, nm.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.integrate import solve_ivp
-from scipy.linalg import toeplitz
-from scipy.special import gammaln
 
 from ..analysis.optical import MSC_PEAKS_NM, cdse_diameter_from_units_nm, cdse_diameter_nm, cdse_units
 from .kinetics_parameters import GAS_CONSTANT_J_PER_MOL_K, ZERO_CELSIUS_K
@@ -96,7 +98,8 @@ class Arrhenius:
 #: Cluster-to-cluster and cluster-to-NC steps: (parameter name, source, product).
 STEPS = (("k_382", "MSC-350", "MSC-382"), ("k_403", "MSC-350", "MSC-403"),
          ("k_437", "MSC-382", "MSC-437"), ("k_437", "MSC-403", "MSC-437"),
-         ("k_465", "MSC-437", "MSC-465"), ("k_nc", "MSC-465", "NC"),
+         ("k_465", "MSC-437", "MSC-465"), ("k_465_hot", "MSC-437", "MSC-465"),
+         ("k_nc", "MSC-465", "NC"),
          ("k_nc_403", "MSC-403", "NC"), ("k_nc_nuclei", "MSC-350", "NC"))
 
 
@@ -104,34 +107,50 @@ STEPS = (("k_382", "MSC-350", "MSC-382"), ("k_403", "MSC-350", "MSC-403"),
 class FlowKineticParameters:
     """Rate constants of the flow chemistry (module docstring), Arrhenius about 280 °C.
 
-    Units: k_d in 1/s; k_nuc in (L/mol)^(m−1)/s; the cluster steps in L mol⁻¹ s⁻¹; k_g in CdSe
-    units per NC per second per mol/L of monomer at ``nc_reference_units``.  Activation energies
-    in kJ/mol; :meth:`Arrhenius.prefactor` gives A.
+    Units: k_d and the dissolution limit in 1/s; k_nuc in (L/mol)^(m−1)/s; the cluster steps in
+    L mol⁻¹ s⁻¹; k_g in CdSe units per NC per second per mol/L of monomer at
+    ``nc_reference_units``; K (``k_465_adsorption``) dimensionless.  Activation energies (and
+    the adsorption enthalpy) in kJ/mol; :meth:`Arrhenius.prefactor` gives A.
 
-    The seed gives no rate constants.  These are chosen so that the seed's story holds for a
-    0.01 mol/L feed with 1/11 of the reaction time in the chamber (the default reactor);
-    tests/test_flow_chemistry.py checks them with margins (percentages: share of the Cd):
+    Seed 002 gives no rate constants.  These are chosen so that its statements hold for a
+    0.01 mol/L feed with 1/11 of the reaction time in the chamber (the default reactor,
+    growth at the nucleation temperature); simulators/flow_figures.py measures each statement
+    and tests/test_flow_chemistry.py asserts its bound (shares are of the fed Cd):
 
-    * T ≤ 260 °C, mild: few nuclei, monomer-rich (240 °C: 61 % monomer left at 14 s).  At
-      1.5 s (230/230 °C) CdSe-437 holds more Cd than any other species (2.6 %); at 14 s
-      (240 °C) NCs (30 %) outweigh all MSCs (9 %), their exciton still near 480 nm.
-    * 260–300 °C window: CdSe-437 coexists with NCs at 4.5 s and 14 s (280 °C: 38 % and 37 %)
-      while the NCs grow, exciton 510 → 537 nm (seed: 490 → 527 nm); at T_nuc = 280 °C and
-      14 s CdSe-437 increases with the growth temperature (Fig. 1).
-    * > 300 °C: a nucleation burst (E_a 150 kJ/mol, 4th order) exhausts the monomer (~2 %
-      left at 1.5 s, 350 °C), the CdSe-382 route takes over from CdSe-403 (k_382 rises with
-      190 kJ/mol, k_403 falls), nuclei turn directly into NCs (the seed's r(NCs) = k[Nucl][M]),
-      and the clusters dissolve under monomer depletion (E_a 200 kJ/mol): CdSe-382 and -437 at
-      1.5–4.5 s, 1 % of the Cd left in MSCs at 14 s; NCs 4.0 nm at 7.6 s (TEM: 3.6 nm).
-    * CdSe-437 persists because the quantized steps have *negative* apparent activation energies
-      (k_403 −20, k_437 −40, k_465 −80 kJ/mol; read as an exothermic monomer pre-adsorption
-      before the step), so its conversion to CdSe-465 runs at mild temperatures and stalls in
-      the window, while NC growth (+150 kJ/mol) speeds up.
+    * Fig. 1 / text, T ≤ 260 °C, 14 s: "regular NCs rather than MSCs" — few nuclei
+      (k_nuc 150 kJ/mol, 4th order), monomer-rich, and CdSe-437 grows on to CdSe-465
+      (k_465 = 100 L/mol/s while the monomer pre-adsorption K is saturated) and NCs
+      (k_nc): 240–260 °C keep 2.5–4.6 % of the Cd in MSCs, NCs 36–60 %.
+    * Fig. 1 / rate laws 260 < T ≤ 300 °C: CdSe-437 accumulates; the seed lists no r(465)
+      there.  Reproduced by the exothermic pre-adsorption before 437 → 465
+      (K = 0.06 at 280 °C, −400 kJ/mol: K = 1 at 263 °C, so the step is on below 260 °C and
+      ~94 % off at 280 °C) and by the faster nucleation using up the monomer: CdSe-437 holds
+      14 / 31 / 29 / 13 % at 270 / 280 / 290 / 300 °C and 14 s, coexisting with NCs (the
+      window's r(NCs) = k[403][M], ``k_nc_403``); at 280 °C the NC exciton moves 498 → 519 nm
+      from 4.5 to 14 s (seed: 490 → 527 nm) and CdSe-437 rises with the growth temperature.
+    * > 300 °C (rate laws and text: high nucleation, little monomer, "monomer depletion,
+      together with the high temperatures, is the driving force that causes the dissolution
+      of MSCs"): clusters dissolve only while [M] is below ``monomer_solubility_molar``, each
+      into the next smaller family plus monomer (the fragments the seed cites), at
+      k_d(T)·s_j with a steep k_d (400 kJ/mol: 2 %/s at 280 °C, CdSe-437 s = 1, the others
+      20) in series with ``dissolution_limit_per_s`` (1/k = 1/(s_j·k_d) + 1/limit), so the
+      dissolution switches on between 300 and 310 °C but is no faster than 1/s above: at 14 s
+      ≤ 2 % of the Cd is left in MSCs from 310 °C on.  CdSe-437 is the most stable family
+      (s = 1; the seed: "most persistent MSC").
+    * Fig. 4, 350 °C and 4.5 s: five families (350, 382, 403, 437, 465 nm) each hold
+      1.2–3.8 % of the Cd: the nucleation burst carries clusters up the chain in the chamber
+      (CdSe-382 route, k_382 190 kJ/mol; 437 → 465 by a thermally activated channel
+      ``k_465_hot``, 310 kJ/mol, the seed's high-temperature r(465)), and the cascade
+      dissolution refills the smaller families while NCs take up the monomer.
+    * TEM, 350 °C and 7.6 s: NCs 3.6 nm (``k_nc_nuclei`` 240 kJ/mol, the seed's
+      high-temperature r(NCs) = k[Nucl][M], sets their number; k_g 200 kJ/mol their growth).
+    * Fig. 2, 1.5 s at 230 °C: MSCs seen (2.8 % of the Cd, CdSe-437 the largest family).
 
-    Known gap: the window's upper edge is soft.  At 14 s CdSe-437 peaks at 280–310 °C (~38 %),
-    is still 32 % at 320 °C and 1 % at 350 °C; the seed sees none above 300 °C.  Monotonic
-    Arrhenius dissolution fast enough for that would also empty the clusters the seed still
-    finds at 350 °C and 4.5 s (Fig. 4), which was kept instead.
+    Known gaps: Fig. 2's quantized steps with the nucleation temperature at 1.5 s (CdSe-403 at
+    190 °C, -437 at 200–220 °C, -465 from 230 °C, NCs from 250 °C) are not reproduced: with
+    0.14 s in the chamber the nucleation temperature barely matters at 1.5 s.  Fig. 1 below
+    the diagonal: with T_nuc above 300 °C and a growth oven at 270–300 °C CdSe-437 stays
+    (the dissolution follows the oven's temperature), where the seed sees none.
     """
 
     reference_temperature_c: float = 280.0
@@ -139,19 +158,27 @@ class FlowKineticParameters:
     k_382: Arrhenius = Arrhenius(200.0, 190.0)
     k_403: Arrhenius = Arrhenius(2e3, -20.0)
     k_437: Arrhenius = Arrhenius(2e3, -40.0)
-    k_465: Arrhenius = Arrhenius(5.0, -80.0)
-    k_nc: Arrhenius = Arrhenius(2e3, 40.0)
-    k_nc_403: Arrhenius = Arrhenius(300.0, 60.0)
-    k_nc_nuclei: Arrhenius = Arrhenius(15.0, 200.0)
-    k_g: Arrhenius = Arrhenius(3e3, 150.0)
-    k_d: Arrhenius = Arrhenius(4.5e-3, 200.0)
+    k_465: Arrhenius = Arrhenius(100.0, 0.0)
+    #: Equilibrium constant K of the monomer pre-adsorption on CdSe-437 (activation: the
+    #: adsorption enthalpy): the low-temperature step 437 → 465 runs at k_465·K/(1 + K).
+    k_465_adsorption: Arrhenius = Arrhenius(0.06, -400.0)
+    #: The high-temperature channel of 437 → 465 (rate laws above 300 °C).
+    k_465_hot: Arrhenius = Arrhenius(5.0, 310.0)
+    k_nc: Arrhenius = Arrhenius(150.0, 0.0)
+    k_nc_403: Arrhenius = Arrhenius(250.0, 60.0)
+    k_nc_nuclei: Arrhenius = Arrhenius(7.0, 240.0)
+    k_g: Arrhenius = Arrhenius(2.2e3, 200.0)
+    k_d: Arrhenius = Arrhenius(0.02, 400.0)
     #: Order m of nucleation in [M] (k_nuc in (L/mol)^(m−1)/s): a steep supersaturation
     #: dependence, so nucleation stops once the clusters have used up most of the monomer.
     nucleation_order: float = 4.0
-    #: K of the monomer inhibition K/(K + [M]) of dissolution, mol/L.
-    dissolution_inhibition_molar: float = 3e-4
+    #: Upper limit of a family's dissolution rate constant, 1/s (in series with s_j·k_d).
+    dissolution_limit_per_s: float = 1.0
+    #: Clusters dissolve only while the monomer is below this concentration, mol/L, at a rate
+    #: ∝ 1 − [M]/S (monomer depletion drives the dissolution).
+    monomer_solubility_molar: float = 1e-3
     #: Dissolution factor s_j per family (FAMILIES order): CdSe-437 the most stable.
-    dissolution_factors: tuple = (1.0, 1.0, 1.0, 0.6, 1.0)
+    dissolution_factors: tuple = (20.0, 20.0, 20.0, 1.0, 20.0)
     #: CdSe units of a newly formed NC (just above CdSe-465's 84).
     nc_birth_units: float = 90.0
     #: Size at which k_g applies (growth scales with surface, (n/n_ref)^(2/3)).
@@ -166,22 +193,26 @@ class FlowKineticParameters:
                 continue
             if item.name == "dissolution_factors":
                 if len(value) != len(FAMILIES) or not all(math.isfinite(v) and v >= 0 for v in value):
-                    raise ValueError(f"dissolution_factors needs {len(FAMILIES)} finite values >= 0, "
+                    raise ValueError(f"{item.name} needs {len(FAMILIES)} finite values >= 0, "
                                      f"got {value!r}")
             elif not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ValueError(f"{item.name} must be a finite number, got {value!r}")
         if self.nc_birth_units <= FAMILY_UNITS["MSC-465"]:
             raise ValueError(f"nc_birth_units must exceed the {FAMILY_UNITS['MSC-465']:.1f} units "
                              f"of MSC-465, got {self.nc_birth_units!r}")
-        for name in ("dissolution_inhibition_molar", "nc_reference_units", "nc_relative_sigma",
-                     "nucleation_order"):
+        for name in ("nc_reference_units", "nc_relative_sigma", "nucleation_order",
+                     "dissolution_limit_per_s", "monomer_solubility_molar"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
     def constants(self, temperature_c: float) -> dict:
         """Every rate constant at ``temperature_c`` (°C), by parameter name."""
-        return {item.name: getattr(self, item.name).at(temperature_c, self.reference_temperature_c)
-                for item in dataclasses.fields(self) if isinstance(getattr(self, item.name), Arrhenius)}
+        constants = {item.name: getattr(self, item.name).at(temperature_c, self.reference_temperature_c)
+                     for item in dataclasses.fields(self)
+                     if isinstance(getattr(self, item.name), Arrhenius)}
+        adsorbed = constants.pop("k_465_adsorption")
+        constants["k_465"] *= adsorbed / (1.0 + adsorbed)
+        return constants
 
 
 @dataclass(frozen=True)
@@ -246,10 +277,15 @@ def _rates_function(constants: dict, parameters: FlowKineticParameters):
         target_units = parameters.nc_birth_units if product == "NC" else n[product]
         steps.append((constants[name], _FAMILY_INDEX[source],
                       _NC if product == "NC" else _FAMILY_INDEX[product], target_units - n[source]))
-    dissolution = [(constants["k_d"] * s, _FAMILY_INDEX[label], n[label])
-                   for label, s in zip(FAMILIES, parameters.dissolution_factors)]
+    limit, solubility = parameters.dissolution_limit_per_s, parameters.monomer_solubility_molar
+    dissolution = []  # (k, family, next smaller family or None for monomer, units released)
+    for j, (label, factor) in enumerate(zip(FAMILIES, parameters.dissolution_factors)):
+        smaller = FAMILIES[j - 1] if j else None
+        k_d = factor * constants["k_d"]
+        dissolution.append((k_d * limit / (k_d + limit) if k_d > 0 else 0.0, _FAMILY_INDEX[label],
+                            _FAMILY_INDEX[smaller] if smaller else None,
+                            n[label] - (n[smaller] if smaller else 0.0)))
     k_nuc, k_g, order = constants["k_nuc"], constants["k_g"], parameters.nucleation_order
-    inhibition = parameters.dissolution_inhibition_molar
     n_ref, n_nucleus, birth = parameters.nc_reference_units, n[NUCLEUS], parameters.nc_birth_units
     i_nucleus = _FAMILY_INDEX[NUCLEUS]
 
@@ -271,10 +307,12 @@ def _rates_function(constants: dict, parameters: FlowKineticParameters):
             growth = k_g * y[_NC] * monomer * (units / n_ref) ** (2.0 / 3.0)
             dy[_U] += growth
             dy[_M] -= growth
-        release = inhibition / (inhibition + monomer)
-        for k, i, units in dissolution:
-            r = k * max(y[i], 0.0) * release
+        undersaturation = max(1.0 - monomer / solubility, 0.0)
+        for k, i, i_smaller, units in dissolution:
+            r = k * max(y[i], 0.0) * undersaturation
             dy[i] -= r
+            if i_smaller is not None:
+                dy[i_smaller] += r
             dy[_M] += units * r
         return dy
 
@@ -300,7 +338,8 @@ def _integrate(state, duration_s, temperature_c, parameters, t_eval):
     return result.y[:, -1], columns
 
 
-def _check_number(name, value, minimum=0.0):
+def check_number(name, value, minimum=0.0):
+    """``value`` as a float if it is a finite real number >= ``minimum``; else TypeError/ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     if not (math.isfinite(value) and value >= minimum):
@@ -323,11 +362,11 @@ def simulate_plug(residence_chamber_s: float, residence_oven_s: float,
         parameters: rate constants (defaults :class:`FlowKineticParameters`); ``**rates``
             replaces fields of it, e.g. ``k_465=Arrhenius(0.0, 0.0)``.
     """
-    chamber = _check_number("residence_chamber_s", residence_chamber_s)
-    oven = _check_number("residence_oven_s", residence_oven_s)
-    t_nuc = _check_number("nucleation_temperature_c", nucleation_temperature_c, -ZERO_CELSIUS_K + 1e-9)
-    t_growth = _check_number("growth_temperature_c", growth_temperature_c, -ZERO_CELSIUS_K + 1e-9)
-    precursor = _check_number("precursor_molar", precursor_molar)
+    chamber = check_number("residence_chamber_s", residence_chamber_s)
+    oven = check_number("residence_oven_s", residence_oven_s)
+    t_nuc = check_number("nucleation_temperature_c", nucleation_temperature_c, -ZERO_CELSIUS_K + 1e-9)
+    t_growth = check_number("growth_temperature_c", growth_temperature_c, -ZERO_CELSIUS_K + 1e-9)
+    precursor = check_number("precursor_molar", precursor_molar)
     if isinstance(series_points, bool) or not isinstance(series_points, int) or series_points < 0:
         raise ValueError(f"series_points must be an int >= 0, got {series_points!r}")
     params = parameters if parameters is not None else FlowKineticParameters()
@@ -345,161 +384,3 @@ def simulate_plug(residence_chamber_s: float, residence_oven_s: float,
         names = ["monomer_molar", *FAMILIES, "nc_molar", "nc_units_molar"]
         series = {"time_s": times, **dict(zip(names, np.concatenate([first, second], axis=1)))}
     return FlowComposition.from_state(end, params.nc_relative_sigma, series)
-
-
-#: Relative standard deviation of an MSC family's radius: near-monodisperse (SAXS only).
-MSC_RELATIVE_SIGMA = 0.02
-
-
-def _gaussian_cells(radius_nm: float, sigma_nm: float, count: int):
-    """``count`` radii evenly over ±4σ with normalised Gaussian weights."""
-    offsets = np.linspace(-4.0, 4.0, count)
-    weights = np.exp(-0.5 * offsets**2)
-    return radius_nm + sigma_nm * offsets, weights / weights.sum()
-
-
-def mixture_distribution(composition: FlowComposition, nc_cells: int = 41, msc_cells: int = 7):
-    """Discrete size distribution of a composition for SAXS: ``(radius_nm, number_molar)``.
-
-    Each MSC family is a near-monodisperse Gaussian (σ_R = 2 % of R, ``msc_cells`` cells) at the
-    radius of its optical diameter (cdse_diameter_nm of its peak; the seed's SAXS finds 1.74,
-    1.88, 2.04 nm for 403/437/465, Fig. 4 text); the NCs are Gaussian in radius with the
-    composition's relative σ (``nc_cells`` cells).  Both arrays have a fixed length
-    5·msc_cells + nc_cells, ready for analysis.scattering.distribution_intensity.
-    """
-    radii, numbers = [], []
-    for label in FAMILIES:
-        radius = float(cdse_diameter_nm(MSC_PEAKS_NM[label])) / 2.0
-        cells, weights = _gaussian_cells(radius, MSC_RELATIVE_SIGMA * radius, msc_cells)
-        radii.append(cells)
-        numbers.append(weights * max(composition.families[label], 0.0))
-    diameter = composition.nc_diameter_nm
-    if not math.isfinite(diameter):  # no NCs: empty cells at the birth size
-        diameter = float(cdse_diameter_from_units_nm(FlowKineticParameters.nc_birth_units))
-    cells, weights = _gaussian_cells(diameter / 2.0, composition.nc_relative_sigma * diameter / 2.0, nc_cells)
-    radii.append(cells)
-    numbers.append(weights * max(composition.nc_molar, 0.0))
-    return np.concatenate(radii), np.concatenate(numbers)
-
-
-@functools.lru_cache(maxsize=512)
-def _steady_state(chamber_s, oven_s, nucleation_c, growth_c, precursor_molar, parameters):
-    state = simulate_plug(chamber_s, oven_s, nucleation_c, growth_c, precursor_molar,
-                          parameters=parameters).state()
-    state.setflags(write=False)
-    return state
-
-
-class FlowReactorModel:
-    """The reactor outlet as a world model: ``step(dt_s, world)`` (see simulators/world.py).
-
-    Inputs are callables read at every step, so the integrator can wire them to the pump and
-    temperature-controller models: ``flow_rate_ml_min()`` (mL/min, >= 0),
-    ``nucleation_temperature_c()`` and ``growth_temperature_c()`` (°C).
-
-    Volumes (mL; the seed only says "very low volume nucleation chamber and a larger volume
-    growth oven"): chamber 0.05, oven 0.5, transfer line to the flow cells 0.1.  Residence
-    times are volume / flow rate, so 1.5 s, 4.5 s and 14 s of reaction time (chamber + oven,
-    the seed's times) take 22, 7.3 and 2.4 mL/min.  The transfer line is taken as quenched
-    (no chemistry), it only delays and disperses.
-
-    Outlet: the composition a plug would have under the current conditions (:func:`simulate_plug`,
-    cached per conditions rounded to ``temperature_step_c`` and 4 significant digits of flow) is
-    fed to ``tanks`` equal stirred tanks in series holding the whole volume V (chamber + oven +
-    transfer); the outlet is the last tank.  The tanks are advanced exactly for constant inputs
-    over a step (Poisson weights of Q·dt/V_tank), so any dt is fine.  After k residence volumes
-    V/Q the outlet is within P(Poisson(k·N) < N) of the steady state (N = 10, k = 3: 1e-5).
-    Zero flow holds everything.  The reactor starts full of solvent (all zero).
-
-    Back door for tests: :meth:`snapshot`, :meth:`set_precursor`.
-    """
-
-    def __init__(self, flow_rate_ml_min, nucleation_temperature_c, growth_temperature_c, *,
-                 chamber_volume_ml: float = 0.05, oven_volume_ml: float = 0.5,
-                 transfer_volume_ml: float = 0.1, precursor_molar: float = 0.01,
-                 parameters: FlowKineticParameters | None = None, tanks: int = 10,
-                 temperature_step_c: float = 0.1):
-        for name, value in (("flow_rate_ml_min", flow_rate_ml_min),
-                            ("nucleation_temperature_c", nucleation_temperature_c),
-                            ("growth_temperature_c", growth_temperature_c)):
-            if not callable(value):
-                raise TypeError(f"{name} must be a callable returning a number, got {value!r}")
-        self._flow, self._t_nuc, self._t_growth = (flow_rate_ml_min, nucleation_temperature_c,
-                                                   growth_temperature_c)
-        self.chamber_volume_ml = _check_number("chamber_volume_ml", chamber_volume_ml)
-        self.oven_volume_ml = _check_number("oven_volume_ml", oven_volume_ml)
-        self.transfer_volume_ml = _check_number("transfer_volume_ml", transfer_volume_ml)
-        if self.total_volume_ml <= 0:
-            raise ValueError("the reactor volumes must not all be zero")
-        self.temperature_step_c = _check_number("temperature_step_c", temperature_step_c)
-        if self.temperature_step_c <= 0:
-            raise ValueError(f"temperature_step_c must be > 0, got {temperature_step_c!r}")
-        if isinstance(tanks, bool) or not isinstance(tanks, int) or tanks < 1:
-            raise ValueError(f"tanks must be an int >= 1, got {tanks!r}")
-        self.parameters = parameters if parameters is not None else FlowKineticParameters()
-        self._precursor = _check_number("precursor_molar", precursor_molar)
-        self._tanks = np.zeros((tanks, STATE_SIZE))
-        self.time_s = 0.0
-        self._inputs = (0.0, math.nan, math.nan)
-
-    @property
-    def total_volume_ml(self) -> float:
-        return self.chamber_volume_ml + self.oven_volume_ml + self.transfer_volume_ml
-
-    def residence_times_s(self, flow_rate_ml_min: float) -> tuple[float, float]:
-        """(chamber, oven) residence times in s at ``flow_rate_ml_min`` (> 0)."""
-        seconds_per_ml = 60.0 / flow_rate_ml_min
-        return self.chamber_volume_ml * seconds_per_ml, self.oven_volume_ml * seconds_per_ml
-
-    def steady_state(self, flow_rate_ml_min: float, nucleation_temperature_c: float,
-                     growth_temperature_c: float) -> FlowComposition:
-        """The plug composition the outlet tends to under these conditions (cached, rounded)."""
-        flow = float(f"{_check_number('flow_rate_ml_min', flow_rate_ml_min):.4g}")
-        if flow <= 0:
-            raise ValueError(f"flow_rate_ml_min must be > 0 for a steady state, got {flow_rate_ml_min!r}")
-        step = self.temperature_step_c
-        t_nuc, t_growth = (round(_check_number(name, value, -ZERO_CELSIUS_K) / step) * step
-                           for name, value in (("nucleation_temperature_c", nucleation_temperature_c),
-                                               ("growth_temperature_c", growth_temperature_c)))
-        state = _steady_state(*self.residence_times_s(flow), t_nuc, t_growth, self._precursor,
-                              self.parameters)
-        return FlowComposition.from_state(state, self.parameters.nc_relative_sigma)
-
-    def step(self, dt_s: float, world=None) -> None:
-        """Advance the outlet by ``dt_s`` seconds under the inputs read now."""
-        dt = _check_number("dt_s", dt_s)
-        flow = _check_number("flow_rate_ml_min", self._flow())
-        t_nuc, t_growth = self._t_nuc(), self._t_growth()
-        self._inputs = (flow, t_nuc, t_growth)
-        self.time_s += dt
-        if flow == 0 or dt == 0:
-            return
-        feed = self.steady_state(flow, t_nuc, t_growth).state()
-        tanks = len(self._tanks)
-        washed = flow / 60.0 * dt / (self.total_volume_ml / tanks)  # tank volumes flushed
-        k = np.arange(tanks)
-        poisson = np.exp(-washed + k * math.log(washed) - gammaln(k + 1.0))
-        deviation = self._tanks - feed
-        self._tanks = feed + toeplitz(poisson, np.zeros(tanks)) @ deviation
-
-    def outlet(self) -> FlowComposition:
-        """Composition at the flow cells now."""
-        return FlowComposition.from_state(self._tanks[-1], self.parameters.nc_relative_sigma)
-
-    def mixture_distribution(self, **options):
-        """:func:`mixture_distribution` of the outlet: ``(radius_nm, number_molar)`` for SAXS."""
-        return mixture_distribution(self.outlet(), **options)
-
-    # ------------------------------------------------------------------ back door
-    def set_precursor(self, precursor_molar: float) -> None:
-        """Feed ``precursor_molar`` (mol/L Cd) from now on; the outlet follows by washout."""
-        self._precursor = _check_number("precursor_molar", precursor_molar)
-
-    def snapshot(self) -> dict:
-        """State for tests and the integrator: inputs of the last step, residence times, outlet."""
-        flow, t_nuc, t_growth = self._inputs
-        chamber, oven = self.residence_times_s(flow) if flow > 0 else (math.inf, math.inf)
-        return {"time_s": self.time_s, "flow_rate_ml_min": flow,
-                "nucleation_temperature_c": t_nuc, "growth_temperature_c": t_growth,
-                "residence_chamber_s": chamber, "residence_oven_s": oven,
-                "precursor_molar": self._precursor, "outlet": self.outlet()}

@@ -1,18 +1,59 @@
 """What seed 002 states about the flow reactor's clusters, measured on the pure plug chemistry.
 
-Fig. 4: five MSC families (350-467 nm) isolated from the mixture at 350 °C nucleation and 4.5 s;
-Fig. 1: at 14 s CdSe-437 only for nucleation temperatures 270-300 °C (growth at the same
-temperature here); "MSCs can be observed at reaction times as short as 1.5 s, 4.5 s or 14 s"
-(1.5 s: SAXS at 230 °C growth; 4.5 s: Fig. S2 at 260, 280 and 350 °C). Shares are of the fed Cd.
+Each entry of :data:`STATEMENTS` is one statement of Palencia et al. (seed 002) with the bound
+the simulator must meet; :func:`flow_figures` measures them on :func:`~ncsynth.simulators.
+flow_chemistry.simulate_plug` in the default reactor (chamber 1/11 of the reaction time,
+0.01 mol/L of Cd, growth at the nucleation temperature unless said).  Shares are fractions of
+the fed Cd; a family "is seen" when it holds >= 1 % of it.  benchmarks/paper_vs_simulator.py
+prints the table and tests/test_flow_chemistry.py asserts every bound.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
+
+from ..analysis.optical import exciton_wavelength_nm
 from .flow_chemistry import FAMILIES, FAMILY_UNITS, simulate_plug
-from .flow_reactor import FlowReactorModel
+from .flow_outlet import FlowReactorModel
 
 PRECURSOR_MOLAR = 0.01
+#: A family holding at least this share of the fed Cd counts as present.
+SEEN_SHARE = 0.01
 _REACTOR = FlowReactorModel(lambda: 1.0, lambda: 280.0, lambda: 280.0)
+
+
+class Statement(NamedTuple):
+    key: str
+    label: str     # where the seed says it
+    paper: str     # what the seed says (as printed)
+    low: float | None
+    high: float | None
+    unit: str = ""
+
+
+#: The seed's statements on the flow reactor, in the order the paper makes them.
+STATEMENTS = (
+    Statement("cdse437_14s_window_min", "Fig.1: CdSe-437 at 14 s, T 270-300 C (min share)",
+              "seen", 0.10, None),
+    Statement("msc_14s_outside_max", "Fig.1: MSCs at 14 s, T 240-260/310-350 C (max)",
+              "none", None, 0.05),
+    Statement("cdse437_growth_rises", "Fig.1: CdSe-437 rises with growth T (T_nuc 280, 14 s)",
+              "rises", 3, 3, "/3"),
+    Statement("nc_over_msc_14s_mild_min", "Fig.1: T<=260 C, 14 s: NCs rather than MSCs",
+              ">1", 2.0, None, "x"),
+    Statement("msc_4p5s_min", "Fig.S2: MSCs at 4.5 s, 260/280/350 C (min share)", "seen",
+              0.05, None),
+    Statement("nc_exciton_280_4p5_nm", "Text: NC exciton 280 C, 4.5 s", "490", 480.0, 500.0,
+              "nm"),
+    Statement("nc_exciton_280_14_nm", "Text: NC exciton 280 C, 14 s", "527", 517.0, 537.0,
+              "nm"),
+    Statement("nc_diameter_350_7p6_nm", "TEM: NC diameter 350 C, 7.6 s", "3.6", 3.3, 3.9,
+              "nm"),
+    Statement("msc_1p5s_230", "Fig.2: MSCs at 1.5 s, 230 C (share)", "seen", SEEN_SHARE, None),
+    Statement("families_at_350_4p5", "Fig.4: families seen at 350 C, 4.5 s", "5", 5, 5),
+)
 
 
 def plug(nucleation_c: float, growth_c: float, reaction_time_s: float):
@@ -23,21 +64,36 @@ def plug(nucleation_c: float, growth_c: float, reaction_time_s: float):
 
 
 def family_share(composition, label: str) -> float:
+    """Fraction of the fed Cd held in family ``label``."""
     return composition.families[label] * FAMILY_UNITS[label] / PRECURSOR_MOLAR
 
 
 def msc_share(composition) -> float:
+    """Fraction of the fed Cd held in all MSC families."""
     return sum(family_share(composition, label) for label in FAMILIES)
 
 
+def nc_share(composition) -> float:
+    """Fraction of the fed Cd held in NCs."""
+    return composition.nc_units_molar / PRECURSOR_MOLAR
+
+
 def flow_figures() -> dict:
-    """The numbers of the seed's statements (shares of the fed Cd)."""
+    """The simulator's value for every key of :data:`STATEMENTS`."""
+    at_14 = {t: plug(t, t, 14.0) for t in range(240, 360, 10)}
+    window = [family_share(c, "MSC-437") for t, c in at_14.items() if 270 <= t <= 300]
+    outside = [msc_share(c) for t, c in at_14.items() if not 265 <= t <= 305]
+    mild = [nc_share(c) / msc_share(c) for t, c in at_14.items() if t <= 260]
+    rising = np.diff([family_share(plug(280.0, g, 14.0), "MSC-437") for g in (250, 260, 270, 280)])
+    at_280 = {t: plug(280.0, 280.0, t) for t in (4.5, 14.0)}
     hot = plug(350.0, 350.0, 4.5)
-    at_14 = {t: family_share(plug(t, t, 14.0), "MSC-437") for t in range(240, 360, 10)}
-    window = [share for t, share in at_14.items() if 270 <= t <= 300]
-    outside = [share for t, share in at_14.items() if not 265 <= t <= 305]
-    return {"families_at_350_4p5": sum(family_share(hot, f) >= 0.01 for f in FAMILIES),
-            "cdse437_14s_window_min": min(window),
-            "cdse437_14s_outside_max": max(outside),
+    return {"cdse437_14s_window_min": min(window),
+            "msc_14s_outside_max": max(outside),
+            "cdse437_growth_rises": int(np.sum(rising > 0)),
+            "nc_over_msc_14s_mild_min": min(mild),
+            "msc_4p5s_min": min(msc_share(c) for c in (plug(260.0, 260.0, 4.5), at_280[4.5], hot)),
+            **{f"nc_exciton_280_{name}_nm": float(exciton_wavelength_nm(at_280[t].nc_diameter_nm))
+               for name, t in (("4p5", 4.5), ("14", 14.0))},
+            "nc_diameter_350_7p6_nm": plug(350.0, 350.0, 7.6).nc_diameter_nm,
             "msc_1p5s_230": msc_share(plug(230.0, 230.0, 1.5)),
-            "msc_4p5s_min": min(msc_share(plug(t, t, 4.5)) for t in (260.0, 280.0, 350.0))}
+            "families_at_350_4p5": sum(family_share(hot, f) >= SEEN_SHARE for f in FAMILIES)}

@@ -14,7 +14,7 @@ World models, in stepping order (``world.<name>``):
   (:class:`~ncsynth.simulators.thermal.ControllerModel`) and the heated block it controls
   (:class:`~ncsynth.simulators.thermal.FlaskThermalModel` with block parameters, see
   :func:`nucleation_chamber` and :func:`growth_oven`), stepped against each other.
-* ``reactor`` — :class:`~ncsynth.simulators.flow_chemistry.FlowReactorModel`: flow = sum of
+* ``reactor`` — :class:`~ncsynth.simulators.flow_outlet.FlowReactorModel`: flow = sum of
   the two infusion rates (clipped at 0: a withdrawing pump does not suck the reactor back),
   nucleation / growth temperature = the chamber's / oven's fluid temperature.  Registered after
   the pumps and zones, so it steps on their state of the same sub-step.  Its outlet is
@@ -57,7 +57,7 @@ from .clock import WorldClock
 from .area_detector import serve_ioc
 from .detector import MOLAR_PER_M3
 from .eurotherm import EurothermInterface
-from .flow_chemistry import FlowReactorModel
+from .flow_outlet import FlowReactorModel
 from .ne1000 import NE1000Interface, SyringePumpModel
 from .server import SimulatorHost
 from .spectrometer import SimulatedSpectrometer
@@ -139,7 +139,7 @@ class FlowCellMixture:
 
     Same attributes as the beamline's reaction model: ``radius_nm`` (cell radii, nm) and
     ``number_density_per_m3`` (particles per m³ per cell), here from the reactor outlet's
-    :meth:`~ncsynth.simulators.flow_chemistry.FlowReactorModel.mixture_distribution`.
+    :meth:`~ncsynth.simulators.flow_outlet.FlowReactorModel.mixture_distribution`.
     """
 
     def __init__(self, reactor: FlowReactorModel):
