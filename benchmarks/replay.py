@@ -54,6 +54,10 @@ def main() -> None:
           f"({first['frames_analysed']} frames)")
     print(f"replay, {args.processes} processes                    {many:7.2f} s  "
           f"speed-up {one / many:.2f}x")
+    kinetics = first.get("kinetics") or {}
+    print("kinetics: " + ", ".join(f"{key} {kinetics.get(key)!r} +- {kinetics.get(error)!r}" for key, error in (
+        ("t_concentration_s", "t_concentration_err_s"), ("t_yield_s", "t_yield_err_s"),
+        ("nucleation_fraction", "nucleation_fraction_err"))))
     same = all(first.get(key) == second.get(key) for key in RESULTS)
     print(f"results identical ({', '.join(RESULTS)}; radius {first['final_radius_nm']!r}): {same}")
 
