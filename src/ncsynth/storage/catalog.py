@@ -69,7 +69,9 @@ class Catalog(RunView):
         if context is not None:
             from tiled.client import from_context
 
-            self._client = from_context(context)
+            from .clients import STRUCTURE_CLIENTS
+
+            self._client = from_context(context, structure_clients=STRUCTURE_CLIENTS)
         super().__init__(None, str(layout.root) if layout is not None else "")
 
     @property
@@ -80,10 +82,12 @@ class Catalog(RunView):
             from tiled.media_type_registration import default_serialization_registry
             from tiled.server.app import build_app
 
+            from .clients import STRUCTURE_CLIENTS
+
             app = build_app(catalog_adapter(self.layout, readable_storage=self.readable_storage),
                             serialization_registry=default_serialization_registry)
             self._context = Context.from_app(app)
-            self._client = from_context(self._context)
+            self._client = from_context(self._context, structure_clients=STRUCTURE_CLIENTS)
         return self._client
 
     @property
