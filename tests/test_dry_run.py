@@ -225,6 +225,8 @@ def test_ctrl_c_sigterm_and_sighup_abort_the_dry_run_safely_and_print_the_summar
         run = catalog[summary["uid"]]
         stop = run.metadata["stop"]
         assert stop["exit_status"] == "abort"
+        assert stop["reason"] == (f"terminated by {sig.name}" if sig != signal.SIGINT
+                                  else "interrupted by the user (Ctrl-C)")
         assert stop["num_events"]["primary"] == summary["frames"]
         safety = run["safety"].read()
         heater_state = np.atleast_1d(safety["heater_safe_state"].values)

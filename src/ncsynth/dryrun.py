@@ -12,7 +12,6 @@ import gc
 import logging
 import time
 
-from bluesky import RunEngine
 from bluesky.utils import RequestAbort, RunEngineInterrupted
 
 from ncsynth import timebase
@@ -23,6 +22,7 @@ from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
 from ncsynth.plans.safety import DeviceFailure
 from ncsynth.progress import ProgressBar
+from ncsynth.run_engine import RunEngine
 from ncsynth.simulators.beamline import HOT_FLASK_VOLUME_ML, BeamlineOptions, SimulatedBeamline
 from ncsynth.simulators.world import SyringeCharge
 from ncsynth.storage import open_catalog

@@ -26,7 +26,6 @@ import math
 import time
 
 import numpy as np
-from bluesky import RunEngine
 from event_model import DocumentRouter
 
 from ncsynth import timebase
@@ -41,6 +40,7 @@ from ncsynth.config import catalog_databases, data_dir
 from ncsynth.flow_instruments import connect_flow, simulated_flow
 from ncsynth.plans.flow import temperature_grid
 from ncsynth.progress import ProgressBar
+from ncsynth.run_engine import RunEngine
 from ncsynth.simulators.flow_reactor import SimulatedFlowReactor
 from ncsynth.storage import open_catalog
 

@@ -36,7 +36,6 @@ import logging
 import os
 from pathlib import Path
 
-from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky.utils import PersistentDict
@@ -46,6 +45,7 @@ from ncsynth import timebase
 from ncsynth.catalog_server import open_configured_catalog
 from ncsynth.config import HARDWARE, data_dir
 from ncsynth.progress import StatusLine, Terminal
+from ncsynth.run_engine import RunEngine
 from ncsynth.session_display import PauseAtOnce, live_display
 
 logger = logging.getLogger(__name__)
