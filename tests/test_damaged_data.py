@@ -227,3 +227,40 @@ def test_first_runs_on_a_new_data_directory_do_not_race_at_catalog_creation(tmp_
     results = [proc.communicate(timeout=TIMEOUT_S) for proc in procs]
     for proc, (out, err) in zip(procs, results):
         assert proc.returncode == 0 and out.strip() == "0", err[-3000:]
+
+
+# -- a read-only data directory ---------------------------------------------------------------
+@pytest.fixture
+def read_only_data(tmp_path):
+    """A data directory with one real run, on a real tmpfs then remounted read-only (where the
+    machine lets the tests mount one)."""
+    mount_point = tmp_path / "read-only"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        import bluesky.plans as bp
+        from bluesky import RunEngine
+        from ophyd.sim import det
+
+        root = mount_point / "data"
+        with open_catalog(root) as catalog:
+            RE = RunEngine({}, context_managers=[])
+            writer = catalog.writer()
+            RE.subscribe(writer)
+            RE(bp.count([det], 3))
+            writer.close()
+        subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+        yield root
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_read_only_data_directory_is_named_by_every_command_before_anything_runs(read_only_data):
+    for command, *args in [("recover",), ("export", "-1"), ("dry-run", "--frames", 5, "--reaction-time", 60)]:
+        result = ncsynth(command, *args, "--data-dir", read_only_data, timeout=120)
+        line = one_line_error(result, command)
+        assert f"{read_only_data}: the data directory is read-only" in line, line
+        assert result.stdout.strip() == ""  # no summary: the dry run never started the beamline

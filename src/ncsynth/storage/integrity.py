@@ -17,6 +17,7 @@ a local file system, not NFS).
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -46,6 +47,12 @@ def _tables(path: Path) -> set[str]:
                 raise DataDirectoryError(f"{path}: damaged SQLite database ({problems[0]})")
             return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as err:
+        if getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN \
+                and not os.access(path.parent, os.W_OK):
+            raise DataDirectoryError(
+                f"{path.parent}: the data directory is read-only, and its catalog (SQLite in "
+                f"write-ahead-log mode) needs to write beside itself even to be read ({err}); "
+                f"open it where it is writable") from None
         raise DataDirectoryError(f"{path}: not a readable SQLite database ({err})") from None
 
 
