@@ -90,3 +90,36 @@ def use_wal(path: Path) -> None:
     except sqlite3.Error as err:
         logger.warning("%s: could not switch to write-ahead logging (%s); readers may meet "
                        "'database is locked' while a run is written", path, err)
+
+
+#: Longest wait of a tabular-storage connection for another process's write, ms.
+WRITER_WAIT_MS = int(BUSY_TIMEOUT_S * 1000)
+
+
+def wait_for_other_writers() -> None:
+    """Make every SQLite connection Tiled's tabular storage opens in this process wait up to
+    :data:`WRITER_WAIT_MS` for another writer instead of failing at once.
+
+    Two processes writing runs to one data directory (two dry runs; a dry run and a replay
+    storing its analysis) share ``tables.sqlite``. Tiled opens it through ADBC, whose SQLite
+    driver sets no busy timeout: a commit meeting the other process's commit failed with
+    ``database is locked`` and the run was left out of the catalog (measured: 1 of 3 runs
+    written at once). Tiled's connections come from a SQLAlchemy pool; a listener on every
+    pool's ``connect`` sets ``PRAGMA busy_timeout`` on each new SQLite ADBC connection
+    (other connections are left alone). Idempotent."""
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    if not event.contains(Pool, "connect", _set_busy_timeout):
+        event.listen(Pool, "connect", _set_busy_timeout)
+
+
+def _set_busy_timeout(connection, _record) -> None:
+    if not hasattr(connection, "adbc_get_info") or \
+            connection.adbc_get_info().get("vendor_name") != "SQLite":
+        return
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {WRITER_WAIT_MS}")
+    finally:
+        cursor.close()
