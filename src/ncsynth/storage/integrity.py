@@ -11,7 +11,10 @@ commit in progress gets ``database is locked`` at once: Tiled's tabular storage 
 driver) sets no busy timeout and offers no option for one, and the catalog's (aiosqlite) waits
 5 s. :func:`use_wal` puts both files in write-ahead-log mode, where readers never wait for a
 writer and a writer never waits for readers (a setting stored in the file; SQLite's WAL needs
-a local file system, not NFS).
+a local file system, not NFS). Two writers (two dry runs, a dry run and a replay) still take
+turns: :func:`wait_for_other_writers` makes Tiled's tabular-storage connections wait for the
+other's commit. A read-only data directory cannot be opened at all (WAL needs to write its
+index beside the file even to read); :func:`check_databases` says so.
 """
 
 from __future__ import annotations
