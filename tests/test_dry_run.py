@@ -203,14 +203,17 @@ def test_ctrl_c_sigterm_and_sighup_abort_the_dry_run_safely_and_print_the_summar
     the heater confirmed safe and the injector disarmed (as the run's ``safety`` stream
     records from the devices' read-back), the run closed as "abort" with every frame, the
     summary printed, the exit code the shell expects (SIGTERM and SIGHUP used to kill the
-    process in 0.3 s with no clean-up at all)."""
+    process in 0.3 s with no clean-up at all). The signal goes to the whole process group, as
+    a terminal's Ctrl-C or hang-up and a service manager's stop do: the catalog writer's
+    process must outlive it to close the run (a SIGTERM used to kill it)."""
     proc = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "dry-run", "--json",
                              "--no-analysis", "--data-dir", str(tmp_path)],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         assert _journaled_events(proc, tmp_path) >= 30, \
             "the dry run did not get far enough to be interrupted"
-        proc.send_signal(sig)
+        os.killpg(proc.pid, sig)
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:

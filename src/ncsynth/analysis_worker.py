@@ -42,7 +42,8 @@ class AnalysisProcess:
         self._emit = emit
         self._process = subprocess.Popen(
             [sys.executable, "-m", "ncsynth.analysis_worker", str(figure_dir), str(int(maxsize))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+            process_group=0)  # see ncsynth.storage.writer_worker.detach_from_group_signals
         self._outbox: queue.Queue = queue.Queue()
         self._flushed = threading.Condition()
         self._flushes_sent = 0

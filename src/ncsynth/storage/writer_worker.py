@@ -73,7 +73,8 @@ class WorkerLink:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "ncsynth.storage.writer_worker",
              str(getattr(data_dir, "root", data_dir)), *map(str, readable_storage)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env,
+            process_group=0)  # out of reach of group signals while it starts (see below)
         self._lock = threading.Lock()
         self._ready: BaseException | None | bool = False
 
@@ -202,13 +203,17 @@ def _serve(data_dir: str, readable: list[str], requests, replies) -> None:
 WORKER_NICENESS = 5
 
 
-def detach_from_terminal_signals() -> None:
-    """A worker ends when its parent closes the pipe, not on the terminal's Ctrl-C or hang-up
-    (sent to the whole process group): the parent is then still closing the run through it.
-    It also yields the CPU to its parent (:data:`WORKER_NICENESS`)."""
+def detach_from_group_signals() -> None:
+    """A worker ends when its parent closes the pipe, not on a signal sent to the whole process
+    group or service: the terminal's Ctrl-C or hang-up, a service manager's SIGTERM (systemd
+    sends it to every process of the unit), ``timeout``'s. The parent is then still closing
+    the run through it (a worker killed by it left the run out of the catalog). A parent that
+    is killed closes the pipe, so the worker still ends. It also yields the CPU to its parent
+    (:data:`WORKER_NICENESS`). Workers are also started in a process group of their own, so
+    that a terminal's or ``timeout``'s signal does not reach one before it gets here."""
     import signal
 
-    for name in ("SIGINT", "SIGHUP"):
+    for name in ("SIGINT", "SIGHUP", "SIGTERM"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
     try:
@@ -218,13 +223,13 @@ def detach_from_terminal_signals() -> None:
 
 
 def serve_over_stdio(serve) -> None:
-    """A worker process's body: detached from terminal signals, ``serve(requests, replies)``
+    """A worker process's body: detached from group signals, ``serve(requests, replies)``
     on stdin/stdout (binary; anything else printed goes to stderr, never into the replies),
     then an exit with no interpreter teardown (Tiled's threads, ADBC connections)."""
     from ncsynth import quiet
 
     quiet.configure()  # as verbose as the command that started this process
-    detach_from_terminal_signals()
+    detach_from_group_signals()
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
