@@ -42,7 +42,7 @@ from ophyd.areadetector import DetectorBase
 from ophyd.areadetector.cam import AreaDetectorCam
 from ophyd.areadetector.plugins import HDF5Plugin_V34
 from ophyd.device import Staged
-from ophyd.signal import DerivedSignal
+from ophyd.signal import DerivedSignal, EpicsSignalBase
 from ophyd.status import DeviceStatus
 
 from ncsynth import timebase
@@ -98,6 +98,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             raise ValueError(f"write_path_template must be a non-empty path, got {write_path_template!r}")
         if monitors is not None and (len(monitors) != 2 or not all(isinstance(pv, str) and pv for pv in monitors)):
             raise ValueError(f"monitors must be two PV names (incident, transmitted flux), got {monitors!r}")
+        _patient_channel_access()
         super().__init__(prefix, name=name, **kwargs)
         self.write_path_template = write_path_template
         self.read_path_template = read_path_template or write_path_template
@@ -271,6 +272,21 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         pending = self._pending
         if pending is not None:
             self._finish(pending, DetectorError(f"{self.name}: sequence aborted"))
+
+
+#: Channel Access connection and read time-outs (s) of the process's EPICS signals: ophyd's
+#: 1 s and 2 s are missed on a loaded machine (seen: a 2-core host running two test workers).
+CONNECTION_TIMEOUT_S = READ_TIMEOUT_S = 10.0
+
+
+def _patient_channel_access() -> None:
+    """:data:`CONNECTION_TIMEOUT_S` and :data:`READ_TIMEOUT_S` for every EPICS signal of this
+    process, unless one was made before (ophyd allows it only then; e.g. a beamline start-up
+    that chose its own: kept)."""
+    try:
+        EpicsSignalBase.set_defaults(connection_timeout=CONNECTION_TIMEOUT_S, timeout=READ_TIMEOUT_S)
+    except RuntimeError:
+        pass
 
 
 @dataclass

@@ -38,8 +38,8 @@ def test_sim_serve_prints_its_settings_serves_devices_and_ends_on_sigterm(tmp_pa
         for key, value in settings["environment"].items():
             monkeypatch.setenv(key, value)
         incident = EpicsSignalRO(detector["incident_monitor_pv"], name="incident")
-        assert incident.get(timeout=10) == 1e13
-        assert EpicsSignalRO(detector["prefix"] + "cam1:ArraySizeX_RBV", name="cols").get(timeout=10) == 480
+        assert incident.get(connection_timeout=10, timeout=10) == 1e13
+        assert EpicsSignalRO(detector["prefix"] + "cam1:ArraySizeX_RBV", name="cols").get(connection_timeout=10, timeout=10) == 480
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:
