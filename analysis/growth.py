@@ -60,7 +60,8 @@ class ExponentFit:
     ``constant`` = r₁ⁿ⁺¹ − r₂ⁿ⁺¹ (nm^(n+1), S4.15) with ``constant_err`` (marginal, from the
     (n, C) curvature); ``errors_from_scatter`` is True when no radius errors were given and the
     errors were scaled to χ²_red = 1. ``model_spread``: a systematic error already included in
-    ``n_err`` and the interval (0 unless added, e.g. by the superfocusing analysis).
+    ``n_err`` and the interval (0 unless added: the superfocusing analysis then also moves ``n``
+    to the middle of its size models' exponents, while ``constant`` stays the fit's).
     Values are NaN when ``success`` is False; ``reason`` then says why.
     """
 

@@ -8,20 +8,23 @@ keeps the order of the radii) and the new one. One short end-to-end dry run chec
 against ``simulator_truth`` and the yield after the second injection.
 """
 
+import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from ncsynth.analysis.growth import fit_growth_exponent
 from ncsynth.analysis.scattering import distribution_intensity
-from ncsynth.analysis.superfocusing import analyze_second_injection
+from ncsynth.analysis.bimodal import fit_bimodal
+from ncsynth.analysis.superfocusing import analyze_second_injection, growth_exponent
 from ncsynth.config import load_config
 from ncsynth.dryrun import dry_run
 from ncsynth.flask_truth import split_largest
 from ncsynth.runs import derived_run
 from ncsynth.simulators.kinetics import KineticParameters, ReactionState
-from ncsynth.simulators.kinetics_parameters import AVOGADRO_PER_MOL
+from ncsynth.simulators.kinetics_parameters import AVOGADRO_PER_MOL, SIMULATED_FLASK
 from ncsynth.storage import open_catalog
 
 DELAY_S = 240.0                        # piston B after 4 min (§S.5.1)
@@ -34,15 +37,16 @@ NOISE_CM_NM = 6.6e-7
 FLAT_BACKGROUND_CM = 0.09
 
 
-def _double_injection(n, second_molar, seed=1):
+def _double_injection(n, second_molar, seed=1, parameters=KineticParameters(), after_b_s=(1.0, 1200.0),
+                      frames=60):
     """Frames after piston B (s after A), their patterns, and the two sets' true mean radii."""
-    state = ReactionState(KineticParameters(growth_exponent=n))
+    state = ReactionState(replace(parameters, growth_exponent=n))
     state.add_precursor(FIRST_MOLAR)
     state.step(DELAY_S, TEMPERATURE_C)
     old_set_molar = state.concentration_molar * DILUTION
     state.add_precursor(second_molar, dilution=DILUTION)
     rng = np.random.default_rng(seed)
-    times = DELAY_S + np.geomspace(1.0, 1200.0, 60)
+    times = DELAY_S + np.geomspace(*after_b_s, frames)
     patterns, errors, radii = [], [], []
     for t in times:
         state.step(t - state.time_s, TEMPERATURE_C)
@@ -75,6 +79,29 @@ def test_the_exponent_is_the_flasks_effective_one_over_the_window_where_both_set
     assert summary["growth_exponent_pairs"] == fit.n_points
 
 
+def test_the_size_models_bracket_the_flasks_exponent_where_two_gaussians_miss_it():
+    """The simulated beamline's flask (n = 4), 150–600 s after piston B: the new set still has a
+    tail of small crystals, two Gaussians put its mean on the bulk and their n misses the
+    flask's effective exponent by several of its own errors; n from the middle of the three
+    size models, with half their range as a systematic, holds it within 2σ (steps 4–5)."""
+    times, patterns, errors, radii = _double_injection(4.0, 0.022, parameters=SIMULATED_FLASK,
+                                                       after_b_s=(150.0, 600.0), frames=10)
+    fits, guess = [], tuple(zip(radii[0], (0.05, 0.15)))  # the first frame started near the truth
+    for pattern, error in zip(patterns, errors):
+        fits.append(fit_bimodal(Q_NM, pattern, error, guess=guess))
+        guess = fits[-1]
+    assert all(f.success for f in fits)
+    e1, e2, rho = (np.array([getattr(f, k) for f in fits]) for k in
+                   ("radius1_err_nm", "radius2_err_nm", "radius_correlation"))
+    effective = fit_growth_exponent(radii[:, 0], radii[:, 1], e1, e2, radius_correlation=rho).n
+    gaussians = fit_growth_exponent([f.radius1_nm for f in fits], [f.radius2_nm for f in fits],
+                                    e1, e2, radius_correlation=rho)
+    assert abs(gaussians.n - effective) > 2 * gaussians.n_err, (gaussians, effective)  # biased
+    fit = growth_exponent(np.broadcast_to(Q_NM, patterns.shape), patterns, errors, fits)
+    assert fit.success and fit.model_spread > 0
+    assert abs(fit.n - effective) < 2 * fit.n_err, (fit, effective)
+
+
 def test_no_second_population_is_reported_as_such():
     """Diffusion control (n = 1) with the standard second syringe nucleates no visible new set;
     the one skewed population it leaves must not be taken for two."""
@@ -86,10 +113,6 @@ def test_no_second_population_is_reported_as_such():
 
 
 @pytest.mark.slow  # ~4 min: a 900 s double-injection dry run with 200 frames after piston B
-@pytest.mark.xfail(strict=False, reason="since the simulated flask's new defaults (SIMULATED_FLASK, "
-                   "commit 20d3ff4) n = 3.56 +- 0.02 against the flask's effective 3.66 (5 sigma; the "
-                   "effective n taken at the measured frames with their weights, also 3.66); "
-                   "passed on the Table S6.1 flask (n = 2.75 +- 0.15 against 2.70); see issue 13")
 def test_dry_run_double_injection_against_the_simulated_truth(tmp_path):
     """End to end (short): n = 4, piston B after 4 min; the exponent within 2σ of the effective
     exponent of the simulated radii over the analysis window; yields <= 1.02 throughout (S2.6
@@ -110,4 +133,6 @@ def test_dry_run_double_injection_against_the_simulated_truth(tmp_path):
     assert np.nanmax(yields) <= 1.02
     # the 98 % rule is for one injection: not quoted as a headline number here
     assert not summary["kinetics"]["success"] and "two injections" in summary["kinetics"]["reason"]
-    assert summary["yield_fraction"] == pytest.approx(truth["yield_fraction"], abs=0.02)
+    # the last frame (~845 s) against the flask at that frame, not at the end of the run (900 s)
+    frames = json.loads((tmp_path / "truth" / f"{summary['uid']}.json").read_text())["frames"]
+    assert summary["yield_fraction"] == pytest.approx(frames["yield_fraction"][-1], abs=0.02)
