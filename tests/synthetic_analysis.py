@@ -60,8 +60,10 @@ def write_analysis(writer, raw_start: dict, fits: dict, patterns: dict) -> str:
     """Write ``fits`` and ``patterns`` to ``writer`` as the analysis run of ``raw_start`` (its
     start names the raw run, as :class:`~ncsynth.analysis.live.SAXSAnalysis` writes it);
     returns the analysis run's uid."""
-    bundle = compose_run(metadata={"raw_uid": raw_start["uid"], "raw_scan_id": raw_start.get("scan_id"),
-                                   "raw_run": raw_description(raw_start), "plan_name": "saxs_analysis"})
+    bundle = compose_run(metadata={"raw_uid": raw_start["uid"],
+                                   "raw_scan_id": raw_start.get("scan_id"),
+                                   "raw_run": raw_description(raw_start),
+                                   "plan_name": "saxs_analysis"})
     writer("start", bundle.start_doc)
     array = {"dtype": "array", "dtype_numpy": "<f8", "shape": [Q_NM.size], "source": "test"}
     streams = [("fits", {key: FIT_KEYS[key] for key in fits}, fits),
@@ -71,12 +73,8 @@ def write_analysis(writer, raw_start: dict, fits: dict, patterns: dict) -> str:
         descriptor = bundle.compose_descriptor(name=name, data_keys=data_keys)
         writer("descriptor", descriptor.descriptor_doc)
         for i in range(len(columns["time_s"])):
-            row = {key: (np.asarray(value[i]).tolist() if key in array_keys(columns) else value[i])
-                   for key, value in columns.items()}
+            row = {key: np.asarray(value[i]).tolist() for key, value in columns.items()}
             writer("event", descriptor.compose_event(data=row, timestamps={k: 0.0 for k in row}))
     writer("stop", bundle.compose_stop())
     return bundle.start_doc["uid"]
 
-
-def array_keys(columns: dict) -> set:
-    return {key for key, value in columns.items() if np.ndim(value[0]) > 0}

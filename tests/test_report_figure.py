@@ -1,8 +1,8 @@
 """The report / dry-run figure (analysis/display.py), drawn from patterns made with the real
 scattering model (S2.1 + S2.3) plus noise and the negative flat offset a background
-subtraction leaves (tests/synthetic_analysis.py), and asserted on its artists: every
-selected time is drawn, no radius error bar reaches below zero, an unresolved width is drawn as an upper limit, the
-title names the sample, date and temperatures, and nothing warns."""
+subtraction leaves (tests/synthetic_analysis.py), and asserted on its artists: every selected
+time is drawn, no radius error bar reaches below zero, an unresolved width is drawn as an
+upper limit, the title names the sample, date and temperatures, and nothing warns."""
 
 from __future__ import annotations
 
