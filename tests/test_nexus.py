@@ -34,9 +34,11 @@ def catalog_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     config = load_config(None)
     config["data"]["dir"] = str(root)
+    # writer and analysis in this process (processes=()): the same documents and fits, without
+    # two worker processes importing Tiled and the analysis again
     analysed = dry_run(config, seed=1, progress=False, recipe_kwargs={"sample": SAMPLE, "reaction_time_s": 100},
                        plan_kwargs={"schedule_s": np.geomspace(1, 120, N_FRAMES).round(3).tolist(),
-                                    "n_background": 2, "monitor_period_s": 10})
+                                    "n_background": 2, "monitor_period_s": 10}, processes=())
     assert analysed["exit_status"] == "success" and analysed["frames_analysed"] == N_FRAMES
     with open_catalog(root) as catalog:  # a run nothing analysed: a plain count, stored like any run
         writer = catalog.writer()
