@@ -355,15 +355,6 @@ def flatten_kinetics(summary, n_frames: int, n_failed: int) -> dict:
 
 
 # -- the per-run analysis ---------------------------------------------------------------------------
-def second_stage(q_nm, intensity_cm, sigma_cm, fit: SphereFit, last_skewed, last_two, mapper=map):
-    """A frame's fits after its Gaussian ``fit``: (skewed fit warm-started from ``last_skewed``,
-    :class:`~ncsynth.analysis.frame_model.FrameModel`, two-population fit or None, warm-started
-    from ``last_two``). A module function of plain arguments, so it can run in another process."""
-    skewed = fit_skewed(q_nm, intensity_cm, sigma_cm, fit, guess=last_skewed, mapper=mapper)
-    model, two = preferred_model(q_nm, intensity_cm, sigma_cm, fit, skewed, guess=last_two)
-    return skewed, model, two
-
-
 class SAXSAnalysis(DocumentRouter):
     """Reduce, subtract, fit every primary frame of one raw run; emit the derived run.
 
@@ -371,9 +362,7 @@ class SAXSAnalysis(DocumentRouter):
     feeds this router; ``root_map`` as for :class:`StreamFrames`. See the module docstring for
     what is read and emitted. ``stored=True`` (replay of a stored, complete run): a frame file
     that is missing or damaged ends the analysis with :class:`FrameFileError` instead of giving
-    failed fits. ``mapper`` runs the skewed fit's cold starts (:func:`~ncsynth.analysis.skewed.fit_skewed`);
-    one with a ``submit`` (:class:`~ncsynth.analysis.pool.SearchPool`) runs each frame's
-    :func:`second_stage` beside the next frame's reduction instead (same numbers).
+    failed fits. ``mapper`` runs the skewed fit's cold starts (:func:`~ncsynth.analysis.skewed.fit_skewed`).
     """
 
     def __init__(self, emit, settings: AnalysisSettings | None = None, root_map: dict | None = None,
@@ -405,8 +394,6 @@ class SAXSAnalysis(DocumentRouter):
         # raised, not a failed fit (a pool of the searches that broke too)
         self._fatal_errors = (FrameFileError, BrokenExecutor) if stored else ()
         self._mapper = mapper
-        self._submit = getattr(mapper, "submit", None)  # a pool: second stages beside the next frame
-        self._pending = None  # (frame, result()) of the frame whose second stage runs in the pool
         self._image_descriptors: set[str] = set()  # descriptor uids with the image key
         self._temperature_key: str | None = self.settings.temperature_key
         self._background_patterns: list[Pattern] = []
@@ -495,7 +482,6 @@ class SAXSAnalysis(DocumentRouter):
         self._frames.stream_datum(doc)
 
     def stop(self, doc):
-        self._finish_pending()
         self._frames.close()
         if self._bundle is None:
             return  # no frames: no derived run
@@ -541,14 +527,11 @@ class SAXSAnalysis(DocumentRouter):
         return self._reducer.reduce(frame, self._exposure.get(doc["descriptor"], math.nan))
 
     def _analyse_frame(self, doc):
-        """Reduce and fit (Gaussian) one frame; its second stage (:func:`second_stage`) runs here,
-        or in the pool (``mapper.submit``) while the next frame is reduced: the frame is
-        recorded and emitted once that is done, before the next frame's second stage starts
-        (which warm-starts from it), so the numbers are those of one process."""
         frame_time = float(doc["data"].get(self._frame_time_key, doc["time"]))
         exposure = self._exposure.get(doc["descriptor"], 0.0)
+        time_s = frame_time + 0.5 * exposure - self._t0 if self._t0 is not None else math.nan
         temperature = doc["data"].get(self._temperature_key, math.nan) if self._temperature_key else math.nan
-        pattern, raised = None, False
+        pattern = None
         try:
             pattern = self._reduce(doc)
             if self._background is None and self._background_patterns:
@@ -556,45 +539,19 @@ class SAXSAnalysis(DocumentRouter):
             if self._background is not None:
                 pattern = subtract(pattern, self._background)
             fit = fit_pattern(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, guess=self._last_good)
+            skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
+                                guess=self._last_skewed, mapper=self._mapper)
+            model, two = preferred_model(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
+                                         skewed, guess=self._last_two)
         except self._fatal_errors:
             raise
         except Exception as error:
-            fit, raised = SphereFit.failed(f"analysis error: {type(error).__name__}: {error}"), True
+            fit = SphereFit.failed(f"analysis error: {type(error).__name__}: {error}")
+            skewed = SkewedFit.failed(fit.reason)
+            model, two = FrameModel(0, math.nan, math.nan), None
             self._error("frame", f"frame {doc.get('seq_num')}: {error}")
         if fit.success:
             self._last_good = fit
-        frame = (doc, fit, frame_time, exposure, float(temperature), pattern)
-        self._finish_pending()
-        if raised:
-            self._record(frame, SkewedFit.failed(fit.reason), FrameModel(0, math.nan, math.nan), None)
-            return
-        args = (pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit, self._last_skewed, self._last_two)
-        if self._submit is None:
-            self._second_stage(frame, lambda: second_stage(*args, mapper=self._mapper))
-        else:
-            self._pending = (frame, self._submit(second_stage, *args).result)
-
-    def _finish_pending(self):
-        """Wait for the pending frame's second stage, record and emit it."""
-        if self._pending is not None:
-            frame, result = self._pending
-            self._pending = None
-            self._second_stage(frame, result)
-
-    def _second_stage(self, frame, run):
-        try:
-            skewed, model, two = run()
-        except self._fatal_errors:
-            raise
-        except Exception as error:
-            skewed = SkewedFit.failed(f"analysis error: {type(error).__name__}: {error}")
-            model, two = FrameModel(0, math.nan, math.nan), None
-            self._error("frame", f"frame {frame[0].get('seq_num')}: {error}")
-        self._record(frame, skewed, model, two)
-
-    def _record(self, frame, skewed, model, two):
-        doc, fit, frame_time, exposure, temperature, pattern = frame
-        time_s = frame_time + 0.5 * exposure - self._t0 if self._t0 is not None else math.nan
         if skewed.success:
             self._last_skewed = skewed
         self._last_two = two or self._last_two
@@ -608,7 +565,7 @@ class SAXSAnalysis(DocumentRouter):
         self.times_s.append(time_s)
         self._cds.append(cd)
         self._yields.append(yld)
-        self._emit_frame(doc, fit, skewed, model, time_s, frame_time, yld, temperature, pattern)
+        self._emit_frame(doc, fit, skewed, model, time_s, frame_time, yld, float(temperature), pattern)
 
     def _emit_frame(self, raw_event, fit, skewed, model, time_s, frame_time, yld, temperature, pattern):
         if self._bundle is None:
@@ -756,8 +713,7 @@ def replay(documents, emit, *, root_map: dict | None = None, mapper=map, **setti
     """Push stored ``(name, doc)`` pairs (in emission order, with their stream_resource/
     stream_datum documents: the collected documents or the run's journal) through a fresh
     router, on this thread; returns the :class:`SAXSAnalysis` of every raw run. Same numbers as
-    live; ``mapper`` (:func:`~ncsynth.analysis.pool.search_pool`) runs the second stages or
-    the skewed fits' cold starts in processes (see :class:`SAXSAnalysis`). A frame
+    live; ``mapper`` (e.g. a process pool's ``map``) runs the skewed fits' cold starts. A frame
     file that is missing or damaged raises :class:`FrameFileError` (naming it) part-way:
     ``emit`` has then received part of a derived run, without its stop."""
     analyses: list[SAXSAnalysis] = []

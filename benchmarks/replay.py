@@ -1,7 +1,7 @@
 """Wall time of ``ncsynth replay RUN`` with one process and with a pool, in the same run.
 
 Replays a stored run twice through the real command (``--processes 1``, then ``--processes
-N``, default one per CPU: each frame's second stage beside the next frame's reduction), prints
+N``, default one per CPU: the skewed fits' cold starts in worker processes), prints
 both wall times, the speed-up and whether the two results (final radius, concentration, yield,
 frame counts, kinetics) are identical, and, for scale, the time of ``import ncsynth.runs``
 (what any replay pays before its first frame). Produce a default run

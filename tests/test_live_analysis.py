@@ -36,7 +36,6 @@ from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.kinetics import yield_fraction
 from ncsynth.analysis.live import (LiveAnalysis, SAXSAnalysis, ThreadedCallback, analysis_router,
                                    replay)
-from ncsynth.analysis.pool import search_pool
 from ncsynth.analysis.scattering import AVOGADRO_PER_MOL
 from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.config import default_config
@@ -208,24 +207,6 @@ def test_replay_through_a_fresh_router_gives_identical_numbers(acquired):
             assert a.keys() == b.keys()
             for key in a:
                 np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
-
-
-def test_replay_with_second_stages_in_a_pool_gives_identical_numbers(acquired):
-    """Each frame's skewed and two-population fits run in a worker process beside the next
-    frame's reduction (analysis/pool.py): the documents must not change by a digit."""
-    again = []
-    with search_pool(2) as pool:
-        (analysis,) = replay(acquired["raw"], lambda name, doc: again.append((name, doc)), mapper=pool)
-    assert not analysis.errors
-    assert [name for name, _ in again] == [name for name, _ in acquired["derived"]]
-    for stream in ("fits", "patterns", "kinetics"):
-        live_rows, pooled_rows = stream_data(acquired["derived"], stream), stream_data(again, stream)
-        assert len(live_rows) == len(pooled_rows) > 0
-        for a, b in zip(live_rows, pooled_rows):
-            assert a.keys() == b.keys()
-            for key in a:
-                np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
-    assert any(math.isfinite(row["skewness"]) for row in stream_data(again, "fits"))
 
 
 def test_bad_frames_give_flagged_fits_not_exceptions(acquired, tmp_path):
