@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from tiled.queries import Key
 
-from .integrity import check_databases, use_wal, wait_for_other_writers
+from .integrity import check_databases, use_wal
 from .layout import DataDirectory, DataDirectoryError
 from .run_view import MIN_PARTIAL_UID, RAW_RUNS, RAW_UID_KEY, RunNotFound, RunView
 from .scan_ids import ScanIds
@@ -252,7 +252,6 @@ def catalog_adapter(layout: DataDirectory, *, readable_storage: Iterable[str | o
         if local:
             use_wal(layout.catalog_db)
             use_wal(layout.tables_db)
-            wait_for_other_writers()
     # run.documents() asks the server for the BlueskyRun as application/json-seq.
     default_serialization_registry.register("BlueskyRun", "application/json-seq", json_seq_exporter)
     return adapter

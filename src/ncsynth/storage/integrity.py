@@ -11,9 +11,10 @@ commit in progress gets ``database is locked`` at once: Tiled's tabular storage 
 driver) sets no busy timeout and offers no option for one, and the catalog's (aiosqlite) waits
 5 s. :func:`use_wal` puts both files in write-ahead-log mode, where readers never wait for a
 writer and a writer never waits for readers (a setting stored in the file; SQLite's WAL needs
-a local file system, not NFS). Two writers (two dry runs, a dry run and a replay) still take
-turns: :func:`wait_for_other_writers` makes Tiled's tabular-storage connections wait for the
-other's commit. A read-only data directory cannot be opened at all (WAL needs to write its
+a local file system, not NFS). Two writers (two dry runs, a dry run and a replay) still
+contend: a commit meeting the other's can fail with ``database is locked`` (Tiled's ADBC
+connections have no busy timeout, and a busy timeout would not cover a transaction that read
+before it writes). A read-only data directory cannot be opened at all (WAL needs to write its
 index beside the file even to read); :func:`check_databases` says so.
 """
 
@@ -94,35 +95,3 @@ def use_wal(path: Path) -> None:
         logger.warning("%s: could not switch to write-ahead logging (%s); readers may meet "
                        "'database is locked' while a run is written", path, err)
 
-
-#: Longest wait of a tabular-storage connection for another process's write, ms.
-WRITER_WAIT_MS = int(BUSY_TIMEOUT_S * 1000)
-
-
-def wait_for_other_writers() -> None:
-    """Make every SQLite connection Tiled's tabular storage opens in this process wait up to
-    :data:`WRITER_WAIT_MS` for another writer instead of failing at once.
-
-    Two processes writing runs to one data directory (two dry runs; a dry run and a replay
-    storing its analysis) share ``tables.sqlite``. Tiled opens it through ADBC, whose SQLite
-    driver sets no busy timeout: a commit meeting the other process's commit failed with
-    ``database is locked`` and the run was left out of the catalog (measured: 1 of 3 runs
-    written at once). Tiled's connections come from a SQLAlchemy pool; a listener on every
-    pool's ``connect`` sets ``PRAGMA busy_timeout`` on each new SQLite ADBC connection
-    (other connections are left alone). Idempotent."""
-    from sqlalchemy import event
-    from sqlalchemy.pool import Pool
-
-    if not event.contains(Pool, "connect", _set_busy_timeout):
-        event.listen(Pool, "connect", _set_busy_timeout)
-
-
-def _set_busy_timeout(connection, _record) -> None:
-    if not hasattr(connection, "adbc_get_info") or \
-            connection.adbc_get_info().get("vendor_name") != "SQLite":
-        return
-    cursor = connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {WRITER_WAIT_MS}")
-    finally:
-        cursor.close()
