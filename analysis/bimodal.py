@@ -276,7 +276,7 @@ def fit_bimodal(q_nm, intensity_cm, sigma_cm, guess=None, q_range_nm=None) -> Bi
     return _result(context.kernel, projection.inv_sigma, theta, cost, coefficients, n, single)
 
 
-def fit_skewed_pair(q_nm, intensity_cm, sigma_cm, start: BimodalFit, guess=None, q_range_nm=None):
+def fit_skewed_pair(q_nm, intensity_cm, sigma_cm, start: BimodalFit, q_range_nm=None):
     """Both sets as Pearson III populations (:mod:`~ncsynth.analysis.skewed`), the alternative
     to two Gaussians for the mean radii of a bimodal frame (§S.5).
 
@@ -284,9 +284,8 @@ def fit_skewed_pair(q_nm, intensity_cm, sigma_cm, start: BimodalFit, guess=None,
     little (V²): a Gaussian then sits on the bulk and its mean runs above the set's number
     mean, by up to several standard errors in a simulated flask, while χ² cannot tell the two
     models apart. ``start``: the frame's successful :class:`BimodalFit` (radii, widths, the
-    search's bounds: set 1 above set 2's Gaussian radius, set 2 below set 1's); ``guess``: the
-    previous frame's ``theta`` (one warm start) or None (four cold starts, skewness ±0.5 each).
-    Returns ``(radius1_nm, radius2_nm, theta)`` with theta = (ln R₁, ln σ₁, ln R₂, ln σ₂, γ₁,
+    search's bounds: set 1 above set 2's Gaussian radius, set 2 below set 1's). Four cold starts
+    (skewness ±0.5 each; a warm start from the previous frame kept a wrong skewness). Returns ``(radius1_nm, radius2_nm, theta)`` with theta = (ln R₁, ln σ₁, ln R₂, ln σ₂, γ₁,
     γ₂), or NaNs and None when no search converges.
     """
     q, y, s = _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm)
@@ -296,13 +295,10 @@ def fit_skewed_pair(q_nm, intensity_cm, sigma_cm, start: BimodalFit, guess=None,
     lower = np.array([log_r2, math.log(0.005 * start.radius1_nm), -SKEW_BOUND,
                       math.log(0.1), math.log(1e-3), -SKEW_BOUND])
     upper = np.array([_LOG_UPPER[0], log_r1, SKEW_BOUND, log_r1, _LOG_UPPER[0], SKEW_BOUND])
-    if guess is not None:
-        starts = [np.asarray(guess, dtype=float)]
-    else:
-        widths = [math.log(max(start.sigma1_nm, 0.02 * start.radius1_nm)),
-                  math.log(max(start.sigma2_nm, 0.02 * start.radius2_nm))]
-        starts = [np.array([log_r1, widths[0], g1, log_r2, widths[1], g2])
-                  for g1 in (-0.5, 0.5) for g2 in (-0.5, 0.5)]
+    widths = [math.log(max(start.sigma1_nm, 0.02 * start.radius1_nm)),
+              math.log(max(start.sigma2_nm, 0.02 * start.radius2_nm))]
+    starts = [np.array([log_r1, widths[0], g1, log_r2, widths[1], g2])
+              for g1 in (-0.5, 0.5) for g2 in (-0.5, 0.5)]
     results = [least_squares(projection.residual, np.clip(theta, lower + 1e-6, upper - 1e-6),
                              jac=projection.jacobian, bounds=(lower, upper), method="trf",
                              x_scale="jac", max_nfev=MAX_FUNCTION_EVALUATIONS) for theta in starts]
