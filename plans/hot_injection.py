@@ -135,16 +135,23 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
                 "acquisition": acquisition, "n_background": n_background,
                 "hints": {"dimensions": [(["time"], "primary")]}, **metadata}
 
+    def declared_then(frames):
+        # the stream of frames declared once the detector is staged (its configuration then
+        # holds the beam monitors' flux and transmission, which the analysis calibrates
+        # with) and before the injection, so no descriptor is composed in the first frame's
+        # dead time
+        yield from declare_frames(detector, heater, detector_timed=acquisition == "detector")
+        return (yield from frames)
+
     def protocol():
         yield from bps.mv(detector.exposure_time, integration_s)
-        yield from declare_frames(detector, heater, detector_timed=acquisition == "detector")
         yield from preheat(heater, recipe.injection_temperature_c)
         # one staging (one HDF5 file, one resource) per stream of frames
         yield from bpp.stage_wrapper(background_frames(detector, heater, n_background),
                                      [detector])
         # the acquisition agenda ends the reaction (heater off), waiting for it if the
         # frames finish earlier
-        yield from bpp.stage_wrapper(inject_and_acquire(), [detector])
+        yield from bpp.stage_wrapper(declared_then(inject_and_acquire()), [detector])
         if cooldown_s:
             yield from record_cooldown(heater, timer, cooldown_s, monitor_period_s or 10.0)
 
