@@ -22,6 +22,7 @@ import pytest
 
 from ncsynth.storage import open_catalog
 from ncsynth.storage.journal import read_journal
+from small_tmpfs import mounted_tmpfs
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 TIMEOUT_S = 240  # a hang shows as subprocess.TimeoutExpired
@@ -234,17 +235,11 @@ def test_first_runs_on_a_new_data_directory_do_not_race_at_catalog_creation(tmp_
 def read_only_data(tmp_path):
     """A data directory with one real run, on a real tmpfs then remounted read-only (where the
     machine lets the tests mount one)."""
-    mount_point = tmp_path / "read-only"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        import bluesky.plans as bp
-        from bluesky import RunEngine
-        from ophyd.sim import det
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+    from ophyd.sim import det
 
+    with mounted_tmpfs(tmp_path / "read-only", "20m") as mount_point:
         root = mount_point / "data"
         with open_catalog(root) as catalog:
             RE = RunEngine({}, context_managers=[])
@@ -254,8 +249,6 @@ def read_only_data(tmp_path):
             writer.close()
         subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
         yield root
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_a_read_only_data_directory_is_named_by_every_command_before_anything_runs(read_only_data):

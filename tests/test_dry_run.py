@@ -15,6 +15,7 @@ import pytest
 
 from ncsynth.storage import open_catalog
 from ncsynth.storage.journal import read_journal
+from small_tmpfs import mounted_tmpfs
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 
@@ -242,16 +243,8 @@ def test_ctrl_c_sigterm_and_sighup_abort_the_dry_run_safely_and_print_the_summar
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 60 MB tmpfs (room for ~60 frames), where the machine lets the tests mount one."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "small-disk", "60m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_a_full_disk_ends_the_dry_run_with_a_clear_error_the_heater_safe_and_frames_counted(
