@@ -8,7 +8,7 @@ import pytest
 from ncsynth.analysis.growth import expected_small_radius
 from ncsynth.analysis.nucleation_period import time_to_fraction_of_final
 from ncsynth.flask_truth import (FlaskRecorder, FlaskTrace, effective_growth_exponent,
-                                 headline_truth, split_largest)
+                                 frame_mid_times_s, headline_truth, record_truth, split_largest)
 from ncsynth.simulators.beamline_models import FlaskReaction
 from ncsynth.simulators.kinetics import ReactionState
 from ncsynth.simulators.world import SyringeCharge, World
@@ -106,3 +106,19 @@ def test_frame_pulls_tell_a_drifting_bias_from_the_noise():
         assert count > 50
         assert 0.85 < noise < 1.15
     assert abs(rows[0][2]) < 0.3 and rows[2][2] > 5 and rows[2][3] > 2
+
+
+def test_the_truth_of_a_run_cut_short_is_the_flask_at_its_last_frame(tmp_path):
+    """``--frames 40`` ends 4 s after injection: the summary's flask is the flask then, not at
+    the end of the protocol (a 50x 'analysis error' otherwise)."""
+    t = np.linspace(0.0, 100.0, 201)
+    radius = 0.5 + 0.02 * t  # nm, growing: the end differs from any early frame
+    nan = np.full(t.size, math.nan)
+    trace = FlaskTrace(t, radius, 0.1 * radius, 1e-5 * t, 0.01 * t, nan, nan, nan, nan, nan)
+    start = {"frame_offsets_s": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "exposure_s": 1.0}
+    truth = record_truth(trace, start, 4, None, tmp_path / "truth.json")
+    last = frame_mid_times_s(start, 4)[-1]
+    assert last < 5.0
+    assert truth["at_last_frame"]["time_s"] == pytest.approx(last)
+    assert truth["at_last_frame"]["mean_radius_nm"] == pytest.approx(0.5 + 0.02 * last)
+    assert truth["at_last_frame"]["yield_fraction"] == pytest.approx(0.01 * last)

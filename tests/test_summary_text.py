@@ -141,3 +141,13 @@ def test_the_flow_summary_has_a_line_per_point_with_the_outlet_beside_it():
     assert rows["figure"] == "/data/figures/temperature_map_5d4c3b2a.png"
     width = len("280/260 °C")  # the longest label; every label ends in that column
     assert all(line[width - 1] != " " and line[width:width + 2] == "  " for line in lines)
+
+
+def test_a_run_cut_short_is_compared_with_the_flask_at_its_last_frame():
+    summary = {**SUMMARY, "frames": 40, "simulator_truth": {
+        **SUMMARY["simulator_truth"],
+        "at_last_frame": {"time_s": 3.91, "mean_radius_nm": 0.9412, "concentration_molar": 2.1e-6,
+                          "yield_fraction": 0.0123}}}
+    rows = _rows(format_summary(summary))
+    assert rows["radius"] == "1.737 nm   (simulated flask at the last frame, 3.91 s: 0.9412 nm)"
+    assert "0.0123" in rows["yield"] and "last frame" in rows["concentration"]

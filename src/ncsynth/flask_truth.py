@@ -191,14 +191,19 @@ def frame_mid_times_s(start_doc: dict, n_frames: int) -> np.ndarray:
 def record_truth(trace: FlaskTrace, start_doc: dict, n_frames: int, exponent_pairs, path) -> dict:
     """Headline truth of a dry run up to its last frame, and the per-frame truth saved to ``path``.
 
-    Returns the :func:`headline_truth` keys ({} without frames); ``path`` (JSON) gets them with
-    every recorded quantity at each scheduled frame mid-exposure, for ``ncsynth validate``.
+    Returns the :func:`headline_truth` keys and ``at_last_frame`` (the flask's mean radius,
+    concentration and yield at the last frame's mid-exposure, the moment a run cut short by
+    ``--frames`` is measured at) ({} without frames); ``path`` (JSON) gets them with every
+    recorded quantity at each scheduled frame mid-exposure, for ``ncsynth validate``.
     """
     times = frame_mid_times_s(start_doc, n_frames)
     if times.size == 0:
         return {}
     headline = headline_truth(trace.until(times[-1]), exponent_pairs)
     frames = {"time_s": times, **trace.at(times)}
+    headline["at_last_frame"] = {"time_s": float(times[-1]), **{
+        key: float(frames[key][-1]) for key in ("mean_radius_nm", "concentration_molar",
+                                                "yield_fraction")}}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps({
         "headline": headline, "second_injection_s": trace.second_injection_s,

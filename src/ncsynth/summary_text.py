@@ -37,6 +37,10 @@ def format_summary(summary: dict) -> str:
     if summary.get("nucleation_window"):
         rows.append(("nucleation", summary["nucleation_window"]))
     truth = summary.get("simulator_truth") or {}
+    # the flask when the last frame was taken (a run cut short by --frames), else at the end
+    flask_now = truth.get("at_last_frame") or truth
+    flask_label = (f"simulated flask at the last frame, {flask_now['time_s']:.4g} s"
+                   if "time_s" in flask_now else "simulated flask")
     analysed = summary.get("frames_analysed") is not None
     for label, key, truth_key, unit in (("radius", "final_radius_nm", "mean_radius_nm", " nm"),
                                         ("concentration", "concentration_molar",
@@ -45,8 +49,8 @@ def format_summary(summary: dict) -> str:
         value = summary.get(key)
         text = _number(value, unit) if value is not None else \
             ("no frame fitted" if analysed else "not analysed")
-        if truth_key in truth:
-            text += f"   (simulated flask: {_number(truth[truth_key], unit)})"
+        if truth_key in flask_now:
+            text += f"   ({flask_label}: {_number(flask_now[truth_key], unit)})"
         rows.append((label, text))
     if summary.get("kinetics"):
         rows.append(("kinetics", _kinetics(summary["kinetics"], truth)))
