@@ -34,10 +34,28 @@ def wall_s(argv: list[str]) -> float:
     return statistics.median(times)
 
 
+def one_run_catalog(root: str) -> str:
+    """A data directory whose embedded catalog holds one run (written here, not timed)."""
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+    from ophyd.sim import det
+
+    from ncsynth.storage import open_catalog
+
+    with open_catalog(root) as catalog:
+        RE = RunEngine({}, context_managers=[])
+        writer = catalog.writer()
+        RE.subscribe(writer)
+        RE(bp.count([det], 2))
+        writer.close()
+    return root
+
+
 def main() -> None:
     ncsynth = shutil.which("ncsynth") or f"{sys.executable} -m ncsynth.cli"
     ncsynth = ncsynth.split()
     empty = tempfile.mkdtemp(prefix="ncsynth-startup-")
+    with_a_run = one_run_catalog(os.path.join(empty, "with-a-run"))
     commands = [
         ("python -c pass (baseline)", [sys.executable, "-c", "pass"]),
         ("python -c 'import ncsynth'", [sys.executable, "-c", "import ncsynth"]),
@@ -50,6 +68,10 @@ def main() -> None:
                                                        "5", "1", "--data-dir", empty]),
         ("ncsynth export -1, no catalog (refused)", [*ncsynth, "export", "-1",
                                                      "--data-dir", empty]),
+        ("ncsynth export nosuchrun, a catalog (refused)", [*ncsynth, "export", "nosuchrun",
+                                                           "--data-dir", with_a_run]),
+        ("ncsynth replay 7, no such scan id (refused)", [*ncsynth, "replay", "7",
+                                                         "--data-dir", with_a_run]),
         ("python -c 'import ncsynth.dryrun' (scale)", [sys.executable, "-c",
                                                        "import ncsynth.dryrun"]),
     ]

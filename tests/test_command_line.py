@@ -116,3 +116,51 @@ def test_a_plan_is_the_package_attribute_even_when_its_module_was_imported_first
                             text=True, timeout=120)
     assert result.stdout.split() == ["True", "True", "ncsynth.plans.double_injection",
                                      "ncsynth.plans.hot_injection"], result.stderr
+
+
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory):
+    """A data directory whose embedded catalog holds one raw run (scan id 1) and an analysis
+    run of it, written by a real RunEngine and the catalog's writer."""
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+    from ophyd.sim import det
+
+    from ncsynth.storage import open_catalog
+
+    root = tmp_path_factory.mktemp("one-run") / "data"
+    with open_catalog(root) as catalog:
+        RE = RunEngine({}, context_managers=[], scan_id_source=catalog.scan_ids())
+        writer = catalog.writer()
+        RE.subscribe(writer)
+        (uid,) = RE(bp.count([det], 2))
+        RE(bp.count([det], 1, md={"raw_uid": uid}))  # an analysis run is reached by its uid too
+        writer.close()
+    return root, uid
+
+
+@pytest.mark.parametrize("command", ["export", "report", "validate", "replay"])
+@pytest.mark.parametrize("ref, message", [
+    ("nosuchrun", "no run with uid 'nosuchrun' (or starting with it) in "),
+    ("2", "no run with scan id 2 in "),
+    ("-2", "run index -2 is out of range: "),
+    ("12345678", "no run with uid '12345678' (or starting with it) in "),
+])
+def test_an_unknown_run_is_named_before_the_catalog_is_opened(one_run, command, ref, message):
+    root, _ = one_run
+    code, stderr, heavy = refuse(command, ref, "--data-dir", str(root))
+    assert code == 2
+    assert stderr.startswith(f"ncsynth {command}: {message}") and stderr.count("\n") == 1, stderr
+    assert heavy == []
+
+
+@pytest.mark.parametrize("ref", ["1", "-1", "uid prefix", "analysis uid"])
+def test_a_run_the_catalog_holds_is_not_refused_by_the_quick_lookup(one_run, ref):
+    from ncsynth.run_lookup import absent_run
+    from ncsynth.storage import open_catalog
+
+    root, uid = one_run
+    with open_catalog(root) as catalog:
+        analysis_uid = catalog.analyses(uid).values()[0].metadata["start"]["uid"]
+    typed = {"uid prefix": uid[:6], "analysis uid": analysis_uid}.get(ref, ref)
+    assert absent_run(root, typed) is None

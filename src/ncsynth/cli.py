@@ -129,6 +129,8 @@ def _api_key(args) -> str | None:
 def _replay(args) -> int:
     """Replay with a pool of processes for the searches (started first, so that they load
     the fitting code while the catalog opens) and a progress bar on a terminal."""
+    config = _config(args)
+    _refuse_an_absent_run(config, args.run)  # before the pool and the catalog start
     from ncsynth.analysis.pool import search_pool
     from ncsynth.config import catalog_databases, data_dir
     from ncsynth.progress import ProgressBar
@@ -136,7 +138,6 @@ def _replay(args) -> int:
     from ncsynth.storage import open_catalog
 
     settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
-    config = _config(args)
     with search_pool(args.processes) as mapper, \
             open_catalog(data_dir(config), **catalog_databases(config)) as catalog:
         summary = replay_run(catalog, _run_ref(catalog, args.run), mapper=mapper,
@@ -161,13 +162,27 @@ def _replay_figure(catalog, uid: str) -> dict:
         return {"figure_error": f"{type(exc).__name__}: {exc}"}
 
 
+def _refuse_an_absent_run(config, ref: str) -> None:
+    """LookupError in one line, within a fraction of a second, when the data directory's
+    embedded catalog surely holds no run ``ref`` (:mod:`ncsynth.run_lookup`); else nothing."""
+    from ncsynth.config import catalog_databases, data_dir
+    from ncsynth.run_lookup import absent_run
+
+    if not any(catalog_databases(config).values()):
+        reason = absent_run(data_dir(config), ref)
+        if reason:
+            raise LookupError(reason)
+
+
 def _stored_run(args) -> int:
     from ncsynth.config import catalog_databases, data_dir
+
+    config = _config(args)
+    _refuse_an_absent_run(config, args.run)  # before the catalog's imports
+    root = data_dir(config)
     from ncsynth.runs import export_fits, report
     from ncsynth.storage import open_catalog
 
-    config = _config(args)
-    root = data_dir(config)
     with open_catalog(root, **catalog_databases(config)) as catalog:
         ref = _run_ref(catalog, args.run)
         if args.command == "export":
@@ -186,7 +201,7 @@ def _run_ref(catalog, text: str):
     """A run reference as typed: a negative index, a scan id, or a uid (prefix). Digits are a
     scan id unless no run has that scan id and they are long enough to be a uid prefix (a
     uid may well start with eight digits)."""
-    from ncsynth.storage.catalog import MIN_PARTIAL_UID
+    from ncsynth.run_lookup import MIN_PARTIAL_UID
 
     if not text.lstrip("-").isdigit():
         return text

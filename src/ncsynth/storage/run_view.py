@@ -21,7 +21,8 @@ from collections.abc import Iterator
 
 from tiled.queries import Key, KeyPresent
 
-MIN_PARTIAL_UID = 5  # characters, as databroker requires
+from ncsynth.run_lookup import MIN_PARTIAL_UID
+
 #: The start document of a derived (analysis) run names its raw run.
 RAW_UID_KEY = "start.raw_uid"
 #: Raw (acquired) runs: those whose start document names no raw run.
