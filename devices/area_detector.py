@@ -120,6 +120,24 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             ("auto_increment", "No"), ("num_capture", 0), ("create_directory", -3),
             ("swmr_mode", "On"), ("num_frames_flush", 1), ("capture", 1)])
 
+    def destroy(self):
+        """Release this detector's Channel Access channels (ophyd's ``destroy``, with the beam
+        monitors). Call it while the IOC still serves: the channels still fetching their
+        metadata finish first (at most :data:`CONNECTION_TIMEOUT_S`). A fetch left queued
+        when its IOC is gone holds one of ophyd's four metadata threads for the read time-out
+        (and the plugin-type check another), and every detector made after it in this process
+        waits behind them (seen: a simulated reactor's tests, each tearing its IOC down, made
+        the next test's first frame miss its 11 s)."""
+        try:
+            self.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
+            for monitor in self.monitors or ():
+                monitor.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
+        except TimeoutError:
+            pass  # the IOC is gone: nothing left to wait for
+        for monitor in self.monitors or ():
+            monitor.destroy()
+        super().destroy()
+
     def _frame_format(self) -> tuple[tuple[int, int], str]:
         """(rows, cols) and numpy dtype of the cam's images."""
         size = self.cam.array_size.get()

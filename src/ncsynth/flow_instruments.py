@@ -49,13 +49,16 @@ class FlowInstruments:
                 "timer": self.timer}
 
     def close(self) -> None:
-        """Release the pumps' ports (reopened if used again), the controllers (``destroy``:
-        their ports closed, unusable after) and the spectrometer."""
+        """Release the pumps' ports (reopened if used again), the controllers and the
+        detector (``destroy``: their ports or channels closed, unusable after) and the
+        spectrometer. Close before the simulated reactor (its IOC must still serve the
+        detector's last metadata reads: :meth:`AreaDetectorSAXS.destroy`)."""
         for pump in self.pumps:
             pump.close()
         for zone in (self.chamber, self.oven):
             zone.destroy()
         self.spectrometer.close()
+        self.detector.destroy()
 
 
 def _seabreeze_spectrometer(serial_number: str):
