@@ -35,6 +35,7 @@ from ncsynth.simulators.kinetics import ReactionState
 from ncsynth.simulators.server import SimulatorHost
 from ncsynth.simulators.world import World
 from ncsynth.storage import open_catalog
+from frozen_reaction import FrozenReaction
 from sequence_plan import whole_sequence
 
 EXPOSURE_S = 0.075
@@ -397,24 +398,14 @@ def test_the_world_is_sampled_at_mid_exposure_however_soon_the_clock_may_jump(tm
     world = World(clock)
     sampled = []
 
-    class Sampled:
-        slow = True
-        state = ReactionState.growth_only_from_gaussian(mean_radius_nm=2.0, std_radius_nm=0.2,
-                                                        concentration_molar=2e-5)
-
-        def step(self, dt_s, world):
-            pass
-
-        @property
-        def radius_nm(self):
-            return self.state.radius_nm
-
+    class Sampled(FrozenReaction):
         @property
         def number_density_per_m3(self):
             sampled.append(clock.now())
             return self.state.number_density_per_m3
 
-    world.add("reaction", Sampled())
+    world.add("reaction", Sampled(ReactionState.growth_only_from_gaussian(
+        mean_radius_nm=2.0, std_radius_nm=0.2, concentration_molar=2e-5)))
     with SimulatorHost() as host, timebase.use_clock(clock):
         ioc, release_clients = serve_ioc(host, world, geometry=GEOMETRY.small(), seed=7)
         det = AreaDetectorSAXS(ioc.prefix, name="mid", write_path_template=str(tmp_path), timeout_s=5.0)

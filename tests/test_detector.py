@@ -16,27 +16,9 @@ from ncsynth.simulators.kinetics import ReactionState
 from ncsynth.simulators.thermal import FlaskThermalModel
 from ncsynth.simulators.world import World
 
+from frozen_reaction import FrozenReaction
+
 EXPOSURE_S = 0.075
-
-
-class FrozenReaction:
-    """A ReactionState registered in the world without kinetics (its distribution stays put)."""
-
-    slow = True
-
-    def __init__(self, state: ReactionState):
-        self.state = state
-
-    def step(self, dt_s, world):
-        pass
-
-    @property
-    def radius_nm(self):
-        return self.state.radius_nm
-
-    @property
-    def number_density_per_m3(self):
-        return self.state.number_density_per_m3
 
 
 @pytest.fixture(scope="module")
