@@ -55,6 +55,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import h5py
+import hdf5plugin  # noqa: F401  (registers the frames' bitshuffle-LZ4/LZ4 filters with h5py)
 import numpy as np
 from event_model import DocumentRouter, RunRouter, compose_run
 

@@ -17,9 +17,13 @@ Behaviour (areaDetector's, reduced to what the device needs):
   and the state to Idle. ``Acquire`` = 0 during an exposure aborts it (no frame).
 * ``HDF1:Capture`` = 1 (``FileWriteMode`` Stream) opens ``FullFileName_RBV`` = ``FileTemplate``
   filled C-style with ``FilePath``, ``FileName``, ``FileNumber`` and appends every frame to
-  ``/entry/data/data`` (n, rows, cols) ``uint32``, with ``/entry/instrument/NDAttributes/``
-  ``NDArrayTimeStamp`` (epoch s), ``NDArrayUniqueId`` and the two monitors per frame; flushed
-  every ``NumFramesFlush`` frames, SWMR if ``SWMRMode`` On; ``NumCaptured_RBV`` counts them.
+  ``/entry/data/data`` (n, rows, cols) ``uint32``, compressed as ``Compression`` says (``None``,
+  ``zlib`` at ``ZLevel``, ``Blosc`` as ``BloscCompressor``/``BloscLevel``/``BloscShuffle``
+  say, ``BSLZ4``, ``LZ4``; another choice is refused), with
+  ``/entry/instrument/NDAttributes/`` ``NDArrayTimeStamp`` (epoch s), ``NDArrayUniqueId`` and the
+  two monitors per frame, and the detector's calibration as NeXus (NXdetector,
+  NXmonochromator: :mod:`ncsynth.simulators.frame_file`); flushed every ``NumFramesFlush``
+  frames, SWMR if ``SWMRMode`` On; ``NumCaptured_RBV`` counts them.
   ``Capture`` = 0 closes the file. ``FilePath`` is created if ``CreateDirectory`` is not 0;
   ``FilePathExists_RBV`` says whether it exists.
 
@@ -40,6 +44,7 @@ import re
 import socket
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 import h5py
 import numpy as np
@@ -48,6 +53,7 @@ from caproto.asyncio.server import Context
 
 from ncsynth.analysis.geometry import DetectorGeometry
 from .detector import FRAME_DTYPE, FrameSynthesizer, flask_state, reserve_exposure, while_busy
+from .frame_file import BLOSC_COMPRESSORS, BLOSC_SHUFFLES, COMPRESSIONS, append_frame, compression_filter, open_frame_file
 
 #: PV prefix of the simulated detector and the names of its two monitors.
 DEFAULT_PREFIX = "SIM:SAXS:"
@@ -63,6 +69,9 @@ _ENUMS = {
     "write_mode": ["Single", "Capture", "Stream"],
     "off_on": ["Off", "On"],
     "disable_enable": ["Disable", "Enable"],
+    "compression": list(COMPRESSIONS),
+    "blosc_compressor": list(BLOSC_COMPRESSORS),
+    "blosc_shuffle": list(BLOSC_SHUFFLES),
 }
 #: (suffix, kind, initial value): a setpoint and its ``_RBV``; kind "double", "int",
 #: "text" (char waveform) or an :data:`_ENUMS` key.
@@ -77,7 +86,9 @@ _HDF_PAIRS = [("EnableCallbacks", "disable_enable", "Enable"), ("BlockingCallbac
               ("NumCapture", "int", 0), ("CreateDirectory", "int", 0), ("SWMRMode", "off_on", "Off"),
               ("NumFramesFlush", "int", 1), ("Capture", "int", 0), ("FilePath", "text", "/"),
               ("FileName", "text", "frames"), ("FileNumber", "int", 0), ("ArrayCounter", "int", 0),
-              ("NDArrayPort", "port", "SAXS1")]
+              ("NDArrayPort", "port", "SAXS1"), ("Compression", "compression", "None"),
+              ("ZLevel", "int", 6), ("BloscCompressor", "blosc_compressor", "blosclz"),
+              ("BloscLevel", "int", 5), ("BloscShuffle", "blosc_shuffle", "None")]
 
 
 class SimulatedAreaDetector:
@@ -124,7 +135,7 @@ class SimulatedAreaDetector:
         self.pvs[prefix + INCIDENT_SUFFIX] = ChannelDouble(value=self.incident_flux, units="ph/s")
         self.pvs[prefix + TRANSMITTED_SUFFIX] = ChannelDouble(value=self.transmitted_flux, units="ph/s")
         self._hooks = {f"{cam}Acquire": self._on_acquire, f"{hdf}Capture": self._on_capture,
-                       f"{hdf}FilePath": self._on_file_path}
+                       f"{hdf}FilePath": self._on_file_path, f"{hdf}Compression": _on_compression}
 
     # -- monitors and back door --------------------------------------------------------------
     @property
@@ -244,7 +255,7 @@ class SimulatedAreaDetector:
         if self._file is None or self.stall_writes:
             return
         try:
-            written = _append(self._file, frame, t_start, counter, self.incident_flux,
+            written = append_frame(self._file, frame, t_start, counter, self.incident_flux,
                               self.transmitted_flux, int(self.pvs[f"{hdf}NumFramesFlush"].value))
         except (OSError, RuntimeError) as error:
             await self._set(f"{hdf}WriteStatus", 1)
@@ -274,7 +285,11 @@ class SimulatedAreaDetector:
         get = lambda suffix: self.pvs[hdf + suffix].value  # noqa: E731
         path = c_format(get("FileTemplate"), get("FilePath"), get("FileName"), get("FileNumber"))
         try:
-            self._file = _open(path, self.synthesizer.geometry.shape, get("SWMRMode") == "On")
+            opened = datetime.fromtimestamp(self.world.clock.now()).isoformat()
+            self._file = open_frame_file(path, self.synthesizer.geometry, FRAME_DTYPE, opened,
+                                         swmr=get("SWMRMode") == "On",
+                                         compression=get("Compression"), zlevel=get("ZLevel"),
+                                         blosc=(get("BloscCompressor"), get("BloscLevel"), get("BloscShuffle")))
         except (OSError, RuntimeError) as error:
             await self._set(f"{hdf}WriteStatus", 1)
             await self.pvs[f"{hdf}WriteMessage"].write(f"cannot open {path}: {error}"[:500])
@@ -288,6 +303,12 @@ class SimulatedAreaDetector:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+async def _on_compression(value):
+    """A ``Compression`` this plugin does not write is refused (the put fails)."""
+    compression_filter(value)
+    return value
 
 
 def c_format(template: str, *args) -> str:
@@ -316,42 +337,6 @@ def _channel(kind: str, value, setpoint_of=None):
             return value
 
     return Setpoint(value=value, **options)
-
-
-def _open(path: str, shape: tuple[int, int], swmr: bool) -> h5py.File:
-    """A new frame file in areaDetector's default layout (see module docstring)."""
-    handle = h5py.File(path, "w", libver="latest")
-    entry = handle.create_group("entry")
-    entry.attrs["NX_class"] = "NXentry"
-    data = entry.create_group("data")
-    data.attrs.update(NX_class="NXdata", signal="data")
-    data.create_dataset("data", shape=(0, *shape), maxshape=(None, *shape), dtype=FRAME_DTYPE,
-                        chunks=(1, *shape))
-    attributes = entry.create_group("instrument").create_group("NDAttributes")
-    for key, dtype in (("NDArrayTimeStamp", "<f8"), ("NDArrayUniqueId", "<i4"),
-                       ("IncidentFlux", "<f8"), ("TransmittedFlux", "<f8")):
-        attributes.create_dataset(key, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
-    attributes["NDArrayTimeStamp"].attrs["units"] = "s since the epoch"
-    if swmr:
-        handle.swmr_mode = True
-    return handle
-
-
-def _append(handle: h5py.File, frame, t_start: float, unique_id: int, incident: float,
-            transmitted: float, flush_every: int) -> int:
-    """Append one frame and its attributes; flush every ``flush_every``; return the count."""
-    frames = handle["/entry/data/data"]
-    index = frames.shape[0]
-    frames.resize(index + 1, axis=0)
-    frames[index] = frame
-    for key, value in (("NDArrayTimeStamp", t_start), ("NDArrayUniqueId", unique_id),
-                       ("IncidentFlux", incident), ("TransmittedFlux", transmitted)):
-        dataset = handle[f"/entry/instrument/NDAttributes/{key}"]
-        dataset.resize(index + 1, axis=0)
-        dataset[index] = value
-    if (index + 1) % max(flush_every, 1) == 0:
-        handle.flush()
-    return index + 1
 
 
 def _free_udp_port(host: str) -> int:

@@ -170,6 +170,25 @@ def test_every_frame_carries_the_beam_monitors_of_its_own_exposure(beamline, det
         assert list(written["/entry/instrument/NDAttributes/IncidentFlux"][:]) == fluxes
 
 
+def test_the_plugin_writes_compressed_frames_with_the_detector_description(beamline, detector):
+    """The device asks the HDF5 plugin for Blosc (its default, zstd on shuffled bytes): the IOC's
+    file holds the frame bit for bit through that filter, beside the NXdetector of the set-up's
+    geometry."""
+    ioc, clock, _, _ = beamline
+    documents = []
+    RE = _engine(clock)
+    RE.subscribe(lambda name, doc: documents.append((name, doc)))
+    RE(bpp.stage_wrapper(bpp.run_wrapper(bps.trigger_and_read([detector])), [detector]))
+    [resource] = [doc for name, doc in documents if name == "stream_resource"]
+    with h5py.File(_path(resource), "r") as written:
+        assert set(written[FRAME_DATASET]._filters) == {"32001"}  # HDF5's Blosc filter
+        np.testing.assert_array_equal(written[FRAME_DATASET][0], ioc.last_frame)
+        nx = written["/entry/instrument/detector"]
+        assert (nx["distance"][()], nx["beam_center_y"][()], nx["beam_center_x"][()]) == \
+            (GEOMETRY.distance_m, *GEOMETRY.beam_center_px)
+        np.testing.assert_array_equal(nx["mask"][()].astype(bool), GEOMETRY.mask)
+
+
 def test_detector_timed_sequence_keeps_the_schedule_in_world_time(beamline, detector, tmp_path):
     ioc, clock, _, _ = beamline
     start_times = clock.now() + 5.0 + np.cumsum(0.022 + EXPOSURE_S * 1.015 ** np.arange(12))
@@ -216,6 +235,8 @@ def test_a_capture_that_never_completes_fails_the_frame_naming_the_device(beamli
 def test_bad_configuration_is_refused_before_anything_moves(tmp_path):
     with pytest.raises(ValueError, match="monitors must be two PV names"):
         AreaDetectorSAXS("X:", name="x", write_path_template="/data", monitors=("only-one",))
+    with pytest.raises(ValueError, match="compression must be one of None, zlib, Blosc, BSLZ4, LZ4, got 'JPEG'"):
+        AreaDetectorSAXS("X:", name="x", write_path_template="/data", compression="JPEG")
     bad = tmp_path / "mask.npy"
     np.save(bad, np.zeros((3, 3)))
     poni, _ = write_calibration(GEOMETRY, tmp_path)

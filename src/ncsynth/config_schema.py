@@ -58,6 +58,11 @@ def text(*, empty: bool = False) -> Key:
     return Key("text", empty=empty)
 
 
+#: Lossless choices of the areaDetector HDF5 plugin's ``Compression`` PV the detector offers:
+#: none, HDF5's deflate (zlib), Blosc (HDF5 filter 32001), bitshuffle + LZ4 (filter 32008),
+#: LZ4 (filter 32004).
+FRAME_COMPRESSIONS = ("None", "zlib", "Blosc", "BSLZ4", "LZ4")
+
 #: World-clock speed of a simulation: 0 (jump) or K × real time.
 SIM_SPEED = real("× real time", minimum=0, maximum=MAX_SIM_SPEED)
 
@@ -82,6 +87,7 @@ _DETECTOR = {
     "thickness_cm": real("cm", above=0, maximum=10),
     "calibration": real("counts/s per unit I·d", minimum=0),
     "incident_monitor_pv": text(empty=True), "transmitted_monitor_pv": text(empty=True),
+    "compression": Key("choice", options=FRAME_COMPRESSIONS),
 }
 
 #: section -> key -> Key (a nested section is a dict).

@@ -75,13 +75,15 @@ def simulated_hutch(config: dict, beamline) -> dict:
 def area_detector(det_cfg: dict, frames: Path) -> AreaDetectorSAXS:
     """:class:`AreaDetectorSAXS` at ``det_cfg["prefix"]`` writing under ``frames``, calibrated
     from the section's ``poni``/``mask`` files, ``thickness_cm``, ``calibration`` (K; 0: from
-    the monitors) and monitor PVs, exposing ``exposure_s``. A bad file is refused here, before
+    the monitors) and monitor PVs, exposing ``exposure_s``, its frames compressed as
+    ``compression`` says. A bad file is refused here, before
     anything moves."""
     monitors = (det_cfg["incident_monitor_pv"], det_cfg["transmitted_monitor_pv"])
     if any(monitors) and not all(monitors):
         raise ValueError("detector: give both incident_monitor_pv and transmitted_monitor_pv, or neither")
     detector = AreaDetectorSAXS(det_cfg["prefix"], name="saxs", write_path_template=str(frames) + "/%Y/%m/%d/",
-                                monitors=monitors if all(monitors) else None)
+                                monitors=monitors if all(monitors) else None,
+                                compression=det_cfg["compression"])
     if det_cfg["poni"]:
         geometry = geometry_from_files(det_cfg["poni"], det_cfg["mask"] or None)
         detector.geometry_json.put(geometry.to_json())
