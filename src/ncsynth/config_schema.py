@@ -103,6 +103,15 @@ SCHEMA: dict = {
     "heater": _HEATER,
     "injector": {"url": text(), "jam_timeout_s": real("s", above=0, maximum=60)},
     "detector": _DETECTOR,
+    "steering": {
+        "min_radius_nm": real("nm", above=0, maximum=100),
+        "max_radius_nm": real("nm", above=0, maximum=100),
+        "confidence_sigma": real("sigma", minimum=0, maximum=10),
+        "window_frames": integer(3, 1000),
+        "analysis_stall_s": real("s", above=0, maximum=3600),
+        "coast_s": real("s", minimum=0, maximum=3600),
+        "quench_coast_s": real("s", minimum=0, maximum=3600),
+    },
     "simulation": {"speed": SIM_SPEED, "seed": integer(0, 2**32 - 1)},
     "session": {"speed": SIM_SPEED},
     "flow": {
