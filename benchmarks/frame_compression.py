@@ -71,7 +71,7 @@ def main():
               f"{raw / stored:8.2f}{stored * RUN_FRAMES / 1e6:12.1f}")
     fastest = min((c for c in results if c != "None"), key=lambda c: results[c][0])
     print(f"fastest lossless writer: {fastest}; zlib / Blosc write time: "
-          f"{results["zlib"][0] / results["Blosc"][0]:.1f}x")
+          f"{results['zlib'][0] / results['Blosc'][0]:.1f}x")
 
 
 if __name__ == "__main__":
