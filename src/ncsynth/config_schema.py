@@ -111,7 +111,9 @@ SCHEMA: dict = {
         "analysis_stall_s": real("s", above=0, maximum=3600),
         "coast_s": real("s", minimum=0, maximum=3600),
         "quench_coast_s": real("s", minimum=0, maximum=3600),
+        "max_coast_nm": real("nm", minimum=0, maximum=10),
     },
+    "analysis": {"publish_address": text(empty=True), "subscribe_address": text(empty=True)},
     "simulation": {"speed": SIM_SPEED, "seed": integer(0, 2**32 - 1)},
     "session": {"speed": SIM_SPEED},
     "flow": {
