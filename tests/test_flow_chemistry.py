@@ -10,6 +10,7 @@ from ncsynth.analysis.scattering import distribution_intensity, sphere_intensity
 from ncsynth.simulators.clock import WorldClock
 from ncsynth.simulators.flow_chemistry import (
     FAMILIES, Arrhenius, FlowComposition, FlowKineticParameters, simulate_plug)
+from ncsynth.simulators.flow_heating import HEATING_STEP_C, oven_entry_segments
 from ncsynth.simulators.flow_outlet import FlowReactorModel, mixture_distribution
 from ncsynth.simulators.flow_figures import STATEMENTS, flow_figures
 from ncsynth.simulators.world import World
@@ -139,6 +140,38 @@ def test_clusters_dissolve_only_under_monomer_depletion():
     assert msc_share(plug(350, 350, 4.5)) < 0.5 * msc_share(plug(350, 350, 4.5, k_d=no_dissolution))
 
 
+@pytest.mark.parametrize("oven_s, nucleation_c, growth_c", [(1.36, 280, 230), (12.7, 300, 330), (0.05, 350, 270)])
+def test_oven_entry_follows_the_plugs_exponential_relaxation(oven_s, nucleation_c, growth_c):
+    """Segments fill the oven residence, each spans <= HEATING_STEP_C of T(t) = T_g + ΔT·e^(−t/τ)
+    and their time-weighted temperature is the exact integral of T(t)."""
+    tau = 0.4
+    segments = oven_entry_segments(oven_s, nucleation_c, growth_c, tau)
+    durations, temperatures = np.array(segments).T
+    assert durations.sum() == pytest.approx(oven_s, rel=1e-12) and np.all(durations > 0)
+    change = nucleation_c - growth_c
+    exact = growth_c * oven_s + change * tau * (1 - math.exp(-oven_s / tau))
+    assert np.dot(durations, temperatures) == pytest.approx(exact, rel=1e-9)
+    starts = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
+    spans = np.abs(change) * (np.exp(-starts / tau) - np.exp(-(starts + durations) / tau))
+    assert np.all(spans <= HEATING_STEP_C + 1e-9)
+    assert np.all(np.diff(temperatures) * np.sign(-change) > 0)  # monotone towards T_g
+    assert oven_entry_segments(oven_s, growth_c, growth_c, tau) == [(oven_s, growth_c)]
+
+
+def test_nucleation_temperature_matters_at_1_5_s_through_the_oven_entry():
+    """Fig. 2 (1.5 s, oven 230 °C): the SAXS-visible Cd (CdSe-403/437/465 and NCs) grows with the
+    nucleation temperature far more when the plug relaxes into the oven than with a step, and
+    plugs with T_nuc = T_growth do not feel the relaxation at all."""
+    def visible(composition):
+        return share(composition, "NC") + sum(share(composition, f) for f in FAMILIES[2:])
+
+    def rise(**options):
+        return visible(plug(280, 230, 1.5, **options)) / visible(plug(190, 230, 1.5, **options))
+
+    assert rise() > 2 * rise(oven_heat_time_s=0.0) and rise(oven_heat_time_s=0.0) > 1
+    assert plug(280, 280, 14.0).state().tolist() == plug(280, 280, 14.0, oven_heat_time_s=0.0).state().tolist()
+
+
 def test_arrhenius_constants():
     rate = Arrhenius(200.0, 150.0)
     assert rate.at(280.0, 280.0) == pytest.approx(200.0)
@@ -158,6 +191,7 @@ def test_arrhenius_constants():
     lambda: FlowKineticParameters(nc_birth_units=60.0),
     lambda: FlowKineticParameters(dissolution_limit_per_s=0.0),
     lambda: FlowKineticParameters(monomer_solubility_molar=0.0),
+    lambda: FlowKineticParameters(oven_heat_time_s=-0.1),
     lambda: Arrhenius(-1.0, 10.0),
 ])
 def test_bad_input_raises_value_error(call):
