@@ -16,6 +16,7 @@ _SOURCES = {
     "double_injection": "double_injection", "hot_injection": "hot_injection",
     "make_safe": "safety", "Chemical": "recipe", "Recipe": "recipe",
     "check_schedule": "schedule", "frame_schedule": "schedule",
+    "steered_synthesis": "steering",
     **{name: "stubs" for name in ("background_frames", "declare_frames",
                                   "detector_timed_acquisition", "end_reaction", "inject",
                                   "preheat", "record_cooldown", "take_frame",

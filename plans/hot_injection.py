@@ -103,25 +103,41 @@ def hot_injection(heater, injector, detector, recipe: Recipe | dict, *,
 
 def injection_with_frames(heater, injector, detector, timer, piston, offsets, *,
                           growth_temperature_c=None, acquisition="software",
-                          monitor_period_s=10.0, reaction_time_s=None, reaction_start=None):
+                          monitor_period_s=10.0, reaction_time_s=None, reaction_start=None,
+                          after_frame=None):
     """Fire ``piston`` and take frames at ``t_fire + offsets``; return t_fire (epoch s).
 
     Frames start at the FIRE reply, not after the stroke: the stroke's Status is
     checked once the injector's jam time-out has passed, so a jam fails the run.
     The reaction ends (heater off) ``reaction_time_s`` after ``reaction_start`` (epoch s;
-    default: this firing), on the way if frames go on longer.
+    default: this firing), on the way if frames go on longer. ``after_frame``: see
+    :func:`frames_after_firing`.
     """
-    group = f"fire_{piston.lower()}"
     t_fire = yield from inject(injector, heater, piston, growth_temperature_c,
-                               wait=False, group=group)
+                               wait=False, group=f"fire_{piston.lower()}")
     logger.info("piston %s fired at %.6f", piston, t_fire)
+    yield from frames_after_firing(heater, injector, detector, timer, piston, t_fire, offsets,
+                                   acquisition=acquisition, monitor_period_s=monitor_period_s,
+                                   reaction_time_s=reaction_time_s,
+                                   reaction_start=reaction_start, after_frame=after_frame)
+    return t_fire
+
+
+def frames_after_firing(heater, injector, detector, timer, piston, t_fire, offsets, *,
+                        acquisition="software", monitor_period_s=10.0, reaction_time_s=None,
+                        reaction_start=None, after_frame=None):
+    """Frames at ``t_fire + offsets`` after ``piston`` fired (its stroke's Status, group
+    ``fire_<piston>``, checked after the jam time-out), the reaction's end on the way
+    (see :func:`injection_with_frames`). ``after_frame(index)``: a plan after each
+    software-triggered frame; True ends the schedule there (in-run decisions)."""
     heater_off_at_s = None if reaction_time_s is None else \
         (reaction_start or t_fire) + reaction_time_s - t_fire
+    extra = {} if after_frame is None else {"after_frame": after_frame}
     yield from ACQUISITION[acquisition](
         detector, heater, timer, t_fire, offsets, monitor_period_s=monitor_period_s,
         heater_off_at_s=heater_off_at_s,
-        check_group=(group, getattr(injector, "jam_timeout_s", 5.0) + 0.5), declare=False)
-    return t_fire
+        check_group=(f"fire_{piston.lower()}", getattr(injector, "jam_timeout_s", 5.0) + 0.5),
+        declare=False, **extra)
 
 
 def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, inject_and_acquire,
@@ -155,9 +171,10 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
         if cooldown_s:
             yield from record_cooldown(heater, timer, cooldown_s, monitor_period_s or 10.0)
 
-    pistons = [metadata["piston"]]
+    pistons = [metadata["piston"], *metadata.get("steering", {}).get("pistons", ())]
     if "second_injection" in metadata:
         pistons.append(metadata["second_injection"]["piston"])
+    pistons = list(dict.fromkeys(pistons))
     # a spent piston is refused before the run opens and the flask preheats; the run is made
     # safe inside, so that it records the heater's safe state
     return bpp.pchain(check_loaded(injector, pistons),

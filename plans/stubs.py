@@ -100,7 +100,8 @@ def firing_time(injector, reading: dict, piston: str) -> float:
 
 def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
                       monitor_period_s: float = 10.0, heater_off_at_s: float | None = None,
-                      check_group: tuple[str, float] | None = None, declare: bool = True):
+                      check_group: tuple[str, float] | None = None, declare: bool = True,
+                      after_frame=None):
     """Software-triggered frames at absolute deadlines ``t0 + offsets_s``.
 
     Every frame is read with the heater's temperature and output (stream
@@ -111,6 +112,8 @@ def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
     ``group`` (e.g. the injector's stroke) once ``after_s`` has passed, so a
     failure there ends the run. With ``declare`` the stream ``primary`` is declared first
     (:func:`declare_frames`); pass False if the run has declared it already.
+    ``after_frame(index)``: a plan run after each frame (in-run decisions,
+    :mod:`ncsynth.plans.steering`); returning True ends this schedule there.
     """
     offsets = np.asarray(offsets_s, dtype=float)
     half_exposure_s = _exposure_s(detector) / 2
@@ -124,7 +127,7 @@ def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
             yield from _trigger_and_read([heater.temperature, heater.output], TEMPERATURE)
 
     agenda = _agenda(t0, offsets, monitor_period_s, heater_off_at_s, check_group)
-    yield from collector_frozen(_follow(agenda, timer, heater, check_group, act))
+    yield from collector_frozen(_follow(agenda, timer, heater, check_group, act, after_frame))
 
 
 def declare_frames(detector, heater, detector_timed: bool = False):
@@ -247,9 +250,11 @@ def collector_frozen(plan):
     return (yield from bpp.finalize_wrapper(plan, call(gc.unfreeze)))
 
 
-def _follow(agenda, timer, heater, check_group, act):
+def _follow(agenda, timer, heater, check_group, act, after_frame=None):
     """Walk an :func:`_agenda`: status checks, waits to each deadline, the reaction's
-    end; ``act(kind, index)`` is the plan for a "frame" or "monitor" item.
+    end; ``act(kind, index)`` is the plan for a "frame" or "monitor" item, and
+    ``after_frame(index)`` (optional) a plan after each frame: True ends the walk there
+    (the status checks still due are waited for; the reaction's end is then the caller's).
 
     A checkpoint precedes every wait, so a pause (one Ctrl-C) takes effect at the
     next deadline instead of at the end of a two-hour schedule. A frame whose successor
@@ -259,7 +264,7 @@ def _follow(agenda, timer, heater, check_group, act):
     """
     frame_deadlines = [deadline for deadline, kind, _ in agenda if kind == "frame"]
     skipped = []
-    for deadline, kind, index in agenda:
+    for position, (deadline, kind, index) in enumerate(agenda):
         if kind == "check":
             yield from bps.wait(group=check_group[0])
             continue
@@ -278,6 +283,10 @@ def _follow(agenda, timer, heater, check_group, act):
         else:
             yield from act(kind, index)
             yield from check_heater(heater)
+            if kind == "frame" and after_frame is not None and (yield from after_frame(index)):
+                if any(item[1] == "check" for item in agenda[position + 1:]):
+                    yield from bps.wait(group=check_group[0])
+                return
 
 
 #: The stop document's reason when a run ended taking fewer frames than planned.

@@ -4,14 +4,11 @@ import threading
 
 import numpy as np
 import pytest
-from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
 
-from ncsynth import timebase
-from ncsynth.config import load_config
-from ncsynth.instruments import connect, simulated_hutch
+from connected_beamline import connected_beamline
 from ncsynth.plans import Chemical, Recipe, double_injection
-from ncsynth.simulators.beamline import BeamlineOptions, SimulatedBeamline
+from ncsynth.simulators.beamline import BeamlineOptions
 from ncsynth.simulators.world import SyringeCharge
 
 DELAY_S = 20.0  # the §S.5.5 experiment
@@ -19,17 +16,8 @@ DELAY_S = 20.0  # the §S.5.5 experiment
 
 @pytest.fixture
 def beamline(tmp_path):
-    config = load_config(hardware="sim")
-    config["data"]["dir"] = str(tmp_path)
-    options = BeamlineOptions(seed=2, charge_b=SyringeCharge())
-    with SimulatedBeamline(options=options) as sim, timebase.use_clock(sim.clock):
-        devices = connect(simulated_hutch(config, sim))
-        RE = RunEngine({})
-        sim.clock.follow(RE)
-        docs = []
-        RE.subscribe(lambda name, doc: docs.append((name, doc)))
-        yield sim, devices, RE, docs
-        devices.close()
+    with connected_beamline(tmp_path, BeamlineOptions(seed=2, charge_b=SyringeCharge())) as bl:
+        yield bl
 
 
 def _recipe(sim, **kw):

@@ -25,6 +25,7 @@ from ncsynth.progress import ProgressBar
 from ncsynth.run_engine import RunEngine
 from ncsynth.simulators.beamline import HOT_FLASK_VOLUME_ML, BeamlineOptions, SimulatedBeamline
 from ncsynth.simulators.world import SyringeCharge
+from ncsynth.steering_feed import DecisionLog
 from ncsynth.storage import open_catalog
 from ncsynth.termination import TerminationSignals
 
@@ -52,7 +53,7 @@ class _AbortIsNoError(logging.Filter):
 def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None,
             analysis: bool = True, progress: bool = True, plan_kwargs: dict | None = None,
             recipe_kwargs: dict | None = None, beamline_options: dict | None = None,
-            second_injection: dict | None = None,
+            second_injection: dict | None = None, steering: dict | None = None,
             processes: tuple[str, ...] | None = None) -> dict:
     """Run the protocol against simulated hardware; return the summary dict.
 
@@ -61,6 +62,10 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
     ``second_injection`` ({"delay_s": s, "cd_molar": Cd in syringe B, mol/L}) runs the
     superfocusing experiment (:func:`~ncsynth.plans.double_injection`, seed 000 §S.5)
     instead, and the summary gains the growth exponent from the frames after piston B.
+    ``steering`` ({"target_radius_nm": nm, "quench": bool} or
+    {"second_injection_at_radius_nm": nm, "cd_molar": Cd in syringe B}) runs
+    :func:`~ncsynth.plans.steered_synthesis`, deciding from the live fits
+    (:mod:`ncsynth.steering_setup`); the summary gains ``decisions`` and ``steering``.
     ``processes``: which of ``"writer"`` (the catalog's Tiled app) and ``"analysis"`` (the
     live analysis and its figure) run in a process of their own (same documents, same fits);
     ``()`` keeps both in this process; None: :data:`DEFAULT_PROCESSES`
@@ -73,15 +78,27 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
     beamline_options = dict(beamline_options or {})
     plan, plan_kwargs, recipe_kwargs = hot_injection, dict(plan_kwargs or {}), \
         dict(recipe_kwargs or {})
-    if second_injection:
-        plan = double_injection
-        charge_b = SyringeCharge(cd_molar=float(second_injection.get("cd_molar", 0.1)))
+    def load_second_syringe(charge_b: SyringeCharge) -> None:
         beamline_options["charge_b"] = charge_b
-        plan_kwargs["delay_s"] = float(second_injection["delay_s"])
         recipe_kwargs.setdefault("syringe_b", _syringe_contents(charge_b))
         recipe_kwargs.setdefault("cd_second_molar", _added_by_b(charge_b, beamline_options))
         # the analysis needs syringe B's Cd for the yield after both injections (S2.6)
         recipe_kwargs.setdefault("extra", {}).setdefault("cd_syringe_b_molar", charge_b.cd_molar)
+
+    feed = None
+    if steering:
+        from ncsynth.plans import steered_synthesis
+        from ncsynth.steering_setup import prepare_steering
+
+        plan = steered_synthesis
+        feed = prepare_steering(steering, config, plan_kwargs=plan_kwargs,
+                                recipe_kwargs=recipe_kwargs, beamline_options=beamline_options,
+                                analysis=analysis, fixed_second_injection=bool(second_injection),
+                                load_second_syringe=load_second_syringe)
+    elif second_injection:
+        plan = double_injection
+        load_second_syringe(SyringeCharge(cd_molar=float(second_injection.get("cd_molar", 0.1))))
+        plan_kwargs["delay_s"] = float(second_injection["delay_s"])
     elif plan_kwargs.get("piston") == "B":  # one injection, from the second syringe
         charge_b = beamline_options.setdefault("charge_b", SyringeCharge())
         if charge_b is not None:
@@ -95,7 +112,7 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
     # lazy: in-process, Tiled's app is built only if this process reads the catalog
     with open_catalog(root, lazy="writer" in processes, **catalog_databases(config)) as catalog:
         summary, trace, start_doc = _dry_run(catalog, root, config, options, analysis, progress,
-                                             plan, plan_kwargs, recipe_kwargs, processes)
+                                             plan, plan_kwargs, recipe_kwargs, processes, feed)
         exponent_pairs = None  # what the measured growth exponent was fitted to
         if second_injection and analysis and summary.get("uid"):
             from ncsynth.runs import RunError, second_injection_analysis, second_injection_summary
@@ -107,6 +124,10 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
                     superfocusing, root / "figures" / f"superfocusing_{summary['uid'][:8]}.png"))
             except RunError as exc:  # e.g. no frame could be fitted: say so, keep the run
                 summary["growth_exponent_reason"] = str(exc)
+        if feed is not None:  # a steered plan's second injection: when it happened
+            from ncsynth.steering_setup import taken_start_doc
+
+            start_doc = taken_start_doc(start_doc, trace)
         if trace is not None and summary.get("uid"):
             try:
                 summary["simulator_truth"].update(record_truth(
@@ -115,6 +136,10 @@ def dry_run(config: dict, *, speed: float | None = None, seed: int | None = None
                     root / "truth" / f"{summary['uid']}.json"))
             except (OSError, KeyError) as exc:  # a full disk, a run the catalog did not take
                 summary["simulator_truth"]["not_recorded"] = f"{type(exc).__name__}: {exc}"
+    if feed is not None:
+        from ncsynth.steering_setup import steering_summary
+
+        summary.update(steering_summary(summary["decisions"], plan_kwargs, summary, trace))
     summary["wall_s"] = round(time.perf_counter() - wall0, 2)
     return summary
 
@@ -132,7 +157,7 @@ def _added_by_b(charge_b: SyringeCharge, beamline_options: dict) -> float:
 
 
 def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwargs,
-             recipe_kwargs, processes=DEFAULT_PROCESSES) -> tuple:
+             recipe_kwargs, processes=DEFAULT_PROCESSES, feed=None) -> tuple:
     recovered = catalog.recover()  # runs a killed process left behind, completed honestly
     with SimulatedBeamline(options=options) as sim, timebase.use_clock(sim.clock):
         recorder = sim.world.add("truth_recorder", FlaskRecorder())  # after the reaction
@@ -151,6 +176,8 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
         RE.subscribe(journaled)
         frames = FrameAccount()  # skipped frames, a lost nucleation window
         RE.subscribe(frames)
+        decisions = DecisionLog()  # the steering's agent stream, if any
+        RE.subscribe(decisions)
         live = None
         if analysis:
             from ncsynth.analysis_worker import AnalysisProcess, InProcessAnalysis
@@ -161,7 +188,10 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
             # run waits for its analysis rather than dropping frames from it: the same fits
             # on any machine, however far ahead of the analysis the simulated beamline runs.
             live = (AnalysisProcess if "analysis" in processes else InProcessAnalysis)(
-                writer, root / "figures", maxsize=_NEVER_DROP)
+                writer if feed is None else _both(writer, feed), root / "figures",
+                maxsize=_NEVER_DROP)
+            if feed is not None:  # a steered plan waits on the fits: tell it the analysis died
+                feed.health = lambda: live.error
             RE.subscribe(live)
         if progress:
             RE.subscribe(ProgressBar())
@@ -178,6 +208,8 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
             devices.close()  # waits until the heater is confirmed safe
         truth = _simulator_truth(sim)
         firings = firing_times(sim.world.injector)
+        if plan_kwargs.get("quench"):  # piston B added no crystals: one population
+            firings = firings[:1]
         trace = recorder.trace(*firings[:2]) if firings else None
     uid = run_uids[0] if run_uids else None
     stored = writer.stored.get(uid) or {}  # the documents the catalog took: no read-back
@@ -198,10 +230,20 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
     if live is not None:
         summary["figures"] = [str(p) for p in live.paths]
     summary["simulator_truth"] = truth
+    if feed is not None:
+        summary["decisions"] = decisions.decisions
     if recovered:
         summary["recovered_runs"] = [r._asdict() for r in recovered]
     summary["data_dir"] = str(root)
     return summary, trace, writer.started.get(uid) or {}
+
+
+def _both(first, second):
+    """One callback (name, doc) calling ``first`` then ``second``."""
+    def both(name, doc):
+        first(name, doc)
+        second(name, doc)
+    return both
 
 
 def _run_to_the_end(RE, protocol) -> tuple[str | None, str | None]:
