@@ -12,7 +12,8 @@ import threading
 import traceback
 
 from ncsynth import quiet
-from ncsynth.command_line import STORED_RUN_COMMANDS, check_arguments, dry_run_arguments, parser
+from ncsynth.command_line import (STORED_RUN_COMMANDS, check_arguments, dry_run_arguments, parser,
+                                  steering_arguments)
 from ncsynth.command_line import config as _config
 
 # One BLAS thread: the frame synthesis and the fits are small matrix products that
@@ -262,7 +263,7 @@ def _dry_run(args) -> int:
         summary = dry_run(
             config, speed=args.speed, seed=args.seed, analysis=not args.no_analysis,
             progress=not (args.no_progress or args.json), plan_kwargs=plan_kwargs,
-            second_injection=second,
+            second_injection=second, steering=steering_arguments(args),
             beamline_options=({"growth_exponent": args.growth_exponent}
                               if args.growth_exponent is not None else None),
             recipe_kwargs=recipe_kwargs)

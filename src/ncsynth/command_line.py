@@ -88,6 +88,15 @@ def parser() -> argparse.ArgumentParser:
     dry.add_argument("--growth-exponent", type=float, default=None,
                      help="the simulated flask's growth exponent n (S6.16; 0 to 12, "
                           "default 4)")
+    dry.add_argument("--target-radius", type=float, default=None, metavar="NM",
+                     help="end the growth (heater off) when the live fits' running mean "
+                          "radius reaches NM with the configured confidence ([steering])")
+    dry.add_argument("--quench", action="store_true",
+                     help="with --target-radius: piston B, loaded with cold solvent, quenches "
+                          "the flask (dilution and cooling, no precursor)")
+    dry.add_argument("--second-injection-at-radius", type=float, default=None, metavar="NM",
+                     help="fire piston B (Cd precursor, --second-cd-molar) when the first "
+                          "population's running mean radius reaches NM")
     dry.add_argument("--no-analysis", action="store_true", help="do not run the live analysis")
     dry.add_argument("--no-progress", action="store_true", help="no progress bar")
     flow = sub.add_parser("flow", help="the continuous-flow reactor (seed 002)")
@@ -254,6 +263,46 @@ def dry_run_arguments(args) -> tuple[dict, dict | None, dict]:
     return plan_kwargs, second, recipe_kwargs
 
 
+def steering_arguments(args) -> dict | None:
+    """The dry run's ``steering`` request (:func:`ncsynth.dryrun.dry_run`), None without one."""
+    if args.target_radius is None and args.second_injection_at_radius is None and \
+            not args.quench:
+        return None
+    steering = {"target_radius_nm": args.target_radius, "quench": args.quench,
+                "second_injection_at_radius_nm": args.second_injection_at_radius}
+    if args.second_injection_at_radius is not None:
+        steering["cd_molar"] = args.second_cd_molar
+    return steering
+
+
+def _check_steering(args, configuration: dict) -> None:
+    """The steering options against the configuration's ``[steering]`` limits."""
+    steering = steering_arguments(args)
+    if steering is None:
+        return
+    from ncsynth.plans.decisions import SteeringLimits, check_steering
+
+    names = {"target_radius_nm": "--target-radius",
+             "second_injection_at_radius_nm": "--second-injection-at-radius"}
+    if args.no_analysis:
+        raise ValueError("--target-radius/--second-injection-at-radius decide from the live "
+                         "fits: drop --no-analysis")
+    try:
+        check_steering(SteeringLimits.from_config(configuration),
+                       fixed_second_injection=args.second_injection is not None,
+                       acquisition=args.acquisition,
+                       **{k: v for k, v in steering.items() if k != "cd_molar"})
+    except ValueError as exc:
+        text = str(exc)
+        for name, option in names.items():
+            text = text.replace(name, option)
+        raise ValueError(text) from None
+    if args.piston != "A":
+        raise ValueError("--piston: a steered synthesis fires A first")
+    if args.second_injection_at_radius is not None:
+        validation.real("--second-cd-molar", args.second_cd_molar, above=0, unit="mol/L")
+
+
 def _check_plan(args, configuration: dict) -> None:
     """The dry run's plan arguments through the plan's own checks, against the configured
     heater limit (the recipe's simulated syringe contents are the dry run's, not the user's)."""
@@ -266,6 +315,7 @@ def _check_plan(args, configuration: dict) -> None:
                             plan_kwargs.pop("acquisition"), plan_kwargs["monitor_period_s"],
                             plan_kwargs["cooldown_s"],
                             max_temperature_c=configuration["heater"]["max_temperature_c"])
+    _check_steering(args, configuration)
     if second is None:
         hot_injection_schedule(recipe, **plan_kwargs)
     else:

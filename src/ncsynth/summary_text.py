@@ -21,7 +21,7 @@ _SHOWN = {"uid", "raw_uid", "analysis_uid", "scan_id", "frames_skipped", "nuclea
           "recovered_runs", "growth_exponent", "growth_exponent_err", "growth_exponent_interval",
           "growth_exponent_pairs", "growth_exponent_reason", "growth_exponent_window_s",
           "growth_exponent_model_spread",
-          "growth_exponent_window_after_b_s", "second_population",
+          "growth_exponent_window_after_b_s", "second_population", "decisions", "steering",
           "second_population_onset_after_b_s", "bimodal_frames", "frames_after_b"}
 
 
@@ -58,6 +58,10 @@ def format_summary(summary: dict) -> str:
             rows.append(("laws", _laws(summary["kinetics"])))
     if "growth_exponent" in summary or "growth_exponent_reason" in summary:
         rows.append(("growth exponent", _growth_exponent(summary, truth)))
+    if "steering" in summary:
+        from ncsynth.steering_setup import steering_rows
+
+        rows += steering_rows(summary)
     if analysed:
         rows.append(("analysis", f"{summary['frames_analysed']} frames, "
                                  f"{summary.get('frames_without_fit', 0)} without a fit, "
