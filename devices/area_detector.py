@@ -74,7 +74,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     arbitrary start times, and the §S.1.4 schedule is geometric, not evenly spaced (which
     ``ImageMode`` Multiple with ``AcquirePeriod`` would give), so the detector-timed sequence
     is software-scheduled: a background thread waits on :mod:`ncsynth.timebase` until each start
-    time (all reserved at kickoff), starts one exposure and waits until the plugin has written
+    time, starts one exposure and waits until the plugin has written
     it. The frame time is the clock's time when ``acquire`` was written. Limits: starts are late
     by the thread's wake-up (~0.5 ms with the system clock's spin wait) plus the Channel Access
     put and the driver's arming (detector dependent); consecutive starts need at least exposure
@@ -124,7 +124,6 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         self._pending: _PendingFrame | None = None
         self._pending_lock = threading.Lock()
         self._cancel = threading.Event()
-        self._starts: list = []
         self.stage_sigs.update([("cam.image_mode", 1), ("cam.num_images", 1), ("cam.trigger_mode", 0)])
         self.hdf5.stage_sigs.update([
             ("file_write_mode", "Stream"), ("file_template", "%s%s.h5"), ("auto_save", "Yes"),
@@ -221,11 +220,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             raise DetectorError(f"{self.name}: cannot start an exposure: {_first_line(error)}") from error
         timeout = exposure + self.timeout_s
         status = self._exposing = DeviceStatus(self)
-        t_start = timebase.now()
-        # A jumping clock must not move before the IOC has started the exposure (the put
-        # completes then), nor past its end until the frame is written and the Status finished.
-        release, passed = timebase.hold(), timebase.barrier(t_start + exposure)
-        pending = _PendingFrame(index, t_start, collected, status, (release, passed))
+        pending = _PendingFrame(index, timebase.now(), collected, status)
         with self._pending_lock:
             self._pending = pending
         pending.timer = threading.Timer(timeout, self._finish, args=(pending, DetectorError(
@@ -233,7 +228,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         pending.timer.daemon = True
         pending.timer.start()
         try:
-            self.cam.acquire.put(1, use_complete=True, callback=lambda *args, **kwargs: release())
+            self.cam.acquire.put(1, use_complete=True)
         except Exception as error:  # the IOC is gone
             self._finish(pending, None)
             raise DetectorError(f"{self.name}: cannot start an exposure: {_first_line(error)}") from error
@@ -253,43 +248,37 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
 
     def _finish(self, pending: "_PendingFrame", outcome) -> None:
         """End ``pending`` once: ``outcome`` a dict of readings (written), an exception
-        (failed), or None (never started); the clock's hold and barrier are released."""
+        (failed), or None (never started)."""
         with self._pending_lock:
             if self._pending is not pending:
                 return
             self._pending = None
         pending.timer.cancel()
-        try:
-            if pending.status.done:  # aborted meanwhile
-                return
-            if isinstance(outcome, dict):
-                self._frames_written = pending.index + 1
-                self._record(pending.index, pending.t_start, collected=pending.collected, readings=outcome)
-                pending.status.set_finished()
-            elif outcome is not None:
-                pending.status.set_exception(outcome)
-        finally:
-            for release in pending.releases:
-                release()
+        if pending.status.done:  # aborted meanwhile
+            return
+        if isinstance(outcome, dict):
+            self._frames_written = pending.index + 1
+            self._record(pending.index, pending.t_start, collected=pending.collected, readings=outcome)
+            pending.status.set_finished()
+        elif outcome is not None:
+            pending.status.set_exception(outcome)
 
     def kickoff(self):
-        """Start the prepared sequence (its start times reserved on the clock now)."""
-        if self._sequence is not None and not self._sequence_running():
+        """Start the prepared sequence, with a cancel of its own (set by an abort from now on)."""
+        if not self._sequence_running():
             self._cancel = threading.Event()
-            self._starts = [timebase.reserve(t, self._cancel) for t in self._sequence[0]]
         return super().kickoff()
 
     def _start_sequence(self, start_times, exposure_s):
         self.exposure_time.put(exposure_s)
-        return self._scheduled_frames(self._starts, exposure_s)
+        return self._scheduled_frames(start_times, exposure_s)
 
-    def _scheduled_frames(self, starts, exposure_s: float) -> Iterator[None]:
-        for wait in starts:
-            exposing = []  # started while a jumping clock stands at the start time
-            if not wait(then=lambda: exposing.append(self._expose(collected=True, exposure_s=exposure_s))):
+    def _scheduled_frames(self, start_times, exposure_s: float) -> Iterator[None]:
+        for start in start_times:
+            if not timebase.sleep_until(start, self._cancel):
                 return
             try:
-                exposing[0].wait()
+                self._expose(collected=True, exposure_s=exposure_s).wait()
             except Exception:
                 if self._cancel.is_set():
                     return
@@ -322,14 +311,12 @@ def _patient_channel_access() -> None:
 @dataclass
 class _PendingFrame:
     """A frame exposed and not yet reported written: its index in the file, start (epoch s),
-    whether a sequence collects it, its Status, the clock releases to call once it ends, and
-    the timer that fails it."""
+    whether a sequence collects it, its Status, and the timer that fails it."""
 
     index: int
     t_start: float
     collected: bool
     status: DeviceStatus
-    releases: tuple
     timer: threading.Timer | None = None
 
 

@@ -33,14 +33,9 @@ class DeadlineTimer(Device):
         self.deadline.put(deadline)
         status = Status(obj=self)
         cancel, outcome = self._pending = (threading.Event(), {"stopped_ok": False})
-        until_deadline = timebase.reserve(deadline, cancel)  # now, before the RunEngine waits
 
         def wait():
-            # finished while a jumping clock stands at the deadline: the RunEngine takes
-            # its hold in the Status callback before the clock may move on
-            if until_deadline(then=status.set_finished):
-                return
-            if outcome["stopped_ok"]:
+            if timebase.sleep_until(deadline, cancel) or outcome["stopped_ok"]:
                 status.set_finished()
             else:
                 status.set_exception(RuntimeError(f"{self.name}: wait for {deadline} cancelled"))

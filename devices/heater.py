@@ -153,8 +153,7 @@ class _ModbusPort:
                 try:
                     if self._instrument is None:
                         self._instrument = self._open()
-                    with timebase.busy():
-                        result = call(self._instrument)
+                    result = call(self._instrument)
                     return result, timebase.now()
                 except minimalmodbus.SlaveReportedException as exc:
                     # the controller answered and refused: retrying would not help
@@ -224,7 +223,6 @@ class ControllerRegister(Signal):
         dead time, and the temperature is the one at the exposure's start.
         """
         status = DeviceStatus(self)
-        release = timebase.hold()  # a jumping clock waits for this reading
 
         def transact():
             try:
@@ -234,8 +232,6 @@ class ControllerRegister(Signal):
             else:
                 self._triggered = (value, self._metadata["timestamp"])
                 status.set_finished()
-            finally:  # after the Status: its callbacks take their own hold first
-                release()
 
         self._triggered = None
         background.run(transact, name=f"{self.name}-read")

@@ -413,8 +413,7 @@ class Injector(Device):
         with self._lock:
             for _ in range(self.retries + 1):
                 try:
-                    with timebase.busy():
-                        reply = self._exchange(command)
+                    reply = self._exchange(command)
                 except _Fault as fault:
                     causes.append(str(fault))
                     continue

@@ -380,10 +380,9 @@ class SyringePump(Device):
     def _exchange(self, command: str, expect: str) -> _Reply:
         """One packet and its reply; raise on refusal / alarm, :class:`_Fault` on garbage."""
         packet = (f"{self._address}{command}" if self._address else command).encode() + b"\r"
-        with timebase.busy():
-            self._link.clear()
-            self._link.write(packet)
-            frame = self._link.read_until(b"\x03", time.monotonic() + self.timeout_s)
+        self._link.clear()
+        self._link.write(packet)
+        frame = self._link.read_until(b"\x03", time.monotonic() + self.timeout_s)
         frame = frame.decode("ascii", "replace")
         match = _FRAME.fullmatch(frame)
         if match is None or int(match[1]) != self._address:

@@ -28,7 +28,8 @@ Behaviour (areaDetector's, reduced to what the device needs):
   ``FilePathExists_RBV`` says whether it exists.
 
 Time: exposures reserve their middle and end on the world's clock (a jumping clock stops
-there), and frame synthesis and file writes run inside ``clock.busy()``.
+there), frame synthesis and file writes run inside ``clock.busy()``, and monitor updates leave
+at once (no batching wait that would look idle to the clock).
 
 Back door for tests: :meth:`set_distribution`, :attr:`stall_writes` (frames are taken but the
 plugin never writes them: a capture that never completes), :attr:`last_frame`,
@@ -50,6 +51,7 @@ import h5py
 import numpy as np
 from caproto import ChannelChar, ChannelDouble, ChannelEnum, ChannelInteger, ChannelString
 from caproto.asyncio.server import Context
+from caproto.server import common as caproto_server
 
 from ncsynth.analysis.geometry import DetectorGeometry
 from .detector import FRAME_DTYPE, FrameSynthesizer, flask_state, reserve_exposure, while_busy
@@ -177,6 +179,10 @@ class SimulatedAreaDetector:
         # server starts): nothing leaves the host, and no "connection refused" without a repeater
         os.environ["EPICS_CAS_AUTO_BEACON_ADDR_LIST"] = "NO"
         os.environ["EPICS_CAS_BEACON_ADDR_LIST"] = f"{host}:{port}"
+        # caproto's server holds a monitor update back up to HIGH_LOAD_TIMEOUT (10 ms) for more
+        # to send with it: an idle-looking wait, after which a jumping world clock would move on
+        # while a frame's NumCaptured is still on its way. This IOC sends each update at once.
+        caproto_server.HIGH_LOAD_TIMEOUT = 0.0
         context = Context(self.pvs, interfaces=[host])
         context.ca_server_port = port
         self._task = asyncio.ensure_future(context.run())

@@ -6,17 +6,19 @@ timestamps from a dry run look like the hutch's.
 * ``speed=1.0``: real time (a rehearsal).
 * ``speed=K``: K times faster than the wall clock.
 * ``speed=None``: jump mode, a discrete-event clock. Threads that wait in
-  :meth:`WorldClock.sleep_until` register their deadline; once nothing has
-  happened on the clock for ``idle_s`` of wall time (no new waiter, no
-  :meth:`touch` from a simulator serving a request, no device transaction
-  inside :meth:`busy`) the clock jumps to the
-  earliest pending deadline and wakes that waiter. A 2-hour protocol thus runs
-  as fast as the code around it, in the order of its deadlines.
+  :meth:`WorldClock.sleep_until` register their deadline; the clock jumps to the
+  earliest pending deadline and wakes that waiter once both sides are quiet: the
+  simulated world (no simulator serving a request: :meth:`touch`, :meth:`busy`) and the
+  process around it, which the clock observes itself (:mod:`.quiet`): for ``idle_s`` of
+  wall time no thread but those waiting on the clock has used CPU, and none is runnable.
+  Devices only read the time and wait for deadlines; they never tell the clock when they
+  work. A 2-hour protocol thus runs as fast as the code around it, in the order of its
+  deadlines, and the same way on an idle and on a loaded machine.
 
-Idle time alone is a weak sign that nobody is working: on a loaded machine a thread
-can stay descheduled for longer than ``idle_s``. So a woken waiter holds the clock
-until its thread has actually resumed, and :meth:`WorldClock.follow` makes a
-RunEngine hold it whenever it is not waiting on Statuses (its plan is working).
+A woken waiter holds the clock until its thread has actually resumed, and
+:meth:`WorldClock.follow` makes a RunEngine hold it while its plan is working (both
+also seen by the observation; they keep a descheduled thread from looking quiet on
+machines without ``/proc``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ import heapq
 import itertools
 import threading
 import time
+from typing import Callable
 
-from ncsynth.timebase import precise_wait, then_if_reached
+from ncsynth.timebase import precise_wait
+
+from .quiet import ThreadWatch, cpu_ns, same_cpu
 
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
 _DEADLINE, _SEQ, _STATE, _WOKEN, _CANCEL = range(5)  # fields of a waiter entry
@@ -37,7 +42,7 @@ class WorldClock:
     """Clock of the simulated world (see module docstring)."""
 
     def __init__(self, speed: float | None = None, start_epoch: float | None = None,
-                 idle_s: float = 0.003, spin_s: float = 0.002):
+                 idle_s: float = 0.001, spin_s: float = 0.002, patience_s: float = 1.0):
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be positive or None (jump mode), got {speed!r}")
         self.speed = speed
@@ -52,6 +57,12 @@ class WorldClock:
         self._activity = 0
         self._busy = 0
         self._closed = False
+        self._waiting: dict[int, int] = {}  # threads in a wait: ident -> kernel thread id
+        self.patience_s = patience_s
+        self._threads = ThreadWatch()
+        # statistics: jumps; attempts refused because the process was working; jumps made
+        # after patience_s of wall time of such refusals with nothing touching the clock
+        self.jumps_made = self.not_quiet = self.forced = 0
         self._scheduler = None
         if self.jumps:
             self._scheduler = threading.Thread(target=self._schedule, name="world-clock",
@@ -77,7 +88,7 @@ class WorldClock:
 
     @contextlib.contextmanager
     def busy(self):
-        """No jump while a device transaction is in flight (see :func:`ncsynth.timebase.busy`)."""
+        """No jump while the simulated world works on something (a frame being synthesised)."""
         if not self.jumps:
             yield
             return
@@ -165,14 +176,20 @@ class WorldClock:
         return self.reserve(deadline, cancel)()
 
     def _await(self, entry: list, cancel: threading.Event | None, then=None) -> bool:
+        me = threading.get_ident()
         with self._cond:
-            while entry[_STATE] == _PENDING:
-                if cancel is not None and cancel.is_set():
-                    entry[_STATE] = _CANCELLED
-                    self._activity += 1
-                    self._cond.notify_all()
-                    return False
-                self._cond.wait(0.02 if cancel is not None else None)
+            self._waiting[me] = threading.get_native_id()  # its polls are not activity
+            try:
+                while entry[_STATE] == _PENDING:
+                    if cancel is not None and cancel.is_set():
+                        entry[_STATE] = _CANCELLED
+                        self._activity += 1
+                        self._cond.notify_all()
+                        return False
+                    self._cond.wait(0.02 if cancel is not None else None)
+            finally:
+                del self._waiting[me]
+                self._activity += 1
             if entry[_STATE] == _CANCELLED:
                 return False
         try:
@@ -202,23 +219,61 @@ class WorldClock:
             self._drop_dead()
 
     def _schedule(self) -> None:
+        refused_since = None  # wall time (monotonic) since the process looks busy, clock idle
         with self._cond:
             while not self._closed:
                 self._drop_dead()
                 if not self._waiters:
                     self._cond.wait()
                     continue
-                seen = self._activity
+                seen, used = self._activity, self._cpu_ns()
                 self._cond.wait(self.idle_s)
                 if self._activity != seen or self._busy or self._closed:
+                    refused_since = None
                     continue
+                if not self._process_quiet(seen, used):
+                    self.not_quiet += 1
+                    refused_since = refused_since or time.monotonic()
+                    if time.monotonic() - refused_since < self.patience_s:
+                        continue
+                    self.forced += 1  # a thread that never rests: move on, as a timer would
+                refused_since = None
                 self._drop_dead()
                 if not self._waiters:
                     continue
+                self.jumps_made += 1
                 self._elapsed = max(self._elapsed, self._waiters[0][_DEADLINE] - self._t0)
                 self._release_due()
                 self._activity += 1
                 self._cond.notify_all()
+
+    def _cpu_ns(self) -> tuple[int, int]:
+        """CPU time (ns, bounds) of the process but this clock's scheduler (the caller) and
+        waiting threads."""
+        return cpu_ns(self._waiting)
+
+    def _process_quiet(self, seen: int, used: tuple[int, int]) -> bool:
+        """Called with the lock held, ``idle_s`` after the clock saw activity count ``seen``
+        and CPU time ``used``: True if no other thread has used CPU since, none is runnable
+        now, and nothing touched the clock meanwhile (:mod:`.quiet`)."""
+        if not same_cpu(used, self._cpu_ns()):
+            return False
+        excluded = (self._scheduler.native_id, *self._waiting.values())
+        self._cond.release()  # the scan takes ~0.5 ms: the clock stays usable meanwhile
+        try:
+            runnable = self._threads.anyone_working(excluded)
+        finally:
+            self._cond.acquire()
+        return not runnable and self._activity == seen and not self._busy \
+            and same_cpu(used, self._cpu_ns())
+
+
+def then_if_reached(reached: bool, then: Callable[[], object] | None) -> bool:
+    """Call ``then()`` if a wait ``reached`` its deadline; return ``reached`` (for the
+    ``wait(then=None)`` functions that :meth:`WorldClock.reserve` returns)."""
+    if reached and then is not None:
+        then()
+    return reached
 
 
 def _live(entry: list) -> bool:

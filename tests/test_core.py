@@ -76,23 +76,39 @@ def test_a_cancelled_reservation_nobody_waits_for_does_not_hold_the_clock():
     clock.close()
 
 
-def test_a_barrier_stops_the_clock_at_its_deadline_until_passed():
+def test_a_jumping_clock_holds_still_while_a_thread_of_the_process_works():
+    # the worker never tells the clock: it computes, then sleeps briefly as Modbus's
+    # inter-frame silence does; the clock sees both and waits (simulators/quiet.py)
     clock = WorldClock(speed=None)
     start = clock.now()
-    with timebase.use_clock(clock):
-        passed = timebase.barrier(start + 2.0)
-        later = threading.Thread(target=clock.sleep_until, args=(start + 9.0,), daemon=True)
-        later.start()
-        time.sleep(0.1)
-        assert clock.now() == start + 2.0  # a reply due at +2 s is still on its way
-        passed()
-        later.join(2)
-        assert clock.now() == start + 9.0
-    # on the system clock a barrier is free: nothing waits
-    passed = timebase.barrier(time.time() + 60.0)
+    seen = []
+
+    def work():
+        t = time.monotonic()
+        while time.monotonic() - t < 0.3:
+            seen.append(clock.now())
+        for _ in range(10):
+            time.sleep(0.004)
+            seen.append(clock.now())
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert clock.sleep_until(start + 10.0) is True
+    worker.join(5)
+    assert len(seen) > 10 and set(seen) == {start}  # no jump while it worked
+    assert clock.now() == start + 10.0 and clock.jumps_made == 1
+    clock.close()
+
+
+def test_a_thread_asleep_for_long_does_not_hold_a_jumping_clock():
+    # a library's periodic chore (Channel Access's unresponsive-server check sleeps so)
+    threading.Thread(target=time.sleep, args=(60.0,), daemon=True).start()
+    clock = WorldClock(speed=None)
+    start = clock.now()
     t = time.monotonic()
-    passed()
-    assert time.monotonic() - t < 30.0  # not the 60 s to the deadline
+    assert clock.sleep_until(start + 3600.0) is True
+    assert time.monotonic() - t < clock.patience_s  # seen idle, not forced past it
+    assert clock.forced == 0
     clock.close()
 
 

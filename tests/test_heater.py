@@ -7,7 +7,6 @@ of wall time. ``loop://`` is used only where nothing must answer.
 
 import math
 import threading
-import time
 import types
 
 import bluesky.plan_stubs as bps
@@ -51,12 +50,13 @@ def heater(sim):
 
 
 def wait_world_time(sim, seconds, wall_timeout_s=20.0):
-    """Block (wall time) until the world clock has moved ``seconds`` on."""
-    target = sim.clock.now() + seconds
-    deadline = time.monotonic() + wall_timeout_s
-    while sim.clock.now() < target:
-        assert time.monotonic() < deadline, "the world clock did not advance"
-        time.sleep(0.005)
+    """Block until the world clock has moved ``seconds`` on (at most ``wall_timeout_s``)."""
+    gave_up = threading.Timer(wall_timeout_s, (cancel := threading.Event()).set)
+    gave_up.start()
+    try:
+        assert sim.clock.sleep_until(sim.clock.now() + seconds, cancel), "the world clock did not advance"
+    finally:
+        gave_up.cancel()
 
 
 def test_reads_the_thermocouple_with_world_timestamps(sim, heater):

@@ -1,0 +1,104 @@
+"""Is this process quiet? What a jumping :class:`~ncsynth.simulators.clock.WorldClock` asks
+before it moves its time (the Lewis way: the simulation decides when time moves, from what it
+observes, not from calls the devices make for it).
+
+A thread with work to do either runs — its CPU time grows — or waits for a CPU: state ``R`` in
+``/proc/self/task/<tid>/stat`` (Linux). A thread blocked on a socket, a pipe, a lock or a
+condition is neither, and whatever wakes it from inside this process (a reply written on the
+loopback, a Status finished, a queue put) makes it runnable at once, in the waker's own system
+call. So, outside the threads that wait on the clock itself, "no CPU time spent and nobody
+runnable" means nothing in the process can still act at the world's current time: a device
+between two requests, a reply on its way, a Status callback, a worker picking up a task — all
+of them show. A thread waiting for the GIL shows too: it ran to get there, or the thread holding
+the GIL runs. A thread asleep in ``nanosleep`` (``time.sleep``: Modbus's inter-frame silence
+before a request, a retry's back-off) is counted as working too: it passes wall time inside a
+transaction and goes on by itself (unless it has slept long: :class:`ThreadWatch`).
+
+What it cannot see: a thread in a timed wait (a condition, ``select``) that will act on the
+world when its time-out ends rather than when woken. The simulators avoid such waits (the
+simulated IOC turns off caproto's 10 ms batching of monitor updates).
+
+Without ``/proc`` (not Linux) only the CPU-time test is made.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Iterable
+
+_TASKS = "/proc/self/task"
+_HAS_PROC = os.path.isdir(_TASKS)
+#: System call numbers of nanosleep and clock_nanosleep (a thread in ``time.sleep``).
+_SLEEPS = {"x86_64": (b"35", b"230"), "aarch64": (b"101", b"115")}.get(platform.machine(), ())
+
+
+def cpu_ns(excluded: Iterable[int] = ()) -> tuple[int, int]:
+    """Bounds (ns) of the CPU time this process's threads have used, not counting the calling
+    thread and the threads with ids (``threading`` idents) in ``excluded`` (one that has ended
+    counts 0): the caller runs while the clocks are read, so its own time is only bracketed."""
+    own = time.thread_time_ns()
+    total = time.clock_gettime_ns(time.CLOCK_PROCESS_CPUTIME_ID)
+    own_after = time.thread_time_ns()
+    for ident in excluded:
+        try:
+            total -= time.clock_gettime_ns(time.pthread_getcpuclockid(ident))
+        except OSError:  # ended meanwhile: its time is in the process total, as before
+            pass
+    return total - own_after, total - own
+
+
+def same_cpu(before: tuple[int, int], after: tuple[int, int]) -> bool:
+    """True if two :func:`cpu_ns` bounds allow that nobody used CPU in between."""
+    return after[0] <= before[1]
+
+
+class ThreadWatch:
+    """Sees whether a thread of this process is working now (see module docstring).
+
+    A thread asleep in ``time.sleep`` counts as working until it has slept ``long_sleep_s``
+    without running: longer sleeps are a library's periodic chores (Channel Access's
+    unresponsive-server check every 0.5 s, ophyd's debug monitor every 1 s), not a
+    transaction's silence (Modbus RTU's 3.5 characters: 4 ms at 9600 baud).
+    """
+
+    def __init__(self, long_sleep_s: float = 0.01):
+        self.long_sleep_s = long_sleep_s
+        self._sleepers: dict[str, tuple[bytes, float]] = {}  # tid -> (run time, seen asleep since)
+
+    def anyone_working(self, excluded_native_ids: Iterable[int] = ()) -> bool:
+        """True if a thread of this process, other than ``excluded_native_ids`` (kernel thread
+        ids, ``threading.get_native_id()``), runs, waits for a CPU or sleeps briefly now."""
+        if not _HAS_PROC:
+            return False
+        skip = {str(tid) for tid in excluded_native_ids}
+        now, working, sleepers = time.monotonic(), False, {}
+        for tid in os.listdir(_TASKS):
+            if tid in skip:
+                continue
+            stat = _read(f"{_TASKS}/{tid}/stat")
+            # "<tid> (<name>) <state> ...": the name may hold spaces and parentheses
+            if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"R":
+                working = True
+            elif _SLEEPS and _read(f"{_TASKS}/{tid}/syscall").split(b" ", 1)[0] in _SLEEPS:
+                ran = _read(f"{_TASKS}/{tid}/schedstat").split(b" ", 1)[0]
+                seen = self._sleepers.get(tid)
+                sleepers[tid] = seen if seen is not None and seen[0] == ran else (ran, now)
+                working |= now - sleepers[tid][1] < self.long_sleep_s
+        self._sleepers = sleepers
+        return working
+
+
+def _read(path: str) -> bytes:
+    """The start of a /proc file; empty if its thread has ended."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return b""
+    try:
+        return os.read(fd, 512)
+    except OSError:  # ended while read
+        return b""
+    finally:
+        os.close(fd)
