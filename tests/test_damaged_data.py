@@ -232,28 +232,38 @@ def test_first_runs_on_a_new_data_directory_do_not_race_at_catalog_creation(tmp_
 
 # -- a read-only data directory ---------------------------------------------------------------
 @pytest.fixture
-def read_only_data(tmp_path):
-    """A data directory with one real run, on a real tmpfs then remounted read-only (where the
-    machine lets the tests mount one)."""
-    import bluesky.plans as bp
-    from bluesky import RunEngine
-    from ophyd.sim import det
-
-    with mounted_tmpfs(tmp_path / "read-only", "20m") as mount_point:
+def read_only_data(data, tmp_path):
+    """The dry run's data directory copied onto a real tmpfs (another path: the catalog's
+    absolute paths name where it was written), then remounted read-only; a root process cannot
+    write there either (where the machine lets the tests mount one)."""
+    with mounted_tmpfs(tmp_path / "read-only", "100m") as mount_point:
         root = mount_point / "data"
-        with open_catalog(root) as catalog:
-            RE = RunEngine({}, context_managers=[])
-            writer = catalog.writer()
-            RE.subscribe(writer)
-            RE(bp.count([det], 3))
-            writer.close()
+        shutil.copytree(data["copy"], root, symlinks=True)
         subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
         yield root
 
 
-def test_a_read_only_data_directory_is_named_by_every_command_before_anything_runs(read_only_data):
-    for command, *args in [("recover",), ("export", "-1"), ("dry-run", "--frames", 5, "--reaction-time", 60)]:
+def test_a_read_only_data_directory_refuses_every_writer_before_anything_runs(read_only_data):
+    for command, *args in [("recover",), ("replay", "-1"), ("dry-run", "--frames", 5, "--reaction-time", 60),
+                           ("export", "-1")]:
         result = ncsynth(command, *args, "--data-dir", read_only_data, timeout=120)
         line = one_line_error(result, command)
         assert f"{read_only_data}: the data directory is read-only" in line, line
+        if command == "export":  # its default output is in the data directory
+            assert "give --output" in line, line
         assert result.stdout.strip() == ""  # no summary: the dry run never started the beamline
+
+
+def test_a_read_only_data_directory_is_read_whole_with_output_elsewhere(data, read_only_data, tmp_path):
+    """export, report and validate read a copy of the directory on read-only media (frames,
+    tables, the analysis) as they read the original; their output goes where --output says."""
+    exported = [ncsynth("export", data["uid"], "--data-dir", where, "-o", tmp_path / f"{name}.csv")
+                for name, where in [("original", data["root"]), ("read-only", read_only_data)]]
+    for result in exported:
+        assert result.returncode == 0, result.stderr[-3000:]
+    original, copy = ((tmp_path / f"{name}.csv").read_text() for name in ("original", "read-only"))
+    assert copy == original and len(copy.splitlines()) > 10
+    figure = ncsynth("report", data["uid"], "--data-dir", read_only_data, "-o", tmp_path / "r.png")
+    assert figure.returncode == 0 and (tmp_path / "r.png").stat().st_size > 0, figure.stderr[-3000:]
+    validated = ncsynth("validate", data["uid"], "--data-dir", read_only_data)
+    assert validated.returncode == 0 and "radius" in validated.stdout, validated.stderr[-3000:]

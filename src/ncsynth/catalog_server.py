@@ -46,6 +46,7 @@ from ncsynth.config import catalog_databases
 from ncsynth.storage import Catalog
 from ncsynth.storage.catalog import catalog_adapter
 from ncsynth.storage.layout import DataDirectory
+from ncsynth.storage.write_lock import serialize_writes
 
 logger = logging.getLogger(__name__)
 
@@ -136,9 +137,10 @@ def catalog_app(config: dict, api_key: str, *, allow_anonymous_read: bool = Fals
         raise TypeError(f"allow_anonymous_read must be True or False, got {allow_anonymous_read!r}")
     tree = catalog_tree(config, readable_storage=readable_storage)
     default_serialization_registry.register("table", "application/json-seq", table_rows_for_the_browser)
-    return build_app(tree, Authentication(single_user_api_key=api_key,
-                                          allow_anonymous_access=allow_anonymous_read),
-                     serialization_registry=default_serialization_registry)
+    app = build_app(tree, Authentication(single_user_api_key=api_key,
+                                         allow_anonymous_access=allow_anonymous_read),
+                    serialization_registry=default_serialization_registry)
+    return serialize_writes(app, configured_layout(config))  # writers on the directory take turns
 
 
 def table_rows_for_the_browser(mimetype, df, metadata):

@@ -184,7 +184,10 @@ def _stored_run(args) -> int:
     from ncsynth.runs import export_fits, report
     from ncsynth.storage import open_catalog
 
-    with open_catalog(root, **catalog_databases(config)) as catalog:
+    with open_catalog(root, read_only=True, **catalog_databases(config)) as catalog:
+        if catalog.layout.snapshot is not None and args.command != "validate" and not args.output:
+            raise ValueError(f"{root}: the data directory is read-only; give --output, a file "
+                             f"in a writable place, for the {args.command}")
         ref = _run_ref(catalog, args.run)
         if args.command == "export":
             print(export_fits(catalog, ref, args.output, format=args.format,

@@ -5,7 +5,9 @@ recover), :mod:`~ncsynth.storage.writer` (the RunEngine subscriber and its commi
 measured TiledWriter costs), :mod:`~ncsynth.storage.journal` (per-run JSON-lines journal),
 :mod:`~ncsynth.storage.recovery` (completing runs of killed processes),
 :mod:`~ncsynth.storage.layout` (the data directory, DataDirectoryError),
-:mod:`~ncsynth.storage.integrity` (the SQLite files checked before use, write-ahead logging).
+:mod:`~ncsynth.storage.integrity` (the SQLite files checked before use, write-ahead logging),
+:mod:`~ncsynth.storage.write_lock` (writers in several processes take turns),
+:mod:`~ncsynth.storage.read_only` (reading a data directory on read-only media).
 """
 
 from .catalog import Catalog, RunNotFound, open_catalog

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from tiled.queries import Key
 
 from .integrity import check_databases, use_wal
+from .read_only import is_read_only, read_only_refusal, snapshot
 from .layout import DataDirectory, DataDirectoryError
 from .run_view import MIN_PARTIAL_UID, RAW_RUNS, RAW_UID_KEY, RunNotFound, RunView
 from .scan_ids import ScanIds
@@ -84,8 +85,11 @@ class Catalog(RunView):
 
             from .clients import STRUCTURE_CLIENTS
 
+            from .write_lock import serialize_writes
+
             app = build_app(catalog_adapter(self.layout, readable_storage=self.readable_storage),
                             serialization_registry=default_serialization_registry)
+            serialize_writes(app, self.layout)
             self._context = Context.from_app(app)
             self._client = from_context(self._context, structure_clients=STRUCTURE_CLIENTS)
         return self._client
@@ -139,6 +143,8 @@ class Catalog(RunView):
         no Tiled app for the run."""
         from .writer import CatalogWriter
 
+        if self.layout is not None and self.layout.snapshot is not None:
+            raise read_only_refusal(self.layout, "runs")
         if options.get("worker") == "process":
             if not self._embedded:
                 raise ValueError("worker='process' writes an embedded catalog only")
@@ -155,6 +161,8 @@ class Catalog(RunView):
         from .journal import active_journals
         from .recovery import recover_runs
 
+        if self.layout.snapshot is not None:
+            raise read_only_refusal(self.layout, "recovered runs")
         if not any(True for _ in active_journals(self.layout.active_journals)):
             return []
         return recover_runs(self.client, self.layout)
@@ -174,6 +182,7 @@ class Catalog(RunView):
 def open_catalog(
     data_dir: str | os.PathLike, *, readable_storage: Iterable[str | os.PathLike] = (),
     lazy: bool = False, database_uri: str | None = None, tables_uri: str | None = None,
+    read_only: bool = False,
 ) -> Catalog:
     """Open (creating on first use) the file-backed catalog in ``data_dir``.
 
@@ -191,11 +200,19 @@ def open_catalog(
     :func:`ncsynth.config.catalog_databases`): the catalog and the event tables in a database
     server (PostgreSQL at a facility) instead of the directory's SQLite files; its schema is
     created on first use. Arrays, frames and journals stay in ``data_dir``.
+
+    ``read_only``: the caller only reads. A data directory on read-only media is then read
+    from a private copy of its SQLite files (:mod:`~ncsynth.storage.read_only`; its writer and
+    recovery refused); without it such a directory is refused here, in one line.
     """
     layout = DataDirectory.at(data_dir, database_uri=database_uri, tables_uri=tables_uri)
     if isinstance(readable_storage, (str, os.PathLike)):
         raise TypeError(f"readable_storage must be a list of directories, got a single path {readable_storage!r}")
     readable_storage = tuple(readable_storage)
+    if is_read_only(layout):
+        if not read_only:
+            raise read_only_refusal(layout, "runs")
+        layout = snapshot(layout)
     layout.create()
     if layout.local:
         with layout.locked():

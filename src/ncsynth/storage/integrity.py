@@ -11,11 +11,12 @@ commit in progress gets ``database is locked`` at once: Tiled's tabular storage 
 driver) sets no busy timeout and offers no option for one, and the catalog's (aiosqlite) waits
 5 s. :func:`use_wal` puts both files in write-ahead-log mode, where readers never wait for a
 writer and a writer never waits for readers (a setting stored in the file; SQLite's WAL needs
-a local file system, not NFS). Two writers (two dry runs, a dry run and a replay) still
-contend: a commit meeting the other's can fail with ``database is locked`` (Tiled's ADBC
+a local file system, not NFS). Two writers (two dry runs, a dry run and a replay) take turns
+through the directory's write lock (:mod:`~ncsynth.storage.write_lock`: Tiled's ADBC
 connections have no busy timeout, and a busy timeout would not cover a transaction that read
-before it writes). A read-only data directory cannot be opened at all (WAL needs to write its
-index beside the file even to read); :func:`check_databases` says so.
+before it writes). A read-only data directory cannot be opened in place (WAL needs to write its
+index beside the file even to read): a reader gets a copy (:mod:`~ncsynth.storage.read_only`),
+anything else a one-line refusal.
 """
 
 from __future__ import annotations

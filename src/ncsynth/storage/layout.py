@@ -63,6 +63,9 @@ class DataDirectory:
     database_uri: str | None = None
     #: the event tables' database elsewhere; None: ``tables.sqlite``
     tables_uri: str | None = None
+    #: a private copy of ``catalog.db`` and ``tables.sqlite`` read instead of the directory's
+    #: own, which are on read-only media (:mod:`~ncsynth.storage.read_only`); None: no copy
+    snapshot: Path | None = None
 
     @classmethod
     def at(cls, data_dir: str | os.PathLike, *, database_uri: str | None = None,
@@ -95,11 +98,11 @@ class DataDirectory:
 
     @property
     def catalog_db(self) -> Path:
-        return self.root / "catalog.db"
+        return (self.snapshot or self.root) / "catalog.db"
 
     @property
     def tables_db(self) -> Path:
-        return self.root / "tables.sqlite"
+        return (self.snapshot or self.root) / "tables.sqlite"
 
     @property
     def arrays(self) -> Path:
@@ -128,9 +131,12 @@ class DataDirectory:
         return self.root / "journal" / "damaged"
 
     def create(self) -> None:
-        """Create the directories (idempotent); :class:`DataDirectoryError` if they cannot be."""
+        """Create the directories (idempotent; none for a read-only directory's snapshot);
+        :class:`DataDirectoryError` if they cannot be."""
         if self.root.exists() and not self.root.is_dir():
             raise DataDirectoryError(f"{self.root}: the data directory is a file, not a directory")
+        if self.snapshot is not None:
+            return
         try:
             for path in (self.arrays, self.frames, self.active_journals, self.complete_journals):
                 path.mkdir(parents=True, exist_ok=True)
