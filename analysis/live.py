@@ -5,7 +5,10 @@ through ``emit(name, doc)`` (e.g. the catalog writer, a :class:`~ncsynth.analysi
 
 * start: ``raw_uid`` (the raw run), ``analysis`` (the settings, model, fitter version);
 * stream ``fits``: one event per primary frame — ``time_s`` (mid-exposure, s after injection),
-  ``frame_time`` (frame start, epoch s), radius / σ / concentration / background with errors,
+  ``frame_time`` (frame start, epoch s), radius / σ / concentration / background with their
+  statistical errors (``*_err_*``) and their size-model systematic errors (``radius_syst_nm``,
+  ``sigma_syst_nm``, ``concentration_syst_molar``:
+  :func:`~ncsynth.analysis.frame_model.size_model_systematic`; combine in quadrature),
   ``sigma_upper_nm`` (σ only an upper limit while the pattern does not resolve it, else NaN),
   ``yield_fraction`` (S2.6), ``chi2_reduced``, ``success``, ``reason``, ``temperature_c``, and
   the same frame fitted with one skewed population (``skewed_*``, ``skewness``,
@@ -65,7 +68,7 @@ from ncsynth.analysis.nucleation_period import summarize_kinetics
 from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, DEFAULT_Q_RANGE_NM, Pattern, Reducer,
                                         average, calibration_from_beam, subtract)
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
-from ncsynth.analysis.frame_model import FrameModel, preferred_model
+from ncsynth.analysis.frame_model import FrameModel, preferred_model, size_model_systematic
 from ncsynth.analysis.skewed import SkewedFit, fit_skewed
 from ncsynth.errors import first_line
 from ncsynth.queues import wait_drained
@@ -260,6 +263,9 @@ FIT_KEYS = {
     "sigma_upper_nm": _number("nm", 4),
     "concentration_molar": _number("mol/L"),
     "concentration_err_molar": _number("mol/L"),
+    "radius_syst_nm": _number("nm", 4),
+    "sigma_syst_nm": _number("nm", 4),
+    "concentration_syst_molar": _number("mol/L"),
     "background_cm": _number("cm^-1"),
     "yield_fraction": _number("", 4),
     "chi2_reduced": _number("", 3),
@@ -577,6 +583,8 @@ class SAXSAnalysis(DocumentRouter):
                 "sigma_upper_nm": fit.sigma_upper_nm,
                 "concentration_molar": fit.concentration_molar,
                 "concentration_err_molar": fit.concentration_err_molar,
+                **dict(zip(("radius_syst_nm", "sigma_syst_nm", "concentration_syst_molar"),
+                           size_model_systematic(fit, skewed))),
                 "background_cm": fit.background_cm, "yield_fraction": yld,
                 "chi2_reduced": fit.chi2_reduced, "skewed_radius_nm": skewed.radius_nm,
                 "skewed_sigma_nm": skewed.sigma_nm, "skewness": skewed.skewness,

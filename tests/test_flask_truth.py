@@ -122,3 +122,14 @@ def test_the_truth_of_a_run_cut_short_is_the_flask_at_its_last_frame(tmp_path):
     assert truth["at_last_frame"]["time_s"] == pytest.approx(last)
     assert truth["at_last_frame"]["mean_radius_nm"] == pytest.approx(0.5 + 0.02 * last)
     assert truth["at_last_frame"]["yield_fraction"] == pytest.approx(0.01 * last)
+
+
+def test_frame_pulls_add_the_systematic_to_the_pulls_but_not_to_the_noise():
+    rng = np.random.default_rng(4)
+    t = np.geomspace(1.0, 1000.0, 600)
+    errors = np.full(t.size, 0.01)
+    bias = np.where(t > 60.0, 0.05 * np.log(t / 60.0), 0.0)
+    measured = np.log(t) + bias + errors * rng.normal(size=t.size)
+    rows = frame_pulls(t, measured, errors, t, np.log(t), systematic=bias)
+    assert 0.3 < rows[2][2] < 1.2 and rows[2][3] < 0.5  # the bias within its systematic error
+    assert all(0.85 < noise < 1.15 for *_, noise in rows)  # noise: statistical errors only

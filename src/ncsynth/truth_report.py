@@ -7,9 +7,10 @@ mid-exposure). This module sets the run's latest analysis beside it, with pulls
 
 * the 98 % times of concentration and yield and the nucleation fraction (§S.3);
 * per-frame pulls of the radius and the concentration (Gaussian fits, S2.1–S2.3, against the
-  flask's number-weighted mean radius and number concentration), mean and spread in the
-  windows 1–5 s, 5–60 s and after 60 s: a spread near 1 says the errors are honest, a mean
-  far from 0 a bias of the model (e.g. a skewed population fitted as a Gaussian);
+  flask's number-weighted mean radius and number concentration; statistical and size-model
+  errors in quadrature), mean and spread in the windows 1–5 s, 5–60 s and after 60 s: a
+  spread near 1 says the errors are honest, a mean far from 0 a bias the size-model error
+  does not cover; the noise std (statistical errors only) says whether those match the scatter;
 * after a second injection, the growth exponent (S4.15) against the effective exponent of
   the flask's two sets over the same window (§S.5; the analysis is re-run, ~1 min).
 """
@@ -33,25 +34,31 @@ HEADLINE = (("t_concentration_s", "t_concentration_err_s", "98% concentration, s
             ("nucleation_fraction", "nucleation_fraction_err", "nucleation fraction"))
 
 
-def frame_pulls(time_s, measured, errors, true_time_s, truth, windows=PULL_WINDOWS_S) -> list:
+def frame_pulls(time_s, measured, errors, true_time_s, truth, windows=PULL_WINDOWS_S,
+                systematic=None) -> list:
     """(window, frames, pull mean, pull std, noise std) of ``measured`` ± ``errors`` against
     ``truth`` (sampled at ``true_time_s``, interpolated to ``time_s``), per time window; frames
-    without a finite value or error are left out. The noise std is that of each pull about the
-    mean of its ``NEIGHBOURS`` neighbours (scaled by 1/√(1 + 1/k)): it leaves out a bias that
-    drifts slowly (the model's), so it alone says whether the errors match the scatter."""
+    without a finite value or error are left out. ``systematic``: per-frame systematic errors
+    (the fits' size-model errors), added in quadrature to ``errors`` for the pull mean and std.
+    The noise std is that of each statistical pull (``errors`` alone) about the mean of its
+    ``NEIGHBOURS`` neighbours (scaled by 1/√(1 + 1/k)): it leaves out a bias that drifts
+    slowly (the model's), so it alone says whether the statistical errors match the scatter."""
     t = np.asarray(time_s, dtype=float)
     true = np.interp(t, np.asarray(true_time_s, dtype=float), np.asarray(truth, dtype=float),
                      left=math.nan, right=math.nan)
+    statistical = np.asarray(errors, dtype=float)
+    total = statistical if systematic is None else np.hypot(statistical, systematic)
     with np.errstate(invalid="ignore", divide="ignore"):
-        pulls = (np.asarray(measured, dtype=float) - true) / np.asarray(errors, dtype=float)
+        deviation = np.asarray(measured, dtype=float) - true
+        pulls, noise = deviation / total, deviation / statistical
     rows = []
     for low, high in windows:
-        inside = (t >= low) & (t < high) & np.isfinite(pulls)
+        inside = (t >= low) & (t < high) & np.isfinite(pulls) & np.isfinite(noise)
         values = pulls[inside]
         rows.append(((low, high), int(values.size),
                      float(values.mean()) if values.size else math.nan,
                      float(values.std()) if values.size > 1 else math.nan,
-                     _noise_std(values)))
+                     _noise_std(noise[inside])))
     return rows
 
 
@@ -89,10 +96,12 @@ def validate_run(catalog, ref, root) -> dict:
                          float(truth["headline"].get("growth_exponent_effective", math.nan))))
     fits = derived["fits"].read()
     frames = truth["frames"]
-    pulls = {name: frame_pulls(fits["time_s"], fits[key], fits[err], frames["time_s"], frames[true])
-             for name, key, err, true in (("radius", "radius_nm", "radius_err_nm", "mean_radius_nm"),
-                                          ("concentration", "concentration_molar",
-                                           "concentration_err_molar", "concentration_molar"))}
+    pulls = {name: frame_pulls(fits["time_s"], fits[key], fits[err], frames["time_s"], frames[true],
+                               systematic=fits[syst] if syst in fits else None)
+             for name, key, err, syst, true in (
+                 ("radius", "radius_nm", "radius_err_nm", "radius_syst_nm", "mean_radius_nm"),
+                 ("concentration", "concentration_molar", "concentration_err_molar",
+                  "concentration_syst_molar", "concentration_molar"))}
     return {"uid": start["uid"], "headline": headline, "frame_pulls": pulls}
 
 
@@ -103,8 +112,8 @@ def format_validation(report: dict) -> str:
     for label, value, error, truth in report["headline"]:
         pull = (value - truth) / error if error and math.isfinite(error) and error > 0 else math.nan
         lines.append(f"{label:22} {value:>12.4g} ± {error:<7.2g} {truth:>10.4g} {pull:>6.2f}")
-    lines.append("per-frame pulls in windows of s after injection: frames, mean, std, "
-                 "noise std (about a drifting bias)")
+    lines.append("per-frame pulls in windows of s after injection: frames, mean, std (statistical "
+                 "and size-model errors), noise std (statistical, about a drifting bias)")
     for name, rows in report["frame_pulls"].items():
         cells = [f"{low:g}-{high:g} s: {count} {mean:+.2f} {std:.2f} {noise:.2f}"
                  for (low, high), count, mean, std, noise in rows]
