@@ -53,7 +53,7 @@ STATEMENTS = (
               "nm"),
     Statement("msc_1p5s_230", "Fig.2: MSCs at 1.5 s, 230 C (share)", "seen", SEEN_SHARE, None),
     Statement("families_at_350_4p5", "Fig.4: families seen at 350 C, 4.5 s", "5", 5, 5),
-    Statement("fig2_dominant_1p5s", "Fig.2: 1.5 s, growth 230: MSCs to T_nuc 230, NCs from 250",
+    Statement("fig2_dominant_1p5s", "Fig.2: 1.5 s, oven 230: MSC <=230 C, NC >=250 C",
               "9/9", 9, 9, "/9"),
 )
 #: Families SAXS resolves (seed 002: "sizes below ~1.6 nm could not be accessed"), beside NCs.
