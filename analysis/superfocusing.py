@@ -17,7 +17,10 @@ The chain of §S.5.1, frame by frame after piston B:
    spent, ripening dissolves it) neither does it. On the bimodal frames from the onset, with
    running medians over ``RUNNING_FRAMES`` frames: the window starts when the new set's number
    concentration c₂ first reaches ``SETTLED_FRACTION`` of its largest value and ends when its
-   radius r₂ is largest, or earlier where c₂ falls below ``DISSOLVING_FRACTION`` of that value.
+   radius r₂ is largest, or earlier where c₂ falls below ``DISSOLVING_FRACTION`` of that value,
+   or where the first set's radius r₁ has made ``GROWN_FRACTION`` of its rise (it no longer
+   grows; e.g. a simulated flask whose crystals reach the top of its radius grid). No window
+   (r₁ stopped before c₂ settled): no exponent, and the summary says why.
 4. **n** from the pairs in the window: r₁ⁿ⁺¹ − r₂ⁿ⁺¹ = C (S4.15,
    :func:`~ncsynth.analysis.growth.fit_growth_exponent`) with the radii's standard errors and
    their correlation within a frame (~0.99: the two radii move together in a fit).
@@ -62,6 +65,8 @@ RUNNING_FRAMES = 7
 SETTLED_FRACTION = 0.95
 #: ... and dissolves (ripening) once it falls below this fraction after it.
 DISSOLVING_FRACTION = 0.9
+#: The first set has stopped growing once its radius has made this fraction of its rise.
+GROWN_FRACTION = 0.98
 
 
 @dataclass(frozen=True)
@@ -123,8 +128,10 @@ def _running_median(values, frames=RUNNING_FRAMES):
     return np.array([np.median(values[max(0, k - half):k + half + 1]) for k in range(values.size)])
 
 
-def _window(candidates, c2, r2):
-    """(first, last) index into the frames of the window where both sets grow (see module)."""
+def _window(candidates, c2, r2, r1, times):
+    """(first, last) index into the frames of the window where both sets grow, and "" or why
+    there is none (see module); ``times`` in s after piston B. The first set has stopped
+    growing once its running-median radius has made ``GROWN_FRACTION`` of its rise."""
     smooth_c2 = _running_median(c2[candidates])
     smooth_r2 = _running_median(r2[candidates])
     peak = smooth_c2.max()
@@ -134,7 +141,17 @@ def _window(candidates, c2, r2):
     last = first + int(np.argmax(smooth_r2[first:]))
     if dissolving.size:
         last = min(last, int(dissolving[0]) - 1)
-    return candidates[first], candidates[max(last, first)]
+    smooth_r1 = _running_median(r1[candidates])
+    rise = smooth_r1.max() - smooth_r1.min()
+    first_set_largest = int(np.argmax(smooth_r1 >= smooth_r1.min() + GROWN_FRACTION * rise))
+    reason = ""
+    if first_set_largest <= first:
+        reason = (f"no window where both sets grow: the first set stopped growing "
+                  f"{times[candidates[first_set_largest]]:.0f} s after piston B, before the new "
+                  f"set had formed ({SETTLED_FRACTION:.0%} of its largest number "
+                  f"{times[candidates[first]]:.0f} s after B)")
+    last = min(last, first_set_largest)
+    return candidates[first], candidates[max(last, first)], reason
 
 
 def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_injection_s: float, *,
@@ -189,17 +206,24 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
                                        exponent)
     onset = int(runs[0])
     candidates = np.flatnonzero(bimodal & (np.arange(after.size) >= onset))
-    first, last = _window(candidates, c2, r2)
-    used[first:last + 1] = bimodal[first:last + 1]
-    if used.sum() >= 3:
+    first, last, no_window = _window(candidates, c2, r2, r1, times - second_injection_s)
+    if not no_window:
+        used[first:last + 1] = bimodal[first:last + 1]
+    if no_window:
+        exponent = ExponentFit.failed(no_window)
+    elif used.sum() < 3:
+        exponent = ExponentFit.failed(f"only {int(used.sum())} pairs in the window where both sets "
+                                      f"grow, need at least 3", int(used.sum()))
+    else:
         pick = after[used]
         exponent = growth_exponent(q[pick], intensity[pick], sigma[pick],
                                    [f for f, u in zip(fits, used) if u], q_range_nm=q_range_nm)
-    else:
-        exponent = ExponentFit.failed(f"only {int(used.sum())} pairs in the window where both sets "
-                                      f"grow, need at least 3", int(used.sum()))
+    if not exponent.success:  # say how rarely the two sets were told apart at all
+        exponent = replace(exponent, reason=f"{exponent.reason}; two sets told apart in "
+                                            f"{int(bimodal.sum())} of {after.size} frames after piston B")
     return SecondInjectionAnalysis(times, float(second_injection_s), tuple(fits), tuple(skewed_fits),
                                    delta_bics, bimodal, r1, e1, r2, e2, c2, used, float(times[onset]),
+                                   (math.nan, math.nan) if no_window else
                                    (float(times[first]), float(times[last])), exponent)
 
 

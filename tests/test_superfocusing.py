@@ -112,6 +112,28 @@ def test_no_second_population_is_reported_as_such():
     assert not analysis.used.any() and math.isnan(analysis.summary()["growth_exponent"])
 
 
+def test_a_first_set_that_stops_growing_before_the_new_one_forms_leaves_no_window():
+    """The window needs both sets growing: a first set whose radius levels off (here as in a
+    simulated flask whose crystals pile up at the top of its radius grid, n = 1 or 2) before
+    the new set's number settles gives no exponent, and the reason says so; one still growing
+    there gives a window that ends before it levels off."""
+    from ncsynth.analysis.superfocusing import _window
+
+    t = np.linspace(0.0, 600.0, 121)                        # s after piston B
+    c2 = 1e-6 * np.minimum(1.0, t / 300.0)                  # settles (95 %) at 285 s
+    r2 = 1.0 + 2e-3 * t
+    candidates = np.arange(t.size)
+    for stop_s, window in ((150.0, False), (450.0, True)):
+        r1 = 3.0 + np.minimum(t, stop_s) * 1e-3
+        first, last, reason = _window(candidates, c2, r2, r1, t)
+        assert bool(reason) != window
+        if window:
+            assert 280.0 <= t[first] < t[last] <= stop_s
+        else:
+            assert reason.startswith("no window where both sets grow: the first set stopped "
+                                     "growing 150 s after piston B"), reason
+
+
 @pytest.mark.slow  # ~4 min: a 900 s double-injection dry run with 200 frames after piston B
 def test_dry_run_double_injection_against_the_simulated_truth(tmp_path):
     """End to end (short): n = 4, piston B after 4 min; the exponent within 2σ of the effective
