@@ -26,7 +26,8 @@ def main(argv=None) -> int:
     quiet.configure(args.verbose)
     command = " ".join(filter(None, (args.command, getattr(args, "sim_command", None),
                                      getattr(args, "flow_command", None),
-                                     getattr(args, "catalog_command", None))))
+                                     getattr(args, "catalog_command", None),
+                                     getattr(args, "analysis_command", None))))
     try:
         check_arguments(args)
     except (TypeError, ValueError) as exc:  # ConfigError is a ValueError
@@ -56,6 +57,8 @@ def _command(args) -> int:
     if args.command == "catalog":
         return _reporting_failures(args, _catalog_migrate if args.catalog_command == "migrate"
                                    else _catalog_serve)
+    if args.command == "analysis":
+        return _reporting_failures(args, _analysis_serve)
     return 2
 
 
@@ -80,6 +83,14 @@ def _catalog_serve(args) -> int:
 
     serve_catalog(_config(args), host=args.host, port=args.port, api_key=_api_key(args),
                   allow_anonymous_read=args.public)
+    return 0
+
+
+def _analysis_serve(args) -> int:
+    from ncsynth.analysis_service import serve
+
+    serve(_config(args), args.proxy, ready=lambda: print(
+        "ncsynth analysis serve: subscribed; analysing into the catalog until interrupted", flush=True))
     return 0
 
 

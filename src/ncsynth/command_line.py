@@ -174,6 +174,13 @@ def parser() -> argparse.ArgumentParser:
     key.add_argument("--api-key", default=None,
                      help="the API key itself (discouraged: visible in the process list)")
     srv.add_argument("--public", action="store_true", help="let clients without a key read")
+    ana = sub.add_parser("analysis", help="the live analysis in a process of its own")
+    ana_sub = ana.add_subparsers(dest="analysis_command", required=True)
+    ana_srv = ana_sub.add_parser("serve", help="analyse what a bluesky 0MQ proxy publishes (the "
+                                               "dry run's or session's documents), into the catalog")
+    _add_config_args(ana_srv)
+    ana_srv.add_argument("--proxy", default=None, metavar="HOST:PORT",
+                         help="the proxy's output (default: analysis.subscribe_address)")
     mig = cat_sub.add_parser("migrate", help="move the data directory's SQLite catalog into a "
                                              "database server (PostgreSQL)")
     _add_config_args(mig)

@@ -180,16 +180,17 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
         RE.subscribe(decisions)
         live = None
         if analysis:
-            from ncsynth.analysis_worker import AnalysisProcess, InProcessAnalysis
+            from ncsynth.analysis_service import analysis_subscriber
 
             # the analysis and its figure in a process of their own (the other core); one
             # writer for raw and derived runs: every Tiled write goes through its single
             # background thread (two writers would contend for the SQLite catalog). The dry
             # run waits for its analysis rather than dropping frames from it: the same fits
             # on any machine, however far ahead of the analysis the simulated beamline runs.
-            live = (AnalysisProcess if "analysis" in processes else InProcessAnalysis)(
-                writer if feed is None else _both(writer, feed), root / "figures",
-                maxsize=_NEVER_DROP)
+            # or, with [analysis] publish_address, published to the analysis service
+            live = analysis_subscriber(config, writer if feed is None else _both(writer, feed),
+                                       root / "figures", in_process="analysis" not in processes,
+                                       maxsize=_NEVER_DROP)
             if feed is not None:  # a steered plan waits on the fits: tell it the analysis died
                 feed.health = lambda: live.error
             RE.subscribe(live)
