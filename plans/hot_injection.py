@@ -179,5 +179,4 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
     # safe inside, so that it records the heater's safe state
     return bpp.pchain(check_loaded(injector, pistons),
                       run_accounting_frames(ending_safely(named_failures(protocol()), heater,
-                                                          injector), metadata,
-                                            count_frames=acquisition == "software"))
+                                                          injector), metadata))

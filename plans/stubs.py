@@ -28,13 +28,15 @@ from bluesky.utils import short_uid as _short_uid
 from ncsynth import timebase
 from ncsynth.devices.heater import HeaterFaultError
 
+from .frame_account import FrameAccount
+
 logger = logging.getLogger(__name__)
 
 PRIMARY, BACKGROUND, INJECTION, TEMPERATURE = "primary", "background", "injection", "temperature"
 #: The warning of :func:`_follow` for frames whose deadlines had passed (the last frame is
 #: always taken, so every skip is told when the schedule is rejoined).
-SKIPPED_FRAMES = ("skipped frames %d-%d: their deadlines had passed, %.3f s ago for the first "
-                  "(pause or stall)")
+SKIPPED_FRAMES = ("skipped %d frames (%d-%d): their deadlines had passed, %.3f s ago for the "
+                  "first (pause or stall)")
 
 
 def call(function, *args, **kwargs):
@@ -231,7 +233,10 @@ def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
     # at mid-exposure: the frame's temperature, and the RunEngine's work off its start
     mid_exposure = offsets + _exposure_s(detector) / 2
     agenda = _agenda(t0, mid_exposure, monitor_period_s, heater_off_at_s, check_group)
-    yield from collector_frozen(_follow(agenda, timer, heater, check_group, act))
+    # readings passed over are not frames: the detector takes every frame, the account of the
+    # run counts those it started late (run_accounting_frames)
+    yield from collector_frozen(_follow(agenda, timer, heater, check_group, act,
+                                        tell_skips=False))
     yield from bps.complete(detector, wait=True)
     yield from bps.collect(detector, name=PRIMARY)
 
@@ -250,7 +255,7 @@ def collector_frozen(plan):
     return (yield from bpp.finalize_wrapper(plan, call(gc.unfreeze)))
 
 
-def _follow(agenda, timer, heater, check_group, act, after_frame=None):
+def _follow(agenda, timer, heater, check_group, act, after_frame=None, tell_skips=True):
     """Walk an :func:`_agenda`: status checks, waits to each deadline, the reaction's
     end; ``act(kind, index)`` is the plan for a "frame" or "monitor" item, and
     ``after_frame(index)`` (optional) a plan after each frame: True ends the walk there
@@ -259,8 +264,9 @@ def _follow(agenda, timer, heater, check_group, act, after_frame=None):
     A checkpoint precedes every wait, so a pause (one Ctrl-C) takes effect at the
     next deadline instead of at the end of a two-hour schedule. A frame whose successor
     is already due (after a resume, or a stall longer than the frame spacing) is
-    skipped and the count logged, so the run rejoins its schedule at once instead of
-    taking the missed frames late, back to back.
+    skipped, so the run rejoins its schedule at once instead of taking the missed frames
+    late, back to back; with ``tell_skips`` each such gap is logged in one warning with its
+    count (:data:`SKIPPED_FRAMES`).
     """
     frame_deadlines = [deadline for deadline, kind, _ in agenda if kind == "frame"]
     skipped = []
@@ -273,8 +279,9 @@ def _follow(agenda, timer, heater, check_group, act, after_frame=None):
             skipped.append(index)
             continue
         if skipped:
-            logger.warning(SKIPPED_FRAMES, skipped[0], skipped[-1],
-                           timebase.now() - frame_deadlines[skipped[0]])
+            if tell_skips:
+                logger.warning(SKIPPED_FRAMES, len(skipped), skipped[0], skipped[-1],
+                               timebase.now() - frame_deadlines[skipped[0]])
             skipped = []
         yield Msg("checkpoint")
         yield from _until(timer, deadline)
@@ -289,23 +296,15 @@ def _follow(agenda, timer, heater, check_group, act, after_frame=None):
                 return
 
 
-#: The stop document's reason when a run ended taking fewer frames than planned.
-SKIPPED_REASON = ("{missing} of {planned} frames skipped: their deadlines had passed (a pause, "
-                  "or a machine too slow for the clock speed)")
-
-
-def run_accounting_frames(plan, md: dict, *, count_frames: bool = True):
-    """:func:`bluesky.preprocessors.run_wrapper` whose stop document, when the run ends having
-    taken fewer ``primary`` frames than ``md["num_points"]``, says in its ``reason`` how many
-    were skipped and why (:data:`SKIPPED_REASON`); the exit status stays "success": what was
-    taken is good data. ``count_frames`` False: the detector keeps the schedule and the
-    frames come by ``collect``, not one ``create`` each: nothing is counted."""
-    taken = []
-
-    def count(msg):
-        if msg.command == "create" and msg.kwargs.get("name") == PRIMARY:
-            taken.append(1)
-        return msg
+def run_accounting_frames(plan, md: dict):
+    """:func:`bluesky.preprocessors.run_wrapper` whose stop document, when the run missed frames
+    of its schedule, says in its ``reason`` how many and why
+    (:class:`~ncsynth.plans.frame_account.FrameAccount`, subscribed to the RunEngine for the
+    run: it counts the run's own documents, so frames triggered one by one and frames
+    collected from a detector-timed sequence count alike). The exit status stays "success":
+    what was taken is good data. A detector-timed run also logs the count in one warning
+    (software-triggered frames are told as they are skipped, :data:`SKIPPED_FRAMES`)."""
+    account = FrameAccount()
 
     def except_plan(error):
         if isinstance(error, RunEngineControlException):
@@ -314,15 +313,18 @@ def run_accounting_frames(plan, md: dict, *, count_frames: bool = True):
             yield from bps.close_run(exit_status="fail", reason=str(error))
 
     def else_plan():
-        planned = md.get("num_points") or 0
-        missing = planned - len(taken) if count_frames else 0
-        yield from bps.close_run(reason=SKIPPED_REASON.format(missing=missing, planned=planned)
-                                 if missing > 0 else None)
+        reason = account.reason()
+        if reason and md.get("acquisition") == "detector":
+            logger.warning("%s", reason)
+        yield from bps.close_run(reason=reason)
 
-    uid = yield from bps.open_run(md)
-    yield from bpp.contingency_wrapper(bpp.msg_mutator(plan, count), except_plan=except_plan,
-                                       else_plan=else_plan)
-    return uid
+    def accounted_run():
+        uid = yield from bps.open_run(md)
+        yield from bpp.contingency_wrapper(plan, except_plan=except_plan, else_plan=else_plan)
+        return uid
+
+    token = yield from bps.subscribe("all", account)
+    return (yield from bpp.finalize_wrapper(accounted_run(), bps.unsubscribe(token)))
 
 
 def end_reaction(heater):

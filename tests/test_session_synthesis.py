@@ -5,7 +5,6 @@ Real RunEngine, simulators, catalog and analysis."""
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -13,9 +12,8 @@ import pytest
 
 pytest.importorskip("zict", reason="RE.md persistence (bluesky PersistentDict) needs zict")
 
-from ncsynth.config import load_config  # noqa: E402
+from fast_session import fast_session  # noqa: E402
 from ncsynth.errors import RefusedToStart  # noqa: E402
-from ncsynth.session import session_namespace  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 N_FRAMES = 40
@@ -32,13 +30,7 @@ def readme_example() -> list[str]:
 def test_the_readme_session_example_runs_as_written(tmp_path):
     lines = readme_example()
     assert sum("new_batch" in line for line in lines) == 1
-    config = load_config(hardware="sim")
-    config["data"]["dir"] = str(tmp_path / "data")
-    config["catalog"]["server_url"] = ""
-    ns = session_namespace(config, sim=True, speed=0, live_plots=False)
-    shown = io.StringIO()
-    ns["progress"].terminal.file = shown  # the table and summary print through the terminal
-    try:
+    with fast_session(tmp_path) as (ns, shown):
         RE, cat, sim = ns["RE"], ns["cat"], ns["sim"]
         first_half = lines[:lines.index(next(x for x in lines if "new_batch" in x))]
         for line in first_half:
@@ -73,5 +65,3 @@ def test_the_readme_session_example_runs_as_written(tmp_path):
         assert ns["end_of_run"].last["final_radius_nm"] > 0.5  # a fresh flask nucleated again
         assert cat.analysis(second)["fits"].read()["radius_nm"].size == N_FRAMES
         assert list(cat.search(ns["Key"]("sample") == "CdSe-07")) == [first, second]
-    finally:
-        ns["close"]()

@@ -17,7 +17,7 @@ from bluesky.utils import RequestAbort, RunEngineInterrupted
 from ncsynth import timebase
 from ncsynth.config import catalog_databases, data_dir
 from ncsynth.flask_truth import FlaskRecorder, firing_times, record_truth
-from ncsynth.frame_account import FrameAccount
+from ncsynth.plans.frame_account import FrameAccount
 from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
 from ncsynth.plans.safety import DeviceFailure

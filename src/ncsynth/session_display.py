@@ -25,7 +25,7 @@ from event_model import DocumentRouter
 
 from ncsynth.analysis.live import LiveAnalysis
 from ncsynth.errors import RefusedToStart
-from ncsynth.frame_account import FrameAccount
+from ncsynth.plans.frame_account import FrameAccount
 from ncsynth.plans.stubs import SKIPPED_FRAMES
 from ncsynth.summary_text import format_summary
 
@@ -106,7 +106,7 @@ class FirstOnly(logging.Filter):
 class EndOfRun(DocumentRouter):
     """At a raw run's stop: wait (at most ``ANALYSIS_WAIT_S``) for the analysis to finish it,
     then print the summary: frames taken of those planned, skipped frames (and a lost
-    nucleation window, :class:`~ncsynth.frame_account.FrameAccount`), the analysis's results,
+    nucleation window, :class:`~ncsynth.plans.frame_account.FrameAccount`), the analysis's results,
     the figure. :attr:`last` keeps it."""
 
     def __init__(self, terminal, analysis, figure=None, data_dir=None, quiet: FirstOnly | None = None):
