@@ -26,7 +26,7 @@ from .clock import WorldClock
 from .eurotherm import EurothermInterface
 from .injector import InjectorInterface, InjectorModel
 from .kinetics import ReactionState
-from .kinetics_parameters import SIMULATED_FLASK
+from .kinetics_parameters import FLASK_GRID, SIMULATED_FLASK
 from .server import SimulatorHost
 from .thermal import ControllerModel, FlaskThermalModel
 from .world import SyringeCharge, World
@@ -74,7 +74,7 @@ class SimulatedBeamline:
         world.add("injector", InjectorModel(charge_a=options.charge_a, charge_b=options.charge_b))
         self._kinetics = SIMULATED_FLASK if options.growth_exponent is None else \
             replace(SIMULATED_FLASK, growth_exponent=options.growth_exponent)
-        world.add("reaction", FlaskReaction(ReactionState(self._kinetics)))
+        world.add("reaction", FlaskReaction(ReactionState(self._kinetics, FLASK_GRID)))
         self.host = SimulatorHost()
         self._release_clients = None
         try:
@@ -119,7 +119,7 @@ class SimulatedBeamline:
         with world.lock:
             world.advance()
             world.replace("flask", FlaskThermalModel(liquid_volume_ml=HOT_FLASK_VOLUME_ML))
-            world.reaction.state = ReactionState(self._kinetics)
+            world.reaction.state = ReactionState(self._kinetics, FLASK_GRID)
             world.injector.reset()
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .beamline import HOT_FLASK_VOLUME_ML
 from .kinetics import ReactionState
-from .kinetics_parameters import SIMULATED_FLASK, KineticParameters
+from .kinetics_parameters import FLASK_GRID, SIMULATED_FLASK, KineticParameters
 from .kinetics_rates import growth_rate_m_per_s
 from .thermal_protocol import run_protocol
 from .world import SyringeCharge
@@ -42,7 +42,7 @@ def run_synthesis(duration_s: float = 7200.0, *,
     trace = run_protocol(duration_s)
     after = trace.time_s >= 0
     times, liquid = trace.time_s[after], trace.liquid_c[after]
-    state = ReactionState(parameters)
+    state = ReactionState(parameters, FLASK_GRID)
     _deliver(state, HOT_FLASK_VOLUME_ML, SyringeCharge())
     edges = np.arange(0.0, duration_s + step_s / 2, step_s)
     mean_t = np.interp(0.5 * (edges[:-1] + edges[1:]), times, liquid)
@@ -72,7 +72,7 @@ def run_double_injection(after_b_s: float = 600.0, *,
     trace = run_protocol(delay_s + after_b_s, second=(delay_s, charge_b))
     after = trace.time_s >= 0
     times, liquid = trace.time_s[after], trace.liquid_c[after]
-    state = ReactionState(parameters)
+    state = ReactionState(parameters, FLASK_GRID)
     volume = _deliver(state, HOT_FLASK_VOLUME_ML, SyringeCharge())
     radius_m = state.radius_nm * 1e-9
     boundary_m, rows = None, []

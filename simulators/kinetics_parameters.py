@@ -171,3 +171,11 @@ class GridOptions:
         if self.radius_max_nm / self.n_cells > self.nucleus_width_nm:
             raise ValueError(f"{owner}.n_cells={self.n_cells!r} is too coarse: the cell width "
                              f"must not exceed nucleus_width_nm={self.nucleus_width_nm!r}")
+
+
+#: The simulated flask's grid: §S.6.5's cell width (4 nm / 502) over twice its range. With
+#: growth exponents n <= 2 the first set of a §S.5 double injection outgrows 4 nm ~130-260 s
+#: after piston B and would pile up at §S.6.5's closed edge (σ -> 0); on [0, 8] nm it reaches
+#: 4.8 nm (n = 2) and 6.8 nm (n = 1) 30 min after B. Where nothing passes 4 nm the results
+#: equal §S.6.5's grid (the default dry run's flask to the last digit).
+FLASK_GRID = GridOptions(n_cells=1004, radius_max_nm=8.0)

@@ -5,6 +5,8 @@ rule); §S.5: a second injection after 4 min forms a second set that catches up.
 are those benchmarks/paper_vs_simulator.py prints.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -41,3 +43,16 @@ def test_the_table_set_stays_the_default_of_the_pure_model():
     table = KineticParameters()
     assert (table.k1_per_s, table.adsorption_a_m_per_s) == (4e-3, 1.0 / 22.0)
     assert SIMULATED_FLASK != table
+
+
+@pytest.mark.parametrize("n", [1.0, 2.0])
+def test_a_fast_growing_first_set_keeps_growing_past_4_nm(n):
+    # n <= 2: the first set outgrows §S.6.5's 4 nm domain after piston B; on the flask's grid it
+    # keeps growing (no pile-up at a closed edge), and the second set trails it throughout.
+    out = run_double_injection(after_b_s=900.0,
+                               parameters=dataclasses.replace(SIMULATED_FLASK, growth_exponent=n))
+    first, second = out["first_nm"], out["second_nm"]
+    assert first[-1] > 4.3, f"first set stopped at {first[-1]:.3f} nm"
+    late = first[len(first) // 2:]
+    assert np.all(np.diff(late) > 0), "the first set stopped growing"
+    assert np.all(second < first)
