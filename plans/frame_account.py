@@ -24,8 +24,9 @@ from event_model import DocumentRouter
 
 #: Frames within this time after injection are the nucleation window (seed 000 §S.3), s.
 NUCLEATION_WINDOW_S = 10.0
-#: A frame starting this little before its slot (rounding of epoch seconds) is in it, s.
-SLOT_TOLERANCE_S = 1e-6
+#: A frame starting this little before its slot is in it (epoch seconds carry ~2e-7 s of rounding;
+#: frames are at least an exposure apart), s.
+SLOT_TOLERANCE_S = 1e-4
 #: Why frames are missing, by acquisition mode (the run's ``acquisition``; software by default).
 SKIPPED_REASON = ("{missing} of {planned} frames skipped: their deadlines had passed (a pause, "
                   "or a machine too slow for the clock speed)")
