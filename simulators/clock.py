@@ -42,7 +42,7 @@ class WorldClock:
     """Clock of the simulated world (see module docstring)."""
 
     def __init__(self, speed: float | None = None, start_epoch: float | None = None,
-                 idle_s: float = 0.001, spin_s: float = 0.002, patience_s: float = 1.0):
+                 idle_s: float = 0.003, spin_s: float = 0.002, patience_s: float = 1.0):
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be positive or None (jump mode), got {speed!r}")
         self.speed = speed
