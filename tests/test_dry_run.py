@@ -39,7 +39,13 @@ def _journaled_events(proc, data_dir, at_least=30, timeout_s=240.0) -> int:
 
 
 @pytest.mark.timeout(1500)  # one full protocol and four more commands; slow under load
-def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
+def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path, capsys):
+    """The dry run as a user starts it (a process of its own); replay, export and report of its
+    run through the command line's ``main`` in this process (each as a process again would
+    only add ~10 s of imports: the commands' own processes are test_quiet_commands' and
+    test_damaged_data's)."""
+    from ncsynth.cli import main
+
     result = _ncsynth("dry-run", "--json", "--data-dir", str(tmp_path), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -73,21 +79,18 @@ def test_full_default_protocol_dry_run_recovers_the_simulated_truth(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # replay through the same analysis code gives the live numbers exactly
-    replayed = _ncsynth("replay", summary["uid"][:8], "--json", "--data-dir", str(tmp_path),
-                        timeout=300)
-    assert replayed.returncode == 0, replayed.stderr[-2000:]
-    again = json.loads(replayed.stdout.strip().splitlines()[-1])
+    capsys.readouterr()
+    assert main(["replay", summary["uid"][:8], "--json", "--data-dir", str(tmp_path)]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["raw_uid"] == summary["uid"]
     for key in ("final_radius_nm", "concentration_molar", "yield_fraction"):
         assert again[key] == summary[key]
     csv = tmp_path / "fits.csv"
-    exported = _ncsynth("export", "-1", "-o", str(csv), "--data-dir", str(tmp_path), timeout=300)
-    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert main(["export", "-1", "-o", str(csv), "--data-dir", str(tmp_path)]) == 0
     lines = csv.read_text().splitlines()
     assert "radius_nm [nm]" in lines[0] and len(lines) == 1 + 575
     report = tmp_path / "report.png"
-    assert _ncsynth("report", "1", "-o", str(report), "--data-dir", str(tmp_path),
-                    timeout=300).returncode == 0
+    assert main(["report", "1", "-o", str(report), "--data-dir", str(tmp_path)]) == 0
     assert report.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     unknown = _ncsynth("replay", "0123456789", "--data-dir", str(tmp_path), timeout=300)
     assert unknown.returncode == 2 and "no run" in unknown.stderr
