@@ -10,6 +10,9 @@ piston (stream ``injection``). A slot in which no frame started was missed. Soft
 later slots, back to back. Both leave slots empty and are counted alike, as are frames a
 sequence dropped.
 
+A decision of the steering (stream ``agent``, :mod:`ncsynth.plans.steering`) that acts (ends
+the growth, fires piston B) ends the schedule: slots after it were not planned any more.
+
 A run that missed slots of the first :data:`NUCLEATION_WINDOW_S` after injection cannot give
 the 98 % times of seed 000 §S.3 (the concentration builds up within seconds): its summary says
 so rather than reporting a clean success.
@@ -51,6 +54,7 @@ class FrameAccount(DocumentRouter):
         if "raw_uid" in doc:
             return
         self._start, self._streams, self._t0, self._frame_times = doc, {}, None, []
+        self._schedule_end = math.inf  # world time of an acting decision, epoch s
         self.result = {}
 
     def descriptor(self, doc):
@@ -66,6 +70,11 @@ class FrameAccount(DocumentRouter):
             self._t0 = fired if isinstance(fired, (int, float)) and math.isfinite(fired) else None
         elif stream == "primary":
             self._frame_times.append(min(doc["timestamps"].values()))  # the frame's start
+        elif stream == "agent" and math.isinf(self._schedule_end):
+            data = doc["data"]
+            action = str(data.get("agent_action", ""))
+            if action and not action.startswith(("refused", "none")):
+                self._schedule_end = float(data.get("agent_world_time", math.inf))
 
     def stop(self, doc):
         if self._start is None or doc.get("run_start") != self._start["uid"]:
@@ -82,9 +91,13 @@ class FrameAccount(DocumentRouter):
         its frames are taken (the plan's ``close_run``); None if none."""
         if self._start is None:
             return None
-        planned = self._start.get("num_points") or 0
         slots = self._slots()
-        missing = max(planned - len(self._frame_times), slots.count(False))
+        planned = self._start.get("num_points") or 0
+        if math.isfinite(self._schedule_end):  # a decision ended the schedule: its slots so far
+            planned, taken = len(slots), sum(t < self._schedule_end for t in self._frame_times)
+        else:
+            taken = len(self._frame_times)
+        missing = max(planned - taken, slots.count(False))
         if missing == 0:
             return None
         template = LATE_REASON if self._start.get("acquisition") == "detector" else SKIPPED_REASON
@@ -96,9 +109,11 @@ class FrameAccount(DocumentRouter):
         offsets = self._start.get("frame_offsets_s") or []
         if self._t0 is None or not offsets:
             return []
-        starts = [self._t0 + offset - SLOT_TOLERANCE_S for offset in offsets]
-        taken = {bisect.bisect_right(starts, t) - 1 for t in self._frame_times}
-        return [index in taken for index in range(len(offsets))]
+        starts = [self._t0 + offset - SLOT_TOLERANCE_S for offset in offsets
+                  if self._t0 + offset < self._schedule_end]
+        taken = {bisect.bisect_right(starts, t) - 1 for t in self._frame_times
+                 if t < self._schedule_end}
+        return [index in taken for index in range(len(starts))]
 
     def _window(self) -> str | None:
         offsets = self._start.get("frame_offsets_s") or []

@@ -52,8 +52,9 @@ def test_a_failing_run_keeps_its_error_as_the_reason():
     assert stops[-1]["exit_status"] == "fail" and stops[-1]["reason"] == "heater: no answer"
 
 
-def _run_documents(frame_offsets, taken, reason="", acquisition="software"):
-    """A synthesis run's documents: fired at t0 = 1000 s, frames at t0 + the ``taken`` offsets."""
+def _run_documents(frame_offsets, taken, reason="", acquisition="software", decision=None):
+    """A synthesis run's documents: fired at t0 = 1000 s, frames at t0 + the ``taken`` offsets;
+    ``decision``: (offset, action) of a steering decision (stream ``agent``) after the frames."""
     bundle = compose_run(metadata={"num_points": len(frame_offsets), "piston": "A",
                                    "frame_offsets_s": frame_offsets, "acquisition": acquisition})
     yield "start", bundle.start_doc
@@ -68,6 +69,13 @@ def _run_documents(frame_offsets, taken, reason="", acquisition="software"):
     for offset in taken:
         yield "event", primary.compose_event(data={"saxs_stats": 1.0},
                                              timestamps={"saxs_stats": 1000.0 + offset})
+    if decision is not None:
+        keys = {"agent_action": {"dtype": "string", "shape": [], "source": "sim"},
+                "agent_world_time": {"dtype": "number", "shape": [], "source": "sim"}}
+        agent = bundle.compose_descriptor(name="agent", data_keys=keys)
+        yield "descriptor", agent.descriptor_doc
+        data = {"agent_action": decision[1], "agent_world_time": 1000.0 + decision[0]}
+        yield "event", agent.compose_event(data=data, timestamps=dict.fromkeys(data, 1000.0))
     yield "stop", bundle.compose_stop(reason=reason)  # counts the events per stream
 
 
@@ -121,3 +129,21 @@ def test_frames_a_detector_timed_sequence_started_late_or_dropped_count_as_misse
     for name, doc in _run_documents(offsets, on_time, acquisition="detector"):
         account(name, doc)
     assert account.result == {}
+
+
+def test_a_steering_decision_that_ends_the_growth_ends_the_schedule():
+    """The steering (plans.steering) stopped the growth at 7 s: the slots after it were not
+    planned any more, so a run that took every frame until then skipped none; one that
+    missed a slot before the decision did, counted among the slots until the decision."""
+    offsets = [0.0, 1.0, 2.5, 6.0, 12.0, 30.0, 60.0]
+    account = FrameAccount()
+    for name, doc in _run_documents(offsets, offsets[:4], decision=(7.0, "heater off (safe state)")):
+        account(name, doc)
+    assert account.result == {}
+    for name, doc in _run_documents(offsets, [0.0, 1.0, 6.0], decision=(7.0, "heater off")):
+        account(name, doc)
+    assert account.result["frames_skipped"] == SKIPPED_REASON.format(missing=1, planned=4)
+    refused = "refused: piston B spent; not fired"  # a decision that did not act ends nothing
+    for name, doc in _run_documents(offsets, offsets[:4], decision=(7.0, refused)):
+        account(name, doc)
+    assert account.result["frames_skipped"] == SKIPPED_REASON.format(missing=3, planned=7)
