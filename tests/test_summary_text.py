@@ -57,6 +57,12 @@ def test_undetermined_kinetics_and_a_run_without_analysis_say_so():
     rows = _rows(format_summary(bare))
     assert rows["radius"] == "not analysed   (simulated flask: 1.731 nm)"
     assert "kinetics" not in rows and "analysis" not in rows
+    # a law fitted to a run too short to reach 98 % (a 4 s session): no time to 4 digits
+    short = {**SUMMARY, "kinetics": {**SUMMARY["kinetics"], "second_order_chi2_reduced": 0.0371,
+                                     "second_order_describes_data": True,
+                                     "law_t_yield_s": 143892.0, "law_t_yield_err_s": 1.39e9}}
+    assert _rows(format_summary(short))["laws"].endswith(
+        "S3.2 reduced chi2 0.0371 (fits), 98% time not constrained (1.439e+05 s ± 1.39e+09 s)")
 
 
 def test_the_growth_exponent_of_a_double_injection_is_shown_with_its_interval():

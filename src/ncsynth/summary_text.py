@@ -177,6 +177,12 @@ def _with_error(value, error, unit: str) -> str:
     return f"{value:.{digits}f} ± {error:.{digits}f}{unit}"
 
 
+def _unconstrained(value, error) -> bool:
+    """Whether ``error`` is finite and larger than ``value``: the data say nothing of it."""
+    numbers = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (value, error))
+    return numbers and error > abs(value)
+
+
 def _kinetics(kinetics: dict, truth: dict) -> str:
     """The 98 % times and the nucleation fraction from the data (§S.3), the flask's beside them."""
     if not kinetics.get("success"):
@@ -204,8 +210,12 @@ def _laws(kinetics: dict) -> str:
                                  ("S3.2", "second_order_chi2_reduced", "second_order_describes_data",
                                   "law_t_yield_s")):
         verdict = "fits" if kinetics.get(fits) else "does not describe the data"
-        parts.append(f"{law} reduced chi2 {_number(kinetics.get(chi2))} ({verdict}), 98% at "
-                     f"{_with_error(kinetics.get(key), kinetics.get(_error_key(key)), ' s')}")
+        value, error = kinetics.get(key), kinetics.get(_error_key(key))
+        if _unconstrained(value, error):  # a law fitted to a run too short to reach 98 %
+            when = f"98% time not constrained ({_number(value, ' s')} ± {_number(error, ' s')})"
+        else:
+            when = f"98% at {_with_error(value, error, ' s')}"
+        parts.append(f"{law} reduced chi2 {_number(kinetics.get(chi2))} ({verdict}), {when}")
     return "; ".join(parts)
 
 
