@@ -32,6 +32,10 @@ import numpy as np
 
 from ncsynth import validation
 
+#: The raw run's stream of steering decisions (one event per decision; fields ``agent_<name>``,
+#: :data:`ncsynth.plans.steering.AGENT_TEXT` and ``AGENT_NUMBERS``).
+AGENT = "agent"
+
 
 @dataclass(frozen=True)
 class FitPoint:

@@ -25,6 +25,8 @@ import math
 
 from event_model import DocumentRouter
 
+from .decisions import AGENT
+
 #: Frames within this time after injection are the nucleation window (seed 000 §S.3), s.
 NUCLEATION_WINDOW_S = 10.0
 #: A frame starting this little before its slot is in it (epoch seconds carry ~2e-7 s of rounding;
@@ -70,11 +72,11 @@ class FrameAccount(DocumentRouter):
             self._t0 = fired if isinstance(fired, (int, float)) and math.isfinite(fired) else None
         elif stream == "primary":
             self._frame_times.append(min(doc["timestamps"].values()))  # the frame's start
-        elif stream == "agent" and math.isinf(self._schedule_end):
+        elif stream == AGENT and math.isinf(self._schedule_end):
             data = doc["data"]
-            action = str(data.get("agent_action", ""))
+            action = str(data.get(f"{AGENT}_action", ""))
             if action and not action.startswith(("refused", "none")):
-                self._schedule_end = float(data.get("agent_world_time", math.inf))
+                self._schedule_end = float(data.get(f"{AGENT}_world_time", math.inf))
 
     def stop(self, doc):
         if self._start is None or doc.get("run_start") != self._start["uid"]:

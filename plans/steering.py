@@ -38,10 +38,9 @@ from ophyd import Device, Signal
 
 from ncsynth import timebase
 from ncsynth.devices.clock import DeadlineTimer
-from ncsynth.steering_feed import AGENT
 
 from .checks import check_protocol, hot_injection_schedule, schedule_offsets
-from .decisions import RadiusRule, SteeringLimits, check_steering, running_radius
+from .decisions import AGENT, RadiusRule, SteeringLimits, check_steering, running_radius
 from .hot_injection import frames_after_firing, injection_with_frames, synthesis_run
 from .readiness import NOT_READY
 from .recipe import Recipe

@@ -13,7 +13,8 @@ from event_model import compose_run
 
 from ncsynth.plans.decisions import (FitPoint, RadiusRule, SteeringLimits, check_steering,
                                      running_radius)
-from ncsynth.steering_feed import AGENT, FITS, DecisionLog, FitFeed
+from ncsynth.plans.decisions import AGENT
+from ncsynth.steering_feed import FITS, DecisionLog, FitFeed
 from test_command_line import refuse
 
 
