@@ -422,3 +422,26 @@ def test_the_writer_process_is_for_an_embedded_catalog(catalog):
 
     with pytest.raises(ValueError, match="data_dir"):
         CatalogWriter(None, catalog.layout, worker="process")
+
+
+def test_snapshots_of_killed_readers_are_removed_and_live_ones_kept(tmp_path):
+    """A reader of read-only media killed with SIGKILL leaves its snapshot (its exit handler
+    never runs); the next reader removes it, not one whose process still runs."""
+    from ncsynth.storage.read_only import SNAPSHOT_PREFIX, remove_orphaned_snapshots
+
+    reader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        killed.kill()
+        killed.wait()
+        orphan = tmp_path / f"{SNAPSHOT_PREFIX}{killed.pid}-abc"
+        live = tmp_path / f"{SNAPSHOT_PREFIX}{reader.pid}-def"
+        other = tmp_path / "ncsynth-something-else"
+        for path in (orphan, live, other):
+            path.mkdir()
+            (path / "catalog.db").write_bytes(b"x")
+        assert remove_orphaned_snapshots(tmp_path) == [orphan]
+        assert not orphan.exists() and live.is_dir() and other.is_dir()
+    finally:
+        reader.kill()
+        reader.wait()

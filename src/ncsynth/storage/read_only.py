@@ -5,7 +5,8 @@ and SQLite opens such a file, even to read it, only where it can create its ``-s
 beside it: in a read-only directory it cannot open ``catalog.db`` at all. A process that only
 reads (``ncsynth export``, ``report``, ``validate``; ``open_catalog(..., read_only=True)``)
 gets a *snapshot* instead: ``catalog.db`` and ``tables.sqlite`` (with any ``-wal`` file a
-copy caught open) copied into a private temporary directory, removed at exit, the catalog's
+copy caught open) copied into a private temporary directory, removed at exit (or, after a
+SIGKILL, by the next reader: :func:`remove_orphaned_snapshots`), the catalog's
 reference to the event tables pointed at the copy. Frames and arrays are read where they are:
 the catalog refers to them by absolute path, so in the copy's catalog the paths under the
 directory where the runs were written become paths under this one (a directory copied to a
@@ -29,6 +30,9 @@ from pathlib import Path
 
 from .layout import DataDirectory, DataDirectoryError
 
+#: Name of a snapshot directory before its process id (``ncsynth-read-only-<pid>-<random>``).
+SNAPSHOT_PREFIX = "ncsynth-read-only-"
+
 
 def is_read_only(layout: DataDirectory) -> bool:
     """The directory holds an SQLite catalog this process cannot write beside."""
@@ -50,7 +54,8 @@ def snapshot(layout: DataDirectory) -> DataDirectory:
 
     if not is_read_only(layout):
         return layout
-    copy = Path(tempfile.mkdtemp(prefix="ncsynth-read-only-"))
+    remove_orphaned_snapshots(Path(tempfile.gettempdir()))
+    copy = Path(tempfile.mkdtemp(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, copy, ignore_errors=True)
     copied = dataclasses.replace(layout, snapshot=copy)
     try:
@@ -67,6 +72,29 @@ def snapshot(layout: DataDirectory) -> DataDirectory:
     except DataDirectoryError as err:
         raise DataDirectoryError(str(err).replace(str(copy), str(layout.root))) from None
     return copied
+
+
+def remove_orphaned_snapshots(parent: Path) -> list[Path]:
+    """Remove the snapshots in ``parent`` whose process is gone (a reader killed with
+    SIGKILL never runs its exit handler); return them. A snapshot is
+    ``<SNAPSHOT_PREFIX><pid>-<random>``; one of a live process (or of another user's) stays."""
+    removed = []
+    for path in parent.glob(f"{SNAPSHOT_PREFIX}*-*"):
+        pid = path.name[len(SNAPSHOT_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _point_assets(db: sqlite3.Connection, root: Path, tables_copy: Path) -> None:
