@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ncsynth.analysis_catchup import FollowedRun
 from ncsynth.runs import replay_run
+from ncsynth.storage.journal import RunJournal
 from ncsynth.storage import open_catalog
 
 NCSYNTH = [sys.executable, "-m", "ncsynth.cli"]
@@ -118,19 +120,113 @@ def test_the_service_stores_the_fits_the_analysis_makes_in_process(configuration
         _stop(service)
 
 
-def test_a_service_killed_mid_run_leaves_acquisition_untouched(configuration):
+def _journaled_events(configuration) -> int:
+    """Events in the journal of the raw run being acquired (0 before its start or after its end)."""
+    for journal in (configuration.parent / "data" / "journal" / "active").glob("*.jsonl"):
+        lines = journal.read_text().splitlines()
+        if lines and "raw_uid" not in lines[0]:
+            return sum('"name": "event_page"' in line for line in lines)
+    return 0
+
+
+def _await_events(configuration, acquiring: subprocess.Popen, count: int) -> None:
+    deadline = time.monotonic() + 300
+    while _journaled_events(configuration) < count:
+        assert time.monotonic() < deadline and acquiring.poll() is None, f"the run did not reach {count} events"
+        time.sleep(0.2)
+
+
+def _assert_every_frame_analysed_once_as_in_process(catalog, summary) -> None:
+    """The raw run has one analysis run, complete, with one fit per frame equal (1e-9) to
+    the fits of an in-process analysis of the stored run."""
+    uid = summary["uid"]
+    served = _analysis(catalog, uid)
+    assert len(catalog.analyses(uid)) == 1, [run.metadata.get("stop") for run in catalog.analyses(uid).values()]
+    fits = served["fits"].read()
+    frame_times = np.asarray(fits["frame_time"])
+    assert len(frame_times) == summary["frames"] == len(np.unique(frame_times))
+    here = catalog[replay_run(catalog, uid)["analysis_uid"]]["fits"].read()
+    for column in ("time_s", "frame_time", *FIT_COLUMNS):
+        np.testing.assert_allclose(np.asarray(fits[column]), np.asarray(here[column]), rtol=1e-9, atol=0,
+                                   err_msg=column)
+
+
+def test_a_service_started_after_the_run_began_catches_it_up_from_the_catalog(configuration):
+    """The service starts when the run has taken frames: it analyses the run from the run's
+    journal in the data directory, then live: every frame once, the in-process fits."""
+    acquiring = _dry_run(configuration, 30)
+    _await_events(configuration, acquiring, 12)
+    service = _serve(configuration)
+    try:
+        summary = _summary(acquiring)
+        assert summary["exit_status"] == "success" and summary["frames"] >= 25
+        with open_catalog(configuration.parent / "data") as catalog:
+            _assert_every_frame_analysed_once_as_in_process(catalog, summary)
+    finally:
+        err = _stop(service)
+    assert f"run {summary['uid'][:8]} began before this service subscribed; catching it up" in err
+
+
+def test_a_service_killed_mid_run_leaves_acquisition_untouched_and_its_restart_analyses_the_run_once(
+        configuration):
     """SIGKILL to the service during the run: the dry run goes on, succeeds and keeps every
-    frame (the publisher never waits for its subscribers)."""
+    frame (the publisher never waits for its subscribers). A service started again during the
+    run replaces the unfinished analysis run of the killed one: one analysis run, every frame
+    once, the in-process fits."""
     service = _serve(configuration)
     acquiring = _dry_run(configuration, 60)
-    journals = configuration.parent / "data" / "journal" / "active"
-    deadline = time.monotonic() + 300
-    while sum(1 for journal in journals.glob("*.jsonl") for _ in journal.open()) < 40:  # under way
-        assert time.monotonic() < deadline and acquiring.poll() is None, "the run did not start"
-        time.sleep(0.2)
+    _await_events(configuration, acquiring, 30)
     service.kill()
     service.wait()
-    summary = _summary(acquiring)
-    assert summary["exit_status"] == "success" and summary["frames"] >= 55
-    with open_catalog(configuration.parent / "data") as catalog:
-        assert len(catalog[summary["uid"]]["primary"]["saxs_image"].read()) == summary["frames"]
+    unfinished = [journal for journal in (configuration.parent / "data" / "journal" / "active").glob("*.jsonl")
+                  if "raw_uid" in journal.open().readline()]
+    assert len(unfinished) == 1, "the killed service left no unfinished analysis run"
+    _await_events(configuration, acquiring, 40)  # frames taken while no service runs
+    restarted = _serve(configuration)
+    try:
+        summary = _summary(acquiring)
+        assert summary["exit_status"] == "success" and summary["frames"] >= 55
+        with open_catalog(configuration.parent / "data") as catalog:
+            assert len(catalog[summary["uid"]]["primary"]["saxs_image"].read()) == summary["frames"]
+            _assert_every_frame_analysed_once_as_in_process(catalog, summary)
+            assert unfinished[0].stem not in catalog.client  # replaced, not left beside the new one
+        assert not unfinished[0].exists()  # Catalog.recover will not complete it half-way
+    finally:
+        _stop(restarted)
+
+
+def test_a_followed_run_feeds_the_journal_and_the_live_documents_once_in_order(tmp_path):
+    """A run's journal being written (real RunJournal on disk) and the published documents,
+    overlapping both ways: each document reaches the analysis once, in emission order; a line
+    still being written waits for its end."""
+    from event_model import compose_run, pack_event_page
+
+    run = compose_run()
+    descriptor = run.compose_descriptor(name="primary", data_keys={"x": {"dtype": "number", "shape": [],
+                                                                         "source": "test"}})
+    events = [descriptor.compose_event(data={"x": i}, timestamps={"x": i}, seq_num=i + 1) for i in range(4)]
+    stop = run.compose_stop()
+    emitted = [("start", run.start_doc), ("descriptor", descriptor.descriptor_doc),
+               *[("event", event) for event in events], ("stop", stop)]
+    fed = []
+    path = tmp_path / f"{run.start_doc['uid']}.jsonl"
+    with RunJournal(path) as journal:
+        for name, doc in emitted[:3]:
+            journal(name if name != "event" else "event_page", doc if name != "event" else pack_event_page(doc))
+        followed = FollowedRun(path, lambda name, doc: fed.append((name, doc)))
+        followed.top_up(emitted[3])  # the journal holds start, descriptor, event 0; event 1 is live only
+        journal("event_page", pack_event_page(events[1]))  # the journal catches up: not fed again
+        journal("event_page", pack_event_page(events[2]))
+        line = json.dumps({"name": "event_page", "doc": pack_event_page(events[3])}) + "\n"
+        with open(path, "a") as file:  # event 3, half written
+            file.write(line[:40])
+        followed.top_up(None)
+        assert len(fed) == 5  # events 0-2: not the half-written line
+        with open(path, "a") as file:
+            file.write(line[40:])
+        journal("stop", stop)
+        followed.top_up(emitted[-1])  # the stop, journaled and live
+    assert [name for name, _ in fed] == ["start", "descriptor", "event_page", "event", "event_page",
+                                        "event_page", "stop"]
+    assert [doc["seq_num"] if name == "event" else doc["seq_num"][0] for name, doc in fed[2:6]] == [1, 2, 3, 4]
+    assert followed.stopped and followed.documents == len(emitted)
