@@ -8,7 +8,7 @@ through ``emit(name, doc)`` (e.g. the catalog writer, a :class:`~ncsynth.analysi
   ``frame_time`` (frame start, epoch s), radius / σ / concentration / background with their
   statistical errors (``*_err_*``) and their size-model systematic errors (``radius_syst_nm``,
   ``sigma_syst_nm``, ``concentration_syst_molar``:
-  :func:`~ncsynth.analysis.frame_model.size_model_systematic`; combine in quadrature),
+  :class:`~ncsynth.analysis.frame_model.SizeModelError`; combine in quadrature),
   ``sigma_upper_nm`` (σ only an upper limit while the pattern does not resolve it, else NaN),
   ``yield_fraction`` (S2.6), ``chi2_reduced``, ``success``, ``reason``, ``temperature_c``, and
   the same frame fitted with one skewed population (``skewed_*``, ``skewness``,
@@ -68,7 +68,8 @@ from ncsynth.analysis.nucleation_period import summarize_kinetics
 from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, DEFAULT_Q_RANGE_NM, Pattern, Reducer,
                                         average, calibration_from_beam, subtract)
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
-from ncsynth.analysis.frame_model import FrameModel, preferred_model, size_model_systematic
+from ncsynth.analysis.frame_model import (FrameModel, SizeModelError, preferred_model,
+                                          size_model_systematic)
 from ncsynth.analysis.skewed import SkewedFit, fit_skewed
 from ncsynth.errors import first_line
 from ncsynth.queues import wait_drained
@@ -389,6 +390,7 @@ class SAXSAnalysis(DocumentRouter):
         #: the preferred size model's totals (FrameModel) of the same frames
         self.frame_models: list = []
         self._last_two = None
+        self._size_model = SizeModelError()
         self.times_s: list[float] = []
         self.kinetics: dict | None = None
         self._raw_start: dict | None = None
@@ -572,9 +574,13 @@ class SAXSAnalysis(DocumentRouter):
         self.times_s.append(time_s)
         self._cds.append(cd)
         self._yields.append(yld)
-        self._emit_frame(doc, fit, skewed, model, time_s, frame_time, yld, float(temperature), pattern)
+        systematic = self._size_model.add(size_model_systematic(
+            fit, skewed, two if model.populations == 2 else None))
+        self._emit_frame(doc, fit, skewed, model, systematic, time_s, frame_time, yld,
+                         float(temperature), pattern)
 
-    def _emit_frame(self, raw_event, fit, skewed, model, time_s, frame_time, yld, temperature, pattern):
+    def _emit_frame(self, raw_event, fit, skewed, model, systematic, time_s, frame_time, yld,
+                    temperature, pattern):
         if self._bundle is None:
             self._open_derived_run()
         data = {"time_s": time_s, "frame_time": frame_time,
@@ -584,7 +590,7 @@ class SAXSAnalysis(DocumentRouter):
                 "concentration_molar": fit.concentration_molar,
                 "concentration_err_molar": fit.concentration_err_molar,
                 **dict(zip(("radius_syst_nm", "sigma_syst_nm", "concentration_syst_molar"),
-                           size_model_systematic(fit, skewed))),
+                           systematic)),
                 "background_cm": fit.background_cm, "yield_fraction": yld,
                 "chi2_reduced": fit.chi2_reduced, "skewed_radius_nm": skewed.radius_nm,
                 "skewed_sigma_nm": skewed.sigma_nm, "skewness": skewed.skewness,

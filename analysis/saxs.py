@@ -17,7 +17,12 @@ Standard errors come from the full 4-parameter covariance (JᵀWJ)⁻¹ at the o
 scaled by the reduced χ²: the σ given with the pattern are absolute counting errors (§S.2.2),
 tests/test_saxs_fit.py checks that the scatter of fitted values over noisy patterns matches these
 errors, and a χ²_red far from 1 (reported) says that the model or the σ are off rather than
-being silently folded into the errors.
+being silently folded into the errors. A faint pattern does not resolve the width (σ is then
+an upper limit): R and σ² trade along a valley. Where σ² is zero for the pattern (at its bound,
+or below ``ZERO_WIDTH_FRACTION`` of its error, where the search in ln σ stalls) the errors of
+R, c and b hold σ, as the estimate does: the full covariance adds the valley down to σ² < 0, a
+move the bound forbids (it gave R errors 5–10× those of the frames at the bound, issue 13).
+Inside the valley the full covariance stands (tests/test_saxs_fit.py).
 
 Frames that cannot be fitted (too few finite points, σ ≤ 0, no particle signal above a flat
 background, no convergence) give ``SphereFit(success=False, reason=...)`` instead of raising.
@@ -48,6 +53,9 @@ SIGMA_MIN_NM = 1e-4
 MAX_ITERATIONS = 60
 #: One-sided 95 % normal quantile of the width's upper limit.
 UPPER_LIMIT_Z = 1.645
+#: σ² below this fraction of its standard error (σ² < f·2σ·err σ: moving σ to its bound costs
+#: χ² < f² = 0.01) is a zero width for the pattern, as at the bound (see the module docstring).
+ZERO_WIDTH_FRACTION = 0.1
 #: Stop when every step is below this fraction of the parameter's standard error.
 STEP_TOLERANCE = 1e-4
 
@@ -64,8 +72,8 @@ class SphereFit:
     Values are NaN when ``success`` is False; ``reason`` then says why. ``sigma_upper_nm``: when
     the pattern does not resolve the width (σ at its lower bound, or its error larger than σ,
     as in the first seconds of a synthesis), σ is only an upper limit: this one-sided 95 %
-    limit, from the error of σ² (what the pattern sees); NaN when σ is measured. At the bound
-    ``sigma_err_nm`` is NaN and the other errors hold σ there.
+    limit, from the error of σ² (what the pattern sees); NaN when σ is measured. Where σ² is zero
+    for the pattern the errors of R, c and b hold σ there; at the bound ``sigma_err_nm`` is NaN.
     """
 
     radius_nm: float
@@ -341,12 +349,15 @@ def fit_pattern(q_nm, intensity_cm, sigma_cm, guess=None, q_range_nm=None) -> Sp
         return SphereFit.failed(f"radius ran to the bound {radius:.3g} nm", n)
     errors = _standard_errors(context.kernel, projection.inv_sigma, radius, sigma, c)
     upper = math.nan
-    if theta[1] <= _LOG_LOWER[1] + 1e-6 or not errors[1] < sigma:
+    at_bound = theta[1] <= _LOG_LOWER[1] + 1e-6
+    if at_bound or not errors[1] < sigma:
         # σ² is what the pattern sees (⟨V²F²⟩ moves with σ², not σ): one-sided 95 % limit
         upper = math.sqrt(sigma**2 + UPPER_LIMIT_Z * 2.0 * sigma * errors[1])
-    if theta[1] <= _LOG_LOWER[1] + 1e-6:  # at its bound: R, c, b errors with σ held there
-        errors = _standard_errors(context.kernel, projection.inv_sigma, radius, sigma, c,
-                                  sigma_fixed=True)
+    if at_bound or sigma < ZERO_WIDTH_FRACTION * 2.0 * errors[1]:
+        # σ² is 0 for the pattern: R, c, b errors with σ held there (see the module docstring)
+        held = _standard_errors(context.kernel, projection.inv_sigma, radius, sigma, c,
+                                sigma_fixed=True)
+        errors = (held[0], math.nan if at_bound else errors[1], held[2], held[3])
     return SphereFit(float(radius), float(sigma), float(c), float(b), *errors,
                      chi2_reduced=float(cost / dof), n_points=n, success=True,
                      sigma_upper_nm=float(upper))

@@ -6,11 +6,12 @@ mid-exposure). This module sets the run's latest analysis beside it, with pulls
 (measured − true)/error:
 
 * the 98 % times of concentration and yield and the nucleation fraction (§S.3);
-* per-frame pulls of the radius and the concentration (Gaussian fits, S2.1–S2.3, against the
-  flask's number-weighted mean radius and number concentration; statistical and size-model
-  errors in quadrature), mean and spread in the windows 1–5 s, 5–60 s and after 60 s: a
-  spread near 1 says the errors are honest, a mean far from 0 a bias the size-model error
-  does not cover; the noise std (statistical errors only) says whether those match the scatter;
+* per-frame pulls of the radius, the width and the concentration (Gaussian fits, S2.1–S2.3,
+  against the flask's number-weighted mean radius, standard deviation and number
+  concentration; statistical and size-model errors in quadrature; a width given as an upper
+  limit has none), mean and spread in the windows 1–5 s, 5–60 s and after 60 s: a spread near
+  1 says the errors are honest, a mean far from 0 a bias the size-model error does not cover;
+  the noise std (statistical errors only) says whether those match the scatter;
 * after a second injection, the growth exponent (S4.15) against the effective exponent of
   the flask's two sets over the same window (§S.5; the analysis is re-run, ~1 min).
 """
@@ -96,10 +97,16 @@ def validate_run(catalog, ref, root) -> dict:
                          float(truth["headline"].get("growth_exponent_effective", math.nan))))
     fits = derived["fits"].read()
     frames = truth["frames"]
-    pulls = {name: frame_pulls(fits["time_s"], fits[key], fits[err], frames["time_s"], frames[true],
-                               systematic=fits[syst] if syst in fits else None)
+    measured = {key: np.asarray(fits[key], dtype=float) for key in fits.keys()
+                if key not in ("reason", "success")}
+    if "sigma_upper_nm" in measured:  # a width given as an upper limit has no pull
+        measured["sigma_nm"] = np.where(np.isfinite(measured["sigma_upper_nm"]), math.nan,
+                                        measured["sigma_nm"])
+    pulls = {name: frame_pulls(measured["time_s"], measured[key], measured[err], frames["time_s"],
+                               frames[true], systematic=measured.get(syst))
              for name, key, err, syst, true in (
                  ("radius", "radius_nm", "radius_err_nm", "radius_syst_nm", "mean_radius_nm"),
+                 ("sigma", "sigma_nm", "sigma_err_nm", "sigma_syst_nm", "std_radius_nm"),
                  ("concentration", "concentration_molar", "concentration_err_molar",
                   "concentration_syst_molar", "concentration_molar"))}
     return {"uid": start["uid"], "headline": headline, "frame_pulls": pulls}
