@@ -14,8 +14,8 @@ is the one source with no gap and no reordering.
 :class:`JournalFollower` reads a journal incrementally (an open file survives the writer
 moving it to ``journal/complete`` at the run's end); :class:`FollowedRun` feeds its records
 and the live documents to the analysis once each, deduplicated by document uid (event uids of
-an ``event_page``), in emission order. :func:`open_raw_runs` lists the runs being acquired
-(locked journals) for the service's start-up; :func:`replace_unfinished_analyses` removes the
+an ``event_page``), in emission order. :func:`runs_to_catch_up` lists the runs being acquired
+and those a killed service left half-analysed, for the service's start-up; :func:`replace_unfinished_analyses` removes the
 unfinished analysis runs a killed service left of a run it is about to analyse again.
 """
 
@@ -68,15 +68,22 @@ def _start_of(path: Path) -> dict | None:
     return record.get("doc") if isinstance(record, dict) and record.get("name") == "start" else None
 
 
-def open_raw_runs(layout: DataDirectory) -> list[str]:
-    """Uids of the raw runs being acquired into this data directory now (their journal is in
-    ``journal/active`` and locked by a live writer), oldest first."""
+def runs_to_catch_up(layout: DataDirectory) -> list[str]:
+    """Uids of the raw runs an analysis service starting now must catch up, oldest first: the
+    runs being acquired into this data directory (their journal is in ``journal/active``,
+    locked by a live writer) and the complete runs whose analysis a dead writer left
+    unfinished (an analysis run's unlocked journal in ``journal/active``: a killed service's)."""
     uids = []
     for path in sorted(Path(layout.active_journals).glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
         start = _start_of(path)
-        if start is not None and "raw_uid" not in start and _locked(path):
+        if start is None:
+            continue
+        if "raw_uid" not in start and _locked(path):
             uids.append(start["uid"])
-    return uids
+        elif (start.get("raw_uid") and not _locked(path)  # not a dead acquisition's: recover() has it
+              and (Path(layout.complete_journals) / f"{start['raw_uid']}.jsonl").exists()):
+            uids.append(start["raw_uid"])
+    return list(dict.fromkeys(uids))
 
 
 def complete_analysis(catalog, raw_uid: str):

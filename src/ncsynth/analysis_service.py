@@ -29,7 +29,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from ncsynth.analysis_catchup import (FollowedRun, complete_analysis, journal_of, open_raw_runs,
+from ncsynth.analysis_catchup import (FollowedRun, complete_analysis, journal_of, runs_to_catch_up,
                                       replace_unfinished_analyses)
 from ncsynth.analysis_worker import AnalysisProcess, InProcessAnalysis
 
@@ -80,7 +80,7 @@ class AnalysisService:
     ``LiveAnalysis`` (results stored by ``catalog``'s writer, figure in ``figure_dir``).
 
     A run whose start it saw is analysed from the published documents. A run it joined late
-    (a document of a run whose start it did not see, or :meth:`catch_up_open_runs` at
+    (a document of a run whose start it did not see, or :meth:`catch_up` at
     start-up) is analysed from its journal in the data directory, topped up at each live
     document and at each :meth:`top_up` (:class:`~ncsynth.analysis_catchup.FollowedRun`:
     emission order, each document once); an unfinished analysis run a killed service left of
@@ -132,7 +132,7 @@ class AnalysisService:
     def _run_of(self, doc: dict) -> str | None:
         run = doc.get("run_start") or self._descriptors.get(doc.get("descriptor"))
         if run is None and doc.get("descriptor"):  # an event of a run joined late
-            self.catch_up_open_runs()
+            self.catch_up()
             run = self._descriptors.get(doc["descriptor"])
             if run is None:
                 self._descriptors[doc["descriptor"]] = ""  # not a run being acquired here
@@ -170,10 +170,11 @@ class AnalysisService:
             self._descriptors[doc["uid"]] = doc["run_start"]
         self._live(name, doc)
 
-    def catch_up_open_runs(self) -> None:
-        """Follow every raw run being acquired into the data directory whose start this
-        service did not see (at start-up: the runs it joined late)."""
-        for run in open_raw_runs(self.catalog.layout):
+    def catch_up(self) -> None:
+        """Follow the raw runs being acquired into the data directory and those a killed
+        service left half-analysed, unless this service analyses them already (at start-up:
+        the runs it joined late)."""
+        for run in runs_to_catch_up(self.catalog.layout):
             if run not in self._runs and run not in self._followed and run not in self._passed:
                 self._follow(run)
 
@@ -217,7 +218,7 @@ def serve(config: dict, address: str | None = None, *, ready=None) -> None:
         dispatcher.subscribe(service)
         for number in (signal.SIGINT, signal.SIGTERM):  # end the dispatcher's poll: start() returns
             signal.signal(number, lambda *_: dispatcher.loop.call_soon_threadsafe(_cancel, dispatcher))
-        dispatcher.loop.call_soon(service.catch_up_open_runs)
+        dispatcher.loop.call_soon(service.catch_up)
         if ready is not None:
             dispatcher.loop.call_soon(ready)
         dispatcher.loop.call_soon(_top_up, dispatcher.loop, service)
