@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,11 +63,25 @@ def configuration(tmp_path, proxy):
     return path
 
 
-def _serve(configuration) -> subprocess.Popen:
-    """``ncsynth analysis serve`` once it says it is subscribed."""
-    process = subprocess.Popen([*NCSYNTH, "analysis", "serve", "--config", str(configuration)], env=ENV,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = process.stdout.readline()
+def _serve(configuration, paused: subprocess.Popen | None = None) -> subprocess.Popen:
+    """``ncsynth analysis serve`` once it says it is subscribed. ``paused``: a dry run stopped
+    (SIGSTOP) while the service starts and continued (SIGCONT) once it is subscribed, or after
+    60 s (a stop that caught a catalog write holds the write lock the service's catch-up needs),
+    so the run is still being acquired when the service joins, however loaded the machine."""
+    if paused is not None:
+        paused.send_signal(signal.SIGSTOP)
+    try:
+        process = subprocess.Popen([*NCSYNTH, "analysis", "serve", "--config", str(configuration)], env=ENV,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first_line: list[str] = []
+        reader = threading.Thread(target=lambda: first_line.append(process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(60 if paused is not None else 300)
+    finally:
+        if paused is not None:
+            paused.send_signal(signal.SIGCONT)
+    reader.join(300)
+    line = first_line[0] if first_line else ""
     assert "subscribed" in line, process.stderr.read() if process.poll() is not None else line
     return process
 
@@ -156,7 +171,7 @@ def test_a_service_started_after_the_run_began_catches_it_up_from_the_catalog(co
     journal in the data directory, then live: every frame once, the in-process fits."""
     acquiring = _dry_run(configuration, 30)
     _await_events(configuration, acquiring, 12)
-    service = _serve(configuration)
+    service = _serve(configuration, paused=acquiring)
     try:
         summary = _summary(acquiring)
         assert summary["exit_status"] == "success" and summary["frames"] >= 25
@@ -176,8 +191,12 @@ def test_a_service_killed_mid_run_leaves_acquisition_untouched_and_its_restart_a
     service = _serve(configuration)
     acquiring = _dry_run(configuration, 40)
     _await_events(configuration, acquiring, 30)
-    service.kill()
-    service.wait()
+    acquiring.send_signal(signal.SIGSTOP)  # the kill lands mid-run, however loaded the machine
+    try:
+        service.kill()
+        service.wait()
+    finally:
+        acquiring.send_signal(signal.SIGCONT)
     unfinished = [journal for journal in (configuration.parent / "data" / "journal" / "active").glob("*.jsonl")
                   if "raw_uid" in journal.open().readline()]
     assert len(unfinished) == 1, "the killed service left no unfinished analysis run"
