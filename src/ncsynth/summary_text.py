@@ -22,7 +22,8 @@ _SHOWN = {"uid", "raw_uid", "analysis_uid", "scan_id", "frames_skipped", "nuclea
           "growth_exponent_pairs", "growth_exponent_reason", "growth_exponent_window_s",
           "growth_exponent_model_spread",
           "growth_exponent_window_after_b_s", "second_population", "decisions", "steering",
-          "second_population_onset_after_b_s", "bimodal_frames", "frames_after_b"}
+          "second_population_onset_after_b_s", "bimodal_frames", "frames_after_b",
+          "second_population_resolved_after_b_s", "crystal_number_ratio_max"}
 
 
 def format_summary(summary: dict) -> str:
