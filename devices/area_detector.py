@@ -73,9 +73,10 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     trigger), started by writing ``cam.acquire``. An EPICS area detector cannot take a list of
     arbitrary start times, and the §S.1.4 schedule is geometric, not evenly spaced (which
     ``ImageMode`` Multiple with ``AcquirePeriod`` would give), so the detector-timed sequence
-    is software-scheduled: a background thread waits on :mod:`ncsynth.timebase` until each start
-    time, starts one exposure and waits until the plugin has written
-    it. The frame time is the clock's time when ``acquire`` was written. Limits: starts are late
+    is software-scheduled: a background thread waits for each start time in turn
+    (:func:`ncsynth.timebase.deadlines`, the whole schedule given to the clock), starts one
+    exposure and waits until the plugin has written it. The frame time is the clock's time
+    when ``acquire`` was written. Limits: starts are late
     by the thread's wake-up (~0.5 ms with the system clock's spin wait) plus the Channel Access
     put and the driver's arming (detector dependent); consecutive starts need at least exposure
     + read-out + file write; a start time that has passed when the previous frame is written
@@ -274,9 +275,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         return self._scheduled_frames(start_times, exposure_s)
 
     def _scheduled_frames(self, start_times, exposure_s: float) -> Iterator[None]:
-        for start in start_times:
-            if not timebase.sleep_until(start, self._cancel):
-                return
+        for _ in timebase.deadlines(start_times, self._cancel):
             try:
                 self._expose(collected=True, exposure_s=exposure_s).wait()
             except Exception:

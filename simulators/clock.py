@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Callable
 
-from ncsynth.timebase import precise_wait
+from ncsynth.timebase import each_deadline, precise_wait
 
 from .quiet import ThreadWatch, cpu_ns, same_cpu
 
@@ -127,6 +127,33 @@ class WorldClock:
         if self.jumps:
             return self._wait_jumping(deadline, cancel)
         return precise_wait(lambda: (deadline - self.now()) / self.speed, cancel, self.spin_s)
+
+    def deadlines(self, times, cancel: threading.Event | None = None):
+        """Each of ``times`` (epoch s, increasing) in turn once reached; ends when ``cancel``
+        is set. Jump mode: the next deadline is reserved (:meth:`reserve`) as soon as the
+        previous one is reached, so the clock stops there even while the caller is still busy
+        with the previous one in ways it cannot see (a reply on its way from an IOC), as the
+        timer of a detector that was given its schedule would."""
+        if not self.jumps:
+            yield from each_deadline(self, times, cancel)
+            return
+        ended = threading.Event()  # the caller left the schedule: drop the reservation ahead
+        stop = _EitherEvent(cancel, ended)
+        upcoming = iter(times)
+        deadline = next(upcoming, None)
+        wait = None if deadline is None else self.reserve(deadline, stop)
+        try:
+            while wait is not None:
+                reached, wait = wait(), None
+                if not reached or stop.is_set():
+                    return
+                reached, deadline = deadline, next(upcoming, None)
+                wait = None if deadline is None else self.reserve(deadline, stop)
+                yield reached
+        finally:
+            ended.set()
+            if wait is not None:  # does not block now: drops the reservation ahead, or lets
+                wait()  # go of the clock if it was reached meanwhile
 
     def advance(self, seconds: float) -> None:
         """Back door: move world time forward by ``seconds`` at once."""
@@ -274,6 +301,16 @@ def then_if_reached(reached: bool, then: Callable[[], object] | None) -> bool:
     if reached and then is not None:
         then()
     return reached
+
+
+class _EitherEvent:
+    """Set once either of two events is (the first may be None): a reservation's cancel."""
+
+    def __init__(self, first: threading.Event | None, second: threading.Event):
+        self._events = tuple(e for e in (first, second) if e is not None)
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self._events)
 
 
 def _live(entry: list) -> bool:

@@ -274,3 +274,37 @@ def test_deadline_timer_stop_finishes_on_pause_and_fails_on_abort():
         on_time = timer.set(clock.now() + 0.05)
         on_time.wait(2)
         assert on_time.success
+
+
+def test_a_schedule_holds_its_next_deadline_while_its_thread_waits_on_something_unseen():
+    # a detector's sequence: after each start it waits for its frame's reply, blocked on a lock
+    # (as a Channel Access monitor on its way looks: nobody runs); the plan waits for a later
+    # reading. The next start is kept: the clock stops there, not at the plan's deadline.
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    plan = threading.Thread(target=clock.sleep_until, args=(start + 2.5,))
+    plan.start()
+    seen, reply = [], threading.Event()
+    threading.Timer(0.3, reply.set).start()  # the reply arrives 0.3 s (100 idle times) later
+    for deadline in clock.deadlines([start + 1.0, start + 2.0, start + 3.0]):
+        seen.append(clock.now() - deadline)
+        reply.wait()
+    plan.join(5)
+    assert seen == [0.0, 0.0, 0.0]  # every start at its time, none at the plan's 2.5 s
+    assert clock.now() == start + 3.0
+    clock.close()
+
+
+def test_leaving_a_schedule_early_lets_the_clock_go_on():
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    cancel = threading.Event()
+    for deadline in clock.deadlines([start + 1.0, start + 2.0, start + 3.0], cancel):
+        time.sleep(0.05)  # the next start (2 s) is reached meanwhile and held
+        break  # the caller gives up (an abort)
+    assert clock.sleep_until(start + 10.0) is True  # would hang at 2 s if still held
+    assert [d - start for d in clock.deadlines([start + 11.0, start + 12.0], cancel)] == [11.0, 12.0]
+    cancel.set()
+    assert list(clock.deadlines([start + 20.0], cancel)) == []
+    assert clock.now() == start + 12.0
+    clock.close()

@@ -6,8 +6,9 @@ At the hutch the active clock is :class:`SystemClock` (wall time, epoch seconds)
 A dry run installs the simulated world's clock with :func:`use_clock`; nothing in
 ``devices/`` or ``plans/`` knows the difference.
 
-A clock offers two things, :meth:`Clock.now` and :meth:`Clock.sleep_until`: devices and
-plans never tell a clock when they are working. A simulated clock that jumps decides by
+A clock offers :meth:`Clock.now`, :meth:`Clock.sleep_until` and :meth:`Clock.deadlines` (a
+schedule of deadlines waited for in turn, e.g. a detector's frame starts): devices and plans
+never tell a clock when they are working. A simulated clock that jumps decides by
 itself when its time may move (:mod:`ncsynth.simulators.clock`).
 
 Serial-port time-outs are not experiment time and stay in wall time (pyserial).
@@ -18,15 +19,18 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Iterator, Protocol
+from typing import Iterable, Iterator, Protocol
 
 
 class Clock(Protocol):
-    """What a clock offers: epoch seconds and cancellable waits for a deadline."""
+    """What a clock offers: epoch seconds and cancellable waits for a deadline or a schedule."""
 
     def now(self) -> float: ...
 
     def sleep_until(self, deadline: float, cancel: threading.Event | None = None) -> bool: ...
+
+    def deadlines(self, times: Iterable[float],
+                  cancel: threading.Event | None = None) -> Iterator[float]: ...
 
 
 class SystemClock:
@@ -46,6 +50,21 @@ class SystemClock:
     def sleep_until(self, deadline: float, cancel: threading.Event | None = None) -> bool:
         """Wait until ``deadline`` (epoch s); return False if ``cancel`` was set first."""
         return precise_wait(lambda: deadline - time.time(), cancel, self.spin_s)
+
+    def deadlines(self, times: Iterable[float],
+                  cancel: threading.Event | None = None) -> Iterator[float]:
+        """Each of ``times`` (epoch s) in turn once reached (see :func:`deadlines`)."""
+        return each_deadline(self, times, cancel)
+
+
+def each_deadline(clock: Clock, times: Iterable[float],
+                  cancel: threading.Event | None = None) -> Iterator[float]:
+    """Each of ``times`` once ``clock`` has reached it (its ``sleep_until`` in turn); stops
+    when ``cancel`` is set."""
+    for deadline in times:
+        if not clock.sleep_until(deadline, cancel):
+            return
+        yield deadline
 
 
 def precise_wait(remaining_wall_s, cancel: threading.Event | None = None,
@@ -89,6 +108,14 @@ def now() -> float:
 def sleep_until(deadline: float, cancel: threading.Event | None = None) -> bool:
     """Wait on the active clock until ``deadline``; False if cancelled."""
     return _active.sleep_until(deadline, cancel)
+
+
+def deadlines(times: Iterable[float], cancel: threading.Event | None = None) -> Iterator[float]:
+    """Each of ``times`` (epoch s, increasing) in turn, once the active clock has reached it;
+    the iteration ends early when ``cancel`` is set. A schedule known in advance (a detector's
+    frame starts) is the clock's to keep: the next deadline is kept even while the caller is
+    still busy with the previous one, as a timer started for it would be."""
+    return _active.deadlines(times, cancel)
 
 
 def sleep(seconds: float, cancel: threading.Event | None = None) -> bool:
