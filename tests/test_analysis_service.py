@@ -249,3 +249,36 @@ def test_a_followed_run_feeds_the_journal_and_the_live_documents_once_in_order(t
                                         "event_page", "stop"]
     assert [doc["seq_num"] if name == "event" else doc["seq_num"][0] for name, doc in fed[2:6]] == [1, 2, 3, 4]
     assert followed.stopped and followed.documents == len(emitted)
+
+
+def test_a_session_with_publish_address_publishes_and_the_service_analyses_its_run(configuration, proxy):
+    """The interactive session (in this process, simulated beamline, jumping clock) with
+    ``[analysis] publish_address`` analyses nothing itself: its documents reach the service,
+    whose analysis run of the session's run holds the in-process fits."""
+    from ncsynth.config import load_config
+    from ncsynth.plans import Recipe
+    from ncsynth.session import session_banner, session_namespace
+
+    config = load_config(hardware="sim")
+    config["data"]["dir"] = str(configuration.parent / "data")
+    config["catalog"]["server_url"] = ""
+    config["analysis"]["publish_address"] = proxy[0]
+    service = _serve(configuration)
+    try:
+        ns = session_namespace(config, sim=True, speed=0, live_plots=False)
+        try:
+            assert f"live analysis: published to {proxy[0]}" in session_banner(ns)
+            recipe = Recipe(operator="t", sample="published", reaction_time_s=8,
+                            cd_initial_molar=round(ns["sim"].cd_initial_molar(), 6))
+            (uid,) = ns["RE"](ns["hot_injection"](ns["heater"], ns["injector"], ns["detector"], recipe,
+                                                  n_background=2, timer=ns["timer"],
+                                                  schedule_s=[0.5 * i for i in range(1, 13)]))
+            frames = len(ns["cat"][uid]["primary"]["saxs_image"].read())
+            assert frames == 12
+        finally:
+            ns["close"]()
+        with open_catalog(configuration.parent / "data") as catalog:
+            # one analysis run (the session made none of its own), the in-process fits
+            _assert_every_frame_analysed_once_as_in_process(catalog, {"uid": uid, "frames": frames})
+    finally:
+        _stop(service)

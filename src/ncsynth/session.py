@@ -154,7 +154,8 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
         stack.callback(devices.close)
         progress.heater = devices.heater
         display = live_display(RE, terminal, writer, root, analysis=analysis,
-                               live_plots=live_plots, stack=stack)
+                               live_plots=live_plots, stack=stack,
+                               publish_to=(config.get("analysis") or {}).get("publish_address") or None)
     except BaseException:
         stack.close()
         raise
@@ -247,9 +248,17 @@ def session_banner(namespace: dict) -> str:
     return (f"ncsynth session — {hardware}\n"
             f"  RE (RE.md persists in {namespace['RE'].md.directory}), cat: catalog in {where}\n"
             f"  devices: {devices}\n  plans: {', '.join(plans)}\n  also: {', '.join(helpers)}\n"
-            f"  live analysis: {'on' if namespace.get('analysis') is not None else 'off'}; "
+            f"  live analysis: {_analysis_text(namespace.get('analysis'))}; "
             f"one Ctrl-C pauses (RE.resume() / RE.abort()); close() ends the session\n"
             f"  {batch}; a spent piston is refused before the preheat")
+
+
+def _analysis_text(analysis) -> str:
+    """Where the session's documents are analysed, for the banner."""
+    if analysis is None:
+        return "off"
+    address = getattr(analysis, "address", None)  # PublishedAnalysis
+    return f"published to {address} (ncsynth analysis serve)" if address else "on"
 
 
 def _clock_text(speed: float | None) -> str:

@@ -187,12 +187,14 @@ def one_line_refusals(shell) -> None:
 
 
 def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
-                 live_plots: bool = False, stack=None) -> dict:
+                 live_plots: bool = False, stack=None, publish_to: str | None = None) -> dict:
     """Subscribe the session's display to ``RE``: bluesky's BestEffortCallback (headings,
     plots when ``live_plots``; its table of raw readings off), the live analysis feeding
     ``store`` (the catalog writer), the fit table and the figure (PNGs in
     ``data_dir/figures``),
-    the end-of-run summary. Returns the namespace entries (``bec``, ``analysis``,
+    the end-of-run summary; with ``publish_to`` (``[analysis] publish_address``, host:port of a
+    bluesky 0MQ proxy) the documents go there for ``ncsynth analysis serve`` instead of being
+    analysed here (no fit table or figure in this process). Returns the namespace entries (``bec``, ``analysis``,
     ``fit_table``, ``figure``, ``end_of_run``); ``stack`` (an ExitStack) gets their closing."""
     from bluesky.callbacks.best_effort import BestEffortCallback
 
@@ -204,7 +206,14 @@ def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
         bec.disable_plots()
     RE.subscribe(bec)
     table, figure, live = FitTable(terminal), LiveFigure(Path(data_dir) / "figures", every=FIGURE_EVERY), None
-    if analysis:
+    if analysis and publish_to:
+        from ncsynth.analysis_service import PublishedAnalysis
+
+        live = PublishedAnalysis(publish_to)
+        RE.subscribe(live)
+        if stack is not None:
+            stack.callback(live.close)
+    elif analysis:
         def emit(name, doc):
             store(name, doc)
             table(name, doc)
@@ -219,6 +228,6 @@ def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
         logging.getLogger(name).addFilter(log_filter)
         if stack is not None:
             stack.callback(logging.getLogger(name).removeFilter, log_filter)
-    end = EndOfRun(terminal, live, figure if analysis else None, data_dir, quiet)
+    end = EndOfRun(terminal, live, figure if analysis and not publish_to else None, data_dir, quiet)
     RE.subscribe(end)
     return {"bec": bec, "analysis": live, "fit_table": table, "figure": figure, "end_of_run": end}
