@@ -37,7 +37,7 @@ from typing import Iterator
 
 import numpy as np
 from ophyd import Component as Cpt
-from ophyd import EpicsSignalRO, Signal
+from ophyd import EpicsSignalRO, Signal, get_cl
 from ophyd.areadetector import DetectorBase
 from ophyd.areadetector.cam import AreaDetectorCam
 from ophyd.areadetector.plugins import HDF5Plugin_V34
@@ -134,18 +134,21 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
 
     def destroy(self):
         """Release this detector's Channel Access channels (ophyd's ``destroy``, with the beam
-        monitors). Call it while the IOC still serves: the channels still fetching their
-        metadata finish first (at most :data:`CONNECTION_TIMEOUT_S`). A fetch left queued
-        when its IOC is gone holds one of ophyd's four metadata threads for the read time-out
-        (and the plugin-type check another), and every detector made after it in this process
-        waits behind them (seen: a simulated reactor's tests, each tearing its IOC down, made
-        the next test's first frame miss its 11 s)."""
+        monitors). Call it while the IOC still serves: the channels still connecting and the
+        metadata reads ophyd queued for them finish first (at most :data:`CONNECTION_TIMEOUT_S`
+        each). A read left queued when its IOC is gone holds one of ophyd's four utility
+        threads for its 10 s time-out (and the plugin-type check another), and every detector
+        made after it in this process waits behind them (seen: a simulated reactor's tests,
+        each tearing its IOC down, made the next test's first frame miss its 11 s; a test
+        refused right after connecting, under two test workers, failed every later frame of
+        its worker)."""
         try:
             self.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
             for monitor in self.monitors or ():
                 monitor.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
         except TimeoutError:
             pass  # the IOC is gone: nothing left to wait for
+        _drain_utility_threads(CONNECTION_TIMEOUT_S)
         for monitor in self.monitors or ():
             monitor.destroy()
         super().destroy()
@@ -305,6 +308,27 @@ def _patient_channel_access() -> None:
         EpicsSignalBase.set_defaults(connection_timeout=CONNECTION_TIMEOUT_S, timeout=READ_TIMEOUT_S)
     except RuntimeError:
         pass
+
+
+def _drain_utility_threads(timeout_s: float) -> None:
+    """Wait (at most ``timeout_s``) until ophyd's utility threads, which read each new
+    channel's metadata, have run every task queued before now: one barrier task per thread,
+    the queue being first in, first out."""
+    dispatcher = get_cl().get_dispatcher()
+    threads = len(getattr(dispatcher, "_utility_threads", ()))
+    if not threads:  # no channel made yet in this process
+        return
+    barrier = threading.Barrier(threads + 1, timeout=timeout_s)
+
+    def meet() -> None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:  # the wait ran out: the queue stays as it is
+            pass
+
+    for _ in range(threads):
+        dispatcher.schedule_utility_task(meet)
+    meet()
 
 
 @dataclass

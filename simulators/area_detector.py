@@ -116,6 +116,7 @@ class SimulatedAreaDetector:
         self._job: asyncio.Future | None = None
         self._file: h5py.File | None = None
         self._task: asyncio.Task | None = None
+        self._context: Context | None = None
         self.address: tuple[str, int] | None = None
         self.pvs: dict[str, object] = {}
         rows, cols = self.synthesizer.geometry.shape
@@ -183,7 +184,7 @@ class SimulatedAreaDetector:
         # to send with it: an idle-looking wait, after which a jumping world clock would move on
         # while a frame's NumCaptured is still on its way. This IOC sends each update at once.
         caproto_server.HIGH_LOAD_TIMEOUT = 0.0
-        context = Context(self.pvs, interfaces=[host])
+        context = self._context = Context(self.pvs, interfaces=[host])
         context.ca_server_port = port
         self._task = asyncio.ensure_future(context.run())
         while not (context.port and context.udp_socks):  # bound, listening for searches
@@ -194,10 +195,22 @@ class SimulatedAreaDetector:
         return context.ca_server_port
 
     async def stop(self) -> None:
+        """Stop serving and hang up on every client. caproto's server, cancelled, stops reading
+        its clients' connections but leaves them open: a client keeps such a circuit ~36 s
+        (``EPICS_CA_CONN_TMO`` + 6 s) before it calls the server unresponsive, its reads
+        waiting out their time-outs meanwhile. Closed, the clients see the IOC gone at once."""
         self._cancel.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            writers = [circuit.client.writer for circuit in self._context.circuits]
+            for writer in writers:
+                writer.close()
+            closed = asyncio.gather(*(writer.wait_closed() for writer in writers), return_exceptions=True)
+            try:
+                await asyncio.wait_for(closed, timeout=1.0)
+            except asyncio.TimeoutError:
+                pass  # a client that does not read: its socket closes with the loop
         self._close_file()
 
     def _pairs(self, prefix: str, table) -> None:

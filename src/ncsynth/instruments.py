@@ -36,11 +36,14 @@ class Instruments:
                 "timer": self.timer}
 
     def close(self) -> None:
-        """Release serial ports (devices reopen lazily if used again)."""
+        """Release the serial ports (reopened if used again) and the detector's Channel Access
+        channels (``destroy``: unusable after). Close before the simulated beamline (its IOC
+        must still serve the detector's last metadata reads: :meth:`AreaDetectorSAXS.destroy`)."""
         for device in (self.heater, self.injector):
             close = getattr(device, "close", None)
             if close is not None:
                 close()
+        self.detector.destroy()
 
 
 def connect(config: dict) -> Instruments:
