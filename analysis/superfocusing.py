@@ -10,8 +10,21 @@ The chain of §S.5.1, frame by frame after piston B:
    more than the sum of their widths, |r₁ − r₂| ≥ σ₁ + σ₂, each radius with a finite relative
    error below ``MAX_RELATIVE_RADIUS_ERROR``) and the Bayesian information criterion
    BIC = χ² + k·ln N prefers them by at least ``MIN_DELTA_BIC`` ("very strong" evidence).
-2. **Onset** of the new set: the first of ``ONSET_FRAMES`` consecutive bimodal frames. None:
-   "no second population after piston B", and no exponent.
+   A bimodal frame's larger set must also be the first set: those crystals can only dissolve
+   after piston B, so a larger set holding more than ``FIRST_SET_NUMBER_RATIO`` times the
+   crystals present before B (the one-population fits of the last ``BEFORE_FRAMES`` frames
+   before it, times syringe B's dilution) is something else (e.g. the bulk of both sets, with
+   the new set's small-crystal tail as the "second"), and the frame is not bimodal.
+2. **Onset** of the new set, from the data after piston B. A new set adds crystals: the number
+   of crystals (c₁ + c₂ of a bimodal frame, else the skewed population's) over that before B
+   times the dilution, in running medians, must reach ``NEW_SET_NUMBER_RATIO``; the onset is
+   where it first does for ``ONSET_FRAMES`` frames, or the first of ``ONSET_FRAMES``
+   consecutive bimodal frames, if earlier. A number that never rises is "no second population
+   after piston B", whatever the two-Gaussian fits say (one population with a tail of small
+   crystals also beats one Pearson III population). A new set that forms while the first one
+   still nucleates (piston B seconds after A) overlaps it in size and may never be told apart:
+   then the number says that it formed, and the reason that the data cannot constrain n.
+   Without frames before B only the bimodal frames count.
 3. **Window where both sets grow.** While the new set still nucleates, fresh nuclei pull its
    mean radius down and S4.15 does not hold; once it stops growing (the supersaturation is
    spent, ripening dissolves it) neither does it. On the bimodal frames from the onset, with
@@ -51,6 +64,7 @@ import numpy as np
 from ncsynth.analysis.bimodal import BimodalFit, fit_bimodal, fit_skewed_pair
 from ncsynth.analysis.frame_model import MIN_DELTA_BIC, delta_bic
 from ncsynth.analysis.growth import ExponentFit, fit_growth_exponent
+from ncsynth.analysis.saxs import fit_pattern
 from ncsynth.analysis.skewed import SkewedFit, fit_skewed, fit_skewed_and_gaussian
 
 __all__ = ["SecondInjectionAnalysis", "analyze_second_injection", "growth_exponent"]
@@ -67,6 +81,13 @@ SETTLED_FRACTION = 0.95
 DISSOLVING_FRACTION = 0.9
 #: The first set has stopped growing once its radius has made this fraction of its rise.
 GROWN_FRACTION = 0.98
+#: Frames before piston B (the latest) whose one-population fits give the crystals present then.
+BEFORE_FRAMES = 5
+#: A new set has formed once the number of crystals exceeds this multiple of that before B
+#: times the dilution ...
+NEW_SET_NUMBER_RATIO = 1.1
+#: ... and a bimodal fit whose larger set holds more than this multiple has not found the first set.
+FIRST_SET_NUMBER_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -76,7 +97,10 @@ class SecondInjectionAnalysis:
     Arrays run over the frames after the injection (``time_s``, s after piston A). Radii, errors
     and c₂ are NaN where a frame is not ``bimodal``; ``delta_bic`` = BIC(skewed) − BIC(two);
     ``used`` marks the pairs that entered ``exponent``. ``onset_s`` (s after piston A) and
-    ``window_s`` (start, end) are NaN when no second population formed.
+    ``window_s`` (start, end) are NaN when no second population formed; ``resolved_s``: the
+    first of ``ONSET_FRAMES`` consecutive bimodal frames (NaN: never); ``number_ratio``: the
+    number of crystals over ``number_before_molar``, the crystals before B times syringe B's
+    dilution (mol/L, NaN without frames before B).
     """
 
     time_s: np.ndarray
@@ -94,6 +118,9 @@ class SecondInjectionAnalysis:
     onset_s: float
     window_s: tuple[float, float]
     exponent: ExponentFit
+    resolved_s: float
+    number_before_molar: float
+    number_ratio: np.ndarray
 
     @property
     def second_population(self) -> bool:
@@ -120,12 +147,34 @@ class SecondInjectionAnalysis:
                 "growth_exponent_window_after_b_s": after_b,
                 "second_population": self.second_population,
                 "second_population_onset_after_b_s": self.onset_s - self.second_injection_s,
+                "second_population_resolved_after_b_s": self.resolved_s - self.second_injection_s,
+                "crystal_number_ratio_max": _largest(_running_median(self.number_ratio)),
                 "bimodal_frames": int(self.bimodal.sum()), "frames_after_b": len(self.fits)}
 
 
 def _running_median(values, frames=RUNNING_FRAMES):
     half = frames // 2
     return np.array([np.median(values[max(0, k - half):k + half + 1]) for k in range(values.size)])
+
+
+def _largest(values) -> float:
+    return float(np.nanmax(values)) if np.isfinite(values).any() else math.nan
+
+
+def _first_run(flags, frames=ONSET_FRAMES):
+    """Index of the first of ``frames`` consecutive true ``flags``, or None."""
+    if len(flags) < frames:
+        return None
+    runs = np.flatnonzero(np.convolve(flags, np.ones(frames), "valid") == frames)
+    return int(runs[0]) if runs.size else None
+
+
+def _number_before(q, intensity, sigma, before, q_range_nm) -> float:
+    """Median number concentration (mol/L) of one-population fits to the frames ``before`` (NaN: none)."""
+    values = [fit.concentration_molar for fit in (
+        fit_pattern(q[i], intensity[i], sigma[i], q_range_nm=q_range_nm) for i in before)
+        if fit.success and fit.concentration_molar > 0]
+    return float(np.median(values)) if values else math.nan
 
 
 def _window(candidates, c2, r2, r1, times):
@@ -155,12 +204,13 @@ def _window(candidates, c2, r2, r1, times):
 
 
 def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_injection_s: float, *,
-                             q_range_nm=None) -> SecondInjectionAnalysis:
+                             q_range_nm=None, dilution: float = 1.0) -> SecondInjectionAnalysis:
     """Fit every frame after ``second_injection_s`` (s after piston A) and n from S4.15 (see module).
 
     ``time_s``: frame times (s after piston A), shape (N,); ``q_nm`` (nm⁻¹): shape (M,) or
     (N, M); ``intensity_cm``, ``sigma_cm`` (cm⁻¹): shape (N, M). Frames are fitted in time
-    order, each warm-started from the previous successful fits.
+    order, each warm-started from the previous successful fits. ``dilution``: the factor
+    (0, 1] by which syringe B dilutes what the flask held (S2.5: 1 − c₂/c_B; 1 if unknown).
     """
     time_s = np.asarray(time_s, dtype=float)
     intensity = np.atleast_2d(np.asarray(intensity_cm, dtype=float))
@@ -174,6 +224,11 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
                          f"{sigma.shape}")
     after = np.flatnonzero(time_s > second_injection_s)
     after = after[np.argsort(time_s[after], kind="stable")]
+    before = np.flatnonzero(time_s <= second_injection_s)
+    before = before[np.argsort(time_s[before], kind="stable")][-BEFORE_FRAMES:]
+    if not 0 < dilution <= 1:
+        raise ValueError(f"dilution must be in (0, 1], got {dilution!r}")
+    number_before = _number_before(q, intensity, sigma, before, q_range_nm) * dilution
     fits, skewed_fits, guess, skewed_guess = [], [], None, None
     for i in after:
         fit = fit_bimodal(q[i], intensity[i], sigma[i], guess=guess, q_range_nm=q_range_nm)
@@ -185,7 +240,17 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
         guess = fit if fit.success else guess
         skewed_guess = skewed if skewed.success else skewed_guess
     delta_bics = np.array([delta_bic(f, s) for f, s in zip(fits, skewed_fits)])
-    bimodal = np.array([_resolved(f) for f in fits], dtype=bool) & (delta_bics >= MIN_DELTA_BIC)
+    apart = np.array([_resolved(f) for f in fits], dtype=bool) & (delta_bics >= MIN_DELTA_BIC)
+    not_first_set = apart & np.array([not f.concentration1_molar
+                                      <= FIRST_SET_NUMBER_RATIO * number_before for f in fits])
+    if not math.isfinite(number_before):  # nothing to compare the larger set with
+        not_first_set[:] = False
+    bimodal = apart & ~not_first_set
+    number_ratio = np.array([(f.concentration1_molar + f.concentration2_molar if b
+                              else sk.concentration_molar if sk.success
+                              else f.single.concentration_molar if f.single is not None
+                              else math.nan) for f, sk, b in zip(fits, skewed_fits, bimodal)]
+                            ) / number_before
 
     def column(name):
         return np.array([getattr(f, name) if b else np.nan for f, b in zip(fits, bimodal)])
@@ -194,18 +259,37 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
     c2 = column("concentration2_molar")
     times = time_s[after]
     used = np.zeros(after.size, dtype=bool)
-    runs = np.flatnonzero(np.convolve(bimodal, np.ones(ONSET_FRAMES), "valid") == ONSET_FRAMES)
-    if not runs.size:
-        nan = math.nan
-        exponent = ExponentFit.failed(
-            f"no second population after piston B: two populations beat one skewed population "
-            f"(delta BIC >= {MIN_DELTA_BIC:g}) in {int(bimodal.sum())} of {after.size} frames, "
-            f"never {ONSET_FRAMES} in a row")
-        return SecondInjectionAnalysis(times, float(second_injection_s), tuple(fits), tuple(skewed_fits),
-                                       delta_bics, bimodal, r1, e1, r2, e2, c2, used, nan, (nan, nan),
-                                       exponent)
-    onset = int(runs[0])
-    candidates = np.flatnonzero(bimodal & (np.arange(after.size) >= onset))
+    resolved = _first_run(bimodal)
+    counted = math.isfinite(number_before)
+    smooth_ratio = _running_median(number_ratio)
+    risen = _first_run(smooth_ratio >= NEW_SET_NUMBER_RATIO) if counted else None
+    formed = risen is not None if counted else resolved is not None
+    onset = min((k for k in (resolved, risen) if k is not None), default=None) if formed else None
+    nan = math.nan
+    rejected = (f" ({int(not_first_set.sum())} more rejected: their larger set held over "
+                f"{FIRST_SET_NUMBER_RATIO:g}x the crystals left from before piston B)"
+                if not_first_set.any() else "")
+    told_apart = (f"two populations beat one skewed population (delta BIC >= {MIN_DELTA_BIC:g}) "
+                  f"in {int(bimodal.sum())} of {after.size} frames{rejected}"
+                  + ("" if resolved is not None else f", never {ONSET_FRAMES} in a row"))
+    if resolved is None or not formed:
+        if not formed:
+            number = (f"the number of crystals stayed below {NEW_SET_NUMBER_RATIO:g}x that "
+                      f"before it times syringe B's dilution (at most "
+                      f"{_largest(smooth_ratio):.2f}x); " if counted else "")
+            exponent = ExponentFit.failed(f"no second population after piston B: {number}{told_apart}")
+        else:
+            exponent = ExponentFit.failed(
+                f"a second set formed (the number of crystals rose above {NEW_SET_NUMBER_RATIO:g}x "
+                f"that before piston B times its dilution "
+                f"{times[onset] - second_injection_s:.0f} s after B, to {_largest(smooth_ratio):.1f}x) "
+                f"but was never told apart from the first ({told_apart}): the data cannot constrain n")
+        return SecondInjectionAnalysis(
+            times, float(second_injection_s), tuple(fits), tuple(skewed_fits), delta_bics, bimodal,
+            r1, e1, r2, e2, c2, used, nan if onset is None else float(times[onset]), (nan, nan),
+            exponent, nan if resolved is None else float(times[resolved]), number_before,
+            number_ratio)
+    candidates = np.flatnonzero(bimodal & (np.arange(after.size) >= resolved))
     first, last, no_window = _window(candidates, c2, r2, r1, times - second_injection_s)
     if not no_window:
         used[first:last + 1] = bimodal[first:last + 1]
@@ -220,11 +304,13 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
                                    [f for f, u in zip(fits, used) if u], q_range_nm=q_range_nm)
     if not exponent.success:  # say how rarely the two sets were told apart at all
         exponent = replace(exponent, reason=f"{exponent.reason}; two sets told apart in "
-                                            f"{int(bimodal.sum())} of {after.size} frames after piston B")
+                                            f"{int(bimodal.sum())} of {after.size} frames after "
+                                            f"piston B{rejected}")
     return SecondInjectionAnalysis(times, float(second_injection_s), tuple(fits), tuple(skewed_fits),
                                    delta_bics, bimodal, r1, e1, r2, e2, c2, used, float(times[onset]),
-                                   (math.nan, math.nan) if no_window else
-                                   (float(times[first]), float(times[last])), exponent)
+                                   (nan, nan) if no_window else
+                                   (float(times[first]), float(times[last])), exponent,
+                                   float(times[resolved]), number_before, number_ratio)
 
 
 def growth_exponent(q_nm, intensity_cm, sigma_cm, fits, *, q_range_nm=None) -> ExponentFit:

@@ -16,15 +16,16 @@ import numpy as np
 import pytest
 
 from ncsynth.analysis.growth import fit_growth_exponent
-from ncsynth.analysis.scattering import distribution_intensity
+from ncsynth.analysis.scattering import distribution_intensity, sphere_intensity
 from ncsynth.analysis.bimodal import fit_bimodal
-from ncsynth.analysis.superfocusing import analyze_second_injection, growth_exponent
+from ncsynth.analysis.superfocusing import (NEW_SET_NUMBER_RATIO, analyze_second_injection,
+                                            growth_exponent)
 from ncsynth.config import load_config
 from ncsynth.dryrun import dry_run
 from ncsynth.flask_truth import split_largest
 from ncsynth.runs import derived_run
 from ncsynth.simulators.kinetics import KineticParameters, ReactionState
-from ncsynth.simulators.kinetics_parameters import AVOGADRO_PER_MOL, SIMULATED_FLASK
+from ncsynth.simulators.kinetics_parameters import AVOGADRO_PER_MOL, FLASK_GRID, SIMULATED_FLASK
 from ncsynth.storage import open_catalog
 
 DELAY_S = 240.0                        # piston B after 4 min (§S.5.1)
@@ -38,24 +39,28 @@ FLAT_BACKGROUND_CM = 0.09
 
 
 def _double_injection(n, second_molar, seed=1, parameters=KineticParameters(), after_b_s=(1.0, 1200.0),
-                      frames=60):
-    """Frames after piston B (s after A), their patterns, and the two sets' true mean radii."""
-    state = ReactionState(replace(parameters, growth_exponent=n))
+                      frames=60, delay_s=DELAY_S, before_b_s=(), grid=None):
+    """Frames (s after A: at ``before_b_s`` before piston B, then ``frames`` after it), their
+    patterns, and the two sets' true mean radii (NaN before B)."""
+    state = ReactionState(replace(parameters, growth_exponent=n), grid)
     state.add_precursor(FIRST_MOLAR)
-    state.step(DELAY_S, TEMPERATURE_C)
-    old_set_molar = state.concentration_molar * DILUTION
-    state.add_precursor(second_molar, dilution=DILUTION)
     rng = np.random.default_rng(seed)
-    times = DELAY_S + np.geomspace(*after_b_s, frames)
-    patterns, errors, radii = [], [], []
+    times = np.concatenate([delay_s - np.asarray(before_b_s, dtype=float),
+                            delay_s + np.geomspace(*after_b_s, frames)])
+    patterns, errors, radii, old_set_molar = [], [], [], None
     for t in times:
+        if old_set_molar is None and t > delay_s:
+            state.step(delay_s - state.time_s, TEMPERATURE_C)
+            old_set_molar = state.concentration_molar * DILUTION
+            state.add_precursor(second_molar, dilution=DILUTION)
         state.step(t - state.time_s, TEMPERATURE_C)
         numbers = state.number_density_per_m3 / AVOGADRO_PER_MOL / 1000.0
         intensity = distribution_intensity(Q_NM, state.radius_nm, numbers)
         sigma = np.sqrt(NOISE_CM_NM * (intensity + FLAT_BACKGROUND_CM) / Q_NM)
         patterns.append(intensity + sigma * rng.normal(size=Q_NM.size))
         errors.append(sigma)
-        r1, _, r2, _, _ = split_largest(state.radius_nm, numbers, old_set_molar)
+        r1, _, r2, _, _ = (split_largest(state.radius_nm, numbers, old_set_molar)
+                           if old_set_molar is not None else (math.nan,) * 5)
         radii.append((r1, r2))
     return times, np.array(patterns), np.array(errors), np.array(radii)
 
@@ -104,12 +109,79 @@ def test_the_size_models_bracket_the_flasks_exponent_where_two_gaussians_miss_it
 
 def test_no_second_population_is_reported_as_such():
     """Diffusion control (n = 1) with the standard second syringe nucleates no visible new set;
-    the one skewed population it leaves must not be taken for two."""
-    times, patterns, errors, _ = _double_injection(1.0, 0.022)
-    analysis = analyze_second_injection(times, Q_NM, patterns, errors, DELAY_S)
+    the one skewed population it leaves must not be taken for two, and the number of crystals
+    (frames before piston B beside those after) does not rise."""
+    times, patterns, errors, _ = _double_injection(1.0, 0.022, before_b_s=(3.0, 2.0, 1.0))
+    analysis = analyze_second_injection(times, Q_NM, patterns, errors, DELAY_S, dilution=DILUTION)
     assert not analysis.second_population and not analysis.exponent.success
     assert analysis.exponent.reason.startswith("no second population after piston B")
     assert not analysis.used.any() and math.isnan(analysis.summary()["growth_exponent"])
+    assert analysis.summary()["crystal_number_ratio_max"] < NEW_SET_NUMBER_RATIO  # only diluted
+
+
+@pytest.mark.parametrize("n", [4.0, 2.0])
+def test_a_new_set_formed_while_the_first_still_nucleates_is_found_and_n_left_unconstrained(n):
+    """Piston B 20 s after A (the simulated flask at 260 °C): the first set is still nucleating,
+    the new one forms within seconds and overlaps it in size (it ends with 2-3 times the
+    crystals); the two are never told apart, so there is no exponent, but a second population
+    formed: the number of crystals says so from the first seconds after B (not 'no second
+    population', and no late onset)."""
+    delay_s = 20.0
+    times, patterns, errors, radii = _double_injection(
+        n, 0.022, parameters=SIMULATED_FLASK, grid=FLASK_GRID, delay_s=delay_s,
+        before_b_s=(4.0, 3.0, 2.0, 1.0, 0.5), frames=30)
+    analysis = analyze_second_injection(times, Q_NM, patterns, errors, delay_s, dilution=DILUTION)
+    assert np.nanmin(radii[:, 0] - radii[:, 1]) > 0.05          # the truth holds two sets
+    assert analysis.second_population and not analysis.exponent.success
+    reason = analysis.exponent.reason
+    assert reason.startswith("a second set formed") and reason.endswith("cannot constrain n"), reason
+    summary = analysis.summary()
+    assert 0 < summary["second_population_onset_after_b_s"] < 30.0
+    assert math.isnan(summary["second_population_resolved_after_b_s"])
+    assert summary["crystal_number_ratio_max"] > NEW_SET_NUMBER_RATIO
+    assert math.isnan(summary["growth_exponent"]) and not analysis.used.any()
+
+
+def _two_sets(before, after, dilution=1.0, seed=4):
+    """Frames 3, 2, 1 s before piston B and 12 after it (5-600 s) of two Gaussian sets growing
+    apart from 3.0 and 2.4 nm (widths 0.08, 0.15 nm); ``before``, ``after``: the two sets'
+    number concentrations (mol/L), the latter times ``dilution``. Returns the analysis."""
+    rng = np.random.default_rng(seed)
+    times = DELAY_S + np.concatenate([[-3.0, -2.0, -1.0], np.geomspace(5.0, 600.0, 12)])
+    r1 = 3.0 + 0.4 * np.clip(times - DELAY_S, 0.0, None) / 600.0
+    r2 = 2.4 + 0.8 * np.clip(times - DELAY_S, 0.0, None) / 600.0
+    patterns, errors = [], []
+    for t, radius1, radius2 in zip(times, r1, r2):
+        c1, c2 = before if t <= DELAY_S else np.multiply(after, dilution)
+        intensity = sphere_intensity(Q_NM, radius1, 0.08, c1) + sphere_intensity(Q_NM, radius2, 0.15, c2)
+        sigma = np.sqrt(NOISE_CM_NM * (intensity + FLAT_BACKGROUND_CM) / Q_NM)
+        patterns.append(intensity + sigma * rng.normal(size=Q_NM.size))
+        errors.append(sigma)
+    return analyze_second_injection(times, Q_NM, np.array(patterns), np.array(errors), DELAY_S,
+                                    dilution=dilution)
+
+
+def test_the_number_of_crystals_tells_a_new_set_from_a_split_of_the_old_one():
+    """Two resolved Gaussian sets after piston B count as the first set and a new one only if
+    the crystals add up: the first set's crystals only dissolve, a new set adds crystals
+    (c: 2e-5 mol/L). Before B one set of c, after it 0.8c and c: n. After it 3c and c: the
+    larger set is not the first set (no pairs, the reason says why). The same two sets before
+    and after B, only diluted by syringe B (0.8), as one population with a tail of small
+    crystals that two Gaussians fit better than one Pearson III (the n = 1 dry run's flask):
+    no second population, though the frames are bimodal."""
+    c = 2e-5
+    found = _two_sets((c, 0.0), (0.8 * c, c))
+    assert found.exponent.success and found.second_population, found.exponent.reason
+    rejected = _two_sets((c, 0.0), (3.0 * c, c))
+    assert not rejected.exponent.success and not rejected.bimodal.any()
+    assert "more rejected: their larger set held over 1.5x the crystals left from before " \
+           "piston B" in rejected.exponent.reason, rejected.exponent.reason
+    split = _two_sets((0.8 * c, 0.2 * c), (0.8 * c, 0.2 * c), dilution=0.8)
+    assert split.bimodal.sum() >= 10 and math.isfinite(split.resolved_s)
+    assert not split.second_population and not split.exponent.success
+    assert split.exponent.reason.startswith("no second population after piston B: the number of "
+                                            "crystals stayed below"), split.exponent.reason
+    assert math.isnan(split.summary()["growth_exponent"]) and not split.used.any()
 
 
 def test_a_first_set_that_stops_growing_before_the_new_one_forms_leaves_no_window():

@@ -213,10 +213,17 @@ def second_injection_analysis(catalog, ref):
     if derived is None or "patterns" not in derived:
         raise RunError(f"run {start['uid'][:8]} has not been analysed; run `ncsynth replay` first")
     patterns = derived["patterns"].read()
+    recipe = start.get("recipe") or {}
+    added, syringe_b = recipe.get("cd_second_molar"), ((recipe.get("extra") or {}).get(
+        "cd_syringe_b_molar") or recipe.get("cd_precursor_molar"))
+    try:  # what syringe B's volume leaves of the flask's content (S2.5: 1 - c2/cB)
+        dilution = 1.0 - float(added) / float(syringe_b) if 0 < float(added) < float(syringe_b) else 1.0
+    except (TypeError, ValueError):
+        dilution = 1.0
     return analyze_second_injection(
         np.asarray(patterns["time_s"]), np.asarray(patterns["q_nm"]),
         np.asarray(patterns["intensity_cm"]), np.asarray(patterns["sigma_cm"]),
-        start["second_injection"]["delay_s"])
+        start["second_injection"]["delay_s"], dilution=dilution)
 
 
 def second_injection_summary(analysis, figure_path=None) -> dict:
