@@ -17,9 +17,10 @@ The chain of §S.5.1, frame by frame after piston B:
    the new set's small-crystal tail as the "second"), and the frame is not bimodal.
 2. **Onset** of the new set, from the data after piston B. A new set adds crystals: the number
    of crystals (c₁ + c₂ of a bimodal frame, else the skewed population's) over that before B
-   times the dilution, in running medians, must reach ``NEW_SET_NUMBER_RATIO``; the onset is
-   where it first does for ``ONSET_FRAMES`` frames, or the first of ``ONSET_FRAMES``
-   consecutive bimodal frames, if earlier. A number that never rises is "no second population
+   times the dilution, in running medians from ``MIXING_S`` after B, must reach
+   ``NEW_SET_NUMBER_RATIO`` for ``ONSET_FRAMES`` frames; the onset is where it stays there to
+   the end of the run (where it first did, if it falls back: ripening), or the first of
+   ``ONSET_FRAMES`` consecutive bimodal frames, if earlier. A number that never rises is "no second population
    after piston B", whatever the two-Gaussian fits say (one population with a tail of small
    crystals also beats one Pearson III population). A new set that forms while the first one
    still nucleates (piston B seconds after A) overlaps it in size and may never be told apart:
@@ -88,6 +89,9 @@ BEFORE_FRAMES = 5
 NEW_SET_NUMBER_RATIO = 1.1
 #: ... and a bimodal fit whose larger set holds more than this multiple has not found the first set.
 FIRST_SET_NUMBER_RATIO = 1.5
+#: Frames this soon after piston B do not count the crystals: the charge is not mixed in yet (a
+#: dry run's first 3 frames, 0.04–0.23 s after B, still saw the undiluted number).
+MIXING_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,16 @@ def _first_run(flags, frames=ONSET_FRAMES):
         return None
     runs = np.flatnonzero(np.convolve(flags, np.ones(frames), "valid") == frames)
     return int(runs[0]) if runs.size else None
+
+
+def _rise(above):
+    """Index from which ``above`` holds to the end (at least ``ONSET_FRAMES`` frames), else
+    the first of ``ONSET_FRAMES`` consecutive true values, else None."""
+    first = _first_run(above)
+    below = np.flatnonzero(~above)
+    if first is None or not below.size:
+        return first
+    return int(below[-1]) + 1 if above.size - 1 - below[-1] >= ONSET_FRAMES else first
 
 
 def _number_before(q, intensity, sigma, before, q_range_nm) -> float:
@@ -251,6 +265,7 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
                               else f.single.concentration_molar if f.single is not None
                               else math.nan) for f, sk, b in zip(fits, skewed_fits, bimodal)]
                             ) / number_before
+    number_ratio[time_s[after] - second_injection_s < MIXING_S] = math.nan
 
     def column(name):
         return np.array([getattr(f, name) if b else np.nan for f, b in zip(fits, bimodal)])
@@ -262,7 +277,7 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
     resolved = _first_run(bimodal)
     counted = math.isfinite(number_before)
     smooth_ratio = _running_median(number_ratio)
-    risen = _first_run(smooth_ratio >= NEW_SET_NUMBER_RATIO) if counted else None
+    risen = _rise(smooth_ratio >= NEW_SET_NUMBER_RATIO) if counted else None
     formed = risen is not None if counted else resolved is not None
     onset = min((k for k in (resolved, risen) if k is not None), default=None) if formed else None
     nan = math.nan
