@@ -133,3 +133,19 @@ def test_frame_pulls_add_the_systematic_to_the_pulls_but_not_to_the_noise():
     rows = frame_pulls(t, measured, errors, t, np.log(t), systematic=bias)
     assert 0.3 < rows[2][2] < 1.2 and rows[2][3] < 0.5  # the bias within its systematic error
     assert all(0.85 < noise < 1.15 for *_, noise in rows)  # noise: statistical errors only
+
+
+def test_validate_says_in_one_line_why_a_double_injection_has_no_exponent():
+    """`ncsynth validate` after a double injection: a missing n comes with the analysis's reason
+    (e.g. the sets never told apart), not only 'nan'; a measured n has no such line."""
+    from ncsynth.truth_report import format_validation
+
+    row = ("growth exponent n", float("nan"), float("nan"), float("nan"))
+    reason = ("a second set formed (...) but was never told apart from the first (...): the data "
+              "cannot constrain n")
+    text = format_validation({"uid": "u", "headline": [row], "frame_pulls": {},
+                              "growth_exponent_reason": reason})
+    assert f"  n not measured: {reason}" in text.splitlines()
+    measured = format_validation({"uid": "u", "headline": [("growth exponent n", 1.76, 0.01, 1.78)],
+                                  "frame_pulls": {}, "growth_exponent_reason": ""})
+    assert "not measured" not in measured and "-2.00" in measured

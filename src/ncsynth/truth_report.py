@@ -90,11 +90,13 @@ def validate_run(catalog, ref, root) -> dict:
                 for key, value in derived["kinetics"].read().items()} if "kinetics" in derived else {}
     headline = [(label, float(kinetics.get(key, math.nan)), float(kinetics.get(err, math.nan)),
                  float(truth["headline"].get(key, math.nan))) for key, err, label in HEADLINE]
+    reason = ""
     if "second_injection" in start:
         measured = second_injection_analysis(catalog, start["uid"]).summary()
         headline.append(("growth exponent n", measured["growth_exponent"],
                          measured["growth_exponent_err"],
                          float(truth["headline"].get("growth_exponent_effective", math.nan))))
+        reason = measured["growth_exponent_reason"]
     fits = derived["fits"].read()
     frames = truth["frames"]
     measured = {key: np.asarray(fits[key], dtype=float) for key in fits.keys()
@@ -109,7 +111,8 @@ def validate_run(catalog, ref, root) -> dict:
                  ("sigma", "sigma_nm", "sigma_err_nm", "sigma_syst_nm", "std_radius_nm"),
                  ("concentration", "concentration_molar", "concentration_err_molar",
                   "concentration_syst_molar", "concentration_molar"))}
-    return {"uid": start["uid"], "headline": headline, "frame_pulls": pulls}
+    return {"uid": start["uid"], "headline": headline, "frame_pulls": pulls,
+            "growth_exponent_reason": reason}
 
 
 def format_validation(report: dict) -> str:
@@ -119,6 +122,8 @@ def format_validation(report: dict) -> str:
     for label, value, error, truth in report["headline"]:
         pull = (value - truth) / error if error and math.isfinite(error) and error > 0 else math.nan
         lines.append(f"{label:22} {value:>12.4g} ± {error:<7.2g} {truth:>10.4g} {pull:>6.2f}")
+    if report.get("growth_exponent_reason"):  # no n: why, in one line
+        lines.append(f"  n not measured: {report['growth_exponent_reason']}")
     lines.append("per-frame pulls in windows of s after injection: frames, mean, std (statistical "
                  "and size-model errors), noise std (statistical, about a drifting bias)")
     for name, rows in report["frame_pulls"].items():
