@@ -25,6 +25,8 @@ from ncsynth.storage import open_catalog
 
 NCSYNTH = [sys.executable, "-m", "ncsynth.cli"]
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+#: Longest stop (SIGSTOP) of a dry run while a late service joins, wall s (see :func:`_serve`).
+PAUSE_S = 4.0
 FIT_COLUMNS = ("radius_nm", "sigma_nm", "concentration_molar", "chi2_reduced", "yield_fraction")
 
 
@@ -65,9 +67,11 @@ def configuration(tmp_path, proxy):
 
 def _serve(configuration, paused: subprocess.Popen | None = None) -> subprocess.Popen:
     """``ncsynth analysis serve`` once it says it is subscribed. ``paused``: a dry run stopped
-    (SIGSTOP) while the service starts and continued (SIGCONT) once it is subscribed, or after
-    60 s (a stop that caught a catalog write holds the write lock the service's catch-up needs),
-    so the run is still being acquired when the service joins, however loaded the machine."""
+    (SIGSTOP) while the service starts and continued (SIGCONT) once it is subscribed or after
+    PAUSE_S, whichever comes first, which leaves the run more of its frames to take while the
+    service joins. PAUSE_S stays below the detector's 10 s wall-clock wait for a frame's file
+    write (a longer stop fails the frame in flight: seen beside two CPU hogs), and a stop that
+    caught a catalog write holds the write lock the service's catch-up needs."""
     if paused is not None:
         paused.send_signal(signal.SIGSTOP)
     try:
@@ -76,7 +80,7 @@ def _serve(configuration, paused: subprocess.Popen | None = None) -> subprocess.
         first_line: list[str] = []
         reader = threading.Thread(target=lambda: first_line.append(process.stdout.readline()), daemon=True)
         reader.start()
-        reader.join(60 if paused is not None else 300)
+        reader.join(PAUSE_S if paused is not None else 300)
     finally:
         if paused is not None:
             paused.send_signal(signal.SIGCONT)
