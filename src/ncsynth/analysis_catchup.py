@@ -22,13 +22,13 @@ unfinished analysis runs a killed service left of a run it is about to analyse a
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 from pathlib import Path
 
 from tiled.queries import Key
 
+from ncsynth.storage.journal import active_journals, parse_record
 from ncsynth.storage.layout import DataDirectory
 from ncsynth.storage.run_view import RAW_UID_KEY
 
@@ -62,10 +62,10 @@ def _start_of(path: Path) -> dict | None:
     """The start document on a journal's first line, None if it holds none (yet)."""
     try:
         with open(path, "rb") as file:
-            record = json.loads(file.readline())
+            name, doc = parse_record(file.readline())
     except (OSError, ValueError):
         return None
-    return record.get("doc") if isinstance(record, dict) and record.get("name") == "start" else None
+    return doc if name == "start" else None
 
 
 def runs_to_catch_up(layout: DataDirectory) -> list[str]:
@@ -74,7 +74,7 @@ def runs_to_catch_up(layout: DataDirectory) -> list[str]:
     locked by a live writer) and the complete runs whose analysis a dead writer left
     unfinished (an analysis run's unlocked journal in ``journal/active``: a killed service's)."""
     uids = []
-    for path in sorted(Path(layout.active_journals).glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
+    for path in active_journals(layout.active_journals):
         start = _start_of(path)
         if start is None:
             continue
@@ -133,9 +133,8 @@ class JournalFollower:
         records = []
         for line in lines:
             try:
-                record = json.loads(line)
-                records.append((record["name"], record["doc"]))
-            except (ValueError, KeyError, TypeError):
+                records.append(parse_record(line))
+            except ValueError:
                 logger.warning("journal %s: an unreadable line skipped", self.path)
         return records
 

@@ -147,15 +147,19 @@ def scan_journal(path: str | os.PathLike) -> tuple[list[tuple[str, dict]], list[
     for number, line in enumerate(lines, start=1):
         torn = bool(tail) and number == len(lines)
         try:
-            record = json.loads(line)
-            if not (isinstance(record, dict) and isinstance(record.get("name"), str)
-                    and isinstance(record.get("doc"), dict)):
-                raise ValueError('not a {"name": ..., "doc": {...}} document record')
+            docs.append(parse_record(line))
         except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             damage.append(JournalDamage(str(path), number, _why(err, torn), torn))
-            continue
-        docs.append((record["name"], record["doc"]))
     return docs, damage
+
+
+def parse_record(line: bytes) -> tuple[str, dict]:
+    """The ``(name, doc)`` pair of one journal line; ValueError if it holds none."""
+    record = json.loads(line)
+    if not (isinstance(record, dict) and isinstance(record.get("name"), str)
+            and isinstance(record.get("doc"), dict)):
+        raise ValueError('not a {"name": ..., "doc": {...}} document record')
+    return record["name"], record["doc"]
 
 
 def _why(err: ValueError, torn: bool) -> str:
