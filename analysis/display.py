@@ -49,7 +49,7 @@ def _pick_patterns(time_s: np.ndarray, usable: np.ndarray, count: int) -> list[i
 
 def run_title(raw: dict | None, detail: str = "") -> str:
     """The figure's title from a raw run's description
-    (:func:`~ncsynth.analysis.live.raw_description`): sample, local date and time of the start,
+    (:func:`~ncsynth.analysis.derived_run.raw_description`): sample, local date and time of the start,
     the recipe's injection and growth temperatures (°C); on a second line scan id and short
     uid, then ``detail``."""
     raw = raw or {}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ncsynth.analysis.live import FIT_KEYS
+from ncsynth.analysis.derived_run import FIT_KEYS
 
 
 def _header(name: str) -> str:

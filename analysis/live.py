@@ -31,7 +31,7 @@ document (``recipe.cd_initial_molar``, ``piston``, its ``uid``), stream ``backgr
 the calibration (Φ·T·ΔΩ_ref, see :mod:`ncsynth.analysis.reduction`) and the path length come
 from the detector's configuration in the descriptor. The image is an external (``STREAM:``)
 data key: each frame is read from the detector's HDF5 file where the run's
-stream_resource/stream_datum documents put it (:class:`StreamFrames`); the frame start time is
+stream_resource/stream_datum documents put it (:class:`~ncsynth.analysis.stream_frames.StreamFrames`); the frame start time is
 the detector's ``<det>_frame_time`` reading (epoch s).
 
 Every frame gives a ``fits`` event: frames that cannot be reduced or fitted (wrong shape, no
@@ -40,8 +40,10 @@ and are counted in :attr:`SAXSAnalysis.errors`; nothing raises out of a frame. E
 starts from the previous successful one, so a run pushed through a fresh router (replay:
 the stored documents in order) reproduces the live numbers exactly.
 
-Acquisition never waits for analysis: subscribe :class:`ThreadedCallback` (or
-:class:`LiveAnalysis`) to the RunEngine, not the router itself.
+Acquisition never waits for analysis: subscribe :class:`LiveAnalysis` (or any router in a
+:class:`~ncsynth.analysis.threaded_callback.ThreadedCallback`) to the RunEngine, not the
+router itself. The derived run's data keys are in :mod:`~ncsynth.analysis.derived_run`, the
+settings in :mod:`~ncsynth.analysis.analysis_settings`.
 """
 
 from __future__ import annotations
@@ -49,30 +51,27 @@ from __future__ import annotations
 import json
 import logging
 import math
-import queue
-import threading
 from concurrent.futures import BrokenExecutor
-from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-import h5py
-import hdf5plugin  # noqa: F401  (registers the frames' bitshuffle-LZ4/LZ4 filters with h5py)
 import numpy as np
 from event_model import DocumentRouter, RunRouter, compose_run
 
+from ncsynth.analysis.analysis_settings import AnalysisSettings
+from ncsynth.analysis.derived_run import (BACKGROUND, FIT_HINTS, FIT_KEYS, FITS, INJECTION, KINETICS,
+                                          KINETICS_KEYS, PATTERNS, PRIMARY, flatten_kinetics, pattern_keys,
+                                          raw_description)
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.kinetics import cd_after_second_injection, yield_fraction
 from ncsynth.analysis.nucleation_period import summarize_kinetics
-from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, DEFAULT_Q_RANGE_NM, Pattern, Reducer,
-                                        average, calibration_from_beam, subtract)
+from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, Pattern, Reducer, average,
+                                        calibration_from_beam, subtract)
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
 from ncsynth.analysis.frame_model import (FrameModel, SizeModelError, preferred_model,
                                           size_model_systematic)
 from ncsynth.analysis.skewed import SkewedFit, fit_skewed
-from ncsynth.errors import first_line
-from ncsynth.queues import wait_drained
+from ncsynth.analysis.stream_frames import FrameFileError, StreamFrames
+from ncsynth.analysis.threaded_callback import ThreadedCallback
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +79,10 @@ logger = logging.getLogger(__name__)
 MODEL = "gaussian_spheres"
 #: Se:Cd molar ratio β of S3.2 when neither the settings nor the recipe (``extra["beta"]``) give one.
 DEFAULT_BETA = 5.0
-SOURCE = "ncsynth.analysis.live"
 
 #: Why the 98 % times of a double injection are not headline numbers.
 SECOND_INJECTION_KINETICS = ("two injections: the 98 % rule (§S.3) is for one, and the one-population "
                              "fits after piston B do not count the new set apart")
-BACKGROUND, INJECTION, PRIMARY = "background", "injection", "primary"
-FITS, PATTERNS, KINETICS = "fits", "patterns", "kinetics"
 
 
 def _fitter_version() -> str:
@@ -94,272 +90,6 @@ def _fitter_version() -> str:
         return f"ncsynth {importlib_metadata.version('ncsynth')}"
     except importlib_metadata.PackageNotFoundError:
         return "ncsynth (not installed)"
-
-
-# -- frames from files --------------------------------------------------------------------------
-class FrameFileError(OSError):
-    """A frame file that is missing or cannot be read; the message names the file and the cause."""
-
-
-class StreamFrames:
-    """Frames referenced by stream_resource/stream_datum documents (mimetype ``application/x-hdf5``).
-
-    Feed it the run's ``stream_resource`` and ``stream_datum`` documents (they precede the events
-    that use them); :meth:`frame` then returns the frame of an event — its ``descriptor`` and
-    ``seq_num`` select, through the stream_datum's ``seq_nums`` → ``indices``, a slice along axis
-    0 of the resource's ``dataset``. Files are opened for SWMR reading when first needed (the
-    detector may still be appending) and refreshed for a frame beyond what was last seen.
-    ``root_map`` maps directories of the uris to where the files are now (files moved since
-    acquisition). ``complete=True`` (a stored run: every file closed) opens them without SWMR:
-    HDF5's SWMR reader skips the truncated-file check, retries a metadata read past the end of
-    a truncated file with a doubling back-off (for ever, in practice) and reads data chunks past
-    the end as zeros. Files that are missing or cannot be read raise :class:`FrameFileError`.
-    """
-
-    MIMETYPE = "application/x-hdf5"
-
-    def __init__(self, root_map: dict | None = None, *, complete: bool = False):
-        self.root_map = {Path(old): Path(new) for old, new in (root_map or {}).items()}
-        self.complete = bool(complete)
-        self._resources: dict[str, tuple[Path, str, str]] = {}  # uid -> (path, dataset, data key)
-        #: (descriptor uid, data key, seq_num) -> (stream_resource uid, index along axis 0)
-        self._frames: dict[tuple[str, str, int], tuple[str, int]] = {}
-        self._datasets: dict[str, h5py.Dataset] = {}
-
-    def stream_resource(self, doc: dict) -> None:
-        if doc.get("mimetype") == self.MIMETYPE:
-            self._resources[doc["uid"]] = (self._path(doc["uri"]), doc["parameters"]["dataset"],
-                                           doc["data_key"])
-
-    def stream_datum(self, doc: dict) -> None:
-        resource = self._resources.get(doc["stream_resource"])
-        if resource is None:
-            return  # not an HDF5 stream
-        seq_nums, indices = doc["seq_nums"], doc["indices"]
-        for offset in range(indices["stop"] - indices["start"]):
-            self._frames[(doc["descriptor"], resource[2], seq_nums["start"] + offset)] = \
-                (doc["stream_resource"], indices["start"] + offset)
-
-    def frame(self, descriptor: str, data_key: str, seq_num: int) -> np.ndarray:
-        """The frame of ``data_key`` in event ``seq_num`` of ``descriptor``; LookupError if no
-        stream_datum references it, :class:`FrameFileError` if its file does not hold it."""
-        try:
-            uid, index = self._frames[(descriptor, data_key, seq_num)]
-        except KeyError:
-            raise LookupError(f"no stream_datum references {data_key} of event {seq_num}") from None
-        dataset = self._datasets.get(uid)
-        if dataset is None:
-            dataset = self._datasets[uid] = self._open(*self._resources[uid][:2])
-        if index >= dataset.shape[0] and not self.complete:
-            dataset.refresh()
-        if index >= dataset.shape[0]:
-            raise FrameFileError(f"{dataset.file.filename}: frame {index} not written "
-                                 f"({dataset.shape[0]} frames in the file)")
-        try:
-            return dataset[index]
-        except OSError as err:
-            raise FrameFileError(f"{dataset.file.filename}: frame {index} cannot be read "
-                                 f"({first_line(err)})") from None
-
-    def _open(self, path: Path, name: str) -> h5py.Dataset:
-        try:
-            file = h5py.File(path, "r", swmr=not self.complete)
-        except FileNotFoundError:
-            raise FrameFileError(f"{path}: frame file missing") from None
-        except OSError as err:
-            raise FrameFileError(f"{path}: frame file cannot be read ({first_line(err)})") from None
-        try:
-            return file[name]
-        except KeyError:
-            file.close()
-            raise FrameFileError(f"{path}: no dataset {name!r} in the frame file") from None
-
-    def close(self) -> None:
-        for dataset in self._datasets.values():
-            dataset.file.close()
-        self._datasets.clear()
-
-    def _path(self, uri: str) -> Path:
-        parts = urlsplit(uri)
-        if parts.scheme != "file":
-            raise ValueError(f"stream_resource uri must be a file:// uri, got {uri!r}")
-        path = Path(unquote(parts.path))
-        for old, new in self.root_map.items():
-            if path.is_relative_to(old):
-                return new / path.relative_to(old)
-        return path
-
-
-# -- settings -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """Settings of :class:`SAXSAnalysis` (validated at construction, recorded in the derived start).
-
-    q_range_nm : (min, max) q of reduction and fit, nm⁻¹.
-    n_bins : q bins (None: one pixel step, :func:`~ncsynth.analysis.reduction.default_n_bins`).
-    calibration : K = Φ·T·ΔΩ_ref (counts s⁻¹ per unit I·d); None: the detector's configuration,
-        ``calibration`` if it is given, else from ``flux_ph_per_s`` and ``transmission`` (the beam
-        monitors of the areaDetector, read at staging).
-    path_length_cm : None: the detector's ``thickness_cm``, else 0.4 cm (§S.2.1).
-    geometry : None: the detector's ``geometry_json`` configuration.
-    cd_initial_molar : c_Cd,0 of S2.6; None: the start document's ``recipe.cd_initial_molar``.
-    beta : Se:Cd ratio of S3.2; None: ``recipe.extra["beta"]``, else :data:`DEFAULT_BETA`.
-    image_key, temperature_key : data keys; None: the first external 2-D array of the primary
-        stream, and the first key ending in ``_temperature``.
-    """
-
-    q_range_nm: tuple = DEFAULT_Q_RANGE_NM
-    n_bins: int | None = None
-    calibration: float | None = None
-    path_length_cm: float | None = None
-    geometry: DetectorGeometry | None = None
-    cd_initial_molar: float | None = None
-    beta: float | None = None
-    image_key: str | None = None
-    temperature_key: str | None = None
-
-    def __post_init__(self):
-        try:
-            q_lo, q_hi = (float(v) for v in self.q_range_nm)
-        except (TypeError, ValueError):
-            raise ValueError(f"q_range_nm must be a (min, max) pair in nm^-1, got {self.q_range_nm!r}") from None
-        if not 0 < q_lo < q_hi:
-            raise ValueError(f"q_range_nm must satisfy 0 < min < max, got {self.q_range_nm!r}")
-        object.__setattr__(self, "q_range_nm", (q_lo, q_hi))
-        if self.n_bins is not None and (isinstance(self.n_bins, bool) or not isinstance(self.n_bins, int)
-                                        or self.n_bins < 2):
-            raise ValueError(f"n_bins must be an integer >= 2 or None, got {self.n_bins!r}")
-        for name in ("calibration", "path_length_cm", "cd_initial_molar", "beta"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not (math.isfinite(value) and value > 0)):
-                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
-        if self.geometry is not None and not isinstance(self.geometry, DetectorGeometry):
-            raise TypeError(f"geometry must be a DetectorGeometry or None, got {type(self.geometry).__name__}")
-        for name in ("image_key", "temperature_key"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, str) and value):
-                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
-
-    def to_metadata(self) -> dict:
-        md = asdict(self)
-        md["q_range_nm"] = list(self.q_range_nm)
-        md["geometry"] = None if self.geometry is None else self.geometry.to_dict()
-        return md
-
-
-# -- data keys of the derived run ---------------------------------------------------------------------
-def _number(units: str = "", precision: int = 6) -> dict:
-    return {"dtype": "number", "dtype_numpy": "<f8", "shape": [], "source": SOURCE, "units": units,
-            "precision": precision}
-
-
-FIT_KEYS = {
-    "time_s": _number("s"),
-    "frame_time": _number("s since the epoch"),
-    "radius_nm": _number("nm", 4),
-    "radius_err_nm": _number("nm", 4),
-    "sigma_nm": _number("nm", 4),
-    "sigma_err_nm": _number("nm", 4),
-    "sigma_upper_nm": _number("nm", 4),
-    "concentration_molar": _number("mol/L"),
-    "concentration_err_molar": _number("mol/L"),
-    "radius_syst_nm": _number("nm", 4),
-    "sigma_syst_nm": _number("nm", 4),
-    "concentration_syst_molar": _number("mol/L"),
-    "background_cm": _number("cm^-1"),
-    "yield_fraction": _number("", 4),
-    "chi2_reduced": _number("", 3),
-    "skewed_radius_nm": _number("nm", 4),
-    "skewed_sigma_nm": _number("nm", 4),
-    "skewness": _number("", 3),
-    "skewed_concentration_molar": _number("mol/L"),
-    "skewed_chi2_reduced": _number("", 3),
-    "populations": _number("", 0),
-    "model_concentration_molar": _number("mol/L"),
-    "model_cadmium_molar": _number("mol/L"),
-    "success": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [], "source": SOURCE},
-    "reason": {"dtype": "string", "shape": [], "source": SOURCE},
-    "temperature_c": _number("degC", 2),
-}
-FIT_HINTS = ["radius_nm", "sigma_nm", "concentration_molar", "yield_fraction"]
-
-KINETICS_KEYS = {
-    "fraction": _number(""),
-    "t_concentration_s": _number("s"), "t_concentration_err_s": _number("s"),
-    "t_yield_s": _number("s"), "t_yield_err_s": _number("s"),
-    "nucleation_fraction": _number(""), "nucleation_fraction_err": _number(""),
-    "concentration_final_molar": _number("mol/L"), "yield_final": _number(""),
-    "k_per_s": _number("1/s"), "k_err_per_s": _number("1/s"),
-    "n_inf_molar": _number("mol/L"), "n_inf_err_molar": _number("mol/L"),
-    "buildup_chi2_reduced": _number(""),
-    "buildup_describes_data": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [], "source": SOURCE},
-    "k2_l_per_mol_s": _number("L/(mol s)"), "k2_err_l_per_mol_s": _number("L/(mol s)"),
-    "yield_inf": _number(""), "yield_inf_err": _number(""),
-    "second_order_chi2_reduced": _number(""),
-    "second_order_describes_data": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [],
-                                    "source": SOURCE},
-    "law_t_concentration_s": _number("s"), "law_t_concentration_err_s": _number("s"),
-    "law_t_yield_s": _number("s"), "law_t_yield_err_s": _number("s"),
-    "law_note": {"dtype": "string", "shape": [], "source": SOURCE},
-    "n_frames": {"dtype": "integer", "dtype_numpy": "<i8", "shape": [], "source": SOURCE},
-    "n_failed": {"dtype": "integer", "dtype_numpy": "<i8", "shape": [], "source": SOURCE},
-    "success": {"dtype": "boolean", "dtype_numpy": "|b1", "shape": [], "source": SOURCE},
-    "reason": {"dtype": "string", "shape": [], "source": SOURCE},
-}
-
-
-def _pattern_keys(n_bins: int) -> dict:
-    array = {"dtype": "array", "dtype_numpy": "<f8", "shape": [n_bins], "source": SOURCE}
-    return {"time_s": _number("s"),
-            "q_nm": {**array, "units": "nm^-1"},
-            "intensity_cm": {**array, "units": "cm^-1"},
-            "sigma_cm": {**array, "units": "cm^-1"},
-            "model_cm": {**array, "units": "cm^-1"}}
-
-
-def raw_description(start: dict) -> dict:
-    """What a figure's title says of a raw run (:func:`ncsynth.analysis.display.run_title`),
-    from its start document: uid, scan id, sample, start time (s since the epoch), the recipe's
-    injection and growth temperatures (°C); absent items are None."""
-    recipe = start.get("recipe") or {}
-    return {**{key: start.get(key) for key in ("uid", "scan_id", "sample", "time")},
-            **{key: recipe.get(key) for key in ("injection_temperature_c", "growth_temperature_c")}}
-
-
-def flatten_kinetics(summary, n_frames: int, n_failed: int) -> dict:
-    """One ``kinetics`` event's data from a :class:`~ncsynth.analysis.kinetics.KineticsSummary`:
-    the 98 % times from the data (primary), the laws S3.3 (``k``, ``n_inf``, ``buildup_*``) and
-    S3.2 (``k2``, ``yield_inf``, ``second_order_*``) with their χ²_red and 98 % times (``law_*``)."""
-    conc, yld, times = summary.concentration_fit, summary.yield_fit, summary.times
-
-    def value(fit, name):
-        return float(fit[name]) if fit.success else math.nan
-
-    def error(fit, name):
-        return float(fit.error(name)) if fit.success else math.nan
-
-    return {
-        "fraction": float(times.fraction),
-        "t_concentration_s": times.t_concentration_s, "t_concentration_err_s": times.t_concentration_err_s,
-        "t_yield_s": times.t_yield_s, "t_yield_err_s": times.t_yield_err_s,
-        "nucleation_fraction": times.nucleation_fraction,
-        "nucleation_fraction_err": times.nucleation_fraction_err,
-        "concentration_final_molar": times.concentration_final_molar, "yield_final": times.yield_final,
-        "k_per_s": value(conc, "rate_per_s"), "k_err_per_s": error(conc, "rate_per_s"),
-        "n_inf_molar": value(conc, "amplitude"), "n_inf_err_molar": error(conc, "amplitude"),
-        "buildup_chi2_reduced": float(conc.chi2_reduced), "buildup_describes_data": bool(conc.describes_data),
-        "k2_l_per_mol_s": value(yld, "k2_l_per_mol_s"), "k2_err_l_per_mol_s": error(yld, "k2_l_per_mol_s"),
-        "yield_inf": value(yld, "amplitude"), "yield_inf_err": error(yld, "amplitude"),
-        "second_order_chi2_reduced": float(yld.chi2_reduced),
-        "second_order_describes_data": bool(yld.describes_data),
-        "law_t_concentration_s": summary.law_t_concentration_s,
-        "law_t_concentration_err_s": summary.law_t_concentration_err_s,
-        "law_t_yield_s": summary.law_t_yield_s, "law_t_yield_err_s": summary.law_t_yield_err_s,
-        "law_note": summary.law_note,
-        "n_frames": int(n_frames), "n_failed": int(n_failed),
-        "success": bool(times.success), "reason": times.reason,
-    }
 
 
 # -- the per-run analysis ---------------------------------------------------------------------------
@@ -632,8 +362,8 @@ class SAXSAnalysis(DocumentRouter):
         fits = self._bundle.compose_descriptor(name=FITS, data_keys=FIT_KEYS,
                                                object_keys={"fit": list(FIT_KEYS)},
                                                hints={"fit": {"fields": FIT_HINTS}})
-        patterns = self._bundle.compose_descriptor(name=PATTERNS, data_keys=_pattern_keys(n_bins),
-                                                   object_keys={"pattern": list(_pattern_keys(n_bins))},
+        patterns = self._bundle.compose_descriptor(name=PATTERNS, data_keys=pattern_keys(n_bins),
+                                                   object_keys={"pattern": list(pattern_keys(n_bins))},
                                                    hints={"pattern": {"fields": []}})
         self.emit("descriptor", fits.descriptor_doc)
         self.emit("descriptor", patterns.descriptor_doc)
@@ -744,106 +474,6 @@ def _router(emit, settings: AnalysisSettings, created: list | None, root_map: di
     if not callable(emit):
         raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
     return RunRouter([_factory(emit, settings, created, root_map, stored, mapper)])
-
-
-# -- off the RunEngine's thread ---------------------------------------------------------------------
-_STOP_WORKER = object()
-#: Documents that may be dropped when the analysis falls behind; all others (start, descriptor,
-#: stream_resource, stream_datum, stop, ...) are few and always kept so that runs stay well-formed.
-DROPPABLE = frozenset({"event", "event_page"})
-
-
-class ThreadedCallback:
-    """Run ``callback(name, doc)`` on a worker thread so that the caller never waits for it.
-
-    Documents go on a queue; a worker thread feeds them to ``callback`` in order.
-
-    * A failure inside ``callback`` is logged, appended to :attr:`errors` as
-      ``(name, "Type: message")`` and the worker goes on with the next document: no exception
-      reaches the RunEngine.
-    * At most ``maxsize`` events (``event``/``event_page``) wait at once. When the analysis has
-      fallen that far behind, a further event is DROPPED from the analysis (counted in
-      :attr:`dropped`, warning logged) rather than making the RunEngine wait. The trade-off:
-      acquisition keeps its schedule and its data (the RunEngine and every other subscriber,
-      e.g. the catalog, still get every document) while the live analysis shows gaps;
-      replaying the stored run through a fresh router gives the complete analysis. Start,
-      descriptor, stream_resource/stream_datum and stop documents are never dropped (a handful per run), so
-      the analysis always sees whole runs.
-    * :meth:`flush` waits until everything queued so far is processed; :meth:`close` ends the worker.
-    """
-
-    def __init__(self, callback, *, maxsize: int = 1000, name: str = "ncsynth-analysis"):
-        if not callable(callback):
-            raise TypeError(f"callback must be callable (name, doc), got {type(callback).__name__}")
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
-            raise ValueError(f"maxsize must be an integer >= 1, got {maxsize!r}")
-        self.callback = callback
-        self.maxsize = maxsize
-        #: events dropped because the queue was full
-        self.dropped = 0
-        #: (document name, "Type: message") of every exception raised by the callback
-        self.errors: list[tuple[str, str]] = []
-        self._queue: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()
-        self._queued_events = 0
-        self._closed = False
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
-
-    def __call__(self, name: str, doc: dict) -> None:
-        if self._closed:
-            raise RuntimeError("this ThreadedCallback is closed")
-        if name in DROPPABLE:
-            with self._lock:
-                if self._queued_events >= self.maxsize:
-                    self.dropped += 1
-                    dropped = self.dropped
-                else:
-                    self._queued_events += 1
-                    dropped = 0
-            if dropped:
-                if dropped == 1 or dropped % 100 == 0:
-                    logger.warning("analysis is %d events behind: %s dropped from the ANALYSIS only "
-                                   "(%d so far; acquisition and storage are unaffected, replay "
-                                   "the run to analyse every frame)", self.maxsize, name, dropped)
-                return
-        self._queue.put((name, doc))
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is _STOP_WORKER:
-                    return
-                name, doc = item
-                try:
-                    self.callback(name, doc)
-                except Exception as error:
-                    logger.exception("analysis callback failed on a %r document; going on", name)
-                    self.errors.append((name, f"{type(error).__name__}: {error}"))
-                finally:
-                    if name in DROPPABLE:
-                        with self._lock:
-                            self._queued_events -= 1
-            finally:
-                self._queue.task_done()
-
-    @property
-    def backlog(self) -> int:
-        """Documents waiting for the worker."""
-        return self._queue.qsize()
-
-    def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait until every document queued so far is processed; False if ``timeout_s`` passed first."""
-        return wait_drained(self._queue, timeout_s)
-
-    def close(self, timeout_s: float | None = None) -> bool:
-        """Process what is queued, then end the worker; False if it did not end in ``timeout_s``."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(_STOP_WORKER)
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
 
 
 class LiveAnalysis(ThreadedCallback):

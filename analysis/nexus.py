@@ -50,7 +50,7 @@ import numpy as np
 
 import ncsynth
 from ncsynth.analysis.geometry import HC_KEV_NM
-from ncsynth.analysis.live import FIT_KEYS, KINETICS_KEYS
+from ncsynth.analysis.derived_run import FIT_KEYS, KINETICS_KEYS
 
 #: The NXentry of the run (fits table, kinetics, recipe), after the frames' SASentries.
 RUN_ENTRY = "run"

@@ -10,7 +10,7 @@ import math
 import numpy as np
 from event_model import compose_run
 
-from ncsynth.analysis.live import FIT_KEYS, raw_description
+from ncsynth.analysis.derived_run import FIT_KEYS, raw_description
 from ncsynth.analysis.scattering import sphere_intensity
 
 Q_NM = np.geomspace(0.1, 5.0, 151)

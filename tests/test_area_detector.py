@@ -22,7 +22,8 @@ from event_model import DocumentNames, schema_validators
 from ncsynth import timebase
 from ncsynth.analysis.calibration_files import geometry_from_files, write_calibration
 from ncsynth.analysis.geometry import DetectorGeometry
-from ncsynth.analysis.live import LiveAnalysis, StreamFrames
+from ncsynth.analysis.live import LiveAnalysis
+from ncsynth.analysis.stream_frames import StreamFrames
 from ncsynth.devices.area_detector import AreaDetectorSAXS
 from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.devices.detector import FRAME_DATASET, DetectorError

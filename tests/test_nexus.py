@@ -15,7 +15,7 @@ from ophyd.sim import det
 from scipy import constants
 
 import ncsynth
-from ncsynth.analysis.live import FIT_KEYS
+from ncsynth.analysis.derived_run import FIT_KEYS
 from ncsynth.analysis.nexus import RUN_ENTRY, frame_entry_name, hold_at, write_fits_nexus
 from ncsynth.analysis.scattering import molar_to_per_cm3
 from ncsynth.config import load_config

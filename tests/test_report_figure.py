@@ -14,7 +14,7 @@ import pytest
 from synthetic_analysis import Q_NM, START, analysed_frames
 
 from ncsynth.analysis.display import draw_figure, report_figure, run_title
-from ncsynth.analysis.live import raw_description
+from ncsynth.analysis.derived_run import raw_description
 
 
 def _drawn_curves(axis):

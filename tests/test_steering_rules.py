@@ -205,8 +205,8 @@ def test_the_decision_log_reads_the_agent_stream_of_the_raw_run():
 
 
 def test_the_feed_reads_the_stream_the_live_analysis_names():
-    from ncsynth.analysis.live import FIT_KEYS
-    from ncsynth.analysis.live import FITS as LIVE_FITS
+    from ncsynth.analysis.derived_run import FIT_KEYS
+    from ncsynth.analysis.derived_run import FITS as LIVE_FITS
 
     assert FITS == LIVE_FITS and {"time_s", "radius_nm", "radius_err_nm"} <= set(FIT_KEYS)
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ncsynth.analysis.export import write_fits_csv
-from ncsynth.analysis.live import FrameFileError, raw_description, replay
+from ncsynth.analysis.derived_run import raw_description
+from ncsynth.analysis.live import replay
+from ncsynth.analysis.stream_frames import FrameFileError
 from ncsynth.errors import first_line
 from ncsynth.storage.journal import read_journal
 

@@ -17,11 +17,9 @@ import math
 import threading
 import time
 
+from ncsynth.analysis.derived_run import FITS
 from ncsynth.plans.decisions import AGENT, FitPoint
 
-#: The derived run's stream of per-frame fits (``ncsynth.analysis.live.FITS``; not imported:
-#: that module brings the whole analysis).
-FITS = "fits"
 #: How often a waiting :meth:`FitFeed.wait_for` asks whether the analysis is still alive, s.
 HEALTH_POLL_S = 0.1
 
