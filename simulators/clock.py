@@ -205,7 +205,11 @@ class WorldClock:
     def _await(self, entry: list, cancel: threading.Event | None, then=None) -> bool:
         me = threading.get_ident()
         with self._cond:
-            self._waiting[me] = threading.get_native_id()  # its polls are not activity
+            # its polls are not activity; its joining the waiters is: the scheduler's CPU
+            # measure leaves waiting threads out, so one that joins within an idle window would
+            # take its whole past CPU time off the measure and hide what others did meanwhile
+            self._waiting[me] = threading.get_native_id()
+            self._activity += 1
             try:
                 while entry[_STATE] == _PENDING:
                     if cancel is not None and cancel.is_set():

@@ -9,12 +9,16 @@ same world times, heat and inject at the same times, and give the same fits to 1
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from ncsynth.config import load_config
 from ncsynth.dryrun import dry_run
+from ncsynth.simulators import quiet
+from ncsynth.simulators.clock import WorldClock
 from ncsynth.storage import open_catalog
 
 #: Frame starts, s after the injection, and the fit columns compared (all numeric ones).
@@ -61,3 +65,47 @@ def test_the_same_seed_gives_the_same_run_and_fits_beside_two_cpu_hogs(tmp_path)
                                    err_msg=key)
     for key in ("final_radius_nm", "concentration_molar", "yield_fraction"):
         assert loaded["summary"][key] == pytest.approx(quiet["summary"][key], rel=1e-9, abs=0), key
+
+
+def test_a_thread_joining_the_waiters_does_not_hide_what_others_did_meanwhile(monkeypatch):
+    """The clock's CPU measure leaves out the threads waiting on it; one that starts waiting
+    for a deadline reserved earlier (a detector's schedule, :meth:`WorldClock.deadlines`) takes
+    its whole past CPU time off the measure. Unless its joining counts as activity, the idle
+    window it joins in looks quiet however busy the rest of the process was. Made visible where
+    the CPU measure is the clock's only test (no ``/proc``: the thread scan is skipped): while a
+    thread works without pause, every jump must be one forced by ``patience_s``."""
+    monkeypatch.setattr(quiet, "_HAS_PROC", False)
+    clock = WorldClock(speed=None, idle_s=0.1, patience_s=0.6)
+    start = clock.now()
+    stop, has_past, go = threading.Event(), threading.Event(), threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    def scheduled():  # has worked a while (a past to hide behind), then waits its turn
+        until = time.thread_time() + 0.3
+        while time.thread_time() < until:
+            pass
+        has_past.set()
+        go.wait()
+        wait()
+
+    sequence = threading.Thread(target=scheduled)
+    sequence.start()
+    assert has_past.wait(30)
+    wait = clock.reserve(start + 1.0)
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        time.sleep(0.3)  # the clock refuses to jump while the worker runs...
+        go.set()  # ...and the scheduled thread joins the waiters meanwhile
+        assert clock.sleep_until(start + 2.0) is True
+    finally:
+        stop.set()
+        go.set()
+        worker.join(5)
+        sequence.join(5)
+        clock.close()
+    assert clock.jumps_made == 2
+    assert clock.forced == 2  # neither jump judged quiet while the worker ran
