@@ -10,10 +10,22 @@ compared with the schedule:
 
 Then the full default dry run (575 frames, jump mode) is timed.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/timing.py [--frames 200] [--skip-dry-run]
+By default the simulated beamline runs in this process (its clock at speed 1), as in a
+rehearsal, so the simulated IOC's frame synthesis and HDF5 writes share this interpreter with
+the devices. ``--hutch`` measures the hutch path instead: the beamline in a process of its own
+(``ncsynth sim serve --speed 1``), the devices built from the ``hardware = "hutch"``
+configuration it prints and timed by the wall clock (``timebase.SystemClock``), as at the
+beamline where the IOC is another process.
+
+``--before COMMIT`` times the full dry run also with that commit's code (``git archive``,
+laid out as its pyproject maps the packages, on PYTHONPATH), alternated with this tree's.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/timing.py [--frames 200] [--skip-dry-run] [--hutch]
+                                                       [--before COMMIT [--repeats K]]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -29,7 +41,7 @@ import numpy as np  # noqa: E402
 from bluesky import RunEngine  # noqa: E402
 
 from ncsynth import timebase  # noqa: E402
-from ncsynth.config import load_config  # noqa: E402
+from ncsynth.config import default_config, load_config  # noqa: E402
 from ncsynth.instruments import connect, simulated_hutch  # noqa: E402
 from ncsynth.plans import (background_frames, detector_timed_acquisition, frame_schedule,  # noqa: E402
                            timed_acquisition)
@@ -44,12 +56,39 @@ def relative_waits(detector, heater, timer, t0, offsets, **_):
         yield from bps.trigger_and_read([detector, heater.temperature, heater.output])
 
 
-def measure(mode, plan_stub, n_frames):
+@contextlib.contextmanager
+def in_process_beamline():
+    """The devices on a simulated beamline in this process, its clock (speed 1) in force."""
     config = load_config(hardware="sim")
     config["data"]["dir"] = tempfile.mkdtemp(prefix="ncsynth-timing-")
-    offsets = frame_schedule(n_frames)
     with SimulatedBeamline(speed=1.0, seed=1) as sim, timebase.use_clock(sim.clock):
-        dev = connect(simulated_hutch(config, sim))
+        yield connect(simulated_hutch(config, sim))
+
+
+@contextlib.contextmanager
+def separate_beamline():
+    """The devices of a ``hardware = "hutch"`` configuration filled with what an ``ncsynth sim
+    serve --speed 1`` process prints (its Channel Access environment set here); wall clock."""
+    data = tempfile.mkdtemp(prefix="ncsynth-timing-")
+    serve = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "sim", "serve", "--speed", "1",
+                              "--seed", "1", "--calibration-dir", os.path.join(data, "calibration")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        settings = json.loads(serve.stdout.readline())
+        os.environ.update(settings.pop("environment"))
+        config = default_config()
+        config.update(hardware="hutch", data={"dir": data})
+        for section, values in settings.items():
+            config[section].update(values)
+        yield connect(config)
+    finally:
+        serve.terminate()
+        serve.wait(30)
+
+
+def measure(mode, plan_stub, n_frames, hutch=False):
+    offsets = frame_schedule(n_frames)
+    with (separate_beamline if hutch else in_process_beamline)() as dev:
         RE = RunEngine({})
         docs = []
         RE.subscribe(lambda name, doc: docs.append((name, doc)))
@@ -91,24 +130,48 @@ def measure(mode, plan_stub, n_frames):
             "mean_signed_ms": float(errors_ms.mean())}
 
 
-def dry_run_wall_s():
+def dry_run_wall_s(pythonpath: str | None = None):
+    """Wall time (s) and summary of one full default ``ncsynth dry-run`` process; ``pythonpath``:
+    the ``ncsynth`` package of another tree (:func:`package_tree`) instead of this one."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "ncsynth.cli", "dry-run", "--json",
-                              "--data-dir", tmp], capture_output=True, text=True, check=True)
+                              "--no-progress", "--seed", "7", "--data-dir", tmp],
+                             capture_output=True, text=True, check=True, env=env, cwd=tmp)
         wall = time.perf_counter() - t
     return wall, json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--skip-dry-run", action="store_true")
-    args = parser.parse_args()
-    results = [measure("baseline: relative waits", relative_waits, args.frames),
-               measure("software-triggered, absolute deadlines", timed_acquisition, args.frames),
-               measure("detector-timed (flyer)", detector_timed_acquisition, args.frames)]
-    print(f"frame start error vs schedule, first {args.frames} frames, real time (ms)")
+def package_tree(commit: str, into: str) -> str:
+    """The ``ncsynth`` package as it was at ``commit`` of this repository, laid out under
+    ``into`` as its pyproject's ``package-dir`` maps it; the directory to put on PYTHONPATH."""
+    import tomllib
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tree = os.path.join(into, "tree")
+    os.makedirs(tree)
+    archive = subprocess.run(["git", "-C", repo, "archive", commit], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+    with open(os.path.join(tree, "pyproject.toml"), "rb") as f:
+        package_dir = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
+    root = os.path.join(into, "packages")
+    os.makedirs(root)
+    for package, folder in sorted(package_dir.items()):  # parents first
+        os.symlink(os.path.join(tree, folder), os.path.join(root, *package.split(".")))
+    return root
+
+
+def frame_timing(n_frames: int, hutch: bool) -> None:
+    """Frame start errors of the three ways, printed as a table with the p99 ratios."""
+    results = [measure("baseline: relative waits", relative_waits, n_frames, hutch),
+               measure("software-triggered, absolute deadlines", timed_acquisition, n_frames, hutch),
+               measure("detector-timed (flyer)", detector_timed_acquisition, n_frames, hutch)]
+    where = "beamline in its own sim serve process, wall clock" if hutch else \
+        "beamline in this process, its clock at speed 1"
+    print(f"frame start error vs schedule, first {n_frames} frames, real time (ms); {where}")
     print(f"{'mode':<42}{'median':>9}{'p99':>9}{'max':>9}{'mean':>10}{'skipped':>9}")
     for r in results:
         print(f"{r['mode']:<42}{r['median_ms']:9.2f}{r['p99_ms']:9.2f}{r['max_ms']:9.2f}"
@@ -116,7 +179,35 @@ def main():
     base = results[0]["p99_ms"]
     for r in results[1:]:
         print(f"p99 ratio baseline / {r['mode']}: {base / max(r['p99_ms'], 1e-9):.1f}x")
-    if not args.skip_dry_run:
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=200, help="0: no frame timing")
+    parser.add_argument("--skip-dry-run", action="store_true")
+    parser.add_argument("--before", metavar="COMMIT",
+                        help="also time the full dry run with this commit's code, alternated")
+    parser.add_argument("--repeats", type=int, default=1, help="dry runs of each with --before")
+    parser.add_argument("--hutch", action="store_true",
+                        help="the beamline in an 'ncsynth sim serve' process of its own (see above)")
+    args = parser.parse_args()
+    if args.frames:
+        frame_timing(args.frames, args.hutch)
+    if args.before:  # the same dry run with the code of another commit, alternated
+        with tempfile.TemporaryDirectory() as tmp:
+            before = package_tree(args.before, tmp)
+            walls = {"before": [], "now": []}
+            for _ in range(args.repeats):
+                for which, path in (("before", before), ("now", None)):
+                    wall, summary = dry_run_wall_s(path)
+                    walls[which].append(wall)
+                    print(f"full dry run, {which} ({args.before if path else 'this tree'}): "
+                          f"{wall:.1f} s wall, {summary.get('frames')} frames, "
+                          f"{summary.get('exit_status')}", flush=True)
+        ratio = np.median(walls["now"]) / np.median(walls["before"])
+        print(f"full dry run wall time, median of {args.repeats}: now {np.median(walls['now']):.1f} s, "
+              f"before {np.median(walls['before']):.1f} s: now / before = {ratio:.2f}")
+    elif not args.skip_dry_run:
         wall, summary = dry_run_wall_s()
         print(f"full dry run (575 frames, jump mode): {wall:.1f} s wall "
               f"(simulated protocol {summary.get('frames')} frames, target < 60 s); "
