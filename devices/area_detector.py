@@ -45,9 +45,11 @@ from ophyd.device import Staged
 from ophyd.signal import DerivedSignal, EpicsSignalBase
 from ophyd.status import DeviceStatus
 
-from ncsynth import timebase
+from ncsynth import caproto_environment, timebase
 from ncsynth.config_schema import FRAME_COMPRESSIONS as COMPRESSIONS
 from .detector import DetectorError, FrameDetector, checked_exposure
+
+caproto_environment.install()  # caproto's search thread dies if os.environ changes under it
 
 #: The HDF5 plugin's Blosc settings with ``compression = "Blosc"``: zstd at level 3 on
 #: byte-shuffled words, ~1.3 ms and 240 kB a default frame (3.8x smaller than raw:
