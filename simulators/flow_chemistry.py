@@ -151,12 +151,12 @@ class FlowKineticParameters:
       the oven (``oven_heat_time_s``): MSCs hold most of the SAXS-visible Cd up to T_nuc 240 °C,
       NCs from 250 °C (seed: continuous NC growth from 250 °C).
 
-    Known gaps: Fig. 2's quantized steps (r 0.87 → 0.94 nm from 190 to 200 °C, the 1.02 nm
-    shoulder from 230 °C, NC growth from 250 °C): CdSe-437 dominates the clusters from 190 °C
-    on and new NCs stay at ~2.1 nm, so the SAXS-visible mean radius rises only 0.97 → 1.01 nm.
-    Fig. 1 below the diagonal (T_nuc 310–350 °C, oven 270–300 °C): 7–36 % of the Cd stays in
-    CdSe-437 at 14 s, where the seed sees none (the NCs take up monomer too slowly below
-    300 °C for the clusters to dissolve into them).
+    Known gaps (simulators/flow_figures.py KNOWN_GAPS, rows of benchmarks/paper_vs_simulator.py):
+    Fig. 2's quantized steps (r 0.87 → 0.94 nm from 190 to 200 °C, the 1.02 nm shoulder from
+    230 °C): CdSe-437 is the largest family from 190 °C on and CdSe-465 is already ~half of it
+    (5/8 checks), and new NCs stay at ~2.1 nm in 1.5 s (seed: continuous growth from 250 °C).
+    Fig. 1 below the diagonal (T_nuc 310–350 °C, oven 270–300 °C): up to 36 % of
+    the Cd stays in CdSe-437 at 14 s, where the seed sees none.
     """
 
     reference_temperature_c: float = 280.0
