@@ -30,6 +30,9 @@ from ncsynth.storage import open_catalog
 
 HOG = [sys.executable, "-c", "while 1: pass"]
 RTOL = 1e-9
+#: Fit columns in epoch seconds: a jumping world clock starts at the wall time of its creation,
+#: so these are compared as times after the run's first frame.
+EPOCH_COLUMNS = ("frame_time",)
 
 
 def dry_run(root: Path, seed: int, extra: list[str]) -> tuple[dict, float]:
@@ -47,17 +50,18 @@ def dry_run(root: Path, seed: int, extra: list[str]) -> tuple[dict, float]:
 
 
 def stored(root: Path, uid: str) -> dict[str, np.ndarray]:
-    """The run's numeric fit columns, frame start times (s after the first) and heater readings."""
+    """The run's numeric fit columns, frame start times and heater readings; times in epoch
+    seconds (the frames', :data:`EPOCH_COLUMNS`) as seconds after the run's first frame."""
     with open_catalog(root) as catalog:
         primary = catalog[uid]["primary"]
-        columns = {"frame_time_s": np.asarray(primary["saxs_frame_time"].read(), dtype=float),
+        frame_times = np.asarray(primary["saxs_frame_time"].read(), dtype=float)
+        columns = {"frame_time_s": frame_times - frame_times[0],
                    "heater_temperature": np.asarray(primary["heater_temperature"].read(), dtype=float)}
-        columns["frame_time_s"] -= columns["frame_time_s"][0]
         fits = catalog.analysis(uid)["fits"].read()
         for key in fits:
             values = np.asarray(fits[key])
             if values.dtype.kind in "fiub":
-                columns[f"fits.{key}"] = values.astype(float)
+                columns[f"fits.{key}"] = values.astype(float) - (frame_times[0] if key in EPOCH_COLUMNS else 0)
     return columns
 
 
