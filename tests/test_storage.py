@@ -352,20 +352,84 @@ def test_kill_9_mid_run_then_recover_keeps_every_event_and_frame(catalog):
                             for name, doc in journaled if name == "stream_datum")
     assert len(events) >= 15 and not any(name == "stop" for name, _ in journaled)
 
+    # the kill may land between a frame's stream_datum and its event (bluesky emits them in
+    # that order): the run then ends at the last event, and the stop says what was left out
+    kept = min(len(events), frames_referenced)
+    assert frames_referenced - kept in (0, 1)
     records = catalog.recover()
-    assert [(r.uid, r.status, r.events, r.exit_status) for r in records] == [(uid, "aborted", len(events), "abort")]
+    assert [(r.uid, r.status, r.events, r.exit_status) for r in records] == [(uid, "aborted", kept, "abort")]
     run = catalog[uid]
     stop = run.metadata["stop"]
-    assert stop["exit_status"] == "abort" and stop["reason"] == RECOVERED_REASON
-    assert stop["num_events"] == {"primary": len(events)}
-    np.testing.assert_array_equal(run.primary.read()["det"].values, [e["data"]["det"] for e in events])
-    frames = run.primary["cam_image"].read()
-    assert len(frames) == frames_referenced >= len(events)
-    np.testing.assert_array_equal(frames, [expected_frame(i) for i in range(len(frames))])
+    assert stop["exit_status"] == "abort" and stop["reason"].startswith(RECOVERED_REASON)
+    assert ("journaled without their event left out" in stop["reason"]) == (frames_referenced > kept)
+    assert stop["num_events"] == {"primary": kept}
+    primary = run.primary.read()  # columns of one length: xarray refuses others
+    np.testing.assert_array_equal(primary["det"].values, [e["data"]["det"] for e in events[:kept]])
+    np.testing.assert_array_equal(primary["cam_image"].values, [expected_frame(i) for i in range(kept)])
     last = json.loads(journal.parent.parent.joinpath("complete", journal.name).read_text().splitlines()[-1])
     assert last["name"] == "stop" and last["doc"]["exit_status"] == "abort"
 
     assert catalog.recover() == []  # idempotent
+
+
+def journal_cut_between_a_frame_and_its_event(catalog, frames: Path, num: int, *, torn: bool) -> Path:
+    """A real run's journal (a RunEngine, FrameCamera's HDF5 file, the writer's RunJournal),
+    cut as a kill -9 leaves it after the last frame's stream_datum: before its event
+    (``torn=False``) or in the middle of the event's line (``torn=True``); put in
+    journal/active of ``catalog`` with no run in the catalog. Returns the active journal."""
+    from event_model import RunRouter
+
+    from ncsynth.storage.journal import RunJournal
+
+    written = frames.with_suffix(".jsonl")
+    RE = RunEngine({}, context_managers=[])
+    journals = []
+
+    def journal_factory(name, start):
+        journals.append(RunJournal(written))
+        return [journals[-1]], []
+
+    RE.subscribe(RunRouter([journal_factory]))
+    RE(bp.count([det, FrameCamera("cam", frames)], num=num))
+    journals[0].close()
+    lines = written.read_bytes().splitlines(keepends=True)
+    last_datum = max(i for i, line in enumerate(lines) if json.loads(line)["name"] == "stream_datum")
+    assert json.loads(lines[last_datum + 1])["name"] == "event_page"
+    kept = b"".join(lines[:last_datum + 1]) + (lines[last_datum + 1][:40] if torn else b"")
+    active = catalog.layout.active_journals / f"{json.loads(lines[0])['doc']['uid']}.jsonl"
+    active.write_bytes(kept)
+    return active
+
+
+@pytest.mark.parametrize("torn", [False, True], ids=["before-the-event", "event-torn"])
+def test_a_kill_between_a_frame_and_its_event_recovers_a_run_whose_columns_match(catalog, torn):
+    """bluesky emits a frame's stream_datum before its event: a process killed between the two
+    left a journal with one frame more than events, and the recovered run could not be read
+    (xarray: 'different left-most dimensions'). Recovery ends the stream at the last event,
+    says in the stop what it left out and where that frame still is, and keeps the journal
+    as found."""
+    frames = catalog.layout.frames / f"cut-{torn}.h5"
+    active = journal_cut_between_a_frame_and_its_event(catalog, frames, 4, torn=torn)
+    uid = active.stem
+    (record,) = catalog.recover()
+    assert (record.uid, record.status, record.events, record.exit_status, record.ok) == (uid, "aborted", 3, "abort", True)
+    run = catalog[uid]
+    primary = run.primary.read()
+    assert primary["det"].shape == (3,) and primary["cam_image"].shape == (3, *FRAME_SHAPE)
+    np.testing.assert_array_equal(primary["cam_image"].values, [expected_frame(i) for i in range(3)])
+    stop = run.metadata["stop"]
+    assert stop["num_events"] == {"primary": 3}
+    assert stop["reason"].startswith(RECOVERED_REASON)
+    assert f"1 frame(s) of cam_image journaled without their event left out (still in {frames.as_uri()} rows 3..3)" \
+        in stop["reason"], stop["reason"]
+    with h5py.File(frames, "r") as f:  # the frame left out is still in the detector's file
+        np.testing.assert_array_equal(f["/entry/data/data"][3], expected_frame(3))
+    complete = read_journal(catalog.layout.complete_journals / active.name)
+    assert [d["indices"] for n, d in complete if n == "stream_datum"][-1] == {"start": 2, "stop": 3}
+    assert complete[-1] == ("stop", stop)
+    assert (catalog.layout.damaged_journals / active.name).read_bytes().startswith(
+        (catalog.layout.complete_journals / active.name).read_bytes()[:200])
+    assert catalog.recover() == []
 
 
 def test_the_writer_in_a_process_of_its_own_stores_the_same_run(catalog, RE, tmp_path):

@@ -12,7 +12,8 @@ directory passed as ``readable_storage`` to :func:`ncsynth.storage.open_catalog`
         frames/             default home of detector HDF5 files (readable by the catalog)
         journal/active/     <start uid>.jsonl of runs whose stop has not reached the catalog
         journal/complete/   the same journals once the catalog holds the whole run
-        journal/damaged/    journals with unreadable lines, as found (recovery rebuilt the rest)
+        journal/damaged/    journals recovery had to change (unreadable lines, an unmatched
+                            tail left out), as found (recovery rebuilt the rest)
 
 At a facility the catalog and the event tables can live in a database server instead of
 ``catalog.db`` and ``tables.sqlite`` (``database_uri``, ``tables_uri``: SQLAlchemy URIs such as

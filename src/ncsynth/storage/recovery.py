@@ -10,10 +10,14 @@ the catalog: the process was killed (``kill -9``, power, OOM) or Tiled failed. F
    detector's HDF5 files are external and are left alone);
 2. rebuilds the run from the journal with a fresh ``TiledWriter``: every document emitted
    before the death, frames included (their stream_resource/stream_datum documents);
-3. if the journal has no stop document, adds one, honestly: ``exit_status="abort"``,
-   ``reason="recovered after the acquisition process died"``, ``num_events`` as counted in
-   the journal, ``time`` of the last journaled document — to the journal as well;
-4. moves the journal to ``journal/complete``.
+3. if the journal has no stop document, ends every stream at its last event whose frames
+   are all referenced (:mod:`~ncsynth.storage.run_tail`: a kill between a frame's
+   stream_datum and its event leaves one frame more than events, a run xarray cannot read)
+   and adds a stop, honestly: ``exit_status="abort"``, ``reason="recovered after the
+   acquisition process died"`` followed by what was left out and where it still is,
+   ``num_events`` as kept, ``time`` of the last kept document — to the journal as well;
+4. moves the journal to ``journal/complete``; one that lost a tail is kept as found in
+   ``journal/damaged``.
 
 Damaged journals. A line that holds no readable document (a torn last line of a process
 killed mid-write, or garbage anywhere) is skipped: the run is rebuilt from every readable
@@ -45,6 +49,7 @@ from ncsynth.errors import first_line
 from .journal import (JournalDamage, JournalLocked, RunJournal, active_journals, scan_journal,
                       write_journal)
 from .layout import DataDirectory
+from .run_tail import LeftOut, trim_unmatched_tail
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +67,10 @@ class RecoveryRecord(NamedTuple):
       - ``"in-progress"``: a live process is writing the run; left alone
       - ``"unrecoverable"``: unreadable lines and no readable start; moved to journal/damaged
       - ``"failed"``: the catalog refused the run (``error``); left in journal/active
+    ``events`` the run's events in the catalog (journaled ones, less those left out);
     ``exit_status`` is the run's exit status in the catalog now (None when there is no run);
-    ``damage`` the journal's unreadable lines; ``error`` why the catalog refused the run.
+    ``damage`` the journal's unreadable lines; ``error`` why the catalog refused the run;
+    ``left_out`` the streams whose unmatched tail was left out of an aborted run.
     """
 
     uid: str
@@ -72,6 +79,7 @@ class RecoveryRecord(NamedTuple):
     exit_status: str | None
     damage: tuple[JournalDamage, ...] = ()
     error: str | None = None
+    left_out: tuple[LeftOut, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -87,7 +95,8 @@ def _events(docs: list[tuple[str, dict]]) -> Iterator[dict]:
             yield from unpack_event_page(doc)
 
 
-def _synthesized_stop(docs: list[tuple[str, dict]], damage: list[JournalDamage]) -> dict:
+def _synthesized_stop(docs: list[tuple[str, dict]], damage: list[JournalDamage],
+                      left_out: list[LeftOut]) -> dict:
     start = docs[0][1]
     stream_of_descriptor = {doc["uid"]: doc["name"] for name, doc in docs if name == "descriptor"}
     events = list(_events(docs))
@@ -95,6 +104,8 @@ def _synthesized_stop(docs: list[tuple[str, dict]], damage: list[JournalDamage])
     reason = RECOVERED_REASON
     if damage:
         reason += f"; {len(damage)} unreadable journal line(s) skipped (see journal/damaged)"
+    for stream in left_out:
+        reason += f"; {stream} (the process died between a frame's stream_datum and its event)"
     return {
         "uid": str(uuid.uuid4()),
         "run_start": start["uid"],
@@ -134,26 +145,28 @@ def _recover(client, layout: DataDirectory, journal: RunJournal) -> RecoveryReco
         return RecoveryRecord(journal.path.stem, "unrecoverable" if damage else "empty", 0, None,
                               tuple(damage))
     uid = docs[0][1]["uid"]
-    events = sum(1 for _ in _events(docs))
     journaled_stop = docs[-1][0] == "stop"
     stored_stop = client[uid].metadata.get("stop") if uid in client else None
-    if stored_stop:
-        status = "already-complete"
-        if not journaled_stop:
-            docs.append(("stop", stored_stop))
-    else:
-        status = "completed" if journaled_stop else "aborted"
-        if not journaled_stop:
-            docs.append(("stop", _synthesized_stop(docs, damage)))
+    left_out = []
+    if stored_stop and not journaled_stop:
+        docs.append(("stop", stored_stop))
+    elif not journaled_stop:
+        docs, left_out = trim_unmatched_tail(docs)
+        docs.append(("stop", _synthesized_stop(docs, damage, left_out)))
+    status = "already-complete" if stored_stop else "completed" if journaled_stop else "aborted"
+    events = sum(1 for _ in _events(docs))
+    if not stored_stop:
         try:
             _rebuild(client, uid, docs)
         except Exception as err:  # the journal stays in journal/active for a later attempt
             error = f"{journal.path}: the catalog refused the run ({type(err).__name__}: {first_line(err)})"
-            return RecoveryRecord(uid, "failed", events, None, tuple(damage), error)
-        logger.warning("recovered run %s from its journal: %s, %d events, %d unreadable lines",
-                       uid, status, events, len(damage))
-    _file_away(journal, layout, docs, damage, rewrite=bool(damage) or not journaled_stop)
-    return RecoveryRecord(uid, status, events, docs[-1][1]["exit_status"], tuple(damage))
+            return RecoveryRecord(uid, "failed", events, None, tuple(damage), error, tuple(left_out))
+        logger.warning("recovered run %s from its journal: %s, %d events, %d unreadable lines%s",
+                       uid, status, events, len(damage), "".join(f"; {s}" for s in left_out))
+    _file_away(journal, layout, docs, keep_as_found=bool(damage or left_out),
+               rewrite=bool(damage) or not journaled_stop)
+    return RecoveryRecord(uid, status, events, docs[-1][1]["exit_status"], tuple(damage),
+                          left_out=tuple(left_out))
 
 
 def _rebuild(client, uid: str, docs: list[tuple[str, dict]]) -> None:
@@ -164,14 +177,16 @@ def _rebuild(client, uid: str, docs: list[tuple[str, dict]]) -> None:
         writer(name, doc)
 
 
-def _file_away(journal: RunJournal, layout: DataDirectory, docs, damage, *, rewrite: bool) -> None:
+def _file_away(journal: RunJournal, layout: DataDirectory, docs, *, keep_as_found: bool,
+               rewrite: bool) -> None:
     """Move the journal to journal/complete; if it does not hold exactly ``docs`` (unreadable
-    lines, a stop added) write ``docs`` there instead, keeping a damaged file in journal/damaged."""
+    lines, a stop added, a tail left out) write ``docs`` there instead, keeping the file as
+    found in journal/damaged when it holds lines ``docs`` lack."""
     if not rewrite:
         journal.archive(layout.complete_journals)
         return
     write_journal(layout.complete_journals / journal.path.name, docs)
-    if damage:
+    if keep_as_found:
         _archive_damaged(journal, layout)
     else:
         os.unlink(journal.path)
