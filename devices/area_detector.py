@@ -69,7 +69,8 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     seen one frame of the current size before staging (ophyd refuses an "unprimed" HDF5
     plugin). A frame counts as written — its stream_datum may be emitted, its Status
     finishes — when the plugin's ``NumCaptured`` reaches it, at most ``exposure_time +
-    timeout_s`` (wall s) after the exposure started; else the Status fails naming the device.
+    timeout_s`` (wall s) after the exposure started; else the Status fails naming the device
+    and, when the plugin's ``WriteStatus`` says Error, its ``WriteMessage`` (a full disk).
 
     Frame timing. One image per exposure (``ImageMode`` Multiple, ``NumImages`` 1, internal
     trigger), started by writing ``cam.acquire``. An EPICS area detector cannot take a list of
@@ -229,8 +230,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         pending = _PendingFrame(index, timebase.now(), collected, status)
         with self._pending_lock:
             self._pending = pending
-        pending.timer = threading.Timer(timeout, self._finish, args=(pending, DetectorError(
-            f"{self.name}: frame {index} was not written to HDF5 within {timeout} s")))
+        pending.timer = threading.Timer(timeout, self._late, args=(pending, timeout))
         pending.timer.daemon = True
         pending.timer.start()
         try:
@@ -269,6 +269,26 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         elif outcome is not None:
             pending.status.set_exception(outcome)
 
+    def _late(self, pending: "_PendingFrame", timeout: float) -> None:
+        """The pending frame's time is up (timer thread): fail it, with the HDF5 plugin's own
+        cause when it reports a write error (``WriteStatus`` Error and its ``WriteMessage``,
+        as areaDetector's NDFileHDF5 sets them, e.g. a full disk)."""
+        message = f"{self.name}: frame {pending.index} was not written to HDF5 within {timeout} s"
+        cause = self._write_error()
+        self._finish(pending, DetectorError(message if cause is None else
+                                            f"{message}: the HDF5 plugin reports {cause}"))
+
+    def _write_error(self) -> str | None:
+        """The HDF5 plugin's last write error (its ``WriteMessage``, first line) when its
+        ``WriteStatus`` says Error; None if it says OK or cannot be read (the IOC gone)."""
+        try:
+            if not int(self.hdf5.write_status.get(timeout=WRITE_STATUS_TIMEOUT_S)):
+                return None
+            text = self.hdf5.write_message.get(as_string=True, timeout=WRITE_STATUS_TIMEOUT_S)
+        except Exception:  # the IOC does not answer: the time-out alone is the news
+            return None
+        return (str(text).strip().splitlines() or ["a write error (no message)"])[0]
+
     def kickoff(self):
         """Start the prepared sequence, with a cancel of its own (set by an abort from now on)."""
         if not self._sequence_running():
@@ -296,6 +316,9 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         if pending is not None:
             self._finish(pending, DetectorError(f"{self.name}: sequence aborted"))
 
+
+#: Longest wait (s) for the HDF5 plugin's WriteStatus/WriteMessage when a frame is late.
+WRITE_STATUS_TIMEOUT_S = 2.0
 
 #: Channel Access connection and read time-outs (s) of the process's EPICS signals: ophyd's
 #: 1 s and 2 s are missed on a loaded machine (seen: a 2-core host running two test workers).

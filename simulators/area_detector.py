@@ -278,7 +278,7 @@ class SimulatedAreaDetector:
                               self.transmitted_flux, int(self.pvs[f"{hdf}NumFramesFlush"].value))
         except (OSError, RuntimeError) as error:
             await self._set(f"{hdf}WriteStatus", 1)
-            await self.pvs[f"{hdf}WriteMessage"].write(str(error).splitlines()[0][:500])
+            await self.pvs[f"{hdf}WriteMessage"].write(write_message(error))
             return
         await self.pvs[f"{hdf}NumCaptured_RBV"].write(written)
 
@@ -311,7 +311,7 @@ class SimulatedAreaDetector:
                                          blosc=(get("BloscCompressor"), get("BloscLevel"), get("BloscShuffle")))
         except (OSError, RuntimeError) as error:
             await self._set(f"{hdf}WriteStatus", 1)
-            await self.pvs[f"{hdf}WriteMessage"].write(f"cannot open {path}: {error}"[:500])
+            await self.pvs[f"{hdf}WriteMessage"].write(write_message(error, f"cannot open {path}: "))
             raise
         await self._set(f"{hdf}WriteStatus", 0)
         await self.pvs[f"{hdf}FullFileName_RBV"].write(path)
@@ -322,6 +322,17 @@ class SimulatedAreaDetector:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def write_message(error: Exception, prefix: str = "") -> str:
+    """The HDF5 plugin's ``WriteMessage`` for a failed write: one line of at most 500
+    characters, the operating system's cause first (HDF5 buries it, e.g. ``errno = 28,
+    error message = 'No space left on device'``, in a message that spans lines)."""
+    text = " ".join(str(error).split())
+    code, name = re.search(r"errno = (\d+)", text), re.search(r"filename = '([^']*)'", text)
+    if code:
+        text = f"[Errno {code[1]}] {os.strerror(int(code[1]))}: {name[1] if name else '?'} ({text.split(' (')[0]})"
+    return (prefix + text)[:500]
 
 
 async def _on_compression(value):
