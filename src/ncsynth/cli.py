@@ -241,7 +241,8 @@ def _recover(args) -> int:
     for record in records:
         print(f"{record.uid}  {record.status:<16} events={record.events:<6} "
               f"exit_status={record.exit_status}")
-        for line in [*map(str, record.damage), *filter(None, [record.error])]:
+        for line in [*map(str, record.damage), *map(str, record.left_out),
+                     *filter(None, [record.error])]:
             print(f"ncsynth recover: {line}", file=sys.stderr)
     return 0 if all(record.ok for record in records) else 1
 
