@@ -27,6 +27,8 @@ by the dry run for the simulated IOC on the loopback (README, "Pointing at a rea
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import threading
 import uuid
@@ -50,6 +52,8 @@ from ncsynth.config_schema import FRAME_COMPRESSIONS as COMPRESSIONS
 from .detector import DetectorError, FrameDetector, checked_exposure
 
 caproto_environment.install()  # caproto's search thread dies if os.environ changes under it
+
+logger = logging.getLogger(__name__)
 
 #: The HDF5 plugin's Blosc settings with ``compression = "Blosc"``: zstd at level 3 on
 #: byte-shuffled words, ~1.3 ms and 240 kB a default frame (3.8x smaller than raw:
@@ -124,6 +128,8 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         if monitors is None:
             self.read_attrs = ["image", "frame_time"]
         self._frames_written = 0
+        self._exposure_s: float | None = None  # cam.acquire_time while staged (monitor)
+        self._ioc_gone: str | None = None  # why a frame could not start (its IOC gone), this staging
         self._exposing: DeviceStatus | None = None
         self._pending: _PendingFrame | None = None
         self._pending_lock = threading.Lock()
@@ -196,15 +202,34 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             self.unstage()
             raise DetectorError(f"{self.name}: the IOC cannot write to {self.hdf5.file_path.get()!r}")
         self._frames_written = 0
+        self._ioc_gone = None
         self._assets.reset()
         self._assets.new_file(Path(when.strftime(self.read_path_template)) / f"{filename}.h5", shape)
         self.hdf5.num_captured.subscribe(self._captured, run=False)
+        # the exposure time as the IOC has it, kept by a monitor: a trigger asks nothing first
+        self._exposure_s = self.exposure_time.get()
+        self.cam.acquire_time.subscribe(self._exposure_seen, run=False)
         return staged
 
     def unstage(self):
+        """Restore the IOC's settings of before :meth:`stage`. If a frame found the IOC gone,
+        nothing is asked of it (each request would wait out its time-out and fail, and that
+        failure, not the frame's, would end the run): the device only forgets its staging,
+        with a warning. A failed restore otherwise raises :class:`DetectorError` naming it."""
         self._end_sequence()
         self.hdf5.num_captured.clear_sub(self._captured)
-        return super().unstage()
+        self.cam.acquire_time.clear_sub(self._exposure_seen)
+        self._exposure_s = None
+        if self._ioc_gone is not None:
+            logger.warning("%s: settings of before staging not restored, the IOC is gone (%s)",
+                           self.name, self._ioc_gone)
+            _forget_staging(self)
+            return [self]
+        try:
+            return super().unstage()
+        except Exception as error:  # the IOC went away since the last frame
+            raise DetectorError(f"{self.name}: cannot restore the IOC's settings at unstage: "
+                                f"{_first_line(error)}") from error
 
     def trigger(self):
         """Expose one frame now; the Status finishes once the HDF5 plugin has written it."""
@@ -213,32 +238,35 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         return self._expose(collected=False)
 
     def _expose(self, *, collected: bool, exposure_s: float | None = None) -> DeviceStatus:
-        """Start one exposure now (``exposure_s`` known: no Channel Access read before the start)."""
+        """Start one exposure now: ``cam.acquire`` is the first Channel Access message (the
+        exposure time is the one this staging's monitor last saw, or ``exposure_s``), its time
+        the frame's start; the time-out's timer thread starts after it."""
         if self._staged != Staged.yes:
             raise DetectorError(f"{self.name}: stage the detector (it opens the HDF5 file) first")
         if self._exposing is not None and not self._exposing.done:
             raise DetectorError(f"{self.name}: the previous frame is not written yet")
         index = self._frames_written
-        try:
-            exposure = checked_exposure(self.exposure_time.get() if exposure_s is None else exposure_s)
-        except ValueError:
-            raise
-        except Exception as error:  # the IOC does not answer
-            raise DetectorError(f"{self.name}: cannot start an exposure: {_first_line(error)}") from error
+        exposure = checked_exposure(self._exposure_s if exposure_s is None else exposure_s)
         timeout = exposure + self.timeout_s
         status = self._exposing = DeviceStatus(self)
-        pending = _PendingFrame(index, timebase.now(), collected, status)
-        with self._pending_lock:
-            self._pending = pending
+        pending = _PendingFrame(index, math.nan, collected, status)
         pending.timer = threading.Timer(timeout, self._late, args=(pending, timeout))
         pending.timer.daemon = True
-        pending.timer.start()
+        with self._pending_lock:
+            self._pending = pending
+        pending.t_start = timebase.now()
         try:
             self.cam.acquire.put(1, use_complete=True)
         except Exception as error:  # the IOC is gone
             self._finish(pending, None)
-            raise DetectorError(f"{self.name}: cannot start an exposure: {_first_line(error)}") from error
+            self._ioc_gone = _first_line(error)
+            raise DetectorError(f"{self.name}: cannot start an exposure: {self._ioc_gone}") from error
+        pending.timer.start()  # a frame written meanwhile has cancelled it: it ends at once
         return status
+
+    def _exposure_seen(self, value, **kwargs) -> None:
+        """``cam.acquire_time`` changed (Channel Access monitor, while staged)."""
+        self._exposure_s = value
 
     def _captured(self, value, **kwargs) -> None:
         """``NumCaptured`` changed (Channel Access monitor): the pending frame is written once
@@ -354,6 +382,15 @@ def _drain_utility_threads(timeout_s: float) -> None:
     for _ in range(threads):
         dispatcher.schedule_utility_task(meet)
     meet()
+
+
+def _forget_staging(device) -> None:
+    """Mark ``device`` and its components unstaged without restoring any setting (ophyd's
+    ``unstage`` without the Channel Access puts)."""
+    for name in device._sub_devices:
+        _forget_staging(getattr(device, name))
+    device._original_vals.clear()
+    device._staged = Staged.no
 
 
 @dataclass

@@ -2,15 +2,18 @@
 what ``ncsynth sim serve`` prints (:meth:`SimulatedBeamline.hutch_settings`: the simulators'
 sockets, the simulated areaDetector IOC's prefix and monitor PVs, the PONI and mask files) runs
 ``hot_injection`` with a short schedule in this plain Python process; every frame after the
-injection gets a fit, and every frame's event carries the two beam monitors' readings.
+injection gets a fit, and every frame's event carries the two beam monitors' readings. The
+frames, software-triggered or detector-timed, come back through the catalog; an IOC gone
+mid-run fails the run naming the detector, with the heater safe and the frames kept.
 
 Real components throughout: the simulated world, Modbus and injector protocols over TCP, the
 caproto IOC over Channel Access on the loopback, a real RunEngine following the world's jumping
-clock, the live analysis reading its calibration from the descriptor.
+clock, the embedded catalog, the live analysis reading its calibration from the descriptor.
 """
 
 import math
 
+import numpy as np
 import pytest
 from bluesky import RunEngine
 
@@ -20,45 +23,113 @@ from ncsynth.config import default_config
 from ncsynth.instruments import connect
 from ncsynth.plans import Recipe, hot_injection
 from ncsynth.simulators.beamline import SimulatedBeamline
+from ncsynth.storage import open_catalog
 
 #: Frame starts, s after the injection: past the first second, when the nuclei are still too
 #: few to scatter above the solvent (seed 000 §S.3), up to the reaction time.
 SCHEDULE_S = [5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 80.0, 100.0]
+N_BACKGROUND = 3
 
 
-def test_a_hutch_configuration_runs_hot_injection_on_the_simulated_beamline(tmp_path):
-    with SimulatedBeamline(seed=5) as sim, timebase.use_clock(sim.clock):
-        config = default_config()
-        config.update(hardware="hutch", data={"dir": str(tmp_path / "data")})
-        for section, values in sim.hutch_settings(tmp_path / "calibration").items():
-            config[section].update(values)
-        devices = connect(config)
-        derived = []
-        live = LiveAnalysis(lambda name, doc: derived.append((name, doc)))
-        RE = RunEngine({}, call_returns_result=True)
-        sim.clock.follow(RE)
-        RE.subscribe(live)
-        events = []
-        RE.subscribe(lambda name, doc: events.append(doc["data"]) if name == "event" else None)
-        recipe = Recipe(operator="hutch-path test", sample="simulated CdSe",
-                        cd_initial_molar=round(sim.cd_initial_molar("A"), 6), reaction_time_s=120.0)
-        try:
-            result = RE(hot_injection(devices.heater, devices.injector, devices.detector, recipe,
-                                      schedule_s=SCHEDULE_S, n_background=3, monitor_period_s=0,
-                                      timer=devices.timer))
-        finally:
-            heater_state = devices.heater.safe_state.get()
-            devices.close()
+def _hutch_run(sim, tmp_path, catalog, *subscribers, **plan_kwargs):
+    """``hot_injection`` (SCHEDULE_S) on devices built from a ``hardware = "hutch"``
+    configuration of ``sim``'s settings, documents to ``catalog`` and ``subscribers``; the
+    RunEngine's result (or the exception it raised), the documents, and the heater's recorded
+    safe state after the devices are closed."""
+    config = default_config()
+    config.update(hardware="hutch", data={"dir": str(tmp_path / "data")})
+    for section, values in sim.hutch_settings(tmp_path / "calibration").items():
+        config[section].update(values)
+    devices = connect(config)
+    RE = RunEngine({}, call_returns_result=True)
+    sim.clock.follow(RE)
+    documents = []
+    writer = catalog.writer()
+    for subscriber in (writer, lambda name, doc: documents.append((name, doc)), *subscribers):
+        RE.subscribe(subscriber)
+    recipe = Recipe(operator="hutch-path test", sample="simulated CdSe",
+                    cd_initial_molar=round(sim.cd_initial_molar("A"), 6), reaction_time_s=120.0)
+    try:
+        result = RE(hot_injection(devices.heater, devices.injector, devices.detector, recipe,
+                                  schedule_s=SCHEDULE_S, n_background=N_BACKGROUND,
+                                  monitor_period_s=0, timer=devices.timer, **plan_kwargs))
+    except Exception as error:  # noqa: BLE001 - the fault tests look at it
+        result = error
+    finally:
+        heater_state = devices.heater.safe_state.get()
+        devices.close()
+        writer.close()
+    return result, documents, heater_state
+
+
+def _frames(documents, stream="primary"):
+    """The data of ``stream``'s events (pages unpacked), in order."""
+    uids = {doc["uid"] for name, doc in documents if name == "descriptor" and doc["name"] == stream}
+    frames = []
+    for name, doc in documents:
+        if name == "event" and doc["descriptor"] in uids:
+            frames.append(doc["data"])
+        elif name == "event_page" and doc["descriptor"] in uids:
+            frames.extend({key: values[i] for key, values in doc["data"].items()}
+                          for i in range(len(doc["seq_num"])))
+    return frames
+
+
+@pytest.mark.parametrize("acquisition", ["software", "detector"])
+def test_a_hutch_configuration_runs_hot_injection_on_the_simulated_beamline(tmp_path, acquisition):
+    derived = []
+    live = LiveAnalysis(lambda name, doc: derived.append((name, doc)))
+    with SimulatedBeamline(seed=5) as sim, timebase.use_clock(sim.clock), \
+            open_catalog(tmp_path / "data") as catalog:
+        result, documents, heater_state = _hutch_run(sim, tmp_path, catalog, live,
+                                                     acquisition=acquisition)
         assert live.flush(timeout_s=120)
         live.close()
+        radius_nm = float(sim.world.reaction.mean_radius_nm)
+        stored = catalog[result.run_start_uids[0]]
+        stored_frames = stored.primary["saxs_image"].read()
+        stored_background = stored.background["saxs_image"].read()
+        last_frame = np.array(sim.detector.last_frame)
+        incident, transmitted = sim.detector.incident_flux, sim.detector.transmitted_flux
     assert result.exit_status == "success"
     assert heater_state.startswith("confirmed safe"), heater_state
     fits = [doc["data"] for name, doc in derived if name == "event" and "radius_nm" in doc["data"]]
     assert len(fits) == len(SCHEDULE_S)
     assert all(fit["success"] for fit in fits), [fit["reason"] for fit in fits if not fit["success"]]
     assert all(math.isfinite(fit["radius_nm"]) and fit["radius_nm"] > 0 for fit in fits)
-    assert fits[-1]["radius_nm"] == pytest.approx(float(sim.world.reaction.mean_radius_nm), rel=0.2)
-    frames = [data for data in events if "saxs_frame_time" in data]
-    assert len(frames) == 3 + len(SCHEDULE_S)
-    assert all(data["saxs_incident_flux"] == sim.detector.incident_flux and
-               data["saxs_transmitted_flux"] == sim.detector.transmitted_flux for data in frames)
+    assert fits[-1]["radius_nm"] == pytest.approx(radius_nm, rel=0.2)
+    frames = _frames(documents) + _frames(documents, "background")
+    assert len(frames) == N_BACKGROUND + len(SCHEDULE_S)
+    assert all(data["saxs_incident_flux"] == incident and data["saxs_transmitted_flux"] == transmitted
+               for data in frames)
+    # the IOC's HDF5 files, read back through the catalog: every frame, the last one as taken
+    assert stored_frames.shape[0] == len(SCHEDULE_S) and stored_background.shape[0] == N_BACKGROUND
+    np.testing.assert_array_equal(stored_frames[-1], last_frame)
+
+
+def test_an_ioc_gone_mid_run_fails_it_naming_the_detector_with_the_heater_safe_and_frames_kept(tmp_path):
+    with SimulatedBeamline(seed=5) as sim, timebase.use_clock(sim.clock), \
+            open_catalog(tmp_path / "data") as catalog:
+        taken = []
+
+        def stop_the_ioc_after_three_frames(name, doc):
+            if name == "event" and "saxs_frame_time" in doc["data"]:
+                taken.append(doc["data"]["saxs_frame_time"])
+                if len(taken) == N_BACKGROUND + 3:
+                    sim.host.run(sim.detector.stop())
+
+        error, documents, heater_state = _hutch_run(sim, tmp_path, catalog,
+                                                    stop_the_ioc_after_three_frames)
+        [stop] = [doc for name, doc in documents if name == "stop"]
+        kept = catalog[stop["run_start"]].primary["saxs_image"].read()
+        sim.world.advance()
+        controller_output_percent = sim.world.controller.output_percent
+    assert isinstance(error, Exception), error
+    assert stop["exit_status"] == "fail"
+    assert stop["reason"].startswith("saxs: cannot start an exposure"), stop["reason"]
+    assert "\n" not in stop["reason"]
+    assert heater_state.startswith("confirmed safe"), heater_state
+    [safety] = _frames(documents, "safety")
+    assert safety["heater_safe_state"].startswith("confirmed safe")
+    assert controller_output_percent == 0
+    assert kept.shape[0] == 3  # the frames written before the IOC went, served from its file
