@@ -266,12 +266,10 @@ def superfocusing_figure(analysis, path, title: str = "") -> Path:
     figure = Figure(figsize=(5.5, 4.5))
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
-    r1, r2, used = analysis.large_radius_nm, analysis.small_radius_nm, analysis.used
-    ax.errorbar(r1[~used], r2[~used], xerr=analysis.large_radius_err_nm[~used],
-                yerr=analysis.small_radius_err_nm[~used], fmt=".", color="0.7",
+    (r1, r2, e1, e2), used = analysis.pairs(), analysis.used
+    ax.errorbar(r1[~used], r2[~used], xerr=e1[~used], yerr=e2[~used], fmt=".", color="0.7",
                 label="not used (outside the window where both sets grow)")
-    ax.errorbar(r1[used], r2[used], xerr=analysis.large_radius_err_nm[used],
-                yerr=analysis.small_radius_err_nm[used], fmt="o", ms=3, color="k",
+    ax.errorbar(r1[used], r2[used], xerr=e1[used], yerr=e2[used], fmt="o", ms=3, color="k",
                 label="pairs in the fit")
     fit = analysis.exponent
     if used.any():

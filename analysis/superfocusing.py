@@ -24,17 +24,20 @@ The chain of §S.5.1, frame by frame after piston B:
    after piston B", whatever the two-Gaussian fits say (one population with a tail of small
    crystals also beats one Pearson III population). A new set that forms while the first one
    still nucleates (piston B seconds after A) overlaps it in size and may never be told apart:
-   then the number says that it formed, and the reason that the data cannot constrain n.
+   then the number says that it formed, and step 6 splits the sets by it.
    Without frames before B only the bimodal frames count.
 3. **Window where both sets grow.** While the new set still nucleates, fresh nuclei pull its
    mean radius down and S4.15 does not hold; once it stops growing (the supersaturation is
    spent, ripening dissolves it) neither does it. On the bimodal frames from the onset, with
-   running medians over ``RUNNING_FRAMES`` frames: the window starts when the new set's number
-   concentration c₂ first reaches ``SETTLED_FRACTION`` of its largest value and ends when its
-   radius r₂ is largest, or earlier where c₂ falls below ``DISSOLVING_FRACTION`` of that value,
-   or where the first set's radius r₁ has made ``GROWN_FRACTION`` of its rise (it no longer
+   running medians over ``RUNNING_FRAMES`` frames: the window starts when the new set has
+   formed, the number of crystals (``number_ratio``; without frames before B the new set's
+   c₂) first reaching ``SETTLED_FRACTION`` of its largest value, and ends when r₂ is largest,
+   or earlier where that number falls below ``DISSOLVING_FRACTION`` of its largest value, or
+   where the first set's radius r₁ has made ``GROWN_FRACTION`` of its rise (it no longer
    grows; e.g. a simulated flask whose crystals reach the top of its radius grid). No window
-   (r₁ stopped before c₂ settled): no exponent, and the summary says why.
+   (r₁ stopped before the number settled): no exponent, and the summary says why. (The total
+   number, not c₂: where the sets overlap, crystals move between the two Gaussians and c₂ kept
+   creeping up for 700 s after the count had settled, 20 s delay, n = 2.)
 4. **n** from the pairs in the window: r₁ⁿ⁺¹ − r₂ⁿ⁺¹ = C (S4.15,
    :func:`~ncsynth.analysis.growth.fit_growth_exponent`) with the radii's standard errors and
    their correlation within a frame (~0.99: the two radii move together in a fit).
@@ -51,6 +54,16 @@ The chain of §S.5.1, frame by frame after piston B:
    3.81, flask 3.53; two Gaussians 3.79, pair 3.64, flask 3.56): n is the middle of the three
    exponents, half their range a systematic error added in quadrature to the two-Gaussian
    fit's error and interval.
+6. **Sets never told apart** (piston B while the first set still nucleates: they overlap in
+   size), but the number says a new set formed: the first set is still the N₁ largest
+   crystals (growth keeps the order of the radii; N₁ = the count before B times the dilution,
+   as the flask's truth is split, :mod:`~ncsynth.analysis.number_split`). r₁ and r₂ are the
+   means of the N₁ largest crystals and of the rest of each frame's fitted number
+   distribution: the two-Gaussian fit's sum (whether resolved or not) and, as the alternative
+   size model, the Pearson III population. Window as in step 3 on those pairs; n of S4.15 from
+   each model with the errors from the scatter (no per-pair errors), n the middle of the two,
+   half their difference a systematic as in step 5 (20 s delay, simulated beamline: the
+   Pearson III split runs 0.1–0.4 above the Gaussians' in n, the flask in between).
 
 Times in s after piston A, radii in nm, concentrations in mol/L.
 """
@@ -62,13 +75,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ncsynth.analysis.bimodal import BimodalFit, fit_bimodal, fit_skewed_pair
+from ncsynth.analysis.bimodal import BimodalFit, fit_bimodal
 from ncsynth.analysis.frame_model import MIN_DELTA_BIC, delta_bic
 from ncsynth.analysis.growth import ExponentFit, fit_growth_exponent
+from ncsynth.analysis.number_split import split_fits
+from ncsynth.analysis.pair_exponent import growth_exponent, with_model_spread
 from ncsynth.analysis.saxs import fit_pattern
-from ncsynth.analysis.skewed import SkewedFit, fit_skewed, fit_skewed_and_gaussian
+from ncsynth.analysis.skewed import SkewedFit, fit_skewed
 
-__all__ = ["SecondInjectionAnalysis", "analyze_second_injection", "growth_exponent"]
+__all__ = ["SecondInjectionAnalysis", "analyze_second_injection"]
 
 #: A radius with a larger relative standard error does not count as resolved.
 MAX_RELATIVE_RADIUS_ERROR = 0.05
@@ -125,15 +140,32 @@ class SecondInjectionAnalysis:
     resolved_s: float
     number_before_molar: float
     number_ratio: np.ndarray
+    split_radii_nm: np.ndarray
+
+    @property
+    def split_by_count(self) -> bool:
+        """True when n came from step 2b (the sets split by the crystal count)."""
+        return bool(np.isfinite(self.split_radii_nm).any())
 
     @property
     def second_population(self) -> bool:
         return math.isfinite(self.onset_s)
 
+    def pairs(self):
+        """(r₁, r₂, their errors) per frame (nm) of the kind n came from: the two populations'
+        radii, or the count split's (step 2b, no per-pair errors: NaN)."""
+        if self.split_by_count:
+            nan = np.full(self.time_s.size, np.nan)
+            return self.split_radii_nm[:, 0], self.split_radii_nm[:, 1], nan, nan
+        return (self.large_radius_nm, self.small_radius_nm, self.large_radius_err_nm,
+                self.small_radius_err_nm)
+
     def exponent_pairs(self) -> dict:
         """What entered n: the frames' times (s after piston A), the radii's standard errors
         (nm) and their correlation, of the ``used`` pairs (to fit a true trace the same way)."""
         used = self.used
+        if self.split_by_count:  # step 2b: equal weights, the errors from the scatter
+            return {"time_s": self.time_s[used]}
         correlation = np.array([f.radius_correlation for f in self.fits], dtype=float)
         return {"time_s": self.time_s[used], "r1_err_nm": self.large_radius_err_nm[used],
                 "r2_err_nm": self.small_radius_err_nm[used], "radius_correlation": correlation[used]}
@@ -145,6 +177,8 @@ class SecondInjectionAnalysis:
         return {"growth_exponent": fit.n, "growth_exponent_err": fit.n_err,
                 "growth_exponent_interval": [fit.n_lower, fit.n_upper],
                 "growth_exponent_pairs": int(self.used.sum()),
+                "growth_exponent_pairs_from": ("count split" if self.split_by_count
+                                               else "two populations"),
                 "growth_exponent_reason": fit.reason,
                 "growth_exponent_model_spread": fit.model_spread,
                 "growth_exponent_window_s": list(self.window_s),
@@ -273,6 +307,7 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
     r1, e1, r2, e2 = (column(n) for n in ("radius1_nm", "radius1_err_nm", "radius2_nm", "radius2_err_nm"))
     c2 = column("concentration2_molar")
     times = time_s[after]
+    after_b = times - second_injection_s
     used = np.zeros(after.size, dtype=bool)
     resolved = _first_run(bimodal)
     counted = math.isfinite(number_before)
@@ -287,79 +322,81 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
     told_apart = (f"two populations beat one skewed population (delta BIC >= {MIN_DELTA_BIC:g}) "
                   f"in {int(bimodal.sum())} of {after.size} frames{rejected}"
                   + ("" if resolved is not None else f", never {ONSET_FRAMES} in a row"))
-    if resolved is None or not formed:
-        if not formed:
-            number = (f"the number of crystals stayed below {NEW_SET_NUMBER_RATIO:g}x that "
-                      f"before it times syringe B's dilution (at most "
-                      f"{_largest(smooth_ratio):.2f}x); " if counted else "")
-            exponent = ExponentFit.failed(f"no second population after piston B: {number}{told_apart}")
+    split = np.full((after.size, 2), nan)
+    exponent, window = None, (nan, nan)
+    if not formed:
+        number = (f"the number of crystals stayed below {NEW_SET_NUMBER_RATIO:g}x that "
+                  f"before it times syringe B's dilution (at most "
+                  f"{_largest(smooth_ratio):.2f}x); " if counted else "")
+        exponent = ExponentFit.failed(f"no second population after piston B: {number}{told_apart}")
+    elif resolved is not None:
+        candidates = np.flatnonzero(bimodal & (np.arange(after.size) >= resolved))
+        first, last, no_window = _window(candidates, number_ratio if counted else c2, r2, r1, after_b)
+        if no_window:
+            exponent = ExponentFit.failed(no_window)
         else:
-            exponent = ExponentFit.failed(
+            used[first:last + 1] = bimodal[first:last + 1]
+            window = (float(times[first]), float(times[last]))
+            if used.sum() < 3:
+                exponent = ExponentFit.failed(f"only {int(used.sum())} pairs in the window where "
+                                              f"both sets grow, need at least 3", int(used.sum()))
+            else:
+                pick = after[used]
+                exponent = growth_exponent(q[pick], intensity[pick], sigma[pick],
+                                           [f for f, u in zip(fits, used) if u],
+                                           q_range_nm=q_range_nm)
+        if not exponent.success:  # say how rarely the two sets were told apart at all
+            exponent = replace(exponent, reason=f"{exponent.reason}; two sets told apart in "
+                                                f"{int(bimodal.sum())} of {after.size} frames "
+                                                f"after piston B{rejected}")
+    if formed and counted and (exponent is None or not exponent.success):
+        # step 2b: the sets were never told apart as two populations; split by the count
+        split_fit, split_used, split_radii, split_window = _split_exponent(
+            fits, skewed_fits, number_before, number_ratio, after_b)
+        if split_fit.success or exponent is None:
+            unresolved = ("" if exponent is None else f"{exponent.reason}; ")
+            exponent = replace(split_fit, reason=(split_fit.reason if split_fit.success else (
                 f"a second set formed (the number of crystals rose above {NEW_SET_NUMBER_RATIO:g}x "
                 f"that before piston B times its dilution "
-                f"{times[onset] - second_injection_s:.0f} s after B, to {_largest(smooth_ratio):.1f}x) "
-                f"but was never told apart from the first ({told_apart}): the data cannot constrain n")
-        return SecondInjectionAnalysis(
-            times, float(second_injection_s), tuple(fits), tuple(skewed_fits), delta_bics, bimodal,
-            r1, e1, r2, e2, c2, used, nan if onset is None else float(times[onset]), (nan, nan),
-            exponent, nan if resolved is None else float(times[resolved]), number_before,
-            number_ratio)
-    candidates = np.flatnonzero(bimodal & (np.arange(after.size) >= resolved))
-    first, last, no_window = _window(candidates, c2, r2, r1, times - second_injection_s)
-    if not no_window:
-        used[first:last + 1] = bimodal[first:last + 1]
+                f"{after_b[onset]:.0f} s after B, to {_largest(smooth_ratio):.1f}x) "
+                f"but was never told apart from the first ({unresolved}{told_apart}) and "
+                f"{split_fit.reason}: the data cannot constrain n")))
+            used, split = split_used, split_radii
+            window = ((nan, nan) if not split_fit.success else
+                      tuple(float(times[k]) for k in split_window))
+    return SecondInjectionAnalysis(
+        times, float(second_injection_s), tuple(fits), tuple(skewed_fits), delta_bics, bimodal,
+        r1, e1, r2, e2, c2, used, nan if onset is None else float(times[onset]), window,
+        exponent, nan if resolved is None else float(times[resolved]), number_before,
+        number_ratio, split)
+
+
+def _split_exponent(fits, skewed_fits, number_before, number_ratio, after_b):
+    """Step 2b: n from the ``number_before`` largest crystals and the rest of each frame's
+    fitted distribution, two Gaussians and one Pearson III (see the module). Returns
+    (ExponentFit, used frames, (frames, 2) radii r₁, r₂ of the two Gaussians' split (NaN
+    where unused), (first, last) window frame)."""
+    nan = math.nan
+    gaussians, pearson = split_fits(fits, skewed_fits, number_before)
+    used = np.zeros(len(fits), dtype=bool)
+    frames = np.flatnonzero(np.isfinite(gaussians).all(axis=1) & np.isfinite(pearson).all(axis=1)
+                            & np.isfinite(number_ratio))
+    if frames.size < 3:
+        return (ExponentFit.failed(f"only {frames.size} frames could be split by the count"),
+                used, np.full_like(gaussians, nan), (0, 0))
+    first, last, no_window = _window(frames, number_ratio, gaussians[:, 1], gaussians[:, 0],
+                                     after_b)
     if no_window:
-        exponent = ExponentFit.failed(no_window)
-    elif used.sum() < 3:
-        exponent = ExponentFit.failed(f"only {int(used.sum())} pairs in the window where both sets "
-                                      f"grow, need at least 3", int(used.sum()))
-    else:
-        pick = after[used]
-        exponent = growth_exponent(q[pick], intensity[pick], sigma[pick],
-                                   [f for f, u in zip(fits, used) if u], q_range_nm=q_range_nm)
-    if not exponent.success:  # say how rarely the two sets were told apart at all
-        exponent = replace(exponent, reason=f"{exponent.reason}; two sets told apart in "
-                                            f"{int(bimodal.sum())} of {after.size} frames after "
-                                            f"piston B{rejected}")
-    return SecondInjectionAnalysis(times, float(second_injection_s), tuple(fits), tuple(skewed_fits),
-                                   delta_bics, bimodal, r1, e1, r2, e2, c2, used, float(times[onset]),
-                                   (nan, nan) if no_window else
-                                   (float(times[first]), float(times[last])), exponent,
-                                   float(times[resolved]), number_before, number_ratio)
-
-
-def growth_exponent(q_nm, intensity_cm, sigma_cm, fits, *, q_range_nm=None) -> ExponentFit:
-    """Steps 4–5 on the frames of a window: n of S4.15 from the two-Gaussian ``fits`` (one
-    successful :class:`BimodalFit` per frame, in time order) with their radius errors and
-    correlation, moved to the middle of the three size models' exponents, half their range
-    added as a systematic (see the module). ``q_nm`` (nm⁻¹), ``intensity_cm``, ``sigma_cm``
-    (cm⁻¹): shape (frames, M), the patterns the ``fits`` were made from."""
-    r1, r2, e1, e2, rho = (np.array([getattr(f, name) for f in fits], dtype=float) for name in (
-        "radius1_nm", "radius2_nm", "radius1_err_nm", "radius2_err_nm", "radius_correlation"))
-    skewed_first = np.full((len(fits), 2), np.nan)
-    both_skewed = np.full((len(fits), 2), np.nan)
-    for k, fit in enumerate(fits):  # cold starts: a warm one keeps a wrong skewness frame to frame
-        skewed_first[k] = fit_skewed_and_gaussian(q_nm[k], intensity_cm[k], sigma_cm[k], fit,
-                                                  q_range_nm=q_range_nm)[:2]
-        both_skewed[k] = fit_skewed_pair(q_nm[k], intensity_cm[k], sigma_cm[k], fit,
-                                         q_range_nm=q_range_nm)[:2]
-    return _with_model_spread(
-        fit_growth_exponent(r1, r2, e1, e2, radius_correlation=rho),
-        [fit_growth_exponent(*radii.T, e1, e2, radius_correlation=rho)
-         for radii in (skewed_first, both_skewed)])
-
-
-def _with_model_spread(gaussian: ExponentFit, alternatives) -> ExponentFit:
-    """``gaussian`` moved to the middle of its and the ``alternatives``' exponents, half their
-    range added to its errors (step 5); alternatives that failed are left out."""
-    if not gaussian.success:
-        return gaussian
-    values = [gaussian.n] + [fit.n for fit in alternatives if fit.success]
-    middle, spread = 0.5 * (max(values) + min(values)), 0.5 * (max(values) - min(values))
-    return replace(gaussian, n=middle, n_err=math.hypot(gaussian.n_err, spread),
-                   n_lower=middle - math.hypot(gaussian.n - gaussian.n_lower, spread),
-                   n_upper=middle + math.hypot(gaussian.n_upper - gaussian.n, spread),
-                   model_spread=spread)
+        return ExponentFit.failed(no_window), used, np.full_like(gaussians, nan), (first, last)
+    used[frames[(frames >= first) & (frames <= last)]] = True
+    if used.sum() < 3:
+        return (ExponentFit.failed(f"only {int(used.sum())} split pairs in the window where both "
+                                   f"sets grow, need at least 3", int(used.sum())),
+                np.zeros_like(used), np.full_like(gaussians, nan), (first, last))
+    fit = with_model_spread(fit_growth_exponent(*gaussians[used].T),
+                            [fit_growth_exponent(*pearson[used].T)])
+    radii = np.where(used[:, None], gaussians, nan)
+    return fit, used, radii, (first, last)
 
 
 def _resolved(fit: BimodalFit) -> bool:

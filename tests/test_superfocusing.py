@@ -18,8 +18,8 @@ import pytest
 from ncsynth.analysis.growth import fit_growth_exponent
 from ncsynth.analysis.scattering import distribution_intensity, sphere_intensity
 from ncsynth.analysis.bimodal import fit_bimodal
-from ncsynth.analysis.superfocusing import (NEW_SET_NUMBER_RATIO, analyze_second_injection,
-                                            growth_exponent)
+from ncsynth.analysis.pair_exponent import growth_exponent
+from ncsynth.analysis.superfocusing import NEW_SET_NUMBER_RATIO, analyze_second_injection
 from ncsynth.config import load_config
 from ncsynth.dryrun import dry_run
 from ncsynth.flask_truth import split_largest
@@ -120,26 +120,32 @@ def test_no_second_population_is_reported_as_such():
 
 
 @pytest.mark.parametrize("n", [4.0, 2.0])
-def test_a_new_set_formed_while_the_first_still_nucleates_is_found_and_n_left_unconstrained(n):
+def test_a_new_set_formed_while_the_first_still_nucleates_gives_n_from_the_count_split(n):
     """Piston B 20 s after A (the simulated flask at 260 °C): the first set is still nucleating,
     the new one forms within seconds and overlaps it in size (it ends with 2-3 times the
-    crystals); the two are never told apart, so there is no exponent, but a second population
-    formed: the number of crystals says so from the first seconds after B (not 'no second
-    population', and no late onset)."""
+    crystals), so two populations are not told apart; the number of crystals says a second set
+    formed from the first seconds after B, and the N₁ largest crystals of each frame's fitted
+    distribution (N₁ counted before B) give n within 2σ of the flask's effective exponent at
+    the same frames (the flask's sets split the same way)."""
     delay_s = 20.0
     times, patterns, errors, radii = _double_injection(
         n, 0.022, parameters=SIMULATED_FLASK, grid=FLASK_GRID, delay_s=delay_s,
         before_b_s=(4.0, 3.0, 2.0, 1.0, 0.5), frames=30)
     analysis = analyze_second_injection(times, Q_NM, patterns, errors, delay_s, dilution=DILUTION)
     assert np.nanmin(radii[:, 0] - radii[:, 1]) > 0.05          # the truth holds two sets
-    assert analysis.second_population and not analysis.exponent.success
-    reason = analysis.exponent.reason
-    assert reason.startswith("a second set formed") and reason.endswith("cannot constrain n"), reason
     summary = analysis.summary()
+    assert analysis.second_population and analysis.exponent.success, analysis.exponent.reason
     assert 0 < summary["second_population_onset_after_b_s"] < 30.0
-    assert math.isnan(summary["second_population_resolved_after_b_s"])
     assert summary["crystal_number_ratio_max"] > NEW_SET_NUMBER_RATIO
-    assert math.isnan(summary["growth_exponent"]) and not analysis.used.any()
+    assert analysis.split_by_count and summary["growth_exponent_pairs_from"] == "count split"
+    used = analysis.used
+    assert used.sum() >= 5 and summary["growth_exponent_pairs"] == used.sum()
+    start, end = analysis.window_s
+    assert analysis.onset_s <= start < end and np.all(analysis.time_s[used] >= start)
+    true = radii[times > delay_s][used]
+    effective = fit_growth_exponent(true[:, 0], true[:, 1]).n
+    fit = analysis.exponent
+    assert abs(fit.n - effective) < 2 * fit.n_err, (fit, effective)
 
 
 def _two_sets(before, after, dilution=1.0, seed=4):

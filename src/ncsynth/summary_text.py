@@ -20,7 +20,7 @@ _SHOWN = {"uid", "raw_uid", "analysis_uid", "scan_id", "frames_skipped", "nuclea
           "analysis_worker_errors", "figures", "superfocusing_figure", "data_dir",
           "recovered_runs", "growth_exponent", "growth_exponent_err", "growth_exponent_interval",
           "growth_exponent_pairs", "growth_exponent_reason", "growth_exponent_window_s",
-          "growth_exponent_model_spread",
+          "growth_exponent_model_spread", "growth_exponent_pairs_from",
           "growth_exponent_window_after_b_s", "second_population", "decisions", "steering",
           "second_population_onset_after_b_s", "bimodal_frames", "frames_after_b",
           "second_population_resolved_after_b_s", "crystal_number_ratio_max"}
@@ -233,6 +233,8 @@ def _growth_exponent(summary: dict, truth: dict) -> str:
     start, end = summary.get("growth_exponent_window_after_b_s") or (None, None)
     if start is not None:
         text += f", {start:.0f} to {end:.0f} s after piston B"
+    if summary.get("growth_exponent_pairs_from") == "count split":
+        text += ", sets split by the crystal count before piston B"
     spread = summary.get("growth_exponent_model_spread")
     if spread:
         text += f", size-model spread {spread:.2f} included"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ncsynth.flask_truth import FlaskTrace, effective_growth_exponent
 from ncsynth.runs import RunError, derived_run, raw_run, second_injection_analysis
 
 #: Time windows (s after injection) of the per-frame pulls.
@@ -92,10 +93,10 @@ def validate_run(catalog, ref, root) -> dict:
                  float(truth["headline"].get(key, math.nan))) for key, err, label in HEADLINE]
     reason = ""
     if "second_injection" in start:
-        measured = second_injection_analysis(catalog, start["uid"]).summary()
+        analysis = second_injection_analysis(catalog, start["uid"])
+        measured = analysis.summary()
         headline.append(("growth exponent n", measured["growth_exponent"],
-                         measured["growth_exponent_err"],
-                         float(truth["headline"].get("growth_exponent_effective", math.nan))))
+                         measured["growth_exponent_err"], _effective_exponent(truth, analysis)))
         reason = measured["growth_exponent_reason"]
     fits = derived["fits"].read()
     frames = truth["frames"]
@@ -113,6 +114,17 @@ def validate_run(catalog, ref, root) -> dict:
                   "concentration_syst_molar", "concentration_molar"))}
     return {"uid": start["uid"], "headline": headline, "frame_pulls": pulls,
             "growth_exponent_reason": reason}
+
+
+def _effective_exponent(truth: dict, analysis) -> float:
+    """The flask's effective n at the pairs the re-run analysis used (the stored headline
+    value belongs to the pairs of the analysis at the time of the dry run)."""
+    if not analysis.used.any():
+        return math.nan
+    trace = FlaskTrace(**{key: np.asarray(value, dtype=float)
+                          for key, value in truth["frames"].items()},
+                       second_injection_s=float(truth.get("second_injection_s", math.nan)))
+    return effective_growth_exponent(trace, **analysis.exponent_pairs())
 
 
 def format_validation(report: dict) -> str:
