@@ -115,7 +115,9 @@ def test_one_ctrl_c_during_the_preheat_pauses_and_abort_leaves_the_heater_safe(s
     # long after this bound (generous for a loaded machine)
     paused = screen.expect(r"entering a paused state", 240, after=waiting)
     screen.type("print('STATE', RE.state)")
-    screen.expect(r"STATE paused", 60, after=paused)
+    state = screen.expect(r"STATE paused", 60, after=paused)
+    assert "RE.resume()" in screen.text[paused:state]  # the options, without a traceback
+    assert "Traceback" not in screen.text[waiting:state]
     screen.type("RE.abort()")
     screen.type("run = cat[-1]; print('ENDED', run.metadata['stop']['exit_status'], "
                 "run['safety'].read()['heater_safe_state'].values.ravel()[0])")

@@ -209,13 +209,14 @@ def start_session(config: dict, sim: bool | None = None, *, speed: float | None 
 
 
 def _ipython_config():
-    """IPython's configuration: plans that refuse to start say so in one line."""
+    """IPython's configuration: plans that refuse to start say so in one line, a pause shows
+    its options; neither with a traceback."""
     from traitlets.config import Config
 
     config = Config()
     config.InteractiveShellApp.exec_lines = [
-        "from ncsynth.session_display import one_line_refusals as _one_line; "
-        "_one_line(get_ipython()); del _one_line"]
+        "from ncsynth.session_display import untraced_interruptions as _untraced; "
+        "_untraced(get_ipython()); del _untraced"]
     return config
 
 

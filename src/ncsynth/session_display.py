@@ -11,7 +11,8 @@
 * repeated "skipped frames" warnings held back after the first of a run (:class:`FirstOnly`),
   their total in the summary;
 * one Ctrl-C pauses at once (:class:`PauseAtOnce`) instead of at the next checkpoint;
-* a plan that refuses to start (:class:`~ncsynth.errors.RefusedToStart`) says so in one line.
+* a plan that refuses to start (:class:`~ncsynth.errors.RefusedToStart`) says so in one line,
+  a pause its options, neither with a traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 from pathlib import Path
 
 from bluesky.callbacks.core import LiveTable
-from bluesky.utils import PauseRequest, SigintHandler, TransitionError
+from bluesky.utils import PauseRequest, RunEngineInterrupted, SigintHandler, TransitionError
 from event_model import DocumentRouter
 
 from ncsynth.analysis.live import LiveAnalysis
@@ -177,13 +178,15 @@ class DropRefusals(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], RefusedToStart))
 
 
-def one_line_refusals(shell) -> None:
-    """Make IPython print :class:`RefusedToStart` as one line, without a traceback."""
+def untraced_interruptions(shell) -> None:
+    """Make IPython print, without a traceback, a :class:`RefusedToStart` as one line and
+    bluesky's ``RunEngineInterrupted`` (a pause: one Ctrl-C) as its message, the options
+    ``RE.resume()`` / ``RE.abort()`` / ... (IPython would show a traceback into the RunEngine)."""
 
     def show(shell, etype, value, tb, tb_offset=None):
-        print(f"refused: {value}")
+        print(f"refused: {value}" if isinstance(value, RefusedToStart) else str(value).strip())
 
-    shell.set_custom_exc((RefusedToStart,), show)
+    shell.set_custom_exc((RefusedToStart, RunEngineInterrupted), show)
 
 
 def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
