@@ -1,8 +1,10 @@
-"""How soon ``ncsynth`` answers: import, --help, a refused bad argument (issue 18: <= 1 s).
+"""How soon ``ncsynth`` answers: import, --help, a refused bad argument or unknown run
+(issues 16 and 18: <= 1 s; ``time ncsynth export nosuchrun`` is one of them).
 
 Each command runs REPEAT times in a fresh interpreter; the median wall time is printed beside
 the bare interpreter's (``python -c pass``), measured in the same run, and, for scale, the
 import of the dry run's whole stack (``import ncsynth.dryrun``: bluesky, ophyd, Tiled, pyFAI).
+Each refusal's one line is printed under its time (exit 2 and one stderr line, or it says not).
 Run on a quiet machine (it prints the load average)::
 
     flock /tmp/ncsynth-heavy.lock python benchmarks/startup.py
@@ -23,15 +25,23 @@ REPEAT = 5
 BUDGET_S = 1.0
 
 
-def wall_s(argv: list[str]) -> float:
-    """Median wall time of ``argv`` over REPEAT runs, s."""
+def wall_s(argv: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    """Median wall time of ``argv`` over REPEAT runs, s, and the last run's result."""
     times = []
     for _ in range(REPEAT):
         start = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, "OPENBLAS_NUM_THREADS": "1"}, check=False)
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OPENBLAS_NUM_THREADS": "1"}, check=False)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), done
+
+
+def refusal(done: subprocess.CompletedProcess) -> str:
+    """What a refused command said (exit 2 and one line on stderr), or why it is no refusal."""
+    lines = done.stderr.strip().splitlines()
+    if done.returncode == 2 and len(lines) == 1:
+        return lines[0]
+    return f"NOT A ONE-LINE REFUSAL (exit {done.returncode}, {len(lines)} lines on stderr)"
 
 
 def one_run_catalog(root: str) -> str:
@@ -79,11 +89,13 @@ def main() -> None:
           f"{os.cpu_count()} CPUs; median of {REPEAT} runs each")
     baseline = None
     for label, argv in commands:
-        t = wall_s(argv)
+        t, done = wall_s(argv)
         baseline = t if baseline is None else baseline
         verdict = "" if "refused" not in label else (
             "  within 1 s" if t <= BUDGET_S else "  OVER 1 s")
         print(f"{label:<52} {t:7.3f} s  (+{t - baseline:6.3f} s over the baseline){verdict}")
+        if "refused" in label:  # the time of a refusal, not of a crash or a run
+            print(f"    {refusal(done)}")
     shutil.rmtree(empty, ignore_errors=True)
 
 
