@@ -55,7 +55,10 @@ The chain of §S.5.1, frame by frame after piston B:
    exponents, half their range a systematic error added in quadrature to the two-Gaussian
    fit's error and interval.
 6. **Sets never told apart** (piston B while the first set still nucleates: they overlap in
-   size), but the number says a new set formed: the first set is still the N₁ largest
+   size; two Gaussians never apart and preferred in ``ONSET_FRAMES`` frames in a row, whatever
+   their numbers: two sets apart whose larger one holds more crystals than the first set
+   contradict the order of the radii, and give no n), but the number says a new set formed:
+   the first set is still the N₁ largest
    crystals (growth keeps the order of the radii; N₁ = the count before B times the dilution,
    as the flask's truth is split, :mod:`~ncsynth.analysis.number_split`). r₁ and r₂ are the
    means of the N₁ largest crystals and of the rest of each frame's fitted number
@@ -144,7 +147,7 @@ class SecondInjectionAnalysis:
 
     @property
     def split_by_count(self) -> bool:
-        """True when n came from step 2b (the sets split by the crystal count)."""
+        """True when n came from step 6 (the sets split by the crystal count)."""
         return bool(np.isfinite(self.split_radii_nm).any())
 
     @property
@@ -153,7 +156,7 @@ class SecondInjectionAnalysis:
 
     def pairs(self):
         """(r₁, r₂, their errors) per frame (nm) of the kind n came from: the two populations'
-        radii, or the count split's (step 2b, no per-pair errors: NaN)."""
+        radii, or the count split's (step 6, no per-pair errors: NaN)."""
         if self.split_by_count:
             nan = np.full(self.time_s.size, np.nan)
             return self.split_radii_nm[:, 0], self.split_radii_nm[:, 1], nan, nan
@@ -164,7 +167,7 @@ class SecondInjectionAnalysis:
         """What entered n: the frames' times (s after piston A), the radii's standard errors
         (nm) and their correlation, of the ``used`` pairs (to fit a true trace the same way)."""
         used = self.used
-        if self.split_by_count:  # step 2b: equal weights, the errors from the scatter
+        if self.split_by_count:  # step 6: equal weights, the errors from the scatter
             return {"time_s": self.time_s[used]}
         correlation = np.array([f.radius_correlation for f in self.fits], dtype=float)
         return {"time_s": self.time_s[used], "r1_err_nm": self.large_radius_err_nm[used],
@@ -349,21 +352,21 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
             exponent = replace(exponent, reason=f"{exponent.reason}; two sets told apart in "
                                                 f"{int(bimodal.sum())} of {after.size} frames "
                                                 f"after piston B{rejected}")
-    if formed and counted and (exponent is None or not exponent.success):
-        # step 2b: the sets were never told apart as two populations; split by the count
-        split_fit, split_used, split_radii, split_window = _split_exponent(
-            fits, skewed_fits, number_before, number_ratio, after_b)
-        if split_fit.success or exponent is None:
-            unresolved = ("" if exponent is None else f"{exponent.reason}; ")
-            exponent = replace(split_fit, reason=(split_fit.reason if split_fit.success else (
-                f"a second set formed (the number of crystals rose above {NEW_SET_NUMBER_RATIO:g}x "
-                f"that before piston B times its dilution "
-                f"{after_b[onset]:.0f} s after B, to {_largest(smooth_ratio):.1f}x) "
-                f"but was never told apart from the first ({unresolved}{told_apart}) and "
-                f"{split_fit.reason}: the data cannot constrain n")))
-            used, split = split_used, split_radii
-            window = ((nan, nan) if not split_fit.success else
-                      tuple(float(times[k]) for k in split_window))
+    never_apart = _first_run(apart) is None
+    if formed and resolved is None:
+        reason = (f"a second set formed (the number of crystals rose above "
+                  f"{NEW_SET_NUMBER_RATIO:g}x that before piston B times its dilution "
+                  f"{after_b[onset]:.0f} s after B, to {_largest(smooth_ratio):.1f}x) but was "
+                  f"never told apart from the first ({told_apart})")
+        exponent = ExponentFit.failed(f"{reason}: the data cannot constrain n")
+        if counted and never_apart:  # step 6: split by the count
+            split_fit, split_used, split_radii, split_window = _split_exponent(
+                fits, skewed_fits, number_before, number_ratio, after_b)
+            exponent = split_fit if split_fit.success else ExponentFit.failed(
+                f"{reason} and {split_fit.reason}: the data cannot constrain n")
+            if split_fit.success:
+                used, split = split_used, split_radii
+                window = tuple(float(times[k]) for k in split_window)
     return SecondInjectionAnalysis(
         times, float(second_injection_s), tuple(fits), tuple(skewed_fits), delta_bics, bimodal,
         r1, e1, r2, e2, c2, used, nan if onset is None else float(times[onset]), window,
@@ -372,7 +375,7 @@ def analyze_second_injection(time_s, q_nm, intensity_cm, sigma_cm, second_inject
 
 
 def _split_exponent(fits, skewed_fits, number_before, number_ratio, after_b):
-    """Step 2b: n from the ``number_before`` largest crystals and the rest of each frame's
+    """Step 6: n from the ``number_before`` largest crystals and the rest of each frame's
     fitted distribution, two Gaussians and one Pearson III (see the module). Returns
     (ExponentFit, used frames, (frames, 2) radii r₁, r₂ of the two Gaussians' split (NaN
     where unused), (first, last) window frame)."""
