@@ -158,9 +158,9 @@ class SteeringLimits:
     confidence_sigma: float = 2.0
     window_frames: int = 5
     analysis_stall_s: float = 30.0
-    coast_s: float = 80.0
-    quench_coast_s: float = 40.0
-    max_coast_nm: float = 0.2
+    coast_s: float = 107.0
+    quench_coast_s: float = 52.0
+    max_coast_nm: float = 0.3
 
     def __post_init__(self):
         if not 0 < self.min_radius_nm < self.max_radius_nm:
