@@ -298,24 +298,29 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             pending.status.set_exception(outcome)
 
     def _late(self, pending: "_PendingFrame", timeout: float) -> None:
-        """The pending frame's time is up (timer thread): fail it, with the HDF5 plugin's own
-        cause when it reports a write error (``WriteStatus`` Error and its ``WriteMessage``,
-        as areaDetector's NDFileHDF5 sets them, e.g. a full disk)."""
+        """The pending frame's time is up (timer thread): fail it, with the cause when there is
+        one to read: the HDF5 plugin's write error (``WriteStatus`` Error and its
+        ``WriteMessage``, as areaDetector's NDFileHDF5 sets them, e.g. a full disk), or the
+        IOC not answering (gone since the exposure was started: a put to a circuit whose end
+        closed is not refused until the client has seen the close)."""
         message = f"{self.name}: frame {pending.index} was not written to HDF5 within {timeout} s"
-        cause = self._write_error()
-        self._finish(pending, DetectorError(message if cause is None else
-                                            f"{message}: the HDF5 plugin reports {cause}"))
+        cause = self._why_not_written()
+        self._finish(pending, DetectorError(message if cause is None else f"{message}: {cause}"))
 
-    def _write_error(self) -> str | None:
-        """The HDF5 plugin's last write error (its ``WriteMessage``, first line) when its
-        ``WriteStatus`` says Error; None if it says OK or cannot be read (the IOC gone)."""
+    def _why_not_written(self) -> str | None:
+        """What the IOC says of the late frame: the HDF5 plugin's last write error (its
+        ``WriteMessage``, first line) when ``WriteStatus`` says Error; that the IOC does not
+        answer; None if the plugin reports no error."""
         try:
-            if not int(self.hdf5.write_status.get(timeout=WRITE_STATUS_TIMEOUT_S)):
+            wait = {"timeout": WRITE_STATUS_TIMEOUT_S, "connection_timeout": WRITE_STATUS_TIMEOUT_S}
+            if not int(self.hdf5.write_status.get(**wait)):
                 return None
-            text = self.hdf5.write_message.get(as_string=True, timeout=WRITE_STATUS_TIMEOUT_S)
-        except Exception:  # the IOC does not answer: the time-out alone is the news
-            return None
-        return (str(text).strip().splitlines() or ["a write error (no message)"])[0]
+            text = self.hdf5.write_message.get(as_string=True, **wait)
+        except Exception as error:
+            self._ioc_gone = _first_line(error)
+            return f"the IOC does not answer ({self._ioc_gone})"
+        return "the HDF5 plugin reports " + \
+            (str(text).strip().splitlines() or ["a write error (no message)"])[0]
 
     def kickoff(self):
         """Start the prepared sequence, with a cancel of its own (set by an abort from now on)."""
