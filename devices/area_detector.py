@@ -49,6 +49,7 @@ from ophyd.status import DeviceStatus
 
 from ncsynth import caproto_environment, timebase
 from ncsynth.config_schema import FRAME_COMPRESSIONS as COMPRESSIONS
+from ncsynth.errors import first_line
 from .detector import DetectorError, FrameDetector, checked_exposure
 
 caproto_environment.install()  # caproto's search thread dies if os.environ changes under it
@@ -229,7 +230,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             return super().unstage()
         except Exception as error:  # the IOC went away since the last frame
             raise DetectorError(f"{self.name}: cannot restore the IOC's settings at unstage: "
-                                f"{_first_line(error)}") from error
+                                f"{first_line(error)}") from error
 
     def trigger(self):
         """Expose one frame now; the Status finishes once the HDF5 plugin has written it."""
@@ -259,7 +260,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             self.cam.acquire.put(1, use_complete=True)
         except Exception as error:  # the IOC is gone
             self._finish(pending, None)
-            self._ioc_gone = _first_line(error)
+            self._ioc_gone = first_line(error)
             raise DetectorError(f"{self.name}: cannot start an exposure: {self._ioc_gone}") from error
         pending.timer.start()  # a frame written meanwhile has cancelled it: it ends at once
         return status
@@ -317,7 +318,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
                 return None
             text = self.hdf5.write_message.get(as_string=True, **wait)
         except Exception as error:
-            self._ioc_gone = _first_line(error)
+            self._ioc_gone = first_line(error)
             return f"the IOC does not answer ({self._ioc_gone})"
         return "the HDF5 plugin reports " + \
             (str(text).strip().splitlines() or ["a write error (no message)"])[0]
@@ -409,6 +410,3 @@ class _PendingFrame:
     status: DeviceStatus
     timer: threading.Timer | None = None
 
-
-def _first_line(error: Exception) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0]

@@ -6,7 +6,6 @@ import sys
 import threading
 
 import caproto._utils
-import pytest
 
 from ncsynth import caproto_environment
 
