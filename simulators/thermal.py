@@ -120,7 +120,7 @@ class FlaskThermalModel:
     ``liquid_loss_w_per_k`` (G_la); ``thermocouple_lag_s`` (tau_tc); ``ambient_c``.
     Everything starts at ambient. State: ``temperature_c`` (liquid), ``ribbon_c``,
     ``thermocouple_c``, ``volume_ml``, ``heater_power_w`` (the element's, now),
-    ``thermocouple_open``.
+    ``thermocouple_open``, ``elapsed_s`` (time stepped, which the controller samples by).
     """
 
     def __init__(self, *, liquid_mass_g: float = 6.92, heat_capacity_j_per_g_k: float = 2.0,
@@ -148,6 +148,7 @@ class FlaskThermalModel:
         self.temperature_c = self.ambient_c
         self.ribbon_c = self.ambient_c
         self.thermocouple_c = self.ambient_c
+        self.elapsed_s = 0.0  # time stepped so far: when the thermocouple reading is from, s
         self.thermocouple_open = False
         self.heater_power_w = 0.0
 
@@ -166,6 +167,7 @@ class FlaskThermalModel:
         controller = getattr(world, "controller", None)
         output = controller.output_percent if controller is not None else 0.0
         self.heater_power_w = self.ribbon_max_power_w * min(max(output, 0.0), 100.0) / 100.0
+        self.elapsed_s += dt_s
         reaching_ribbon_w = self._element.push(dt_s, self.heater_power_w)
         to_liquid = self.ribbon_to_liquid_w_per_k * (self.ribbon_c - self.temperature_c)
         ribbon_loss = self.ribbon_loss_w_per_k * (self.ribbon_c - self.ambient_c)
@@ -209,6 +211,8 @@ class ControllerModel:
     ``ramp_rate_c_per_min`` (0 = no limit), ``sensor_break_output_percent``.
     """
 
+    MIN_SAMPLE_S = 0.01  # shortest interval between two samples of the loop, s
+
     def __init__(self, *, proportional_band_c: float = 3.0, integral_time_s: float = 150.0,
                  derivative_time_s: float = 14.0, high_alarm_c: float = 320.0,
                  setpoint_c: float = 25.0, ramp_rate_c_per_min: float = 0.0,
@@ -233,6 +237,7 @@ class ControllerModel:
         self.high_alarm = False
         self._integral_percent = 0.0
         self._previous_pv: float | None = None
+        self._sampled_at_s = 0.0  # the flask's elapsed time at the loop's last sample, s
 
     @staticmethod
     def _check_percent(name: str, value: float) -> float:
@@ -288,9 +293,17 @@ class ControllerModel:
         self.high_alarm = pv > self.high_alarm_c
         if self.manual:
             self.output_percent = self.manual_output_percent
-            self._previous_pv = pv
+            self._previous_pv, self._sampled_at_s = pv, flask.elapsed_s
             return
-        self.output_percent = self._pid(dt_s, pv)
+        # The loop samples at most every MIN_SAMPLE_S of the flask's time (a real controller
+        # samples its input a few times a second), over the time the reading has really moved:
+        # a step shorter than that, as when the world is brought up to a request's time,
+        # holds the output. (Dividing the change since the last sample by a short step's dt
+        # kicked the output to 0 %, held for the next step: random heater drop-outs.)
+        since_sample_s = flask.elapsed_s - self._sampled_at_s
+        if self._previous_pv is None or since_sample_s >= self.MIN_SAMPLE_S:
+            self.output_percent = self._pid(since_sample_s or dt_s, pv)
+            self._sampled_at_s = flask.elapsed_s
 
     def _ramp(self, dt_s: float) -> None:
         if self.ramp_rate_c_per_min == 0:
@@ -301,6 +314,7 @@ class ControllerModel:
         self.working_setpoint_c += max(-max_step, min(max_step, gap))
 
     def _pid(self, dt_s: float, pv: float) -> float:
+        """One sample of the loop, ``dt_s`` after the last (s), with the reading ``pv`` (°C)."""
         gain = 100.0 / self.proportional_band_c
         error = self.working_setpoint_c - pv
         derivative = 0.0

@@ -154,3 +154,37 @@ def test_controller_rejects_bad_values():
         controller.set_manual_output(120.0)
     with pytest.raises(ValueError, match="proportional_band_c"):
         ControllerModel(proportional_band_c=0.0)
+
+
+@pytest.mark.parametrize("controller_first", [True, False])
+def test_the_loop_does_not_depend_on_how_requests_cut_the_time(controller_first):
+    """A world brought up to requests at irregular times (a real-time session: a Modbus read
+    lands 1e-5 s after the last step) heats as one stepped evenly: no 0 % output while far
+    below the setpoint, the same trace. Before, a short step after a long one made the
+    derivative a kick to 0 %, held for the next step (a CI run's heater output read 100, 100,
+    0, 100, 100 at 30 C with a 60 C setpoint)."""
+    def heat(extra_requests: bool):
+        clock = WorldClock(speed=None)
+        world = World(clock)
+        models = [("controller", ControllerModel()), ("flask", FlaskThermalModel())]
+        for name, model in models if controller_first else models[::-1]:
+            world.add(name, model)
+        world.controller.set_target_setpoint(60.0)
+        outputs, readings = [], []
+        for _ in range(120):  # 60 s, read every 0.5 s
+            clock.advance(0.5 - (1e-5 if extra_requests else 0.0))
+            world.advance()
+            if extra_requests:
+                clock.advance(1e-5)
+                world.advance()
+            outputs.append(world.controller.output_percent)
+            readings.append(world.flask.thermocouple_c)
+        return np.array(outputs), np.array(readings)
+
+    even_output, even_reading = heat(False)
+    cut_output, cut_reading = heat(True)
+    far_below = cut_reading < 50.0
+    assert far_below.sum() > 50
+    assert (cut_output[far_below] > 50.0).all(), cut_output[far_below].min()
+    np.testing.assert_allclose(cut_reading, even_reading, atol=0.01)
+    np.testing.assert_allclose(cut_output, even_output, atol=1.0)
