@@ -228,15 +228,12 @@ def test_hot_injection_queued_remotely_runs_on_the_simulated_beamline(queue_serv
         assert stop["exit_status"] == "success"
         assert stop["num_events"]["primary"] == 10 and stop["num_events"]["background"] == 1
         # heating towards the growth setpoint until the reaction time is over, then off and
-        # staying off: frame 5 (8 s) is before the end, frame 6 (10 s) after it. Before the end
-        # the flask warms under the PID in auto (which may read 0 % at one frame: one CI run
-        # on a loaded machine saw 100, 100, 0, 100, 100 and the cause is not known), after it
-        # the output is 0 % at every frame
+        # staying off: frame 5 (8 s) is before the end, frame 6 (10 s) after it. (A CI run saw
+        # 100, 100, 0, 100, 100 before the end: the simulated PID's derivative kick on a short
+        # step, fixed in the simulator, 5491416.)
         primary = run["primary"].read()
         temperature, output = primary["heater_temperature"].values, primary["heater_output"].values
-        assert (output[:5] > 0).sum() >= 3 and temperature[4] > temperature[0], \
-            (temperature, output)
-        assert (output[5:] == 0).all(), (temperature, output)
+        assert (output[:5] > 0).all() and (output[5:] == 0).all(), (temperature, output)
         cooldown = run["temperature"].read()["heater_output"].values
         assert cooldown[-1] == 0  # heater safe at the end of the cool-down record
         # the live analysis of the session ran in the worker; its derived run was committed
