@@ -34,6 +34,11 @@ from ncsynth.storage.run_view import RAW_UID_KEY
 
 logger = logging.getLogger(__name__)
 
+#: the start-document key naming the 0MQ proxy a run's documents were published to
+#: (:meth:`ncsynth.analysis_service.PublishedAnalysis.mark`): the service owes that run its
+#: analysis even if no service ran while it was acquired
+PUBLISHED_KEY = "analysis_published_to"
+
 
 def journal_of(layout: DataDirectory, uid: str) -> Path | None:
     """The journal of run ``uid`` (being written, or complete), None if there is none."""
@@ -84,6 +89,23 @@ def runs_to_catch_up(layout: DataDirectory) -> list[str]:
               and (Path(layout.complete_journals) / f"{start['raw_uid']}.jsonl").exists()):
             uids.append(start["raw_uid"])
     return list(dict.fromkeys(uids))
+
+
+def runs_owed(layout: DataDirectory) -> list[str]:
+    """Uids of the complete raw runs whose documents were published for an analysis service
+    (:data:`PUBLISHED_KEY` in their start), oldest journal first: those with no complete
+    analysis yet are the ones no service saw (acquired while none ran)."""
+    paths = sorted(Path(layout.complete_journals).glob("*.jsonl"), key=_modified)
+    starts = (_start_of(path) for path in paths)
+    return [start["uid"] for start in starts
+            if start is not None and PUBLISHED_KEY in start and "raw_uid" not in start]
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def complete_analysis(catalog, raw_uid: str):

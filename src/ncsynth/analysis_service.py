@@ -29,8 +29,8 @@ import asyncio
 import logging
 from pathlib import Path
 
-from ncsynth.analysis_catchup import (FollowedRun, complete_analysis, journal_of, runs_to_catch_up,
-                                      replace_unfinished_analyses)
+from ncsynth.analysis_catchup import (PUBLISHED_KEY, FollowedRun, complete_analysis, journal_of,
+                                      replace_unfinished_analyses, runs_owed, runs_to_catch_up)
 from ncsynth.analysis_worker import AnalysisProcess, InProcessAnalysis
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,12 @@ class PublishedAnalysis:
 
     def summary(self) -> dict:
         return {"final_radius_nm": None, "concentration_molar": None, "yield_fraction": None,
-                "analysis_published_to": self.address}
+                PUBLISHED_KEY: self.address}
+
+    def mark(self, RE) -> None:
+        """Name the proxy in every run's start document (``RE.md``), so that a service started
+        after the run's end still analyses it (:func:`~ncsynth.analysis_catchup.runs_owed`)."""
+        RE.md[PUBLISHED_KEY] = self.address
 
     def close(self, timeout_s: float | None = None) -> None:
         self._publisher.close()
@@ -171,10 +176,12 @@ class AnalysisService:
         self._live(name, doc)
 
     def catch_up(self) -> None:
-        """Follow the raw runs being acquired into the data directory and those a killed
-        service left half-analysed, unless this service analyses them already (at start-up:
-        the runs it joined late)."""
-        for run in runs_to_catch_up(self.catalog.layout):
+        """Follow the raw runs being acquired into the data directory, those a killed
+        service left half-analysed and those published while no service ran (complete, with no
+        analysis yet), unless this service analyses them already (at start-up: the runs it
+        joined late or missed)."""
+        layout = self.catalog.layout
+        for run in dict.fromkeys([*runs_to_catch_up(layout), *runs_owed(layout)]):
             if run not in self._runs and run not in self._followed and run not in self._passed:
                 self._follow(run)
 

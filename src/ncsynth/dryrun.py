@@ -180,7 +180,7 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
         RE.subscribe(decisions)
         live = None
         if analysis:
-            from ncsynth.analysis_service import analysis_subscriber
+            from ncsynth.analysis_service import PublishedAnalysis, analysis_subscriber
 
             # the analysis and its figure in a process of their own (the other core); one
             # writer for raw and derived runs: every Tiled write goes through its single
@@ -193,6 +193,8 @@ def _dry_run(catalog, root, config, options, analysis, progress, plan, plan_kwar
                                        maxsize=_NEVER_DROP)
             if feed is not None:  # a steered plan waits on the fits: tell it the analysis died
                 feed.health = lambda: live.error
+            if isinstance(live, PublishedAnalysis):  # the run's start names the proxy
+                live.mark(RE)
             RE.subscribe(live)
         if progress:
             RE.subscribe(ProgressBar())

@@ -213,6 +213,7 @@ def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
         from ncsynth.analysis_service import PublishedAnalysis
 
         live = PublishedAnalysis(publish_to)
+        live.mark(RE)
         RE.subscribe(live)
         if stack is not None:
             stack.callback(live.close)
