@@ -16,7 +16,7 @@ through ``emit(name, doc)`` (e.g. the catalog writer, a :class:`~ncsynth.analysi
   (:mod:`~ncsynth.analysis.frame_model`: ``populations``, ``model_concentration_molar``,
   ``model_cadmium_molar``), which the kinetics use;
 * stream ``patterns``: the same frames' background-subtracted I(q) in cm⁻¹ with σ and the
-  fitted model (arrays, ``kind`` normal, never hinted);
+  fitted model (arrays, ``kind`` normal, never hinted); none without a usable calibration;
 * stream ``kinetics``: at the raw run's stop, the flattened
   :class:`~ncsynth.analysis.kinetics.KineticsSummary` (98 % times and nucleation fraction from
   the data, S3.3 and S3.2 beside them with their χ²_red); after a second injection the yield
@@ -36,7 +36,13 @@ the detector's ``<det>_frame_time`` reading (epoch s).
 
 Every frame gives a ``fits`` event: frames that cannot be reduced or fitted (wrong shape, no
 counts, no particles yet, an exception in the analysis) give ``success=False`` with a ``reason``
-and are counted in :attr:`SAXSAnalysis.errors`; nothing raises out of a frame. Each fit warm-
+and are counted in :attr:`SAXSAnalysis.errors`; nothing raises out of a frame. A run without a
+usable calibration (no geometry, no absolute scale, a mask that cannot be read) is flagged once:
+one entry in :attr:`SAXSAnalysis.errors` and one logged warning with the reason, kept in the
+derived start's ``analysis.calibration_error``; its frames give ``fits`` events with
+``success=False`` and the reason :data:`NO_CALIBRATION`. The start's ``analysis`` also says where
+K came from (``calibration_source``) and its relative uncertainty (``calibration_rel_err``,
+None when not known). Each fit warm-
 starts from the previous successful one, so a run pushed through a fresh router (replay:
 the stored documents in order) reproduces the live numbers exactly.
 
@@ -79,6 +85,9 @@ logger = logging.getLogger(__name__)
 MODEL = "gaussian_spheres"
 #: Se:Cd molar ratio β of S3.2 when neither the settings nor the recipe (``extra["beta"]``) give one.
 DEFAULT_BETA = 5.0
+
+#: The ``reason`` of every frame of a run without a usable calibration (flagged once per run).
+NO_CALIBRATION = "no usable calibration (see the derived run's analysis.calibration_error)"
 
 #: Why the 98 % times of a double injection are not headline numbers.
 SECOND_INJECTION_KINETICS = ("two injections: the 98 % rule (§S.3) is for one, and the one-population "
@@ -127,6 +136,9 @@ class SAXSAnalysis(DocumentRouter):
         self._streams: dict[str, str] = {}  # descriptor uid -> stream name
         self._exposure: dict[str, float] = {}  # descriptor uid -> exposure s
         self._reducer: Reducer | None = None
+        self._calibration_error: str | None = None  # why there is no reducer (flagged once)
+        self._calibration_source: str | None = None
+        self._calibration_rel_err: float | None = None
         self._image_key: str | None = self.settings.image_key
         self._frame_time_key: str | None = None
         self._frames = StreamFrames(root_map, complete=stored)
@@ -183,11 +195,12 @@ class SAXSAnalysis(DocumentRouter):
         # a descriptor without the detector's configuration (e.g. a flyer's) keeps the last exposure
         known = [e for e in self._exposure.values() if math.isfinite(e)]
         self._exposure[doc["uid"]] = float(config.get(f"{obj}_exposure_time", known[-1] if known else math.nan))
-        if self._reducer is None:
+        if self._reducer is None and self._calibration_error is None:
             try:
                 self._reducer = self._build_reducer(config, obj)
-            except (ValueError, TypeError, KeyError) as error:
-                self._error("reducer", f"cannot set up the reduction: {error}")
+            except (ValueError, TypeError, KeyError, OSError) as error:
+                self._calibration_error = str(error)
+                self._error("calibration", f"no usable calibration, no frame of this run is fitted: {error}")
         if name == PRIMARY and self._temperature_key is None:
             self._temperature_key = next((key for key, info in doc["data_keys"].items()
                                           if key.endswith("_temperature") and info.get("dtype") == "number"),
@@ -204,7 +217,8 @@ class SAXSAnalysis(DocumentRouter):
                         if k.endswith(f"_fire_time_{str(second.get('piston', '')).lower()}")), None)
             if second and key is not None and math.isfinite(float(doc["data"][key])):
                 self._t_second = float(doc["data"][key])
-        elif stream == BACKGROUND and doc["descriptor"] in self._image_descriptors:
+        elif stream == BACKGROUND and doc["descriptor"] in self._image_descriptors \
+                and self._calibration_error is None:
             try:
                 self._background_patterns.append(self._reduce(doc))
             except self._fatal_errors:
@@ -247,12 +261,18 @@ class SAXSAnalysis(DocumentRouter):
         geometry = s.geometry
         if geometry is None:
             geometry = DetectorGeometry.from_dict(json.loads(configured("geometry_json", "geometry")))
-        calibration = s.calibration
+        calibration, self._calibration_source = s.calibration, "analysis settings"
         if calibration is None and float(config.get(f"{obj}_calibration", math.nan)) > 0:
             calibration = float(config[f"{obj}_calibration"])  # the beamline's K (configuration)
+            self._calibration_source = "detector configuration (calibration)"
         if calibration is None:
+            water = float(config.get(f"{obj}_reference_solid_angle_sr", math.nan))
             calibration = calibration_from_beam(float(configured("flux_ph_per_s", "calibration")),
-                                                float(configured("transmission", "calibration")), geometry)
+                                                float(configured("transmission", "calibration")), geometry,
+                                                water if water > 0 else None)
+            self._calibration_source = "beam monitors, " + ("water standard" if water > 0 else "geometry")
+            if water > 0:
+                self._calibration_rel_err = float(config[f"{obj}_reference_solid_angle_err_sr"]) / water
         path = s.path_length_cm or float(config.get(f"{obj}_thickness_cm", math.nan))
         if not (path > 0):
             path = DEFAULT_PATH_LENGTH_CM
@@ -272,6 +292,8 @@ class SAXSAnalysis(DocumentRouter):
         temperature = doc["data"].get(self._temperature_key, math.nan) if self._temperature_key else math.nan
         pattern = None
         try:
+            if self._calibration_error is not None:
+                raise _Uncalibrated(NO_CALIBRATION)
             pattern = self._reduce(doc)
             if self._background is None and self._background_patterns:
                 self._background = average(self._background_patterns)
@@ -284,6 +306,9 @@ class SAXSAnalysis(DocumentRouter):
                                          skewed, guess=self._last_two)
         except self._fatal_errors:
             raise
+        except _Uncalibrated:  # flagged once, at the descriptor
+            fit, skewed = SphereFit.failed(NO_CALIBRATION), SkewedFit.failed(NO_CALIBRATION)
+            model, two = FrameModel(0, math.nan, math.nan), None
         except Exception as error:
             fit = SphereFit.failed(f"analysis error: {type(error).__name__}: {error}")
             skewed = SkewedFit.failed(fit.reason)
@@ -334,9 +359,11 @@ class SAXSAnalysis(DocumentRouter):
         when = raw_event["time"]
         self.emit("event", self._fits_descriptor.compose_event(  # keys fixed above: no schema check
             data=data, timestamps={k: when for k in data}, time=when, validate=False))
+        if self._patterns_descriptor is None:
+            return  # no reduction, no patterns
         if pattern is None:
-            nan = np.full(self._reducer.n_bins, math.nan) if self._reducer else np.full(0, math.nan)
-            pattern = Pattern(self._reducer.q_nm if self._reducer else nan, nan, nan)
+            nan = np.full(self._reducer.n_bins, math.nan)
+            pattern = Pattern(self._reducer.q_nm, nan, nan)
         model = fit.model(pattern.q_nm) if fit.success else np.full(pattern.q_nm.shape, math.nan)
         arrays = {"time_s": time_s, "q_nm": pattern.q_nm.tolist(), "intensity_cm": pattern.intensity_cm.tolist(),
                   "sigma_cm": pattern.sigma_cm.tolist(), "model_cm": np.asarray(model, dtype=float).tolist()}
@@ -350,7 +377,10 @@ class SAXSAnalysis(DocumentRouter):
                     "n_bins": n_bins, "cd_initial_molar": self.cd_initial_molar,
                     "cd_after_second_molar": self.cd_after_second_molar, "beta": self.beta,
                     "n_background_frames": len(self._background_patterns),
-                    "background_subtracted": bool(self._background_patterns)}
+                    "background_subtracted": bool(self._background_patterns),
+                    "calibration_error": self._calibration_error,
+                    "calibration_source": self._calibration_source,
+                    "calibration_rel_err": self._calibration_rel_err}
         if self._reducer is not None:
             analysis.update(calibration=self._reducer.calibration, path_length_cm=self._reducer.path_length_cm,
                             geometry=self._reducer.geometry.to_dict())
@@ -362,12 +392,14 @@ class SAXSAnalysis(DocumentRouter):
         fits = self._bundle.compose_descriptor(name=FITS, data_keys=FIT_KEYS,
                                                object_keys={"fit": list(FIT_KEYS)},
                                                hints={"fit": {"fields": FIT_HINTS}})
-        patterns = self._bundle.compose_descriptor(name=PATTERNS, data_keys=pattern_keys(n_bins),
-                                                   object_keys={"pattern": list(pattern_keys(n_bins))},
-                                                   hints={"pattern": {"fields": []}})
         self.emit("descriptor", fits.descriptor_doc)
-        self.emit("descriptor", patterns.descriptor_doc)
-        self._fits_descriptor, self._patterns_descriptor = fits, patterns
+        self._fits_descriptor = fits
+        if self._reducer is not None:  # without one, no q bins: no patterns stream
+            patterns = self._bundle.compose_descriptor(name=PATTERNS, data_keys=pattern_keys(n_bins),
+                                                       object_keys={"pattern": list(pattern_keys(n_bins))},
+                                                       hints={"pattern": {"fields": []}})
+            self.emit("descriptor", patterns.descriptor_doc)
+            self._patterns_descriptor = patterns
 
     def _emit_kinetics(self, when: float):
         """The ``kinetics`` stream, timed ``when`` (the raw run's stop, so replay gives the same event)."""
@@ -406,6 +438,10 @@ class SAXSAnalysis(DocumentRouter):
                 "frames_without_fit": sum(not f.success for f in self.fits),
                 "analysis_errors": len(self.errors),
                 "kinetics": self.kinetics}
+
+
+class _Uncalibrated(Exception):
+    """A frame of a run whose calibration is unusable (flagged once, not per frame)."""
 
 
 def _find_image_key(descriptor: dict) -> str | None:

@@ -25,12 +25,12 @@ pixel at normal incidence), so the bin average it returns is Φ·T·t·d·ΔΩ_r
     I(q) [cm⁻¹] = average / (t · d · K),     K = Φ · T · ΔΩ_ref   (counts per second per unit I·d)
 
 ``calibration`` is K: the count rate a reference pixel records from a sample with I·d = 1
-(e.g. 1 cm⁻¹ through 1 cm). At a beamline K comes from a water standard
-(:func:`calibration_from_water`: water's 0.0165 cm⁻¹ = 1.65·10⁻³ mm⁻¹, §S.2.1, ref. 7); for the
-simulated detector, whose counts follow exactly the formula above (``ncsynth.simulators.detector``),
-it is :func:`calibration_from_beam` ``(flux_ph_per_s, transmission, geometry)``. K includes
-the transmission T: a water calibration carries over to a sample only for the same T (or
-after normalising both by the transmitted-beam monitor, which this set-up does not record).
+(e.g. 1 cm⁻¹ through 1 cm). :func:`calibration_from_beam` ``(flux_ph_per_s, transmission,
+geometry, solid_angle_sr)`` gives it from the run's beam monitors (Φ, T) and ΔΩ_ref, either the
+geometry's (exact for the simulated detector, whose counts follow the formula above:
+``ncsynth.simulators.detector``) or as a water standard measured it per transmitted photon
+(water's 0.0165 cm⁻¹ = 1.65·10⁻³ mm⁻¹, §S.2.1, ref. 7: :mod:`ncsynth.analysis.water_standard`),
+so that a water calibration carries over to a sample of another transmission.
 
 Units: q in nm⁻¹, intensities and their σ in cm⁻¹, path lengths in cm, exposures in s.
 """
@@ -110,46 +110,23 @@ def default_n_bins(geometry: DetectorGeometry, q_range_nm=DEFAULT_Q_RANGE_NM) ->
     return max(10, int((q_hi - q_lo) / step))
 
 
-def calibration_from_beam(flux_ph_per_s: float, transmission: float, geometry: DetectorGeometry) -> float:
+def calibration_from_beam(flux_ph_per_s: float, transmission: float, geometry: DetectorGeometry,
+                          solid_angle_sr: float | None = None) -> float:
     """Calibration factor K = Φ · T · ΔΩ_ref (see module docstring) from the beam itself.
 
     ``flux_ph_per_s``: photons/s on the sample; ``transmission``: of flask + sample (0..1];
-    ``geometry``: gives ΔΩ_ref = (pixel/distance)² in sr. Exact for the simulated detector.
+    ``solid_angle_sr``: ΔΩ_ref as a water standard measured it (sr,
+    :mod:`ncsynth.analysis.water_standard`); None: the geometry's (pixel/distance)², exact for
+    the simulated detector.
     """
     flux = _check_positive("flux_ph_per_s", flux_ph_per_s)
     if not (isinstance(transmission, (int, float)) and 0 < transmission <= 1):
         raise ValueError(f"transmission must be in (0, 1], got {transmission!r}")
     if not isinstance(geometry, DetectorGeometry):
         raise TypeError(f"geometry must be a DetectorGeometry, got {type(geometry).__name__}")
-    return flux * float(transmission) * geometry.reference_solid_angle_sr
-
-
-def calibration_from_water(water: Pattern, exposure_s: float, *, path_length_cm: float = DEFAULT_PATH_LENGTH_CM,
-                           empty: Pattern | None = None, empty_exposure_s: float | None = None,
-                           q_range_nm=(1.0, 4.0), water_cm: float = WATER_CM) -> float:
-    """Calibration factor K (module docstring) from a water standard (§S.2.1, ref. 7).
-
-    ``water`` (and ``empty``, the empty cell) are :meth:`Reducer.integrate` outputs: counts per
-    reference pixel in ``exposure_s`` (``empty_exposure_s``, default the same). Water scatters a
-    flat ``water_cm`` (0.0165 cm⁻¹) below ~5 nm⁻¹; K is the σ-weighted mean over ``q_range_nm``
-    of (water rate − empty rate) / (path_length_cm · water_cm).
-    """
-    exposure = _check_positive("exposure_s", exposure_s)
-    path = _check_positive("path_length_cm", path_length_cm)
-    water_level = _check_positive("water_cm", water_cm)
-    q_lo, q_hi = _check_q_range(q_range_nm)
-    net = water.scaled(1.0 / exposure)
-    if empty is not None:
-        empty_exposure = _check_positive("empty_exposure_s", exposure if empty_exposure_s is None else empty_exposure_s)
-        net = subtract(net, empty.scaled(1.0 / empty_exposure))
-    keep = (net.q_nm >= q_lo) & (net.q_nm <= q_hi) & np.isfinite(net.intensity_cm) & (net.sigma_cm > 0)
-    if np.count_nonzero(keep) < 3:
-        raise ValueError(f"water pattern has fewer than 3 usable bins in q_range_nm={q_range_nm!r}")
-    weights = net.sigma_cm[keep] ** -2.0
-    rate = float(np.sum(weights * net.intensity_cm[keep]) / np.sum(weights))
-    if not rate > 0:
-        raise ValueError(f"water minus empty cell gives no positive signal ({rate!r} counts/s)")
-    return rate / (path * water_level)
+    if solid_angle_sr is None:
+        return flux * float(transmission) * geometry.reference_solid_angle_sr
+    return flux * float(transmission) * _check_positive("solid_angle_sr", solid_angle_sr)
 
 
 class Reducer:
@@ -161,8 +138,7 @@ class Reducer:
     n_bins : linear q bins over ``q_range_nm`` (default :func:`default_n_bins`: one pixel step).
     q_range_nm : (min, max) q of the pattern, nm⁻¹ (§S.1.4: 0.1–5).
     path_length_cm : sample path length d, cm (4 mm flask, §S.2.1).
-    calibration : K = Φ·T·ΔΩ_ref, counts per second per unit I·d (:func:`calibration_from_water`,
-        :func:`calibration_from_beam`).
+    calibration : K = Φ·T·ΔΩ_ref, counts per second per unit I·d (:func:`calibration_from_beam`).
     """
 
     def __init__(self, geometry: DetectorGeometry, *, n_bins: int | None = None,

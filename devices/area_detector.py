@@ -12,7 +12,9 @@ from the beamline's pyFAI PONI and mask files, :mod:`ncsynth.analysis.calibratio
 if the beamline gives it; NaN otherwise) and ``flux_ph_per_s`` / ``transmission``, read at
 every stage from the two beam-monitor PVs (incident and transmitted flux, photons/s;
 transmission = transmitted / incident), from which the analysis computes K when
-``calibration`` is NaN. Without monitor PVs both stay NaN.
+``calibration`` is NaN, with ``reference_solid_angle_sr`` (and its ``_err_sr``) as a water
+standard measured it if given (:mod:`ncsynth.analysis.water_standard`; NaN: the geometry's).
+Without monitor PVs both stay NaN.
 
 Beam monitors per frame: with monitor PVs, every frame's event also carries
 ``<name>_incident_flux`` and ``<name>_transmitted_flux`` (photons/s), the monitors' values
@@ -94,7 +96,8 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
 
     _default_read_attrs = ("image", "frame_time", "incident_flux", "transmitted_flux")  # not DetectorBase's
     _default_configuration_attrs = ("exposure_time", "geometry_json", "thickness_cm",
-                                    "calibration", "flux_ph_per_s", "transmission")
+                                    "calibration", "flux_ph_per_s", "transmission",
+                                    "reference_solid_angle_sr", "reference_solid_angle_err_sr")
 
     cam = Cpt(AreaDetectorCam, "cam1:", kind="omitted")
     hdf5 = Cpt(HDF5Plugin_V34, "HDF1:", kind="omitted")
@@ -104,6 +107,8 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     calibration = Cpt(Signal, value=float("nan"), kind="config")
     flux_ph_per_s = Cpt(Signal, value=float("nan"), kind="config")
     transmission = Cpt(Signal, value=float("nan"), kind="config")
+    reference_solid_angle_sr = Cpt(Signal, value=float("nan"), kind="config")  # from water
+    reference_solid_angle_err_sr = Cpt(Signal, value=float("nan"), kind="config")
     incident_flux = Cpt(Signal, value=float("nan"), kind="normal")  # ph/s during the frame
     transmitted_flux = Cpt(Signal, value=float("nan"), kind="normal")
 

@@ -20,8 +20,8 @@ Behaviour (areaDetector's, reduced to what the device needs):
   ``/entry/data/data`` (n, rows, cols) ``uint32``, compressed as ``Compression`` says (``None``,
   ``zlib`` at ``ZLevel``, ``Blosc`` as ``BloscCompressor``/``BloscLevel``/``BloscShuffle``
   say, ``BSLZ4``, ``LZ4``; another choice is refused), with
-  ``/entry/instrument/NDAttributes/`` ``NDArrayTimeStamp`` (epoch s), ``NDArrayUniqueId`` and the
-  two monitors per frame, and the detector's calibration as NeXus (NXdetector,
+  ``/entry/instrument/NDAttributes/`` ``NDArrayTimeStamp`` (epoch s), ``NDArrayUniqueId``, the
+  two monitors and ``AcquireTime`` per frame, and the detector's calibration as NeXus (NXdetector,
   NXmonochromator: :mod:`ncsynth.simulators.frame_file`); flushed every ``NumFramesFlush``
   frames, SWMR if ``SWMRMode`` On; ``NumCaptured_RBV`` counts them.
   ``Capture`` = 0 closes the file. ``FilePath`` is created if ``CreateDirectory`` is not 0;
@@ -106,6 +106,7 @@ class SimulatedAreaDetector:
                  **synthesizer_options):
         self.world = world
         self.prefix = prefix
+        self.seed = seed
         self.synthesizer = FrameSynthesizer(geometry or DetectorGeometry(), flux_ph_per_s=flux,
                                             seed=seed, **synthesizer_options)
         self.stall_writes = False
@@ -160,17 +161,31 @@ class SimulatedAreaDetector:
         """Current value of the PV ``<prefix>name`` (e.g. ``"HDF1:NumCaptured_RBV"``)."""
         return self.pvs[self.prefix + name].value
 
-    def hutch_settings(self, calibration_dir) -> dict[str, str]:
+    def hutch_settings(self, calibration_dir, *, water_standard: bool = False) -> dict[str, str]:
         """The keys of a ``[detector]`` configuration section that point at this IOC: ``prefix``,
         the monitor PVs, the simulated set-up's sample path ``thickness_cm`` and its ``poni``
-        and ``mask`` files, written to ``calibration_dir`` now."""
+        and ``mask`` files, written to ``calibration_dir`` now; with ``water_standard``, also a
+        water standard and its empty cell measured now (:mod:`.standards`: ``water_standard``,
+        ``empty_cell``)."""
         from ncsynth.analysis.calibration_files import write_calibration
 
         poni, mask = write_calibration(self.synthesizer.geometry, calibration_dir)
-        return {"prefix": self.prefix, "poni": str(poni), "mask": str(mask),
-                "thickness_cm": self.synthesizer.thickness_cm,
-                "incident_monitor_pv": self.prefix + INCIDENT_SUFFIX,
-                "transmitted_monitor_pv": self.prefix + TRANSMITTED_SUFFIX}
+        settings = {"prefix": self.prefix, "poni": str(poni), "mask": str(mask),
+                    "thickness_cm": self.synthesizer.thickness_cm,
+                    "incident_monitor_pv": self.prefix + INCIDENT_SUFFIX,
+                    "transmitted_monitor_pv": self.prefix + TRANSMITTED_SUFFIX}
+        if water_standard:
+            settings.update(self.measure_standards(calibration_dir))
+        return settings
+
+    def measure_standards(self, directory) -> dict[str, str]:
+        """Water and the empty cell in this detector's geometry and beam, written to
+        ``directory`` (:func:`.standards.write_standards`; noise seeded from :attr:`seed`, apart
+        from the frames'): the ``water_standard`` and ``empty_cell`` configuration keys."""
+        from .standards import write_standards
+
+        return write_standards(self.synthesizer, directory,
+                               seed=None if self.seed is None else [self.seed, 0x3A7E5])
 
     # -- serving -----------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -258,11 +273,11 @@ class SimulatedAreaDetector:
             taken = await asyncio.to_thread(exposure.end)
         if taken:
             self.last_expected_counts, self.last_frame = expected, frame
-            await while_busy(clock, self._frame_done(frame, exposure.t_start))
+            await while_busy(clock, self._frame_done(frame, exposure.t_start, exposure.exposure_s))
         await self._set(f"{cam}DetectorState_RBV", "Idle" if taken else "Aborted")
         await self._set(f"{cam}Acquire", 0)
 
-    async def _frame_done(self, frame: np.ndarray, t_start: float) -> None:
+    async def _frame_done(self, frame: np.ndarray, t_start: float, exposure_s: float) -> None:
         cam, hdf = f"{self.prefix}cam1:", f"{self.prefix}HDF1:"
         counter = self.pvs[f"{cam}ArrayCounter_RBV"].value + 1
         await self._set(f"{cam}ArrayCounter", counter)
@@ -275,7 +290,8 @@ class SimulatedAreaDetector:
             return
         try:
             written = append_frame(self._file, frame, t_start, counter, self.incident_flux,
-                              self.transmitted_flux, int(self.pvs[f"{hdf}NumFramesFlush"].value))
+                                   self.transmitted_flux, int(self.pvs[f"{hdf}NumFramesFlush"].value),
+                                   exposure_s=exposure_s)
         except (OSError, RuntimeError) as error:
             await self._set(f"{hdf}WriteStatus", 1)
             await self.pvs[f"{hdf}WriteMessage"].write(write_message(error))

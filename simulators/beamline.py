@@ -93,14 +93,15 @@ class SimulatedBeamline:
         """The serial instruments' ``{"heater": "socket://127.0.0.1:PORT", "injector": ...}``."""
         return {name: link.url for name, link in self.links.items()}
 
-    def hutch_settings(self, calibration_dir: str | Path) -> dict[str, dict]:
+    def hutch_settings(self, calibration_dir: str | Path, *, water_standard: bool = False) -> dict[str, dict]:
         """What a ``hardware = "hutch"`` configuration needs to use this beamline, by section:
         ``heater``/``injector`` ``url``, ``detector`` ``prefix``, monitor PVs, and the PONI and
-        mask files of the simulated set-up, written to ``calibration_dir`` now (a Channel Access
-        client elsewhere also needs :func:`.area_detector.epics_client_environment`)."""
+        mask files of the simulated set-up (with ``water_standard``, a water standard and its
+        empty cell too), written to ``calibration_dir`` now (a Channel Access client elsewhere
+        also needs :func:`.area_detector.epics_client_environment`)."""
         return {"heater": {"url": self.links["heater"].url},
                 "injector": {"url": self.links["injector"].url},
-                "detector": self.detector.hutch_settings(calibration_dir)}
+                "detector": self.detector.hutch_settings(calibration_dir, water_standard=water_standard)}
 
     def cd_initial_molar(self, piston: str = "A") -> float:
         """c_Cd,0 (mol/L) that firing ``piston`` into the flask as it is now will give."""

@@ -10,8 +10,9 @@ Layout (areaDetector's default NeXus layout, reduced to what ncsynth and the too
   (filter 32004). The plugin filters come from ``hdf5plugin``; a reader needs
   ``import hdf5plugin`` before opening such a file (ncsynth's frame reader, the catalog's Tiled
   HDF5 adapter and pyFAI's applications do; fabio users do it themselves).
-* ``/entry/instrument/NDAttributes/``: ``NDArrayTimeStamp`` (epoch s), ``NDArrayUniqueId`` and
-  the two beam monitors (``IncidentFlux``, ``TransmittedFlux``, photons/s), one value per frame.
+* ``/entry/instrument/NDAttributes/``: ``NDArrayTimeStamp`` (epoch s), ``NDArrayUniqueId``,
+  the two beam monitors (``IncidentFlux``, ``TransmittedFlux``, photons/s) and the exposure
+  (``AcquireTime``, s; NaN if not given), one value per frame.
 * ``/entry/instrument/detector`` (NXdetector): the calibration, so that pyFAI and DAWN open the
   frames calibrated: ``distance`` (m), ``x_pixel_size``/``y_pixel_size`` (m), ``beam_center_x``/
   ``beam_center_y`` (pixels; x along columns, y along rows, pyFAI's ``poni2``/``poni1`` divided
@@ -48,7 +49,7 @@ FRAMES = "/entry/data/data"
 #: NeXus ``pixel_mask`` bit of a masked pixel: bit 8, "user defined mask (e.g. around a beamstop)".
 USER_MASK_BIT = 1 << 8
 _ATTRIBUTES = (("NDArrayTimeStamp", "<f8"), ("NDArrayUniqueId", "<i4"),
-               ("IncidentFlux", "<f8"), ("TransmittedFlux", "<f8"))
+               ("IncidentFlux", "<f8"), ("TransmittedFlux", "<f8"), ("AcquireTime", "<f8"))
 
 
 def compression_filter(compression: str, zlevel: int = 6, blosc: tuple = ("zstd", 3, "ByteShuffle")) -> dict:
@@ -94,6 +95,7 @@ def open_frame_file(path: str, geometry: DetectorGeometry, dtype, start_time: st
         for key, kind in _ATTRIBUTES:
             attributes.create_dataset(key, shape=(0,), maxshape=(None,), dtype=kind, chunks=(1024,))
         attributes["NDArrayTimeStamp"].attrs["units"] = "s since the epoch"
+        attributes["AcquireTime"].attrs["units"] = "s"
         _describe_detector(instrument, geometry, frames)
     except BaseException:
         handle.close()
@@ -127,13 +129,14 @@ def _describe_detector(instrument: h5py.Group, geometry: DetectorGeometry, frame
 
 
 def append_frame(handle: h5py.File, frame, t_start: float, unique_id: int, incident: float,
-                 transmitted: float, flush_every: int) -> int:
-    """Append one frame and its attributes; flush every ``flush_every``; return the count."""
+                 transmitted: float, flush_every: int, *, exposure_s: float = float("nan")) -> int:
+    """Append one frame and its attributes (``exposure_s``: its ``AcquireTime``); flush every
+    ``flush_every``; return the count."""
     frames = handle[FRAMES]
     index = frames.shape[0]
     frames.resize(index + 1, axis=0)
     frames[index] = frame
-    for (key, _), value in zip(_ATTRIBUTES, (t_start, unique_id, incident, transmitted)):
+    for (key, _), value in zip(_ATTRIBUTES, (t_start, unique_id, incident, transmitted, exposure_s)):
         dataset = handle[f"/entry/instrument/NDAttributes/{key}"]
         dataset.resize(index + 1, axis=0)
         dataset[index] = value

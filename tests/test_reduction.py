@@ -10,7 +10,8 @@ import pytest
 
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.reduction import (WATER_CM, Pattern, Reducer, average, calibration_from_beam,
-                                        calibration_from_water, default_n_bins, subtract)
+                                        default_n_bins, subtract)
+from ncsynth.analysis.water_standard import scale_from_patterns
 from ncsynth.analysis.scattering import sphere_intensity
 from ncsynth.simulators.detector import FrameSynthesizer, SampleBackground
 
@@ -110,18 +111,22 @@ def test_subtraction_and_averaging_propagate_errors(small):
 
 
 def test_water_calibration_recovers_the_beam_calibration(full):
-    """A water standard (0.0165 cm⁻¹) in a glass cell, minus the empty cell, gives K."""
+    """A water standard (0.0165 cm⁻¹) in a glass cell, minus the empty cell, each per transmitted
+    photon, gives ΔΩ_ref and so K (tests/test_water_calibration.py: from the files)."""
     synth, reducer = full
     glass = SampleBackground(flat_cm_at_25c=0.0, porod_cm_nm4=2e-4)
     empty_i = glass.intensity_cm(synth.q_grid_nm, 25.0)
     water_e = synth.expected_counts(empty_i + WATER_CM, 10.0)
     empty_e = synth.expected_counts(empty_i, 20.0)
-    water = reducer.integrate(synth.noisy(water_e))
-    empty = reducer.integrate(synth.noisy(empty_e))
-    k = calibration_from_water(water, 10.0, path_length_cm=0.4, empty=empty, empty_exposure_s=20.0)
+    photons = synth.flux_ph_per_s * synth.transmission
+    water = reducer.integrate(synth.noisy(water_e)).scaled(1 / (10.0 * photons))
+    empty = reducer.integrate(synth.noisy(empty_e)).scaled(1 / (20.0 * photons))
+    scale = scale_from_patterns(water, empty, 0.4)
+    k = calibration_from_beam(synth.flux_ph_per_s, synth.transmission, synth.geometry, scale.solid_angle_sr)
     assert k == pytest.approx(reducer.calibration, rel=2e-3)
-    without_empty = calibration_from_water(water, 10.0, path_length_cm=0.4, q_range_nm=(2.0, 4.0))
-    assert without_empty > k  # the glass adds counts when not subtracted
+    assert abs(scale.solid_angle_sr / synth.geometry.reference_solid_angle_sr - 1) < 4 * scale.relative_error
+    without_empty = scale_from_patterns(water, None, 0.4, q_range_nm=(2.0, 4.0))
+    assert without_empty.solid_angle_sr > scale.solid_angle_sr  # the glass adds counts when not subtracted
 
 
 def test_bad_input_is_refused_with_clear_errors(small):

@@ -250,7 +250,8 @@ def _recover(args) -> int:
 def _sim_serve(args) -> int:
     """Serve the simulated beamline; print, as one JSON line, what a ``hardware = "hutch"``
     configuration needs to use it (its sections' keys: URLs, PV prefix, monitor PVs, PONI and
-    mask files) and, under ``"environment"``, the Channel Access client settings."""
+    mask files, with ``--water-standard`` a water standard and its empty cell) and, under
+    ``"environment"``, the Channel Access client settings."""
     import tempfile
 
     from ncsynth.simulators.area_detector import epics_client_environment
@@ -261,7 +262,7 @@ def _sim_serve(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with SimulatedBeamline(speed=args.speed, seed=args.seed) as sim, \
             tempfile.TemporaryDirectory(prefix="ncsynth-sim-") as scratch:
-        settings = sim.hutch_settings(args.calibration_dir or scratch)
+        settings = sim.hutch_settings(args.calibration_dir or scratch, water_standard=args.water_standard)
         settings["environment"] = epics_client_environment(sim.detector.address)
         print(json.dumps(settings), flush=True)
         while not stop.wait(0.5):

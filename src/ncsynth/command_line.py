@@ -45,6 +45,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--calibration-dir", default=None,
                        help="write the PONI and mask files here (default: a temporary directory "
                             "removed when the simulators stop)")
+    serve.add_argument("--water-standard", action="store_true",
+                       help="also measure a water standard and its empty cell (frame files beside "
+                            "the PONI; printed as detector.water_standard and detector.empty_cell)")
     serve.add_argument("--speed", type=float, default=1.0,
                        help="world clock speed: 1 = real time (default), K = K times faster")
     serve.add_argument("--seed", type=int, default=None, help="detector noise seed")

@@ -86,6 +86,8 @@ _DETECTOR = {
     "poni": text(empty=True), "mask": text(empty=True),
     "thickness_cm": real("cm", above=0, maximum=10),
     "calibration": real("counts/s per unit I·d", minimum=0),
+    # or the absolute scale from a water standard and its empty cell (frame files, HDF5)
+    "water_standard": text(empty=True), "empty_cell": text(empty=True),
     "incident_monitor_pv": text(empty=True), "transmitted_monitor_pv": text(empty=True),
     "compression": Key("choice", options=FRAME_COMPRESSIONS),
 }

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ncsynth.analysis.calibration_files import geometry_from_files
+from ncsynth.analysis.water_standard import water_scale_from_files
 from ncsynth.config import data_dir
 from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.devices.area_detector import AreaDetectorSAXS
@@ -78,20 +79,44 @@ def simulated_hutch(config: dict, beamline) -> dict:
 def area_detector(det_cfg: dict, frames: Path) -> AreaDetectorSAXS:
     """:class:`AreaDetectorSAXS` at ``det_cfg["prefix"]`` writing under ``frames``, calibrated
     from the section's ``poni``/``mask`` files, ``thickness_cm``, ``calibration`` (K; 0: from
-    the monitors) and monitor PVs, exposing ``exposure_s``, its frames compressed as
-    ``compression`` says. A bad file is refused here, before
-    anything moves."""
+    the monitors), ``water_standard``/``empty_cell`` (the monitors' K with the solid angle
+    water measured, :mod:`ncsynth.analysis.water_standard`) and monitor PVs, exposing
+    ``exposure_s``, its frames compressed as ``compression`` says. A bad file or combination
+    of keys is refused here, before anything moves."""
     monitors = (det_cfg["incident_monitor_pv"], det_cfg["transmitted_monitor_pv"])
     if any(monitors) and not all(monitors):
         raise ValueError("detector: give both incident_monitor_pv and transmitted_monitor_pv, or neither")
+    geometry = geometry_from_files(det_cfg["poni"], det_cfg["mask"] or None) if det_cfg["poni"] else None
+    water = _water_scale(det_cfg, geometry, all(monitors))
     detector = AreaDetectorSAXS(det_cfg["prefix"], name="saxs", write_path_template=str(frames) + "/%Y/%m/%d/",
                                 monitors=monitors if all(monitors) else None,
                                 compression=det_cfg["compression"])
-    if det_cfg["poni"]:
-        geometry = geometry_from_files(det_cfg["poni"], det_cfg["mask"] or None)
+    if geometry is not None:
         detector.geometry_json.put(geometry.to_json())
     detector.thickness_cm.put(det_cfg["thickness_cm"])
     if det_cfg["calibration"] > 0:
         detector.calibration.put(det_cfg["calibration"])
+    if water is not None:
+        detector.reference_solid_angle_sr.put(water.solid_angle_sr)
+        detector.reference_solid_angle_err_sr.put(water.error_sr)
     detector.exposure_time.put(det_cfg["exposure_s"])
     return detector
+
+
+def _water_scale(det_cfg: dict, geometry, monitors: bool):
+    """The :class:`~ncsynth.analysis.water_standard.WaterScale` of the section's
+    ``water_standard`` and ``empty_cell`` (None without a water standard); ValueError naming the
+    key for a combination that cannot work or a file that cannot be used."""
+    water, empty = det_cfg["water_standard"], det_cfg["empty_cell"]
+    if not water:
+        if empty:
+            raise ValueError("empty_cell: given without a water_standard to subtract it from")
+        return None
+    if det_cfg["calibration"] > 0:
+        raise ValueError("water_standard: give it or calibration (K), not both")
+    if geometry is None:
+        raise ValueError("water_standard: needs the detector geometry (poni) to integrate its frames")
+    if not monitors:
+        raise ValueError("water_standard: needs incident_monitor_pv and transmitted_monitor_pv "
+                         "(its scale is per transmitted photon)")
+    return water_scale_from_files(water, empty or None, geometry, det_cfg["thickness_cm"])
