@@ -90,9 +90,14 @@ def _serve(configuration, paused: subprocess.Popen | None = None) -> subprocess.
     return process
 
 
-def _dry_run(configuration, frames: int) -> subprocess.Popen:
+def _dry_run(configuration, frames: int, reaction_time_s: float | None = None) -> subprocess.Popen:
+    """A dry run of ``frames`` frames (within the reaction's first 5 s for 40 or fewer). The
+    default reaction (7200 s) adds 720 heater readings after them, the time a late service has
+    to join the run (20 frames: 34.8 s wall, 21.8 s with --reaction-time 60, on the 2-core
+    machine beside other jobs); ``reaction_time_s`` shortens it where nothing waits for it."""
+    reaction = [] if reaction_time_s is None else ["--reaction-time", str(reaction_time_s)]
     return subprocess.Popen([*NCSYNTH, "dry-run", "--config", str(configuration), "--frames", str(frames),
-                             "--json", "--no-progress"], env=ENV, stdout=subprocess.PIPE,
+                             *reaction, "--json", "--no-progress"], env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -123,7 +128,7 @@ def test_the_service_stores_the_fits_the_analysis_makes_in_process(configuration
     stored run gives, digit for digit."""
     service = _serve(configuration)
     try:
-        summary = _summary(_dry_run(configuration, 20))
+        summary = _summary(_dry_run(configuration, 20, reaction_time_s=60))
         assert summary["exit_status"] == "success" and summary["frames"] >= 15
         assert summary["analysis_published_to"] == configuration.read_text().split('"')[3]
         assert summary["final_radius_nm"] is None  # not analysed in the acquiring process
@@ -193,7 +198,7 @@ def test_a_service_killed_mid_run_leaves_acquisition_untouched_and_its_restart_a
     run's end replaces the unfinished analysis run of the killed one: one analysis run, every
     frame once, the in-process fits. (A restart during the run is the late start above.)"""
     service = _serve(configuration)
-    acquiring = _dry_run(configuration, 40)
+    acquiring = _dry_run(configuration, 40, reaction_time_s=60)  # stopped at the 30th event for the kill
     _await_events(configuration, acquiring, 30)
     acquiring.send_signal(signal.SIGSTOP)  # the kill lands mid-run, however loaded the machine
     try:

@@ -15,6 +15,7 @@ import pytest
 
 from ncsynth.storage import open_catalog
 from ncsynth.storage.journal import read_journal
+import forked_cli
 from small_tmpfs import mounted_tmpfs
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
@@ -23,6 +24,12 @@ ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 def _ncsynth(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "ncsynth.cli", *args], env=ENV,
                           capture_output=True, text=True, **kwargs)
+
+
+def _command(*args, timeout):
+    """``ncsynth recover`` and the like as a process of its own, forked from one that imported
+    the libraries once (tests/forked_cli.py); dry runs and refusals start as a user starts them."""
+    return forked_cli.ncsynth(args, env=ENV, timeout=timeout)
 
 
 def _journaled_events(proc, data_dir, at_least=30, timeout_s=240.0) -> int:
@@ -115,7 +122,7 @@ def test_kill_minus_9_mid_run_then_recover_keeps_every_frame(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    result = _ncsynth("recover", "--data-dir", str(tmp_path), timeout=300)
+    result = _command("recover", "--data-dir", str(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "aborted" in result.stdout
     with open_catalog(tmp_path) as catalog:
@@ -143,7 +150,7 @@ def test_kill_minus_9_mid_run_then_recover_keeps_every_frame(tmp_path):
         np.testing.assert_array_equal(frames, on_disk[:referenced])
     assert frames[-1].sum() > 0
     # a second recover has nothing left to do
-    again = _ncsynth("recover", "--data-dir", str(tmp_path), timeout=300)
+    again = _command("recover", "--data-dir", str(tmp_path), timeout=300)
     assert "nothing to recover" in again.stdout
 
 

@@ -7,8 +7,6 @@ tests/test_postgres_dry_run.py."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import bluesky.plans as bp
 import numpy as np
@@ -16,6 +14,7 @@ import pytest
 from bluesky import RunEngine
 from ophyd.sim import det
 from ophyd.sim import direct_img
+import forked_cli
 from postgres_server import postgres  # noqa: F401 (the session fixture)
 from test_storage import FrameCamera, expected_frame
 
@@ -26,9 +25,10 @@ ENV.pop("NCSYNTH_DATA_DIR", None)
 ENV.pop("NCSYNTH_CONFIG", None)
 
 
-def _ncsynth(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "ncsynth.cli", *args], env=ENV,
-                          capture_output=True, text=True, **kwargs)
+def _ncsynth(*args, timeout):
+    """The command as a process of its own, forked from one that imported the libraries once
+    (tests/forked_cli.py)."""
+    return forked_cli.ncsynth(args, env=ENV, timeout=timeout)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forked_cli
 import pytest
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
@@ -29,6 +30,13 @@ NOISE = re.compile(r"warning|Tiled version|pyOpenCl|No open traces|Traceback|att
 def ncsynth(*args, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ncsynth.cli", *map(str, args)], env=ENV,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def forked(*args, timeout=600) -> subprocess.CompletedProcess:
+    """The command as a process of its own, forked from one that imported the libraries once
+    (tests/forked_cli.py): for what a command prints on stdout; what it prints on stderr,
+    importing included, is seen through :func:`ncsynth`."""
+    return forked_cli.ncsynth(args, env=ENV, timeout=timeout)
 
 
 def _rows(text: str) -> dict:
@@ -62,7 +70,7 @@ def test_verbose_shows_the_logs_that_the_default_keeps_quiet(dry):
 
 
 def test_replay_prints_a_readable_summary_with_the_new_analysis_run_and_its_figure(dry):
-    result = ncsynth("replay", dry["uid"][:8], "--processes", 1, "--data-dir", dry["root"])
+    result = forked("replay", dry["uid"][:8], "--processes", 1, "--data-dir", dry["root"])
     assert result.returncode == 0, result.stderr[-3000:]  # quiet: the dry run's test
     rows = _rows(result.stdout)
     assert rows["run"] == f"{dry['uid']}  scan 1"
@@ -71,7 +79,7 @@ def test_replay_prints_a_readable_summary_with_the_new_analysis_run_and_its_figu
     figure = Path(rows["figure"])
     assert figure.parent == dry["root"] / "reports" and figure.name.startswith(
         f"scan0001-{dry['uid'][:8]}") and figure.read_bytes()[:4] == b"\x89PNG"
-    machine = ncsynth("replay", dry["uid"][:8], "--processes", 1, "--json",
+    machine = forked("replay", dry["uid"][:8], "--processes", 1, "--json",
                       "--data-dir", dry["root"])
     assert machine.returncode == 0, machine.stderr[-3000:]
     again = json.loads(machine.stdout)
