@@ -95,10 +95,12 @@ def _accepts(port: int) -> bool:
 
 
 class QueueServer:
-    """redis-server + start-re-manager in ``tmp_path``; :meth:`stop` ends both, always."""
+    """redis-server + start-re-manager in ``tmp_path`` (the worker's configuration file holds
+    ``config``); :meth:`stop` ends both, always."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, config: str = CONFIG):
         self.tmp_path = tmp_path
+        self.config = config
         self.data_dir = tmp_path / "data"
         self.log = tmp_path / "manager.log"
         self.redis = self.manager = self.RM = None
@@ -106,7 +108,7 @@ class QueueServer:
 
     def start(self) -> None:
         config_file = self.tmp_path / "hutch.toml"
-        config_file.write_text(CONFIG)
+        config_file.write_text(self.config)
         redis_port, control_port, info_port = _free_port(), _free_port(), _free_port()
         self.redis = subprocess.Popen(
             [REDIS_SERVER, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",

@@ -10,8 +10,9 @@
 ``NCSYNTH_DATA_DIR``: see :mod:`ncsynth.config`) — the file's ``hardware`` chooses hutch or
 simulated devices, ``[session] speed`` the simulated clock — and exposes every name of it
 (``RE``, ``cat``, the devices, the plans, ``sim``, ``close``) as a module attribute, which is
-how the queue server's worker finds ``RE``, the devices and the plans. Live plots are off
-(no display in a worker).
+how the queue server's worker finds ``RE``, the devices and the plans; on the simulated
+beamline also the plan ``new_batch`` (a fresh flask and reloaded syringes between two queued
+syntheses). Live plots are off (no display in a worker).
 
 The queue server offers as plans the generator functions of the namespace and the callables
 marked with bluesky's ``@plan``; the synthesis plans (:data:`SYNTHESIS_PLANS`) validate their
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 from multiprocessing.util import Finalize
 
+import bluesky.plan_stubs as _bps
 from bluesky.utils import plan as _mark_as_plan
 from bluesky_queueserver import parameter_annotation_decorator as _queue_annotations
 
@@ -55,5 +57,14 @@ QUEUE_ANNOTATIONS = {"parameters": {
 _namespace = session_namespace(load_config(), live_plots=False)
 for _name in SYNTHESIS_PLANS:
     _namespace[_name] = _mark_as_plan(_queue_annotations(QUEUE_ANNOTATIONS)(_namespace[_name]))
+if _namespace["sim"] is not None:
+    def new_batch():
+        """Simulated beamline: reload the syringes and refill the flask, the operator's work
+        between two syntheses at the hutch, so that queued syntheses can follow one another
+        (:mod:`ncsynth.run_agent` queues it before each)."""
+        _namespace["sim"].new_batch()
+        yield from _bps.null()
+
+    _namespace["new_batch"] = new_batch
 globals().update(_namespace)
 Finalize(None, _namespace["close"], exitpriority=10)

@@ -1,0 +1,159 @@
+"""The run-to-run agent (issue 19): bluesky-adaptive's interface, its proposal rule, its
+refusals, and the whole loop through a real queue server against the simulated beamline.
+
+The loop test runs a redis-server and a start-re-manager whose worker imports
+``ncsynth.session_startup`` (the simulated beamline with the jumping clock), queues
+``new_batch`` + ``hot_injection`` items with bluesky-queueserver-api, reads each run's final
+radius from the derived fits in the catalog on disk (read in this process while the worker
+writes it), and stores the agent's report run in the same catalog.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from bluesky_adaptive.protocols import ID_KEY, Optimizer, SupportsStoppingCriteria
+
+from ncsynth.config import load_config
+from ncsynth.run_agent import (RadiusAgent, SynthesisProtocol, TargetUnreachable, check_campaign,
+                               run_campaign)
+
+# Final radius (nm, fits at the last frame, 600 s) of the short protocol against the reaction
+# time (s), measured on the simulated flask (seed 2026; docs/run_agent.md): the response the
+# rule is checked against without a beamline.
+MEASURED = ((20.0, 1.869), (60.0, 1.882), (120.0, 1.905), (240.0, 2.096), (580.0, 2.235))
+
+
+def measured_radius(reaction_time_s: float) -> float:
+    logs = [math.log(t) for t, _ in MEASURED]
+    return float(np.interp(math.log(reaction_time_s), logs, [r for _, r in MEASURED]))
+
+
+def drive(agent: RadiusAgent, response, max_runs: int = 8) -> list[tuple[float, float]]:
+    """Ask/tell ``agent`` against ``response`` until it stops; the (time, radius) of each run."""
+    runs = []
+    for _ in range(max_runs):
+        (proposal,) = agent.suggest(1)
+        radius = response(proposal["reaction_time_s"])
+        runs.append((proposal["reaction_time_s"], radius))
+        agent.ingest([{**proposal, "final_radius_nm": radius, "radius_err_nm": 0.001,
+                       "dispersion": 0.04, "raw_uid": f"run-{proposal[ID_KEY]}"}])
+        if agent.should_stop()[0]:
+            break
+    return runs
+
+
+def test_the_agent_speaks_bluesky_adaptive_and_brackets_the_target():
+    agent = RadiusAgent(2.0, (20.0, 580.0))
+    assert isinstance(agent, Optimizer) and isinstance(agent, SupportsStoppingCriteria)
+    assert agent.get_best_points() == [] and agent.should_stop() == (False, None)
+    runs = drive(agent, measured_radius)
+    assert abs(runs[-1][1] - 2.0) <= 0.05 and len(runs) <= 4, runs
+    assert abs(runs[0][1] - 2.0) > 0.05  # the first proposal (geometric middle) misses
+    assert all(20.0 <= t <= 580.0 for t, _ in runs)
+    (best_id, params, outcomes), = agent.get_best_points()
+    assert params["reaction_time_s"] == runs[-1][0] and outcomes["raw_uid"] == f"run-{best_id}"
+    report = agent.report()
+    assert report["iteration"] == len(runs) and report["bracket_low_s"] < report["bracket_high_s"]
+    with pytest.raises(ValueError, match="num_points must be 1"):
+        agent.suggest(2)
+
+
+@pytest.mark.parametrize("target, bound", [(2.3, 580.0), (1.8, 20.0)])
+def test_a_target_the_bounds_cannot_reach_is_said_in_one_line(target, bound):
+    agent = RadiusAgent(target, (20.0, 580.0))
+    with pytest.raises(TargetUnreachable, match=f"reaction_time_s = {bound:g} s") as err:
+        drive(agent, measured_radius)
+    assert "\n" not in str(err.value)
+    assert agent.runs[-1].reaction_time_s == bound and len(agent.runs) <= 4
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(target=6.0), "target_radius_nm must be a finite number >= 1 and <= 5 nm"),
+    (dict(target=0.5), "target_radius_nm"),
+    (dict(max_runs=0), "max_runs"),
+    (dict(growth_temperature_c=400.0), "growth_temperature_c"),
+    (dict(max_reaction_time_s=700.0), "must end before the last frame"),
+    (dict(min_reaction_time_s=0.0), "min_reaction_time_s"),
+])
+def test_bad_campaigns_are_refused_before_anything_is_queued(change, match):
+    change = dict(change)
+    target, max_runs = change.pop("target", 2.0), change.pop("max_runs", 8)
+    with pytest.raises(ValueError, match=match) as err:
+        check_campaign(target, SynthesisProtocol(**change), load_config(hardware="sim"), max_runs)
+    assert "\n" not in str(err.value)
+
+
+# -- through the queue server ---------------------------------------------------------------
+
+AGENT_CONFIG = """\
+hardware = "sim"
+[catalog]
+server_url = ""
+[session]
+speed = 0
+[heater]
+settle_time_s = 2.0
+"""
+
+
+@pytest.fixture
+def agent_queue_server(tmp_path):
+    queueserver = pytest.importorskip("test_queueserver")  # skips without redis-server
+    server = queueserver.QueueServer(tmp_path, config=AGENT_CONFIG)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(420)
+def test_the_run_to_run_loop_reaches_the_target_through_the_queue_server(agent_queue_server):
+    from ncsynth.storage import open_catalog
+
+    server, target, config = agent_queue_server, 2.0, load_config(hardware="sim")
+    RM = server.RM
+    with pytest.raises(RuntimeError, match="environment is not open"):
+        run_campaign(RM, None, target, config)
+    RM.environment_open()
+    RM.wait_for_idle(timeout=60)
+    assert RM.status()["worker_environment_exists"], server.log_tail()
+    assert "new_batch" in RM.plans_allowed()["plans_allowed"]
+
+    lines = []
+    with open_catalog(server.data_dir) as cat:
+        with pytest.raises(ValueError, match="target_radius_nm must be"):
+            run_campaign(RM, cat, 6.0, config)
+        assert RM.history_get()["items"] == [] and len(cat.client) == 0  # nothing queued
+        result = run_campaign(RM, cat, target, config, max_runs=8, progress=lines.append)
+        print("\n".join(lines))
+        reports = result.reports
+        assert result.reached, (result.reason, lines)
+        assert len(reports) <= 8
+        assert abs(reports[-1]["final_radius_nm"] - target) <= 0.05
+        assert abs(reports[0]["miss_nm"]) > 0.05, lines  # not met by the first proposal
+
+        # the report run: what the agent knew after each run, linked to the raw runs both ways
+        report_run = cat[result.report_uid]
+        start, stop = report_run.metadata["start"], report_run.metadata["stop"]
+        assert start["plan_name"] == "agent_report" and start["target_radius_nm"] == target
+        assert stop["exit_status"] == "success" and "reached" in stop["reason"]
+        table = report_run["report"].read()
+        assert list(table["final_radius_nm"].values) == [r["final_radius_nm"] for r in reports]
+        raw_uids = [str(u) for u in table["raw_uid"].values]
+        for i, uid in enumerate(raw_uids):
+            raw = cat[uid].metadata
+            assert raw["start"]["plan_name"] == "hot_injection"
+            assert raw["start"]["agent_campaign"] == result.report_uid
+            assert raw["start"]["recipe"]["reaction_time_s"] == pytest.approx(
+                reports[i]["reaction_time_s"])
+            assert raw["stop"]["exit_status"] == "success"
+        # the last run's final radius is its derived fits' last frame
+        fits = cat.analysis(raw_uids[-1])["fits"].read()
+        assert fits["radius_nm"].values[-1] == pytest.approx(reports[-1]["final_radius_nm"])
+    RM.environment_close()
+    RM.wait_for_idle(timeout=30)
+    server.wait_worker_exit()
