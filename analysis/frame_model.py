@@ -70,11 +70,16 @@ def size_model_systematic(gaussian: SphereFit, skewed: SkewedFit,
     frame was also fitted with: |Gaussian − skewed| of each, and when the frame prefers two
     populations (``two``, :func:`preferred_model`) the larger of that and |Gaussian − the two
     populations' number-weighted moments| (:func:`number_moments`). 0 for a quantity the models
-    agree on, NaN when the Gaussian or the skewed fit failed (the shift is then unknown). One
+    agree on, NaN when the Gaussian or the skewed fit failed (the shift is then unknown), 0 when
+    the Gaussian's width is an upper limit (a pattern that does not resolve the width says
+    nothing of the shape; the skewed fit wanders up the R-σ valley, 0.1-0.9 nm from the
+    Gaussian's R in the first seconds, and R, c's errors hold the width already). One
     frame's shift scatters (the skewed R is poorly held along γ); :class:`SizeModelError`
     makes the error of it."""
     if not (gaussian.success and skewed.success):
         return math.nan, math.nan, math.nan
+    if math.isfinite(gaussian.sigma_upper_nm):
+        return 0.0, 0.0, 0.0
     fitted = (gaussian.radius_nm, gaussian.sigma_nm, gaussian.concentration_molar)
     shifts = [abs(g - m) for g, m in zip(fitted, (skewed.radius_nm, skewed.sigma_nm,
                                                   skewed.concentration_molar))]
@@ -143,10 +148,17 @@ def preferred_model(q_nm, intensity_cm, sigma_cm, gaussian: SphereFit, skewed: S
     if not chi2_distribution.sf(chi2, dof) < MISFIT_P_VALUE:
         return single, None
     two = fit_bimodal(q_nm, intensity_cm, sigma_cm, guess=guess if guess is not None else gaussian)
-    if not (two.success and two.concentration1_molar > 0 and two.concentration2_molar > 0
-            and delta_bic(two, skewed) >= MIN_DELTA_BIC):
+    if guess is not None and not _both_present(two):
+        # a warm start that ended with a population of c <= 0 (two equal radii of opposite
+        # concentrations, which the next frame would start from again): from the Gaussian
+        two = fit_bimodal(q_nm, intensity_cm, sigma_cm, guess=gaussian)
+    if not (_both_present(two) and delta_bic(two, skewed) >= MIN_DELTA_BIC):
         return single, two if two.success else None
     cadmium = sum(float(yield_fraction(r, s, c, 1.0)) for r, s, c in (
         (two.radius1_nm, two.sigma1_nm, two.concentration1_molar),
         (two.radius2_nm, two.sigma2_nm, two.concentration2_molar)))
     return FrameModel(2, two.concentration1_molar + two.concentration2_molar, cadmium), two
+
+
+def _both_present(two: BimodalFit) -> bool:
+    return two.success and two.concentration1_molar > 0 and two.concentration2_molar > 0

@@ -18,11 +18,11 @@ scaled by the reduced χ²: the σ given with the pattern are absolute counting 
 tests/test_saxs_fit.py checks that the scatter of fitted values over noisy patterns matches these
 errors, and a χ²_red far from 1 (reported) says that the model or the σ are off rather than
 being silently folded into the errors. A faint pattern does not resolve the width (σ is then
-an upper limit): R and σ² trade along a valley. Where σ² is zero for the pattern (at its bound,
-or below ``ZERO_WIDTH_FRACTION`` of its error, where the search in ln σ stalls) the errors of
-R, c and b hold σ, as the estimate does: the full covariance adds the valley down to σ² < 0, a
-move the bound forbids (it gave R errors 5–10× those of the frames at the bound, issue 13).
-Inside the valley the full covariance stands (tests/test_saxs_fit.py).
+an upper limit): R and σ² trade along a valley, and the search in ln σ, held at σ ≥ 0, stops
+at the bound or anywhere in the valley. Where the width is an upper limit, R, c and b are
+those of the fit in which σ² may take either sign (``_variance_free_fit``), with its errors:
+unbiased, and scattering as their errors say (holding σ at its bound biased R when the true
+width is near the limit; the valley's full covariance gave errors 5-10x the scatter; issue 13).
 
 Frames that cannot be fitted (too few finite points, σ ≤ 0, no particle signal above a flat
 background, no convergence) give ``SphereFit(success=False, reason=...)`` instead of raising.
@@ -53,9 +53,6 @@ SIGMA_MIN_NM = 1e-4
 MAX_ITERATIONS = 60
 #: One-sided 95 % normal quantile of the width's upper limit.
 UPPER_LIMIT_Z = 1.645
-#: σ² below this fraction of its standard error (σ² < f·2σ·err σ: moving σ to its bound costs
-#: χ² < f² = 0.01) is a zero width for the pattern, as at the bound (see the module docstring).
-ZERO_WIDTH_FRACTION = 0.1
 #: Stop when every step is below this fraction of the parameter's standard error.
 STEP_TOLERANCE = 1e-4
 
@@ -72,8 +69,9 @@ class SphereFit:
     Values are NaN when ``success`` is False; ``reason`` then says why. ``sigma_upper_nm``: when
     the pattern does not resolve the width (σ at its lower bound, or its error larger than σ,
     as in the first seconds of a synthesis), σ is only an upper limit: this one-sided 95 %
-    limit, from the error of σ² (what the pattern sees); NaN when σ is measured. Where σ² is zero
-    for the pattern the errors of R, c and b hold σ there; at the bound ``sigma_err_nm`` is NaN.
+    limit, from the error of σ² (what the pattern sees); NaN when σ is measured. With an upper
+    limit σ is reported at its lower bound (``sigma_err_nm`` NaN) and R, c, b free of the width
+    (see the module docstring).
     """
 
     radius_nm: float
@@ -345,22 +343,81 @@ def fit_pattern(q_nm, intensity_cm, sigma_cm, guess=None, q_range_nm=None) -> Sp
     if not converged:
         return SphereFit.failed(f"no convergence in {MAX_ITERATIONS} iterations", n)
     radius, sigma = np.exp(theta)
-    if theta[0] <= _LOG_LOWER[0] or theta[0] >= _LOG_UPPER[0]:
+    if theta[0] >= _LOG_UPPER[0]:
         return SphereFit.failed(f"radius ran to the bound {radius:.3g} nm", n)
-    errors = _standard_errors(context.kernel, projection.inv_sigma, radius, sigma, c)
-    upper = math.nan
+    valley_end = theta[0] <= _LOG_LOWER[0]  # down the R–σ² valley to R's bound: σ not resolved
+    errors = None if valley_end else _standard_errors(context.kernel, projection.inv_sigma,
+                                                      radius, sigma, c)
     at_bound = theta[1] <= _LOG_LOWER[1] + 1e-6
-    if at_bound or not errors[1] < sigma:
+    if not (valley_end or at_bound or not errors[1] < sigma):
+        return SphereFit(float(radius), float(sigma), float(c), float(b), *errors,
+                         chi2_reduced=float(cost / dof), n_points=n, success=True)
+    # the width is an upper limit: R, c, b free of it (see the module docstring)
+    starts = [theta[0]] if not valley_end else \
+        [start[0] for start in [theta_guess][:theta_guess is not None] + _cold_starts(context, projection)[:1]]
+    fits = [fit for fit in (_zero_width_fit(projection, start) for start in starts) if fit is not None]
+    if not fits:
+        if valley_end:
+            return SphereFit.failed(f"radius ran to the bound {radius:.3g} nm", n)
         # σ² is what the pattern sees (⟨V²F²⟩ moves with σ², not σ): one-sided 95 % limit
         upper = math.sqrt(sigma**2 + UPPER_LIMIT_Z * 2.0 * sigma * errors[1])
-    if at_bound or sigma < ZERO_WIDTH_FRACTION * 2.0 * errors[1]:
-        # σ² is 0 for the pattern: R, c, b errors with σ held there (see the module docstring)
-        held = _standard_errors(context.kernel, projection.inv_sigma, radius, sigma, c,
-                                sigma_fixed=True)
-        errors = (held[0], math.nan if at_bound else errors[1], held[2], held[3])
-    return SphereFit(float(radius), float(sigma), float(c), float(b), *errors,
+        return SphereFit(float(radius), float(sigma), float(c), float(b), *errors,
+                         chi2_reduced=float(cost / dof), n_points=n, success=True,
+                         sigma_upper_nm=float(upper))
+    zero_width = min(fits, key=lambda fit: fit[1])
+    cost = zero_width[1]
+    if flat_chi2 - cost < MIN_SIGNAL_DELTA_CHI2:
+        return SphereFit.failed(
+            f"no particle signal above a flat background (chi2 gain {flat_chi2 - cost:.3g} "
+            f"< {MIN_SIGNAL_DELTA_CHI2:g})", n)
+    radius, c, b, errors, variance, variance_err = _variance_free_fit(
+        context.kernel, y, projection.inv_sigma, zero_width)
+    # one-sided 95 % limit of σ² (what the pattern sees: ⟨V²F²⟩ moves with σ², not σ)
+    upper = math.sqrt(max(variance, 0.0) + UPPER_LIMIT_Z * variance_err)
+    return SphereFit(float(radius), SIGMA_MIN_NM, float(c), float(b), *errors,
                      chi2_reduced=float(cost / dof), n_points=n, success=True,
                      sigma_upper_nm=float(upper))
+
+
+def _zero_width_fit(projection, log_radius):
+    """((R, σ), χ², c, b) of the fit with σ held at its lower bound, R searched from
+    ``log_radius``; None if that search fails (see the module docstring)."""
+    upper = np.array([_LOG_UPPER[0], _LOG_LOWER[1]])
+    theta, cost, c, b, converged = levenberg_marquardt(
+        projection, np.array([log_radius, _LOG_LOWER[1]]), _LOG_LOWER, upper)
+    if not (converged and c > 0 and _LOG_LOWER[0] < theta[0] < _LOG_UPPER[0]):
+        return None
+    return np.exp(theta), cost, c, b
+
+
+def _variance_free_fit(kernel, y, inv_sigma, zero_width):
+    """(R, c, b, (err R, NaN, err c, err b), s, err s) of the fit in which the variance s = σ²
+    of the sizes (nm²) is free to take either sign, one Gauss–Newton step from the zero-width
+    fit ``zero_width`` (``_zero_width_fit``). I(q) moves linearly with s near s = 0 (the
+    Gaussian average of V²F² is V²F² + s/2·∂²(V²F²)/∂R², S2.3), so that step is the least-squares
+    fit of the linear model, and its covariance holds the width the pattern does not resolve.
+    An estimate held at s ≥ 0 is pushed up the R–σ² valley by half of the noise, and its errors
+    (σ held, or those of σ's valley) were ~1.5-5x the scatter (issue 13); this one scatters as
+    its errors say. Where the step would leave R > 0, c > 0 (the faintest patterns, far from
+    linear) the zero-width values stay, with σ-held errors."""
+    (radius, sigma), _, c, b = zero_width
+    rows = kernel.evaluate(radius, sigma)
+    jac = np.stack([c * rows[1], c * rows[2] / (2.0 * sigma), rows[0], np.ones_like(y)]) * inv_sigma
+    residual = (y - c * rows[0] - b) * inv_sigma
+    norms = np.sqrt(np.einsum("ij,ij->i", jac, jac))
+    scaled = jac / norms[:, None]
+    try:
+        covariance = np.linalg.inv(scaled @ scaled.T) / np.outer(norms, norms)
+    except np.linalg.LinAlgError:
+        return radius, c, b, (math.inf, math.nan, math.inf, math.inf), math.nan, math.inf
+    step = covariance @ (jac @ residual)
+    errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    if not (RADIUS_MIN_NM < radius + step[0] and c + step[2] > 0):
+        held = _standard_errors(kernel, inv_sigma, radius, sigma, c, sigma_fixed=True)
+        return radius, c, b, held, 0.0, float(errors[1])
+    return (radius + step[0], c + step[2], b + step[3],
+            (float(errors[0]), math.nan, float(errors[2]), float(errors[3])),
+            float(step[1]), float(errors[1]))
 
 
 def _best_of(*states):

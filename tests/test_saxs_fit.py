@@ -67,9 +67,11 @@ def test_cold_start_finds_distant_patterns(radius, relative_width):
     assert abs(fit.radius_nm - radius) < 5 * fit.radius_err_nm
     if math.isnan(fit.sigma_err_nm):  # a width the pattern does not resolve: an upper limit
         assert fit.sigma_nm < 2e-4 and radius * relative_width < fit.sigma_upper_nm
+        # R and c free of the unresolved width: their errors hold it (7 % here, 12 % error)
+        assert abs(fit.concentration_molar - concentration) < 3 * fit.concentration_err_molar
     else:
         assert abs(fit.sigma_nm - radius * relative_width) < 5 * fit.sigma_err_nm
-    assert abs(fit.concentration_molar / concentration - 1) < 0.05
+        assert abs(fit.concentration_molar / concentration - 1) < 0.05
     assert fit.chi2_reduced < 1.3
 
 
@@ -177,24 +179,29 @@ def test_a_faint_narrow_population_has_honest_errors_and_an_upper_limit_on_its_w
     assert upper.size > 0.5 * len(limits) and np.mean(truth[1] < upper) > 0.9
 
 
-@pytest.mark.parametrize("truth", [(0.9, 0.02, 2e-6), (1.0, 0.04, 4e-6)])
-def test_a_width_that_is_zero_for_the_pattern_gives_the_same_radius_error_at_or_near_the_bound(truth):
-    """Issue 13: the search in ln σ stalls where the model stops moving with σ (σ² ≈ 0), at
-    the bound or just above it. Both are the same estimate, σ² = 0 for the pattern, and get the
-    errors with σ held; the full covariance quoted 5-10x larger radius errors for the frames
-    that stopped short of the bound (dry run, 1-5 s: radius pull std 0.3)."""
+@pytest.mark.parametrize("truth", [(0.9, 0.02, 2e-6), (1.05, 0.08, 2.9e-6)])
+def test_a_width_the_pattern_does_not_resolve_leaves_radius_and_concentration_unbiased(truth):
+    """Issue 13: where the width is an upper limit, R and c come from the fit in which σ² may
+    take either sign (one Gauss–Newton step from the zero-width fit), with its errors. Holding
+    σ at its bound biased R up the R-σ² valley when the true width is near the limit (dry run
+    7-15 s, σ/R = 8 %: radius pulls +3 to +7), and the estimates that stopped in the valley
+    had errors 5-10x their scatter, and a search that ran down the valley to R's bound failed
+    the frame (20 of 150 of the fainter truth). Every such frame is reported at the bound; over
+    all frames (the rest with σ measured) the pulls are centred and of unit spread."""
     q = np.linspace(0.1, 5.0, 151)
     rng = np.random.default_rng(3)
     intensity = sphere_intensity(q, *truth)
     noise = np.sqrt(6.6e-7 * (intensity + 0.09) / q)
-    errors, pulls, short_of_bound = [], [], 0
+    pulls, limits = [], 0
     for _ in range(150):
         fit = fit_pattern(q, intensity + noise * rng.normal(size=q.size), noise)
-        at_bound = fit.success and math.isnan(fit.sigma_err_nm)
-        if at_bound or (fit.success and fit.sigma_nm < saxs.ZERO_WIDTH_FRACTION * 2 * fit.sigma_err_nm):
-            short_of_bound += not at_bound
-            errors.append(fit.radius_err_nm)
-            pulls.append((fit.radius_nm - truth[0]) / fit.radius_err_nm)
-    assert len(errors) > 50 and short_of_bound >= 3
-    assert max(errors) / min(errors) < 1.5, (min(errors), max(errors))
-    assert 0.7 < np.std(pulls) < 1.3
+        assert fit.success, fit.reason  # was 'radius ran to the bound' (the valley's end)
+        if math.isfinite(fit.sigma_upper_nm):
+            limits += 1
+            assert fit.sigma_nm == saxs.SIGMA_MIN_NM and math.isnan(fit.sigma_err_nm)
+        pulls.append(((fit.radius_nm - truth[0]) / fit.radius_err_nm,
+                      (fit.concentration_molar - truth[2]) / fit.concentration_err_molar))
+    pulls = np.array(pulls)
+    assert limits > 50
+    assert np.all(np.abs(pulls.mean(axis=0)) < 0.4), pulls.mean(axis=0)
+    assert np.all((0.7 < pulls.std(axis=0)) & (pulls.std(axis=0) < 1.3)), pulls.std(axis=0)
