@@ -24,6 +24,10 @@ KEY_ENV = "NCSYNTH_TEST_PG_KEY"
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", KEY_ENV: API_KEY}
 ENV.pop("NCSYNTH_DATA_DIR", None)
 FRAMES = 30
+#: The reaction, s: after the frames (its first 3 s) a heater reading every 10 s, the reader's
+#: time to see the run being written before its stop. The default 7200 s (720 readings) cost
+#: a 20-frame SQLite dry run 13 s of its 35 s of wall time.
+REACTION_S = 1200
 
 
 def _ncsynth(*args, env=ENV, **kwargs):
@@ -83,7 +87,8 @@ def pg_dry_run(postgres, tmp_path_factory):  # noqa: F811
     try:
         cat = open_remote_catalog(url, API_KEY)
         dry = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "dry-run", "--json",
-                                "--frames", str(FRAMES)], env=env, stdout=subprocess.PIPE,
+                                "--frames", str(FRAMES), "--reaction-time", str(REACTION_S)],
+                               env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
         seen = _watch_while_written(dry, data_dir, cat)
         stdout, stderr = dry.communicate(timeout=600)
