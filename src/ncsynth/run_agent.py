@@ -15,18 +15,19 @@ each raw run linked back by ``md["agent_campaign"]``).
 
 The knob is the reaction time (s at the growth temperature before the heater goes off) of a
 fixed observation: the final radius is the fits' mean radius at the last frame, a fixed time
-after the injection, so a longer reaction time gives larger crystals (the flask cools for
-minutes after the heater goes off and the crystals go on growing meanwhile: measured on the
-simulated flask, 20/120/580 s give 1.869/1.905/2.235 nm at 600 s, docs/run_agent.md). Seed 000
-§S.6 (the population balance whose growth rate, S6.16, falls with the supersaturation) makes
-the final radius rise monotonically with the time at temperature, which is all the rule uses.
+after the injection. The flask cools for minutes after the heater goes off and the crystals go
+on growing meanwhile, so the response is flat at short times and steep later, never falling
+(measured on the simulated flask: 20/107.7/171.4/580 s give 1.868/1.873/1.997/2.231 nm,
+docs/run_agent.md). The rule below assumes only that: a longer reaction time never gives a
+smaller final radius.
 
 The rule is a bracketing secant (regula falsi with the Illinois weighting) on the radius against
 the logarithm of the reaction time, inside the protocol's bounds: once two runs bracket the
 target it interpolates between the closest ones; before, it extrapolates from the two runs
 nearest to the side it must go (half-way to the bound with one run). A target the bounds
-cannot reach is said in one line as soon as a run at the bound misses on the same side. A
-Gaussian process would add nothing to a 1-D monotonic response measured with ~1e-3 nm error.
+cannot reach is said in one line as soon as a run at the bound misses on the same side. The
+response is 1-D, never falling and measured with ~1e-4 nm fit errors: a bracketing root finder
+needs no surrogate model (a Gaussian process) for it.
 Radii in nm, times in s, temperatures in °C.
 """
 
@@ -299,22 +300,22 @@ class CampaignResult:
     reason: str
 
 
-def _queue_and_wait(RM, items, timeout_s: float) -> list[dict]:
-    """Queue ``items``, start the queue, wait until idle; the items' results (RuntimeError
-    naming the plan and its message for one that did not complete)."""
-    uids = [RM.item_add(item)["item"]["item_uid"] for item in items]
+def _queue_and_wait(RM, item, timeout_s: float) -> dict:
+    """Queue ``item``, start the queue, wait until idle; its result (RuntimeError naming the
+    plan and its message if it did not complete). One item per start: two queued back to back
+    (a 4 ms ``new_batch``, then the synthesis) once failed with bluesky-queueserver 0.0.25's
+    "Attempt to start a plan (Run Engine) while worker is not reset after completion of the
+    previous plan" (17 ms between them)."""
+    uid = RM.item_add(item)["item"]["item_uid"]
     RM.queue_start()
     RM.wait_for_idle(timeout=timeout_s)
     history = {i["item_uid"]: i for i in RM.history_get()["items"]}
-    results = []
-    for item, uid in zip(items, uids):
-        result = history[uid]["result"] if uid in history else {"exit_status": "not run"}
-        if result.get("exit_status") != "completed":
-            RM.queue_clear()
-            raise RuntimeError(f"queued {item.to_dict()['name']} did not complete "
-                               f"({result.get('exit_status')}): {result.get('msg', '')}".strip())
-        results.append(result)
-    return results
+    result = history[uid]["result"] if uid in history else {"exit_status": "not run"}
+    if result.get("exit_status") != "completed":
+        RM.queue_clear()
+        raise RuntimeError(f"queued {item.to_dict()['name']} did not complete "
+                           f"({result.get('exit_status')}): {result.get('msg', '')}".strip())
+    return result
 
 
 def run_campaign(RM, catalog, target_radius_nm: float, config: dict, *,
@@ -344,9 +345,10 @@ def run_campaign(RM, catalog, target_radius_nm: float, config: dict, *,
             started = time.monotonic()
             (proposal,) = agent.suggest(1)
             md = {"agent_campaign": report_run.uid, "agent_iteration": proposal[ID_KEY]}
-            items = ([BPlan(reload_plan)] if reload_plan else []) + \
-                [protocol.item(proposal["reaction_time_s"], md)]
-            result = _queue_and_wait(RM, items, run_timeout_s)[-1]
+            if reload_plan:
+                _queue_and_wait(RM, BPlan(reload_plan), run_timeout_s)
+            result = _queue_and_wait(RM, protocol.item(proposal["reaction_time_s"], md),
+                                     run_timeout_s)
             (raw_uid,) = result["run_uids"]
             agent.ingest([{**proposal, **final_outcome(catalog, raw_uid)}])
             report = {**agent.report(), "wall_s": time.monotonic() - started}
