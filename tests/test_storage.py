@@ -509,3 +509,29 @@ def test_snapshots_of_killed_readers_are_removed_and_live_ones_kept(tmp_path):
     finally:
         reader.kill()
         reader.wait()
+
+
+def test_writer_holds_tells_a_live_journal_from_a_dead_or_archived_one(tmp_path):
+    """The lock probe the analysis service and recovery rely on: held while a writer (here in
+    another process, as the acquiring process is) has the journal open, free once it closed,
+    False for a journal archived meanwhile; probing does not take the lock from the writer."""
+    import subprocess
+    import sys
+
+    from ncsynth.storage.journal import RunJournal, writer_holds
+
+    path = tmp_path / "run.jsonl"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from ncsynth.storage.journal import RunJournal; "
+         f"j = RunJournal({str(path)!r}); print('open', flush=True); sys.stdin.readline(); j.close()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        assert writer_holds(path) and writer_holds(path)  # the probe left the writer its lock
+    finally:
+        writer.communicate("\n", timeout=60)
+    assert not writer_holds(path)
+    journal = RunJournal(path)
+    (tmp_path / "complete").mkdir()
+    archived = journal.archive(tmp_path / "complete")
+    assert not writer_holds(path) and not writer_holds(archived)

@@ -21,14 +21,13 @@ unfinished analysis runs a killed service left of a run it is about to analyse a
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from pathlib import Path
 
 from tiled.queries import Key
 
-from ncsynth.storage.journal import active_journals, parse_record
+from ncsynth.storage.journal import active_journals, parse_record, writer_holds
 from ncsynth.storage.layout import DataDirectory
 from ncsynth.storage.run_view import RAW_UID_KEY
 
@@ -47,20 +46,6 @@ def journal_of(layout: DataDirectory, uid: str) -> Path | None:
         if path.exists():
             return path
     return None
-
-
-def _locked(path: Path) -> bool:
-    """True if a live writer holds the journal's lock (its run is being written)."""
-    try:
-        with open(path, "rb") as file:
-            try:
-                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
-            return False
-    except FileNotFoundError:  # archived meanwhile: its writer has finished it
-        return False
 
 
 def _start_of(path: Path) -> dict | None:
@@ -83,9 +68,9 @@ def runs_to_catch_up(layout: DataDirectory) -> list[str]:
         start = _start_of(path)
         if start is None:
             continue
-        if "raw_uid" not in start and _locked(path):
+        if "raw_uid" not in start and writer_holds(path):
             uids.append(start["uid"])
-        elif (start.get("raw_uid") and not _locked(path)  # not a dead acquisition's: recover() has it
+        elif (start.get("raw_uid") and not writer_holds(path)  # not a dead acquisition's: recover() has it
               and (Path(layout.complete_journals) / f"{start['raw_uid']}.jsonl").exists()):
             uids.append(start["raw_uid"])
     return list(dict.fromkeys(uids))
@@ -122,7 +107,7 @@ def replace_unfinished_analyses(catalog, raw_uid: str) -> list[str]:
     removed = []
     for path in Path(catalog.layout.active_journals).glob("*.jsonl"):
         start = _start_of(path)
-        if start is None or start.get("raw_uid") != raw_uid or _locked(path):
+        if start is None or start.get("raw_uid") != raw_uid or writer_holds(path):
             continue
         uid = start["uid"]
         if uid in catalog.client:

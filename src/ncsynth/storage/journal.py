@@ -80,6 +80,21 @@ def _try_lock(file) -> None:
         raise JournalLocked(f"journal {file.name!r} is locked by a running writer") from err
 
 
+def writer_holds(path) -> bool:
+    """True if a live writer holds the journal's lock (its run is being written); False if
+    none does, or the file is gone (archived meanwhile: its writer has finished it)."""
+    try:
+        with open(path, "rb") as file:
+            try:
+                _try_lock(file)
+            except JournalLocked:
+                return True
+            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False
+
+
 class RunJournal:
     """Append-only journal of one run; call it with ``(name, doc)``.
 
