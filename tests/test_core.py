@@ -116,8 +116,8 @@ def test_scaled_clock_runs_k_times_faster_and_waits_precisely():
     clock = WorldClock(speed=50.0)
     w0, t0 = time.monotonic(), clock.now()
     clock.sleep_until(t0 + 5.0)  # 0.1 s of wall time
+    world = clock.now() - t0  # read inside the wall interval: t0 after w0, this before its end
     wall = time.monotonic() - w0
-    world = clock.now() - t0
     # never early; world time is wall time x 50 (read inside the wall interval), so a
     # wake that a loaded machine makes late by 2 ms shows as 0.1 s of world time: the
     # precision under no load is measured in benchmarks/timing.py, not asserted here
