@@ -274,7 +274,11 @@ def _guess_theta(guess):
         raise TypeError(f"guess must be a SphereFit, a (radius_nm, sigma_nm) pair or None, got {guess!r}")
     if not (math.isfinite(radius) and math.isfinite(sigma) and radius > 0 and sigma >= 0):
         raise ValueError(f"guess needs radius_nm > 0 and sigma_nm >= 0, got {radius!r}, {sigma!r}")
-    return np.clip(np.log([radius, max(sigma, SIGMA_MIN_NM)]), _LOG_LOWER, _LOG_UPPER)
+    # no narrower than the cold starts begin: the search in ln σ cannot leave σ → 0, where I(q)
+    # moves as σ² (a guess at σ's bound, as a frame that resolves no width passes on, kept R at
+    # the guess with χ² 35 above the minimum: a dry run's 17th frame, tests/test_saxs_fit.py)
+    sigma = max(sigma, _SCAN_RELATIVE_WIDTHS[0] * radius)
+    return np.clip(np.log([radius, sigma]), _LOG_LOWER, _LOG_UPPER)
 
 
 def _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm):

@@ -87,6 +87,20 @@ def test_warm_start_from_previous_frame_reaches_the_cold_start_optimum():
     assert warm.chi2_reduced == pytest.approx(cold.chi2_reduced, rel=1e-6)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_a_warm_start_from_a_width_at_its_bound_reaches_the_minimum(seed):
+    # the frame before resolved no width (σ at its bound, as the live analysis passes it on);
+    # this one does. A search in ln σ started there barely moves (I(q) moves as σ²): R stayed
+    # at the guess, χ² up to 35 above the minimum (a dry run's 17th frame, tests/test_nexus.py;
+    # 7 of these 8 seeds), and the next frame started from the same place
+    y, s = noisy_pattern(np.random.default_rng(seed), 1.13, 0.1, concentration=4e-6, peak_counts=3e4)
+    warm = fit_pattern(Q_NM, y, s, guess=(1.09, saxs.SIGMA_MIN_NM))
+    cold = fit_pattern(Q_NM, y, s)
+    assert warm.success and cold.success
+    assert warm.chi2_reduced == pytest.approx(cold.chi2_reduced, rel=1e-7)
+    assert warm.radius_nm == pytest.approx(cold.radius_nm, abs=0.01 * cold.radius_err_nm)
+
+
 def test_warm_start_from_a_wrong_guess_falls_back_to_cold_start():
     y, s = noisy_pattern(np.random.default_rng(12), 4.0, 0.3)
     fit = fit_pattern(Q_NM, y, s, guess=(0.8, 0.02))

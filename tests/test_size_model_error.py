@@ -125,7 +125,8 @@ def _window_pulls(parameters, seed=5):
     """RMS and std of the pulls (radius, concentration) of the live analysis' fits (statistical
     errors and the SizeModelError in quadrature) against the flask's number-weighted mean radius
     and number concentration in the windows 1-5 s, 5-60 s, 60-1500 s, on the default schedule's
-    frames: two arrays (window, quantity)."""
+    frames, and the spread the statistical errors alone predict for them (RMS of statistical /
+    total error): three arrays (window, quantity)."""
     frames = frame_schedule() + 0.0375
     frames = frames[(frames >= 1.0) & (frames < 1500.0)]
     rng = np.random.default_rng(seed)
@@ -141,17 +142,18 @@ def _window_pulls(parameters, seed=5):
         gaussian, skewed, two = fit if fit.success else gaussian, shaped if shaped.success else skewed, pair or two
         radius_syst, _, concentration_syst = errors.add(
             size_model_systematic(fit, shaped, pair if model.populations == 2 else None))
-        pulls.append(((fit.radius_nm - radius) / np.hypot(fit.radius_err_nm, radius_syst),
-                      (fit.concentration_molar - concentration)
-                      / np.hypot(fit.concentration_err_molar, concentration_syst)))
+        total = np.hypot([fit.radius_err_nm, fit.concentration_err_molar], [radius_syst, concentration_syst])
+        pulls.append(np.concatenate([[fit.radius_nm - radius, fit.concentration_molar - concentration] / total,
+                                     [fit.radius_err_nm, fit.concentration_err_molar] / total]))
     pulls = np.array(pulls)
-    rms, std = [], []
+    rms, std, statistical = [], [], []
     for low, high in ((1.0, 5.0), (5.0, 60.0), (60.0, 1500.0)):
         inside = (frames >= low) & (frames < high) & np.all(np.isfinite(pulls), axis=1)
         assert inside.sum() > 30
-        rms.append(_rms(pulls[inside]))
-        std.append(pulls[inside].std(axis=0))
-    return np.array(rms), np.array(std)
+        rms.append(_rms(pulls[inside, :2]))
+        std.append(pulls[inside, :2].std(axis=0))
+        statistical.append(_rms(pulls[inside, 2:]))
+    return np.array(rms), np.array(std), np.array(statistical)
 
 
 @pytest.mark.parametrize("name, parameters", [("dry run's flask", SIMULATED_FLASK),
@@ -168,10 +170,14 @@ def test_errors_are_honest_in_every_window_of_a_thermal_flask(name, parameters):
     mean within 0.7-1.3 before 60 s; it was 1.49-1.56 (5-60 s) while frames with an unresolved
     width quoted the skewed fit's wandering as their size-model error and held R at zero width
     (issue 13). After 60 s the spread stays below (0.5-0.8): the size-model error there is the
-    bias's scale, ~2x its size in 60-120 s, and the pulls a drifting bias more than noise."""
-    rms, std = _window_pulls(parameters)
+    bias's scale, ~2x its size in 60-120 s, and the pulls a drifting bias more than noise.
+    Before 60 s the spread of the pulls about their mean is the one their statistical part
+    predicts (0.97-1.05 of it in 5-60 s, noise seeds 5-7, both flasks): a frame with a
+    size-model error scatters less than one pull, as it must (5-60 s spread 0.57-0.74 since
+    warm starts no longer stall at a zero width and skip the size-model error)."""
+    rms, std, statistical = _window_pulls(parameters)
     assert np.all((0.7 < rms) & (rms < 1.4)), rms
-    assert np.all((0.7 < std[:2]) & (std[:2] < 1.3)), std
+    assert np.all((0.7 < std[:2] / statistical[:2]) & (std[:2] / statistical[:2] < 1.3)), (std, statistical)
 
 
 def test_the_size_model_error_is_the_typical_shift_of_the_recent_frames_or_this_frames_own():
