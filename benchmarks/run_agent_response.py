@@ -1,5 +1,5 @@
 """The run-to-run agent's response (docs/run_agent.md): the final radius (nm, the fits' last
-frame) and size dispersion of the short protocol (ncsynth.run_agent.SynthesisProtocol) against
+frame) and size dispersion of the short protocol (ncsynth.agent_protocol.SynthesisProtocol) against
 the reaction time (s), in an in-process simulated session with the jumping clock, with the
 simulated flask's number mean beside it.
 
@@ -14,8 +14,9 @@ import argparse
 import tempfile
 import time
 
+from ncsynth.agent_protocol import SynthesisProtocol
 from ncsynth.config import load_config
-from ncsynth.run_agent import SynthesisProtocol, final_outcome
+from ncsynth.run_agent import final_outcome
 from ncsynth.session import session_namespace
 
 

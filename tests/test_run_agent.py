@@ -2,10 +2,11 @@
 refusals, and the whole loop through a real queue server against the simulated beamline.
 
 The loop test runs a redis-server and a start-re-manager whose worker imports
-``ncsynth.session_startup`` (the simulated beamline with the jumping clock), queues
-``new_batch`` + ``hot_injection`` items with bluesky-queueserver-api, reads each run's final
-radius from the derived fits in the catalog on disk (read in this process while the worker
-writes it), and stores the agent's report run in the same catalog.
+``ncsynth.session_startup`` (the simulated beamline with the jumping clock), then
+``ncsynth agent`` in a process of its own: it queues ``new_batch`` + ``hot_injection`` items
+with bluesky-queueserver-api, reads each run's final radius from the derived fits in the
+catalog on disk (while the worker writes it), and stores the agent's report run in the same
+catalog, which the test reads back.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import numpy as np
 import pytest
 from bluesky_adaptive.protocols import ID_KEY, Optimizer, SupportsStoppingCriteria
 
+from ncsynth.agent_protocol import SynthesisProtocol, check_campaign
+from ncsynth.agent_rule import RadiusAgent, TargetUnreachable
 from ncsynth.config import load_config
-from ncsynth.run_agent import (RadiusAgent, SynthesisProtocol, TargetUnreachable, check_campaign,
-                               run_campaign)
+from ncsynth.run_agent import run_campaign
+from test_command_line import refuse
 
 # Final radius (nm, fits at the last frame, 600 s) of the short protocol against the reaction
 # time (s), measured on the simulated flask with the loop test's configuration (seed 2026,
@@ -79,6 +82,7 @@ def test_a_target_the_bounds_cannot_reach_is_said_in_one_line(target, bound):
     (dict(target=6.0), "target_radius_nm must be a finite number >= 1 and <= 5 nm"),
     (dict(target=0.5), "target_radius_nm"),
     (dict(max_runs=0), "max_runs"),
+    (dict(tolerance=0.0), "tolerance_nm must be a finite number > 0 nm"),
     (dict(growth_temperature_c=400.0), "growth_temperature_c"),
     (dict(max_reaction_time_s=700.0), "must end before the last frame"),
     (dict(min_reaction_time_s=0.0), "min_reaction_time_s"),
@@ -86,20 +90,30 @@ def test_a_target_the_bounds_cannot_reach_is_said_in_one_line(target, bound):
 def test_bad_campaigns_are_refused_before_anything_is_queued(change, match):
     change = dict(change)
     target, max_runs = change.pop("target", 2.0), change.pop("max_runs", 8)
+    tolerance = change.pop("tolerance", 0.05)
     with pytest.raises(ValueError, match=match) as err:
-        check_campaign(target, SynthesisProtocol(**change), load_config(hardware="sim"), max_runs)
+        check_campaign(target, SynthesisProtocol(**change), load_config(hardware="sim"), max_runs,
+                       tolerance)
     assert "\n" not in str(err.value)
 
 
-def test_the_command_line_refuses_a_target_outside_the_limits_in_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "ncsynth.run_agent", "--target-radius", "6",
-                           "--queue", "tcp://127.0.0.1:9"], capture_output=True, text=True,
-                          env={**os.environ, "NCSYNTH_DATA_DIR": str(tmp_path / "data")},
-                          timeout=120)
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.strip().splitlines() == [
-        "ncsynth.run_agent: target_radius_nm must be a finite number >= 1 and <= 5 nm, got 6.0"]
-    assert not (tmp_path / "data").exists()  # nothing opened, nothing queued
+@pytest.mark.parametrize("args, message", [
+    (["--target-radius", "6"], "--target-radius must be a finite number >= 1 and <= 5 nm, got 6.0"),
+    (["--target-radius", "0.5"], "--target-radius must be a finite number >= 1"),
+    (["--target-radius", "2", "--max-runs", "0"], "--max-runs must be an integer >= 1 and <= 100"),
+    (["--target-radius", "2", "--tolerance", "-0.01"], "--tolerance must be a finite number > 0"),
+])
+def test_ncsynth_agent_refuses_a_bad_campaign_in_one_line_before_any_heavy_import(
+        tmp_path, args, message):
+    """``ncsynth agent`` in a fresh process (test_command_line's probe): exit 2, one line
+    naming the option, neither bluesky nor the queue server's client imported, no data
+    directory made, the queue address (nothing listens there) never asked."""
+    data = tmp_path / "data"
+    code, stderr, heavy = refuse("agent", "--data-dir", str(data), "--queue",
+                                 "tcp://127.0.0.1:9", *args)
+    assert code == 2 and heavy == [], (stderr, heavy)
+    assert stderr.startswith(f"ncsynth agent: {message}") and stderr.count("\n") == 1, stderr
+    assert not data.exists()
 
 
 # -- through the queue server ---------------------------------------------------------------
@@ -126,50 +140,68 @@ def agent_queue_server(tmp_path):
         server.stop()
 
 
+def ncsynth_agent(server, *args) -> subprocess.CompletedProcess:
+    """``ncsynth agent`` in a process of its own against ``server``: its configuration file and
+    data directory (one catalog with the worker's), its 0MQ control address."""
+    manager = server.manager.args
+    queue = manager[manager.index("--zmq-control-addr") + 1]
+    env = {**os.environ, "NCSYNTH_CONFIG": str(server.tmp_path / "hutch.toml"),
+           "NCSYNTH_DATA_DIR": str(server.data_dir), "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "ncsynth.cli", "agent", "--queue", queue, *args],
+                          env=env, capture_output=True, text=True, timeout=360)
+
+
 @pytest.mark.timeout(420)
 def test_the_run_to_run_loop_reaches_the_target_through_the_queue_server(agent_queue_server):
+    """The campaign as ``ncsynth agent`` runs it, in a process of its own; what it stored read
+    back from the catalog on disk."""
     from ncsynth.storage import open_catalog
 
     server, target, config = agent_queue_server, 2.0, load_config(hardware="sim")
     RM = server.RM
-    with pytest.raises(RuntimeError, match="environment is not open"):
-        run_campaign(RM, None, target, config)
+    refused = ncsynth_agent(server, "--target-radius", str(target))
+    assert refused.returncode == 1 and refused.stdout == "", refused
+    assert refused.stderr.splitlines() == ["ncsynth agent: RuntimeError: the queue server's "
+                                           "environment is not open (RM.environment_open())"]
     RM.environment_open()
     RM.wait_for_idle(timeout=60)
     assert RM.status()["worker_environment_exists"], server.log_tail()
     assert "new_batch" in RM.plans_allowed()["plans_allowed"]
+    with pytest.raises(ValueError, match="target_radius_nm must be"):
+        run_campaign(RM, None, 6.0, config)
+    assert RM.history_get()["items"] == []  # nothing queued
 
-    lines = []
+    done = ncsynth_agent(server, "--target-radius", str(target), "--max-runs", "8")
+    print(done.stdout, done.stderr)
+    assert done.returncode == 0, (done.stdout, done.stderr, server.log_tail())
+    *lines, last = done.stdout.splitlines()
+    assert len(lines) <= 8 and all(line.startswith(f"run {i + 1}: ") for i, line in
+                                   enumerate(lines)), lines
+    assert last.startswith(f"target {target} nm reached within 0.05 nm") and \
+        " report run " in last, last
+    report_uid = last.rsplit(" ", 1)[1]
     with open_catalog(server.data_dir) as cat:
-        with pytest.raises(ValueError, match="target_radius_nm must be"):
-            run_campaign(RM, cat, 6.0, config)
-        assert RM.history_get()["items"] == [] and len(cat.client) == 0  # nothing queued
-        result = run_campaign(RM, cat, target, config, max_runs=8, progress=lines.append)
-        print("\n".join(lines))
-        reports = result.reports
-        assert result.reached, (result.reason, lines)
-        assert len(reports) <= 8
-        assert abs(reports[-1]["final_radius_nm"] - target) <= 0.05
-        assert abs(reports[0]["miss_nm"]) > 0.05, lines  # not met by the first proposal
-
         # the report run: what the agent knew after each run, linked to the raw runs both ways
-        report_run = cat[result.report_uid]
+        report_run = cat[report_uid]
         start, stop = report_run.metadata["start"], report_run.metadata["stop"]
         assert start["plan_name"] == "agent_report" and start["target_radius_nm"] == target
         assert stop["exit_status"] == "success" and "reached" in stop["reason"]
         table = report_run["report"].read()
-        assert list(table["final_radius_nm"].values) == [r["final_radius_nm"] for r in reports]
+        radii, times = table["final_radius_nm"].values, table["reaction_time_s"].values
+        assert list(table["iteration"].values) == list(range(1, len(lines) + 1))
+        assert abs(radii[-1] - target) <= 0.05
+        assert abs(radii[0] - target) > 0.05, lines  # not met by the first proposal
+        assert [f"{r:.3f} nm" in line for r, line in zip(radii, lines)] == [True] * len(lines)
         raw_uids = [str(u) for u in table["raw_uid"].values]
         for i, uid in enumerate(raw_uids):
             raw = cat[uid].metadata
             assert raw["start"]["plan_name"] == "hot_injection"
-            assert raw["start"]["agent_campaign"] == result.report_uid
-            assert raw["start"]["recipe"]["reaction_time_s"] == pytest.approx(
-                reports[i]["reaction_time_s"])
+            assert raw["start"]["agent_campaign"] == report_uid
+            assert raw["start"]["recipe"]["reaction_time_s"] == pytest.approx(times[i])
             assert raw["stop"]["exit_status"] == "success"
         # the last run's final radius is its derived fits' last frame
         fits = cat.analysis(raw_uids[-1])["fits"].read()
-        assert fits["radius_nm"].values[-1] == pytest.approx(reports[-1]["final_radius_nm"])
+        assert fits["radius_nm"].values[-1] == pytest.approx(radii[-1])
     RM.environment_close()
     RM.wait_for_idle(timeout=30)
     server.wait_worker_exit()

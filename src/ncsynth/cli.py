@@ -12,6 +12,7 @@ import threading
 import traceback
 
 from ncsynth import quiet
+from ncsynth.command_checks import api_key, flow_grid
 from ncsynth.command_line import (STORED_RUN_COMMANDS, check_arguments, dry_run_arguments, parser,
                                   steering_arguments)
 from ncsynth.command_line import config as _config
@@ -59,6 +60,8 @@ def _command(args) -> int:
                                    else _catalog_serve)
     if args.command == "analysis":
         return _reporting_failures(args, _analysis_serve)
+    if args.command == "agent":
+        return _reporting_failures(args, _agent)
     return 2
 
 
@@ -92,6 +95,13 @@ def _analysis_serve(args) -> int:
     serve(_config(args), args.proxy, ready=lambda: print(
         "ncsynth analysis serve: subscribed; analysing into the catalog until interrupted", flush=True))
     return 0
+
+
+def _agent(args) -> int:
+    from ncsynth.run_agent import campaign_command
+
+    return campaign_command(_config(args), args.target_radius, tolerance_nm=args.tolerance,
+                            max_runs=args.max_runs, queue=args.queue, reload=not args.no_reload)
 
 
 def _catalog_migrate(args) -> int:
@@ -128,14 +138,10 @@ def _catalog_migrate(args) -> int:
 def _api_key(args) -> str | None:
     """The key of --api-key-file (first line), or of --api-key (with a warning: the process list
     shows it), or None (the server reads the environment)."""
-    if args.api_key_file:
-        from ncsynth.catalog_server import api_key_from_file
-
-        return api_key_from_file(args.api_key_file)
     if args.api_key:
         print("ncsynth catalog serve: warning: --api-key shows the key to every local user in the "
               "process list; use --api-key-file or the environment variable", file=sys.stderr)
-    return args.api_key
+    return api_key(args)
 
 
 def _replay(args) -> int:
@@ -302,11 +308,8 @@ def _dry_run(args) -> int:
 def _flow_dry_run(args) -> int:
     from ncsynth.flow_dryrun import flow_dry_run
 
-    grid = None
-    if args.nucleation or args.growth:
-        grid = {"nucleation_c": args.nucleation or [280.0], "growth_c": args.growth or [260.0]}
     try:
-        summary = flow_dry_run(_config(args, hardware="sim"), grid=grid,
+        summary = flow_dry_run(_config(args, hardware="sim"), grid=flow_grid(args),
                                residence_s=args.residence, speed=args.speed, seed=args.seed,
                                progress=not (args.no_progress or args.json))
     except (ValueError, TypeError, FileNotFoundError) as exc:

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from ncsynth import validation
+from ncsynth.command_checks import check_command
 from ncsynth.config_schema import SCHEMA
 
 #: Commands that work on a stored run of the data directory's catalog.
@@ -184,6 +185,16 @@ def parser() -> argparse.ArgumentParser:
     _add_config_args(ana_srv)
     ana_srv.add_argument("--proxy", default=None, metavar="HOST:PORT",
                          help="the proxy's output (default: analysis.subscribe_address)")
+    agt = sub.add_parser("agent", help="the run-to-run agent: syntheses queued through the queue "
+                                       "server until the final radius is on target")
+    _add_config_args(agt)
+    agt.add_argument("--target-radius", type=float, required=True, help="final radius, nm")
+    agt.add_argument("--tolerance", type=float, default=0.05, help="nm (default 0.05)")
+    agt.add_argument("--max-runs", type=int, default=8, help="syntheses at most (default 8)")
+    agt.add_argument("--queue", default="tcp://127.0.0.1:60615",
+                     help="the queue server's 0MQ control address")
+    agt.add_argument("--no-reload", action="store_true",
+                     help="queue no new_batch (hutch: the flask is refilled by hand)")
     mig = cat_sub.add_parser("migrate", help="move the data directory's SQLite catalog into a "
                                              "database server (PostgreSQL)")
     _add_config_args(mig)
@@ -233,8 +244,11 @@ def check_arguments(args) -> dict | None:
     if getattr(args, "output", None) and Path(args.output).exists() and not args.overwrite:
         raise ValueError(f"-o {args.output}: the file exists; give --overwrite to replace it "
                          f"(without -o a new file named after the run is written)")
+    check_command(args, configuration)
     if args.command == "dry-run":
         _check_plan(args, configuration)
+    if args.command == "agent":
+        _check_campaign(args, configuration)
     if args.command in STORED_RUN_COMMANDS and not configuration["catalog"].get("database_uri"):
         _check_catalog(Path(configuration["data"]["dir"]).expanduser())
     return configuration
@@ -331,6 +345,21 @@ def _check_plan(args, configuration: dict) -> None:
     else:
         validation.real("--second-cd-molar", second["cd_molar"], above=0, unit="mol/L")
         double_injection_schedules(recipe, delay_s=second["delay_s"], **plan_kwargs)
+
+
+def _check_campaign(args, configuration: dict) -> None:
+    """The agent's campaign against the configuration's limits, named by its options."""
+    from ncsynth.agent_protocol import SynthesisProtocol, check_campaign
+
+    try:
+        check_campaign(args.target_radius, SynthesisProtocol(), configuration, args.max_runs,
+                       args.tolerance)
+    except ValueError as exc:
+        text = str(exc)
+        for name, option in {"target_radius_nm": "--target-radius", "max_runs": "--max-runs",
+                             "tolerance_nm": "--tolerance"}.items():
+            text = text.replace(name, option)
+        raise ValueError(text) from None
 
 
 def _check_catalog(root: Path) -> None:
