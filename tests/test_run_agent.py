@@ -174,6 +174,7 @@ def test_the_run_to_run_loop_reaches_the_target_through_the_queue_server(agent_q
     done = ncsynth_agent(server, "--target-radius", str(target), "--max-runs", "8")
     print(done.stdout, done.stderr)
     assert done.returncode == 0, (done.stdout, done.stderr, server.log_tail())
+    assert done.stderr == ""  # quiet: no library banner or warning at the default verbosity
     *lines, last = done.stdout.splitlines()
     assert len(lines) <= 8 and all(line.startswith(f"run {i + 1}: ") for i, line in
                                    enumerate(lines)), lines
