@@ -12,7 +12,6 @@ import threading
 import traceback
 
 from ncsynth import quiet
-from ncsynth.command_checks import api_key, flow_grid
 from ncsynth.command_line import (STORED_RUN_COMMANDS, check_arguments, dry_run_arguments, parser,
                                   steering_arguments)
 from ncsynth.command_line import config as _config
@@ -138,10 +137,14 @@ def _catalog_migrate(args) -> int:
 def _api_key(args) -> str | None:
     """The key of --api-key-file (first line), or of --api-key (with a warning: the process list
     shows it), or None (the server reads the environment)."""
+    if args.api_key_file:
+        from ncsynth.catalog_server import api_key_from_file
+
+        return api_key_from_file(args.api_key_file)
     if args.api_key:
         print("ncsynth catalog serve: warning: --api-key shows the key to every local user in the "
               "process list; use --api-key-file or the environment variable", file=sys.stderr)
-    return api_key(args)
+    return args.api_key
 
 
 def _replay(args) -> int:
@@ -308,8 +311,11 @@ def _dry_run(args) -> int:
 def _flow_dry_run(args) -> int:
     from ncsynth.flow_dryrun import flow_dry_run
 
+    grid = None
+    if args.nucleation or args.growth:
+        grid = {"nucleation_c": args.nucleation or [280.0], "growth_c": args.growth or [260.0]}
     try:
-        summary = flow_dry_run(_config(args, hardware="sim"), grid=flow_grid(args),
+        summary = flow_dry_run(_config(args, hardware="sim"), grid=grid,
                                residence_s=args.residence, speed=args.speed, seed=args.seed,
                                progress=not (args.no_progress or args.json))
     except (ValueError, TypeError, FileNotFoundError) as exc:
