@@ -49,7 +49,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable, Sequence
 
 import bluesky.plan_stubs as bps
@@ -61,6 +61,7 @@ from ophyd.status import Status
 from ncsynth import timebase
 from ncsynth.devices.clock import DeadlineTimer
 
+from .flow_points import FlowPoint, ReactorSpec, _finite, _positive, check_points, grid_points
 from .stubs import call
 
 logger = logging.getLogger(__name__)
@@ -69,52 +70,6 @@ PRIMARY, BLANK, ZONES = "primary", "blank", "zones"
 #: Residence times of the seed's series (s): SAXS at 1.5 s (Fig. 2), spectra at 4.5 s (Fig. S2)
 #: and 14 s (Fig. 1).
 SEED_RESIDENCE_S = (1.5, 4.5, 14.0)
-
-
-@dataclass(frozen=True)
-class ReactorSpec:
-    """What the plans need to know of the reactor: volumes (mL) and limits.
-
-    ``chamber_volume_ml`` + ``oven_volume_ml`` is the reaction volume (residence time =
-    reaction volume / flow); ``transfer_volume_ml`` the line to the flow cells (flushed with the
-    rest).  ``max_rate_ml_min``: largest rate of one pump (its syringe at the pump's plunger-speed
-    limit); ``min_temperature_c``: lowest zone setpoint a point may ask for.
-    """
-
-    chamber_volume_ml: float = 0.05
-    oven_volume_ml: float = 0.5
-    transfer_volume_ml: float = 0.1
-    max_rate_ml_min: float = 28.0
-    min_temperature_c: float = 25.0
-
-    def __post_init__(self):
-        for name, value in asdict(self).items():
-            if name != "min_temperature_c" and not _positive(value):
-                raise ValueError(f"ReactorSpec.{name} must be a positive number, got {value!r}")
-        if not _finite(self.min_temperature_c):
-            raise ValueError(f"ReactorSpec.min_temperature_c must be finite, "
-                             f"got {self.min_temperature_c!r}")
-
-    @property
-    def reaction_volume_ml(self) -> float:
-        return self.chamber_volume_ml + self.oven_volume_ml
-
-    @property
-    def total_volume_ml(self) -> float:
-        return self.reaction_volume_ml + self.transfer_volume_ml
-
-    def flow_ml_min(self, residence_s: float) -> float:
-        """Total flow (mL/min) giving ``residence_s`` of reaction time (chamber + oven)."""
-        return 60.0 * self.reaction_volume_ml / residence_s
-
-
-@dataclass(frozen=True)
-class FlowPoint:
-    """One steady-state condition: zone temperatures (°C) and reaction time (s)."""
-
-    nucleation_c: float
-    growth_c: float
-    residence_s: float
 
 
 class FlowCondition(Device):
@@ -138,40 +93,10 @@ class _Action:
         return self._action()
 
 
-# -- checks ----------------------------------------------------------------------------------
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _positive(value) -> bool:
-    return _finite(value) and value > 0
-
-
 def _count(name: str, value, lowest: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
         raise ValueError(f"{name} must be an integer >= {lowest}, got {value!r}")
     return value
-
-
-def check_point(point: FlowPoint, chamber, oven, reactor: ReactorSpec, n_pumps: int) -> FlowPoint:
-    """``point`` if the zones and pumps can run it, else ValueError naming what is wrong."""
-    for name, value, zone in (("nucleation_c", point.nucleation_c, chamber),
-                              ("growth_c", point.growth_c, oven)):
-        highest = getattr(zone, "max_temperature_c", math.inf)
-        if not _finite(value) or not reactor.min_temperature_c <= value <= highest:
-            raise ValueError(f"{name}={value!r} °C is outside the limits of {zone.name}: "
-                             f"{reactor.min_temperature_c:g} to {highest:g} °C")
-    if point.growth_c > point.nucleation_c:
-        raise ValueError(f"growth_c={point.growth_c!r} °C must not exceed nucleation_c="
-                         f"{point.nucleation_c!r} °C (the oven grows what the chamber nucleated)")
-    if not _positive(point.residence_s):
-        raise ValueError(f"residence_s must be a positive number of seconds, got "
-                         f"{point.residence_s!r}")
-    per_pump = reactor.flow_ml_min(point.residence_s) / n_pumps
-    if per_pump > reactor.max_rate_ml_min:
-        raise ValueError(f"residence_s={point.residence_s!r} needs {per_pump:.3g} mL/min per pump, "
-                         f"above max_rate_ml_min={reactor.max_rate_ml_min:g}")
-    return point
 
 
 def _check_scan(pumps, chamber, oven, spectrometer, points, reactor, flush_volumes,
@@ -181,9 +106,7 @@ def _check_scan(pumps, chamber, oven, spectrometer, points, reactor, flush_volum
         raise ValueError("pumps must hold at least one pump")
     if not isinstance(reactor, ReactorSpec):
         raise TypeError(f"reactor must be a ReactorSpec, got {type(reactor).__name__}")
-    if not points:
-        raise ValueError("no point to measure: check the temperatures (growth_c <= nucleation_c)")
-    checked = [check_point(p, chamber, oven, reactor, len(pumps)) for p in points]
+    checked = check_points(points, chamber, oven, reactor, len(pumps))
     if not _positive(flush_volumes):
         raise ValueError(f"flush_volumes must be a positive number of reactor volumes, "
                          f"got {flush_volumes!r}")
@@ -195,34 +118,6 @@ def _check_scan(pumps, chamber, oven, spectrometer, points, reactor, flush_volum
     if block_lamp is not None and not callable(block_lamp):
         raise ValueError(f"block_lamp must be a callable(blocked: bool), got {block_lamp!r}")
     return checked
-
-
-def _temperatures(name: str, values) -> list[float]:
-    try:
-        values = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a sequence of temperatures (°C), got {values!r}") from None
-    if not values or len(set(values)) != len(values):
-        raise ValueError(f"{name} must hold distinct temperatures, got {values!r}")
-    return values
-
-
-def grid_points(nucleation_c: Sequence[float], growth_c: Sequence[float],
-                residence_s: float) -> list[FlowPoint]:
-    """Every (nucleation, growth) pair with growth <= nucleation, in acquisition order.
-
-    Nucleation temperatures ascending; the growth temperatures of successive rows alternate
-    between ascending and descending (serpentine), so the oven moves by one step between
-    points and the chamber by one step between rows.
-    """
-    rows = sorted(_temperatures("nucleation_c", nucleation_c))
-    columns = sorted(_temperatures("growth_c", growth_c))
-    points = []
-    for k, nucleation in enumerate(rows):
-        row = [g for g in columns if g <= nucleation]
-        for growth in (row if k % 2 == 0 else reversed(row)):
-            points.append(FlowPoint(nucleation, growth, residence_s))
-    return points
 
 
 # -- stubs -------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from ncsynth.config import load_config
 from ncsynth.devices.pump import PumpAlarm
 from ncsynth.flow_dryrun import flow_dry_run
 from ncsynth.flow_instruments import connect_flow, simulated_flow
-from ncsynth.plans.flow import (FlowPoint, ReactorSpec, check_point, grid_points,
-                                residence_series, temperature_grid)
+from ncsynth.plans.flow import residence_series, temperature_grid
+from ncsynth.plans.flow_points import FlowPoint, ReactorSpec, check_point, grid_points
 from ncsynth.simulators.flow_reactor import SimulatedFlowReactor
 from ncsynth.storage import open_catalog
 

@@ -39,6 +39,7 @@ from ncsynth.analysis.temperature_map import SPECIES, temperature_map_figure
 from ncsynth.config import catalog_databases, data_dir
 from ncsynth.flow_instruments import connect_flow, simulated_flow
 from ncsynth.plans.flow import temperature_grid
+from ncsynth.plans.flow_points import DEFAULT_GRID, DEFAULT_RESIDENCE_S
 from ncsynth.progress import ProgressBar
 from ncsynth.run_engine import RunEngine
 from ncsynth.simulators.flow_reactor import SimulatedFlowReactor
@@ -46,10 +47,6 @@ from ncsynth.storage import open_catalog
 
 logger = logging.getLogger(__name__)
 
-#: Default grid (°C): nucleation 240–300, growth 240–300 with growth <= nucleation: 28 points.
-DEFAULT_GRID = {"nucleation_c": tuple(range(240, 301, 10)), "growth_c": tuple(range(240, 301, 10))}
-#: Default reaction time, s (seed Fig. 1).
-DEFAULT_RESIDENCE_S = 14.0
 #: Radii (nm) the McSAS contributions span: just above π/q_max (0.63 nm at 5 nm⁻¹) up to large NCs.
 SAXS_RADIUS_RANGE_NM = (0.65, 3.0)
 #: McSAS settings per point: fewer contributions and repetitions than a publication fit, so a

@@ -2,7 +2,7 @@
 
 ``connect_flow(config)`` returns the two syringe pumps, the nucleation-chamber and
 growth-oven controllers, the UV-Vis spectrometer, the SAXS detector, a deadline timer and the
-:class:`~ncsynth.plans.flow.ReactorSpec` the plans validate against, from a
+:class:`~ncsynth.plans.flow_points.ReactorSpec` the plans validate against, from a
 ``hardware = "hutch"`` configuration (seabreeze for the spectrometer, EPICS areaDetector for
 the SAXS detector). A flow dry run first points its configuration at the running
 :class:`~ncsynth.simulators.flow_reactor.SimulatedFlowReactor` (:func:`simulated_flow`) and
@@ -22,7 +22,7 @@ from ncsynth.devices.heater import HeatingController
 from ncsynth.devices.pump import SyringePump
 from ncsynth.devices.spectrometer import UVVisSpectrometer
 from ncsynth.instruments import area_detector
-from ncsynth.plans.flow import ReactorSpec
+from ncsynth.plans.flow_points import ReactorSpec
 
 
 @dataclass
@@ -95,10 +95,8 @@ def connect_flow(config: dict, *, spectrometer_backend=None) -> FlowInstruments:
     spectrometer.integration_time_s.put(spec_cfg["integration_time_s"])
     spectrometer.averages.put(spec_cfg["averages"])
     detector = area_detector(det_cfg, frames)
-    reactor = ReactorSpec(**flow["reactor"], max_rate_ml_min=min(
-        flow[key]["max_rate_ml_min"] for key in ("pump_cd", "pump_se")))
     return FlowInstruments(*pumps, *zones, spectrometer, detector, DeadlineTimer(name="timer"),
-                           reactor, float(spec_cfg["path_cm"]))
+                           ReactorSpec.from_config(flow), float(spec_cfg["path_cm"]))
 
 
 def simulated_flow(config: dict, reactor) -> dict:
