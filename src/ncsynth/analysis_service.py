@@ -211,13 +211,10 @@ def serve(config: dict, address: str | None = None, *, ready=None) -> None:
 
     from bluesky.callbacks.zmq import RemoteDispatcher
 
-    from ncsynth.config import catalog_databases, data_dir
+    from ncsynth.config import catalog_databases, data_dir, subscribe_address
     from ncsynth.storage import open_catalog
 
-    address = address or (config.get("analysis") or {}).get("subscribe_address")
-    if not address:
-        raise ValueError("no proxy to subscribe to: give --proxy host:port or set "
-                         "[analysis] subscribe_address in the configuration")
+    address = subscribe_address(config, address)
     root = data_dir(config)
     with open_catalog(root, **catalog_databases(config)) as catalog:
         service = AnalysisService(catalog, root / "figures")

@@ -16,7 +16,7 @@ at least once a second (:mod:`ncsynth.storage.writer`), the server reads the dat
 every request.
 
 The API key comes from the environment variable named by ``[catalog] api_key_env`` (default
-``TILED_API_KEY``), from a file (:func:`api_key_from_file`, ``--api-key-file``) or from the
+``TILED_API_KEY``), from a file (:func:`ncsynth.api_keys.api_key_from_file`, ``--api-key-file``) or from the
 argument, never from the configuration file (nor, best, from the command line, where every
 local user sees it in the process list). The server refuses to start without one: even with
 ``allow_anonymous_read=True`` (anyone who can connect may read) writing needs the key. The
@@ -42,6 +42,8 @@ from tiled.config import Authentication
 from tiled.media_type_registration import default_serialization_registry
 from tiled.server.app import build_app
 
+from ncsynth.api_keys import DEFAULT_API_KEY_ENV, api_key_from, check_api_key, server_api_key
+from ncsynth.api_keys import catalog_section as _catalog_section
 from ncsynth.config import catalog_databases
 from ncsynth.storage import Catalog
 from ncsynth.storage.catalog import catalog_adapter
@@ -52,8 +54,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-DEFAULT_API_KEY_ENV = "TILED_API_KEY"
-MIN_API_KEY_LENGTH = 16  # characters; `python -c "import secrets; print(secrets.token_hex(32))"`
 
 
 class CatalogAuthenticationError(PermissionError):
@@ -61,45 +61,6 @@ class CatalogAuthenticationError(PermissionError):
 
 
 # -- configuration --------------------------------------------------------------------------
-def _catalog_section(config: dict) -> dict:
-    if not isinstance(config, dict) or not isinstance(config.get("catalog", {}), dict):
-        raise TypeError(f"config must be a configuration dict (ncsynth.config.load_config), got {config!r}")
-    return config.get("catalog", {})
-
-
-def api_key_from(config: dict, api_key: str | None = None) -> str | None:
-    """``api_key`` if given, else the value of the environment variable named by
-    ``[catalog] api_key_env`` (None if that is unset or empty)."""
-    if api_key is not None:
-        return api_key
-    env_name = _catalog_section(config).get("api_key_env") or DEFAULT_API_KEY_ENV
-    return os.environ.get(env_name) or None
-
-
-def api_key_from_file(path: str | os.PathLike) -> str:
-    """The API key on the first line of the file ``path`` (keep it mode 0600); ValueError
-    naming the file if it holds none."""
-    with open(path, encoding="utf-8") as file:
-        key = file.readline().strip()
-    if not key:
-        raise ValueError(f"{path}: the API key file is empty")
-    return key
-
-
-def check_api_key(api_key, *, what: str = "api_key") -> str:
-    """Return ``api_key`` if Tiled can use it (letters and digits, >= 16 characters);
-    ValueError/TypeError naming ``what`` otherwise."""
-    if not isinstance(api_key, str):
-        raise TypeError(f"{what} must be a str, got {type(api_key).__name__}")
-    if not api_key.isalnum() or not api_key.isascii():
-        raise ValueError(f"{what} must contain only ASCII letters and digits (Tiled passes it in URLs); "
-                         f"generate one with: python -c \"import secrets; print(secrets.token_hex(32))\"")
-    if len(api_key) < MIN_API_KEY_LENGTH:
-        raise ValueError(f"{what} is {len(api_key)} characters long; use at least {MIN_API_KEY_LENGTH} "
-                         f"(python -c \"import secrets; print(secrets.token_hex(32))\")")
-    return api_key
-
-
 def configured_layout(config: dict) -> DataDirectory:
     """The data directory of ``[data] dir`` with the databases of ``[catalog] database_uri``
     and ``tables_uri`` (empty: ``catalog.db`` and ``tables.sqlite`` in it); ValueError naming
@@ -225,12 +186,7 @@ def serve_catalog(config: dict, host: str = DEFAULT_HOST, port: int | None = Non
     if not isinstance(host, str) or not host:
         raise ValueError(f"host must be a non-empty str, got {host!r}")
     port = _port_from(config, port)
-    key = api_key_from(config, api_key)
-    if key is None:
-        env_name = _catalog_section(config).get("api_key_env") or DEFAULT_API_KEY_ENV
-        raise ValueError(
-            f"no API key: pass api_key or set the environment variable {env_name} "
-            f"(e.g. export {env_name}=$(python -c \"import secrets; print(secrets.token_hex(32))\"))")
+    key = server_api_key(config, api_key)
     app = catalog_app(config, key, allow_anonymous_read=allow_anonymous_read)
     where = storage_locations(config)
     if not _is_loopback(host):

@@ -111,10 +111,34 @@ def catalog_databases(config: dict) -> dict:
     return {key: section.get(key) or None for key in ("database_uri", "tables_uri")}
 
 
-def data_dir(config: dict) -> Path:
-    """The data directory, created if needed; ValueError naming it if it is a file."""
+def subscribe_address(config: dict, address: str | None = None) -> str:
+    """The 0MQ proxy output an analysis service subscribes to: ``address``, else ``[analysis]
+    subscribe_address``; ValueError if there is none, or if a TCP one (``host:port`` or
+    ``tcp://host:port``, as bluesky's ``RemoteDispatcher`` takes it) names no host or port."""
+    address = address or (config.get("analysis") or {}).get("subscribe_address")
+    if not address:
+        raise ValueError("no proxy to subscribe to: give --proxy host:port or set "
+                         "[analysis] subscribe_address in the configuration")
+    protocol, _, rest = address.rpartition("://")
+    if protocol in ("", "tcp"):
+        host, _, port = rest.rpartition(":")
+        if not (host and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"proxy address {address!r}: give host:port, the port 1 to 65535")
+    elif not rest:
+        raise ValueError(f"proxy address {address!r}: nothing after {protocol}://")
+    return address
+
+
+def data_path(config: dict) -> Path:
+    """The data directory's path, not created; ValueError naming it if it is a file."""
     path = Path(config["data"]["dir"]).expanduser()
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path}: the data directory is a file, not a directory")
+    return path
+
+
+def data_dir(config: dict) -> Path:
+    """The data directory, created if needed; ValueError naming it if it is a file."""
+    path = data_path(config)
     path.mkdir(parents=True, exist_ok=True)
     return path
