@@ -164,3 +164,90 @@ def test_a_run_the_catalog_holds_is_not_refused_by_the_quick_lookup(one_run, ref
         analysis_uid = catalog.analyses(uid).values()[0].metadata["start"]["uid"]
     typed = {"uid prefix": uid[:6], "analysis uid": analysis_uid}.get(ref, ref)
     assert absent_run(root, typed) is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["flow", "dry-run", "--residence", "-1"],
+     "residence_s must be a positive number of seconds, got -1.0"),
+    (["flow", "dry-run", "--residence", "0.01"], "above max_rate_ml_min=28"),
+    (["flow", "dry-run", "--nucleation", "500"], "nucleation_c=500.0 °C is outside the limits "
+                                                 "of chamber: 25 to 350 °C"),
+    (["flow", "dry-run", "--nucleation", "240", "--growth", "300"], "no point to measure"),
+    (["flow", "dry-run", "--growth", "250", "250"], "growth_c must hold distinct temperatures"),
+    (["analysis", "serve", "--proxy", "nonsense"], "proxy address 'nonsense': give host:port"),
+    (["analysis", "serve", "--proxy", "localhost:99999"], "the port 1 to 65535"),
+    (["analysis", "serve"], "no proxy to subscribe to: give --proxy host:port"),
+    (["catalog", "serve"], "no API key: pass api_key or set the environment variable "
+                           "TILED_API_KEY"),
+    (["catalog", "serve", "--api-key-file", "/nonexistent/key"],
+     "--api-key-file /nonexistent/key: No such file or directory"),
+])
+def test_a_bad_argument_of_another_command_is_refused_before_any_heavy_import(
+        tmp_path, monkeypatch, args, message):
+    monkeypatch.delitem(ENV, "TILED_API_KEY", raising=False)  # the catalog server's default
+    data = tmp_path / "data"
+    code, stderr, heavy = refuse(*args, "--data-dir", str(data))
+    command = " ".join(args[:2])
+    assert code == 2
+    assert stderr.startswith(f"ncsynth {command}: ") and stderr.count("\n") == 1, stderr
+    assert message in stderr
+    assert heavy == []
+    assert not data.exists()
+
+
+def test_the_flow_grid_is_checked_against_the_configured_zone_limits(tmp_path):
+    config = tmp_path / "low.toml"
+    config.write_text("[flow.oven]\nmax_temperature_c = 245.0\n")
+    code, stderr, heavy = refuse("flow", "dry-run", "--config", str(config),
+                                 "--data-dir", str(tmp_path / "data"))
+    assert code == 2 and heavy == []
+    assert "growth_c=250.0 °C is outside the limits of oven: 25 to 245 °C" in stderr, stderr
+
+
+def test_a_short_api_key_is_refused_after_the_process_list_warning():
+    code, stderr, heavy = refuse("catalog", "serve", "--api-key", "short1")
+    assert code == 2 and heavy == []
+    warning, refusal = stderr.splitlines()
+    assert warning.startswith("ncsynth catalog serve: warning: --api-key shows the key")
+    assert refusal.startswith("ncsynth catalog serve: api_key is 6 characters long")
+
+
+def test_an_empty_api_key_file_is_refused_naming_it(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("\n")
+    code, stderr, heavy = refuse("catalog", "serve", "--api-key-file", str(key))
+    assert code == 2 and heavy == []
+    assert stderr == f"ncsynth catalog serve: {key}: the API key file is empty\n"
+
+
+@pytest.mark.parametrize("command", [["dry-run"], ["flow", "dry-run"], ["session"], ["recover"]])
+def test_a_data_directory_that_is_a_file_is_refused_before_any_heavy_import(tmp_path, command):
+    a_file = tmp_path / "data"
+    a_file.write_text("not a directory")
+    code, stderr, heavy = refuse(*command, "--data-dir", str(a_file))
+    assert code == 2 and heavy == []
+    assert stderr == (f"ncsynth {' '.join(command)}: {a_file}: the data directory is a file, "
+                      f"not a directory\n")
+
+
+def test_sim_serve_refuses_a_calibration_directory_that_is_a_file(tmp_path):
+    a_file = tmp_path / "calibration"
+    a_file.write_text("")
+    code, stderr, heavy = refuse("sim", "serve", "--calibration-dir", str(a_file))
+    assert code == 2 and heavy == []
+    assert stderr == f"ncsynth sim serve: --calibration-dir {a_file}: a file, not a directory\n"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:5578", "tcp://localhost:1", "ipc:///tmp/proxy"])
+def test_a_proxy_address_bluesky_takes_is_not_refused(address):
+    from ncsynth.config import load_config, subscribe_address
+
+    assert subscribe_address(load_config(None), address) == address
+
+
+def test_the_default_flow_grid_passes_the_early_check(tmp_path):
+    from ncsynth.command_line import check_arguments, parser
+
+    args = parser().parse_args(["flow", "dry-run", "--data-dir", str(tmp_path / "data")])
+    assert check_arguments(args)["data"]["dir"] == str(tmp_path / "data")
+    assert not (tmp_path / "data").exists()

@@ -12,6 +12,7 @@ import threading
 import traceback
 
 from ncsynth import quiet
+from ncsynth.command_checks import api_key, flow_grid
 from ncsynth.command_line import (STORED_RUN_COMMANDS, check_arguments, dry_run_arguments, parser,
                                   steering_arguments)
 from ncsynth.command_line import config as _config
@@ -24,6 +25,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     quiet.configure(args.verbose)
+    if getattr(args, "api_key", None):  # told before the key is checked, used or refused
+        print("ncsynth catalog serve: warning: --api-key shows the key to every local user in the "
+              "process list; use --api-key-file or the environment variable", file=sys.stderr)
     command = " ".join(filter(None, (args.command, getattr(args, "sim_command", None),
                                      getattr(args, "flow_command", None),
                                      getattr(args, "catalog_command", None),
@@ -83,7 +87,7 @@ def _reporting_failures(args, command) -> int:
 def _catalog_serve(args) -> int:
     from ncsynth.catalog_server import serve_catalog
 
-    serve_catalog(_config(args), host=args.host, port=args.port, api_key=_api_key(args),
+    serve_catalog(_config(args), host=args.host, port=args.port, api_key=api_key(args),
                   allow_anonymous_read=args.public)
     return 0
 
@@ -132,19 +136,6 @@ def _catalog_migrate(args) -> int:
     print(f"{len(moved)} runs in the target; to use it, set in the configuration:\n[catalog]\n"
           f'database_uri = "{shown[0]}"\ntables_uri = "{shown[1]}"')
     return 0
-
-
-def _api_key(args) -> str | None:
-    """The key of --api-key-file (first line), or of --api-key (with a warning: the process list
-    shows it), or None (the server reads the environment)."""
-    if args.api_key_file:
-        from ncsynth.catalog_server import api_key_from_file
-
-        return api_key_from_file(args.api_key_file)
-    if args.api_key:
-        print("ncsynth catalog serve: warning: --api-key shows the key to every local user in the "
-              "process list; use --api-key-file or the environment variable", file=sys.stderr)
-    return args.api_key
 
 
 def _replay(args) -> int:
@@ -311,11 +302,8 @@ def _dry_run(args) -> int:
 def _flow_dry_run(args) -> int:
     from ncsynth.flow_dryrun import flow_dry_run
 
-    grid = None
-    if args.nucleation or args.growth:
-        grid = {"nucleation_c": args.nucleation or [280.0], "growth_c": args.growth or [260.0]}
     try:
-        summary = flow_dry_run(_config(args, hardware="sim"), grid=grid,
+        summary = flow_dry_run(_config(args, hardware="sim"), grid=flow_grid(args),
                                residence_s=args.residence, speed=args.speed, seed=args.seed,
                                progress=not (args.no_progress or args.json))
     except (ValueError, TypeError, FileNotFoundError) as exc:

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from ncsynth import validation
+from ncsynth.command_checks import check_command
 from ncsynth.config_schema import SCHEMA
 
 #: Commands that work on a stored run of the data directory's catalog.
@@ -243,6 +244,7 @@ def check_arguments(args) -> dict | None:
     if getattr(args, "output", None) and Path(args.output).exists() and not args.overwrite:
         raise ValueError(f"-o {args.output}: the file exists; give --overwrite to replace it "
                          f"(without -o a new file named after the run is written)")
+    check_command(args, configuration)
     if args.command == "dry-run":
         _check_plan(args, configuration)
     if args.command == "agent":
