@@ -74,7 +74,7 @@ from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, Pattern, Reducer
                                         calibration_from_beam, subtract)
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
 from ncsynth.analysis.frame_model import (FrameModel, SizeModelError, preferred_model,
-                                          size_model_systematic)
+                                          resolved_fraction, size_model_systematic)
 from ncsynth.analysis.skewed import SkewedFit, fit_skewed
 from ncsynth.analysis.stream_frames import FrameFileError, StreamFrames
 from ncsynth.analysis.threaded_callback import ThreadedCallback
@@ -330,7 +330,7 @@ class SAXSAnalysis(DocumentRouter):
         self._cds.append(cd)
         self._yields.append(yld)
         systematic = self._size_model.add(size_model_systematic(
-            fit, skewed, two if model.populations == 2 else None))
+            fit, skewed, two if model.populations == 2 else None), resolved_fraction(fit, skewed))
         self._emit_frame(doc, fit, skewed, model, systematic, time_s, frame_time, yld,
                          float(temperature), pattern)
 

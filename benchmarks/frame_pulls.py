@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ncsynth.analysis.frame_model import SizeModelError, preferred_model, size_model_systematic
+from ncsynth.analysis.frame_model import (SizeModelError, preferred_model, resolved_fraction,
+                                          size_model_systematic)
 from ncsynth.analysis.saxs import fit_pattern
 from ncsynth.analysis.skewed import fit_skewed
 from ncsynth.runs import raw_run
@@ -51,7 +52,8 @@ def refit(patterns) -> dict:
         gaussian, skewed = (fit if fit.success else gaussian), (shaped if shaped.success else skewed)
         two = found or two
         systematic = size_model.add(size_model_systematic(fit, shaped,
-                                                          found if model.populations == 2 else None))
+                                                          found if model.populations == 2 else None),
+                                    resolved_fraction(fit, shaped))
         for (_, value, error, syst, _), shift in zip(QUANTITIES, systematic[::2]):
             columns[value][i], columns[error][i] = getattr(fit, value), getattr(fit, error)
             columns[syst][i] = shift
