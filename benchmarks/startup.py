@@ -8,6 +8,11 @@ Each refusal's one line is printed under its time (exit 2 and one stderr line, o
 Run on a quiet machine (it prints the load average)::
 
     flock /tmp/ncsynth-heavy.lock python benchmarks/startup.py
+
+Before and after a change, in one session: run it once with ``PYTHONPATH`` at an export of
+the older tree laid out as the installed package (``ncsynth/`` from ``src/ncsynth`` with
+``plans``, ``analysis``, ``devices``, ``simulators`` inside it); the commands it starts
+inherit it and import the older code.
 """
 
 from __future__ import annotations
@@ -37,10 +42,13 @@ def wall_s(argv: list[str]) -> tuple[float, subprocess.CompletedProcess]:
 
 
 def refusal(done: subprocess.CompletedProcess) -> str:
-    """What a refused command said (exit 2 and one line on stderr), or why it is no refusal."""
+    """What a refused command said (exit 2 and one line on stderr; argparse's own refusals
+    print the usage first), or why it is no refusal."""
     lines = done.stderr.strip().splitlines()
     if done.returncode == 2 and len(lines) == 1:
         return lines[0]
+    if done.returncode == 2 and lines and ": error: " in lines[-1]:
+        return f"{lines[-1]}  (argparse, after its usage)"
     return f"NOT A ONE-LINE REFUSAL (exit {done.returncode}, {len(lines)} lines on stderr)"
 
 
@@ -66,6 +74,7 @@ def main() -> None:
     ncsynth = ncsynth.split()
     empty = tempfile.mkdtemp(prefix="ncsynth-startup-")
     with_a_run = one_run_catalog(os.path.join(empty, "with-a-run"))
+    a_file = os.path.join(with_a_run, "catalog.db")
     commands = [
         ("python -c pass (baseline)", [sys.executable, "-c", "pass"]),
         ("python -c 'import ncsynth'", [sys.executable, "-c", "import ncsynth"]),
@@ -82,6 +91,24 @@ def main() -> None:
                                                            "--data-dir", with_a_run]),
         ("ncsynth replay 7, no such scan id (refused)", [*ncsynth, "replay", "7",
                                                          "--data-dir", with_a_run]),
+        ("ncsynth replay, no run given (refused)", [*ncsynth, "replay"]),
+        ("ncsynth dry-run --config /nonexistent.toml (refused)",
+         [*ncsynth, "dry-run", "--config", "/nonexistent.toml"]),
+        ("ncsynth session --config /nonexistent.toml (refused)",
+         [*ncsynth, "session", "--config", "/nonexistent.toml"]),
+        ("ncsynth dry-run --data-dir a file (refused)", [*ncsynth, "dry-run", "--data-dir",
+                                                         a_file]),
+        ("ncsynth flow dry-run --residence -1 (refused)",
+         [*ncsynth, "flow", "dry-run", "--residence", "-1", "--data-dir", empty]),
+        ("ncsynth flow dry-run --nucleation 500 (refused)",
+         [*ncsynth, "flow", "dry-run", "--nucleation", "500", "--data-dir", empty]),
+        ("ncsynth analysis serve --proxy nonsense (refused)",
+         [*ncsynth, "analysis", "serve", "--proxy", "nonsense", "--data-dir", empty]),
+        ("ncsynth sim serve --calibration-dir a file (refused)",
+         [*ncsynth, "sim", "serve", "--calibration-dir", a_file]),
+        ("ncsynth catalog serve --api-key-file none (refused)",
+         [*ncsynth, "catalog", "serve", "--api-key-file", os.path.join(empty, "no-key"),
+          "--data-dir", empty]),
         ("python -c 'import ncsynth.dryrun' (scale)", [sys.executable, "-c",
                                                        "import ncsynth.dryrun"]),
     ]
