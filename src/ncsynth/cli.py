@@ -104,7 +104,9 @@ def _agent(args) -> int:
     from ncsynth.run_agent import campaign_command
 
     return campaign_command(_config(args), args.target_radius, tolerance_nm=args.tolerance,
-                            max_runs=args.max_runs, queue=args.queue, reload=not args.no_reload)
+                            max_runs=args.max_runs, queue=args.queue, reload=not args.no_reload,
+                            target_dispersion=args.target_dispersion,
+                            dispersion_tolerance=args.dispersion_tolerance)
 
 
 def _catalog_migrate(args) -> int:

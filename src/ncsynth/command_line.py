@@ -190,6 +190,11 @@ def parser() -> argparse.ArgumentParser:
     _add_config_args(agt)
     agt.add_argument("--target-radius", type=float, required=True, help="final radius, nm")
     agt.add_argument("--tolerance", type=float, default=0.05, help="nm (default 0.05)")
+    agt.add_argument("--target-dispersion", type=float, default=None, metavar="SIGMA_OVER_R",
+                     help="final size dispersion sigma/radius too: the agent then varies the "
+                          "growth temperature as well as the reaction time")
+    agt.add_argument("--dispersion-tolerance", type=float, default=None,
+                     help="absolute, on sigma/radius (default 0.005)")
     agt.add_argument("--max-runs", type=int, default=8, help="syntheses at most (default 8)")
     agt.add_argument("--queue", default="tcp://127.0.0.1:60615",
                      help="the queue server's 0MQ control address")
@@ -349,15 +354,21 @@ def _check_plan(args, configuration: dict) -> None:
 
 def _check_campaign(args, configuration: dict) -> None:
     """The agent's campaign against the configuration's limits, named by its options."""
-    from ncsynth.agent_protocol import SynthesisProtocol, check_campaign
+    from ncsynth.agent_protocol import DISPERSION_TOLERANCE, SynthesisProtocol, check_campaign
 
+    if args.dispersion_tolerance is not None and args.target_dispersion is None:
+        raise ValueError("--dispersion-tolerance needs --target-dispersion")
+    tolerance = DISPERSION_TOLERANCE if args.dispersion_tolerance is None else \
+        args.dispersion_tolerance
     try:
         check_campaign(args.target_radius, SynthesisProtocol(), configuration, args.max_runs,
-                       args.tolerance)
+                       args.tolerance, args.target_dispersion, tolerance)
     except ValueError as exc:
         text = str(exc)
         for name, option in {"target_radius_nm": "--target-radius", "max_runs": "--max-runs",
-                             "tolerance_nm": "--tolerance"}.items():
+                             "tolerance_nm": "--tolerance",
+                             "target_dispersion": "--target-dispersion",
+                             "dispersion_tolerance": "--dispersion-tolerance"}.items():
             text = text.replace(name, option)
         raise ValueError(text) from None
 
