@@ -22,6 +22,8 @@ laid out as its pyproject maps the packages, on PYTHONPATH), alternated with thi
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/timing.py [--frames 200] [--skip-dry-run] [--hutch]
                                                        [--before COMMIT [--repeats K]]
+                                                       [--compression None|Blosc|...]
+                                                       [--modes baseline,software,detector]
 """
 
 import argparse
@@ -42,6 +44,7 @@ from bluesky import RunEngine  # noqa: E402
 
 from ncsynth import timebase  # noqa: E402
 from ncsynth.config import default_config, load_config  # noqa: E402
+from ncsynth.config_schema import FRAME_COMPRESSIONS as COMPRESSIONS  # noqa: E402
 from ncsynth.instruments import connect, simulated_hutch  # noqa: E402
 from ncsynth.plans import (background_frames, detector_timed_acquisition, frame_schedule,  # noqa: E402
                            timed_acquisition)
@@ -57,18 +60,22 @@ def relative_waits(detector, heater, timer, t0, offsets, **_):
 
 
 @contextlib.contextmanager
-def in_process_beamline():
-    """The devices on a simulated beamline in this process, its clock (speed 1) in force."""
+def in_process_beamline(compression=None):
+    """The devices on a simulated beamline in this process, its clock (speed 1) in force;
+    ``compression``: the frames' (the configuration's default if None)."""
     config = load_config(hardware="sim")
     config["data"]["dir"] = tempfile.mkdtemp(prefix="ncsynth-timing-")
+    if compression is not None:
+        config["detector"]["compression"] = compression
     with SimulatedBeamline(speed=1.0, seed=1) as sim, timebase.use_clock(sim.clock):
         yield connect(simulated_hutch(config, sim))
 
 
 @contextlib.contextmanager
-def separate_beamline():
+def separate_beamline(compression=None):
     """The devices of a ``hardware = "hutch"`` configuration filled with what an ``ncsynth sim
-    serve --speed 1`` process prints (its Channel Access environment set here); wall clock."""
+    serve --speed 1`` process prints (its Channel Access environment set here); wall clock;
+    ``compression`` as for :func:`in_process_beamline`."""
     data = tempfile.mkdtemp(prefix="ncsynth-timing-")
     serve = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "sim", "serve", "--speed", "1",
                               "--seed", "1", "--calibration-dir", os.path.join(data, "calibration")],
@@ -80,15 +87,17 @@ def separate_beamline():
         config.update(hardware="hutch", data={"dir": data})
         for section, values in settings.items():
             config[section].update(values)
+        if compression is not None:
+            config["detector"]["compression"] = compression
         yield connect(config)
     finally:
         serve.terminate()
         serve.wait(30)
 
 
-def measure(mode, plan_stub, n_frames, hutch=False):
+def measure(mode, plan_stub, n_frames, hutch=False, compression=None):
     offsets = frame_schedule(n_frames)
-    with (separate_beamline if hutch else in_process_beamline)() as dev:
+    with (separate_beamline if hutch else in_process_beamline)(compression) as dev:
         RE = RunEngine({})
         docs = []
         RE.subscribe(lambda name, doc: docs.append((name, doc)))
@@ -164,21 +173,29 @@ def package_tree(commit: str, into: str) -> str:
     return root
 
 
-def frame_timing(n_frames: int, hutch: bool) -> None:
-    """Frame start errors of the three ways, printed as a table with the p99 ratios."""
-    results = [measure("baseline: relative waits", relative_waits, n_frames, hutch),
-               measure("software-triggered, absolute deadlines", timed_acquisition, n_frames, hutch),
-               measure("detector-timed (flyer)", detector_timed_acquisition, n_frames, hutch)]
+MODES = {"baseline": ("baseline: relative waits", relative_waits),
+         "software": ("software-triggered, absolute deadlines", timed_acquisition),
+         "detector": ("detector-timed (flyer)", detector_timed_acquisition)}
+
+
+def frame_timing(n_frames: int, hutch: bool, compression: str | None = None,
+                 modes=tuple(MODES)) -> None:
+    """Frame start errors of the ways in ``modes`` (keys of :data:`MODES`), printed as a table
+    with the p99 ratios to the baseline's (when measured)."""
+    results = [measure(*MODES[mode], n_frames, hutch, compression) for mode in modes]
     where = "beamline in its own sim serve process, wall clock" if hutch else \
         "beamline in this process, its clock at speed 1"
-    print(f"frame start error vs schedule, first {n_frames} frames, real time (ms); {where}")
+    print(f"frame start error vs schedule, first {n_frames} frames, real time (ms); {where}; "
+          f"compression {compression or 'as configured'}")
     print(f"{'mode':<42}{'median':>9}{'p99':>9}{'max':>9}{'mean':>10}{'skipped':>9}")
     for r in results:
         print(f"{r['mode']:<42}{r['median_ms']:9.2f}{r['p99_ms']:9.2f}{r['max_ms']:9.2f}"
-              f"{r['mean_signed_ms']:10.2f}{r['skipped']:9d}")
-    base = results[0]["p99_ms"]
-    for r in results[1:]:
-        print(f"p99 ratio baseline / {r['mode']}: {base / max(r['p99_ms'], 1e-9):.1f}x")
+              f"{r['mean_signed_ms']:10.2f}{r['skipped']:9d}", flush=True)
+    if "baseline" in modes:
+        base = results[list(modes).index("baseline")]["p99_ms"]
+        for r in results:
+            if r["mode"] != MODES["baseline"][0]:
+                print(f"p99 ratio baseline / {r['mode']}: {base / max(r['p99_ms'], 1e-9):.1f}x")
 
 
 def main():
@@ -190,9 +207,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=1, help="dry runs of each with --before")
     parser.add_argument("--hutch", action="store_true",
                         help="the beamline in an 'ncsynth sim serve' process of its own (see above)")
+    parser.add_argument("--compression", choices=COMPRESSIONS,
+                        help="the frames' compression (default: the configuration's)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"comma-separated, of {', '.join(MODES)} (default: all)")
     args = parser.parse_args()
+    modes = args.modes.split(",")
+    if not set(modes) <= set(MODES):
+        parser.error(f"--modes: choose among {', '.join(MODES)}, got {args.modes!r}")
     if args.frames:
-        frame_timing(args.frames, args.hutch)
+        frame_timing(args.frames, args.hutch, args.compression, modes)
     if args.before:  # the same dry run with the code of another commit, alternated
         with tempfile.TemporaryDirectory() as tmp:
             before = package_tree(args.before, tmp)

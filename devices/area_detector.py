@@ -34,6 +34,7 @@ import math
 import os
 import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -85,12 +86,14 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     ``ImageMode`` Multiple with ``AcquirePeriod`` would give), so the detector-timed sequence
     is software-scheduled: a background thread waits for each start time in turn
     (:func:`ncsynth.timebase.deadlines`, the whole schedule given to the clock), starts one
-    exposure and waits until the plugin has written it. The frame time is the clock's time
-    when ``acquire`` was written. Limits: starts are late
+    exposure and waits until the cam has ended it (its ``ArrayCounter`` counts it), not until
+    the plugin has written it: the plugin writes in its own thread while the next frame
+    exposes, and a frame is collected (its stream_datum emitted) only once written. The frame
+    time is the clock's time when ``acquire`` was written. Limits: starts are late
     by the thread's wake-up (~0.5 ms with the system clock's spin wait) plus the Channel Access
     put and the driver's arming (detector dependent); consecutive starts need at least exposure
-    + read-out + file write; a start time that has passed when the previous frame is written
-    starts at once (its real, late start is recorded). Sub-millisecond timing needs the
+    + read-out; a start time that has passed when the previous exposure ends starts at once
+    (its real, late start is recorded). Sub-millisecond timing needs the
     beamline's hardware trigger (``TriggerMode`` external), which this class does not drive.
     """
 
@@ -133,11 +136,12 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             for pv, which in zip(monitors, ("incident", "transmitted")))
         if monitors is None:
             self.read_attrs = ["image", "frame_time"]
-        self._frames_written = 0
+        self._frames_started = 0  # exposures started this staging: the next frame's index in its file
+        self._counter_base = 0  # the cam's ArrayCounter_RBV at stage
         self._exposure_s: float | None = None  # cam.acquire_time while staged (monitor)
         self._ioc_gone: str | None = None  # why a frame could not start (its IOC gone), this staging
-        self._exposing: DeviceStatus | None = None
-        self._pending: _PendingFrame | None = None
+        self._exposing: _PendingFrame | None = None  # the last exposure started
+        self._pending: deque[_PendingFrame] = deque()  # exposed, not yet written, in order
         self._pending_lock = threading.Lock()
         self._cancel = threading.Event()
         self.stage_sigs.update([("cam.image_mode", 1), ("cam.num_images", 1), ("cam.trigger_mode", 0)])
@@ -207,10 +211,12 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         if not self.hdf5.file_path_exists.get():
             self.unstage()
             raise DetectorError(f"{self.name}: the IOC cannot write to {self.hdf5.file_path.get()!r}")
-        self._frames_written = 0
+        self._frames_started = 0
         self._ioc_gone = None
         self._assets.reset()
         self._assets.new_file(Path(when.strftime(self.read_path_template)) / f"{filename}.h5", shape)
+        self._counter_base = int(self.cam.array_counter.get())
+        self.cam.array_counter.subscribe(self._counted, run=False)
         self.hdf5.num_captured.subscribe(self._captured, run=False)
         # the exposure time as the IOC has it, kept by a monitor: a trigger asks nothing first
         self._exposure_s = self.exposure_time.get()
@@ -223,6 +229,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         failure, not the frame's, would end the run): the device only forgets its staging,
         with a warning. A failed restore otherwise raises :class:`DetectorError` naming it."""
         self._end_sequence()
+        self.cam.array_counter.clear_sub(self._counted)
         self.hdf5.num_captured.clear_sub(self._captured)
         self.cam.acquire_time.clear_sub(self._exposure_seen)
         self._exposure_s = None
@@ -238,70 +245,94 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
                                 f"{first_line(error)}") from error
 
     def trigger(self):
-        """Expose one frame now; the Status finishes once the HDF5 plugin has written it."""
+        """Expose one frame now; the Status finishes once the HDF5 plugin has written it. The
+        next trigger may come as soon as the cam has ended this exposure, while the plugin
+        still writes it (as areaDetector's file plugin writes in its own thread)."""
         if self._sequence_running():
             raise DetectorError(f"{self.name}: a detector-timed sequence is running")
-        return self._expose(collected=False)
+        return self._expose(collected=False).written
 
-    def _expose(self, *, collected: bool, exposure_s: float | None = None) -> DeviceStatus:
+    def _expose(self, *, collected: bool, exposure_s: float | None = None) -> "_PendingFrame":
         """Start one exposure now: ``cam.acquire`` is the first Channel Access message (the
         exposure time is the one this staging's monitor last saw, or ``exposure_s``), its time
         the frame's start; the time-out's timer thread starts after it."""
         if self._staged != Staged.yes:
             raise DetectorError(f"{self.name}: stage the detector (it opens the HDF5 file) first")
-        if self._exposing is not None and not self._exposing.done:
-            raise DetectorError(f"{self.name}: the previous frame is not written yet")
-        index = self._frames_written
+        previous = self._exposing
+        if previous is not None and not previous.exposed.done:
+            # the cam ignores an Acquire while acquiring: wait until it has ended the last
+            # exposure (bounded by that frame's time-out, which fails this Status)
+            try:
+                previous.exposed.wait()
+            except Exception as error:
+                raise DetectorError(f"{self.name}: the previous exposure did not end: "
+                                    f"{first_line(error)}") from error
         exposure = checked_exposure(self._exposure_s if exposure_s is None else exposure_s)
         timeout = exposure + self.timeout_s
-        status = self._exposing = DeviceStatus(self)
-        pending = _PendingFrame(index, math.nan, collected, status)
+        pending = self._exposing = _PendingFrame(self._frames_started, math.nan, collected,
+                                                 DeviceStatus(self), DeviceStatus(self))
         pending.timer = threading.Timer(timeout, self._late, args=(pending, timeout))
         pending.timer.daemon = True
         with self._pending_lock:
-            self._pending = pending
+            self._pending.append(pending)
+            self._frames_started += 1
         pending.t_start = timebase.now()
         try:
             self.cam.acquire.put(1, use_complete=True)
         except Exception as error:  # the IOC is gone
             self._finish(pending, None)
+            with self._pending_lock:
+                self._frames_started -= 1
             self._ioc_gone = first_line(error)
             raise DetectorError(f"{self.name}: cannot start an exposure: {self._ioc_gone}") from error
         pending.timer.start()  # a frame written meanwhile has cancelled it: it ends at once
-        return status
+        return pending
 
     def _exposure_seen(self, value, **kwargs) -> None:
         """``cam.acquire_time`` changed (Channel Access monitor, while staged)."""
         self._exposure_s = value
 
+    def _counted(self, value, **kwargs) -> None:
+        """The cam's ``ArrayCounter`` changed (Channel Access monitor): the exposures it has
+        counted since stage have ended (their frames may still be on their way to the file)."""
+        with self._pending_lock:
+            ended = [p for p in self._pending if p.index < value - self._counter_base]
+        for pending in ended:
+            if not pending.exposed.done:
+                pending.exposed.set_finished()
+
     def _captured(self, value, **kwargs) -> None:
-        """``NumCaptured`` changed (Channel Access monitor): the pending frame is written once
-        it counts it; its readings are the beam monitors' values now."""
-        pending = self._pending
-        if pending is None or not value > pending.index:
+        """``NumCaptured`` changed (Channel Access monitor): the pending frames it counts are
+        written, in order; their readings are the beam monitors' values now."""
+        with self._pending_lock:
+            written = [p for p in self._pending if p.index < value]
+        if not written:
             return
         readings = {}
         if self.monitors is not None:
             readings = {self.incident_flux: float(self.monitors[0].get()),
                         self.transmitted_flux: float(self.monitors[1].get())}
-        self._finish(pending, readings)
+        for pending in written:
+            self._finish(pending, readings)
 
     def _finish(self, pending: "_PendingFrame", outcome) -> None:
         """End ``pending`` once: ``outcome`` a dict of readings (written), an exception
         (failed), or None (never started)."""
         with self._pending_lock:
-            if self._pending is not pending:
+            if pending not in self._pending:
                 return
-            self._pending = None
+            self._pending.remove(pending)
         pending.timer.cancel()
-        if pending.status.done:  # aborted meanwhile
-            return
-        if isinstance(outcome, dict):
-            self._frames_written = pending.index + 1
-            self._record(pending.index, pending.t_start, collected=pending.collected, readings=outcome)
-            pending.status.set_finished()
-        elif outcome is not None:
-            pending.status.set_exception(outcome)
+        for status in (pending.exposed, pending.written):
+            if status.done:  # aborted meanwhile
+                continue
+            if isinstance(outcome, dict):
+                if status is pending.written:
+                    self._record(pending.index, pending.t_start, collected=pending.collected,
+                                 readings=outcome)
+                status.set_finished()
+            elif outcome is not None:
+                status.set_exception(outcome)
 
     def _late(self, pending: "_PendingFrame", timeout: float) -> None:
         """The pending frame's time is up (timer thread): fail it, with the cause when there is
@@ -339,21 +370,38 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         return self._scheduled_frames(start_times, exposure_s)
 
     def _scheduled_frames(self, start_times, exposure_s: float) -> Iterator[None]:
-        for _ in timebase.deadlines(start_times, self._cancel):
-            try:
-                self._expose(collected=True, exposure_s=exposure_s).wait()
-            except Exception:
-                if self._cancel.is_set():
-                    return
-                raise
-            yield
+        """Each start in turn once the previous exposure has ended (not once it is written:
+        the plugin writes while the next frame exposes); at the end, every frame written. A
+        failed write ends the sequence with its error at the next start."""
+        writing: list[DeviceStatus] = []
+        try:
+            for _ in timebase.deadlines(start_times, self._cancel):
+                _raise_failed(writing)
+                frame = self._expose(collected=True, exposure_s=exposure_s)
+                writing.append(frame.written)
+                frame.exposed.wait()
+                yield
+            for status in writing:
+                status.wait()
+        except Exception:
+            if self._cancel.is_set():
+                return
+            raise
 
     def _abort_sequence(self) -> None:
         self._cancel.set()
         self.cam.acquire.put(0, wait=False)
-        pending = self._pending
-        if pending is not None:
-            self._finish(pending, DetectorError(f"{self.name}: sequence aborted"))
+        with self._pending_lock:
+            pending = list(self._pending)
+        for frame in pending:
+            self._finish(frame, DetectorError(f"{self.name}: sequence aborted"))
+
+
+def _raise_failed(statuses: list[DeviceStatus]) -> None:
+    """Drop the finished Statuses from ``statuses``; raise the error of a failed one."""
+    for status in [s for s in statuses if s.done]:
+        statuses.remove(status)
+        status.wait()  # raises its exception if it failed
 
 
 #: Longest wait (s) for the HDF5 plugin's WriteStatus/WriteMessage when a frame is late.
@@ -404,14 +452,16 @@ def _forget_staging(device) -> None:
     device._staged = Staged.no
 
 
-@dataclass
+@dataclass(eq=False)
 class _PendingFrame:
     """A frame exposed and not yet reported written: its index in the file, start (epoch s),
-    whether a sequence collects it, its Status, and the timer that fails it."""
+    whether a sequence collects it, its Statuses (``exposed``: the cam has ended the exposure;
+    ``written``: the HDF5 plugin has written it), and the timer that fails it."""
 
     index: int
     t_start: float
     collected: bool
-    status: DeviceStatus
+    written: DeviceStatus
+    exposed: DeviceStatus
     timer: threading.Timer | None = None
 

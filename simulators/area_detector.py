@@ -13,8 +13,9 @@ Behaviour (areaDetector's, reduced to what the device needs):
 * ``cam1:Acquire`` = 1 starts one exposure of ``AcquireTime`` s at the world clock's now
   (``ImageMode``/``NumImages``/``TriggerMode`` are kept but one image is taken per Acquire);
   the put completes once the exposure has started (``DetectorState_RBV`` Acquire); at its end
-  ``ArrayCounter_RBV`` counts up, the frame goes to the HDF5 plugin, ``Acquire`` returns to 0
-  and the state to Idle. ``Acquire`` = 0 during an exposure aborts it (no frame).
+  the frame goes to the HDF5 plugin's queue, ``Acquire`` returns to 0, the state to Idle and
+  then ``ArrayCounter_RBV`` counts up: the driver is ready for the next ``Acquire`` without
+  waiting for the file write. ``Acquire`` = 0 during an exposure aborts it (no frame).
 * ``HDF1:Capture`` = 1 (``FileWriteMode`` Stream) opens ``FullFileName_RBV`` = ``FileTemplate``
   filled C-style with ``FilePath``, ``FileName``, ``FileNumber`` and appends every frame to
   ``/entry/data/data`` (n, rows, cols) ``uint32``, compressed as ``Compression`` says (``None``,
@@ -23,9 +24,12 @@ Behaviour (areaDetector's, reduced to what the device needs):
   ``/entry/instrument/NDAttributes/`` ``NDArrayTimeStamp`` (epoch s), ``NDArrayUniqueId``, the
   two monitors and ``AcquireTime`` per frame, and the detector's calibration as NeXus (NXdetector,
   NXmonochromator: :mod:`ncsynth.simulators.frame_file`); flushed every ``NumFramesFlush``
-  frames, SWMR if ``SWMRMode`` On; ``NumCaptured_RBV`` counts them.
-  ``Capture`` = 0 closes the file. ``FilePath`` is created if ``CreateDirectory`` is not 0;
-  ``FilePathExists_RBV`` says whether it exists.
+  frames, SWMR if ``SWMRMode`` On; ``NumCaptured_RBV`` counts them. As areaDetector's plugin
+  with ``BlockingCallbacks`` No, it writes (compression included) in a thread of its own,
+  frames queued in order, so the next exposure runs while the last frame is written;
+  ``NumCaptured_RBV`` follows ``ArrayCounter_RBV``, it does not gate it.
+  ``Capture`` = 0 closes the file once the queued frames are written. ``FilePath`` is created
+  if ``CreateDirectory`` is not 0; ``FilePathExists_RBV`` says whether it exists.
 
 Time: exposures reserve their middle and end on the world's clock (a jumping clock stops
 there), frame synthesis and file writes run inside ``clock.busy()``, and monitor updates leave
@@ -39,12 +43,15 @@ plugin never writes them: a capture that never completes), :attr:`last_frame`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import itertools
 import os
 import re
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import h5py
@@ -115,7 +122,12 @@ class SimulatedAreaDetector:
         self._override = None
         self._cancel = threading.Event()
         self._job: asyncio.Future | None = None
+        self._acquiring = False  # an exposure (and its frame's synthesis) is under way
         self._file: h5py.File | None = None
+        # the HDF5 plugin's own thread (its queue: the executor's, first in, first out) and
+        # the frames queued to it, not yet written
+        self._plugin_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="HDF1")
+        self._writes: set[asyncio.Future] = set()
         self._task: asyncio.Task | None = None
         self._context: Context | None = None
         self.address: tuple[str, int] | None = None
@@ -191,6 +203,7 @@ class SimulatedAreaDetector:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve on ``host``; searches on UDP ``port`` (0: a free one). Returns that port."""
         port = port or _free_udp_port(host)
+        self._plugin_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="HDF1")
         # beacons to this IOC's own search port on the loopback (caproto reads the list as the
         # server starts): nothing leaves the host, and no "connection refused" without a repeater
         os.environ["EPICS_CAS_AUTO_BEACON_ADDR_LIST"] = "NO"
@@ -226,7 +239,9 @@ class SimulatedAreaDetector:
                 await asyncio.wait_for(closed, timeout=1.0)
             except asyncio.TimeoutError:
                 pass  # a client that does not read: its socket closes with the loop
+        await self._drain_writes()  # the frames already taken stay in the file
         self._close_file()
+        self._plugin_thread.shutdown(wait=False)
 
     def _pairs(self, prefix: str, table) -> None:
         for suffix, kind, initial in table:
@@ -252,10 +267,11 @@ class SimulatedAreaDetector:
         if not value:
             self._cancel.set()
             return 0
-        if self._job is not None and not self._job.done():
+        if self._acquiring:
             return 1  # already acquiring (areaDetector ignores the repeat)
         clock = self.world.clock
         self._cancel = cancel = threading.Event()
+        self._acquiring = True
         exposure = reserve_exposure(clock, clock.now(), float(self.pvs[f"{cam}AcquireTime"].value), cancel)
         await self._set(f"{cam}DetectorState_RBV", "Acquire")
         await self.pvs[f"{cam}Acquire_RBV"].write(1)
@@ -263,40 +279,65 @@ class SimulatedAreaDetector:
         return 1
 
     async def _acquire(self, exposure, cancel: threading.Event) -> None:
+        """One exposure; at its end the frame goes to the HDF5 plugin's queue and the driver is
+        ready for the next ``Acquire`` at once (it does not wait for the file write), then
+        ``ArrayCounter_RBV`` counts the frame."""
         cam, clock = f"{self.prefix}cam1:", self.world.clock
         flask = []  # sampled while a jumping clock stands at mid-exposure
         sample = lambda: flask.append(flask_state(self.world, self._override))  # noqa: E731
-        taken = await asyncio.to_thread(exposure.middle, sample)
-        if taken:
-            frame, expected = await while_busy(clock, asyncio.to_thread(
-                self.synthesizer.synthesize, *flask[0], exposure.exposure_s))
-            taken = await asyncio.to_thread(exposure.end)
-        if taken:
-            self.last_expected_counts, self.last_frame = expected, frame
-            await while_busy(clock, self._frame_done(frame, exposure.t_start, exposure.exposure_s))
+        taken = False
+        try:
+            taken = await asyncio.to_thread(exposure.middle, sample)
+            if taken:
+                frame, expected = await while_busy(clock, asyncio.to_thread(
+                    self.synthesizer.synthesize, *flask[0], exposure.exposure_s))
+                taken = await asyncio.to_thread(exposure.end)
+            if taken:
+                self.last_expected_counts, self.last_frame = expected, frame
+                counter = self.pvs[f"{cam}ArrayCounter_RBV"].value + 1
+                self._to_plugin(frame, exposure.t_start, counter, exposure.exposure_s)
+        finally:
+            self._acquiring = False
         await self._set(f"{cam}DetectorState_RBV", "Idle" if taken else "Aborted")
         await self._set(f"{cam}Acquire", 0)
+        if taken:
+            await self._set(f"{cam}ArrayCounter", counter)
 
-    async def _frame_done(self, frame: np.ndarray, t_start: float, exposure_s: float) -> None:
-        cam, hdf = f"{self.prefix}cam1:", f"{self.prefix}HDF1:"
-        counter = self.pvs[f"{cam}ArrayCounter_RBV"].value + 1
-        await self._set(f"{cam}ArrayCounter", counter)
+    def _to_plugin(self, frame: np.ndarray, t_start: float, counter: int, exposure_s: float) -> None:
+        """Queue a frame to the HDF5 plugin (NDArray callback, non-blocking as areaDetector's
+        ``BlockingCallbacks`` No): its writes run in order in the plugin's own thread, and a
+        jumping clock holds still until it is written (or has failed)."""
+        held = contextlib.ExitStack()  # the clock's hold taken now, not when the task first runs
+        busy = getattr(self.world.clock, "busy", None)
+        if busy is not None:
+            held.enter_context(busy())
+        self._writes.add(task := asyncio.ensure_future(self._write_frame(frame, t_start, counter, exposure_s)))
+        task.add_done_callback(lambda done: (self._writes.discard(done), held.close()))
+
+    async def _write_frame(self, frame: np.ndarray, t_start: float, counter: int, exposure_s: float) -> None:
+        """The HDF5 plugin's handling of one frame: ``ArrayCounter`` and sizes, the monitors, the
+        write (compression included) in the plugin's thread, then ``NumCaptured_RBV``."""
+        hdf = f"{self.prefix}HDF1:"
         for axis, size in enumerate((frame.shape[1], frame.shape[0], 0)):
             await self.pvs[f"{hdf}ArraySize{axis}_RBV"].write(size)
-        await self.pvs[self.prefix + INCIDENT_SUFFIX].write(self.incident_flux)
-        await self.pvs[self.prefix + TRANSMITTED_SUFFIX].write(self.transmitted_flux)
+        incident, transmitted = self.incident_flux, self.transmitted_flux
+        await self.pvs[self.prefix + INCIDENT_SUFFIX].write(incident)
+        await self.pvs[self.prefix + TRANSMITTED_SUFFIX].write(transmitted)
         await self._set(f"{hdf}ArrayCounter", self.pvs[f"{hdf}ArrayCounter_RBV"].value + 1)
-        if self._file is None or self.stall_writes:
+        handle = self._file
+        if handle is None or self.stall_writes:
             return
         try:
-            written = append_frame(self._file, frame, t_start, counter, self.incident_flux,
-                                   self.transmitted_flux, int(self.pvs[f"{hdf}NumFramesFlush"].value),
-                                   exposure_s=exposure_s)
-        except (OSError, RuntimeError) as error:
+            written = await asyncio.get_running_loop().run_in_executor(
+                self._plugin_thread, functools.partial(
+                    append_frame, handle, frame, t_start, counter, incident, transmitted,
+                    int(self.pvs[f"{hdf}NumFramesFlush"].value), exposure_s=exposure_s))
+        except (OSError, RuntimeError, ValueError) as error:  # ValueError: a file closed meanwhile
             await self._set(f"{hdf}WriteStatus", 1)
             await self.pvs[f"{hdf}WriteMessage"].write(write_message(error))
             return
-        await self.pvs[f"{hdf}NumCaptured_RBV"].write(written)
+        if handle is self._file:
+            await self.pvs[f"{hdf}NumCaptured_RBV"].write(written)
 
     # -- HDF5 plugin -------------------------------------------------------------------------
     async def _on_file_path(self, value):
@@ -313,6 +354,7 @@ class SimulatedAreaDetector:
     async def _on_capture(self, value):
         hdf = f"{self.prefix}HDF1:"
         if not value:
+            await self._drain_writes()
             self._close_file()
             return 0
         if self._file is not None:
@@ -334,8 +376,15 @@ class SimulatedAreaDetector:
         await self.pvs[f"{hdf}NumCaptured_RBV"].write(0)
         return 1
 
+    async def _drain_writes(self) -> None:
+        """Wait for the frames queued to the HDF5 plugin (``Capture`` = 0 closes the file after
+        them, as the plugin does)."""
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
     def _close_file(self) -> None:
         if self._file is not None:
+            self._plugin_thread.submit(lambda: None).result()  # no write of it still running
             self._file.close()
             self._file = None
 

@@ -450,3 +450,48 @@ def test_the_world_is_sampled_at_mid_exposure_however_soon_the_clock_may_jump(tm
     starts += page["data"]["mid_frame_time"]
     assert starts[5:] == list(schedule)
     assert sampled == [t + EXPOSURE_S / 2 for t in starts]
+
+
+def test_the_next_exposure_starts_while_the_plugin_still_writes_the_last_frame(tmp_path):
+    """As areaDetector's HDF5 plugin, the simulated one writes in its own thread: in real time,
+    with a compression slower than the dead time between frames (zlib at level 9, ~0.1-0.3 s a
+    full frame here), a detector-timed sequence starts its next exposures while earlier frames
+    are still being written (the cam's ArrayCounter ahead of the plugin's NumCaptured when an
+    exposure starts), and still every frame reaches the file, each collected only once written."""
+    clock = WorldClock(speed=1.0)
+    with SimulatorHost() as host, timebase.use_clock(clock):
+        ioc, release_clients = serve_ioc(host, World(clock), geometry=GEOMETRY, seed=5)
+        det = AreaDetectorSAXS(ioc.prefix, name="slow", write_path_template=str(tmp_path),
+                               timeout_s=60.0, compression="zlib")
+        det.hdf5.stage_sigs["zlevel"] = 9
+        det.exposure_time.put(EXPOSURE_S)
+        at_starts = []  # (frames the cam has counted, frames the plugin has written) at each start
+
+        def started(value, **kwargs):
+            if value == 1:
+                at_starts.append((ioc.value("cam1:ArrayCounter_RBV"), ioc.value("HDF1:NumCaptured_RBV")))
+
+        det.cam.acquire.subscribe(started, run=False)
+        documents = []
+        RE = RunEngine({})
+        RE.subscribe(lambda name, doc: documents.append((name, doc)))
+        schedule = clock.now() + 2.0 + 0.1 * np.arange(8)  # 25 ms between an end and the next start
+        det.prepare_sequence(schedule)
+        base = ioc.value("cam1:ArrayCounter_RBV")  # frames the cam counted before the sequence
+        RE(whole_sequence(det))
+        det.cam.acquire.clear_sub(started)
+        release_clients()
+    clock.close()
+    assert any(counted - base > written for counted, written in at_starts[1:]), at_starts
+    [page] = [doc for name, doc in documents if name == "event_page"]
+    assert len(page["data"]["slow_frame_time"]) == 8
+    assert all(start >= due for start, due in zip(page["data"]["slow_frame_time"], schedule))
+    [datum] = [doc for name, doc in documents if name == "stream_datum"]
+    assert datum["indices"] == {"start": 0, "stop": 8}
+    [resource] = [doc for name, doc in documents if name == "stream_resource"]
+    with h5py.File(_path(resource), "r") as written:
+        assert set(written[FRAME_DATASET]._filters) == {"gzip"}
+        frames = written[FRAME_DATASET][:]
+    assert frames.shape == (8, *GEOMETRY.shape)
+    np.testing.assert_array_equal(frames[-1], ioc.last_frame)
+    assert all(frame.sum() > 0 for frame in frames)
