@@ -246,11 +246,23 @@ class ControllerRegister(Signal):
         return {self.name: {"value": value, "timestamp": timestamp}}
 
     def put(self, value, **kwargs) -> None:
+        """Write ``value`` as the controller keeps it (:meth:`stored`)."""
         if not self._writable:
             raise ReadOnlyError(f"{self.name} is read-only")
         self.check_value(value)
-        timestamp = self.parent._port.write_tenths(self.register, float(value), self.what)
-        self._update(float(value), timestamp)
+        stored = self.stored(value)
+        timestamp = self.parent._port.write_tenths(self.register, stored, self.what)
+        self._update(stored, timestamp)
+
+    @staticmethod
+    def stored(value) -> float:
+        """The value the controller keeps for ``value``: one decimal."""
+        return round(float(value), 1)
+
+    def _set_and_wait(self, value, timeout, **kwargs):
+        """``set()`` ends once the register reads back what it stores (242.8 for 242.8125),
+        not the float asked for, which it would wait for forever, polling the link."""
+        return super()._set_and_wait(self.stored(value), timeout, **kwargs)
 
     def check_value(self, value) -> None:
         _finite_number(self.name, value)

@@ -286,3 +286,18 @@ def test_negative_ramp_rate_refused_before_sending():
     with pytest.raises(ValueError, match="ramp_rate"):
         device.ramp_rate.put(-5.0)
     device.destroy()
+
+
+def test_a_setpoint_finer_than_the_controllers_tenth_completes_at_the_value_it_stores(sim, heater):
+    """The controller keeps one decimal: ``setpoint.set(242.8125)`` ends once it reads back
+    242.8 (it waited forever for 242.8125 before, polling the link, and the next set of the
+    setpoint was refused as 'still in progress'); a plan's next set then works."""
+    status = heater.setpoint.set(242.8125)
+    status.wait(timeout=10)
+    assert status.success
+    assert sim.controller.target_setpoint_c == 242.8
+    assert heater.setpoint.get() == 242.8
+    RE = RunEngine({})
+    RE(bps.abs_set(heater.setpoint, 231.06, wait=True))
+    assert sim.controller.target_setpoint_c == 231.1
+    assert heater.setpoint.get() == 231.1
