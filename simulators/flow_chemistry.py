@@ -122,12 +122,12 @@ class FlowKineticParameters:
     * Fig. 1 / text, T ≤ 260 °C, 14 s: "regular NCs rather than MSCs" — few nuclei
       (k_nuc 150 kJ/mol, 4th order), monomer-rich, and CdSe-437 grows on to CdSe-465
       (k_465 = 100 L/mol/s while the monomer pre-adsorption K is saturated) and NCs
-      (k_nc): 240–260 °C keep 2.5–4.6 % of the Cd in MSCs, NCs 36–60 %.
+      (k_nc): 240–260 °C keep 2.1–3.9 % of the Cd in MSCs, NCs 36–61 %.
     * Fig. 1 / rate laws 260 < T ≤ 300 °C: CdSe-437 accumulates; the seed lists no r(465)
       there.  Reproduced by the exothermic pre-adsorption before 437 → 465
       (K = 0.06 at 280 °C, −400 kJ/mol: K = 1 at 263 °C, so the step is on below 260 °C and
       ~94 % off at 280 °C) and by the faster nucleation using up the monomer: CdSe-437 holds
-      14 / 31 / 29 / 13 % at 270 / 280 / 290 / 300 °C and 14 s, coexisting with NCs (the
+      14 / 30 / 28 / 12 % at 270 / 280 / 290 / 300 °C and 14 s, coexisting with NCs (the
       window's r(NCs) = k[403][M], ``k_nc_403``); at 280 °C the NC exciton moves 498 → 519 nm
       from 4.5 to 14 s (seed: 490 → 527 nm) and CdSe-437 rises with the growth temperature.
     * > 300 °C (rate laws and text: high nucleation, little monomer, "monomer depletion,
@@ -137,26 +137,30 @@ class FlowKineticParameters:
       k_d(T)·s_j with a steep k_d (400 kJ/mol: 2 %/s at 280 °C, CdSe-437 s = 1, the others
       20) in series with ``dissolution_limit_per_s`` (1/k = 1/(s_j·k_d) + 1/limit), so the
       dissolution switches on between 300 and 310 °C but is no faster than 1/s above: at 14 s
-      ≤ 2 % of the Cd is left in MSCs from 310 °C on.  CdSe-437 is the most stable family
-      (s = 1; the seed: "most persistent MSC").
+      3.6 % of the Cd is left in MSCs at 310 °C, ≤ 0.8 % from 320 °C on.  CdSe-437 is the
+      most stable family (s = 1; the seed: "most persistent MSC").
     * Fig. 4, 350 °C and 4.5 s: five families (350, 382, 403, 437, 465 nm) each hold
-      1.2–3.8 % of the Cd: the nucleation burst carries clusters up the chain in the chamber
+      1.2–3.7 % of the Cd: the nucleation burst carries clusters up the chain in the chamber
       (CdSe-382 route, k_382 190 kJ/mol; 437 → 465 by a thermally activated channel
       ``k_465_hot``, 310 kJ/mol, the seed's high-temperature r(465)), and the cascade
       dissolution refills the smaller families while NCs take up the monomer.
     * TEM, 350 °C and 7.6 s: NCs 3.6 nm (``k_nc_nuclei`` 240 kJ/mol, the seed's
       high-temperature r(NCs) = k[Nucl][M], sets their number; k_g 200 kJ/mol their growth).
-    * Fig. 2, 1.5 s at 230 °C: MSCs seen (2.8 % of the Cd, CdSe-437 the largest family).  With
+    * Fig. 2, 1.5 s at 230 °C: MSCs seen (2.5 % of the Cd, CdSe-437 the largest family).  With
       the oven at 230 °C the nucleation temperature matters through the plug's relaxation into
-      the oven (``oven_heat_time_s``): MSCs hold most of the SAXS-visible Cd up to T_nuc 240 °C,
-      NCs from 250 °C (seed: continuous NC growth from 250 °C).
+      the oven (``oven_heat_time_s``): MSCs hold most of the SAXS-visible Cd up to T_nuc 230 °C,
+      NCs from 240 °C (seed: continuous NC growth from 250 °C).  The r = 1.02 nm shoulder
+      (CdSe-465) "formed at 230 °C ... fully pronounced at 240 °C": CdSe-465 passes on to NCs
+      fast enough (``k_nc`` = 220 L/mol/s, the seed's r(NCs) = k(NCs)[465][M]) to stay below
+      half of CdSe-437's Cd up to T_nuc 220 °C (0.40 / 0.42 / 0.46 at 200 / 210 / 220 °C) and
+      reach it at 240 °C (0.54); with 150 L/mol/s it was 0.48 / 0.52 / 0.57 and 0.70.
 
-    Known gaps (simulators/flow_figures.py KNOWN_GAPS, rows of benchmarks/paper_vs_simulator.py):
-    Fig. 2's quantized steps (r 0.87 → 0.94 nm from 190 to 200 °C, the 1.02 nm shoulder from
-    230 °C): CdSe-437 is the largest family from 190 °C on and CdSe-465 is already ~half of it
-    (5/8 checks), and new NCs stay at ~2.1 nm in 1.5 s (seed: continuous growth from 250 °C).
-    Fig. 1 below the diagonal (T_nuc 310–350 °C, oven 270–300 °C): up to 36 % of
-    the Cd stays in CdSe-437 at 14 s, where the seed sees none.
+    Known gaps (simulators/flow_figures.py KNOWN_GAPS, rows of benchmarks/paper_vs_simulator.py,
+    with what was tried): Fig. 2's first quantized step (r 0.87 → 0.94 nm, CdSe-403 → 437,
+    from T_nuc 190 to 200 °C): CdSe-437 is the largest family from 190 °C on (7/8 checks), and
+    new NCs stay at ~2.1 nm in 1.5 s (seed: continuous growth from 250 °C).  Fig. 1 below the
+    diagonal (T_nuc 310–350 °C, oven 270–300 °C): up to 34 % of the Cd stays in CdSe-437 at
+    14 s, where the seed sees none.
     """
 
     reference_temperature_c: float = 280.0
@@ -170,7 +174,7 @@ class FlowKineticParameters:
     k_465_adsorption: Arrhenius = Arrhenius(0.06, -400.0)
     #: The high-temperature channel of 437 → 465 (rate laws above 300 °C).
     k_465_hot: Arrhenius = Arrhenius(5.0, 310.0)
-    k_nc: Arrhenius = Arrhenius(150.0, 0.0)
+    k_nc: Arrhenius = Arrhenius(220.0, 0.0)
     k_nc_403: Arrhenius = Arrhenius(250.0, 60.0)
     k_nc_nuclei: Arrhenius = Arrhenius(7.0, 240.0)
     k_g: Arrhenius = Arrhenius(2.2e3, 200.0)

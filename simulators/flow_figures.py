@@ -65,14 +65,25 @@ STATEMENTS = (
 #: benchmark prints them OUT and tests/test_flow_chemistry.py marks them strict xfail.
 KNOWN_GAPS = {
     "cdse437_14s_below_diagonal_max":
-        "a 310-350 C chamber (1.27 s) hands the oven 7-23 % of the Cd in CdSe-437 and 14-30 % "
-        "in CdSe-465, which dissolves into CdSe-437 there; at 270-300 C the clusters dissolve "
-        "no faster than the NCs take up monomer below the solubility, and the window's own "
-        "plugs (300/300 C) are as depleted at 14 s, so no dissolution retune separates them",
+        "a 310-350 C chamber (1.27 s) hands the oven 7-23 % of the Cd in CdSe-437 and 13-26 % "
+        "in CdSe-465, which dissolves into CdSe-437 there; the window's plug 300/300 C and "
+        "310/300 C then share the same 12.7 s oven and end as depleted (0.17 vs 0.16 mM, 12 "
+        "vs 10 % CdSe-437), so the CdSe-437 must be gone after a 310 C chamber yet survive a "
+        "300 C one. Tried: CdSe-465 dissolving into monomer, a solubility rising with T "
+        "(0-300 kJ/mol), k_d, its limit and the hot 437->465 channel free (~1000 sets scored "
+        "on the critical plugs): with activation energies <= 400 kJ/mol the best leaves 6.7 % "
+        "at a window of 10.0 % but 41 % MSCs at 240-260 C and 2 families at 350 C, 4.5 s; "
+        "<= 5 % needs a 437->465 channel of 500-890 kJ/mol, which leaves no cluster at 350 C, "
+        "4.5 s (Fig. 4, Fig. S2); oven_heat_time_s 1-4 s: 34-30 %",
     "fig2_steps_1p5s":
-        "CdSe-403 lives ~20 ms at 230 C (k_437 = 4.7e3 L/mol/s, 9.5 mM monomer), so no "
-        "CdSe-403 at T_nuc 190 C; and a 10 C step of T_nuc moves the plug's mean temperature "
-        "over 1.5 s by only 3.5 C (0.14 s chamber, tau = 0.4 s oven entry): no step in T_nuc",
+        "7/8: CdSe-403 is not the largest family at T_nuc 190 C (0.02 % of the Cd vs 1.0 % in "
+        "CdSe-437): it lives ~20 ms at 230 C (k_437 = 4.7e3 L/mol/s, 9.6 mM monomer), and the "
+        "230 C oven (90 % of the 1.5 s for every T_nuc) converts what the 0.14 s chamber makes; "
+        "a 10 C step of T_nuc moves the plug's mean temperature by only 3.5 C. Tried: a slow, "
+        "activated 403->437 (E_a 100-150 kJ/mol, same k at 280 C): CdSe-403/437 changes by "
+        "only 10-15 % per 10 C step (1.2 at 190 C, 1.1 at 200 C for 120 kJ/mol) and it breaks "
+        "Fig. 4's families, MSCs outside the window and fig2_dominant; oven_heat_time_s 1-4 s: "
+        "4-5/8",
 }
 #: Families SAXS resolves (seed 002: "sizes below ~1.6 nm could not be accessed"), beside NCs.
 SAXS_FAMILIES = ("MSC-403", "MSC-437", "MSC-465")

@@ -12,7 +12,8 @@ from ncsynth.simulators.flow_chemistry import (
     FAMILIES, Arrhenius, FlowComposition, FlowKineticParameters, simulate_plug)
 from ncsynth.simulators.flow_heating import HEATING_STEP_C, oven_entry_segments
 from ncsynth.simulators.flow_outlet import FlowReactorModel, mixture_distribution
-from ncsynth.simulators.flow_figures import KNOWN_GAPS, STATEMENTS, flow_figures
+from ncsynth.simulators.flow_figures import (FIG2_SHOULDER_RATIO, KNOWN_GAPS, STATEMENTS,
+                                             flow_figures)
 from ncsynth.simulators.world import World
 
 PRECURSOR = 0.01
@@ -170,6 +171,17 @@ def test_nucleation_temperature_matters_at_1_5_s_through_the_oven_entry():
 
     assert rise() > 2 * rise(oven_heat_time_s=0.0) and rise(oven_heat_time_s=0.0) > 1
     assert plug(280, 280, 14.0).state().tolist() == plug(280, 280, 14.0, oven_heat_time_s=0.0).state().tolist()
+
+
+def test_fig2_cdse_465_shoulder_appears_between_220_and_240_c():
+    """Fig. 2 (1.5 s, oven 230 °C): the r = 1.02 nm shoulder (CdSe-465) "formed at 230 °C ...
+    fully pronounced at 240 °C": below half of CdSe-437's Cd up to T_nuc 220 °C, at least half
+    at 240 °C, rising with T_nuc (the part of fig2_steps_1p5s the chemistry reproduces)."""
+    ratio = {t: share(c, "MSC-465") / share(c, "MSC-437")
+             for t, c in ((t, plug(t, 230, 1.5)) for t in (200, 210, 220, 230, 240))}
+    assert all(ratio[t] < FIG2_SHOULDER_RATIO for t in (200, 210, 220)), ratio
+    assert ratio[240] >= FIG2_SHOULDER_RATIO, ratio
+    assert np.all(np.diff(list(ratio.values())) > 0), ratio
 
 
 def test_arrhenius_constants():
