@@ -17,6 +17,9 @@ configuration file (which names hutch or simulated hardware, ports and limits):
   (preheat, settling); ``end_of_run``, the summary printed at each run's end; ``bec``,
   bluesky's BestEffortCallback (headings, plots only when a display is available); and the
   live analysis (``analysis``, whose derived runs go into ``cat``; ``analysis.summary()``);
+* ``steered_synthesis`` — :func:`ncsynth.plans.steered_synthesis` deciding from this
+  session's live fits (``fit_feed``) within the configuration's ``[steering]`` limits
+  (:func:`session_steering`, docs/steering.md);
 * one Ctrl-C pauses at once (then ``RE.resume()``, ``RE.stop()`` or ``RE.abort()``);
 * ``sim`` — the :class:`~ncsynth.simulators.beamline.SimulatedBeamline` when simulated (its
   world clock, real time by default, is the time base of the session), else None;
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import logging
 import os
@@ -44,6 +48,7 @@ import ncsynth.plans
 from ncsynth import timebase
 from ncsynth.catalog_server import open_configured_catalog
 from ncsynth.config import HARDWARE, data_dir
+from ncsynth.errors import RefusedToStart
 from ncsynth.progress import StatusLine, Terminal
 from ncsynth.run_engine import RunEngine
 from ncsynth.session_display import PauseAtOnce, live_display
@@ -168,12 +173,37 @@ def session_namespace(config: dict, sim: bool | None = None, *, speed: float | N
     namespace = {"RE": RE, "cat": cat, "config": config, "sim": beamline, "devices": devices,
                  **devices.as_dict(), **display, "progress": progress, "close": close}
     namespace.update(plans_namespace())
+    namespace["steered_synthesis"] = session_steering(display["fit_feed"], config)
     from bluesky_tiled_plugins.queries import TimeRange
     from tiled.queries import Key
 
     namespace.update(Key=Key, TimeRange=TimeRange)  # cat.search(Key("sample") == "CdSe-07")
     logger.info("session ready: %s hardware, data in %s, %s", config["hardware"], root, cat)
     return namespace
+
+
+def session_steering(feed, config: dict):
+    """:func:`ncsynth.plans.steered_synthesis` with the session's ``feed`` (the
+    :class:`~ncsynth.steering_feed.FitFeed` its live analysis fills) and the configuration's
+    ``[steering]`` limits filled in: ``RE(steered_synthesis(heater, injector, detector, recipe,
+    target_radius_nm=2.0))``. Without fits in this process (``analysis=False``, or
+    ``[analysis] publish_address``) it refuses at the call, before anything moves."""
+    from ncsynth.plans import steered_synthesis
+    from ncsynth.plans.decisions import SteeringLimits
+
+    limits = SteeringLimits.from_config(config)
+
+    @functools.wraps(steered_synthesis)
+    def steered(*args, **kwargs):
+        if feed is None:
+            raise RefusedToStart("steered_synthesis decides from the live fits of this session, "
+                                 "and it has none (no live analysis here, or [analysis] "
+                                 "publish_address sends the documents elsewhere)")
+        kwargs.setdefault("feed", feed)
+        kwargs.setdefault("limits", limits)
+        return steered_synthesis(*args, **kwargs)
+
+    return steered
 
 
 def start_session(config: dict, sim: bool | None = None, *, speed: float | None = None) -> int:

@@ -198,7 +198,8 @@ def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
     the end-of-run summary; with ``publish_to`` (``[analysis] publish_address``, host:port of a
     bluesky 0MQ proxy) the documents go there for ``ncsynth analysis serve`` instead of being
     analysed here (no fit table or figure in this process). Returns the namespace entries (``bec``, ``analysis``,
-    ``fit_table``, ``figure``, ``end_of_run``); ``stack`` (an ExitStack) gets their closing."""
+    ``fit_table``, ``figure``, ``end_of_run``, and ``fit_feed``: the per-frame fits a steered
+    synthesis decides from, None unless analysed here); ``stack`` (an ExitStack) gets their closing."""
     from bluesky.callbacks.best_effort import BestEffortCallback
 
     from ncsynth.analysis.display import LiveFigure
@@ -209,6 +210,7 @@ def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
         bec.disable_plots()
     RE.subscribe(bec)
     table, figure, live = FitTable(terminal), LiveFigure(Path(data_dir) / "figures", every=FIGURE_EVERY), None
+    feed = None
     if analysis and publish_to:
         from ncsynth.analysis_service import PublishedAnalysis
 
@@ -218,8 +220,13 @@ def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
         if stack is not None:
             stack.callback(live.close)
     elif analysis:
+        from ncsynth.steering_feed import FitFeed
+
+        feed = FitFeed()  # steered_synthesis waits on these fits (session.session_steering)
+
         def emit(name, doc):
             store(name, doc)
+            feed(name, doc)
             table(name, doc)
             figure(name, doc)
 
@@ -234,4 +241,5 @@ def live_display(RE, terminal, store, data_dir, *, analysis: bool = True,
             stack.callback(logging.getLogger(name).removeFilter, log_filter)
     end = EndOfRun(terminal, live, figure if analysis and not publish_to else None, data_dir, quiet)
     RE.subscribe(end)
-    return {"bec": bec, "analysis": live, "fit_table": table, "figure": figure, "end_of_run": end}
+    return {"bec": bec, "analysis": live, "fit_table": table, "figure": figure, "end_of_run": end,
+            "fit_feed": feed}
