@@ -16,21 +16,25 @@ CAPROTO_THREADS = frozenset({"activate_subscriptions", "retry"})
 _caproto_threads_seen: set[str] = set()
 
 
-#: The suite's slowest files, slowest first (their tests' `--durations` summed, in a `-n 2` run
-#: of the suite, issue 18). The README command hands whole files to its two workers (`--dist
-#: loadfile`) in collection order (`--no-loadscope-reorder`: xdist's default order, most tests
-#: first, put these few-test files, 1-3 min each, among the last 55 of 80, where the last one
-#: to start decides how long the other worker idles): these go first, and the rest, seconds
-#: each, fill the gaps in name order. A file missing here only runs later; nothing else changes.
+#: The suite's slowest files, slowest first (their tests' times summed from a `-n 2` run of
+#: the suite with `--junitxml`, 2026-12-03, issue 18: files of 25 s and more). The README
+#: command hands whole files to its two workers (`--dist loadfile`) in collection order
+#: (`--no-loadscope-reorder`): these go first, longest first, so that the last file to start
+#: is short and the other worker idles little; the rest, seconds each, fill the gaps in name
+#: order. A file missing here only runs later; nothing else changes.
 SLOWEST_FIRST = ("test_dry_run.py", "test_damaged_data.py", "test_analysis_service.py",
-                 "test_protocol.py", "test_quiet_commands.py", "test_postgres.py",
-                 "test_steered_dry_run.py", "test_postgres_dry_run.py", "test_session.py",
-                 "test_superfocusing.py", "test_double_injection.py", "test_flow_reactor.py",
-                 "test_storage.py", "test_session_terminal.py", "test_nexus.py",
-                 "test_catalog_server.py", "test_flask_protocol.py", "test_concurrent_writers.py",
-                 "test_steering_plan.py", "test_world_stepping.py", "test_area_detector.py",
-                 "test_size_model_error.py", "test_catalog_views.py",
-                 "test_analysis_service_missed.py")
+                 "test_hutch_path.py", "test_steered_dry_run.py", "test_protocol.py",
+                 "test_determinism.py", "test_postgres_dry_run.py", "test_run_agent.py",
+                 "test_recipe_agent.py", "test_analysis_service_missed.py",
+                 "test_session_terminal.py", "test_session_steering.py", "test_postgres.py",
+                 "test_session_synthesis.py", "test_quiet_commands.py", "test_skipped_frames.py",
+                 "test_nexus.py", "test_flow_reactor.py", "test_storage.py",
+                 "test_water_calibration.py", "test_session.py", "test_double_injection.py",
+                 "test_superfocusing.py", "test_concurrent_writers.py", "test_queueserver.py",
+                 "test_steering_plan.py", "test_area_detector.py", "test_size_model_error.py",
+                 "test_browser.py", "test_steering_fallback.py", "test_world_stepping.py",
+                 "test_catalog_views.py", "test_catalog_server.py", "test_flask_protocol.py",
+                 "test_command_line.py", "test_run_outputs.py")
 
 
 def pytest_collection_modifyitems(items):
