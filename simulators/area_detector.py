@@ -238,7 +238,10 @@ class SimulatedAreaDetector:
             try:
                 await asyncio.wait_for(closed, timeout=1.0)
             except asyncio.TimeoutError:
-                pass  # a client that does not read: its socket closes with the loop
+                # a client that does not read keeps close() flushing its buffer, and the
+                # socket open once the host's loop stops: drop the unsent data, close now
+                for writer in writers:
+                    writer.transport.abort()
         await self._drain_writes()  # the frames already taken stay in the file
         self._close_file()
         self._plugin_thread.shutdown(wait=False)

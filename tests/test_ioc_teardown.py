@@ -5,6 +5,7 @@ its frames. Real components: caproto IOCs on the loopback, ophyd's caproto contr
 RunEngine following the jumping world clock."""
 
 import threading
+import time
 
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
@@ -45,7 +46,11 @@ def test_a_stopped_ioc_hangs_up_on_its_clients(tmp_path):
     circuits = [manager for (where, _), manager in PV.default_context().circuit_managers.items()
                 if where == address]
     # a circuit left open to a stopped server stays 'connected' ~36 s, until caproto's echo
-    # check gives up on it, its channels' reads waiting out their time-outs meanwhile
+    # check gives up on it, its channels' reads waiting out their time-outs meanwhile; hung up
+    # on, the client's selector thread sees it at once (at most a few ms; 10 s under any load)
+    gave_up = time.monotonic() + 10.0
+    while any(manager.connected for manager in circuits) and time.monotonic() < gave_up:
+        time.sleep(0.01)
     assert circuits and not any(manager.connected for manager in circuits)
 
 
