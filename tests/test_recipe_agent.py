@@ -18,7 +18,7 @@ from ncsynth.agent_surrogate import EXPLORATION, MIN_SPACING, RecipeAgent
 from ncsynth.config import load_config
 from test_command_line import refuse
 import test_run_agent
-from test_run_agent import ncsynth_agent
+from test_run_agent import ncsynth_agent, stored_report
 
 # Final radius (nm) and dispersion (sigma / radius) of the short protocol at (growth °C,
 # reaction time s), measured on the simulated flask with the loop test's configuration
@@ -179,14 +179,9 @@ def test_the_two_knob_loop_meets_radius_and_dispersion_through_the_queue_server(
                                         and ", growth_temperature_c " in line
                                         for i, line in enumerate(lines)), lines
     assert last.startswith(f"target {radius} nm, dispersion {dispersion} reached"), last
-    report_uid = last.rsplit(" ", 1)[1]
     with open_catalog(server.data_dir) as cat:
-        report_run = cat[report_uid]
-        start, stop = report_run.metadata["start"], report_run.metadata["stop"]
+        report_uid, start, table = stored_report(cat, last, len(lines))
         assert start["agent"] == "RecipeAgent" and start["target_dispersion"] == dispersion
-        assert stop["exit_status"] == "success" and "reached" in stop["reason"]
-        table = report_run["report"].read()
-        assert list(table["iteration"].values) == list(range(1, len(lines) + 1))
         for i, uid in enumerate(str(u) for u in table["raw_uid"].values):
             raw = cat[uid].metadata["start"]
             assert raw["agent_campaign"] == report_uid

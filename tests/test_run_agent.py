@@ -151,6 +151,18 @@ def ncsynth_agent(server, *args) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=360)
 
 
+def stored_report(cat, last_line: str, n_runs: int) -> tuple:
+    """The report run ``ncsynth agent``'s last output line names: its uid, start document and
+    ``report`` table, checked to have ended reached, one row per synthesis."""
+    report_uid = last_line.rsplit(" ", 1)[1]
+    report_run = cat[report_uid]
+    stop = report_run.metadata["stop"]
+    assert stop["exit_status"] == "success" and "reached" in stop["reason"]
+    table = report_run["report"].read()
+    assert list(table["iteration"].values) == list(range(1, n_runs + 1))
+    return report_uid, report_run.metadata["start"], table
+
+
 @pytest.mark.timeout(420)
 def test_the_run_to_run_loop_reaches_the_target_through_the_queue_server(agent_queue_server):
     """The campaign as ``ncsynth agent`` runs it, in a process of its own; what it stored read
@@ -180,16 +192,11 @@ def test_the_run_to_run_loop_reaches_the_target_through_the_queue_server(agent_q
                                    enumerate(lines)), lines
     assert last.startswith(f"target {target} nm reached within 0.05 nm") and \
         " report run " in last, last
-    report_uid = last.rsplit(" ", 1)[1]
     with open_catalog(server.data_dir) as cat:
         # the report run: what the agent knew after each run, linked to the raw runs both ways
-        report_run = cat[report_uid]
-        start, stop = report_run.metadata["start"], report_run.metadata["stop"]
+        report_uid, start, table = stored_report(cat, last, len(lines))
         assert start["plan_name"] == "agent_report" and start["target_radius_nm"] == target
-        assert stop["exit_status"] == "success" and "reached" in stop["reason"]
-        table = report_run["report"].read()
         radii, times = table["final_radius_nm"].values, table["reaction_time_s"].values
-        assert list(table["iteration"].values) == list(range(1, len(lines) + 1))
         assert abs(radii[-1] - target) <= 0.05
         assert abs(radii[0] - target) > 0.05, lines  # not met by the first proposal
         assert [f"{r:.3f} nm" in line for r, line in zip(radii, lines)] == [True] * len(lines)
