@@ -56,6 +56,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from ..analysis.optical import MSC_PEAKS_NM, cdse_diameter_from_units_nm, cdse_diameter_nm, cdse_units
+from .flow_chamber import stirred_tank_outlet
 from .flow_heating import oven_entry_segments
 from .kinetics_parameters import GAS_CONSTANT_J_PER_MOL_K, ZERO_CELSIUS_K
 
@@ -155,12 +156,8 @@ class FlowKineticParameters:
       half of CdSe-437's Cd up to T_nuc 220 °C (0.40 / 0.42 / 0.46 at 200 / 210 / 220 °C) and
       reach it at 240 °C (0.54); with 150 L/mol/s it was 0.48 / 0.52 / 0.57 and 0.70.
 
-    Known gaps (simulators/flow_figures.py KNOWN_GAPS, rows of benchmarks/paper_vs_simulator.py,
-    with what was tried): Fig. 2's first quantized step (r 0.87 → 0.94 nm, CdSe-403 → 437,
-    from T_nuc 190 to 200 °C): CdSe-437 is the largest family from 190 °C on (7/8 checks), and
-    new NCs stay at ~2.1 nm in 1.5 s (seed: continuous growth from 250 °C).  Fig. 1 below the
-    diagonal (T_nuc 310–350 °C, oven 270–300 °C): up to 34 % of the Cd stays in CdSe-437 at
-    14 s, where the seed sees none.
+    Known gaps, with what was tried (the stirred chamber too): simulators/flow_figures.py
+    KNOWN_GAPS (Fig. 2's first quantized step; Fig. 1's CdSe-437 below the diagonal).
     """
 
     reference_temperature_c: float = 280.0
@@ -201,13 +198,21 @@ class FlowKineticParameters:
     #: 0.4 s for D ≈ 0.7 mm (our choice; seed 002 gives no tube data).  Only plugs with
     #: T_nuc ≠ T_growth feel it; it lets the nucleation temperature matter at 1.5 s (Fig. 2).
     oven_heat_time_s: float = 0.4
+    #: True runs the nucleation chamber as a stirred tank (simulators/flow_chamber.py, seed
+    #: 002's "nucleation chamber" of a continuous hot injection); False, the default, as a plug
+    #: like the oven.  The tank with these rate constants moves Fig. 1's below-diagonal CdSe-437
+    #: from 34 % to 10 % but breaks Fig. 4 and the TEM size at 350 °C (KNOWN_GAPS).
+    chamber_stirred: bool = False
 
     def __post_init__(self):
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if isinstance(value, Arrhenius):
                 continue
-            if item.name == "dissolution_factors":
+            if item.name == "chamber_stirred":
+                if not isinstance(value, bool):
+                    raise ValueError(f"chamber_stirred must be True or False, got {value!r}")
+            elif item.name == "dissolution_factors":
                 if len(value) != len(FAMILIES) or not all(math.isfinite(v) and v >= 0 for v in value):
                     raise ValueError(f"{item.name} needs {len(FAMILIES)} finite values >= 0, "
                                      f"got {value!r}")
@@ -373,8 +378,9 @@ def simulate_plug(residence_chamber_s: float, residence_oven_s: float,
 
     Args:
         residence_chamber_s, residence_oven_s: residence times (s) in the nucleation chamber (at
-            its temperature, °C) and the growth oven (the plug relaxing from the chamber's to the
-            oven's temperature with time constant ``oven_heat_time_s``: oven_entry_segments).
+            its temperature, °C; a plug, or a stirred tank if ``chamber_stirred``) and the
+            growth oven (the plug relaxing from the chamber's to the oven's temperature with
+            time constant ``oven_heat_time_s``: oven_entry_segments).
         precursor_molar: Cd precursor fed (mol/L of CdSe units), all monomer at t = 0.
         series_points: if > 0, ``series`` holds the composition at that many times evenly spread
             over the whole residence (chamber then oven).
@@ -396,10 +402,18 @@ def simulate_plug(residence_chamber_s: float, residence_oven_s: float,
     if precursor == 0:
         return FlowComposition.from_state(start, params.nc_relative_sigma)
     times = np.linspace(0.0, chamber + oven, series_points)
-    stages = [(chamber, t_nuc), *oven_entry_segments(oven, t_nuc, t_growth, params.oven_heat_time_s)]
-    state, columns, begin = start, [], 0.0
+    oven_stages = oven_entry_segments(oven, t_nuc, t_growth, params.oven_heat_time_s)
+    if params.chamber_stirred:  # uniform content: the feed at t = 0, then the tank's outlet
+        state = start if t_nuc < QUENCH_TEMPERATURE_C else stirred_tank_outlet(
+            start, chamber, _rates_function(params.constants(t_nuc), params))
+        inside = times[times <= chamber]
+        columns = [np.where(inside == 0, start[:, None], state[:, None])]
+        stages, begin = oven_stages, chamber
+    else:
+        state, columns, begin = start, [], 0.0
+        stages = [(chamber, t_nuc), *oven_stages]
     for index, (duration, temperature) in enumerate(stages):
-        inside = (times > begin) | (index == 0)
+        inside = (times > begin) | (index == 0 and not columns)
         if index < len(stages) - 1:
             inside &= times <= begin + duration
         state, part = _integrate(state, duration, temperature, params, times[inside] - begin)
