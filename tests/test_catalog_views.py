@@ -116,3 +116,39 @@ def test_scan_ids_increase_across_runs_and_processes(filled):
     RE(bp.count([det], 1))
     writer.close()
     assert [catalog[i].metadata["start"]["scan_id"] for i in (-2, -1)] == [42, 43]
+
+
+SCAN_ID_WITHOUT_TILED = """
+import sys
+from ncsynth.storage import open_catalog
+with open_catalog(sys.argv[1], lazy=True) as cat:
+    print(cat.scan_ids()({}), *(m in sys.modules for m in ("tiled.server.app", "tiled.catalog")))
+"""
+
+
+def test_a_directory_without_its_scan_id_counter_reads_the_highest_from_the_database(tmp_path):
+    """The counter file gone (or damaged): the next id is one more than the highest scan id
+    of the raw runs in catalog.db, read without Tiled's app (a process that only writes
+    through the catalog worker builds none); analysis runs' metadata does not count."""
+    root = tmp_path / "data"
+    with open_catalog(root) as catalog:
+        RE = RunEngine({"scan_id": 6}, context_managers=[])  # bluesky's own ids: 7, 8
+        writer = catalog.writer()
+        RE.subscribe(writer)
+        raw = [RE(bp.count([det], 1))[0] for _ in range(2)]
+        bundle = compose_run(metadata={"raw_uid": raw[0], "scan_id": 99})  # not a raw run
+        writer("start", bundle.start_doc)
+        writer("stop", bundle.compose_stop())
+        writer.close()
+    assert not (root / "last_scan_id").exists()
+    done = subprocess.run([sys.executable, "-c", SCAN_ID_WITHOUT_TILED, str(root)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["9", "False", "False"]
+    assert (root / "last_scan_id").read_text() == "9\n"
+    (root / "last_scan_id").write_text("garbled")
+    with open_catalog(root) as catalog:
+        assert catalog.scan_ids()({}) == 9
+    with open_catalog(tmp_path / "new", lazy=True, create=False) as empty:
+        assert empty.scan_ids()({}) == 1  # no catalog.db yet: no runs
+        assert not (tmp_path / "new" / "catalog.db").exists()

@@ -52,7 +52,10 @@ def _all_documents(catalog) -> dict:
 
 
 def test_catalog_migrate_moves_every_run_document_and_frame_into_postgresql(
-        postgres, sqlite_catalog_with_runs):  # noqa: F811
+        postgres, sqlite_catalog_with_runs, tmp_path):  # noqa: F811
+    from ncsynth.storage.layout import DataDirectory
+    from ncsynth.storage.scan_ids import highest_in_database
+
     data_dir, target = sqlite_catalog_with_runs, postgres.new_database("moved")
     result = _ncsynth("catalog", "migrate", "--data-dir", str(data_dir), "--to", target,
                       timeout=300)
@@ -72,6 +75,10 @@ def test_catalog_migrate_moves_every_run_document_and_frame_into_postgresql(
             assert moved[i - 3].metadata["start"]["sample"] == f"sample-{i}"
         np.testing.assert_array_equal(moved[-1]["primary"]["img"].read(),
                                       source[-1]["primary"]["img"].read())
+        # the highest scan id (a directory without its counter) by SQL, in either database
+        assert highest_in_database(moved.layout) == highest_in_database(source.layout) == 3
+    empty = DataDirectory.at(tmp_path / "empty", database_uri=postgres.new_database("empty"))
+    assert highest_in_database(empty) == 0  # no Tiled tables in it yet
     # the source is untouched, and moving again finds every run already there
     again = _ncsynth("catalog", "migrate", "--data-dir", str(data_dir), "--to", target, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -35,7 +35,7 @@ from .integrity import check_databases, use_wal
 from .read_only import is_read_only, read_only_refusal, snapshot
 from .layout import DataDirectory, DataDirectoryError
 from .run_view import MIN_PARTIAL_UID, RAW_RUNS, RAW_UID_KEY, RunNotFound, RunView
-from .scan_ids import ScanIds
+from .scan_ids import ScanIds, highest_in_database, highest_scan_id
 
 if TYPE_CHECKING:  # Tiled's client and server and the writer are imported when first needed
     from tiled.client import Context
@@ -125,8 +125,11 @@ class Catalog(RunView):
 
     def scan_ids(self) -> ScanIds:
         """The scan-id source for ``RunEngine(scan_id_source=...)``: ids that increase across
-        the runs of every process writing to this data directory."""
-        return ScanIds(self.layout, self.node)
+        the runs of every process writing to this data directory. An embedded catalog's
+        highest id is read from its database, without building the Tiled app."""
+        if self._embedded:
+            return ScanIds(self.layout, lambda: highest_in_database(self.layout))
+        return ScanIds(self.layout, lambda: highest_scan_id(self.node))
 
     def documents(self, ref: str | int) -> Iterator[tuple[str, dict]]:
         """The run's documents ``(name, doc)`` in emission order, as the catalog stores them
@@ -159,12 +162,13 @@ class Catalog(RunView):
         catalog; see :func:`ncsynth.storage.recovery.recover_runs`. No Tiled app is built
         when there is nothing to recover."""
         from .journal import active_journals
-        from .recovery import recover_runs
 
         if self.layout.snapshot is not None:
             raise read_only_refusal(self.layout, "recovered runs")
         if not any(True for _ in active_journals(self.layout.active_journals)):
             return []
+        from .recovery import recover_runs  # imports Tiled's bluesky plugins (~2 s)
+
         return recover_runs(self.client, self.layout)
 
     def close(self) -> None:
@@ -182,13 +186,16 @@ class Catalog(RunView):
 def open_catalog(
     data_dir: str | os.PathLike, *, readable_storage: Iterable[str | os.PathLike] = (),
     lazy: bool = False, database_uri: str | None = None, tables_uri: str | None = None,
-    read_only: bool = False,
+    read_only: bool = False, create: bool = True,
 ) -> Catalog:
     """Open (creating on first use) the file-backed catalog in ``data_dir``.
 
     ``lazy``: build the in-process Tiled app on the first use of :attr:`Catalog.client` rather
     than now (a process that only writes, through ``writer(worker="process")``, never needs
-    it: Tiled's server is then not even imported).
+    it: Tiled's server is then not even imported). ``create=False``: a catalog database that
+    does not exist yet is created by the first Tiled adapter opened on it (that process's
+    :attr:`Catalog.client`, or the writer's worker process) rather than here: with ``lazy``,
+    this process imports no Tiled catalog at all.
 
     ``readable_storage``: further directories holding detector files the catalog may register
     and read (``<data_dir>/frames`` always is). Asset documents pointing elsewhere are refused
@@ -219,7 +226,7 @@ def open_catalog(
             exists = layout.catalog_db.exists()
             if exists:
                 check_databases(layout)
-        if not exists:  # created now (under the lock), so that its errors are told here
+        if not exists and create:  # created now (under the lock): its errors are told here
             catalog_adapter(layout, readable_storage=readable_storage)
     catalog = Catalog(layout, readable_storage=readable_storage)
     if not lazy:

@@ -262,6 +262,15 @@ class CatalogWriter:
         for recorder in self._recorders:
             recorder.commit()
 
+    def wait_ready(self) -> None:
+        """Return once the catalog can take documents: at once in this process; with
+        ``worker="process"``, when the worker has opened the catalog (creating it on first
+        use, see :func:`~ncsynth.storage.catalog.open_catalog`'s ``create``). Raises what
+        kept it from opening it (e.g. :class:`~ncsynth.storage.layout.DataDirectoryError`),
+        so that a caller can refuse before anything runs."""
+        if self._link is not None:
+            self._link.wait_ready()
+
     def flush(self, timeout_s: float | None = None) -> bool:
         """Commit everything received so far to the catalog and wait for it; False on timeout."""
         if self._closed:

@@ -93,6 +93,12 @@ class WorkerLink:
         if self._ready is not None:
             raise self._ready
 
+    def wait_ready(self) -> None:
+        """Wait until the worker has opened the catalog (creating it on first use); raise
+        its error if it could not."""
+        with self._lock:
+            self._wait_ready()
+
     def request(self, *request) -> None:
         """Send one request and wait for its reply; raise the worker's error, if any."""
         with self._lock:
