@@ -19,7 +19,10 @@ nothing else can write there):
 * ``("close",)``               -> the child exits (so does it at the end of its stdin)
 
 The first reply, before any request, is ``("ready",)`` or ``("error", ...)`` when the catalog
-cannot be opened.
+cannot be opened. An embedded catalog is ready once its files are opened (on first use
+created: :meth:`~ncsynth.storage.writer.CatalogWriter.wait_ready`, the dry run's refusal before anything moves); the
+worker imports Tiled's app and ``TiledWriter`` after that, while the caller starts its run
+(issue 18: ~1.2 s less waiting), and a failure there is the answer to every request.
 
 A data directory whose catalog lives in a database server (``DataDirectory.database_uri``,
 ``tables_uri``) passes those URIs to the child in its environment
@@ -148,19 +151,29 @@ def _serve(data_dir: str, readable: list[str], requests, replies) -> None:
         pickle.dump(message, replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
 
+    uris = {"database_uri": os.environ.get(DATABASE_URI_ENV) or None,
+            "tables_uri": os.environ.get(TABLES_URI_ENV) or None}
     try:
-        from bluesky_tiled_plugins import TiledWriter
-
         from .catalog import open_catalog
-        from .tiled_run import CommittingNormalizer
 
-        catalog = open_catalog(data_dir, readable_storage=readable,
-                               database_uri=os.environ.get(DATABASE_URI_ENV) or None,
-                               tables_uri=os.environ.get(TABLES_URI_ENV) or None)
+        # "ready" once the catalog's files are opened (on first use created): what can refuse
+        # them; Tiled's app and TiledWriter are imported after, while the caller starts its
+        # run. A database server is reached by the app: built before "ready".
+        catalog = open_catalog(data_dir, readable_storage=readable, **uris,
+                               lazy=not any(uris.values()))
     except BaseException as err:
         reply("error", _portable(err))
         return
     reply("ready")
+    broken = None  # why the app could not be built: every request's answer
+    try:
+        from bluesky_tiled_plugins import TiledWriter
+
+        from .tiled_run import CommittingNormalizer
+
+        catalog.client  # noqa: B018 (the in-process app, built now)
+    except BaseException as err:
+        broken = err
     runs: dict[str, tuple] = {}  # uid -> (TiledWriter, [normalizer])
     try:
         while True:
@@ -171,6 +184,8 @@ def _serve(data_dir: str, readable: list[str], requests, replies) -> None:
             if request[0] == "close":
                 return
             try:
+                if broken is not None:
+                    raise broken
                 if request[0] == "doc":
                     _, uid, name, doc = request
                     if name == "start":
