@@ -118,18 +118,19 @@ def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
     :mod:`ncsynth.plans.steering`); returning True ends this schedule there.
     """
     offsets = np.asarray(offsets_s, dtype=float)
-    half_exposure_s = _exposure_s(detector) / 2
+    mid_exposure = t0 + offsets + _exposure_s(detector) / 2
     if declare:
         yield from declare_frames(detector, heater)
 
     def act(kind, index):
         if kind == "frame":
-            yield from take_frame(detector, heater, timer, t0 + offsets[index] + half_exposure_s)
+            yield from take_frame(detector, heater, timer, mid_exposure[index])
         else:
             yield from _trigger_and_read([heater.temperature, heater.output], TEMPERATURE)
 
     agenda = _agenda(t0, offsets, monitor_period_s, heater_off_at_s, check_group)
-    yield from collector_frozen(_follow(agenda, timer, heater, check_group, act, after_frame))
+    yield from collector_frozen(_on_schedule(
+        timer, agenda, mid_exposure, _follow(agenda, timer, heater, check_group, act, after_frame)))
 
 
 def declare_frames(detector, heater, detector_timed: bool = False):
@@ -235,10 +236,21 @@ def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
     agenda = _agenda(t0, mid_exposure, monitor_period_s, heater_off_at_s, check_group)
     # readings passed over are not frames: the detector takes every frame, the account of the
     # run counts those it started late (run_accounting_frames)
-    yield from collector_frozen(_follow(agenda, timer, heater, check_group, act,
-                                        tell_skips=False))
+    yield from collector_frozen(_on_schedule(
+        timer, agenda, (), _follow(agenda, timer, heater, check_group, act, tell_skips=False)))
     yield from bps.complete(detector, wait=True)
     yield from bps.collect(detector, name=PRIMARY)
+
+
+def _on_schedule(timer, agenda, more_deadlines, plan):
+    """Run ``plan`` (the walk of ``agenda``) with the timer prepared with every deadline it
+    will wait for: the agenda's and ``more_deadlines`` (each frame's mid-exposure). The
+    clock then keeps each next deadline while the plan still finishes the previous item
+    (:class:`~ncsynth.devices.clock.DeadlineTimer`); the schedule is dropped at the end."""
+    deadlines = sorted([float(t) for t, kind, _ in agenda if kind != "check"]
+                       + [float(t) for t in more_deadlines])
+    yield from bps.prepare(timer, deadlines, wait=True)
+    return (yield from bpp.finalize_wrapper(plan, bps.prepare(timer, (), wait=True)))
 
 
 def collector_frozen(plan):

@@ -15,7 +15,11 @@ timestamps from a dry run look like the hutch's.
   work. A 2-hour protocol thus runs as fast as the code around it, in the order of its
   deadlines, and the same way on an idle and on a loaded machine.
 
-A woken waiter holds the clock until its thread has actually resumed, and
+A schedule's next deadline (:meth:`WorldClock.deadlines`) holds the clock once reached until
+its caller comes for it, or until the process has been quiet for ``keep_s`` of wall time
+with nothing else holding the clock (``patience_s`` if it never rests): the caller then waits
+for something else that needs time to go on (a plan waiting for a piston's stroke before its
+next frame), and finds the deadline passed. A woken waiter holds the clock until its thread has actually resumed, and
 :meth:`WorldClock.follow` makes a RunEngine hold it while its plan is working (both
 also seen by the observation; they keep a descheduled thread from looking quiet on
 machines without ``/proc``).
@@ -35,14 +39,15 @@ from ncsynth.timebase import each_deadline, precise_wait
 from .quiet import ThreadWatch, cpu_ns, same_cpu
 
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
-_DEADLINE, _SEQ, _STATE, _WOKEN, _CANCEL = range(5)  # fields of a waiter entry
+_DEADLINE, _SEQ, _STATE, _WOKEN, _CANCEL, _CLAIMED = range(6)  # fields of a waiter entry
 
 
 class WorldClock:
     """Clock of the simulated world (see module docstring)."""
 
     def __init__(self, speed: float | None = None, start_epoch: float | None = None,
-                 idle_s: float = 0.003, spin_s: float = 0.002, patience_s: float = 1.0):
+                 idle_s: float = 0.003, spin_s: float = 0.002, patience_s: float = 1.0,
+                 keep_s: float = 0.5):
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be positive or None (jump mode), got {speed!r}")
         self.speed = speed
@@ -59,10 +64,13 @@ class WorldClock:
         self._closed = False
         self._waiting: dict[int, int] = {}  # threads in a wait: ident -> kernel thread id
         self.patience_s = patience_s
+        self.keep_s = keep_s
+        self._reached: list[list] = []  # entries reached (holding the clock) not yet claimed
         self._threads = ThreadWatch()
         # statistics: jumps; attempts refused because the process was working; jumps made
-        # after patience_s of wall time of such refusals with nothing touching the clock
-        self.jumps_made = self.not_quiet = self.forced = 0
+        # after patience_s of wall time of such refusals with nothing touching the clock;
+        # reached deadlines let go after keep_s of quiet because nobody came for them
+        self.jumps_made = self.not_quiet = self.forced = self.let_go = 0
         self._scheduler = None
         if self.jumps:
             self._scheduler = threading.Thread(target=self._schedule, name="world-clock",
@@ -133,7 +141,8 @@ class WorldClock:
         is set. Jump mode: the next deadline is reserved (:meth:`reserve`) as soon as the
         previous one is reached, so the clock stops there even while the caller is still busy
         with the previous one in ways it cannot see (a reply on its way from an IOC), as the
-        timer of a detector that was given its schedule would."""
+        timer of a detector that was given its schedule would (up to ``keep_s`` of quiet:
+        see the module docstring)."""
         if not self.jumps:
             yield from each_deadline(self, times, cancel)
             return
@@ -193,7 +202,7 @@ class WorldClock:
         with self._cond:
             if deadline <= self.now() or self._closed:
                 return lambda then=None: then_if_reached(True, then)
-            entry = [deadline, next(self._seq), _PENDING, False, cancel]
+            entry = [deadline, next(self._seq), _PENDING, False, cancel, False]
             heapq.heappush(self._waiters, entry)
             self._activity += 1
             self._cond.notify_all()
@@ -210,6 +219,7 @@ class WorldClock:
             # take its whole past CPU time off the measure and hide what others did meanwhile
             self._waiting[me] = threading.get_native_id()
             self._activity += 1
+            entry[_CLAIMED] = True  # from now on its hold is this thread's to end
             try:
                 while entry[_STATE] == _PENDING:
                     if cancel is not None and cancel.is_set():
@@ -247,22 +257,37 @@ class WorldClock:
             entry = heapq.heappop(self._waiters)
             entry[_STATE], entry[_WOKEN] = _DONE, True
             self._busy += 1
+            if not entry[_CLAIMED]:
+                self._reached.append(entry)
             self._drop_dead()
 
     def _schedule(self) -> None:
         refused_since = None  # wall time (monotonic) since the process looks busy, clock idle
+        kept_since = None  # wall time since only reached, unclaimed deadlines hold the clock
+        quiet_since = None  # ... and the process has been quiet
         with self._cond:
             while not self._closed:
                 self._drop_dead()
-                if not self._waiters:
+                if not self._waiters and not self._reached:
                     self._cond.wait()
                     continue
                 seen, used = self._activity, self._cpu_ns()
                 self._cond.wait(self.idle_s)
-                if self._activity != seen or self._busy or self._closed:
-                    refused_since = None
+                unclaimed = self._unclaimed()
+                if self._activity != seen or self._closed or self._busy > len(unclaimed):
+                    refused_since = kept_since = quiet_since = None
                     continue
-                if not self._process_quiet(seen, used):
+                quiet = self._process_quiet(seen, used, len(unclaimed))
+                if unclaimed:  # let go after keep_s of quiet, or patience_s of a busy process
+                    now = time.monotonic()
+                    kept_since = kept_since or now
+                    quiet_since = (quiet_since or now) if quiet else None
+                    if now - kept_since >= self.patience_s or (
+                            quiet_since is not None and now - quiet_since >= self.keep_s):
+                        self._let_go(unclaimed)
+                        kept_since = quiet_since = None
+                    continue
+                if not quiet:
                     self.not_quiet += 1
                     refused_since = refused_since or time.monotonic()
                     if time.monotonic() - refused_since < self.patience_s:
@@ -278,15 +303,34 @@ class WorldClock:
                 self._activity += 1
                 self._cond.notify_all()
 
+    def _unclaimed(self) -> list[list]:
+        """Reached deadlines that hold the clock and that no thread has come for yet (the next
+        deadline of a schedule, :meth:`deadlines`, while its caller is still busy)."""
+        self._reached = [e for e in self._reached if e[_WOKEN] and not e[_CLAIMED]]
+        return self._reached
+
+    def _let_go(self, unclaimed: list[list]) -> None:
+        """The process has been quiet for ``keep_s`` with only ``unclaimed`` deadlines holding the
+        clock: their caller waits for something else that needs time to move on (a plan waiting
+        for a piston's stroke before its next frame). Time goes on; the caller finds them passed."""
+        for entry in unclaimed:
+            entry[_WOKEN] = False
+            self._busy -= 1
+            self.let_go += 1
+        self._reached = []
+        self._activity += 1
+        self._cond.notify_all()
+
     def _cpu_ns(self) -> tuple[int, int]:
         """CPU time (ns, bounds) of the process but this clock's scheduler (the caller) and
         waiting threads."""
         return cpu_ns(self._waiting)
 
-    def _process_quiet(self, seen: int, used: tuple[int, int]) -> bool:
+    def _process_quiet(self, seen: int, used: tuple[int, int], holds: int = 0) -> bool:
         """Called with the lock held, ``idle_s`` after the clock saw activity count ``seen``
         and CPU time ``used``: True if no other thread has used CPU since, none is runnable
-        now, and nothing touched the clock meanwhile (:mod:`.quiet`)."""
+        now, and nothing touched the clock meanwhile (:mod:`.quiet`) nor holds it but the
+        ``holds`` reached deadlines nobody has come for."""
         if not same_cpu(used, self._cpu_ns()):
             return False
         excluded = (self._scheduler.native_id, *self._waiting.values())
@@ -295,7 +339,7 @@ class WorldClock:
             runnable = self._threads.anyone_working(excluded)
         finally:
             self._cond.acquire()
-        return not runnable and self._activity == seen and not self._busy \
+        return not runnable and self._activity == seen and self._busy <= holds \
             and same_cpu(used, self._cpu_ns())
 
 

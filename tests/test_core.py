@@ -308,3 +308,71 @@ def test_leaving_a_schedule_early_lets_the_clock_go_on():
     assert list(clock.deadlines([start + 20.0], cancel)) == []
     assert clock.now() == start + 12.0
     clock.close()
+
+
+def test_a_prepared_timer_starts_the_next_frame_on_time_after_a_reply_the_clock_cannot_see():
+    # software-triggered frames: the plan waits for frame i's file (a Channel Access monitor on
+    # its way, invisible to a jumping clock) before it asks for frame i+1's start, while another
+    # thread (the injector's stroke poll) waits for a time after the next start. Prepared, the
+    # timer keeps the next start: the clock stops there, not at the poll's time.
+    from ncsynth.devices.clock import DeadlineTimer
+
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    frames = [start + 1.0, start + 1.097, start + 1.194]
+    timer = DeadlineTimer(name="timer")
+    late = []
+    with timebase.use_clock(clock):
+        assert timer.prepare(frames).success
+        for deadline in frames:
+            timer.set(deadline).wait(5)
+            late.append(clock.now() - deadline)
+            poll = threading.Thread(target=clock.sleep_until, args=(deadline + 0.12,))
+            poll.start()
+            threading.Event().wait(0.1)  # the file's reply, on its way: nobody runs
+        timer.prepare(())
+        poll.join(5)
+    assert late == [0.0, 0.0, 0.0]
+    clock.close()
+
+
+def test_a_timer_set_off_its_schedule_or_stopped_drops_it_and_the_clock_goes_on():
+    from ncsynth.devices.clock import DeadlineTimer
+
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    timer = DeadlineTimer(name="timer")
+    with timebase.use_clock(clock):
+        timer.prepare([start + 1.0, start + 2.0, start + 3.0])
+        timer.set(start + 1.0).wait(5)
+        time.sleep(0.05)  # 2 s is kept, reached meanwhile and held for the timer
+        timer.set(start + 10.0).wait(5)  # not in the schedule: would hang at 2 s if still kept
+        assert clock.now() == start + 10.0
+        timer.prepare([start + 11.0, start + 12.0])
+        timer.set(start + 11.0).wait(5)
+        time.sleep(0.05)
+        timer.stop(success=True)  # a pause
+        assert clock.sleep_until(start + 20.0) is True
+        # a set passes over the schedule's earlier deadlines (skipped frames)
+        timer.prepare([start + 21.0, start + 22.0, start + 23.0])
+        timer.set(start + 23.0).wait(5)
+        assert clock.now() == start + 23.0
+        with pytest.raises(ValueError, match="must not decrease"):
+            timer.prepare([start + 30.0, start + 29.0])
+    clock.close()
+
+
+def test_a_kept_deadline_nobody_comes_for_lets_the_clock_go_on_after_a_quiet_while():
+    # the plan, between two frames, waits for a piston's stroke whose polls lie after its next
+    # frame's start: the kept start must not hold the clock for ever (a dead lock)
+    clock = WorldClock(speed=None, keep_s=0.2)
+    start = clock.now()
+    schedule = clock.deadlines([start + 1.0, start + 2.0])
+    assert next(schedule) == start + 1.0  # 2 s is kept from now on
+    t = time.monotonic()
+    assert clock.sleep_until(start + 2.5) is True  # the stroke's poll, after the kept 2 s
+    assert time.monotonic() - t >= 0.2 and clock.let_go == 1
+    assert next(schedule) == start + 2.0 and clock.now() == start + 2.5  # found passed
+    schedule.close()
+    assert clock.sleep_until(start + 3.0) is True and clock.now() == start + 3.0
+    clock.close()
