@@ -110,10 +110,14 @@ class SAXSAnalysis(DocumentRouter):
     what is read and emitted. ``stored=True`` (replay of a stored, complete run): a frame file
     that is missing or damaged ends the analysis with :class:`FrameFileError` instead of giving
     failed fits. ``mapper`` runs the skewed fit's cold starts (:func:`~ncsynth.analysis.skewed.fit_skewed`).
+    ``first_stage``: the frames' reduced patterns and Gaussian fits computed ahead, in another
+    process (:class:`~ncsynth.analysis.pool.FirstStage`, replay only); a frame's is used only
+    if it was computed from the very warm start this analysis would use, else (and without
+    one) the frame is reduced and fitted here: the numbers are the same either way.
     """
 
     def __init__(self, emit, settings: AnalysisSettings | None = None, root_map: dict | None = None,
-                 *, stored: bool = False, mapper=map):
+                 *, stored: bool = False, mapper=map, first_stage=None):
         super().__init__()
         if not callable(emit):
             raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
@@ -151,6 +155,8 @@ class SAXSAnalysis(DocumentRouter):
         self._background: Pattern | None = None
         self._t0: float | None = None
         self._last_good = None
+        self._good_frame: int | None = None  # index of the frame whose fit is _last_good
+        self._first_stage = first_stage
         self._bundle = None
         self._fits_descriptor = None
         self._patterns_descriptor = None
@@ -292,14 +298,9 @@ class SAXSAnalysis(DocumentRouter):
         temperature = doc["data"].get(self._temperature_key, math.nan) if self._temperature_key else math.nan
         pattern = None
         try:
-            if self._calibration_error is not None:
-                raise _Uncalibrated(NO_CALIBRATION)
-            pattern = self._reduce(doc)
-            if self._background is None and self._background_patterns:
-                self._background = average(self._background_patterns)
-            if self._background is not None:
-                pattern = subtract(pattern, self._background)
-            fit = fit_pattern(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, guess=self._last_good)
+            ahead = self._first_stage.take(doc["seq_num"], self._good_frame) \
+                if self._first_stage is not None else None
+            pattern, fit = ahead.result() if ahead is not None else self._single_fit(doc)
             skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
                                 guess=self._last_skewed, mapper=self._mapper)
             model, two = preferred_model(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
@@ -315,7 +316,7 @@ class SAXSAnalysis(DocumentRouter):
             model, two = FrameModel(0, math.nan, math.nan), None
             self._error("frame", f"frame {doc.get('seq_num')}: {error}")
         if fit.success:
-            self._last_good = fit
+            self._last_good, self._good_frame = fit, len(self.fits)
         if skewed.success:
             self._last_skewed = skewed
         self._last_two = two or self._last_two
@@ -333,6 +334,19 @@ class SAXSAnalysis(DocumentRouter):
             fit, skewed, two if model.populations == 2 else None), resolved_fraction(fit, skewed))
         self._emit_frame(doc, fit, skewed, model, systematic, time_s, frame_time, yld,
                          float(temperature), pattern)
+
+    def _single_fit(self, doc) -> tuple[Pattern, SphereFit]:
+        """A primary frame's reduced, background-subtracted pattern and its Gaussian fit
+        (warm-started from the last successful one): the first stage of its analysis."""
+        if self._calibration_error is not None:
+            raise _Uncalibrated(NO_CALIBRATION)
+        pattern = self._reduce(doc)
+        if self._background is None and self._background_patterns:
+            self._background = average(self._background_patterns)
+        if self._background is not None:
+            pattern = subtract(pattern, self._background)
+        fit = fit_pattern(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, guess=self._last_good)
+        return pattern, fit
 
     def _emit_frame(self, raw_event, fit, skewed, model, systematic, time_s, frame_time, yld,
                     temperature, pattern):
@@ -468,11 +482,12 @@ def _is_derived(start_doc: dict) -> bool:
 
 
 def _factory(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None, stored: bool,
-             mapper=map):
+             mapper=map, first_stage=None, kind=None):
     def factory(name, start_doc):
         if _is_derived(start_doc):  # never analyse our own output
             return [], []
-        analysis = SAXSAnalysis(emit, settings, root_map, stored=stored, mapper=mapper)
+        analysis = (kind or SAXSAnalysis)(emit, settings, root_map, stored=stored, mapper=mapper,
+                                          first_stage=first_stage)
         if created is not None:
             created.append(analysis)
         return [analysis], []
@@ -490,26 +505,29 @@ def analysis_router(emit, *, root_map: dict | None = None, **settings) -> RunRou
     return _router(emit, AnalysisSettings(**settings), None, root_map)
 
 
-def replay(documents, emit, *, root_map: dict | None = None, mapper=map, **settings) -> list["SAXSAnalysis"]:
+def replay(documents, emit, *, root_map: dict | None = None, mapper=map, first_stage=None,
+           kind=None, **settings) -> list["SAXSAnalysis"]:
     """Push stored ``(name, doc)`` pairs (in emission order, with their stream_resource/
     stream_datum documents: the collected documents or the run's journal) through a fresh
     router, on this thread; returns the :class:`SAXSAnalysis` of every raw run. Same numbers as
-    live; ``mapper`` (e.g. a process pool's ``map``) runs the skewed fits' cold starts. A frame
-    file that is missing or damaged raises :class:`FrameFileError` (naming it) part-way:
-    ``emit`` has then received part of a derived run, without its stop."""
+    live; ``mapper`` (e.g. a process pool's ``map``) runs the skewed fits' cold starts,
+    ``first_stage`` gives the frames' patterns and Gaussian fits computed ahead (one raw run),
+    ``kind`` is the analysis class (:class:`SAXSAnalysis`). A frame file that is missing or
+    damaged raises :class:`FrameFileError` (naming it) part-way: ``emit`` has then received
+    part of a derived run, without its stop."""
     analyses: list[SAXSAnalysis] = []
     router = _router(emit, AnalysisSettings(**settings), analyses, root_map, stored=True,
-                     mapper=mapper)
+                     mapper=mapper, first_stage=first_stage, kind=kind)
     for name, doc in documents:
         router(name, doc)
     return analyses
 
 
 def _router(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None,
-            *, stored: bool = False, mapper=map) -> RunRouter:
+            *, stored: bool = False, mapper=map, first_stage=None, kind=None) -> RunRouter:
     if not callable(emit):
         raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
-    return RunRouter([_factory(emit, settings, created, root_map, stored, mapper)])
+    return RunRouter([_factory(emit, settings, created, root_map, stored, mapper, first_stage, kind)])
 
 
 class LiveAnalysis(ThreadedCallback):

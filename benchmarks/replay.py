@@ -1,10 +1,13 @@
 """Wall time of ``ncsynth replay RUN`` with one process and with a pool, in the same run.
 
-Replays a stored run twice through the real command (``--processes 1``, then ``--processes
-N``, default one per CPU: the skewed fits' cold starts in worker processes), prints
-both wall times, the speed-up and whether the two results (final radius, concentration, yield,
-frame counts, kinetics) are identical, and, for scale, the time of ``import ncsynth.runs``
-(what any replay pays before its first frame). Produce a default run
+Replays a stored run twice through the real command (``--processes 1``: all in one process
+but the catalog writer's; then ``--processes N``, default one per CPU: the frames' reduction
+and Gaussian fits ahead in a process of their own, the skewed fits' cold starts in a pool),
+prints both wall times, the speed-up and whether the two results (final radius,
+concentration, yield, frame counts, kinetics) are identical, then whether every value of
+every frame's fit and pattern of both replays' analysis runs equals the live analysis's (the
+run's first analysis), and, for scale, the time of ``import ncsynth.runs`` (what any replay
+pays before its first frame). Produce a default run
 once (``ncsynth dry-run --data-dir DIR``, 575 frames) and hold the heavy lock::
 
     flock /tmp/ncsynth-heavy.lock python benchmarks/replay.py --data-dir DIR [RUN]
@@ -60,6 +63,28 @@ def main() -> None:
         ("nucleation_fraction", "nucleation_fraction_err"))))
     same = all(first.get(key) == second.get(key) for key in RESULTS)
     print(f"results identical ({', '.join(RESULTS)}; radius {first['final_radius_nm']!r}): {same}")
+    print(f"every fit and pattern equal to the live analysis's: "
+          f"{same_as_live(args.data_dir, [first['analysis_uid'], second['analysis_uid']])}")
+
+
+def same_as_live(data_dir: str, replayed: list[str]) -> bool:
+    """Whether each analysis run in ``replayed`` holds the very fits and patterns (every key,
+    every frame, NaN equal to NaN) of its raw run's first analysis run."""
+    import numpy as np
+
+    from ncsynth.storage import open_catalog
+
+    with open_catalog(data_dir, read_only=True) as catalog:
+        runs = [catalog[uid] for uid in replayed]
+        live = catalog.analyses(runs[0]).values()[0]
+        for run in runs:
+            for stream in ("fits", "patterns"):
+                a, b = live[stream].read(), run[stream].read()
+                if set(a) != set(b) or not all(np.array_equal(np.asarray(a[k]), np.asarray(b[k]),
+                                                              equal_nan=a[k].dtype.kind == "f")
+                                               for k in a):
+                    return False
+    return True
 
 
 if __name__ == "__main__":

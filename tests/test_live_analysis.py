@@ -10,6 +10,7 @@ analysis, and the figure/CSV must show the fitted values.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import shutil
@@ -35,6 +36,7 @@ from ncsynth.analysis.export import write_fits_csv
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.kinetics import yield_fraction
 from ncsynth.analysis.live import LiveAnalysis, SAXSAnalysis, analysis_router, replay
+from ncsynth.analysis.pool import FirstStage
 from ncsynth.analysis.threaded_callback import ThreadedCallback
 from ncsynth.analysis.scattering import AVOGADRO_PER_MOL
 from ncsynth.devices.clock import DeadlineTimer
@@ -196,10 +198,22 @@ def test_patterns_are_unhinted_arrays_matching_the_fit(acquired):
     assert np.nanstd(pulls) == pytest.approx(1.0, abs=0.3)
 
 
-def test_replay_through_a_fresh_router_gives_identical_numbers(acquired):
-    again = []
-    (analysis,) = replay(acquired["raw"], lambda name, doc: again.append((name, doc)))
+@pytest.mark.parametrize("ahead", [None, "first stage", "first stage of other frames"])
+def test_replay_through_a_fresh_router_gives_identical_numbers(acquired, ahead):
+    """Also with the frames' reduction and Gaussian fits computed ahead in another process
+    (FirstStage: every frame's taken from it), and with a first stage whose frames are not the
+    replay's (its first primary frame left out: every frame refused and fitted here)."""
+    raw, again = acquired["raw"], []
+    first_primary = next(i for i, (name, doc) in enumerate(raw) if name == "event" and doc["descriptor"]
+                         == next(d["uid"] for n, d in raw if n == "descriptor" and d["name"] == "primary"))
+    first_stage = None if ahead is None else FirstStage(
+        raw if ahead == "first stage" else raw[:first_primary] + raw[first_primary + 1:])
+    with first_stage or contextlib.nullcontext():
+        (analysis,) = replay(raw, lambda name, doc: again.append((name, doc)), first_stage=first_stage)
     assert not analysis.errors
+    if ahead is not None:
+        expected = len(OFFSETS_S) if ahead == "first stage" else 0
+        assert (first_stage.taken, first_stage.refused) == (expected, len(OFFSETS_S) - expected)
     for stream in ("fits", "patterns", "kinetics"):
         live_rows, replay_rows = stream_data(acquired["derived"], stream), stream_data(again, stream)
         assert len(live_rows) == len(replay_rows) > 0

@@ -141,8 +141,10 @@ def _catalog_migrate(args) -> int:
 
 
 def _replay(args) -> int:
-    """Replay with a pool of processes for the searches (started first, so that they load
-    the fitting code while the catalog opens) and a progress bar on a terminal."""
+    """Replay with the frames' first stage in a process ahead and a pool for the searches
+    (started first, so that they load the fitting code while the run is read), the catalog
+    written by a worker process (this one builds no Tiled app for a run its journal holds)
+    and a progress bar on a terminal."""
     config = _config(args)
     _refuse_an_absent_run(config, args.run)  # before the pool and the catalog start
     from ncsynth.analysis.pool import search_pool
@@ -152,11 +154,14 @@ def _replay(args) -> int:
     from ncsynth.storage import open_catalog
 
     settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
-    with search_pool(args.processes) as mapper, \
-            open_catalog(data_dir(config), **catalog_databases(config)) as catalog:
+    processes = (os.cpu_count() or 1) if args.processes is None else args.processes
+    ahead = processes > 1
+    # one process runs the frames' first stage ahead, the others the skewed fits' cold starts
+    with search_pool(processes - 1 if ahead else processes) as mapper, \
+            open_catalog(data_dir(config), lazy=True, **catalog_databases(config)) as catalog:
         summary = replay_run(catalog, _run_ref(catalog, args.run), mapper=mapper,
-                             progress=ProgressBar(), **settings)
-        summary.update(_replay_figure(catalog, summary["uid"]))
+                             progress=ProgressBar(), worker="process", ahead=ahead,
+                             figure_directory=catalog.layout.root / "reports", **settings)
     if args.json:
         print(json.dumps(summary, default=str))
     else:
@@ -164,16 +169,6 @@ def _replay(args) -> int:
 
         print(format_summary(summary))
     return 0
-
-
-def _replay_figure(catalog, uid: str) -> dict:
-    """The report figure of the analysis just stored (``figures``), or why there is none."""
-    from ncsynth.runs import report
-
-    try:
-        return {"figures": [str(report(catalog, uid, directory=catalog.layout.root / "reports"))]}
-    except Exception as exc:  # the analysis is stored: a figure that fails does not undo it
-        return {"figure_error": f"{type(exc).__name__}: {exc}"}
 
 
 def _refuse_an_absent_run(config, ref: str) -> None:
@@ -218,12 +213,13 @@ def _run_ref(catalog, text: str):
     """A run reference as typed: a negative index, a scan id, or a uid (prefix). Digits are a
     scan id unless no run has that scan id and they are long enough to be a uid prefix (a
     uid may well start with eight digits)."""
-    from ncsynth.run_lookup import MIN_PARTIAL_UID
+    from ncsynth.run_lookup import MIN_PARTIAL_UID, raw_run_uid
 
     if not text.lstrip("-").isdigit():
         return text
     number = int(text)
-    if number > 0 and len(text) >= MIN_PARTIAL_UID:
+    if number > 0 and len(text) >= MIN_PARTIAL_UID and not (
+            catalog.layout.local and raw_run_uid(catalog.layout.root, number)):  # no Tiled app
         try:
             catalog[number]
         except KeyError:

@@ -56,3 +56,39 @@ def _absent(db, text: str, root) -> str | None:
         return None if uid_prefix(text) else \
             f"no run with uid {text!r} (or starting with it) in {root}"
     return f"no run with scan id {number} in {root}"
+
+
+def raw_run_uid(root, ref: int | str) -> str | None:
+    """The uid of the raw run that ``ref`` names in the data directory ``root``'s embedded
+    SQLite catalog, read with the standard library only: the run
+    :class:`~ncsynth.storage.run_view.RunView` would give (an int: the latest raw run with
+    that scan id, or a negative index among the raw runs in the catalog's order, node id; a
+    str: a full uid or a unique prefix of one, where an analysis run gives the run it
+    analysed). None whenever that is not sure (no match, an ambiguous prefix, another database
+    or schema): the catalog then answers, as before."""
+    database = Path(root) / "catalog.db"
+    if not database.is_file() or isinstance(ref, bool) or not isinstance(ref, (int, str)):
+        return None
+    try:
+        with sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=1.0) as db:
+            return _raw_uid(db, ref)
+    except sqlite3.Error:
+        return None
+
+
+def _raw_uid(db, ref: int | str) -> str | None:
+    if isinstance(ref, str):
+        if len(ref) < MIN_PARTIAL_UID:
+            return None
+        rows = db.execute(f"SELECT key, json_extract(metadata, '$.start.raw_uid') {_RUNS} "
+                          f"AND substr(key, 1, ?) = ? LIMIT 2", (len(ref), ref)).fetchall()
+        return (rows[0][1] or rows[0][0]) if len(rows) == 1 else None
+    if ref < 0:
+        query, args = f"SELECT key {_RAW} ORDER BY id DESC LIMIT 1 OFFSET ?", (-ref - 1,)
+    elif ref > 0:
+        query, args = (f"SELECT key {_RAW} AND json_extract(metadata, '$.start.scan_id') = ? "
+                       f"ORDER BY id DESC LIMIT 1", (ref,))
+    else:
+        return None
+    row = db.execute(query, args).fetchone()
+    return row[0] if row else None

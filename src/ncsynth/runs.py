@@ -9,15 +9,18 @@ are derived runs whose start document names it (``raw_uid``).
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from ncsynth.analysis.export import write_fits_csv
-from ncsynth.analysis.derived_run import raw_description
+from ncsynth.analysis.derived_run import FITS, KINETICS, PATTERNS, raw_description
 from ncsynth.analysis.live import replay
+from ncsynth.analysis.pool import FirstStage
 from ncsynth.analysis.stream_frames import FrameFileError
 from ncsynth.errors import first_line
+from ncsynth.run_lookup import raw_run_uid
 from ncsynth.storage.journal import read_journal
 
 
@@ -49,40 +52,103 @@ def raw_documents(catalog, run) -> list[tuple[str, dict]]:
     return others[:1] + assets + others[1:]
 
 
+def stored_run(catalog, ref) -> tuple[dict, dict, list[tuple[str, dict]]]:
+    """The raw run ``ref`` names (as :func:`raw_run`): its start and stop documents and all its
+    documents in emission order (:func:`raw_documents`). A complete run of an embedded SQLite
+    catalog is found in the database and read from its journal without Tiled
+    (:func:`~ncsynth.run_lookup.raw_run_uid`: no Tiled app is built, none imported); any other
+    through the catalog's client."""
+    layout = catalog.layout
+    uid = raw_run_uid(layout.root, ref) if layout.local and layout.snapshot is None else None
+    journal = Path(layout.complete_journals) / f"{uid}.jsonl"
+    if uid is not None and journal.exists():
+        docs = read_journal(journal)
+        stop = next((doc for name, doc in reversed(docs) if name == "stop"), None)
+        if docs and docs[0][0] == "start" and stop is not None:
+            return docs[0][1], stop, docs
+    run = raw_run(catalog, ref)
+    return run.metadata["start"], run.metadata.get("stop") or {}, raw_documents(catalog, run)
+
+
 def derived_run(catalog, raw_uid: str):
     """The latest complete analysis run of ``raw_uid`` (:meth:`Catalog.analysis`), or None."""
     return catalog.analysis(raw_uid)
 
 
-def replay_run(catalog, ref, *, mapper=map, progress=None, **settings) -> dict:
+def replay_run(catalog, ref, *, mapper=map, progress=None, worker: str = "thread",
+               ahead: bool = False, figure_directory=None, **settings) -> dict:
     """Re-analyse a stored run (same callbacks as live); store the results linked to it; returns
     the summary: the raw run's ``uid`` (also ``raw_uid``) and ``scan_id``, the new analysis run's
     ``analysis_uid``, the analysis's results (:meth:`SAXSAnalysis.summary`), ``data_dir``.
     ``mapper`` runs the skewed fits' cold starts (a process pool's ``map``: at once, same
     numbers); ``progress`` (a document callback, e.g. a ProgressBar) sees the raw documents.
+    ``worker``: the catalog writer's (:meth:`Catalog.writer`), started before the analysis
+    (``"process"``: a process of its own opens the catalog meanwhile, and this one needs no
+    Tiled app). ``ahead``: the frames' reduction and Gaussian fits run ahead in a process of
+    their own (:class:`~ncsynth.analysis.pool.FirstStage`, same numbers). ``figure_directory``:
+    the report figure of the new analysis is drawn there too, from the results in memory (:func:`report`'s figure and file name) while the writer
+    stores them, as ``figures`` (or ``figure_error``: the analysis stays stored; a figure of an
+    analysis the catalog refused is removed).
 
     The analysis is stored only once it has gone through the whole run: a frame file that is
     missing or damaged raises :class:`RunError` naming it, and nothing is stored (the latest
     analysis stays what it was); so does a catalog that refuses the analysis run.
     """
-    run = raw_run(catalog, ref)
-    uid = run.metadata["start"]["uid"]
-    stop = run.metadata.get("stop") or {}
+    start, stop, documents = stored_run(catalog, ref)
+    uid = start["uid"]
     if not (stop.get("num_events") or {}).get("primary"):
         raise RunError(f"run {uid[:8]} has no frames to analyse")
     derived: list[tuple[str, dict]] = []
+    first_stage = FirstStage(documents, **settings) if ahead else nullcontext()
+    writer = catalog.writer(worker=worker)
     try:
-        analyses = replay(_shown(raw_documents(catalog, run), progress),
-                          lambda name, doc: derived.append((name, doc)), mapper=mapper, **settings)
-    except FrameFileError as err:
-        raise RunError(f"run {uid[:8]}: {err}; no analysis stored") from None
-    if not analyses:
-        raise RunError("the run's documents held no run the analysis could follow")
-    _store(catalog, derived)
-    start = run.metadata["start"]
+        try:
+            with first_stage:
+                analyses = replay(_shown(documents, progress),
+                                  lambda name, doc: derived.append((name, doc)), mapper=mapper,
+                                  first_stage=first_stage if ahead else None, **settings)
+        except FrameFileError as err:
+            raise RunError(f"run {uid[:8]}: {err}; no analysis stored") from None
+        if not analyses:
+            raise RunError("the run's documents held no run the analysis could follow")
+        for name, doc in derived:
+            writer(name, doc)
+        figure = _replay_figure(start, derived, figure_directory)  # while the writer writes
+    finally:
+        writer.close()
+    for failed, err in writer.failed_runs.items():
+        for path in figure.get("figures", []):
+            Path(path).unlink(missing_ok=True)
+        raise RunError(f"the catalog in {catalog.layout.root} refused the analysis run {failed[:8]} "
+                       f"({type(err).__name__}: {first_line(err)}); its journal is in journal/active")
     return {"uid": uid, "scan_id": start.get("scan_id"), "raw_uid": uid,
             "analysis_uid": next(doc["uid"] for name, doc in derived if name == "start"),
-            **analyses[0].summary(), "data_dir": str(catalog.layout.root)}
+            **analyses[0].summary(), "data_dir": str(catalog.layout.root), **figure}
+
+
+def _replay_figure(start: dict, derived, directory) -> dict:
+    """``figures``: the report figure of an analysis from its documents, drawn in ``directory``
+    (none if None), or ``figure_error``: why not (the analysis is stored all the same)."""
+    if directory is None:
+        return {}
+    try:
+        return {"figures": [str(_report(start, *derived_tables(derived), directory=directory))]}
+    except Exception as exc:
+        return {"figure_error": f"{type(exc).__name__}: {exc}"}
+
+
+def derived_tables(documents) -> tuple[dict, dict | None, dict | None]:
+    """An analysis run's ``fits`` and ``patterns`` streams as columns (name -> list, one entry
+    a frame; patterns None without that stream) and its ``kinetics`` event's data (or None),
+    from its documents: what :func:`report` reads back from the catalog."""
+    streams = {doc["uid"]: doc["name"] for name, doc in documents if name == "descriptor"}
+    rows: dict[str, list[dict]] = {FITS: [], PATTERNS: [], KINETICS: []}
+    for name, doc in documents:
+        if name == "event" and streams.get(doc["descriptor"]) in rows:
+            rows[streams[doc["descriptor"]]].append(doc["data"])
+    fits, patterns = ({key: [row[key] for row in rows[s]] for key in rows[s][0]} if rows[s] else None
+                      for s in (FITS, PATTERNS))
+    return fits or {}, patterns, rows[KINETICS][-1] if rows[KINETICS] else None
 
 
 def _shown(documents, progress):
@@ -90,19 +156,6 @@ def _shown(documents, progress):
         if progress is not None:
             progress(name, doc)
         yield name, doc
-
-
-def _store(catalog, docs: list[tuple[str, dict]]) -> None:
-    """Write a run's documents to the catalog; :class:`RunError` if the catalog refuses it."""
-    writer = catalog.writer()
-    try:
-        for name, doc in docs:
-            writer(name, doc)
-    finally:
-        writer.close()
-    for uid, err in writer.failed_runs.items():
-        raise RunError(f"the catalog in {catalog.layout.root} refused the analysis run {uid[:8]} "
-                       f"({type(err).__name__}: {first_line(err)}); its journal is in journal/active")
 
 
 def run_name(start: dict) -> str:
@@ -187,15 +240,20 @@ def report(catalog, ref, path=None, *, directory=None) -> Path:
     """The paper's Fig. 1 panels for a run's latest analysis, as a PNG at ``path``, or (None)
     in a new file in ``directory`` named after the run, ``scan0007-1a2b3c4d.png``; the title
     names the sample, date and temperatures (:func:`~ncsynth.analysis.display.run_title`)."""
-    from ncsynth.analysis.display import report_figure, run_title  # matplotlib: only here
-
     run = raw_run(catalog, ref)
     start = run.metadata["start"]
     derived = catalog.analysis(run)
     if derived is None:
         raise RunError(f"run {start['uid'][:8]} has not been analysed; run `ncsynth replay` first")
     kinetics = derived["kinetics"].read() if "kinetics" in derived else None
-    fits, patterns = derived["fits"].read(), derived["patterns"].read()
+    return _report(start, derived["fits"].read(), derived["patterns"].read(), kinetics, path,
+                   directory=directory)
+
+
+def _report(start: dict, fits, patterns, kinetics, path=None, *, directory=None) -> Path:
+    """:func:`report`'s figure of a raw run (its start document) from its analysis's tables."""
+    from ncsynth.analysis.display import report_figure, run_title  # matplotlib: only here
+
     title = run_title(raw_description(start), f"SAXS analysis, {len(fits['time_s'])} frames")
     return _writing(path, directory, run_name(start), ".png",
                     lambda target: report_figure(fits, patterns, kinetics, target, title=title))
