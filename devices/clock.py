@@ -63,10 +63,9 @@ class DeadlineTimer(Device):
             schedule = None
 
         def wait():
-            if schedule is not None:
-                reached = schedule.wait_for(deadline)
-            else:
-                reached = timebase.sleep_until(deadline, cancel)
+            reached = schedule is not None and schedule.wait_for(deadline)
+            if not reached and not cancel.is_set():  # no schedule, or the plan dropped it
+                reached = timebase.sleep_until(deadline, cancel)  # (its clean-up): wait alone
             if reached or outcome["stopped_ok"]:
                 status.set_finished()
             else:

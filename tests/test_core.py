@@ -376,3 +376,28 @@ def test_a_kept_deadline_nobody_comes_for_lets_the_clock_go_on_after_a_quiet_whi
     schedule.close()
     assert clock.sleep_until(start + 3.0) is True and clock.now() == start + 3.0
     clock.close()
+
+
+def test_a_wait_under_way_when_its_schedule_is_dropped_still_ends_at_its_deadline():
+    # an abort's clean-up drops the schedule (bps.prepare(timer, ())) while the aborted wait is
+    # still under way: that wait must not fail (a failed Status in the clean-up turns the run's
+    # exit status from "abort" into "fail"); stop() still ends it
+    from ncsynth.devices.clock import DeadlineTimer
+
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    timer = DeadlineTimer(name="timer")
+    with timebase.use_clock(clock):
+        timer.prepare([start + 1.0, start + 2.0])
+        blocker = clock.reserve(start + 0.5)  # the clock stops at 0.5 s until this is awaited
+        pending = timer.set(start + 1.0)
+        time.sleep(0.05)
+        timer.prepare(())
+        threading.Thread(target=blocker, daemon=True).start()
+        pending.wait(5)
+        assert pending.success and clock.now() == start + 1.0
+        stopped = timer.set(start + 3600.0)
+        timer.stop(success=False)
+        with pytest.raises(Exception, match="cancelled"):
+            stopped.wait(5)
+    clock.close()
