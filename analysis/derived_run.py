@@ -72,13 +72,15 @@ KINETICS_KEYS = {
 }
 
 
-def pattern_keys(n_bins: int) -> dict:
+def pattern_keys(n_bins: int, intensity_units: str = "cm^-1") -> dict:
+    """The ``patterns`` stream's data keys; ``intensity_units``: ``"cm^-1"``, or arbitrary units
+    (``"a.u."``) in a run without an absolute scale (the key names keep their ``_cm``)."""
     array = {"dtype": "array", "dtype_numpy": "<f8", "shape": [n_bins], "source": SOURCE}
     return {"time_s": _number("s"),
             "q_nm": {**array, "units": "nm^-1"},
-            "intensity_cm": {**array, "units": "cm^-1"},
-            "sigma_cm": {**array, "units": "cm^-1"},
-            "model_cm": {**array, "units": "cm^-1"}}
+            "intensity_cm": {**array, "units": intensity_units},
+            "sigma_cm": {**array, "units": intensity_units},
+            "model_cm": {**array, "units": intensity_units}}
 
 
 def raw_description(start: dict) -> dict:

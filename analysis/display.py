@@ -68,14 +68,17 @@ def run_title(raw: dict | None, detail: str = "") -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _draw_patterns(ax, patterns, fits) -> None:
+def _draw_patterns(ax, patterns, fits, relative: bool = False) -> None:
     """Panel (a): of up to :data:`N_PATTERNS_SHOWN` frames spread in log time, I(q) minus the
     fitted flat background B (S2.1's constant term) and the fitted model minus B (frames with a
     fit; before any fit, the data alone). The y axis is symmetric-logarithmic: linear within the
     noise (the median σ of the patterns drawn), logarithmic beyond, so that the points at and
-    below zero, where background-subtracted data scatter beyond the first minimum, are drawn."""
-    ax.set(xscale="log", xlabel="q (nm$^{-1}$)", ylabel="I(q) − B (cm$^{-1}$)",
-           title="(a) I(q) − fitted flat background, and fit")
+    below zero, where background-subtracted data scatter beyond the first minimum, are drawn.
+    ``relative``: a run without an absolute scale (arbitrary units, B not known: data and model
+    drawn as they are)."""
+    ax.set(xscale="log", xlabel="q (nm$^{-1}$)",
+           ylabel="I(q) (arbitrary units, no absolute scale)" if relative else "I(q) − B (cm$^{-1}$)",
+           title="(a) I(q) and fit" if relative else "(a) I(q) − fitted flat background, and fit")
     if patterns is None or not len(np.asarray(patterns["time_s"])):
         ax.text(0.5, 0.5, "no frame analysed yet", transform=ax.transAxes, ha="center")
         return
@@ -87,6 +90,8 @@ def _draw_patterns(ax, patterns, fits) -> None:
         known = _column(fits, "background_cm")[:p_time.size]
         background[:known.size] = known
     drawable = np.isfinite(q) & np.isfinite(intensity)
+    if relative:
+        background[:] = 0.0
     fitted = np.isfinite(model).any(axis=1) & np.isfinite(background)
     shown = _pick_patterns(p_time, fitted if fitted.any() else drawable.any(axis=1),
                            N_PATTERNS_SHOWN)
@@ -104,13 +109,14 @@ def _draw_patterns(ax, patterns, fits) -> None:
         ax.legend(fontsize="small", title="t after injection")
 
 
-def draw_figure(fits, patterns=None, kinetics=None, title: str = "") -> Figure:
+def draw_figure(fits, patterns=None, kinetics=None, title: str = "", relative: bool = False) -> Figure:
     """The 4-panel figure from per-frame ``fits`` columns (``time_s``, ``radius_nm``,
     ``radius_err_nm``, ``sigma_nm``, ``concentration_molar``, ``concentration_err_molar``,
     ``yield_fraction``, ``success``), ``patterns`` columns (``time_s``; 2-D ``q_nm``,
     ``intensity_cm``, ``sigma_cm``, ``model_cm``, one row per frame) and the flattened
     ``kinetics`` (``k_per_s``, ``n_inf_molar``, ``t_concentration_s``, ``t_yield_s``) or None.
-    Any mapping of names to arrays works (dict, xarray Dataset, pandas DataFrame)."""
+    Any mapping of names to arrays works (dict, xarray Dataset, pandas DataFrame). ``relative``:
+    the patterns are in arbitrary units (a run without an absolute scale: no concentrations)."""
     figure = Figure(figsize=(11, 8), layout="constrained")
     FigureCanvasAgg(figure)
     ax_iq, ax_r, ax_c, ax_y = figure.subplots(2, 2).ravel()
@@ -121,7 +127,7 @@ def draw_figure(fits, patterns=None, kinetics=None, title: str = "") -> Figure:
     ok = np.asarray(fits["success"], dtype=bool) & np.isfinite(t) & (t > 0)
 
     # (a) I(q) with fits
-    _draw_patterns(ax_iq, patterns, fits)
+    _draw_patterns(ax_iq, patterns, fits, relative)
 
     # (b) radius and dispersion
     radius, sigma = _column(fits, "radius_nm"), _column(fits, "sigma_nm")
@@ -178,12 +184,12 @@ def _law_label(kinetics) -> str:
     return f"S3.3 fit, χ²$_{{red}}$ = {chi2:.3g}" + ("" if fits else " (does not describe the data)")
 
 
-def report_figure(fits, patterns, kinetics, path, title: str = "") -> Path:
+def report_figure(fits, patterns, kinetics, path, title: str = "", relative: bool = False) -> Path:
     """Draw :func:`draw_figure` from stored results and write it to ``path`` (PNG, or any
     format matplotlib infers from the suffix); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure = draw_figure(fits, patterns, kinetics, title)
+    figure = draw_figure(fits, patterns, kinetics, title, relative)
     figure.savefig(path, dpi=100)
     return path
 
@@ -245,7 +251,8 @@ class LiveFigure(DocumentRouter):
         name = start.get("raw_uid") or start.get("uid") or "analysis"
         raw = start.get("raw_run") or {"uid": name, "scan_id": start.get("raw_scan_id")}
         title = run_title(raw, f"SAXS analysis, {len(self.fits)} frames")
-        self.figure = draw_figure(columns, pattern_columns, self.kinetics, title)
+        relative = (start.get("analysis") or {}).get("absolute_scale") is False
+        self.figure = draw_figure(columns, pattern_columns, self.kinetics, title, relative)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{name}.png"
         self.figure.savefig(path, dpi=100)

@@ -15,8 +15,8 @@ through ``emit(name, doc)`` (e.g. the catalog writer, a :class:`~ncsynth.analysi
   :mod:`~ncsynth.analysis.skewed`), and what the model the frame prefers holds
   (:mod:`~ncsynth.analysis.frame_model`: ``populations``, ``model_concentration_molar``,
   ``model_cadmium_molar``), which the kinetics use;
-* stream ``patterns``: the same frames' background-subtracted I(q) in cm⁻¹ with σ and the
-  fitted model (arrays, ``kind`` normal, never hinted); none without a usable calibration;
+* stream ``patterns``: the same frames' background-subtracted I(q) in cm⁻¹ (arbitrary units
+  without an absolute scale) with σ and the fitted model (arrays, ``kind`` normal, never hinted); none without a usable calibration;
 * stream ``kinetics``: at the raw run's stop, the flattened
   :class:`~ncsynth.analysis.kinetics.KineticsSummary` (98 % times and nucleation fraction from
   the data, S3.3 and S3.2 beside them with their χ²_red); after a second injection the yield
@@ -42,7 +42,11 @@ one entry in :attr:`SAXSAnalysis.errors` and one logged warning with the reason,
 derived start's ``analysis.calibration_error``; its frames give ``fits`` events with
 ``success=False`` and the reason :data:`NO_CALIBRATION`. The start's ``analysis`` also says where
 K came from (``calibration_source``) and its relative uncertainty (``calibration_rel_err``,
-None when not known). Each fit warm-
+None when not known). A run with the geometry but no absolute scale (no K, no beam monitors)
+is reduced on a relative scale (K = 1: d·K·I(q), :data:`RELATIVE_UNITS`) and flagged once the
+same way (``analysis.absolute_scale`` False, ``absolute_scale_error`` the reason,
+``intensity_units``): radii, widths and skewness are fitted as on the absolute scale, every amount
+(concentrations, background, yield, the kinetics) is NaN. Each fit warm-
 starts from the previous successful one, so a run pushed through a fresh router (replay:
 the stored documents in order) reproduces the live numbers exactly.
 
@@ -54,6 +58,7 @@ settings in :mod:`~ncsynth.analysis.analysis_settings`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -88,6 +93,8 @@ DEFAULT_BETA = 5.0
 
 #: The ``reason`` of every frame of a run without a usable calibration (flagged once per run).
 NO_CALIBRATION = "no usable calibration (see the derived run's analysis.calibration_error)"
+#: Units of a relative-scale run's intensities (NXcanSAS's spelling of arbitrary units).
+RELATIVE_UNITS = "a.u."
 
 #: Why the 98 % times of a double injection are not headline numbers.
 SECOND_INJECTION_KINETICS = ("two injections: the 98 % rule (§S.3) is for one, and the one-population "
@@ -143,6 +150,7 @@ class SAXSAnalysis(DocumentRouter):
         self._calibration_error: str | None = None  # why there is no reducer (flagged once)
         self._calibration_source: str | None = None
         self._calibration_rel_err: float | None = None
+        self._relative_scale: str | None = None  # why the intensities are not absolute (flagged once)
         self._image_key: str | None = self.settings.image_key
         self._frame_time_key: str | None = None
         self._frames = StreamFrames(root_map, complete=stored)
@@ -207,6 +215,10 @@ class SAXSAnalysis(DocumentRouter):
             except (ValueError, TypeError, KeyError, OSError) as error:
                 self._calibration_error = str(error)
                 self._error("calibration", f"no usable calibration, no frame of this run is fitted: {error}")
+            else:
+                if self._relative_scale is not None:
+                    self._error("scale", f"no absolute scale: intensities in arbitrary units, radii and widths "
+                                         f"fitted, no concentrations or yields: {self._relative_scale}")
         if name == PRIMARY and self._temperature_key is None:
             self._temperature_key = next((key for key, info in doc["data_keys"].items()
                                           if key.endswith("_temperature") and info.get("dtype") == "number"),
@@ -267,7 +279,21 @@ class SAXSAnalysis(DocumentRouter):
         geometry = s.geometry
         if geometry is None:
             geometry = DetectorGeometry.from_dict(json.loads(configured("geometry_json", "geometry")))
-        calibration, self._calibration_source = s.calibration, "analysis settings"
+        try:
+            calibration = self._absolute_calibration(config, obj, geometry, configured)
+        except (ValueError, TypeError) as error:  # geometry but no scale: relative intensities
+            calibration, self._relative_scale = 1.0, str(error)
+            self._calibration_source, self._calibration_rel_err = "none (relative scale)", None
+        path = s.path_length_cm or float(config.get(f"{obj}_thickness_cm", math.nan))
+        if not (path > 0):
+            path = DEFAULT_PATH_LENGTH_CM
+        return Reducer(geometry, n_bins=s.n_bins, q_range_nm=s.q_range_nm, path_length_cm=path,
+                       calibration=calibration)
+
+    def _absolute_calibration(self, config: dict, obj: str, geometry, configured) -> float:
+        """K (see :mod:`~ncsynth.analysis.reduction`): the settings', the configuration's, or the
+        beam monitors' with the water standard's or the geometry's solid angle; sets its source."""
+        calibration, self._calibration_source = self.settings.calibration, "analysis settings"
         if calibration is None and float(config.get(f"{obj}_calibration", math.nan)) > 0:
             calibration = float(config[f"{obj}_calibration"])  # the beamline's K (configuration)
             self._calibration_source = "detector configuration (calibration)"
@@ -279,11 +305,7 @@ class SAXSAnalysis(DocumentRouter):
             self._calibration_source = "beam monitors, " + ("water standard" if water > 0 else "geometry")
             if water > 0:
                 self._calibration_rel_err = float(config[f"{obj}_reference_solid_angle_err_sr"]) / water
-        path = s.path_length_cm or float(config.get(f"{obj}_thickness_cm", math.nan))
-        if not (path > 0):
-            path = DEFAULT_PATH_LENGTH_CM
-        return Reducer(geometry, n_bins=s.n_bins, q_range_nm=s.q_range_nm, path_length_cm=path,
-                       calibration=calibration)
+        return calibration
 
     def _reduce(self, doc) -> Pattern:
         if self._reducer is None:
@@ -320,6 +342,11 @@ class SAXSAnalysis(DocumentRouter):
         if skewed.success:
             self._last_skewed = skewed
         self._last_two = two or self._last_two
+        systematic = self._size_model.add(size_model_systematic(
+            fit, skewed, two if model.populations == 2 else None), resolved_fraction(fit, skewed))
+        curve = fit  # the model drawn over the pattern, on the pattern's scale
+        if self._relative_scale is not None:  # radii and widths are scale-free, amounts are not
+            fit, skewed, model, systematic = _without_amounts(fit, skewed, model, systematic)
         self.skewed_fits.append(skewed)
         self.frame_models.append(model)
         after_second = self._t_second is not None and frame_time + 0.5 * exposure > self._t_second
@@ -330,10 +357,8 @@ class SAXSAnalysis(DocumentRouter):
         self.times_s.append(time_s)
         self._cds.append(cd)
         self._yields.append(yld)
-        systematic = self._size_model.add(size_model_systematic(
-            fit, skewed, two if model.populations == 2 else None), resolved_fraction(fit, skewed))
         self._emit_frame(doc, fit, skewed, model, systematic, time_s, frame_time, yld,
-                         float(temperature), pattern)
+                         float(temperature), pattern, curve)
 
     def _single_fit(self, doc) -> tuple[Pattern, SphereFit]:
         """A primary frame's reduced, background-subtracted pattern and its Gaussian fit
@@ -349,7 +374,7 @@ class SAXSAnalysis(DocumentRouter):
         return pattern, fit
 
     def _emit_frame(self, raw_event, fit, skewed, model, systematic, time_s, frame_time, yld,
-                    temperature, pattern):
+                    temperature, pattern, curve):
         if self._bundle is None:
             self._open_derived_run()
         data = {"time_s": time_s, "frame_time": frame_time,
@@ -378,7 +403,7 @@ class SAXSAnalysis(DocumentRouter):
         if pattern is None:
             nan = np.full(self._reducer.n_bins, math.nan)
             pattern = Pattern(self._reducer.q_nm, nan, nan)
-        model = fit.model(pattern.q_nm) if fit.success else np.full(pattern.q_nm.shape, math.nan)
+        model = curve.model(pattern.q_nm) if curve.success else np.full(pattern.q_nm.shape, math.nan)
         arrays = {"time_s": time_s, "q_nm": pattern.q_nm.tolist(), "intensity_cm": pattern.intensity_cm.tolist(),
                   "sigma_cm": pattern.sigma_cm.tolist(), "model_cm": np.asarray(model, dtype=float).tolist()}
         self.emit("event", self._patterns_descriptor.compose_event(
@@ -394,7 +419,10 @@ class SAXSAnalysis(DocumentRouter):
                     "background_subtracted": bool(self._background_patterns),
                     "calibration_error": self._calibration_error,
                     "calibration_source": self._calibration_source,
-                    "calibration_rel_err": self._calibration_rel_err}
+                    "calibration_rel_err": self._calibration_rel_err,
+                    "absolute_scale": self._reducer is not None and self._relative_scale is None,
+                    "absolute_scale_error": self._relative_scale if self._reducer is not None else None,
+                    "intensity_units": self._intensity_units()}
         if self._reducer is not None:
             analysis.update(calibration=self._reducer.calibration, path_length_cm=self._reducer.path_length_cm,
                             geometry=self._reducer.geometry.to_dict())
@@ -409,11 +437,18 @@ class SAXSAnalysis(DocumentRouter):
         self.emit("descriptor", fits.descriptor_doc)
         self._fits_descriptor = fits
         if self._reducer is not None:  # without one, no q bins: no patterns stream
-            patterns = self._bundle.compose_descriptor(name=PATTERNS, data_keys=pattern_keys(n_bins),
-                                                       object_keys={"pattern": list(pattern_keys(n_bins))},
+            keys = pattern_keys(n_bins, self._intensity_units())
+            patterns = self._bundle.compose_descriptor(name=PATTERNS, data_keys=keys,
+                                                       object_keys={"pattern": list(keys)},
                                                        hints={"pattern": {"fields": []}})
             self.emit("descriptor", patterns.descriptor_doc)
             self._patterns_descriptor = patterns
+
+    def _intensity_units(self) -> str | None:
+        """The patterns' intensity units: cm⁻¹, :data:`RELATIVE_UNITS`, None without a reduction."""
+        if self._reducer is None:
+            return None
+        return "cm^-1" if self._relative_scale is None else RELATIVE_UNITS
 
     def _emit_kinetics(self, when: float):
         """The ``kinetics`` stream, timed ``when`` (the raw run's stop, so replay gives the same event)."""
@@ -428,7 +463,9 @@ class SAXSAnalysis(DocumentRouter):
                                          np.array([getattr(m, name) for m in self.frame_models], dtype=float)
                                          for name in ("concentration_molar", "cadmium_molar")])
         data = flatten_kinetics(summary, len(self.fits), failed)
-        if (self._raw_start or {}).get("second_injection"):
+        if self._relative_scale is not None:  # every amount is NaN: nothing to time
+            data.update(success=False, reason=f"no absolute scale: {self._relative_scale}")
+        elif (self._raw_start or {}).get("second_injection"):
             # one population fitted to two: the new set is not counted (see §S.5's own analysis)
             data.update(success=False, reason=SECOND_INJECTION_KINETICS)
         self.kinetics = data
@@ -443,15 +480,28 @@ class SAXSAnalysis(DocumentRouter):
 
     # -- results --------------------------------------------------------------------------
     def summary(self) -> dict:
-        """Last successful fit (radius nm, concentration mol/L, yield) and the counts."""
+        """Last successful fit (radius nm, concentration mol/L, yield) and the counts; without an
+        absolute scale concentration and yield are None and ``absolute_scale_error`` says why."""
         last = next((i for i in range(len(self.fits) - 1, -1, -1) if self.fits[i].success), None)
+        amounts = last is not None and self._relative_scale is None
         return {"final_radius_nm": None if last is None else self.fits[last].radius_nm,
-                "concentration_molar": None if last is None else self.fits[last].concentration_molar,
-                "yield_fraction": None if last is None else self._yields[last],
+                "concentration_molar": self.fits[last].concentration_molar if amounts else None,
+                "yield_fraction": self._yields[last] if amounts else None,
+                "absolute_scale_error": self._relative_scale,
                 "frames_analysed": len(self.fits),
                 "frames_without_fit": sum(not f.success for f in self.fits),
                 "analysis_errors": len(self.errors),
                 "kinetics": self.kinetics}
+
+
+def _without_amounts(fit: SphereFit, skewed: SkewedFit, model: FrameModel, systematic):
+    """A relative-scale frame's fits with every amount (concentration, background, and their
+    errors) NaN: only radii, widths, skewness and χ² do not depend on the absolute scale."""
+    nan = math.nan
+    return (dataclasses.replace(fit, concentration_molar=nan, concentration_err_molar=nan,
+                                background_cm=nan, background_err_cm=nan),
+            dataclasses.replace(skewed, concentration_molar=nan, background_cm=nan),
+            FrameModel(model.populations, nan, nan), (*systematic[:2], nan))
 
 
 class _Uncalibrated(Exception):

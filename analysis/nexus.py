@@ -7,9 +7,10 @@ then one NXentry for the run::
 
     /frame_0000 … /frame_NNNN  NXentry, canSAS_class SASentry, definition "NXcanSAS", @version 1.1;
                            title (sample, scan, frame, time), run (raw uid, @name "scan N frame i")
-      sasdata              NXdata, SASdata: I (1/cm, @uncertainties Idev), Idev (linked as I_errors),
+      sasdata              NXdata, SASdata: I (1/cm, or "a.u." in a run without an absolute scale,
+                           analysis.absolute_scale False; @uncertainties Idev), Idev (linked as I_errors),
                            Q (1/nm; one dataset hard-linked into every frame), Imodel (the fit,
-                           1/cm), Time (s after injection, scalar); @signal I, @I_axes "Q"
+                           I's units), Time (s after injection, scalar); @signal I, @I_axes "Q"
       sassample            NXsample, SASsample: name, thickness (path length in mm: sasdata 0.11
                            ignores the thickness unit and takes mm), temperature (the frame's, degC)
       sasinstrument        NXinstrument, SASinstrument: sassource (wavelength), monochromator
@@ -58,6 +59,8 @@ PATTERN_COLUMNS = ("time_s", "q_nm", "intensity_cm", "sigma_cm", "model_cm")
 #: Fitted values of the fits stream and their standard errors.
 FIT_ERRORS = {"radius_nm": "radius_err_nm", "sigma_nm": "sigma_err_nm",
               "concentration_molar": "concentration_err_molar"}
+#: I's units in a run without an absolute scale (NXcanSAS: arbitrary units, "such as a.u.").
+RELATIVE_UNITS = "a.u."
 #: The data keys' unit spellings that UDUNITS (hence NeXus) reads differently.
 _UDUNITS = {"cm^-1": "1/cm", "nm^-1": "1/nm", "": "1", "s since the epoch": "s"}
 
@@ -244,14 +247,15 @@ def _frame_entry(f: h5py.File, index: int, start: dict, analysis: dict, analysis
     _field(entry, "run", start["uid"], name=f"scan {start.get('scan_id')} frame {index}")
     data = _group(entry, "sasdata", "NXdata", "SASdata")
     data.attrs.update(signal="I", I_axes="Q", axes="Q", Q_indices=np.int32(0), auxiliary_signals=["Imodel"])
-    _field(data, "I", curves["intensity_cm"][index], "1/cm", uncertainties="Idev",
-           long_name="I(q), background subtracted (1/cm)")
-    data["I_errors"] = _field(data, "Idev", curves["sigma_cm"][index], "1/cm")  # NXdata's errors, for silx
+    units = "1/cm" if analysis.get("absolute_scale", True) is not False else RELATIVE_UNITS
+    _field(data, "I", curves["intensity_cm"][index], units, uncertainties="Idev",
+           long_name=f"I(q), background subtracted ({units})")
+    data["I_errors"] = _field(data, "Idev", curves["sigma_cm"][index], units)  # NXdata's errors, for silx
     if "Q" in shared:
         data["Q"] = shared["Q"]
     else:
         shared["Q"] = _field(data, "Q", q_nm, "1/nm", long_name="q (1/nm)")
-    _field(data, "Imodel", curves["model_cm"][index], "1/cm", long_name="fitted model (1/cm)")
+    _field(data, "Imodel", curves["model_cm"][index], units, long_name=f"fitted model ({units})")
     _field(data, "Time", time_s, "s", long_name="time after injection, mid-exposure (s)")
     _sample(entry, analysis, start, table["temperature_c"][index])
     for name, write in (("sasinstrument", lambda: _instrument(entry, analysis, start)),

@@ -228,3 +228,72 @@ def test_a_run_without_a_usable_calibration_is_flagged_once_with_its_frames_kept
     [stop] = [doc for name, doc in derived if name == "stop"]
     assert stop["reason"].endswith(f"{len(SCHEDULE_S)} frames, {len(SCHEDULE_S)} without a fit, "
                                    "1 analysis errors")
+
+
+def test_a_run_with_geometry_but_no_absolute_scale_fits_radii_on_a_relative_scale(tmp_path, caplog):
+    """PONI and mask but no monitors, K or water: I(q) in arbitrary units (d·K·I), the same radii
+    and widths as the same frames on the absolute scale, every amount NaN, flagged once (log,
+    analysis errors, the derived start), and the NeXus export's I not in 1/cm."""
+    import h5py
+
+    from ncsynth.runs import export_fits
+
+    derived = []
+    with SimulatedBeamline(seed=5) as sim, timebase.use_clock(sim.clock), \
+            open_catalog(tmp_path / "data") as catalog, caplog.at_level(logging.WARNING):
+        config = _hutch_config(sim, tmp_path, incident_monitor_pv="", transmitted_monitor_pv="",
+                               water_standard="", empty_cell="")
+        writer = catalog.writer()
+
+        def both(name, doc):
+            derived.append((name, doc))
+            writer(name, doc)
+
+        live = LiveAnalysis(both)
+        documents = _run(sim, config, catalog, live)
+        writer.close()
+        detector = sim.detector
+        true_k = calibration_from_beam(detector.incident_flux, detector.transmitted_flux / detector.incident_flux,
+                                       detector.synthesizer.geometry)
+        truth = []
+        replay(documents, lambda name, doc: truth.append((name, doc)), calibration=true_k)
+        [raw_start] = [doc for name, doc in documents if name == "start"]
+        nexus = export_fits(catalog, raw_start["uid"], tmp_path / "relative.h5", format="nexus")
+    [start] = [doc for name, doc in derived if name == "start"]
+    analysis = start["analysis"]
+    assert analysis["absolute_scale"] is False and analysis["calibration_error"] is None
+    assert "flux_ph_per_s" in analysis["absolute_scale_error"]
+    assert analysis["intensity_units"] == "a.u." and analysis["calibration"] == 1.0
+    [(what, message)] = live.analyses[0].errors
+    assert what == "scale" and "no absolute scale" in message
+    assert len([r for r in caplog.records if "no absolute scale" in r.getMessage()]) == 1
+    [truth_start] = [doc for name, doc in truth if name == "start"]
+    assert truth_start["analysis"]["absolute_scale"] is True
+    assert truth_start["analysis"]["intensity_units"] == "cm^-1"
+
+    relative, absolute = _fits(derived), _fits(truth)
+    assert len(relative) == len(absolute) == len(SCHEDULE_S)
+    assert all(fit["success"] for fit in relative + absolute)
+    for rel, ab in zip(relative, absolute):
+        for key in ("radius_nm", "sigma_nm", "skewed_radius_nm", "skewness"):
+            assert rel[key] == pytest.approx(ab[key], rel=1e-6), key
+        for key in ("concentration_molar", "concentration_err_molar", "concentration_syst_molar",
+                    "background_cm", "yield_fraction", "skewed_concentration_molar",
+                    "model_concentration_molar", "model_cadmium_molar"):
+            assert math.isnan(rel[key]) and math.isfinite(ab[key]), key
+    # the patterns: d·K·I(q), in arbitrary units
+    descriptors = {doc["uid"]: doc for name, doc in derived if name == "descriptor"}
+    [patterns] = [d for d in descriptors.values() if d["name"] == "patterns"]
+    assert patterns["data_keys"]["intensity_cm"]["units"] == "a.u."
+    rel_i, abs_i = ([np.array(doc["data"]["intensity_cm"]) for name, doc in run if name == "event"
+                     and "intensity_cm" in doc["data"]][-1] for run in (derived, truth))
+    finite = np.isfinite(abs_i) & (abs_i != 0)
+    assert np.allclose(rel_i[finite] / abs_i[finite], true_k, rtol=1e-9)
+    [kinetics] = [doc["data"] for name, doc in derived if name == "event" and "t_yield_s" in doc["data"]]
+    assert kinetics["success"] is False and kinetics["reason"].startswith("no absolute scale")
+    summary = live.summary()
+    assert summary["final_radius_nm"] == pytest.approx(relative[-1]["radius_nm"])
+    assert summary["concentration_molar"] is None and summary["yield_fraction"] is None
+    with h5py.File(nexus, "r") as handle:
+        assert handle["frame_0000/sasdata/I"].attrs["units"] == "a.u."
+        assert handle["frame_0000/sasdata/Imodel"].attrs["units"] == "a.u."

@@ -246,17 +246,20 @@ def report(catalog, ref, path=None, *, directory=None) -> Path:
     if derived is None:
         raise RunError(f"run {start['uid'][:8]} has not been analysed; run `ncsynth replay` first")
     kinetics = derived["kinetics"].read() if "kinetics" in derived else None
+    relative = (derived.metadata["start"].get("analysis") or {}).get("absolute_scale") is False
     return _report(start, derived["fits"].read(), derived["patterns"].read(), kinetics, path,
-                   directory=directory)
+                   directory=directory, relative=relative)
 
 
-def _report(start: dict, fits, patterns, kinetics, path=None, *, directory=None) -> Path:
+def _report(start: dict, fits, patterns, kinetics, path=None, *, directory=None,
+            relative: bool = False) -> Path:
     """:func:`report`'s figure of a raw run (its start document) from its analysis's tables."""
     from ncsynth.analysis.display import report_figure, run_title  # matplotlib: only here
 
     title = run_title(raw_description(start), f"SAXS analysis, {len(fits['time_s'])} frames")
     return _writing(path, directory, run_name(start), ".png",
-                    lambda target: report_figure(fits, patterns, kinetics, target, title=title))
+                    lambda target: report_figure(fits, patterns, kinetics, target, title=title,
+                                                 relative=relative))
 
 
 def second_injection_analysis(catalog, ref):

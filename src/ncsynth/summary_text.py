@@ -49,7 +49,8 @@ def format_summary(summary: dict) -> str:
                                         ("yield", "yield_fraction", "yield_fraction", "")):
         value = summary.get(key)
         text = _number(value, unit) if value is not None else \
-            ("no frame fitted" if analysed else "not analysed")
+            ("not available: no absolute scale" if summary.get("absolute_scale_error") and label != "radius"
+             else "no frame fitted" if analysed else "not analysed")
         if truth_key in flask_now:
             text += f"   ({flask_label}: {_number(flask_now[truth_key], unit)})"
         rows.append((label, text))
