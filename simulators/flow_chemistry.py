@@ -55,187 +55,20 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ..analysis.optical import MSC_PEAKS_NM, cdse_diameter_from_units_nm, cdse_diameter_nm, cdse_units
+from ..analysis.optical import cdse_diameter_from_units_nm
 from .flow_chamber import stirred_tank_outlet
 from .flow_heating import oven_entry_segments
-from .kinetics_parameters import GAS_CONSTANT_J_PER_MOL_K, ZERO_CELSIUS_K
+from .flow_kinetics import FAMILIES, FAMILY_UNITS, NUCLEUS, STEPS, Arrhenius, FlowKineticParameters
+from .kinetics_parameters import ZERO_CELSIUS_K
 
-#: MSC family labels (analysis.optical.MSC_PEAKS_NM) and the CdSe units each particle holds.
-FAMILIES = tuple(MSC_PEAKS_NM)
-FAMILY_UNITS = {label: float(cdse_units(cdse_diameter_nm(peak))) for label, peak in MSC_PEAKS_NM.items()}
-NUCLEUS = "MSC-350"
+__all__ = ["FAMILIES", "FAMILY_UNITS", "NUCLEUS", "STATE_SIZE", "QUENCH_TEMPERATURE_C", "Arrhenius",
+           "FlowComposition", "FlowKineticParameters", "check_number", "simulate_plug"]
+
 
 # State vector layout: M, the five families, NC number, NC units.
 _M, _NC, _U = 0, 1 + len(FAMILIES), 2 + len(FAMILIES)
 _FAMILY_INDEX = {label: 1 + i for i, label in enumerate(FAMILIES)}
 STATE_SIZE = 3 + len(FAMILIES)
-
-
-@dataclass(frozen=True)
-class Arrhenius:
-    """k(T) = ``at_reference``·exp[−E_a/R·(1/T − 1/T_ref)]; units of ``at_reference`` per step."""
-
-    at_reference: float
-    activation_kj_per_mol: float
-
-    def __post_init__(self):
-        if not (math.isfinite(self.at_reference) and self.at_reference >= 0):
-            raise ValueError(f"Arrhenius.at_reference must be finite and >= 0, got {self.at_reference!r}")
-        if not math.isfinite(self.activation_kj_per_mol):
-            raise ValueError(f"Arrhenius.activation_kj_per_mol must be finite, "
-                             f"got {self.activation_kj_per_mol!r}")
-
-    def at(self, temperature_c: float, reference_c: float) -> float:
-        """Rate constant at ``temperature_c`` (°C) given the reference temperature (°C)."""
-        inverse_difference = (1.0 / (temperature_c + ZERO_CELSIUS_K)
-                              - 1.0 / (reference_c + ZERO_CELSIUS_K))
-        return self.at_reference * math.exp(-self.activation_kj_per_mol * 1e3
-                                            / GAS_CONSTANT_J_PER_MOL_K * inverse_difference)
-
-    def prefactor(self, reference_c: float) -> float:
-        """The Arrhenius prefactor A = k_ref·exp(E_a/(R·T_ref)), same units as ``at_reference``."""
-        return self.at_reference * math.exp(self.activation_kj_per_mol * 1e3
-                                            / (GAS_CONSTANT_J_PER_MOL_K * (reference_c + ZERO_CELSIUS_K)))
-
-
-#: Cluster-to-cluster and cluster-to-NC steps: (parameter name, source, product).
-STEPS = (("k_382", "MSC-350", "MSC-382"), ("k_403", "MSC-350", "MSC-403"),
-         ("k_437", "MSC-382", "MSC-437"), ("k_437", "MSC-403", "MSC-437"),
-         ("k_465", "MSC-437", "MSC-465"), ("k_465_hot", "MSC-437", "MSC-465"),
-         ("k_nc", "MSC-465", "NC"),
-         ("k_nc_403", "MSC-403", "NC"), ("k_nc_nuclei", "MSC-350", "NC"))
-
-
-@dataclass(frozen=True)
-class FlowKineticParameters:
-    """Rate constants of the flow chemistry (module docstring), Arrhenius about 280 °C.
-
-    Units: k_d and the dissolution limit in 1/s; k_nuc in (L/mol)^(m−1)/s; the cluster steps in
-    L mol⁻¹ s⁻¹; k_g in CdSe units per NC per second per mol/L of monomer at
-    ``nc_reference_units``; K (``k_465_adsorption``) dimensionless.  Activation energies (and
-    the adsorption enthalpy) in kJ/mol; :meth:`Arrhenius.prefactor` gives A.
-
-    Seed 002 gives no rate constants.  These are chosen so that its statements hold for a
-    0.01 mol/L feed with 1/11 of the reaction time in the chamber (the default reactor,
-    growth at the nucleation temperature); simulators/flow_figures.py measures each statement
-    and tests/test_flow_chemistry.py asserts its bound (shares are of the fed Cd):
-
-    * Fig. 1 / text, T ≤ 260 °C, 14 s: "regular NCs rather than MSCs" — few nuclei
-      (k_nuc 150 kJ/mol, 4th order), monomer-rich, and CdSe-437 grows on to CdSe-465
-      (k_465 = 100 L/mol/s while the monomer pre-adsorption K is saturated) and NCs
-      (k_nc): 240–260 °C keep 2.1–3.9 % of the Cd in MSCs, NCs 36–61 %.
-    * Fig. 1 / rate laws 260 < T ≤ 300 °C: CdSe-437 accumulates; the seed lists no r(465)
-      there.  Reproduced by the exothermic pre-adsorption before 437 → 465
-      (K = 0.06 at 280 °C, −400 kJ/mol: K = 1 at 263 °C, so the step is on below 260 °C and
-      ~94 % off at 280 °C) and by the faster nucleation using up the monomer: CdSe-437 holds
-      14 / 30 / 28 / 12 % at 270 / 280 / 290 / 300 °C and 14 s, coexisting with NCs (the
-      window's r(NCs) = k[403][M], ``k_nc_403``); at 280 °C the NC exciton moves 498 → 519 nm
-      from 4.5 to 14 s (seed: 490 → 527 nm) and CdSe-437 rises with the growth temperature.
-    * > 300 °C (rate laws and text: high nucleation, little monomer, "monomer depletion,
-      together with the high temperatures, is the driving force that causes the dissolution
-      of MSCs"): clusters dissolve only while [M] is below ``monomer_solubility_molar``, each
-      into the next smaller family plus monomer (the fragments the seed cites), at
-      k_d(T)·s_j with a steep k_d (400 kJ/mol: 2 %/s at 280 °C, CdSe-437 s = 1, the others
-      20) in series with ``dissolution_limit_per_s`` (1/k = 1/(s_j·k_d) + 1/limit), so the
-      dissolution switches on between 300 and 310 °C but is no faster than 1/s above: at 14 s
-      3.6 % of the Cd is left in MSCs at 310 °C, ≤ 0.8 % from 320 °C on.  CdSe-437 is the
-      most stable family (s = 1; the seed: "most persistent MSC").
-    * Fig. 4, 350 °C and 4.5 s: five families (350, 382, 403, 437, 465 nm) each hold
-      1.2–3.7 % of the Cd: the nucleation burst carries clusters up the chain in the chamber
-      (CdSe-382 route, k_382 190 kJ/mol; 437 → 465 by a thermally activated channel
-      ``k_465_hot``, 310 kJ/mol, the seed's high-temperature r(465)), and the cascade
-      dissolution refills the smaller families while NCs take up the monomer.
-    * TEM, 350 °C and 7.6 s: NCs 3.6 nm (``k_nc_nuclei`` 240 kJ/mol, the seed's
-      high-temperature r(NCs) = k[Nucl][M], sets their number; k_g 200 kJ/mol their growth).
-    * Fig. 2, 1.5 s at 230 °C: MSCs seen (2.5 % of the Cd, CdSe-437 the largest family).  With
-      the oven at 230 °C the nucleation temperature matters through the plug's relaxation into
-      the oven (``oven_heat_time_s``): MSCs hold most of the SAXS-visible Cd up to T_nuc 230 °C,
-      NCs from 240 °C (seed: continuous NC growth from 250 °C).  The r = 1.02 nm shoulder
-      (CdSe-465) "formed at 230 °C ... fully pronounced at 240 °C": CdSe-465 passes on to NCs
-      fast enough (``k_nc`` = 220 L/mol/s, the seed's r(NCs) = k(NCs)[465][M]) to stay below
-      half of CdSe-437's Cd up to T_nuc 220 °C (0.40 / 0.42 / 0.46 at 200 / 210 / 220 °C) and
-      reach it at 240 °C (0.54); with 150 L/mol/s it was 0.48 / 0.52 / 0.57 and 0.70.
-
-    Known gaps, with what was tried (the stirred chamber too): simulators/flow_figures.py
-    KNOWN_GAPS (Fig. 2's first quantized step; Fig. 1's CdSe-437 below the diagonal).
-    """
-
-    reference_temperature_c: float = 280.0
-    k_nuc: Arrhenius = Arrhenius(1e4, 150.0)
-    k_382: Arrhenius = Arrhenius(200.0, 190.0)
-    k_403: Arrhenius = Arrhenius(2e3, -20.0)
-    k_437: Arrhenius = Arrhenius(2e3, -40.0)
-    k_465: Arrhenius = Arrhenius(100.0, 0.0)
-    #: Equilibrium constant K of the monomer pre-adsorption on CdSe-437 (activation: the
-    #: adsorption enthalpy): the low-temperature step 437 → 465 runs at k_465·K/(1 + K).
-    k_465_adsorption: Arrhenius = Arrhenius(0.06, -400.0)
-    #: The high-temperature channel of 437 → 465 (rate laws above 300 °C).
-    k_465_hot: Arrhenius = Arrhenius(5.0, 310.0)
-    k_nc: Arrhenius = Arrhenius(220.0, 0.0)
-    k_nc_403: Arrhenius = Arrhenius(250.0, 60.0)
-    k_nc_nuclei: Arrhenius = Arrhenius(7.0, 240.0)
-    k_g: Arrhenius = Arrhenius(2.2e3, 200.0)
-    k_d: Arrhenius = Arrhenius(0.02, 400.0)
-    #: Order m of nucleation in [M] (k_nuc in (L/mol)^(m−1)/s): a steep supersaturation
-    #: dependence, so nucleation stops once the clusters have used up most of the monomer.
-    nucleation_order: float = 4.0
-    #: Upper limit of a family's dissolution rate constant, 1/s (in series with s_j·k_d).
-    dissolution_limit_per_s: float = 1.0
-    #: Clusters dissolve only while the monomer is below this concentration, mol/L, at a rate
-    #: ∝ 1 − [M]/S (monomer depletion drives the dissolution).
-    monomer_solubility_molar: float = 1e-3
-    #: Dissolution factor s_j per family (FAMILIES order): CdSe-437 the most stable.
-    dissolution_factors: tuple = (20.0, 20.0, 20.0, 1.0, 20.0)
-    #: CdSe units of a newly formed NC (just above CdSe-465's 84).
-    nc_birth_units: float = 90.0
-    #: Size at which k_g applies (growth scales with surface, (n/n_ref)^(2/3)).
-    nc_reference_units: float = 100.0
-    #: Relative standard deviation of the NC diameter (not modelled; sets spectra and SAXS widths).
-    nc_relative_sigma: float = 0.08
-    #: Thermal time constant τ (s) of the plug entering the growth oven: it leaves the (well
-    #: mixed) chamber at T_nuc and relaxes as T_growth + (T_nuc − T_growth)·exp(−t/τ).  Laminar
-    #: flow in a tube of bore D: τ = D²/(4·Nu·α), Nu = 3.66, α ≈ 8e-8 m²/s for octadecene, so
-    #: 0.4 s for D ≈ 0.7 mm (our choice; seed 002 gives no tube data).  Only plugs with
-    #: T_nuc ≠ T_growth feel it; it lets the nucleation temperature matter at 1.5 s (Fig. 2).
-    oven_heat_time_s: float = 0.4
-    #: True runs the nucleation chamber as a stirred tank (simulators/flow_chamber.py, seed
-    #: 002's "nucleation chamber" of a continuous hot injection); False, the default, as a plug
-    #: like the oven.  The tank with these rate constants moves Fig. 1's below-diagonal CdSe-437
-    #: from 34 % to 10 % but breaks Fig. 4 and the TEM size at 350 °C (KNOWN_GAPS).
-    chamber_stirred: bool = False
-
-    def __post_init__(self):
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, Arrhenius):
-                continue
-            if item.name == "chamber_stirred":
-                if not isinstance(value, bool):
-                    raise ValueError(f"chamber_stirred must be True or False, got {value!r}")
-            elif item.name == "dissolution_factors":
-                if len(value) != len(FAMILIES) or not all(math.isfinite(v) and v >= 0 for v in value):
-                    raise ValueError(f"{item.name} needs {len(FAMILIES)} finite values >= 0, "
-                                     f"got {value!r}")
-            elif not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise ValueError(f"{item.name} must be a finite number, got {value!r}")
-        if self.nc_birth_units <= FAMILY_UNITS["MSC-465"]:
-            raise ValueError(f"nc_birth_units must exceed the {FAMILY_UNITS['MSC-465']:.1f} units "
-                             f"of MSC-465, got {self.nc_birth_units!r}")
-        for name in ("nc_reference_units", "nc_relative_sigma", "nucleation_order",
-                     "dissolution_limit_per_s", "monomer_solubility_molar"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.oven_heat_time_s < 0:
-            raise ValueError(f"oven_heat_time_s must be >= 0, got {self.oven_heat_time_s!r}")
-
-    def constants(self, temperature_c: float) -> dict:
-        """Every rate constant at ``temperature_c`` (°C), by parameter name."""
-        constants = {item.name: getattr(self, item.name).at(temperature_c, self.reference_temperature_c)
-                     for item in dataclasses.fields(self)
-                     if isinstance(getattr(self, item.name), Arrhenius)}
-        adsorbed = constants.pop("k_465_adsorption")
-        constants["k_465"] *= adsorbed / (1.0 + adsorbed)
-        return constants
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,28 @@ def test_437_to_465_runs_below_and_above_the_window_not_inside():
     assert k[350.0]["k_465_hot"] > 10 * k[350.0]["k_465"]
 
 
+def test_hot_route_is_off_by_default_and_opens_between_300_and_310_c():
+    """The seed's high-temperature r(NCs) = k(NCs)[Nucl.][M] as a switched route: nothing by
+    default; once given a rate it is shut at 300 °C and open at 310 °C."""
+    default = FlowKineticParameters()
+    for t in (280.0, 310.0, 350.0):
+        assert default.constants(t)["k_nc_nuclei"] == default.k_nc_nuclei.at(t, 280.0)
+    hot = FlowKineticParameters(k_nc_nuclei_hot=Arrhenius(3e4, 0.0))
+    assert hot.hot_route_opening(300.0) < 0.01 and hot.hot_route_opening(310.0) > 0.95
+    assert hot.hot_route_opening(hot.hot_route_half_c) == pytest.approx(0.5)
+    assert hot.constants(350.0)["k_nc_nuclei"] == pytest.approx(3e4 + hot.k_nc_nuclei.at(350.0, 280.0))
+
+
+def test_hot_route_ends_the_window_at_300_c_but_empties_the_350_c_clusters():
+    """Measured on the mechanism (why it is off by default): with the route at 3e4 L/mol/s the
+    two Fig. 1 rows hold (CdSe-437 below the diagonal <= 5 %, the window >= 10 %), but at
+    350 °C the nuclei become NCs, not clusters: Fig. 4's families and Fig. S2's MSCs are lost."""
+    on = flow_figures(FlowKineticParameters(k_nc_nuclei_hot=Arrhenius(3e4, 0.0)))
+    assert on["cdse437_14s_below_diagonal_max"] <= 0.05
+    assert on["cdse437_14s_window_min"] >= 0.10
+    assert on["families_at_350_4p5"] < 5 and on["msc_4p5s_min"] < 0.05
+
+
 def test_clusters_dissolve_only_under_monomer_depletion():
     """At 280 °C, 4.5 s the monomer stays above the solubility: nothing dissolves (the same
     plug as without dissolution); at 350 °C it is used up, and by 4.5 s the clusters have
