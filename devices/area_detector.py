@@ -18,9 +18,13 @@ Without monitor PVs both stay NaN.
 
 Beam monitors per frame: with monitor PVs, every frame's event also carries
 ``<name>_incident_flux`` and ``<name>_transmitted_flux`` (photons/s), the monitors' values
-when the HDF5 plugin reported the frame written (Channel Access monitors, delivered in the
-order the IOC posted them: an IOC that posts its monitors before ``NumCaptured``, as
-areaDetector's NDAttributes do, gives the values of that frame).
+when the cam reported the exposure ended (its ``ArrayCounter``; Channel Access monitors are
+delivered in the order the IOC posted them: an IOC that posts its monitors before counting
+the frame, as the simulated one does, gives the values of that exposure, also when the HDF5
+plugin writes a frame only after the next one has ended).
+
+Modules beside this one: :mod:`.frames_in_flight` (the frames between start and file),
+:mod:`.channel_access` (time-outs and channel clean-up of the process's EPICS signals).
 
 Which address is asked: Channel Access finds the IOC through the client environment
 (``EPICS_CA_ADDR_LIST``, ``EPICS_CA_AUTO_ADDR_LIST``), set by the beamline at the hutch and
@@ -34,26 +38,26 @@ import math
 import os
 import threading
 import uuid
-from collections import deque
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from ophyd import Component as Cpt
-from ophyd import EpicsSignalRO, Signal, get_cl
+from ophyd import EpicsSignalRO, Signal
 from ophyd.areadetector import DetectorBase
 from ophyd.areadetector.cam import AreaDetectorCam
 from ophyd.areadetector.plugins import HDF5Plugin_V34
 from ophyd.device import Staged
-from ophyd.signal import DerivedSignal, EpicsSignalBase
+from ophyd.signal import DerivedSignal
 from ophyd.status import DeviceStatus
 
 from ncsynth import caproto_environment, timebase
 from ncsynth.config_schema import FRAME_COMPRESSIONS as COMPRESSIONS
 from ncsynth.errors import first_line
+from .channel_access import CONNECTION_TIMEOUT_S, drain_utility_threads, forget_staging, patient_channel_access
 from .detector import DetectorError, FrameDetector, checked_exposure
+from .frames_in_flight import FramesInFlight, PendingFrame, raise_failed
 
 caproto_environment.install()  # caproto's search thread dies if os.environ changes under it
 
@@ -126,7 +130,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             raise ValueError(f"monitors must be two PV names (incident, transmitted flux), got {monitors!r}")
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
-        _patient_channel_access()
+        patient_channel_access()
         super().__init__(prefix, name=name, **kwargs)
         self.write_path_template = write_path_template
         self.read_path_template = read_path_template or write_path_template
@@ -136,13 +140,11 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             for pv, which in zip(monitors, ("incident", "transmitted")))
         if monitors is None:
             self.read_attrs = ["image", "frame_time"]
-        self._frames_started = 0  # exposures started this staging: the next frame's index in its file
         self._counter_base = 0  # the cam's ArrayCounter_RBV at stage
         self._exposure_s: float | None = None  # cam.acquire_time while staged (monitor)
         self._ioc_gone: str | None = None  # why a frame could not start (its IOC gone), this staging
-        self._exposing: _PendingFrame | None = None  # the last exposure started
-        self._pending: deque[_PendingFrame] = deque()  # exposed, not yet written, in order
-        self._pending_lock = threading.Lock()
+        self._exposing: PendingFrame | None = None  # the last exposure started
+        self._in_flight = FramesInFlight()  # started, not yet written, in order
         self._cancel = threading.Event()
         self.stage_sigs.update([("cam.image_mode", 1), ("cam.num_images", 1), ("cam.trigger_mode", 0)])
         self.hdf5.stage_sigs.update([
@@ -167,7 +169,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
                 monitor.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
         except TimeoutError:
             pass  # the IOC is gone: nothing left to wait for
-        _drain_utility_threads(CONNECTION_TIMEOUT_S)
+        drain_utility_threads(CONNECTION_TIMEOUT_S)
         for monitor in self.monitors or ():
             monitor.destroy()
         super().destroy()
@@ -211,7 +213,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         if not self.hdf5.file_path_exists.get():
             self.unstage()
             raise DetectorError(f"{self.name}: the IOC cannot write to {self.hdf5.file_path.get()!r}")
-        self._frames_started = 0
+        self._in_flight.reset()
         self._ioc_gone = None
         self._assets.reset()
         self._assets.new_file(Path(when.strftime(self.read_path_template)) / f"{filename}.h5", shape)
@@ -236,7 +238,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         if self._ioc_gone is not None:
             logger.warning("%s: settings of before staging not restored, the IOC is gone (%s)",
                            self.name, self._ioc_gone)
-            _forget_staging(self)
+            forget_staging(self)
             return [self]
         try:
             return super().unstage()
@@ -247,12 +249,18 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     def trigger(self):
         """Expose one frame now; the Status finishes once the HDF5 plugin has written it. The
         next trigger may come as soon as the cam has ended this exposure, while the plugin
-        still writes it (as areaDetector's file plugin writes in its own thread)."""
+        still writes it (as areaDetector's file plugin writes in its own thread).
+
+        Finishing at the write, not at the exposure's end (ophyd's usual areaDetector
+        trigger), keeps the promise that a frame is in its file before its stream_datum (the
+        live analysis reads it on its event). It costs a frame's start nothing while the write
+        ends within the dead time: the simulated IOC writes a Blosc frame ~2 ms after the
+        exposure, at least 14.7 ms before the next §S.1.4 start (200 frames, issue 17)."""
         if self._sequence_running():
             raise DetectorError(f"{self.name}: a detector-timed sequence is running")
         return self._expose(collected=False).written
 
-    def _expose(self, *, collected: bool, exposure_s: float | None = None) -> "_PendingFrame":
+    def _expose(self, *, collected: bool, exposure_s: float | None = None) -> PendingFrame:
         """Start one exposure now: ``cam.acquire`` is the first Channel Access message (the
         exposure time is the one this staging's monitor last saw, or ``exposure_s``), its time
         the frame's start; the time-out's timer thread starts after it."""
@@ -269,20 +277,14 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
                                     f"{first_line(error)}") from error
         exposure = checked_exposure(self._exposure_s if exposure_s is None else exposure_s)
         timeout = exposure + self.timeout_s
-        pending = self._exposing = _PendingFrame(self._frames_started, math.nan, collected,
-                                                 DeviceStatus(self), DeviceStatus(self))
+        pending = self._exposing = self._in_flight.start(math.nan, collected, self)
         pending.timer = threading.Timer(timeout, self._late, args=(pending, timeout))
         pending.timer.daemon = True
-        with self._pending_lock:
-            self._pending.append(pending)
-            self._frames_started += 1
         pending.t_start = timebase.now()
         try:
             self.cam.acquire.put(1, use_complete=True)
         except Exception as error:  # the IOC is gone
-            self._finish(pending, None)
-            with self._pending_lock:
-                self._frames_started -= 1
+            self._in_flight.unstart(pending)
             self._ioc_gone = first_line(error)
             raise DetectorError(f"{self.name}: cannot start an exposure: {self._ioc_gone}") from error
         pending.timer.start()  # a frame written meanwhile has cancelled it: it ends at once
@@ -294,34 +296,38 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
 
     def _counted(self, value, **kwargs) -> None:
         """The cam's ``ArrayCounter`` changed (Channel Access monitor): the exposures it has
-        counted since stage have ended (their frames may still be on their way to the file)."""
-        with self._pending_lock:
-            ended = [p for p in self._pending if p.index < value - self._counter_base]
-        for pending in ended:
-            if not pending.exposed.done:
-                pending.exposed.set_finished()
+        counted since stage have ended (their frames may still be on their way to the file);
+        their readings are the beam monitors' values now."""
+        for pending in self._ended(self._in_flight.before(value - self._counter_base)):
+            pending.exposed.set_finished()
+
+    def _ended(self, frames: list[PendingFrame]) -> list[PendingFrame]:
+        """Of ``frames``, those not yet seen ended, given the beam monitors' values now (the
+        IOC posts a frame's before counting it, as areaDetector's NDAttributes)."""
+        ended = [pending for pending in frames if pending.readings is None]
+        if ended:
+            readings = {}
+            if self.monitors is not None:
+                readings = {self.incident_flux: float(self.monitors[0].get()),
+                            self.transmitted_flux: float(self.monitors[1].get())}
+            for pending in ended:
+                pending.readings = readings
+        return [pending for pending in ended if not pending.exposed.done]
 
     def _captured(self, value, **kwargs) -> None:
         """``NumCaptured`` changed (Channel Access monitor): the pending frames it counts are
-        written, in order; their readings are the beam monitors' values now."""
-        with self._pending_lock:
-            written = [p for p in self._pending if p.index < value]
-        if not written:
-            return
-        readings = {}
-        if self.monitors is not None:
-            readings = {self.incident_flux: float(self.monitors[0].get()),
-                        self.transmitted_flux: float(self.monitors[1].get())}
+        written, in order (one whose ``ArrayCounter`` has not arrived yet ends now too)."""
+        written = self._in_flight.before(value)
+        for pending in self._ended(written):
+            pending.exposed.set_finished()
         for pending in written:
-            self._finish(pending, readings)
+            self._finish(pending, pending.readings)
 
-    def _finish(self, pending: "_PendingFrame", outcome) -> None:
-        """End ``pending`` once: ``outcome`` a dict of readings (written), an exception
-        (failed), or None (never started)."""
-        with self._pending_lock:
-            if pending not in self._pending:
-                return
-            self._pending.remove(pending)
+    def _finish(self, pending: PendingFrame, outcome) -> None:
+        """End ``pending`` once: ``outcome`` a dict of readings (written) or an exception
+        (failed)."""
+        if not self._in_flight.remove(pending):
+            return
         pending.timer.cancel()
         for status in (pending.exposed, pending.written):
             if status.done:  # aborted meanwhile
@@ -331,10 +337,10 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
                     self._record(pending.index, pending.t_start, collected=pending.collected,
                                  readings=outcome)
                 status.set_finished()
-            elif outcome is not None:
+            else:
                 status.set_exception(outcome)
 
-    def _late(self, pending: "_PendingFrame", timeout: float) -> None:
+    def _late(self, pending: PendingFrame, timeout: float) -> None:
         """The pending frame's time is up (timer thread): fail it, with the cause when there is
         one to read: the HDF5 plugin's write error (``WriteStatus`` Error and its
         ``WriteMessage``, as areaDetector's NDFileHDF5 sets them, e.g. a full disk), or the
@@ -376,7 +382,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         writing: list[DeviceStatus] = []
         try:
             for _ in timebase.deadlines(start_times, self._cancel):
-                _raise_failed(writing)
+                raise_failed(writing)
                 frame = self._expose(collected=True, exposure_s=exposure_s)
                 writing.append(frame.written)
                 frame.exposed.wait()
@@ -391,77 +397,9 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     def _abort_sequence(self) -> None:
         self._cancel.set()
         self.cam.acquire.put(0, wait=False)
-        with self._pending_lock:
-            pending = list(self._pending)
-        for frame in pending:
+        for frame in self._in_flight.all():
             self._finish(frame, DetectorError(f"{self.name}: sequence aborted"))
-
-
-def _raise_failed(statuses: list[DeviceStatus]) -> None:
-    """Drop the finished Statuses from ``statuses``; raise the error of a failed one."""
-    for status in [s for s in statuses if s.done]:
-        statuses.remove(status)
-        status.wait()  # raises its exception if it failed
 
 
 #: Longest wait (s) for the HDF5 plugin's WriteStatus/WriteMessage when a frame is late.
 WRITE_STATUS_TIMEOUT_S = 2.0
-
-#: Channel Access connection and read time-outs (s) of the process's EPICS signals: ophyd's
-#: 1 s and 2 s are missed on a loaded machine (seen: a 2-core host running two test workers).
-CONNECTION_TIMEOUT_S = READ_TIMEOUT_S = 10.0
-
-
-def _patient_channel_access() -> None:
-    """:data:`CONNECTION_TIMEOUT_S` and :data:`READ_TIMEOUT_S` for every EPICS signal of this
-    process, unless one was made before (ophyd allows it only then; e.g. a beamline start-up
-    that chose its own: kept)."""
-    try:
-        EpicsSignalBase.set_defaults(connection_timeout=CONNECTION_TIMEOUT_S, timeout=READ_TIMEOUT_S)
-    except RuntimeError:
-        pass
-
-
-def _drain_utility_threads(timeout_s: float) -> None:
-    """Wait (at most ``timeout_s``) until ophyd's utility threads, which read each new
-    channel's metadata, have run every task queued before now: one barrier task per thread,
-    the queue being first in, first out."""
-    dispatcher = get_cl().get_dispatcher()
-    threads = len(getattr(dispatcher, "_utility_threads", ()))
-    if not threads:  # no channel made yet in this process
-        return
-    barrier = threading.Barrier(threads + 1, timeout=timeout_s)
-
-    def meet() -> None:
-        try:
-            barrier.wait()
-        except threading.BrokenBarrierError:  # the wait ran out: the queue stays as it is
-            pass
-
-    for _ in range(threads):
-        dispatcher.schedule_utility_task(meet)
-    meet()
-
-
-def _forget_staging(device) -> None:
-    """Mark ``device`` and its components unstaged without restoring any setting (ophyd's
-    ``unstage`` without the Channel Access puts)."""
-    for name in device._sub_devices:
-        _forget_staging(getattr(device, name))
-    device._original_vals.clear()
-    device._staged = Staged.no
-
-
-@dataclass(eq=False)
-class _PendingFrame:
-    """A frame exposed and not yet reported written: its index in the file, start (epoch s),
-    whether a sequence collects it, its Statuses (``exposed``: the cam has ended the exposure;
-    ``written``: the HDF5 plugin has written it), and the timer that fails it."""
-
-    index: int
-    t_start: float
-    collected: bool
-    written: DeviceStatus
-    exposed: DeviceStatus
-    timer: threading.Timer | None = None
-

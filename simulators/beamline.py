@@ -98,7 +98,7 @@ class SimulatedBeamline:
         ``heater``/``injector`` ``url``, ``detector`` ``prefix``, monitor PVs, and the PONI and
         mask files of the simulated set-up (with ``water_standard``, a water standard and its
         empty cell too), written to ``calibration_dir`` now (a Channel Access client elsewhere
-        also needs :func:`.area_detector.epics_client_environment`)."""
+        also needs :func:`.ca_loopback.epics_client_environment`)."""
         return {"heater": {"url": self.links["heater"].url},
                 "injector": {"url": self.links["injector"].url},
                 "detector": self.detector.hutch_settings(calibration_dir, water_standard=water_standard)}

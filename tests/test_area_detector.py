@@ -29,8 +29,9 @@ from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.devices.detector import FRAME_DATASET, DetectorError
 from ncsynth.runs import raw_documents
 from ncsynth.simulators.area_detector import (DEFAULT_PREFIX, INCIDENT_SUFFIX, TRANSMITTED_SUFFIX,
-                                              SimulatedAreaDetector, c_format,
-                                              epics_client_environment, serve_ioc)
+                                              SimulatedAreaDetector, serve_ioc)
+from ncsynth.simulators.ca_loopback import epics_client_environment
+from ncsynth.simulators.hdf5_plugin import c_format
 from ncsynth.simulators.clock import WorldClock
 from ncsynth.simulators.kinetics import ReactionState
 from ncsynth.simulators.server import SimulatorHost
@@ -457,12 +458,15 @@ def test_the_next_exposure_starts_while_the_plugin_still_writes_the_last_frame(t
     with a compression slower than the dead time between frames (zlib at level 9, ~0.1-0.3 s a
     full frame here), a detector-timed sequence starts its next exposures while earlier frames
     are still being written (the cam's ArrayCounter ahead of the plugin's NumCaptured when an
-    exposure starts), and still every frame reaches the file, each collected only once written."""
+    exposure starts), and still every frame reaches the file, each collected only once written,
+    with the beam monitors of its own exposure (the beam decays at every start: each event's
+    values are those the IOC attached to that frame in the file, not a later frame's)."""
     clock = WorldClock(speed=1.0)
     with SimulatorHost() as host, timebase.use_clock(clock):
         ioc, release_clients = serve_ioc(host, World(clock), geometry=GEOMETRY, seed=5)
         det = AreaDetectorSAXS(ioc.prefix, name="slow", write_path_template=str(tmp_path),
-                               timeout_s=60.0, compression="zlib")
+                               timeout_s=60.0, compression="zlib",
+                               monitors=(ioc.prefix + INCIDENT_SUFFIX, ioc.prefix + TRANSMITTED_SUFFIX))
         det.hdf5.stage_sigs["zlevel"] = 9
         det.exposure_time.put(EXPOSURE_S)
         at_starts = []  # (frames the cam has counted, frames the plugin has written) at each start
@@ -470,6 +474,7 @@ def test_the_next_exposure_starts_while_the_plugin_still_writes_the_last_frame(t
         def started(value, **kwargs):
             if value == 1:
                 at_starts.append((ioc.value("cam1:ArrayCounter_RBV"), ioc.value("HDF1:NumCaptured_RBV")))
+                ioc.synthesizer.flux_ph_per_s *= 0.9
 
         det.cam.acquire.subscribe(started, run=False)
         documents = []
@@ -492,6 +497,8 @@ def test_the_next_exposure_starts_while_the_plugin_still_writes_the_last_frame(t
     with h5py.File(_path(resource), "r") as written:
         assert set(written[FRAME_DATASET]._filters) == {"gzip"}
         frames = written[FRAME_DATASET][:]
+        attached = list(written["/entry/instrument/NDAttributes/IncidentFlux"][:])
+    assert page["data"]["slow_incident_flux"] == attached and len(set(attached)) > 1
     assert frames.shape == (8, *GEOMETRY.shape)
     np.testing.assert_array_equal(frames[-1], ioc.last_frame)
     assert all(frame.sum() > 0 for frame in frames)

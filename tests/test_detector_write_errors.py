@@ -18,7 +18,8 @@ from ncsynth import timebase
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.devices.area_detector import AreaDetectorSAXS
 from ncsynth.devices.detector import FRAME_DATASET, DetectorError
-from ncsynth.simulators.area_detector import SimulatedAreaDetector, epics_client_environment
+from ncsynth.simulators.area_detector import SimulatedAreaDetector
+from ncsynth.simulators.ca_loopback import epics_client_environment
 from ncsynth.simulators.clock import WorldClock
 from ncsynth.simulators.server import SimulatorHost
 from ncsynth.simulators.world import World

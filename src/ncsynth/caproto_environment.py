@@ -5,7 +5,7 @@ caproto 1.3's client reads the EPICS environment at every search
 ``dict(os.environ)``. ``os.environ`` lists its keys and then looks each one up, so a key that
 another thread deletes in between raises ``KeyError`` in caproto's thread, which dies: no PV
 is searched for again, and a detector waiting for a reconnection waits for ever. This process
-changes its environment while clients run (:func:`ncsynth.simulators.area_detector.point_clients_at`
+changes its environment while clients run (:func:`ncsynth.simulators.ca_loopback.point_clients_at`
 when a simulated IOC starts or stops; pytest sets ``PYTEST_CURRENT_TEST`` at every test phase),
 and the race was seen in the test suite (the search-retry thread killed by ``KeyError:
 'PYTEST_CURRENT_TEST'``). :func:`install` makes caproto take its copy again when the

@@ -252,7 +252,7 @@ def _sim_serve(args) -> int:
     ``"environment"``, the Channel Access client settings."""
     import tempfile
 
-    from ncsynth.simulators.area_detector import epics_client_environment
+    from ncsynth.simulators.ca_loopback import epics_client_environment
     from ncsynth.simulators.beamline import SimulatedBeamline
 
     stop = threading.Event()

@@ -1,0 +1,95 @@
+"""Channel Access on the loopback: the ports, PVs and client environment of simulated IOCs.
+
+A simulated IOC (:mod:`.area_detector`) serves on 127.0.0.1 with a UDP search port of its own
+(:func:`free_udp_port`); this process's Channel Access clients find it through
+``EPICS_CA_ADDR_LIST`` with no auto address list (:func:`epics_client_environment`,
+:func:`point_clients_at`). :func:`setpoint_pairs` builds an IOC's setpoint/``_RBV`` channel
+pairs, as ADCore names them, their client writes going through the IOC's hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from caproto import ChannelChar, ChannelDouble, ChannelEnum, ChannelInteger, ChannelString
+
+
+def setpoint_pairs(pvs: dict, prefix: str, table, enums: dict[str, list[str]], put) -> None:
+    """Add to ``pvs`` a setpoint ``<prefix><suffix>`` and its read-back ``..._RBV`` for each
+    (suffix, kind, initial value) of ``table``; kind "double", "int", "text" (char waveform),
+    "port" (string) or a key of ``enums``. A client's write to a setpoint goes through
+    ``await put(name, value)`` (which may refuse it, or return the value to keep) and is
+    mirrored to the read-back."""
+    for suffix, kind, initial in table:
+        readback = _channel(kind, initial, enums)
+        pvs[prefix + suffix] = _channel(kind, initial, enums, setpoint_of=(put, prefix + suffix, readback))
+        pvs[f"{prefix}{suffix}_RBV"] = readback
+
+
+def _channel(kind: str, value, enums, setpoint_of=None):
+    """A channel of ``kind``; ``setpoint_of`` = (put, name, readback): see :func:`setpoint_pairs`."""
+    cls, options = {"double": (ChannelDouble, {"precision": 4}), "int": (ChannelInteger, {}),
+                    "text": (ChannelChar, {"max_length": 512}), "port": (ChannelString, {})}.get(kind, (ChannelEnum, {}))
+    if cls is ChannelEnum:
+        options = {"enum_strings": enums[kind]}
+    if setpoint_of is None:
+        return cls(value=value, **options)
+    put, name, readback = setpoint_of
+
+    class Setpoint(cls):
+        async def verify_value(self, data):
+            value = await put(name, await super().verify_value(data))
+            await readback.write(value)
+            return value
+
+    return Setpoint(value=value, **options)
+
+
+def free_udp_port(host: str) -> int:
+    """A UDP port free on ``host`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def epics_client_environment(address: tuple[str, int]) -> dict[str, str]:
+    """Channel Access client settings that find an IOC at ``address`` (host, UDP port) only:
+    ``EPICS_CA_ADDR_LIST`` = ``host:port``, ``EPICS_CA_AUTO_ADDR_LIST`` = ``NO``."""
+    return {"EPICS_CA_ADDR_LIST": f"{address[0]}:{address[1]}", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+
+
+_served: list[str] = []  # "host:port" of the IOCs this process's clients are pointed at
+_saved: dict[str, str | None] = {}
+_served_lock = threading.Lock()
+
+
+def point_clients_at(address: tuple[str, int]) -> Callable[[], None]:
+    """Point this process's Channel Access clients at the IOC at ``address`` (host, UDP port),
+    beside any other simulated IOC it serves, and nowhere else (``EPICS_CA_ADDR_LIST``, no auto
+    list; caproto reads them at every search). The returned function takes it off the list; the
+    last one restores the environment as it was."""
+    entry = f"{address[0]}:{address[1]}"
+    with _served_lock:
+        if not _served:
+            _saved.update({key: os.environ.get(key) for key in ("EPICS_CA_ADDR_LIST", "EPICS_CA_AUTO_ADDR_LIST")})
+        _served.append(entry)
+        os.environ.update(EPICS_CA_ADDR_LIST=" ".join(_served), EPICS_CA_AUTO_ADDR_LIST="NO")
+
+    def release() -> None:
+        with _served_lock:
+            if entry not in _served:
+                return
+            _served.remove(entry)
+            if _served:
+                os.environ["EPICS_CA_ADDR_LIST"] = " ".join(_served)
+                return
+            for key, value in _saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    return release
