@@ -17,13 +17,17 @@ the devices. ``--hutch`` measures the hutch path instead: the beamline in a proc
 configuration it prints and timed by the wall clock (``timebase.SystemClock``), as at the
 beamline where the IOC is another process.
 
-``--before COMMIT`` times the full dry run also with that commit's code (``git archive``,
-laid out as its pyproject maps the packages, on PYTHONPATH), alternated with this tree's.
+``--before COMMIT`` measures also with that commit's code (``git archive``, laid out as its
+pyproject maps the packages, on PYTHONPATH), alternated with this tree's, ``--repeats`` pairs:
+the frame timing (each in a process of its own, this script's ``--json`` output; the medians
+of each mode's p99 compared) and, unless ``--skip-dry-run``, the full dry run's wall time.
+A p99 of 200 frames is their second-worst start: one stall of another process on this 2-core
+machine moves it, hence the pairs.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/timing.py [--frames 200] [--skip-dry-run] [--hutch]
                                                        [--before COMMIT [--repeats K]]
                                                        [--compression None|Blosc|...]
-                                                       [--modes baseline,software,detector]
+                                                       [--modes baseline,software,detector] [--json]
 """
 
 import argparse
@@ -154,6 +158,32 @@ def dry_run_wall_s(pythonpath: str | None = None):
     return wall, json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def frame_timing_before(before: str, args, modes) -> None:
+    """:func:`frame_timing` with this tree and with the package tree ``before`` (on PYTHONPATH),
+    alternated, ``args.repeats`` pairs, each in a process of its own; each mode's p99 printed
+    per run and as medians."""
+    p99 = {which: {mode: [] for mode in modes} for which in ("before", "now")}
+    command = [sys.executable, os.path.abspath(__file__), "--frames", str(args.frames), "--skip-dry-run",
+               "--modes", ",".join(modes), "--json", *(["--hutch"] if args.hutch else []),
+               *(["--compression", args.compression] if args.compression else [])]
+    for _ in range(args.repeats):
+        for which, path in (("before", before), ("now", None)):
+            env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+            if path:
+                env["PYTHONPATH"] = path
+            out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+            for result, mode in zip(json.loads(out.stdout.strip().splitlines()[-1]), modes):
+                p99[which][mode].append(result["p99_ms"])
+                print(f"{which:<7}{result['mode']:<42} p99 {result['p99_ms']:6.2f} ms, median "
+                      f"{result['median_ms']:5.2f}, max {result['max_ms']:6.2f}, skipped {result['skipped']}",
+                      flush=True)
+    print(f"frame start p99 (ms), median of {args.repeats} runs, first {args.frames} frames, "
+          f"compression {args.compression or 'as configured'}:")
+    for mode in modes:
+        now, then = np.median(p99["now"][mode]), np.median(p99["before"][mode])
+        print(f"  {MODES[mode][0]:<42} now {now:6.2f}, before {then:6.2f}: now / before = {now / then:.2f}")
+
+
 def package_tree(commit: str, into: str) -> str:
     """The ``ncsynth`` package as it was at ``commit`` of this repository, laid out under
     ``into`` as its pyproject's ``package-dir`` maps it; the directory to put on PYTHONPATH."""
@@ -179,10 +209,13 @@ MODES = {"baseline": ("baseline: relative waits", relative_waits),
 
 
 def frame_timing(n_frames: int, hutch: bool, compression: str | None = None,
-                 modes=tuple(MODES)) -> None:
+                 modes=tuple(MODES), as_json: bool = False) -> None:
     """Frame start errors of the ways in ``modes`` (keys of :data:`MODES`), printed as a table
-    with the p99 ratios to the baseline's (when measured)."""
+    with the p99 ratios to the baseline's (when measured), or as one JSON line."""
     results = [measure(*MODES[mode], n_frames, hutch, compression) for mode in modes]
+    if as_json:
+        print(json.dumps(results), flush=True)
+        return
     where = "beamline in its own sim serve process, wall clock" if hutch else \
         "beamline in this process, its clock at speed 1"
     print(f"frame start error vs schedule, first {n_frames} frames, real time (ms); {where}; "
@@ -203,34 +236,38 @@ def main():
     parser.add_argument("--frames", type=int, default=200, help="0: no frame timing")
     parser.add_argument("--skip-dry-run", action="store_true")
     parser.add_argument("--before", metavar="COMMIT",
-                        help="also time the full dry run with this commit's code, alternated")
-    parser.add_argument("--repeats", type=int, default=1, help="dry runs of each with --before")
+                        help="also measure with this commit's code, alternated (see above)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each with --before")
     parser.add_argument("--hutch", action="store_true",
                         help="the beamline in an 'ncsynth sim serve' process of its own (see above)")
     parser.add_argument("--compression", choices=COMPRESSIONS,
                         help="the frames' compression (default: the configuration's)")
     parser.add_argument("--modes", default=",".join(MODES),
                         help=f"comma-separated, of {', '.join(MODES)} (default: all)")
+    parser.add_argument("--json", action="store_true", help="the frame timing as one JSON line")
     args = parser.parse_args()
     modes = args.modes.split(",")
     if not set(modes) <= set(MODES):
         parser.error(f"--modes: choose among {', '.join(MODES)}, got {args.modes!r}")
-    if args.frames:
-        frame_timing(args.frames, args.hutch, args.compression, modes)
-    if args.before:  # the same dry run with the code of another commit, alternated
+    if args.frames and not args.before:
+        frame_timing(args.frames, args.hutch, args.compression, modes, args.json)
+    if args.before:  # the same measurements with the code of another commit, alternated
         with tempfile.TemporaryDirectory() as tmp:
             before = package_tree(args.before, tmp)
+            if args.frames:
+                frame_timing_before(before, args, modes)
             walls = {"before": [], "now": []}
-            for _ in range(args.repeats):
+            for _ in range(0 if args.skip_dry_run else args.repeats):
                 for which, path in (("before", before), ("now", None)):
                     wall, summary = dry_run_wall_s(path)
                     walls[which].append(wall)
                     print(f"full dry run, {which} ({args.before if path else 'this tree'}): "
                           f"{wall:.1f} s wall, {summary.get('frames')} frames, "
                           f"{summary.get('exit_status')}", flush=True)
-        ratio = np.median(walls["now"]) / np.median(walls["before"])
-        print(f"full dry run wall time, median of {args.repeats}: now {np.median(walls['now']):.1f} s, "
-              f"before {np.median(walls['before']):.1f} s: now / before = {ratio:.2f}")
+        if walls["now"]:
+            ratio = np.median(walls["now"]) / np.median(walls["before"])
+            print(f"full dry run wall time, median of {args.repeats}: now {np.median(walls['now']):.1f} s, "
+                  f"before {np.median(walls['before']):.1f} s: now / before = {ratio:.2f}")
     elif not args.skip_dry_run:
         wall, summary = dry_run_wall_s()
         print(f"full dry run (575 frames, jump mode): {wall:.1f} s wall "
