@@ -18,9 +18,9 @@ Poisson σ. A sample run's K (counts/s per unit I·d, the ``calibration`` of the
 given ``solid_angle_sr``), so a water calibration carries over to a sample of any transmission.
 The 0.0165 cm⁻¹ is water's at room temperature; it falls by ~0.1 % per °C below 25 °C.
 
-Files: the areaDetector HDF5 plugin's layout (:mod:`ncsynth.simulators.frame_file`): frames in
-``/entry/data/data``, per frame ``AcquireTime`` (s) and ``TransmittedFlux`` (photons/s) in
-``/entry/instrument/NDAttributes``. Errors are one line naming the configuration key.
+The standards' frames, exposures and transmitted fluxes come from an areaDetector HDF5 file, any
+frame file fabio reads (EDF, with header keys), or a stored raw run of the catalog
+(:mod:`ncsynth.analysis.standard_frames`). Errors are one line naming the configuration key.
 """
 
 from __future__ import annotations
@@ -33,10 +33,8 @@ import numpy as np
 
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.reduction import WATER_CM, Pattern, Reducer, subtract
+from ncsynth.analysis.standard_frames import HeaderKeys, read_frames
 
-#: Where the standard's frames and per-frame attributes are in its file.
-FRAMES = "/entry/data/data"
-ATTRIBUTES = "/entry/instrument/NDAttributes"
 #: q range over which water is taken as flat, nm⁻¹.
 WATER_Q_RANGE_NM = (1.0, 4.0)
 
@@ -79,54 +77,27 @@ def scale_from_patterns(water: Pattern, empty: Pattern | None, path_length_cm: f
     return WaterScale(mean, error, chi2, int(level.size))
 
 
-def read_standard(path: str | Path, reducer: Reducer, key: str) -> Pattern:
-    """The frames of the file ``path`` (see module docstring), summed and azimuthally averaged
-    by ``reducer``, per transmitted photon. ValueError naming ``key`` for a missing or
-    unreadable file, frames of another shape than the detector's, or missing attributes."""
-    import importlib
-
-    import h5py
-
-    importlib.import_module("hdf5plugin")  # registers the compression filters the plugin writes
-
-    if not Path(path).is_file():
-        raise ValueError(f"{key} = {str(path)!r}: no such file")
+def read_standard(source: str | Path, reducer: Reducer, key: str, *, headers: HeaderKeys = HeaderKeys(),
+                  catalog=None) -> Pattern:
+    """The frames ``source`` names (an areaDetector HDF5 file, a fabio frame file or glob of
+    them, or ``"run:<scan id or uid>"``: :mod:`~ncsynth.analysis.standard_frames`), summed and
+    azimuthally averaged by ``reducer``, per transmitted photon. ValueError naming ``key``."""
+    frames = read_frames(source, reducer.geometry.shape, key, headers=headers, catalog=catalog)
     try:
-        with h5py.File(path, "r") as handle:
-            if FRAMES not in handle:
-                raise ValueError(f"{key} = {str(path)!r}: no frames at {FRAMES}")
-            frames = handle[FRAMES]
-            if frames.ndim != 3 or frames.shape[0] == 0:
-                raise ValueError(f"{key} = {str(path)!r}: {FRAMES} holds no frames (shape {frames.shape})")
-            if tuple(frames.shape[1:]) != reducer.geometry.shape:
-                raise ValueError(f"{key} = {str(path)!r}: frames are {frames.shape[1]}x{frames.shape[2]}, "
-                                 f"the detector (PONI and mask) is {reducer.geometry.shape[0]}x"
-                                 f"{reducer.geometry.shape[1]}")
-            per_frame = {}
-            for name in ("AcquireTime", "TransmittedFlux"):
-                dataset = handle.get(f"{ATTRIBUTES}/{name}")
-                values = None if dataset is None else np.asarray(dataset[:], dtype=float)
-                if values is None or values.shape != (frames.shape[0],) or not np.all(values > 0):
-                    raise ValueError(f"{key} = {str(path)!r}: needs a positive {ATTRIBUTES}/{name} "
-                                     f"for each of its {frames.shape[0]} frames")
-                per_frame[name] = values
-            total = np.zeros(frames.shape[1:], dtype=np.float64)
-            for index in range(frames.shape[0]):
-                total += frames[index]
-    except OSError as error:
-        raise ValueError(f"{key} = {str(path)!r}: cannot read it as HDF5 ({error})") from None
-    try:
-        pattern = reducer.integrate(total)
+        pattern = reducer.integrate(frames.total)
     except ValueError as error:
-        raise ValueError(f"{key} = {str(path)!r}: {error}") from None
-    return pattern.scaled(1.0 / float(np.sum(per_frame["AcquireTime"] * per_frame["TransmittedFlux"])))
+        raise ValueError(f"{key} = {str(source)!r}: {error}") from None
+    return pattern.scaled(1.0 / frames.photons)
 
 
 def water_scale_from_files(water: str | Path, empty: str | Path | None, geometry: DetectorGeometry,
-                           path_length_cm: float) -> WaterScale:
-    """:class:`WaterScale` of the configuration's ``water_standard`` and ``empty_cell`` files
-    (``empty`` "" or None: none) measured with ``geometry`` in a cell of path ``path_length_cm``."""
+                           path_length_cm: float, *, headers: HeaderKeys = HeaderKeys(),
+                           catalog=None) -> WaterScale:
+    """:class:`WaterScale` of the configuration's ``water_standard`` and ``empty_cell``
+    (``empty`` "" or None: none) measured with ``geometry`` in a cell of path ``path_length_cm``;
+    ``headers`` and ``catalog`` as :func:`~ncsynth.analysis.standard_frames.read_frames` takes them."""
     reducer = Reducer(geometry, q_range_nm=WATER_Q_RANGE_NM, path_length_cm=path_length_cm, calibration=1.0)
-    water_pattern = read_standard(water, reducer, "water_standard")
-    empty_pattern = read_standard(empty, reducer, "empty_cell") if empty else None
+    water_pattern = read_standard(water, reducer, "water_standard", headers=headers, catalog=catalog)
+    empty_pattern = read_standard(empty, reducer, "empty_cell", headers=headers, catalog=catalog) \
+        if empty else None
     return scale_from_patterns(water_pattern, empty_pattern, path_length_cm)

@@ -10,6 +10,8 @@
   the key, before anything moves.
 * A run whose frames have no usable calibration is flagged once, with the reason, in its
   derived run (and once in the log), every frame kept and given a failed fit.
+* A run with the geometry but no absolute scale (no monitors, no K) is fitted on a relative
+  scale: radii and widths as on the absolute one, every amount NaN, flagged once.
 
 Real components: the simulated world and its Modbus, injector and Channel Access IOC on the
 loopback, a real RunEngine, the embedded catalog, the live analysis, pyFAI.

@@ -86,8 +86,10 @@ _DETECTOR = {
     "poni": text(empty=True), "mask": text(empty=True),
     "thickness_cm": real("cm", above=0, maximum=10),
     "calibration": real("counts/s per unit I·d", minimum=0),
-    # or the absolute scale from a water standard and its empty cell (frame files, HDF5)
+    # or the absolute scale from a water standard and its empty cell (HDF5 or fabio frame files,
+    # or "run:<scan id or uid>"); the fabio files' header keys (comma-separated candidates)
     "water_standard": text(empty=True), "empty_cell": text(empty=True),
+    "standard_exposure_header": text(), "standard_flux_header": text(),
     "incident_monitor_pv": text(empty=True), "transmitted_monitor_pv": text(empty=True),
     "compression": Key("choice", options=FRAME_COMPRESSIONS),
 }

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ncsynth.analysis.calibration_files import geometry_from_files
+from ncsynth.analysis.standard_frames import HeaderKeys
 from ncsynth.analysis.water_standard import water_scale_from_files
-from ncsynth.config import data_dir
+from ncsynth.config import catalog_databases, data_dir
 from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.devices.area_detector import AreaDetectorSAXS
 from ncsynth.devices.heater import HeatingController
@@ -59,7 +60,7 @@ def connect(config: dict) -> Instruments:
         max_temperature_c=heater_cfg["max_temperature_c"],
         tolerance_c=heater_cfg["tolerance_c"], settle_time_s=heater_cfg["settle_time_s"])
     injector = Injector(injector_cfg["url"], name="injector", jam_timeout_s=injector_cfg["jam_timeout_s"])
-    detector = area_detector(config["detector"], frames)
+    detector = area_detector(config["detector"], frames, catalog=lambda: _stored_runs(config))
     return Instruments(heater, injector, detector, DeadlineTimer(name="timer"))
 
 
@@ -76,18 +77,26 @@ def simulated_hutch(config: dict, beamline) -> dict:
     return pointed
 
 
-def area_detector(det_cfg: dict, frames: Path) -> AreaDetectorSAXS:
+def _stored_runs(config: dict):
+    """The configuration's catalog, opened to read (a ``water_standard = "run:..."``)."""
+    from ncsynth.storage import open_catalog
+
+    return open_catalog(data_dir(config), lazy=True, read_only=True, **catalog_databases(config))
+
+
+def area_detector(det_cfg: dict, frames: Path, *, catalog=None) -> AreaDetectorSAXS:
     """:class:`AreaDetectorSAXS` at ``det_cfg["prefix"]`` writing under ``frames``, calibrated
     from the section's ``poni``/``mask`` files, ``thickness_cm``, ``calibration`` (K; 0: from
     the monitors), ``water_standard``/``empty_cell`` (the monitors' K with the solid angle
     water measured, :mod:`ncsynth.analysis.water_standard`) and monitor PVs, exposing
     ``exposure_s``, its frames compressed as ``compression`` says. A bad file or combination
-    of keys is refused here, before anything moves."""
+    of keys is refused here, before anything moves. ``catalog``: a callable opening the catalog
+    of stored runs (a ``water_standard``/``empty_cell`` of ``"run:<scan id or uid>"``)."""
     monitors = (det_cfg["incident_monitor_pv"], det_cfg["transmitted_monitor_pv"])
     if any(monitors) and not all(monitors):
         raise ValueError("detector: give both incident_monitor_pv and transmitted_monitor_pv, or neither")
     geometry = geometry_from_files(det_cfg["poni"], det_cfg["mask"] or None) if det_cfg["poni"] else None
-    water = _water_scale(det_cfg, geometry, all(monitors))
+    water = _water_scale(det_cfg, geometry, all(monitors), catalog)
     detector = AreaDetectorSAXS(det_cfg["prefix"], name="saxs", write_path_template=str(frames) + "/%Y/%m/%d/",
                                 monitors=monitors if all(monitors) else None,
                                 compression=det_cfg["compression"])
@@ -103,7 +112,7 @@ def area_detector(det_cfg: dict, frames: Path) -> AreaDetectorSAXS:
     return detector
 
 
-def _water_scale(det_cfg: dict, geometry, monitors: bool):
+def _water_scale(det_cfg: dict, geometry, monitors: bool, catalog=None):
     """The :class:`~ncsynth.analysis.water_standard.WaterScale` of the section's
     ``water_standard`` and ``empty_cell`` (None without a water standard); ValueError naming the
     key for a combination that cannot work or a file that cannot be used."""
@@ -119,4 +128,7 @@ def _water_scale(det_cfg: dict, geometry, monitors: bool):
     if not monitors:
         raise ValueError("water_standard: needs incident_monitor_pv and transmitted_monitor_pv "
                          "(its scale is per transmitted photon)")
-    return water_scale_from_files(water, empty or None, geometry, det_cfg["thickness_cm"])
+    headers = HeaderKeys.from_config(det_cfg.get("standard_exposure_header", ""),
+                                     det_cfg.get("standard_flux_header", ""))
+    return water_scale_from_files(water, empty or None, geometry, det_cfg["thickness_cm"],
+                                  headers=headers, catalog=catalog)
