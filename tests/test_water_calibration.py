@@ -238,7 +238,8 @@ def test_a_run_with_geometry_but_no_absolute_scale_fits_radii_on_a_relative_scal
     analysis errors, the derived start), and the NeXus export's I not in 1/cm."""
     import h5py
 
-    from ncsynth.runs import export_fits
+    from ncsynth.analysis.display import draw_figure
+    from ncsynth.runs import derived_tables, export_fits
 
     derived = []
     with SimulatedBeamline(seed=5) as sim, timebase.use_clock(sim.clock), \
@@ -299,3 +300,7 @@ def test_a_run_with_geometry_but_no_absolute_scale_fits_radii_on_a_relative_scal
     with h5py.File(nexus, "r") as handle:
         assert handle["frame_0000/sasdata/I"].attrs["units"] == "a.u."
         assert handle["frame_0000/sasdata/Imodel"].attrs["units"] == "a.u."
+    # the figure: I(q) in arbitrary units, the fitted model drawn though B is not known
+    axis = draw_figure(*derived_tables(derived)[:2], relative=True).axes[0]
+    assert "arbitrary" in axis.get_ylabel()
+    assert any(str(line.get_gid()).startswith("model-") for line in axis.lines)

@@ -132,7 +132,9 @@ def _replay_figure(start: dict, derived, directory) -> dict:
     if directory is None:
         return {}
     try:
-        return {"figures": [str(_report(start, *derived_tables(derived), directory=directory))]}
+        analysis = next((doc.get("analysis") or {} for name, doc in derived if name == "start"), {})
+        return {"figures": [str(_report(start, *derived_tables(derived), directory=directory,
+                                        relative=analysis.get("absolute_scale") is False))]}
     except Exception as exc:
         return {"figure_error": f"{type(exc).__name__}: {exc}"}
 
