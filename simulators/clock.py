@@ -32,11 +32,14 @@ import heapq
 import itertools
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ncsynth.timebase import each_deadline, precise_wait
 
 from .quiet import ThreadWatch, cpu_ns, same_cpu
+
+if TYPE_CHECKING:
+    from .run_engine_hold import RunEngineHold
 
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
 _DEADLINE, _SEQ, _STATE, _WOKEN, _CANCEL, _CLAIMED = range(6)  # fields of a waiter entry
@@ -123,7 +126,10 @@ class WorldClock:
 
     def follow(self, run_engine) -> "RunEngineHold":
         """Hold the clock while ``run_engine`` runs its plan, release it while the plan
-        waits on Statuses (or the RunEngine is paused or idle); see :class:`RunEngineHold`."""
+        waits on Statuses (or the RunEngine is paused or idle); see
+        :class:`~.run_engine_hold.RunEngineHold`."""
+        from .run_engine_hold import RunEngineHold
+
         return RunEngineHold(self, run_engine)
 
     def sleep(self, seconds: float, cancel: threading.Event | None = None) -> bool:
@@ -262,38 +268,58 @@ class WorldClock:
             self._drop_dead()
 
     def _schedule(self) -> None:
+        """The scheduler thread. It looks at the process every ``idle_s / 3`` and keeps a
+        window: opened when the clock is touched or another thread uses CPU, it lets the clock
+        move once it is ``idle_s`` old and nobody is runnable (:meth:`_process_quiet`). So a
+        jump comes ``idle_s`` after the last work, not up to twice that as with windows of a
+        fixed start."""
         refused_since = None  # wall time (monotonic) since the process looks busy, clock idle
         kept_since = None  # wall time since only reached, unclaimed deadlines hold the clock
         quiet_since = None  # ... and the process has been quiet
+        window = None  # (activity count, CPU bounds, wall time) when the window opened
+        poll_s = self.idle_s / 3
         with self._cond:
             while not self._closed:
                 self._drop_dead()
                 if not self._waiters and not self._reached:
+                    window = None
                     self._cond.wait()
                     continue
-                seen, used = self._activity, self._cpu_ns()
-                self._cond.wait(self.idle_s)
+                if window is None:
+                    window = (self._activity, self._cpu_ns(), time.monotonic())
+                self._cond.wait(poll_s)
+                seen, used, opened = window
                 unclaimed = self._unclaimed()
                 if self._activity != seen or self._closed or self._busy > len(unclaimed):
-                    refused_since = kept_since = quiet_since = None
+                    refused_since = kept_since = quiet_since = window = None
                     continue
-                quiet = self._process_quiet(seen, used, len(unclaimed))
+                now, spent = time.monotonic(), self._cpu_ns()
+                if not same_cpu(used, spent):  # somebody worked: the window starts again
+                    window, quiet = (seen, spent, now), False
+                elif now - opened < self.idle_s:
+                    quiet = None  # too early to tell
+                else:
+                    quiet = self._process_quiet(seen, used, len(unclaimed))
+                    if not quiet:
+                        window = None
                 if unclaimed:  # let go after keep_s of quiet, or patience_s of a busy process
-                    now = time.monotonic()
                     kept_since = kept_since or now
-                    quiet_since = (quiet_since or now) if quiet else None
+                    if quiet is not None:
+                        quiet_since = (quiet_since or now) if quiet else None
                     if now - kept_since >= self.patience_s or (
                             quiet_since is not None and now - quiet_since >= self.keep_s):
                         self._let_go(unclaimed)
-                        kept_since = quiet_since = None
+                        kept_since = quiet_since = window = None
+                    continue
+                if quiet is None:
                     continue
                 if not quiet:
                     self.not_quiet += 1
-                    refused_since = refused_since or time.monotonic()
-                    if time.monotonic() - refused_since < self.patience_s:
+                    refused_since = refused_since or now
+                    if now - refused_since < self.patience_s:
                         continue
                     self.forced += 1  # a thread that never rests: move on, as a timer would
-                refused_since = None
+                refused_since = window = None
                 self._drop_dead()
                 if not self._waiters:
                     continue
@@ -364,64 +390,3 @@ class _EitherEvent:
 def _live(entry: list) -> bool:
     """A waiter still to be woken: pending and not cancelled."""
     return entry[_STATE] == _PENDING and not (entry[_CANCEL] is not None and entry[_CANCEL].is_set())
-
-
-class RunEngineHold:
-    """A RunEngine's claim on a jumping :class:`WorldClock`.
-
-    Installed through the RunEngine's ``state_hook`` and ``waiting_hook`` (hooks
-    already there are still called): the clock is held while the RunEngine is
-    running and not waiting, released while it waits on Statuses and when it pauses
-    or goes idle. A Status it waits for takes the hold back in its own completion
-    callback (once all are done, or one failed), before the RunEngine's thread has
-    even woken, so no jump can slip in between a deadline and the plan's next step.
-    """
-
-    def __init__(self, clock: WorldClock, run_engine):
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._held = False
-        self._waiting = 0  # generation of the current wait; a stale callback is ignored
-        self._previous = (run_engine.state_hook, run_engine.waiting_hook)
-        run_engine.state_hook = self._on_state
-        run_engine.waiting_hook = self._on_waiting
-        if run_engine.state == "running":
-            self._set(True)
-
-    def _set(self, held: bool, generation: int | None = None) -> None:
-        with self._lock:
-            if generation is not None and generation != self._waiting:
-                return
-            if held == self._held:
-                return
-            self._held = held
-            (self.clock.hold if held else self.clock.release)()
-
-    def _on_state(self, new_state, old_state) -> None:
-        if new_state in ("running", "pausing", "aborting", "halting", "stopping"):
-            self._set(True)
-        else:  # paused, idle, panicked
-            with self._lock:
-                self._waiting += 1
-            self._set(False)
-        if self._previous[0] is not None:
-            self._previous[0](new_state, old_state)
-
-    def _on_waiting(self, statuses) -> None:
-        with self._lock:
-            self._waiting += 1
-            generation = self._waiting
-        if statuses is None:
-            self._set(True)
-        else:
-            self._set(False)
-            statuses = list(statuses)
-
-            def resumed(status, g=generation):  # the RunEngine goes on: all done, or one failed
-                if not status.success or all(s.done for s in statuses):
-                    self._set(True, g)
-
-            for status in statuses:
-                status.add_callback(resumed)
-        if self._previous[1] is not None:
-            self._previous[1](statuses)
