@@ -8,8 +8,8 @@ Two ways to acquire:
 
 * software-triggered: one ``trigger()`` per frame; the Status finishes when the frame is on
   disk;
-* detector-timed: ``prepare_sequence(start_times)`` with absolute frame start times (epoch s),
-  then the flyer methods ``kickoff`` / ``complete`` / ``collect`` (the §S.1.4 schedule
+* detector-timed: ``prepare(start_times)`` (``bps.prepare``; or ``prepare_sequence``) with
+  absolute frame start times (epoch s), then the flyer methods ``kickoff`` / ``complete`` / ``collect`` (the §S.1.4 schedule
   ``t_i + t_w·1.015^(n-1)``). The plan declares the stream first and names it when collecting::
 
       yield from bps.declare_stream(det, name="primary", collect=True)
@@ -210,6 +210,15 @@ class FrameDetector(Device):
             raise ValueError(f"start_times must increase by at least exposure_s={exposure} s, "
                              f"smallest step {steps.min()!r} s")
         self._sequence = (times.tolist(), exposure)
+
+    def prepare(self, start_times) -> Status:
+        """Bluesky's Preparable interface (``bps.prepare(detector, start_times)``): the frame
+        start times (epoch s) of the next :meth:`kickoff`, checked as by :meth:`prepare_sequence`;
+        the Status is finished at once (the sequence is loaded into the IOC at kickoff)."""
+        self.prepare_sequence(start_times)
+        status = Status(obj=self)
+        status.set_finished()
+        return status
 
     def kickoff(self):
         """Start the prepared sequence; Status done when the detector has accepted it."""

@@ -221,7 +221,7 @@ def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
     :func:`timed_acquisition`.
     """
     offsets = np.asarray(offsets_s, dtype=float)
-    yield from call(detector.prepare_sequence, t0 + offsets)
+    yield from bps.prepare(detector, t0 + offsets, wait=True)
     if declare:
         yield from declare_frames(detector, heater, detector_timed=True)
     yield from bps.kickoff(detector, wait=True)
