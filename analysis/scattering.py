@@ -63,12 +63,18 @@ def sphere_volume_cm3(radius_nm):
 def sphere_amplitude(x):
     """Normalised sphere amplitude F(x) = 3 (sin x − x cos x)/x³, F(0) = 1 (series below x = 0.01)."""
     x = np.asarray(x, dtype=float)
-    small = np.abs(x) < 1e-2
-    xs = np.where(small, 1.0, x)
-    exact = 3.0 * (np.sin(xs) - xs * np.cos(xs)) / xs**3
-    x2 = x * x
-    series = 1.0 - x2 / 10.0 + x2 * x2 / 280.0
-    return np.where(small, series, exact)
+    flat = x.reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # x = 0 is replaced by the series below
+        amplitude = np.sin(flat)  # 3 (sin x − x cos x) / x³ in place: no (q × r) temporaries
+        amplitude -= flat * np.cos(flat)
+        amplitude *= 3.0
+        amplitude /= flat**3
+    small = np.abs(flat) < 1e-2
+    if small.any():
+        x2 = flat[small]
+        x2 = x2 * x2
+        amplitude[small] = 1.0 - x2 / 10.0 + x2 * x2 / 280.0
+    return amplitude.reshape(x.shape)
 
 
 def sphere_form_factor(q_nm, radius_nm, contrast_per_cm2=CONTRAST_CDSE_PER_CM2):
@@ -78,7 +84,10 @@ def sphere_form_factor(q_nm, radius_nm, contrast_per_cm2=CONTRAST_CDSE_PER_CM2):
     """
     q = np.asarray(q_nm, dtype=float)
     r = np.asarray(radius_nm, dtype=float)
-    return contrast_per_cm2**2 * sphere_volume_cm3(r) ** 2 * sphere_amplitude(q * r) ** 2
+    power = sphere_amplitude(q * r)
+    np.square(power, out=power)
+    power *= contrast_per_cm2**2 * sphere_volume_cm3(r) ** 2
+    return power
 
 
 _DISTRIBUTION_KERNELS: OrderedDict = OrderedDict()
@@ -192,9 +201,10 @@ def narrow_gaussian_average(q_nm, radius_nm, sigma_nm):
 class RadiusGridKernel:
     """V²F²(q r_k) tabulated for one q array on the radius grids of ``gaussian_radius_weights``.
 
-    Rows are computed lazily in chunks of 256 radii per grid level and kept, so memory follows
-    the radii actually visited and repeated evaluations of the polydisperse model for the same
-    q cost one (3, m) × (m, n_q) product.
+    Rows are computed lazily, in blocks of 16 radii inside chunks of 256 per grid level, and
+    kept, so work and memory follow the radii actually visited (a cold start's scan of the
+    (R0, σ) plane touches about half of its chunks' rows) and repeated evaluations of the
+    polydisperse model for the same q cost one (3, m) × (m, n_q) product.
     """
 
     def __init__(self, q_nm, contrast_per_cm2=CONTRAST_CDSE_PER_CM2):
@@ -202,16 +212,29 @@ class RadiusGridKernel:
         self.q_nm.setflags(write=False)
         self.q_max_nm = float(np.max(np.abs(self.q_nm))) if self.q_nm.size else 0.0
         self.scale = float(molar_to_per_cm3(1.0)) * contrast_per_cm2**2
-        self._chunks: dict[tuple[float, int], np.ndarray] = {}
+        #: (step, chunk index) -> (rows (256, n_q), which rows are computed (256,))
+        self._chunks: dict[tuple[float, int], tuple[np.ndarray, np.ndarray]] = {}
+        #: ((R0, σ), read-only result) of the last evaluation: a fit's errors need the model at
+        #: the point where its search ended, which the search has just evaluated
+        self._last = (None, None)
 
     _CHUNK_ROWS = 256
+    _BLOCK_ROWS = 16
 
-    def _chunk(self, step, index):
-        chunk = self._chunks.get((step, index))
-        if chunk is None:
-            radii = (index * self._CHUNK_ROWS + np.arange(self._CHUNK_ROWS)) * step
-            chunk = sphere_form_factor(self.q_nm[None, :], radii[:, None], contrast_per_cm2=1.0)
-            self._chunks[(step, index)] = chunk
+    def _chunk(self, step, index, start, stop):
+        """Chunk ``index`` of grid ``step`` with at least its rows start..stop−1 computed."""
+        entry = self._chunks.get((step, index))
+        if entry is None:
+            entry = self._chunks[(step, index)] = (np.empty((self._CHUNK_ROWS, self.q_nm.size)),
+                                                  np.zeros(self._CHUNK_ROWS, dtype=bool))
+        chunk, done = entry
+        if not done[start:stop].all():
+            block = self._BLOCK_ROWS
+            low, high = start - start % block, -(-stop // block) * block
+            missing = low + np.flatnonzero(~done[low:high])
+            radii = (index * self._CHUNK_ROWS + missing) * step
+            chunk[missing] = sphere_form_factor(self.q_nm[None, :], radii[:, None], contrast_per_cm2=1.0)
+            done[missing] = True
         return chunk
 
     def _rows(self, step, first, count):
@@ -220,18 +243,28 @@ class RadiusGridKernel:
         first_chunk, last_chunk = first // size, (first + count - 1) // size
         if first_chunk == last_chunk:
             start = first - first_chunk * size
-            return self._chunk(step, first_chunk)[start:start + count]
+            return self._chunk(step, first_chunk, start, start + count)[start:start + count]
         stop = first + count
-        pieces = [self._chunk(step, index)[max(first - index * size, 0):stop - index * size]
-                  for index in range(first_chunk, last_chunk + 1)]
+        pieces = []
+        for index in range(first_chunk, last_chunk + 1):
+            start, end = max(first - index * size, 0), min(stop - index * size, size)
+            pieces.append(self._chunk(step, index, start, end)[start:end])
         return np.concatenate(pieces)
 
     def evaluate(self, radius_nm, sigma_nm):
-        """(3, n_q) array: ⟨I⟩ per unit concentration (cm⁻¹ per mol/L) and its d/dR0, d/dσ."""
+        """(3, n_q) read-only array: ⟨I⟩ per unit concentration (cm⁻¹ per mol/L) and its d/dR0, d/dσ."""
+        key, result = self._last
+        if key == (radius_nm, sigma_nm):
+            return result
         if sigma_nm < NARROW_SIGMA_NM:
-            return self.scale * narrow_gaussian_average(self.q_nm, radius_nm, sigma_nm)
-        step, first, weights = gaussian_radius_weights(radius_nm, sigma_nm, self.q_max_nm)
-        return self.scale * (weights @ self._rows(step, first, weights.shape[1]))
+            result = narrow_gaussian_average(self.q_nm, radius_nm, sigma_nm)
+        else:
+            step, first, weights = gaussian_radius_weights(radius_nm, sigma_nm, self.q_max_nm)
+            result = weights @ self._rows(step, first, weights.shape[1])
+        result *= self.scale
+        result.setflags(write=False)
+        self._last = ((radius_nm, sigma_nm), result)
+        return result
 
 
 def sphere_intensity(q_nm, radius_nm, sigma_nm, concentration_molar, background_cm=0.0,

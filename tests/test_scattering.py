@@ -103,6 +103,30 @@ def test_grid_kernel_matches_model_and_its_derivatives(radius, sigma):
     assert np.max(np.abs(d_sigma - fd_sigma)) < 1e-3 * np.max(np.abs(fd_sigma))
 
 
+def test_lazily_computed_rows_equal_eagerly_computed_ones():
+    # windows in random order on one kernel, crossing its 16-row blocks and 256-row chunks
+    kernel = RadiusGridKernel(Q_NM)
+    step = 2 * BASE_STEP_NM
+    rng = np.random.default_rng(3)
+    windows = [(250, 20), (0, 1), (15, 2), (500, 300), (31, 1), (240, 40), (767, 2),
+               *zip(rng.integers(0, 900, 30), rng.integers(1, 300, 30))]
+    for first, count in windows:
+        radii = (first + np.arange(count)) * step
+        eager = sphere_form_factor(Q_NM[None, :], radii[:, None], contrast_per_cm2=1.0)
+        np.testing.assert_allclose(kernel._rows(step, int(first), int(count)), eager, rtol=1e-12, atol=0)
+
+
+def test_a_kept_evaluation_cannot_be_changed_by_its_callers():
+    kernel = RadiusGridKernel(Q_NM)
+    first = kernel.evaluate(2.0, 0.2)
+    expected = first.copy()
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] *= 2.0
+    other = kernel.evaluate(2.5, 0.3)
+    np.testing.assert_array_equal(kernel.evaluate(2.0, 0.2), expected)
+    assert not np.array_equal(other, expected)
+
+
 def test_form_factor_broadcasts_and_is_finite_at_zero():
     table = sphere_form_factor(Q_NM[:, None], np.array([0.0, 1.0, 2.0])[None, :])
     assert table.shape == (Q_NM.size, 3)
