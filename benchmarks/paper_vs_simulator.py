@@ -8,9 +8,10 @@ flow reactor's clusters, measured on the plug chemistry (each statement and its 
 simulators/flow_figures.py). ``--dry-run`` adds the default dry run's simulated flask at its end
 (a few minutes; run it under the shared heavy lock). ``--hot-route K`` measures the flow rows
 with the hot route of FlowKineticParameters open at K L/mol/s (off by default; why in its
-docstring).
+docstring); ``--no-hot-lineage`` without the hot lineage (on by default: Fig. 1 below the
+diagonal, docs/flow_reactor.md).
 
-    python benchmarks/paper_vs_simulator.py [--dry-run] [--hot-route 3e4]
+    python benchmarks/paper_vs_simulator.py [--dry-run] [--hot-route 3e4] [--no-hot-lineage]
 """
 
 from __future__ import annotations
@@ -51,9 +52,12 @@ def main() -> int:
                         help="also run the default dry run and compare its simulated flask")
     parser.add_argument("--hot-route", type=float, default=0.0, metavar="K",
                         help="flow rows with the hot route r(NCs) = k[Nucl][M] at K L/mol/s (0: off)")
+    parser.add_argument("--no-hot-lineage", action="store_true",
+                        help="flow rows without the hot lineage (nuclei above ~305 C as the others)")
     args = parser.parse_args()
     try:
-        flow_parameters = FlowKineticParameters(k_nc_nuclei_hot=Arrhenius(args.hot_route, 0.0))
+        flow_parameters = FlowKineticParameters(k_nc_nuclei_hot=Arrhenius(args.hot_route, 0.0),
+                                                hot_lineage=not args.no_hot_lineage)
     except ValueError as error:
         parser.error(f"--hot-route: {error}")
     print(f"{'quantity':52s} {'paper':>8s} {'bound':>13s} {'simulator':>10s}")

@@ -38,6 +38,13 @@ Reactions, with every rate constant Arrhenius, k(T) = k_ref·exp[−E_a/R·(1/T 
                                 (into the next smaller family, MSC-350 into monomer;
                                 k_j = s_j·k_d in series with a limit, 1/k_j = 1/(s_j k_d) + 1/L)
 
+The hot lineage (``FlowKineticParameters.hot_lineage``, on): the share ``hot_route_opening(T)``
+of new nuclei (0.15 % at 300 °C, 99 % at 310 °C) follows the seed's "above 300 °C" list wherever
+the plug goes — nuclei → 382 → 437 → 465 → NC (k(382), k(437), ``k_465_hot_lineage`` + k(465,hot),
+k(NC)) and k(NC,nuc) — and dissolves down its own chain with ``hot_dissolution_factors`` (its
+CdSe-403, a fragment of CdSe-437, into monomer).  Each family is the sum of both lineages (same
+peak, same size); ``FlowComposition.hot_families`` holds the hot part.
+
 A step from a family of N_a units to one of N_b consumes N_b − N_a monomer units (a
 dissolution step releases them); a new NC holds ``nc_birth_units``.  So monomer + Σ N_j[j] +
 NC units is conserved.
@@ -58,44 +65,57 @@ from scipy.integrate import solve_ivp
 from ..analysis.optical import cdse_diameter_from_units_nm
 from .flow_chamber import stirred_tank_outlet
 from .flow_heating import oven_entry_segments
-from .flow_kinetics import FAMILIES, FAMILY_UNITS, NUCLEUS, STEPS, Arrhenius, FlowKineticParameters
+from .flow_kinetics import (FAMILIES, FAMILY_UNITS, HOT_DISSOLVES_INTO, HOT_STEPS, NUCLEUS, STEPS,
+                            Arrhenius, FlowKineticParameters)
 from .kinetics_parameters import ZERO_CELSIUS_K
 
 __all__ = ["FAMILIES", "FAMILY_UNITS", "NUCLEUS", "STATE_SIZE", "QUENCH_TEMPERATURE_C", "Arrhenius",
            "FlowComposition", "FlowKineticParameters", "check_number", "simulate_plug"]
 
 
-# State vector layout: M, the five families, NC number, NC units.
+# State vector layout: M, the five families (default lineage), NC number, NC units, the five
+# families of the hot lineage.
 _M, _NC, _U = 0, 1 + len(FAMILIES), 2 + len(FAMILIES)
 _FAMILY_INDEX = {label: 1 + i for i, label in enumerate(FAMILIES)}
-STATE_SIZE = 3 + len(FAMILIES)
+_HOT_INDEX = {label: 3 + len(FAMILIES) + i for i, label in enumerate(FAMILIES)}
+STATE_SIZE = 3 + 2 * len(FAMILIES)
 
 
 @dataclass(frozen=True)
 class FlowComposition:
-    """Composition of a plug (mol/L): see the module docstring for the species and their units."""
+    """Composition of a plug (mol/L): see the module docstring for the species and their units.
+
+    ``families`` holds each family's particles of both lineages (what absorbs at its peak and
+    scatters at its size); ``hot_families`` the hot lineage's part of them (None: none).
+    """
 
     monomer_molar: float
     families: dict
     nc_molar: float
     nc_units_molar: float
     nc_relative_sigma: float = 0.08
-    #: Time series when asked for: "time_s" and one array per state entry (same names as here).
+    #: Time series when asked for: "time_s" and one array per state entry (same names as here,
+    #: families of both lineages together).
     series: dict | None = field(default=None, compare=False, repr=False)
+    hot_families: dict | None = None
 
     @classmethod
     def from_state(cls, state, nc_relative_sigma: float, series: dict | None = None) -> "FlowComposition":
         y = np.asarray(state, dtype=float)
         return cls(float(y[_M]),
-                   {label: float(y[_FAMILY_INDEX[label]]) for label in FAMILIES},
-                   float(y[_NC]), float(y[_U]), nc_relative_sigma, series)
+                   {label: float(y[_FAMILY_INDEX[label]] + y[_HOT_INDEX[label]]) for label in FAMILIES},
+                   float(y[_NC]), float(y[_U]), nc_relative_sigma, series,
+                   {label: float(y[_HOT_INDEX[label]]) for label in FAMILIES})
 
     def state(self) -> np.ndarray:
-        """The composition as the integrator's state vector (M, families, NC, NC units)."""
+        """The composition as the integrator's state vector (M, families, NC, NC units, hot
+        lineage)."""
         y = np.zeros(STATE_SIZE)
         y[_M], y[_NC], y[_U] = self.monomer_molar, self.nc_molar, self.nc_units_molar
+        hot = self.hot_families or {}
         for label, value in self.families.items():
-            y[_FAMILY_INDEX[label]] = value
+            y[_FAMILY_INDEX[label]] = value - hot.get(label, 0.0)
+            y[_HOT_INDEX[label]] = hot.get(label, 0.0)
         return y
 
     @property
@@ -129,28 +149,33 @@ def _rates_function(constants: dict, parameters: FlowKineticParameters):
     """dy/dt of the scheme for fixed rate constants (one temperature)."""
     n = FAMILY_UNITS
     steps = []
-    for name, source, product in STEPS:
-        target_units = parameters.nc_birth_units if product == "NC" else n[product]
-        steps.append((constants[name], _FAMILY_INDEX[source],
-                      _NC if product == "NC" else _FAMILY_INDEX[product], target_units - n[source]))
+    for step_list, index in ((STEPS, _FAMILY_INDEX), (HOT_STEPS, _HOT_INDEX)):
+        for name, source, product in step_list:
+            target_units = parameters.nc_birth_units if product == "NC" else n[product]
+            steps.append((constants[name], index[source],
+                          _NC if product == "NC" else index[product], target_units - n[source]))
     limit, solubility = parameters.dissolution_limit_per_s, parameters.monomer_solubility_molar
-    dissolution = []  # (k, family, next smaller family or None for monomer, units released)
-    for j, (label, factor) in enumerate(zip(FAMILIES, parameters.dissolution_factors)):
-        smaller = FAMILIES[j - 1] if j else None
-        k_d = factor * constants["k_d"]
-        dissolution.append((k_d * limit / (k_d + limit) if k_d > 0 else 0.0, _FAMILY_INDEX[label],
-                            _FAMILY_INDEX[smaller] if smaller else None,
-                            n[label] - (n[smaller] if smaller else 0.0)))
+    dissolution = []  # (k, family, smaller family or None for monomer, units released)
+    for j, label in enumerate(FAMILIES):
+        for factor, index, smaller in (
+                (parameters.dissolution_factors[j], _FAMILY_INDEX, FAMILIES[j - 1] if j else None),
+                (parameters.hot_dissolution_factors[j], _HOT_INDEX, HOT_DISSOLVES_INTO[label])):
+            k_d = factor * constants["k_d"]
+            dissolution.append((k_d * limit / (k_d + limit) if k_d > 0 else 0.0, index[label],
+                                index[smaller] if smaller else None,
+                                n[label] - (n[smaller] if smaller else 0.0)))
     k_nuc, k_g, order = constants["k_nuc"], constants["k_g"], parameters.nucleation_order
     n_ref, n_nucleus, birth = parameters.nc_reference_units, n[NUCLEUS], parameters.nc_birth_units
-    i_nucleus = _FAMILY_INDEX[NUCLEUS]
+    i_nucleus, i_hot_nucleus = _FAMILY_INDEX[NUCLEUS], _HOT_INDEX[NUCLEUS]
+    hot_share = constants["hot_lineage_share"]
 
     def rates(_t, y):
         monomer = max(y[_M], 0.0)
         dy = np.zeros_like(y)
         nucleation = k_nuc * monomer**order
         dy[_M] = -n_nucleus * nucleation
-        dy[i_nucleus] += nucleation
+        dy[i_nucleus] += (1.0 - hot_share) * nucleation
+        dy[i_hot_nucleus] += hot_share * nucleation
         for k, i_from, i_to, consumed in steps:
             r = k * max(y[i_from], 0.0) * monomer
             dy[i_from] -= r
@@ -254,6 +279,9 @@ def simulate_plug(residence_chamber_s: float, residence_oven_s: float,
         begin += duration
     series = None
     if series_points:
+        rows = np.concatenate(columns, axis=1)
         names = ["monomer_molar", *FAMILIES, "nc_molar", "nc_units_molar"]
-        series = {"time_s": times, **dict(zip(names, np.concatenate(columns, axis=1)))}
+        series = {"time_s": times, **dict(zip(names, rows))}
+        for label in FAMILIES:
+            series[label] = series[label] + rows[_HOT_INDEX[label]]
     return FlowComposition.from_state(state, params.nc_relative_sigma, series)

@@ -65,37 +65,6 @@ STATEMENTS = (
 #: Statements the chemistry does not reproduce yet (issue 14), with what the model lacks; the
 #: benchmark prints them OUT and tests/test_flow_chemistry.py marks them strict xfail.
 KNOWN_GAPS = {
-    "cdse437_14s_below_diagonal_max":
-        "a 310-350 C chamber (1.27 s) hands the oven 7-23 % of the Cd in CdSe-437 and 13-26 % "
-        "in CdSe-465, which dissolves into CdSe-437 there; the window's plug 300/300 C and "
-        "310/300 C then share the same 12.7 s oven and end as depleted (0.17 vs 0.16 mM, 12 "
-        "vs 10 % CdSe-437), so the CdSe-437 must be gone after a 310 C chamber yet survive a "
-        "300 C one. Tried: CdSe-465 dissolving into monomer, a solubility rising with T "
-        "(0-300 kJ/mol), k_d, its limit and the hot 437->465 channel free (~1000 sets scored "
-        "on the critical plugs): with activation energies <= 400 kJ/mol the best leaves 6.7 % "
-        "at a window of 10.0 % but 41 % MSCs at 240-260 C and 2 families at 350 C, 4.5 s; "
-        "<= 5 % needs a 437->465 channel of 500-890 kJ/mol, which leaves no cluster at 350 C, "
-        "4.5 s (Fig. 4, Fig. S2); oven_heat_time_s 1-4 s: 34-30 %. A stirred chamber "
-        "(chamber_stirred, seed: a continuous hot injection) hands the oven NCs, not clusters: "
-        "34 -> 10 % (310/280 C; <= 2 % from T_nuc 330 C), but the window's 300/300 C falls to "
-        "7.3 %, 350 C/4.5 s keeps no family >= 1 % and the 7.6 s NCs grow to 9.2 nm (few "
-        "nuclei at the tank's low monomer); re-fitting 26 rate constants and settings with it "
-        "(~650 sets) reached 4.7 % here but left the window at 7.2 %, 4 families at 350 C, "
-        "4.5 s (CdSe-350 0.3 %) and 3.9 nm NCs at 7.6 s. A CdSe-437 stable only below ~305 C "
-        "(a cooperative switch K/(1+K), 1500-2500 kJ/mol, half at 303-306 C, 1-30 /s, into "
-        "monomer or CdSe-403): 10-25 % left here, the window at 0.001-10 %, <= 3 families at "
-        "350 C, 4.5 s (it dissolves there too). CdSe-437 dissolving to monomer below its own "
-        "solubility (0.05-2 mM, 0-1.5 /s) with a switched hot nucleation channel (127 random "
-        "sets): the window's 300/300 C plug is as depleted as the hot ones, window/below "
-        "<= 0.4 wherever the other rows hold. The hot route (k_nc_nuclei_hot, the seed's "
-        "> 300 C r(NCs) = k[Nucl][M], switched on between 300 and 310 C) closes this row "
-        "(3e4 L/mol/s: 3.1 %, window 11.1 %) but empties 350 C, 4.5 s (no family >= 1 %, "
-        "MSCs 1.2 %) and the 7.6 s NCs shrink to 3.06 nm; 272 random sets with it (its size "
-        "and switch, that CdSe-437 dissolution, k_g, k_382, k_465_hot, k_d, its limit, k_nuc "
-        "free): the 63 that reached <= 5 % here all kept fewer than 5 families. The 350 C "
-        "clusters of Fig. 4/S2 at 4.5 s and none after a 310-350 C chamber and a 270-300 C "
-        "oven at 14 s are the conflict: what a hot chamber hands on, a window oven makes "
-        "into CdSe-437",
     "fig2_steps_1p5s":
         "7/8: CdSe-403 is not the largest family at T_nuc 190 C (0.02 % of the Cd vs 1.0 % in "
         "CdSe-437): it lives ~20 ms at 230 C (k_437 = 4.7e3 L/mol/s, 9.6 mM monomer), and the "
@@ -105,7 +74,13 @@ KNOWN_GAPS = {
         "only 10-15 % per 10 C step (1.2 at 190 C, 1.1 at 200 C for 120 kJ/mol) and it breaks "
         "Fig. 4's families, MSCs outside the window and fig2_dominant; oven_heat_time_s 1-4 s: "
         "4-5/8; a stirred chamber: still 7/8 (0.14 s at 190-220 C makes <= 0.14 % of the Cd "
-        "into clusters, the 230 C oven the rest)",
+        "into clusters, the 230 C oven the rest). Session 10, the geometry re-read (the seed gives "
+        "none beyond a 'very low volume nucleation chamber and a larger volume growth oven'; "
+        "Fig. 1 says 'growth time of 14 s' for its reaction time): chamber 20/33/50 % of the "
+        "volume: still 7/8 (33 and 50 % also break fig2_dominant); chamber 30 % with "
+        "403->437 at 100 kJ/mol: 8/8 on a knife edge (CdSe-403/437 1.03 at 190 C, 0.86 at 200 "
+        "C) but TEM, Fig. 4's families and fig2_dominant out; with the 1/11 chamber and tau "
+        "0.4-1.5 s, 100-200 kJ/mol: 4-6/8",
 }
 #: Families SAXS resolves (seed 002: "sizes below ~1.6 nm could not be accessed"), beside NCs.
 SAXS_FAMILIES = ("MSC-403", "MSC-437", "MSC-465")

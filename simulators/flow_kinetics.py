@@ -56,6 +56,15 @@ STEPS = (("k_382", "MSC-350", "MSC-382"), ("k_403", "MSC-350", "MSC-403"),
          ("k_465", "MSC-437", "MSC-465"), ("k_465_hot", "MSC-437", "MSC-465"),
          ("k_nc", "MSC-465", "NC"),
          ("k_nc_403", "MSC-403", "NC"), ("k_nc_nuclei", "MSC-350", "NC"))
+#: The hot lineage's steps (nuclei formed above the switch, the seed's > 300 °C list): no
+#: CdSe-403 route, 437 -> 465 without the pre-adsorption.
+HOT_STEPS = (("k_382", "MSC-350", "MSC-382"), ("k_437", "MSC-382", "MSC-437"),
+             ("k_465_hot_lineage", "MSC-437", "MSC-465"), ("k_465_hot", "MSC-437", "MSC-465"),
+             ("k_nc", "MSC-465", "NC"), ("k_nc_nuclei", "MSC-350", "NC"))
+#: What a hot-lineage family dissolves into (None: monomer): down its own chain; its CdSe-403
+#: (a fragment of CdSe-437, not on the > 300 °C list) falls apart into monomer.
+HOT_DISSOLVES_INTO = {"MSC-350": None, "MSC-382": "MSC-350", "MSC-403": None,
+                      "MSC-437": "MSC-403", "MSC-465": "MSC-437"}
 
 
 @dataclass(frozen=True)
@@ -108,9 +117,27 @@ class FlowKineticParameters:
       half of CdSe-437's Cd up to T_nuc 220 °C (0.40 / 0.42 / 0.46 at 200 / 210 / 220 °C) and
       reach it at 240 °C (0.54); with 150 L/mol/s it was 0.48 / 0.52 / 0.57 and 0.70.
 
-    Known gaps, with what was tried (the stirred chamber and the hot route too):
-    simulators/flow_figures.py KNOWN_GAPS (Fig. 2's first quantized step; Fig. 1's CdSe-437
-    below the diagonal).
+    * Fig. 1, 14 s, T_nuc 310–350 °C and oven 270–300 °C: no CdSe-437 (the window is one of
+      nucleation temperature).  The seed gives two rate-law lists: "Temperatures above 300 °C"
+      r(382) = k(382)[Nucl.][M], r(437) = k(437)[382][M], r(465) = k(465)[437][M], r(NCs) =
+      k(NCs)[465][M]; in the window r(403) = k(403)[Nucl.][M], r(437) = k(437)[403][M], and
+      CdSe-437 persists there ("the higher stability of CdSe-437 and the temperatures").  The
+      hot lineage (``hot_lineage``, on) reads the lists as two kinds of clusters: nuclei formed
+      where the switch is open (``hot_route_opening``: 0.15 % at 300 °C, 99 % at 310 °C) follow
+      the first list wherever they go — CdSe-382, then CdSe-437 that grows on to CdSe-465
+      without the pre-adsorption (``k_465_hot_lineage``) and dissolves under monomer depletion
+      with factor 200 (``hot_dissolution_factors``; the default's CdSe-437 has 1; a hot
+      CdSe-403, a fragment of CdSe-437, falls apart into monomer; the hot nuclei's 0.002 keeps
+      CdSe-350 at 1.4 % at 350 °C, 4.5 s) — so a 270–300 °C oven after a hot chamber keeps
+      no CdSe-437 (2.1 % at most, 34 % without), while the window's plugs (nuclei from
+      <= 300 °C) change by < 1 %.  Same optical peaks and sizes; that the two lists are two
+      structures is our reading (the seed: "The existence of a certain MSC family (i.e.
+      CdSe-437) is the result of the interplay between its stability and formation rate"),
+      and the settings were chosen by hand (~60 variants), not measured.
+
+    Known gap, with what was tried: simulators/flow_figures.py KNOWN_GAPS (Fig. 2's first
+    quantized step); the below-diagonal attempts before the hot lineage (the stirred chamber,
+    the hot route, a switched CdSe-437 stability) are in docs/flow_reactor.md.
 
     The hot route (``k_nc_nuclei_hot``, off by default: 0) is the seed's rate-law list for
     "Temperatures above 300 °C": "r(NCs) = k(NCs) × [Nucl.] × [M]" — nuclei growing straight
@@ -121,10 +148,11 @@ class FlowKineticParameters:
     ``hot_route_enthalpy_kj_per_mol``: a cooperative switch, e.g. the nuclei's ligand shell
     letting go; our reading, the seed gives no mechanism), so a chamber at >= 310 °C makes
     NCs, not clusters, and Fig. 1's window ends at 300 °C at every growth temperature.  With
-    k = 3e4 L/mol/s (tests/test_flow_chemistry.py): CdSe-437 below the diagonal 0.031 (bound
-    <= 0.05; 0.336 off), the window's minimum 0.111, but at 350 °C it empties the clusters
-    too: no family >= 1 % at 4.5 s (Fig. 4: 5), MSCs 1.2 % (Fig. S2: >= 5 %), NCs 3.06 nm at
-    7.6 s (TEM 3.6): so it stays off.
+    k = 3e4 L/mol/s and without the hot lineage (measured before it; tests/test_flow_chemistry.py
+    checks the same with it): CdSe-437 below the diagonal 0.031 (bound <= 0.05; 0.336 off), the
+    window's minimum 0.111, but at 350 °C it empties the clusters too: no family >= 1 % at
+    4.5 s (Fig. 4: 5), MSCs 1.2 % (Fig. S2: >= 5 %), NCs 3.06 nm at 7.6 s (TEM 3.6): so it
+    stays off.
     """
 
     reference_temperature_c: float = 280.0
@@ -148,6 +176,15 @@ class FlowKineticParameters:
     #: opening: 3000 kJ/mol opens it from 0.15 % at 300 °C to 99 % at 310 °C.
     hot_route_half_c: float = 306.0
     hot_route_enthalpy_kj_per_mol: float = 3000.0
+    #: True: nuclei formed where the switch (hot_route_opening) is open start the hot lineage
+    #: (class docstring); False: every nucleus follows STEPS as before.
+    hot_lineage: bool = True
+    #: The hot lineage's CdSe-437 + M → CdSe-465 (L/mol/s), no pre-adsorption (seed: r(465) =
+    #: k(465)[437][M] in the > 300 °C list); k_465_hot adds to it.
+    k_465_hot_lineage: Arrhenius = Arrhenius(300.0, 0.0)
+    #: Dissolution factors of the hot lineage (FAMILIES order, like dissolution_factors): its
+    #: CdSe-403/437 fall apart 10x faster than the default's clusters, its nuclei hardly.
+    hot_dissolution_factors: tuple = (0.002, 20.0, 200.0, 200.0, 20.0)
     k_g: Arrhenius = Arrhenius(2.2e3, 200.0)
     k_d: Arrhenius = Arrhenius(0.02, 400.0)
     #: Order m of nucleation in [M] (k_nuc in (L/mol)^(m−1)/s): a steep supersaturation
@@ -174,8 +211,8 @@ class FlowKineticParameters:
     oven_heat_time_s: float = 0.4
     #: True runs the nucleation chamber as a stirred tank (simulators/flow_chamber.py, seed
     #: 002's "nucleation chamber" of a continuous hot injection); False, the default, as a plug
-    #: like the oven.  The tank with these rate constants moves Fig. 1's below-diagonal CdSe-437
-    #: from 34 % to 10 % but breaks Fig. 4 and the TEM size at 350 °C (KNOWN_GAPS).
+    #: like the oven.  The tank (without the hot lineage) moves Fig. 1's below-diagonal CdSe-437
+    #: from 34 % to 10 % but breaks Fig. 4 and the TEM size at 350 °C (docs/flow_reactor.md).
     chamber_stirred: bool = False
 
     def __post_init__(self):
@@ -183,10 +220,10 @@ class FlowKineticParameters:
             value = getattr(self, item.name)
             if isinstance(value, Arrhenius):
                 continue
-            if item.name == "chamber_stirred":
+            if item.name in ("chamber_stirred", "hot_lineage"):
                 if not isinstance(value, bool):
-                    raise ValueError(f"chamber_stirred must be True or False, got {value!r}")
-            elif item.name == "dissolution_factors":
+                    raise ValueError(f"{item.name} must be True or False, got {value!r}")
+            elif item.name in ("dissolution_factors", "hot_dissolution_factors"):
                 if len(value) != len(FAMILIES) or not all(math.isfinite(v) and v >= 0 for v in value):
                     raise ValueError(f"{item.name} needs {len(FAMILIES)} finite values >= 0, "
                                      f"got {value!r}")
@@ -203,13 +240,16 @@ class FlowKineticParameters:
             raise ValueError(f"oven_heat_time_s must be >= 0, got {self.oven_heat_time_s!r}")
 
     def constants(self, temperature_c: float) -> dict:
-        """Every rate constant at ``temperature_c`` (°C), by parameter name."""
+        """Every rate constant at ``temperature_c`` (°C), by parameter name, and
+        ``hot_lineage_share``: the share of new nuclei that start the hot lineage."""
         constants = {item.name: getattr(self, item.name).at(temperature_c, self.reference_temperature_c)
                      for item in dataclasses.fields(self)
                      if isinstance(getattr(self, item.name), Arrhenius)}
         adsorbed = constants.pop("k_465_adsorption")
         constants["k_465"] *= adsorbed / (1.0 + adsorbed)
-        constants["k_nc_nuclei"] += constants.pop("k_nc_nuclei_hot") * self.hot_route_opening(temperature_c)
+        opening = self.hot_route_opening(temperature_c)
+        constants["k_nc_nuclei"] += constants.pop("k_nc_nuclei_hot") * opening
+        constants["hot_lineage_share"] = opening if self.hot_lineage else 0.0
         return constants
 
     def hot_route_opening(self, temperature_c: float) -> float:

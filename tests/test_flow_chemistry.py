@@ -152,6 +152,30 @@ def test_hot_route_ends_the_window_at_300_c_but_empties_the_350_c_clusters():
     assert on["families_at_350_4p5"] < 5 and on["msc_4p5s_min"] < 0.05
 
 
+def test_hot_lineage_starts_only_where_the_switch_is_open():
+    """Nuclei formed above the switch (half open at 306 °C) start the hot lineage: none in the
+    window's plugs, all of a 350 °C plug's clusters; its state round-trips."""
+    window, hot = plug(300, 300, 14.0), plug(350, 350, 4.5)
+    assert sum(window.hot_families.values()) < 1e-3 * sum(window.families.values())
+    for label in FAMILIES:
+        assert hot.hot_families[label] == pytest.approx(hot.families[label], rel=1e-3)
+    again = FlowComposition.from_state(hot.state(), hot.nc_relative_sigma)
+    assert again.families == pytest.approx(hot.families) and again.hot_families == pytest.approx(hot.hot_families)
+
+
+def test_hot_lineage_clears_cdse_437_below_the_diagonal_and_leaves_the_window():
+    """Fig. 1: no CdSe-437 at 14 s after a 310-350 °C chamber, whatever the oven (270-300 °C).
+    The hot lineage's CdSe-437 grows on to CdSe-465 and dissolves in the oven, so 330/280 °C
+    falls from 34 % (without it) to below 5 %; the window's plugs change by < 1 % (the switch
+    is 0.15 % open at 300 °C)."""
+    below = {flag: share(plug(330, 280, 14.0, hot_lineage=flag), "MSC-437") for flag in (True, False)}
+    assert below[True] <= 0.05 and below[False] > 0.25
+    for t in (270, 300):
+        assert plug(t, t, 14.0).state()[:8] == pytest.approx(plug(t, t, 14.0, hot_lineage=False).state()[:8],
+                                                             rel=1e-2, abs=1e-9)
+    assert share(plug(310, 300, 14.0), "MSC-437") <= 0.05 < share(plug(300, 300, 14.0), "MSC-437")
+
+
 def test_clusters_dissolve_only_under_monomer_depletion():
     """At 280 °C, 4.5 s the monomer stays above the solubility: nothing dissolves (the same
     plug as without dissolution); at 350 °C it is used up, and by 4.5 s the clusters have
