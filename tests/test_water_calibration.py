@@ -81,6 +81,23 @@ def _run(sim, config, catalog, live):
     return documents
 
 
+def _analysed_run(sim, config, catalog):
+    """:func:`_run` with a :class:`LiveAnalysis` whose derived run goes to the catalog; the raw
+    documents, the derived documents and the analysis."""
+    derived, writer = [], catalog.writer()
+
+    def both(name, doc):
+        derived.append((name, doc))
+        writer(name, doc)
+
+    live = LiveAnalysis(both)
+    try:
+        documents = _run(sim, config, catalog, live)
+    finally:
+        writer.close()
+    return documents, derived, live
+
+
 def _fits(derived):
     return [doc["data"] for name, doc in derived if name == "event" and "radius_nm" in doc["data"]]
 
@@ -195,19 +212,10 @@ def test_bad_water_standards_are_refused_naming_the_key_before_anything_moves(tm
 def test_a_run_without_a_usable_calibration_is_flagged_once_with_its_frames_kept(tmp_path, caplog):
     """No PONI: the detector reports no geometry. One flag with the reason in the derived run
     and in the log, a failed fit for every frame, the raw frames all in the catalog."""
-    derived = []
     with SimulatedBeamline(seed=7) as sim, timebase.use_clock(sim.clock), \
             open_catalog(tmp_path / "data") as catalog, caplog.at_level(logging.WARNING):
         config = _hutch_config(sim, tmp_path, poni="", mask="", water_standard="", empty_cell="")
-        writer = catalog.writer()
-
-        def both(name, doc):
-            derived.append((name, doc))
-            writer(name, doc)
-
-        live = LiveAnalysis(both)
-        documents = _run(sim, config, catalog, live)
-        writer.close()
+        documents, derived, live = _analysed_run(sim, config, catalog)
         [raw_start] = [doc for name, doc in documents if name == "start"]
         [raw_stop] = [doc for name, doc in documents if name == "stop"]
         frames = catalog[raw_start["uid"]].primary["saxs_image"].read()
@@ -241,20 +249,11 @@ def test_a_run_with_geometry_but_no_absolute_scale_fits_radii_on_a_relative_scal
     from ncsynth.analysis.display import draw_figure
     from ncsynth.runs import derived_tables, export_fits
 
-    derived = []
     with SimulatedBeamline(seed=5) as sim, timebase.use_clock(sim.clock), \
             open_catalog(tmp_path / "data") as catalog, caplog.at_level(logging.WARNING):
         config = _hutch_config(sim, tmp_path, incident_monitor_pv="", transmitted_monitor_pv="",
                                water_standard="", empty_cell="")
-        writer = catalog.writer()
-
-        def both(name, doc):
-            derived.append((name, doc))
-            writer(name, doc)
-
-        live = LiveAnalysis(both)
-        documents = _run(sim, config, catalog, live)
-        writer.close()
+        documents, derived, live = _analysed_run(sim, config, catalog)
         detector = sim.detector
         true_k = calibration_from_beam(detector.incident_flux, detector.transmitted_flux / detector.incident_flux,
                                        detector.synthesizer.geometry)
