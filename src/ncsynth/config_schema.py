@@ -104,7 +104,8 @@ SCHEMA: dict = {
         "database_uri": text(empty=True),
         "tables_uri": text(empty=True),
     },
-    "heater": _HEATER,
+    # the reply time-out of each Modbus attempt (wall time; 4 attempts before a read fails)
+    "heater": {**_HEATER, "reply_timeout_s": real("s", above=0, maximum=30)},
     "injector": {"url": text(), "jam_timeout_s": real("s", above=0, maximum=60)},
     "detector": _DETECTOR,
     "steering": {
