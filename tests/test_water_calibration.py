@@ -98,6 +98,16 @@ def _analysed_run(sim, config, catalog):
     return documents, derived, live
 
 
+def _replayed_with_true_scale(sim, documents):
+    """The simulator's true K and the derived documents of ``documents`` analysed with it."""
+    detector = sim.detector
+    true_k = calibration_from_beam(detector.incident_flux, detector.transmitted_flux / detector.incident_flux,
+                                   detector.synthesizer.geometry)
+    truth = []
+    replay(documents, lambda name, doc: truth.append((name, doc)), calibration=true_k)
+    return true_k, truth
+
+
 def _fits(derived):
     return [doc["data"] for name, doc in derived if name == "event" and "radius_nm" in doc["data"]]
 
@@ -150,12 +160,7 @@ def test_a_run_calibrated_by_water_fits_the_concentrations_of_the_true_factor(tm
             open_catalog(tmp_path / "data") as catalog:
         config = _hutch_config(sim, tmp_path)
         documents = _run(sim, config, catalog, LiveAnalysis(lambda name, doc: derived.append((name, doc))))
-        detector = sim.detector
-        true_k = calibration_from_beam(detector.incident_flux, detector.transmitted_flux / detector.incident_flux,
-                                       detector.synthesizer.geometry)
-        # the same frames analysed with the simulator's true factor
-        truth = []
-        replay(documents, lambda name, doc: truth.append((name, doc)), calibration=true_k)
+        true_k, truth = _replayed_with_true_scale(sim, documents)
     [start] = [doc for name, doc in derived if name == "start"]
     analysis = start["analysis"]
     assert analysis["calibration_source"] == "beam monitors, water standard"
@@ -254,11 +259,7 @@ def test_a_run_with_geometry_but_no_absolute_scale_fits_radii_on_a_relative_scal
         config = _hutch_config(sim, tmp_path, incident_monitor_pv="", transmitted_monitor_pv="",
                                water_standard="", empty_cell="")
         documents, derived, live = _analysed_run(sim, config, catalog)
-        detector = sim.detector
-        true_k = calibration_from_beam(detector.incident_flux, detector.transmitted_flux / detector.incident_flux,
-                                       detector.synthesizer.geometry)
-        truth = []
-        replay(documents, lambda name, doc: truth.append((name, doc)), calibration=true_k)
+        true_k, truth = _replayed_with_true_scale(sim, documents)
         [raw_start] = [doc for name, doc in documents if name == "start"]
         nexus = export_fits(catalog, raw_start["uid"], tmp_path / "relative.h5", format="nexus")
     [start] = [doc for name, doc in derived if name == "start"]
