@@ -3,11 +3,13 @@
 Model: eq. S2.1 with the Gaussian average S2.3 (corrected prefactor, see
 ``ncsynth.analysis.scattering``) plus a constant background, weighted with 1/σ² as in §S.2.2.
 
-How it is fast (about a millisecond for a warm-started 500-point pattern):
+How it is fast (about half a millisecond for a warm-started 500-point pattern):
 
 * the concentration c and the background b enter linearly, so for every (R0, σ) they are solved
   exactly by weighted linear least squares (variable projection) and the Levenberg–Marquardt
-  search runs over (ln R0, ln σ) only, with the Kaufman Jacobian of the projected residual;
+  search runs over (ln R0, ln σ) only, with the Kaufman Jacobian of the projected residual
+  (``ncsynth.analysis.fit_projection``: three matrix products over the points per evaluation,
+  the 2 × 2 algebra in plain floats);
 * V²F²(q r) is tabulated once per q array on fixed radius grids (``RadiusGridKernel``, cached on
   the q values), so a model evaluation with its analytic derivatives is one small matrix product;
 * a cold start ranks a scan table of (R0, σ) by projected χ² (three table products) and searches
@@ -36,6 +38,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ncsynth.analysis.fit_projection import VariableProjection, levenberg_marquardt
 from ncsynth.analysis.scattering import RadiusGridKernel, recent, sphere_intensity
 
 __all__ = ["SphereFit", "fit_pattern", "sphere_intensity"]
@@ -53,8 +56,6 @@ SIGMA_MIN_NM = 1e-4
 MAX_ITERATIONS = 60
 #: One-sided 95 % normal quantile of the width's upper limit.
 UPPER_LIMIT_Z = 1.645
-#: Stop when every step is below this fraction of the parameter's standard error.
-STEP_TOLERANCE = 1e-4
 
 _LOG_LOWER = np.log([RADIUS_MIN_NM, SIGMA_MIN_NM])
 _LOG_UPPER = np.log([RADIUS_MAX_NM, RADIUS_MAX_NM])
@@ -129,105 +130,22 @@ def _context_for(q):
     return recent(_CONTEXTS, q.tobytes(), lambda: _Context(q), _CONTEXT_CACHE_SIZE)
 
 
-class _Projection:
-    """Variable projection: for the nonlinear parameters theta, solve the concentration c and the
-    background b exactly and return the residual with the Kaufman Jacobian.
-
-    ``model(theta)`` gives ``(rows, factors)``: ``rows`` (1 + k, n) the model per unit
-    concentration (cm⁻¹ per mol/L) and its derivatives with respect to k parameters, ``factors``
-    (k,) what those derivatives are multiplied by to be d/dtheta (chain rule, e.g. R for ln R).
-    """
-
-    def __init__(self, model, y, inv_sigma):
-        self.model = model
-        self.inv_sigma = inv_sigma
-        self.yw = y * inv_sigma
-        norm = math.sqrt(inv_sigma @ inv_sigma)
-        self.e1 = inv_sigma / norm          # unit vector of the background column
-        self.one_norm = norm
-        self.p1 = float(self.yw @ self.e1)  # background component of yw
-        self.y_perp = self.yw - self.p1 * self.e1
-
-    def __call__(self, theta):
-        """(cost, c, b, residual, Jacobian (n, k) w.r.t. theta) or cost = inf if degenerate.
-
-        With the weighted rows W = rows/σ and P = W − (W·e1) e1 (P₀ = a⊥, the model column
-        without its background part): c = (a⊥·yw)/|a⊥|², b = (p1 − c a·e1)/|1/σ|, residual
-        y⊥ − c a⊥, and the Kaufman Jacobian −c·factor_j·(P_j − (P_j·a⊥)/|a⊥|² a⊥).
-        """
-        model, factors = self.model(theta)
-        weighted = model * self.inv_sigma
-        along = weighted @ self.e1
-        perp = weighted - along[:, None] * self.e1
-        gram = perp @ perp[0]  # |a⊥|², P_j·a⊥
-        if not gram[0] > 0:
-            return math.inf, math.nan, math.nan, None, None
-        c = float(perp[0] @ self.yw) / gram[0]
-        b = (self.p1 - c * along[0]) / self.one_norm
-        residual = self.y_perp - c * perp[0]
-        jac = perp[1:] - (gram[1:] / gram[0])[:, None] * perp[0]
-        jac *= (-c * np.asarray(factors))[:, None]
-        return float(residual @ residual), c, b, residual, jac.T
+#: the name benchmarks/refit.py imports
+_Projection = VariableProjection
 
 
 def gaussian_model(kernel):
-    """``model(theta)`` of :class:`_Projection` for theta = (ln R0, ln σ) of S2.3 on ``kernel``."""
+    """``model(theta)`` of :class:`~ncsynth.analysis.fit_projection.VariableProjection` for
+    theta = (ln R0, ln σ) of S2.3 on ``kernel``."""
     def model(theta):
-        radius, sigma = np.exp(theta)
+        radius, sigma = math.exp(theta[0]), math.exp(theta[1])
         return kernel.evaluate(radius, sigma), (radius, sigma)
     return model
 
 
-def levenberg_marquardt(projection, theta, lower=_LOG_LOWER, upper=_LOG_UPPER,
-                        max_iterations=MAX_ITERATIONS):
-    """Minimise the projected cost of ``projection`` over theta within [lower, upper]; returns
-    (theta, cost, c, b, converged).
-
-    Bounds: steps are clipped to them, and a parameter at a bound that the gradient pushes
-    outwards is held there while the others are searched (active set). Converged: a
-    Gauss–Newton step of the free parameters below STEP_TOLERANCE of their standard errors, no
-    downhill step left, or a relative cost change below 1e-13.
-    """
-    cost, c, b, residual, jac = projection(theta)
-    if not math.isfinite(cost):
-        return theta, cost, c, b, False
-    damping = 1e-3
-    for _ in range(max_iterations):
-        gradient = jac.T @ residual  # of cost/2
-        hessian = jac.T @ jac
-        free = ~(((theta <= lower) & (gradient > 0)) | ((theta >= upper) & (gradient < 0)))
-        if not free.any():
-            return theta, cost, c, b, True  # held at its bounds
-        if not free.all():
-            gradient, hessian = gradient[free], hessian[np.ix_(free, free)]
-        try:
-            inverse = np.linalg.inv(hessian)
-            scale = np.sqrt(np.abs(np.diag(inverse)))
-            if np.all(np.abs(inverse @ gradient) <= STEP_TOLERANCE * scale):
-                return theta, cost, c, b, True  # the Gauss–Newton step is negligible
-        except np.linalg.LinAlgError:
-            scale = np.full(gradient.size, math.inf)
-        step = np.zeros(theta.size)
-        while True:
-            try:
-                step[free] = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian)), -gradient)
-            except np.linalg.LinAlgError:
-                step[:] = 0.0
-            trial = np.clip(theta + step, lower, upper)
-            trial_state = projection(trial)
-            if trial_state[0] <= cost:
-                break
-            damping *= 10.0
-            if damping > 1e12:
-                return theta, cost, c, b, True  # no downhill step left: at a minimum
-        taken = (trial - theta)[free]
-        previous_cost = cost
-        theta = trial
-        cost, c, b, residual, jac = trial_state
-        damping = max(damping / 10.0, 1e-12)
-        if np.all(np.abs(taken) <= STEP_TOLERANCE * scale) or previous_cost - cost <= 1e-13 * previous_cost:
-            return theta, cost, c, b, True
-    return theta, cost, c, b, False
+def _search(projection, theta, lower=_LOG_LOWER, upper=_LOG_UPPER):
+    """(theta, χ², c, b, converged) of the Levenberg–Marquardt search over (ln R0, ln σ)."""
+    return levenberg_marquardt(projection, theta, lower, upper, MAX_ITERATIONS)
 
 
 def _cold_starts(context, projection, count=2):
@@ -281,6 +199,8 @@ def _guess_theta(guess):
 
 
 def _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm):
+    """(q, I, σ) float arrays of the usable points; the arguments themselves (read, never
+    written) when every point is kept."""
     arrays = [np.asarray(a, dtype=float) for a in (q_nm, intensity_cm, sigma_cm)]
     names = ("q_nm", "intensity_cm", "sigma_cm")
     for name, array in zip(names, arrays):
@@ -291,6 +211,8 @@ def _select_points(q_nm, intensity_cm, sigma_cm, q_range_nm):
                          f"{arrays[0].size}, {arrays[1].size} and {arrays[2].size}")
     q, y, s = arrays
     keep = np.isfinite(q) & np.isfinite(y) & np.isfinite(s) & (q > 0)
+    if q_range_nm is None and keep.all():
+        return q, y, s
     if q_range_nm is not None:
         try:
             q_lo, q_hi = (float(v) for v in q_range_nm)
@@ -322,17 +244,17 @@ def fit_pattern(q_nm, intensity_cm, sigma_cm, guess=None, q_range_nm=None) -> Sp
         return SphereFit.failed(f"sigma_cm <= 0 at {np.count_nonzero(s <= 0)} points", n)
 
     context = _context_for(q)
-    projection = _Projection(gaussian_model(context.kernel), y, 1.0 / s)
-    flat_chi2 = float(projection.yw @ projection.yw - (projection.yw @ projection.e1) ** 2)
+    projection = VariableProjection(gaussian_model(context.kernel), y, 1.0 / s)
+    flat_chi2 = float(projection.yw @ projection.yw - projection.p1**2)
     dof = n - 4
 
     def good(state):
         return state[4] and state[1] / dof <= WARM_RETRY_CHI2_REDUCED
 
-    states = [] if theta_guess is None else [levenberg_marquardt(projection, theta_guess)]
+    states = [] if theta_guess is None else [_search(projection, theta_guess)]
     if not (states and good(states[0])):
         for theta in _cold_starts(context, projection):  # best first; the next only if needed
-            states.append(levenberg_marquardt(projection, theta))
+            states.append(_search(projection, theta))
             if good(states[-1]):
                 break
     best = _best_of(*states)
@@ -386,8 +308,7 @@ def _zero_width_fit(projection, log_radius):
     """((R, σ), χ², c, b) of the fit with σ held at its lower bound, R searched from
     ``log_radius``; None if that search fails (see the module docstring)."""
     upper = np.array([_LOG_UPPER[0], _LOG_LOWER[1]])
-    theta, cost, c, b, converged = levenberg_marquardt(
-        projection, np.array([log_radius, _LOG_LOWER[1]]), _LOG_LOWER, upper)
+    theta, cost, c, b, converged = _search(projection, (log_radius, _LOG_LOWER[1]), upper=upper)
     if not (converged and c > 0 and _LOG_LOWER[0] < theta[0] < _LOG_UPPER[0]):
         return None
     return np.exp(theta), cost, c, b
@@ -433,8 +354,7 @@ def _standard_errors(kernel, inv_sigma, radius, sigma, concentration, sigma_fixe
     ``sigma_fixed`` of (R0, c, b) from the 3-parameter model, σ's error then NaN."""
     model = kernel.evaluate(radius, sigma)
     jac = np.empty((4, inv_sigma.size))
-    jac[0] = concentration * model[1]
-    jac[1] = concentration * model[2]
+    np.multiply(model[1:], concentration, out=jac[:2])
     jac[2] = model[0]
     jac[3] = 1.0
     jac *= inv_sigma
@@ -448,12 +368,11 @@ def _standard_errors_of(jac):
     """Square roots of the diagonal of (JᵀWJ)⁻¹ for the weighted Jacobian rows ``jac``."""
     count = jac.shape[0]
     norms = np.sqrt(np.einsum("ij,ij->i", jac, jac))
-    if not np.all(norms > 0):
+    if not all(norm > 0 for norm in norms.tolist()):
         return (math.inf,) * count  # a parameter the pattern does not constrain at all
     scaled = jac / norms[:, None]
     try:
-        covariance = np.linalg.inv(scaled @ scaled.T) / np.outer(norms, norms)
-        variances = np.diag(covariance)
+        variances = (np.linalg.inv(scaled @ scaled.T).diagonal() / (norms * norms)).tolist()
     except np.linalg.LinAlgError:
-        variances = np.full(count, math.inf)
-    return tuple(float(math.sqrt(v)) if v >= 0 else math.inf for v in variances)
+        return (math.inf,) * count
+    return tuple(math.sqrt(v) if v >= 0 else math.inf for v in variances)

@@ -212,8 +212,8 @@ class RadiusGridKernel:
         self.q_nm.setflags(write=False)
         self.q_max_nm = float(np.max(np.abs(self.q_nm))) if self.q_nm.size else 0.0
         self.scale = float(molar_to_per_cm3(1.0)) * contrast_per_cm2**2
-        #: (step, chunk index) -> (rows (256, n_q), which rows are computed (256,))
-        self._chunks: dict[tuple[float, int], tuple[np.ndarray, np.ndarray]] = {}
+        #: (step, chunk index) -> (rows (256, n_q), which rows are computed: 256 bools)
+        self._chunks: dict[tuple[float, int], tuple[np.ndarray, list[bool]]] = {}
         #: ((R0, σ), read-only result) of the last evaluation: a fit's errors need the model at
         #: the point where its search ended, which the search has just evaluated
         self._last = (None, None)
@@ -226,15 +226,16 @@ class RadiusGridKernel:
         entry = self._chunks.get((step, index))
         if entry is None:
             entry = self._chunks[(step, index)] = (np.empty((self._CHUNK_ROWS, self.q_nm.size)),
-                                                  np.zeros(self._CHUNK_ROWS, dtype=bool))
+                                                  [False] * self._CHUNK_ROWS)
         chunk, done = entry
-        if not done[start:stop].all():
+        if not all(done[start:stop]):
             block = self._BLOCK_ROWS
             low, high = start - start % block, -(-stop // block) * block
-            missing = low + np.flatnonzero(~done[low:high])
+            missing = np.array([row for row in range(low, high) if not done[row]])
             radii = (index * self._CHUNK_ROWS + missing) * step
             chunk[missing] = sphere_form_factor(self.q_nm[None, :], radii[:, None], contrast_per_cm2=1.0)
-            done[missing] = True
+            for row in missing.tolist():
+                done[row] = True
         return chunk
 
     def _rows(self, step, first, count):

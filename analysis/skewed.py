@@ -13,7 +13,7 @@ weighted with 1/σ², integrated on the radius grids of :mod:`~ncsynth.analysis.
 (trapezoid, step ≤ σ/8 and under the Nyquist step of V²F²), c and b solved exactly for each
 (ln R, ln σ, γ) (variable projection), Levenberg–Marquardt over those three with the Kaufman
 Jacobian from the analytic derivatives of the quadrature weights (``pearson3_log_density``;
-the same search as the Gaussian fit, :func:`~ncsynth.analysis.saxs.levenberg_marquardt`).
+the same search as the Gaussian fit, :func:`~ncsynth.analysis.fit_projection.levenberg_marquardt`).
 ``fit_skewed`` warm-starts from a Gaussian :class:`~ncsynth.analysis.saxs.SphereFit`.
 Units: nm, mol/L, cm⁻¹.
 """
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from ncsynth.analysis.saxs import (SphereFit, _context_for, _Projection, _select_points,
-                                   levenberg_marquardt)
+from ncsynth.analysis.fit_projection import VariableProjection, levenberg_marquardt
+from ncsynth.analysis.saxs import SphereFit, _context_for, _select_points
 from ncsynth.analysis.scattering import BASE_STEP_NM
 
 __all__ = ["SkewedFit", "fit_skewed", "skewed_radius_weights"]
@@ -147,7 +147,8 @@ def skewed_intensity(kernel, radius_nm, sigma_nm, skewness):
 
 
 def skewed_model(kernel):
-    """``model(theta)`` of :class:`~ncsynth.analysis.saxs._Projection` for theta = (ln R, ln σ, γ)."""
+    """``model(theta)`` of :class:`~ncsynth.analysis.fit_projection.VariableProjection` for
+    theta = (ln R, ln σ, γ)."""
     def model(theta):
         radius, sigma = math.exp(theta[0]), math.exp(theta[1])
         return skewed_intensity(kernel, radius, sigma, theta[2]), (radius, sigma, 1.0)
@@ -158,7 +159,7 @@ def _search(q, y, s, start_radius_nm, sigma0_nm, skew, lower, upper):
     """The Levenberg–Marquardt search from (R, σ, γ) = (``start_radius_nm``, ``sigma0_nm``,
     ``skew``): (theta, χ², c, b, converged). A module function of plain arguments, so a cold
     start can run in another process and give the same result."""
-    projection = _Projection(skewed_model(_context_for(q).kernel), y, 1.0 / s)
+    projection = VariableProjection(skewed_model(_context_for(q).kernel), y, 1.0 / s)
     lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
     theta0 = np.clip([math.log(start_radius_nm), math.log(sigma0_nm), skew], lower + 1e-6, upper - 1e-6)
     return levenberg_marquardt(projection, theta0, lower, upper, max_iterations=MAX_ITERATIONS)

@@ -13,7 +13,8 @@ import pytest
 from scipy.optimize import least_squares
 from scipy.stats import pearson3
 
-from ncsynth.analysis.saxs import _context_for, _Projection, fit_pattern
+from ncsynth.analysis.fit_projection import VariableProjection
+from ncsynth.analysis.saxs import _context_for, fit_pattern
 from ncsynth.analysis.skewed import (SKEW_BOUND, fit_skewed, pearson3_log_density, skewed_intensity,
                                      skewed_model, skewed_radius_weights)
 
@@ -73,7 +74,7 @@ def skewed_pattern(radius, sigma, skewness, concentration=1e-5, background=0.02,
 
 def projected_errors(y, s, fit):
     """Standard errors of (ln R, ln σ, γ) from the Kaufman Jacobian at ``fit``."""
-    projection = _Projection(skewed_model(_context_for(Q_NM).kernel), y, 1.0 / s)
+    projection = VariableProjection(skewed_model(_context_for(Q_NM).kernel), y, 1.0 / s)
     theta = np.array([math.log(fit.radius_nm), math.log(fit.sigma_nm), fit.skewness])
     jacobian = projection(theta)[4]
     return theta, projection, np.sqrt(np.diag(np.linalg.inv(jacobian.T @ jacobian)))
