@@ -117,14 +117,14 @@ class SAXSAnalysis(DocumentRouter):
     what is read and emitted. ``stored=True`` (replay of a stored, complete run): a frame file
     that is missing or damaged ends the analysis with :class:`FrameFileError` instead of giving
     failed fits. ``mapper`` runs the skewed fit's cold starts (:func:`~ncsynth.analysis.skewed.fit_skewed`).
-    ``first_stage``: the frames' reduced patterns and Gaussian fits computed ahead, in another
-    process (:class:`~ncsynth.analysis.pool.FirstStage`, replay only); a frame's is used only
-    if it was computed from the very warm start this analysis would use, else (and without
-    one) the frame is reduced and fitted here: the numbers are the same either way.
+    A frame goes through :meth:`_single_fit` (reduction and Gaussian fit), the skewed fit,
+    :meth:`_preferred_model`, then :meth:`_record_frame` (or :meth:`_failed_frame`): a replay
+    may run the skewed fits in another process
+    (:class:`~ncsynth.analysis.replay_pipeline.PipelinedAnalysis`).
     """
 
     def __init__(self, emit, settings: AnalysisSettings | None = None, root_map: dict | None = None,
-                 *, stored: bool = False, mapper=map, first_stage=None):
+                 *, stored: bool = False, mapper=map):
         super().__init__()
         if not callable(emit):
             raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
@@ -164,7 +164,7 @@ class SAXSAnalysis(DocumentRouter):
         self._t0: float | None = None
         self._last_good = None
         self._good_frame: int | None = None  # index of the frame whose fit is _last_good
-        self._first_stage = first_stage
+        self._skewed_frame: int | None = None  # index of the frame whose fit is _last_skewed
         self._bundle = None
         self._fits_descriptor = None
         self._patterns_descriptor = None
@@ -314,33 +314,42 @@ class SAXSAnalysis(DocumentRouter):
         return self._reducer.reduce(frame, self._exposure.get(doc["descriptor"], math.nan))
 
     def _analyse_frame(self, doc):
+        pattern = None
+        try:
+            pattern, fit = self._single_fit(doc, self._last_good)
+            skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
+                                guess=self._last_skewed, mapper=self._mapper)
+            model, two = self._preferred_model(pattern, fit, skewed)
+        except Exception as error:
+            fit, skewed, model, two = self._failed_frame(doc, error)
+        self._record_frame(doc, pattern, fit, skewed, model, two)
+
+    def _preferred_model(self, pattern: Pattern, fit: SphereFit, skewed: SkewedFit):
+        return preferred_model(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit, skewed,
+                               guess=self._last_two)
+
+    def _failed_frame(self, doc, error: Exception):
+        """A frame's (fit, skewed, model, two) after ``error`` in its analysis, which is raised
+        again if it ends the analysis (``stored``: a frame file that cannot be read)."""
+        if isinstance(error, self._fatal_errors):
+            raise error
+        if isinstance(error, _Uncalibrated):  # flagged once, at the descriptor
+            return (SphereFit.failed(NO_CALIBRATION), SkewedFit.failed(NO_CALIBRATION),
+                    FrameModel(0, math.nan, math.nan), None)
+        fit = SphereFit.failed(f"analysis error: {type(error).__name__}: {error}")
+        self._error("frame", f"frame {doc.get('seq_num')}: {error}")
+        return fit, SkewedFit.failed(fit.reason), FrameModel(0, math.nan, math.nan), None
+
+    def _record_frame(self, doc, pattern, fit, skewed, model, two):
+        """Keep a primary frame's fits (and the warm starts of the next frame's) and emit them."""
         frame_time = float(doc["data"].get(self._frame_time_key, doc["time"]))
         exposure = self._exposure.get(doc["descriptor"], 0.0)
         time_s = frame_time + 0.5 * exposure - self._t0 if self._t0 is not None else math.nan
         temperature = doc["data"].get(self._temperature_key, math.nan) if self._temperature_key else math.nan
-        pattern = None
-        try:
-            ahead = self._first_stage.take(doc["seq_num"], self._good_frame) \
-                if self._first_stage is not None else None
-            pattern, fit = ahead.result() if ahead is not None else self._single_fit(doc)
-            skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
-                                guess=self._last_skewed, mapper=self._mapper)
-            model, two = preferred_model(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
-                                         skewed, guess=self._last_two)
-        except self._fatal_errors:
-            raise
-        except _Uncalibrated:  # flagged once, at the descriptor
-            fit, skewed = SphereFit.failed(NO_CALIBRATION), SkewedFit.failed(NO_CALIBRATION)
-            model, two = FrameModel(0, math.nan, math.nan), None
-        except Exception as error:
-            fit = SphereFit.failed(f"analysis error: {type(error).__name__}: {error}")
-            skewed = SkewedFit.failed(fit.reason)
-            model, two = FrameModel(0, math.nan, math.nan), None
-            self._error("frame", f"frame {doc.get('seq_num')}: {error}")
         if fit.success:
             self._last_good, self._good_frame = fit, len(self.fits)
         if skewed.success:
-            self._last_skewed = skewed
+            self._last_skewed, self._skewed_frame = skewed, len(self.fits)
         self._last_two = two or self._last_two
         systematic = self._size_model.add(size_model_systematic(
             fit, skewed, two if model.populations == 2 else None), resolved_fraction(fit, skewed))
@@ -360,9 +369,9 @@ class SAXSAnalysis(DocumentRouter):
         self._emit_frame(doc, fit, skewed, model, systematic, time_s, frame_time, yld,
                          float(temperature), pattern, curve)
 
-    def _single_fit(self, doc) -> tuple[Pattern, SphereFit]:
+    def _single_fit(self, doc, guess: SphereFit | None) -> tuple[Pattern, SphereFit]:
         """A primary frame's reduced, background-subtracted pattern and its Gaussian fit
-        (warm-started from the last successful one): the first stage of its analysis."""
+        (warm-started from ``guess``, the last successful one): the first stage of its analysis."""
         if self._calibration_error is not None:
             raise _Uncalibrated(NO_CALIBRATION)
         pattern = self._reduce(doc)
@@ -370,7 +379,7 @@ class SAXSAnalysis(DocumentRouter):
             self._background = average(self._background_patterns)
         if self._background is not None:
             pattern = subtract(pattern, self._background)
-        fit = fit_pattern(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, guess=self._last_good)
+        fit = fit_pattern(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, guess=guess)
         return pattern, fit
 
     def _emit_frame(self, raw_event, fit, skewed, model, systematic, time_s, frame_time, yld,
@@ -532,12 +541,11 @@ def _is_derived(start_doc: dict) -> bool:
 
 
 def _factory(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None, stored: bool,
-             mapper=map, first_stage=None, kind=None):
+             mapper=map, kind=None):
     def factory(name, start_doc):
         if _is_derived(start_doc):  # never analyse our own output
             return [], []
-        analysis = (kind or SAXSAnalysis)(emit, settings, root_map, stored=stored, mapper=mapper,
-                                          first_stage=first_stage)
+        analysis = (kind or SAXSAnalysis)(emit, settings, root_map, stored=stored, mapper=mapper)
         if created is not None:
             created.append(analysis)
         return [analysis], []
@@ -555,29 +563,28 @@ def analysis_router(emit, *, root_map: dict | None = None, **settings) -> RunRou
     return _router(emit, AnalysisSettings(**settings), None, root_map)
 
 
-def replay(documents, emit, *, root_map: dict | None = None, mapper=map, first_stage=None,
-           kind=None, **settings) -> list["SAXSAnalysis"]:
+def replay(documents, emit, *, root_map: dict | None = None, mapper=map, kind=None,
+           **settings) -> list["SAXSAnalysis"]:
     """Push stored ``(name, doc)`` pairs (in emission order, with their stream_resource/
     stream_datum documents: the collected documents or the run's journal) through a fresh
     router, on this thread; returns the :class:`SAXSAnalysis` of every raw run. Same numbers as
     live; ``mapper`` (e.g. a process pool's ``map``) runs the skewed fits' cold starts,
-    ``first_stage`` gives the frames' patterns and Gaussian fits computed ahead (one raw run),
-    ``kind`` is the analysis class (:class:`SAXSAnalysis`). A frame file that is missing or
-    damaged raises :class:`FrameFileError` (naming it) part-way: ``emit`` has then received
-    part of a derived run, without its stop."""
+    ``kind`` makes each run's analysis (called as :class:`SAXSAnalysis`, the default). A frame
+    file that is missing or damaged raises :class:`FrameFileError` (naming it) part-way:
+    ``emit`` has then received part of a derived run, without its stop."""
     analyses: list[SAXSAnalysis] = []
     router = _router(emit, AnalysisSettings(**settings), analyses, root_map, stored=True,
-                     mapper=mapper, first_stage=first_stage, kind=kind)
+                     mapper=mapper, kind=kind)
     for name, doc in documents:
         router(name, doc)
     return analyses
 
 
 def _router(emit, settings: AnalysisSettings, created: list | None, root_map: dict | None,
-            *, stored: bool = False, mapper=map, first_stage=None, kind=None) -> RunRouter:
+            *, stored: bool = False, mapper=map, kind=None) -> RunRouter:
     if not callable(emit):
         raise TypeError(f"emit must be a callable (name, doc), got {type(emit).__name__}")
-    return RunRouter([_factory(emit, settings, created, root_map, stored, mapper, first_stage, kind)])
+    return RunRouter([_factory(emit, settings, created, root_map, stored, mapper, kind)])
 
 
 class LiveAnalysis(ThreadedCallback):

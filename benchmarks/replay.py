@@ -1,8 +1,9 @@
 """Wall time of ``ncsynth replay RUN`` with one process and with a pool, in the same run.
 
 Replays a stored run twice through the real command (``--processes 1``: all in one process
-but the catalog writer's; then ``--processes N``, default one per CPU: the frames' reduction
-and Gaussian fits ahead in a process of their own, the skewed fits' cold starts in a pool),
+but the catalog writer's; then ``--processes N``, default one per CPU: the frames' skewed fits
+in a process of their own beside the reductions and Gaussian fits,
+:mod:`~ncsynth.analysis.replay_pipeline`; from 3, the skewed fits' cold starts in a pool),
 prints both wall times, the speed-up and whether the two results (final radius,
 concentration, yield, frame counts, kinetics) are identical, then whether every value of
 every frame's fit and pattern of both replays' analysis runs equals the live analysis's (the

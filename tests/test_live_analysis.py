@@ -15,6 +15,7 @@ import csv
 import math
 import shutil
 import threading
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,7 +37,7 @@ from ncsynth.analysis.export import write_fits_csv
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.kinetics import yield_fraction
 from ncsynth.analysis.live import LiveAnalysis, SAXSAnalysis, analysis_router, replay
-from ncsynth.analysis.pool import FirstStage
+from ncsynth.analysis.replay_pipeline import PipelinedAnalysis, SkewedStage
 from ncsynth.analysis.threaded_callback import ThreadedCallback
 from ncsynth.analysis.scattering import AVOGADRO_PER_MOL
 from ncsynth.devices.clock import DeadlineTimer
@@ -198,29 +199,66 @@ def test_patterns_are_unhinted_arrays_matching_the_fit(acquired):
     assert np.nanstd(pulls) == pytest.approx(1.0, abs=0.3)
 
 
-@pytest.mark.parametrize("ahead", [None, "first stage", "first stage of other frames"])
-def test_replay_through_a_fresh_router_gives_identical_numbers(acquired, ahead):
-    """Also with the frames' reduction and Gaussian fits computed ahead in another process
-    (FirstStage: every frame's taken from it), and with a first stage whose frames are not the
-    replay's (its first primary frame left out: every frame refused and fitted here)."""
-    raw, again = acquired["raw"], []
-    first_primary = next(i for i, (name, doc) in enumerate(raw) if name == "event" and doc["descriptor"]
-                         == next(d["uid"] for n, d in raw if n == "descriptor" and d["name"] == "primary"))
-    first_stage = None if ahead is None else FirstStage(
-        raw if ahead == "first stage" else raw[:first_primary] + raw[first_primary + 1:])
-    with first_stage or contextlib.nullcontext():
-        (analysis,) = replay(raw, lambda name, doc: again.append((name, doc)), first_stage=first_stage)
-    assert not analysis.errors
-    if ahead is not None:
-        expected = len(OFFSETS_S) if ahead == "first stage" else 0
-        assert (first_stage.taken, first_stage.refused) == (expected, len(OFFSETS_S) - expected)
+def replayed(raw, kind=None):
+    """The analysis of the raw documents ``raw`` replayed through a fresh router, and its documents."""
+    documents = []
+    (analysis,) = replay(raw, lambda name, doc: documents.append((name, doc)), kind=kind)
+    return analysis, documents
+
+
+def assert_same_streams(expected, got):
     for stream in ("fits", "patterns", "kinetics"):
-        live_rows, replay_rows = stream_data(acquired["derived"], stream), stream_data(again, stream)
-        assert len(live_rows) == len(replay_rows) > 0
-        for a, b in zip(live_rows, replay_rows):
+        rows, again = stream_data(expected, stream), stream_data(got, stream)
+        assert len(rows) == len(again) > 0
+        for a, b in zip(rows, again):
             assert a.keys() == b.keys()
             for key in a:
                 np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_replay_through_a_fresh_router_gives_identical_numbers(acquired, pipelined):
+    """Also with the skewed fits in another process (PipelinedAnalysis: every frame's taken
+    from its stage while the next frames are reduced and fitted here)."""
+    with SkewedStage() if pipelined else contextlib.nullcontext() as stage:
+        analysis, again = replayed(acquired["raw"], partial(PipelinedAnalysis, stage=stage)
+                                   if pipelined else None)
+    assert not analysis.errors
+    if pipelined:
+        assert (analysis.taken, analysis.refused) == (len(OFFSETS_S), 0)
+    assert_same_streams(acquired["derived"], again)
+
+
+class ThirdModelFails:
+    """The preferred size model of the third primary frame raises: its successful Gaussian
+    fit ends a failed fit, and the next frame's warm start is the second frame's."""
+
+    def _preferred_model(self, pattern, fit, skewed):
+        if len(self.fits) == 2:
+            raise RuntimeError("injected failure")
+        return super()._preferred_model(pattern, fit, skewed)
+
+
+class FailingAnalysis(ThirdModelFails, SAXSAnalysis):
+    pass
+
+
+class FailingPipelinedAnalysis(ThirdModelFails, PipelinedAnalysis):
+    pass
+
+
+def test_a_pipelined_replay_whose_speculation_fails_gives_the_numbers_of_one_process(acquired):
+    """The frames fitted ahead from the third frame's Gaussian fit, which ended failed, are
+    refused and analysed wholly in the replaying process, with the right warm starts."""
+    alone, expected = replayed(acquired["raw"], FailingAnalysis)
+    with SkewedStage() as stage:
+        pipelined, got = replayed(acquired["raw"], partial(FailingPipelinedAnalysis, stage=stage))
+    assert (pipelined.taken, pipelined.refused) == (3, len(OFFSETS_S) - 3)
+    fits = stream_data(got, "fits")
+    assert not fits[2]["success"] and "injected failure" in fits[2]["reason"]
+    assert all(fit["success"] for i, fit in enumerate(fits) if i != 2)
+    assert pipelined.errors == alone.errors and len(alone.errors) == 1
+    assert_same_streams(expected, got)
 
 
 def test_bad_frames_give_flagged_fits_not_exceptions(acquired, tmp_path):

@@ -141,13 +141,12 @@ def _catalog_migrate(args) -> int:
 
 
 def _replay(args) -> int:
-    """Replay with the frames' first stage in a process ahead and a pool for the searches
-    (started first, so that they load the fitting code while the run is read), the catalog
+    """Replay with the frames' skewed fits in a process beside this one's reductions and
+    Gaussian fits (and from 3 processes a pool for the skewed fits' cold starts), the catalog
     written by a worker process (this one builds no Tiled app for a run its journal holds)
     and a progress bar on a terminal."""
     config = _config(args)
     _refuse_an_absent_run(config, args.run)  # before the pool and the catalog start
-    from ncsynth.analysis.pool import search_pool
     from ncsynth.config import catalog_databases, data_dir
     from ncsynth.progress import ProgressBar
     from ncsynth.runs import replay_run
@@ -155,12 +154,9 @@ def _replay(args) -> int:
 
     settings = {"q_range_nm": tuple(args.q_range)} if args.q_range else {}
     processes = (os.cpu_count() or 1) if args.processes is None else args.processes
-    ahead = processes > 1
-    # one process runs the frames' first stage ahead, the others the skewed fits' cold starts
-    with search_pool(processes - 1 if ahead else processes) as mapper, \
-            open_catalog(data_dir(config), lazy=True, **catalog_databases(config)) as catalog:
-        summary = replay_run(catalog, _run_ref(catalog, args.run), mapper=mapper,
-                             progress=ProgressBar(), worker="process", ahead=ahead,
+    with open_catalog(data_dir(config), lazy=True, **catalog_databases(config)) as catalog:
+        summary = replay_run(catalog, _run_ref(catalog, args.run), processes=processes,
+                             progress=ProgressBar(), worker="process",
                              figure_directory=catalog.layout.root / "reports", **settings)
     if args.json:
         print(json.dumps(summary, default=str))

@@ -129,9 +129,9 @@ def parser() -> argparse.ArgumentParser:
                      help="scattering model (the one-population Gaussian-sphere fit)")
     rep.add_argument("--processes", type=int, default=None,
                      help="processes for the analysis (default: one per CPU): one runs the "
-                          "frames' reduction and Gaussian fits ahead, the others the skewed "
-                          "fits' cold starts; 1: none besides this one (and the catalog "
-                          "writer's); the numbers do not depend on it")
+                          "frames' skewed fits beside this one's reductions and Gaussian fits, "
+                          "from 3 the others the skewed fits' cold starts; 1: none besides "
+                          "this one (and the catalog writer's); the numbers do not depend on it")
     rep.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     exp = sub.add_parser("export", help="export a run's per-frame fit table")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from ncsynth.analysis.export import write_fits_csv
 from ncsynth.analysis.derived_run import FITS, KINETICS, PATTERNS, raw_description
 from ncsynth.analysis.live import replay
-from ncsynth.analysis.pool import FirstStage
+from ncsynth.analysis.replay_pipeline import PipelinedAnalysis, SkewedStage
 from ncsynth.analysis.stream_frames import FrameFileError
 from ncsynth.errors import first_line
 from ncsynth.run_lookup import raw_run_uid
@@ -75,17 +76,18 @@ def derived_run(catalog, raw_uid: str):
     return catalog.analysis(raw_uid)
 
 
-def replay_run(catalog, ref, *, mapper=map, progress=None, worker: str = "thread",
-               ahead: bool = False, figure_directory=None, **settings) -> dict:
+def replay_run(catalog, ref, *, processes: int = 1, progress=None, worker: str = "thread",
+               figure_directory=None, **settings) -> dict:
     """Re-analyse a stored run (same callbacks as live); store the results linked to it; returns
     the summary: the raw run's ``uid`` (also ``raw_uid``) and ``scan_id``, the new analysis run's
     ``analysis_uid``, the analysis's results (:meth:`SAXSAnalysis.summary`), ``data_dir``.
-    ``mapper`` runs the skewed fits' cold starts (a process pool's ``map``: at once, same
-    numbers); ``progress`` (a document callback, e.g. a ProgressBar) sees the raw documents.
+    ``processes`` (same numbers whatever it is): 1, all in this one; 2 or more, the frames'
+    skewed fits in a process of their own while this one reduces and fits the next frames
+    (:mod:`~ncsynth.analysis.replay_pipeline`), with from 3 a pool of the others for the
+    skewed fits' cold starts (:func:`~ncsynth.analysis.pool.search_pool`); ``progress`` (a document callback, e.g. a ProgressBar) sees the raw documents.
     ``worker``: the catalog writer's (:meth:`Catalog.writer`), started before the analysis
     (``"process"``: a process of its own opens the catalog meanwhile, and this one needs no
-    Tiled app). ``ahead``: the frames' reduction and Gaussian fits run ahead in a process of
-    their own (:class:`~ncsynth.analysis.pool.FirstStage`, same numbers). ``figure_directory``:
+    Tiled app). ``figure_directory``:
     the report figure of the new analysis is drawn there too, from the results in memory (:func:`report`'s figure and file name) while the writer
     stores them, as ``figures`` (or ``figure_error``: the analysis stays stored; a figure of an
     analysis the catalog refused is removed).
@@ -99,23 +101,27 @@ def replay_run(catalog, ref, *, mapper=map, progress=None, worker: str = "thread
     if not (stop.get("num_events") or {}).get("primary"):
         raise RunError(f"run {uid[:8]} has no frames to analyse")
     derived: list[tuple[str, dict]] = []
-    first_stage = FirstStage(documents, **settings) if ahead else nullcontext()
-    writer = catalog.writer(worker=worker)
-    try:
+    ahead = processes > 1
+    with SkewedStage(processes - 1) if ahead else nullcontext() as stage:  # before the writer
+        writer = catalog.writer(worker=worker)
         try:
-            with first_stage:
+            try:
                 analyses = replay(_shown(documents, progress),
-                                  lambda name, doc: derived.append((name, doc)), mapper=mapper,
-                                  first_stage=first_stage if ahead else None, **settings)
-        except FrameFileError as err:
-            raise RunError(f"run {uid[:8]}: {err}; no analysis stored") from None
-        if not analyses:
-            raise RunError("the run's documents held no run the analysis could follow")
-        for name, doc in derived:
-            writer(name, doc)
-        figure = _replay_figure(start, derived, figure_directory)  # while the writer writes
-    finally:
-        writer.close()
+                                  lambda name, doc: derived.append((name, doc)),
+                                  kind=partial(PipelinedAnalysis, stage=stage) if ahead else None,
+                                  **settings)
+            except FrameFileError as err:
+                raise RunError(f"run {uid[:8]}: {err}; no analysis stored") from None
+            if not analyses:
+                raise RunError("the run's documents held no run the analysis could follow")
+            # the figure is drawn while the writer writes, in the pipeline's worker if there is one
+            drawing = ahead and stage.call(_replay_figure, start, derived, figure_directory)
+            for name, doc in derived:
+                writer(name, doc)
+            figure = (stage.called() if drawing else None) \
+                or _replay_figure(start, derived, figure_directory)
+        finally:
+            writer.close()
     for failed, err in writer.failed_runs.items():
         for path in figure.get("figures", []):
             Path(path).unlink(missing_ok=True)
