@@ -130,10 +130,6 @@ def _context_for(q):
     return recent(_CONTEXTS, q.tobytes(), lambda: _Context(q), _CONTEXT_CACHE_SIZE)
 
 
-#: the name benchmarks/refit.py imports
-_Projection = VariableProjection
-
-
 def gaussian_model(kernel):
     """``model(theta)`` of :class:`~ncsynth.analysis.fit_projection.VariableProjection` for
     theta = (ln R0, ln σ) of S2.3 on ``kernel``."""

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ncsynth.analysis.saxs import _context_for, _Projection, fit_pattern
+from ncsynth.analysis.fit_projection import VariableProjection
+from ncsynth.analysis.saxs import _context_for, fit_pattern
 from ncsynth.analysis.skewed import fit_skewed, skewed_model
 from ncsynth.runs import raw_run
 from ncsynth.storage import open_catalog
@@ -35,7 +36,7 @@ SKEWED = ("skewed_radius_nm", "skewed_sigma_nm", "skewness")
 def skewed_errors(q, y, s, fit) -> np.ndarray:
     """Standard errors of the skewed fit's (R, σ, γ) from the projected Jacobian at ``fit``."""
     keep = np.isfinite(q) & np.isfinite(y) & np.isfinite(s) & (q > 0)
-    projection = _Projection(skewed_model(_context_for(q[keep]).kernel), y[keep], 1.0 / s[keep])
+    projection = VariableProjection(skewed_model(_context_for(q[keep]).kernel), y[keep], 1.0 / s[keep])
     jacobian = projection(np.array([math.log(fit.radius_nm), math.log(fit.sigma_nm), fit.skewness]))[4]
     errors = np.sqrt(np.diag(np.linalg.inv(jacobian.T @ jacobian)))
     return errors * [fit.radius_nm, fit.sigma_nm, 1.0]  # ln R, ln σ → R, σ
