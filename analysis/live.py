@@ -314,11 +314,22 @@ class SAXSAnalysis(DocumentRouter):
         return self._reducer.reduce(frame, self._exposure.get(doc["descriptor"], math.nan))
 
     def _analyse_frame(self, doc):
-        pattern = None
         try:
             pattern, fit = self._single_fit(doc, self._last_good)
-            skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
-                                guess=self._last_skewed, mapper=self._mapper)
+        except Exception as error:
+            self._record_frame(doc, None, *self._failed_frame(doc, error))
+            return
+        self._finish_frame(doc, pattern, fit)
+
+    def _finish_frame(self, doc, pattern: Pattern, fit: SphereFit, skewed=None) -> None:
+        """Record a frame from its Gaussian ``fit``, with its skewed fit (``skewed``: one made
+        elsewhere, or the exception it raised there; None: made here) and preferred model."""
+        try:
+            if isinstance(skewed, BaseException):
+                raise skewed
+            if skewed is None:
+                skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
+                                    guess=self._last_skewed, mapper=self._mapper)
             model, two = self._preferred_model(pattern, fit, skewed)
         except Exception as error:
             fit, skewed, model, two = self._failed_frame(doc, error)

@@ -235,17 +235,8 @@ class PipelinedAnalysis(SAXSAnalysis):
             super()._analyse_frame(doc)
             return
         self.taken += 1
-        try:
-            skewed = answer[1]
-            if isinstance(skewed, BaseException):
-                raise skewed
-            if isinstance(skewed, str):  # _HERE
-                skewed = fit_skewed(pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm, fit,
-                                    guess=self._last_skewed, mapper=self._mapper)
-            model, two = self._preferred_model(pattern, fit, skewed)
-        except Exception as error:
-            fit, skewed, model, two = self._failed_frame(doc, error)
-        self._record_frame(doc, pattern, fit, skewed, model, two)
+        skewed = answer[1]
+        self._finish_frame(doc, pattern, fit, None if isinstance(skewed, str) else skewed)  # _HERE
 
     def _stop_pipeline(self) -> None:
         if self._stage is not None:
