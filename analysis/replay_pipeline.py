@@ -153,14 +153,20 @@ def _answer(requests, results, mapper) -> None:
         try:
             outcome = fit_skewed(q, y, s, fit, guess=last, mapper=mapper)
         except Exception as error:  # raised in the replaying process, as if raised there
-            outcome = error
-        try:
-            pickle.loads(pickle.dumps(outcome))
-        except Exception:
-            outcome = _HERE
+            outcome = error if _travels(error) else _HERE
         results.send((index, last_frame, outcome))
         if isinstance(outcome, SkewedFit) and outcome.success:
             last, last_frame = outcome, index
+
+
+def _travels(error: Exception) -> bool:
+    """Whether ``error`` comes out of a pipe as it went in (an exception whose constructor
+    takes other arguments than it keeps does not unpickle); a SkewedFit always does."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return False
+    return True
 
 
 class PipelinedAnalysis(SAXSAnalysis):

@@ -261,6 +261,37 @@ def test_a_pipelined_replay_whose_speculation_fails_gives_the_numbers_of_one_pro
     assert_same_streams(expected, got)
 
 
+class NotUnpicklable(Exception):
+    """An error that pickles but does not unpickle (its constructor needs ``why``)."""
+
+    def __init__(self, frame, *, why):
+        super().__init__(f"frame {frame}: {why}")
+
+
+def test_a_skewed_fit_error_that_cannot_cross_the_pipe_is_fitted_here_with_the_same_numbers(
+        acquired, monkeypatch):
+    """The worker's skewed fit of the second frame raises an error that would not unpickle in
+    the replaying process: the worker says so and the frame's skewed fit is made here (the
+    frame is taken, not reduced again). The worker's chain of warm starts cannot know that
+    fit, so the frames after it are analysed wholly here; the numbers are the live analysis's."""
+    from ncsynth.analysis import replay_pipeline
+
+    calls, real = [], replay_pipeline.fit_skewed
+
+    def second_fails(*args, **kwargs):  # runs in the forked worker
+        calls.append(None)
+        if len(calls) == 2:
+            raise NotUnpicklable(2, why="injected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(replay_pipeline, "fit_skewed", second_fails)
+    with SkewedStage() as stage:
+        analysis, again = replayed(acquired["raw"], partial(PipelinedAnalysis, stage=stage))
+    assert not analysis.errors
+    assert (analysis.taken, analysis.refused) == (2, len(OFFSETS_S) - 2)
+    assert_same_streams(acquired["derived"], again)
+
+
 def test_bad_frames_give_flagged_fits_not_exceptions(acquired, tmp_path):
     """Replay with one primary frame zeroed in a copy of the detector files (root_map)."""
     raw = acquired["raw"]
