@@ -29,7 +29,7 @@ document (``recipe.cd_initial_molar``, ``piston``, its ``uid``), stream ``backgr
 (``<injector>_fire_time_<piston>``, epoch s: t = 0) and stream ``primary`` (the frames
 ``<det>_image`` with the heater temperature). The detector geometry and, unless given,
 the calibration (Φ·T·ΔΩ_ref, see :mod:`ncsynth.analysis.reduction`) and the path length come
-from the detector's configuration in the descriptor. The image is an external (``STREAM:``)
+from the detector's configuration in the descriptor (:mod:`~ncsynth.analysis.run_calibration`). The image is an external (``STREAM:``)
 data key: each frame is read from the detector's HDF5 file where the run's
 stream_resource/stream_datum documents put it (:class:`~ncsynth.analysis.stream_frames.StreamFrames`); the frame start time is
 the detector's ``<det>_frame_time`` reading (epoch s).
@@ -59,7 +59,6 @@ settings in :mod:`~ncsynth.analysis.analysis_settings`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from concurrent.futures import BrokenExecutor
@@ -72,11 +71,10 @@ from ncsynth.analysis.analysis_settings import AnalysisSettings
 from ncsynth.analysis.derived_run import (BACKGROUND, FIT_HINTS, FIT_KEYS, FITS, INJECTION, KINETICS,
                                           KINETICS_KEYS, PATTERNS, PRIMARY, flatten_kinetics, pattern_keys,
                                           raw_description)
-from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.kinetics import cd_after_second_injection, yield_fraction
 from ncsynth.analysis.nucleation_period import summarize_kinetics
-from ncsynth.analysis.reduction import (DEFAULT_PATH_LENGTH_CM, Pattern, Reducer, average,
-                                        calibration_from_beam, subtract)
+from ncsynth.analysis import run_calibration
+from ncsynth.analysis.reduction import Pattern, Reducer, average, subtract
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
 from ncsynth.analysis.frame_model import (FrameModel, SizeModelError, preferred_model,
                                           resolved_fraction, size_model_systematic)
@@ -198,24 +196,28 @@ class SAXSAnalysis(DocumentRouter):
         self._streams[doc["uid"]] = name
         if name not in (BACKGROUND, PRIMARY):
             return
-        image_key = self._image_key or _find_image_key(doc)
+        image_key = self._image_key or run_calibration.image_key(doc)
         if image_key is None or image_key not in doc["data_keys"]:
             return
         self._image_key = image_key
         self._image_descriptors.add(doc["uid"])
-        config = _detector_configuration(doc, image_key)
-        obj = _object_of(doc, image_key)
+        config = run_calibration.detector_configuration(doc, image_key)
+        obj = run_calibration.object_of(doc, image_key)
         self._frame_time_key = f"{obj}_frame_time" if f"{obj}_frame_time" in doc["data_keys"] else None
         # a descriptor without the detector's configuration (e.g. a flyer's) keeps the last exposure
         known = [e for e in self._exposure.values() if math.isfinite(e)]
         self._exposure[doc["uid"]] = float(config.get(f"{obj}_exposure_time", known[-1] if known else math.nan))
         if self._reducer is None and self._calibration_error is None:
             try:
-                self._reducer = self._build_reducer(config, obj)
+                reduction = run_calibration.run_reduction(self.settings, config, obj)
             except (ValueError, TypeError, KeyError, OSError) as error:
                 self._calibration_error = str(error)
                 self._error("calibration", f"no usable calibration, no frame of this run is fitted: {error}")
             else:
+                self._reducer = reduction.reducer
+                self._calibration_source = reduction.calibration_source
+                self._calibration_rel_err = reduction.calibration_rel_err
+                self._relative_scale = reduction.relative_scale
                 if self._relative_scale is not None:
                     self._error("scale", f"no absolute scale: intensities in arbitrary units, radii and widths "
                                          f"fitted, no concentrations or yields: {self._relative_scale}")
@@ -267,46 +269,6 @@ class SAXSAnalysis(DocumentRouter):
                                                     reason=f"{reason}; {notes}" if reason else notes))
 
     # -- pieces -------------------------------------------------------------------------
-    def _build_reducer(self, config: dict, obj: str) -> Reducer:
-        s = self.settings
-        def configured(name, setting):
-            value = config.get(f"{obj}_{name}")
-            if value in (None, "") or (isinstance(value, float) and math.isnan(value)):
-                raise ValueError(f"the detector {obj!r} does not report {name} in its configuration; "
-                                 f"give the analysis setting {setting}=...")
-            return value
-
-        geometry = s.geometry
-        if geometry is None:
-            geometry = DetectorGeometry.from_dict(json.loads(configured("geometry_json", "geometry")))
-        try:
-            calibration = self._absolute_calibration(config, obj, geometry, configured)
-        except (ValueError, TypeError) as error:  # geometry but no scale: relative intensities
-            calibration, self._relative_scale = 1.0, str(error)
-            self._calibration_source, self._calibration_rel_err = "none (relative scale)", None
-        path = s.path_length_cm or float(config.get(f"{obj}_thickness_cm", math.nan))
-        if not (path > 0):
-            path = DEFAULT_PATH_LENGTH_CM
-        return Reducer(geometry, n_bins=s.n_bins, q_range_nm=s.q_range_nm, path_length_cm=path,
-                       calibration=calibration)
-
-    def _absolute_calibration(self, config: dict, obj: str, geometry, configured) -> float:
-        """K (see :mod:`~ncsynth.analysis.reduction`): the settings', the configuration's, or the
-        beam monitors' with the water standard's or the geometry's solid angle; sets its source."""
-        calibration, self._calibration_source = self.settings.calibration, "analysis settings"
-        if calibration is None and float(config.get(f"{obj}_calibration", math.nan)) > 0:
-            calibration = float(config[f"{obj}_calibration"])  # the beamline's K (configuration)
-            self._calibration_source = "detector configuration (calibration)"
-        if calibration is None:
-            water = float(config.get(f"{obj}_reference_solid_angle_sr", math.nan))
-            calibration = calibration_from_beam(float(configured("flux_ph_per_s", "calibration")),
-                                                float(configured("transmission", "calibration")), geometry,
-                                                water if water > 0 else None)
-            self._calibration_source = "beam monitors, " + ("water standard" if water > 0 else "geometry")
-            if water > 0:
-                self._calibration_rel_err = float(config[f"{obj}_reference_solid_angle_err_sr"]) / water
-        return calibration
-
     def _reduce(self, doc) -> Pattern:
         if self._reducer is None:
             raise RuntimeError("no reduction set up (see the earlier analysis errors)")
@@ -526,24 +488,6 @@ def _without_amounts(fit: SphereFit, skewed: SkewedFit, model: FrameModel, syste
 
 class _Uncalibrated(Exception):
     """A frame of a run whose calibration is unusable (flagged once, not per frame)."""
-
-
-def _find_image_key(descriptor: dict) -> str | None:
-    for key, info in descriptor["data_keys"].items():
-        if info.get("external") and len(info.get("shape") or []) == 2:
-            return key
-    return None
-
-
-def _object_of(descriptor: dict, key: str) -> str:
-    for obj, keys in (descriptor.get("object_keys") or {}).items():
-        if key in keys:
-            return obj
-    return descriptor["data_keys"][key].get("object_name") or key.rsplit("_", 1)[0]
-
-
-def _detector_configuration(descriptor: dict, key: str) -> dict:
-    return ((descriptor.get("configuration") or {}).get(_object_of(descriptor, key)) or {}).get("data") or {}
 
 
 # -- routing ---------------------------------------------------------------------------------------

@@ -181,7 +181,7 @@ def _run_frames(ref: str, frames: _Sum, catalog) -> None:
     """The primary frames of the stored raw run ``ref`` (scan id or uid) with their monitors."""
     from event_model import unpack_event_page
 
-    from ncsynth.analysis.live import _detector_configuration, _find_image_key, _object_of
+    from ncsynth.analysis.run_calibration import detector_configuration, image_key, object_of
     from ncsynth.analysis.stream_frames import FrameFileError, StreamFrames
     from ncsynth.runs import stored_run
 
@@ -200,15 +200,15 @@ def _run_frames(ref: str, frames: _Sum, catalog) -> None:
             if name in ("stream_resource", "stream_datum"):
                 getattr(stream, name)(doc)
             elif name == "descriptor" and doc.get("name") == "primary":
-                image = _find_image_key(doc)
+                image = image_key(doc)
                 if image is None:
                     continue
-                obj = _object_of(doc, image)
+                obj = object_of(doc, image)
                 flux = f"{obj}_transmitted_flux"
                 if flux not in doc["data_keys"]:
                     raise ValueError(f"{frames.where}: the run has no transmitted flux per frame ({flux}): "
                                      "measure the standard with the monitor PVs configured")
-                exposure = float(_detector_configuration(doc, image).get(f"{obj}_exposure_time", np.nan))
+                exposure = float(detector_configuration(doc, image).get(f"{obj}_exposure_time", np.nan))
                 primary[doc["uid"]] = (image, flux, exposure)
             elif name in ("event", "event_page") and doc["descriptor"] in primary:
                 image, flux, exposure = primary[doc["descriptor"]]
