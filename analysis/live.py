@@ -29,8 +29,8 @@ document (``recipe.cd_initial_molar``, ``piston``, its ``uid``), stream ``backgr
 (``<injector>_fire_time_<piston>``, epoch s: t = 0) and stream ``primary`` (the frames
 ``<det>_image`` with the heater temperature). The detector geometry and, unless given,
 the calibration (Φ·T·ΔΩ_ref, see :mod:`ncsynth.analysis.reduction`) and the path length come
-from the detector's configuration in the descriptor (:mod:`~ncsynth.analysis.run_calibration`). The image is an external (``STREAM:``)
-data key: each frame is read from the detector's HDF5 file where the run's
+from the detector's configuration in the descriptor (:mod:`~ncsynth.analysis.run_calibration`).
+The image is an external (``STREAM:``) data key: each frame is read from the detector's HDF5 file where the run's
 stream_resource/stream_datum documents put it (:class:`~ncsynth.analysis.stream_frames.StreamFrames`); the frame start time is
 the detector's ``<det>_frame_time`` reading (epoch s).
 
@@ -144,11 +144,8 @@ class SAXSAnalysis(DocumentRouter):
         self._raw_start: dict | None = None
         self._streams: dict[str, str] = {}  # descriptor uid -> stream name
         self._exposure: dict[str, float] = {}  # descriptor uid -> exposure s
-        self._reducer: Reducer | None = None
-        self._calibration_error: str | None = None  # why there is no reducer (flagged once)
-        self._calibration_source: str | None = None
-        self._calibration_rel_err: float | None = None
-        self._relative_scale: str | None = None  # why the intensities are not absolute (flagged once)
+        self._reduction: run_calibration.RunReduction | None = None
+        self._calibration_error: str | None = None  # why there is no reduction (flagged once)
         self._image_key: str | None = self.settings.image_key
         self._frame_time_key: str | None = None
         self._frames = StreamFrames(root_map, complete=stored)
@@ -207,17 +204,13 @@ class SAXSAnalysis(DocumentRouter):
         # a descriptor without the detector's configuration (e.g. a flyer's) keeps the last exposure
         known = [e for e in self._exposure.values() if math.isfinite(e)]
         self._exposure[doc["uid"]] = float(config.get(f"{obj}_exposure_time", known[-1] if known else math.nan))
-        if self._reducer is None and self._calibration_error is None:
+        if self._reduction is None and self._calibration_error is None:
             try:
-                reduction = run_calibration.run_reduction(self.settings, config, obj)
+                self._reduction = run_calibration.run_reduction(self.settings, config, obj)
             except (ValueError, TypeError, KeyError, OSError) as error:
                 self._calibration_error = str(error)
                 self._error("calibration", f"no usable calibration, no frame of this run is fitted: {error}")
             else:
-                self._reducer = reduction.reducer
-                self._calibration_source = reduction.calibration_source
-                self._calibration_rel_err = reduction.calibration_rel_err
-                self._relative_scale = reduction.relative_scale
                 if self._relative_scale is not None:
                     self._error("scale", f"no absolute scale: intensities in arbitrary units, radii and widths "
                                          f"fitted, no concentrations or yields: {self._relative_scale}")
@@ -269,6 +262,16 @@ class SAXSAnalysis(DocumentRouter):
                                                     reason=f"{reason}; {notes}" if reason else notes))
 
     # -- pieces -------------------------------------------------------------------------
+    @property
+    def _reducer(self) -> Reducer | None:
+        return None if self._reduction is None else self._reduction.reducer
+
+    @property
+    def _relative_scale(self) -> str | None:
+        """Why the intensities are not absolute (flagged once); None if they are or if there
+        is no reduction."""
+        return None if self._reduction is None else self._reduction.relative_scale
+
     def _reduce(self, doc) -> Pattern:
         if self._reducer is None:
             raise RuntimeError("no reduction set up (see the earlier analysis errors)")
@@ -400,8 +403,8 @@ class SAXSAnalysis(DocumentRouter):
                     "n_background_frames": len(self._background_patterns),
                     "background_subtracted": bool(self._background_patterns),
                     "calibration_error": self._calibration_error,
-                    "calibration_source": self._calibration_source,
-                    "calibration_rel_err": self._calibration_rel_err,
+                    "calibration_source": self._reduction and self._reduction.calibration_source,
+                    "calibration_rel_err": self._reduction and self._reduction.calibration_rel_err,
                     "absolute_scale": self._reducer is not None and self._relative_scale is None,
                     "absolute_scale_error": self._relative_scale if self._reducer is not None else None,
                     "intensity_units": self._intensity_units()}
