@@ -24,7 +24,9 @@ the frame, as the simulated one does, gives the values of that exposure, also wh
 plugin writes a frame only after the next one has ended).
 
 Modules beside this one: :mod:`.frames_in_flight` (the frames between start and file),
-:mod:`.channel_access` (time-outs and channel clean-up of the process's EPICS signals).
+:mod:`.area_detector_sequences` (detector-timed sequences, kept by the timing system's
+:mod:`.trigger_sequencer` or by this computer), :mod:`.channel_access` (time-outs and channel
+clean-up of the process's EPICS signals).
 
 Which address is asked: Channel Access finds the IOC through the client environment
 (``EPICS_CA_ADDR_LIST``, ``EPICS_CA_AUTO_ADDR_LIST``), set by the beamline at the hutch and
@@ -40,7 +42,6 @@ import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from ophyd import Component as Cpt
@@ -50,14 +51,15 @@ from ophyd.areadetector.cam import AreaDetectorCam
 from ophyd.areadetector.plugins import HDF5Plugin_V34
 from ophyd.device import Staged
 from ophyd.signal import DerivedSignal
-from ophyd.status import DeviceStatus
 
 from ncsynth import caproto_environment, timebase
 from ncsynth.config_schema import FRAME_COMPRESSIONS as COMPRESSIONS
 from ncsynth.errors import first_line
 from .channel_access import CONNECTION_TIMEOUT_S, drain_utility_threads, forget_staging, patient_channel_access
 from .detector import DetectorError, FrameDetector, checked_exposure
-from .frames_in_flight import FramesInFlight, PendingFrame, raise_failed
+from .frames_in_flight import FramesInFlight, PendingFrame
+from .trigger_sequencer import TriggerSequencer
+from .area_detector_sequences import AreaDetectorSequences
 
 caproto_environment.install()  # caproto's search thread dies if os.environ changes under it
 
@@ -69,7 +71,7 @@ logger = logging.getLogger(__name__)
 BLOSC_SETTINGS = (("blosc_compressor", "zstd"), ("blosc_level", 3), ("blosc_shuffle", "ByteShuffle"))
 
 
-class AreaDetectorSAXS(FrameDetector, DetectorBase):
+class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
     """The SAXS detector on an EPICS areaDetector IOC (see module docstring).
 
     Each stage makes the HDF5 plugin write one file, ``<write_path_template>/<uuid>.h5``
@@ -84,11 +86,19 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     timeout_s`` (wall s) after the exposure started; else the Status fails naming the device
     and, when the plugin's ``WriteStatus`` says Error, its ``WriteMessage`` (a full disk).
 
-    Frame timing. One image per exposure (``ImageMode`` Multiple, ``NumImages`` 1, internal
-    trigger), started by writing ``cam.acquire``. An EPICS area detector cannot take a list of
+    Frame timing. A software-triggered frame is one image per exposure (``ImageMode`` Multiple,
+    ``NumImages`` 1, internal trigger), started by writing ``cam.acquire``; its time is the
+    clock's when ``acquire`` was written. An EPICS area detector cannot take a list of
     arbitrary start times, and the §S.1.4 schedule is geometric, not evenly spaced (which
-    ``ImageMode`` Multiple with ``AcquirePeriod`` would give), so the detector-timed sequence
-    is software-scheduled: a background thread waits for each start time in turn
+    ``ImageMode`` Multiple with ``AcquirePeriod`` would give). With ``sequencer`` (the PV
+    prefix of the timing system's pulse sequencer, :mod:`.trigger_sequencer`), the
+    detector-timed sequence is kept by the hardware: the cam is armed for ``NumImages`` = n
+    externally triggered images (``TriggerMode`` External), the sequencer loaded with the n
+    start times and armed, and each frame's time is its start as the IOC stamped it (the HDF5
+    plugin's ``TimeStamp_RBV``, s after the EPICS epoch, posted before its ``NumCaptured``);
+    a frame not written within ``timeout_s`` after its scheduled end fails the sequence.
+    Without ``sequencer`` the sequence is software-scheduled: a background thread waits for
+    each start time in turn
     (:func:`ncsynth.timebase.deadlines`, the whole schedule given to the clock), starts one
     exposure and waits until the cam has ended it (its ``ArrayCounter`` counts it), not until
     the plugin has written it: the plugin writes in its own thread while the next frame
@@ -98,7 +108,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
     put and the driver's arming (detector dependent); consecutive starts need at least exposure
     + read-out; a start time that has passed when the previous exposure ends starts at once
     (its real, late start is recorded). Sub-millisecond timing needs the
-    beamline's hardware trigger (``TriggerMode`` external), which this class does not drive.
+    beamline's hardware trigger, ``sequencer``.
     """
 
     _default_read_attrs = ("image", "frame_time", "incident_flux", "transmitted_flux")  # not DetectorBase's
@@ -121,7 +131,8 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
 
     def __init__(self, prefix: str, *, name: str, write_path_template: str,
                  read_path_template: str | None = None, timeout_s: float = 10.0,
-                 monitors: tuple[str, str] | None = None, compression: str = "Blosc", **kwargs):
+                 monitors: tuple[str, str] | None = None, compression: str = "Blosc",
+                 sequencer: str | None = None, **kwargs):
         if not (isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool) and timeout_s > 0):
             raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
         if not isinstance(write_path_template, str) or not write_path_template:
@@ -130,6 +141,8 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             raise ValueError(f"monitors must be two PV names (incident, transmitted flux), got {monitors!r}")
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
+        if sequencer is not None and not (isinstance(sequencer, str) and sequencer):
+            raise ValueError(f"sequencer must be a PV prefix, got {sequencer!r}")
         patient_channel_access()
         super().__init__(prefix, name=name, **kwargs)
         self.write_path_template = write_path_template
@@ -140,6 +153,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             for pv, which in zip(monitors, ("incident", "transmitted")))
         if monitors is None:
             self.read_attrs = ["image", "frame_time"]
+        self.sequencer = None if sequencer is None else TriggerSequencer(sequencer, name=f"{name}_sequencer")
         self._counter_base = 0  # the cam's ArrayCounter_RBV at stage
         self._exposure_s: float | None = None  # cam.acquire_time while staged (monitor)
         self._ioc_gone: str | None = None  # why a frame could not start (its IOC gone), this staging
@@ -163,15 +177,16 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         each tearing its IOC down, made the next test's first frame miss its 11 s; a test
         refused right after connecting, under two test workers, failed every later frame of
         its worker)."""
+        others = [*(self.monitors or ()), *([self.sequencer] if self.sequencer else [])]
         try:
             self.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
-            for monitor in self.monitors or ():
-                monitor.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
+            for other in others:
+                other.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
         except TimeoutError:
             pass  # the IOC is gone: nothing left to wait for
         drain_utility_threads(CONNECTION_TIMEOUT_S)
-        for monitor in self.monitors or ():
-            monitor.destroy()
+        for other in others:
+            other.destroy()
         super().destroy()
 
     def _frame_format(self) -> tuple[tuple[int, int], str]:
@@ -223,6 +238,8 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         # the exposure time as the IOC has it, kept by a monitor: a trigger asks nothing first
         self._exposure_s = self.exposure_time.get()
         self.cam.acquire_time.subscribe(self._exposure_seen, run=False)
+        if self.sequencer is not None:
+            self.hdf5.time_stamp.subscribe(self._stamped, run=False)
         return staged
 
     def unstage(self):
@@ -234,6 +251,7 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         self.cam.array_counter.clear_sub(self._counted)
         self.hdf5.num_captured.clear_sub(self._captured)
         self.cam.acquire_time.clear_sub(self._exposure_seen)
+        self.hdf5.time_stamp.clear_sub(self._stamped)
         self._exposure_s = None
         if self._ioc_gone is not None:
             logger.warning("%s: settings of before staging not restored, the IOC is gone (%s)",
@@ -321,6 +339,12 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         for pending in self._ended(written):
             pending.exposed.set_finished()
         for pending in written:
+            if math.isnan(pending.t_start):  # a triggered frame: its start as the IOC stamped it
+                pending.t_start = self._stamped_start(pending.index)
+                if math.isnan(pending.t_start):
+                    self._finish(pending, DetectorError(f"{self.name}: frame {pending.index} was written "
+                                                        "without its time stamp (HDF1:TimeStamp_RBV)"))
+                    continue
             self._finish(pending, pending.readings)
 
     def _finish(self, pending: PendingFrame, outcome) -> None:
@@ -328,7 +352,8 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
         (failed)."""
         if not self._in_flight.remove(pending):
             return
-        pending.timer.cancel()
+        if pending.timer is not None:
+            pending.timer.cancel()
         for status in (pending.exposed, pending.written):
             if status.done:  # aborted meanwhile
                 continue
@@ -364,41 +389,6 @@ class AreaDetectorSAXS(FrameDetector, DetectorBase):
             return f"the IOC does not answer ({self._ioc_gone})"
         return "the HDF5 plugin reports " + \
             (str(text).strip().splitlines() or ["a write error (no message)"])[0]
-
-    def kickoff(self):
-        """Start the prepared sequence, with a cancel of its own (set by an abort from now on)."""
-        if not self._sequence_running():
-            self._cancel = threading.Event()
-        return super().kickoff()
-
-    def _start_sequence(self, start_times, exposure_s):
-        self.exposure_time.put(exposure_s)
-        return self._scheduled_frames(start_times, exposure_s)
-
-    def _scheduled_frames(self, start_times, exposure_s: float) -> Iterator[None]:
-        """Each start in turn once the previous exposure has ended (not once it is written:
-        the plugin writes while the next frame exposes); at the end, every frame written. A
-        failed write ends the sequence with its error at the next start."""
-        writing: list[DeviceStatus] = []
-        try:
-            for _ in timebase.deadlines(start_times, self._cancel):
-                raise_failed(writing)
-                frame = self._expose(collected=True, exposure_s=exposure_s)
-                writing.append(frame.written)
-                frame.exposed.wait()
-                yield
-            for status in writing:
-                status.wait()
-        except Exception:
-            if self._cancel.is_set():
-                return
-            raise
-
-    def _abort_sequence(self) -> None:
-        self._cancel.set()
-        self.cam.acquire.put(0, wait=False)
-        for frame in self._in_flight.all():
-            self._finish(frame, DetectorError(f"{self.name}: sequence aborted"))
 
 
 #: Longest wait (s) for the HDF5 plugin's WriteStatus/WriteMessage when a frame is late.

@@ -63,6 +63,11 @@ class DetectorError(RuntimeError):
     """The detector refused a request or the link to it failed."""
 
 
+class SequenceAborted(DetectorError):
+    """A detector-timed sequence was stopped (``stop()``, an abort): its frames not yet
+    written end with this, and the sequence ends without an error of its own."""
+
+
 def frame_uri(path) -> str:
     """The stream_resource ``uri`` of a frame file: ``file://localhost`` + its absolute path."""
     return "file://localhost" + Path(os.path.abspath(path)).as_posix()
@@ -221,7 +226,8 @@ class FrameDetector(Device):
         return status
 
     def kickoff(self):
-        """Start the prepared sequence; Status done when the detector has accepted it."""
+        """Start the prepared sequence (``_start_sequence`` is called here: it arms the
+        detector); Status done when the detector has accepted it."""
         if self._sequence is None:
             raise DetectorError(f"{self.name}: call prepare_sequence(start_times) before kickoff()")
         if self._sequence_running():
@@ -231,14 +237,15 @@ class FrameDetector(Device):
         complete_status = DeviceStatus(self)
         self._complete_status = complete_status
 
+        try:  # here, in the RunEngine's call: a simulated clock holds still while it arms
+            frames = self._start_sequence(start_times, exposure)
+        except Exception as error:
+            kickoff_status.set_exception(error)
+            complete_status.set_exception(error)
+            return kickoff_status
+        kickoff_status.set_finished()
+
         def run():
-            try:
-                frames = self._start_sequence(start_times, exposure)
-            except Exception as error:
-                kickoff_status.set_exception(error)
-                complete_status.set_exception(error)
-                return
-            kickoff_status.set_finished()
             try:
                 written = sum(1 for _ in frames)
                 if written < len(start_times):

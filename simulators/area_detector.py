@@ -9,10 +9,15 @@ same simulated world as every other simulator:
 :class:`~ncsynth.simulators.detector.FrameSynthesizer` scatters from the world's reaction
 (or a back-door distribution) at mid-exposure.
 
-The driver (areaDetector's, reduced to what the device needs): ``cam1:Acquire`` = 1 starts one
-exposure of ``AcquireTime`` s at the world clock's now (``ImageMode``/``NumImages``/
-``TriggerMode`` are kept but one image is taken per Acquire); the put completes once the
-exposure has started (``DetectorState_RBV`` Acquire). At its end the two monitors are posted
+The driver (areaDetector's, reduced to what the device needs): with ``TriggerMode`` Internal,
+``cam1:Acquire`` = 1 starts one exposure of ``AcquireTime`` s at the world clock's now
+(``ImageMode``/``NumImages`` are kept but one image is taken per Acquire); the put completes
+once the exposure has started (``DetectorState_RBV`` Acquire). With ``TriggerMode`` External,
+``Acquire`` = 1 arms the cam for ``NumImages`` exposures (state Waiting), each started by a
+pulse of the timing system's sequencer (:mod:`.trigger_sequencer`, PVs ``<prefix>Seq:``) at
+the pulse's time; a pulse while the cam is exposing or not armed is missed (counted in
+:attr:`SimulatedAreaDetector.missed_triggers`, logged); after the last image ``Acquire``
+returns to 0. At its end the two monitors are posted
 with the values of that exposure (the NDAttributes the driver attaches to the frame), the
 frame goes to the HDF5 plugin's queue with them, ``Acquire`` returns to 0, the state to Idle
 and then ``ArrayCounter_RBV`` counts up: the driver is ready for the next ``Acquire`` without
@@ -25,13 +30,14 @@ at once (no batching wait that would look idle to the clock).
 
 Back door for tests: :meth:`set_distribution`, :attr:`stall_writes` (frames are taken but the
 plugin never writes them: a capture that never completes), :attr:`last_frame`,
-:attr:`last_expected_counts`.
+:attr:`last_expected_counts`, :attr:`acquisitions_started`, :attr:`missed_triggers`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -45,10 +51,15 @@ from ncsynth.analysis.geometry import DetectorGeometry
 from .ca_loopback import free_udp_port, point_clients_at, setpoint_pairs
 from .detector import FRAME_DTYPE, FrameSynthesizer, flask_state, reserve_exposure, while_busy
 from .hdf5_plugin import SimulatedHDF5Plugin
+from .trigger_sequencer import SimulatedTriggerSequencer
+
+logger = logging.getLogger(__name__)
 
 #: PV prefix of the simulated detector and the names of its two monitors.
 DEFAULT_PREFIX = "SIM:SAXS:"
 INCIDENT_SUFFIX, TRANSMITTED_SUFFIX = "I0:Flux", "IT:Flux"
+#: Where the simulated timing system's pulse sequencer serves its PVs, after the prefix.
+SEQUENCER_SUFFIX = "Seq:"
 _ENUMS = {
     "image_mode": ["Single", "Multiple", "Continuous"],
     "trigger_mode": ["Internal", "External"],
@@ -71,7 +82,8 @@ class SimulatedAreaDetector:
 
     ``geometry``, ``flux`` (photons/s), ``seed`` and further options go to
     :class:`~ncsynth.simulators.detector.FrameSynthesizer`; ``prefix`` is the areaDetector
-    prefix (``<prefix>cam1:``, ``<prefix>HDF1:``, monitors ``<prefix>I0:Flux``, ``<prefix>IT:Flux``).
+    prefix (``<prefix>cam1:``, ``<prefix>HDF1:``, monitors ``<prefix>I0:Flux``, ``<prefix>IT:Flux``,
+    the trigger sequencer ``<prefix>Seq:``).
     """
 
     def __init__(self, world, geometry: DetectorGeometry | None = None, *,
@@ -88,6 +100,11 @@ class SimulatedAreaDetector:
         self._cancel = threading.Event()
         self._job: asyncio.Future | None = None
         self._acquiring = False  # an exposure (and its frame's synthesis) is under way
+        self._armed = 0  # external trigger: exposures still to take (pulse thread and loop)
+        self._trigger_lock = threading.Lock()
+        self.missed_triggers = 0
+        self.acquisitions_started = 0  # Acquire = 1 puts honoured (back door for tests)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._context: Context | None = None
         self.address: tuple[str, int] | None = None
@@ -102,6 +119,8 @@ class SimulatedAreaDetector:
         self.pvs[f"{cam}PortName_RBV"] = ChannelString(value="SAXS1")  # the asyn port graph ophyd checks
         self.pvs[prefix + INCIDENT_SUFFIX] = ChannelDouble(value=self.incident_flux, units="ph/s")
         self.pvs[prefix + TRANSMITTED_SUFFIX] = ChannelDouble(value=self.transmitted_flux, units="ph/s")
+        self.sequencer = SimulatedTriggerSequencer(self.pvs, prefix + SEQUENCER_SUFFIX, world.clock,
+                                                   self._external_trigger)
 
     # -- monitors and back door --------------------------------------------------------------
     @property
@@ -144,7 +163,8 @@ class SimulatedAreaDetector:
         settings = {"prefix": self.prefix, "poni": str(poni), "mask": str(mask),
                     "thickness_cm": self.synthesizer.thickness_cm,
                     "incident_monitor_pv": self.prefix + INCIDENT_SUFFIX,
-                    "transmitted_monitor_pv": self.prefix + TRANSMITTED_SUFFIX}
+                    "transmitted_monitor_pv": self.prefix + TRANSMITTED_SUFFIX,
+                    "trigger_sequencer": self.prefix + SEQUENCER_SUFFIX}
         if water_standard:
             settings.update(self.measure_standards(calibration_dir))
         return settings
@@ -162,6 +182,7 @@ class SimulatedAreaDetector:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve on ``host``; searches on UDP ``port`` (0: a free one). Returns that port."""
         port = port or free_udp_port(host)
+        self._loop = asyncio.get_running_loop()
         self.plugin.start()
         # beacons to this IOC's own search port on the loopback (caproto reads the list as the
         # server starts): nothing leaves the host, and no "connection refused" without a repeater
@@ -187,6 +208,7 @@ class SimulatedAreaDetector:
         (``EPICS_CA_CONN_TMO`` + 6 s) before it calls the server unresponsive, its reads
         waiting out their time-outs meanwhile. Closed, the clients see the IOC gone at once."""
         self._cancel.set()
+        self.sequencer.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -219,11 +241,21 @@ class SimulatedAreaDetector:
         cam = f"{self.prefix}cam1:"
         if not value:
             self._cancel.set()
+            with self._trigger_lock:
+                self._armed, waiting = 0, not self._acquiring
+            if waiting:  # armed, between exposures
+                await self._set(f"{cam}DetectorState_RBV", "Idle")
             return 0
-        if self._acquiring:
+        if self._acquiring or self._armed:
             return 1  # already acquiring (areaDetector ignores the repeat)
         clock = self.world.clock
         self._cancel = cancel = threading.Event()
+        self.acquisitions_started += 1
+        if self.pvs[f"{cam}TriggerMode"].value == "External":
+            self._armed = max(1, int(self.pvs[f"{cam}NumImages"].value))
+            await self._set(f"{cam}DetectorState_RBV", "Waiting")
+            await self.pvs[f"{cam}Acquire_RBV"].write(1)
+            return 1
         self._acquiring = True
         exposure = reserve_exposure(clock, clock.now(), float(self.pvs[f"{cam}AcquireTime"].value), cancel)
         await self._set(f"{cam}DetectorState_RBV", "Acquire")
@@ -231,10 +263,29 @@ class SimulatedAreaDetector:
         self._job = asyncio.ensure_future(self._acquire(exposure, cancel))
         return 1
 
+    def _external_trigger(self, t_pulse: float) -> None:
+        """A pulse of the trigger sequencer at world time ``t_pulse`` (its thread, the clock
+        standing there): an armed, idle cam starts an exposure then."""
+        with self._trigger_lock:
+            if not self._armed or self._acquiring:
+                self.missed_triggers += 1
+                logger.warning("%scam1: trigger at %.6f missed (%s)", self.prefix, t_pulse,
+                               "still exposing" if self._armed else "not armed")
+                return
+            self._acquiring, self._armed = True, self._armed - 1
+        exposure = reserve_exposure(self.world.clock, t_pulse,
+                                    float(self.pvs[f"{self.prefix}cam1:AcquireTime"].value), self._cancel)
+        asyncio.run_coroutine_threadsafe(self._triggered(exposure, self._cancel), self._loop)
+
+    async def _triggered(self, exposure, cancel: threading.Event) -> None:
+        await self._set(f"{self.prefix}cam1:DetectorState_RBV", "Acquire")
+        await self._acquire(exposure, cancel)
+
     async def _acquire(self, exposure, cancel: threading.Event) -> None:
         """One exposure; at its end the frame goes to the HDF5 plugin's queue, the monitors
-        post their values of this exposure, and the driver is ready for the next ``Acquire`` at
-        once (it does not wait for the file write), then ``ArrayCounter_RBV`` counts the frame."""
+        post their values of this exposure, and the driver is ready for the next ``Acquire``
+        (or trigger) at once (it does not wait for the file write), then ``ArrayCounter_RBV``
+        counts the frame."""
         cam, clock = f"{self.prefix}cam1:", self.world.clock
         flask = []  # sampled while a jumping clock stands at mid-exposure
         sample = lambda: flask.append(flask_state(self.world, self._override))  # noqa: E731
@@ -254,9 +305,12 @@ class SimulatedAreaDetector:
                 await self.pvs[self.prefix + INCIDENT_SUFFIX].write(monitors[0])
                 await self.pvs[self.prefix + TRANSMITTED_SUFFIX].write(monitors[1])
         finally:
-            self._acquiring = False
-        await self._set(f"{cam}DetectorState_RBV", "Idle" if taken else "Aborted")
-        await self._set(f"{cam}Acquire", 0)
+            with self._trigger_lock:
+                self._acquiring = False
+                armed = self._armed > 0 and taken
+        await self._set(f"{cam}DetectorState_RBV", "Waiting" if armed else "Idle" if taken else "Aborted")
+        if not armed:
+            await self._set(f"{cam}Acquire", 0)
         if taken:
             await self._set(f"{cam}ArrayCounter", counter)
 

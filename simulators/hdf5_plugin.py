@@ -10,7 +10,8 @@ needs):
   ``BloscShuffle`` say, ``BSLZ4``, ``LZ4``; another choice is refused), with the frame's
   NDAttributes (time stamp, unique id, the two beam monitors, ``AcquireTime``) and the
   detector's calibration as NeXus (:mod:`ncsynth.simulators.frame_file`); flushed every
-  ``NumFramesFlush`` frames, SWMR if ``SWMRMode`` On; ``NumCaptured_RBV`` counts them.
+  ``NumFramesFlush`` frames, SWMR if ``SWMRMode`` On; ``NumCaptured_RBV`` counts them, each
+  frame's ``TimeStamp_RBV`` (its start, s after the EPICS epoch) posted before it is counted.
 * As areaDetector's plugin with ``BlockingCallbacks`` No, it writes (compression included) in
   a thread of its own, frames queued in order (:meth:`SimulatedHDF5Plugin.receive`), so the
   driver's next exposure runs while the last frame is written.
@@ -34,9 +35,10 @@ from datetime import datetime
 
 import h5py
 import numpy as np
-from caproto import ChannelChar, ChannelInteger, ChannelString
+from caproto import ChannelChar, ChannelDouble, ChannelInteger, ChannelString
 
 from ncsynth.analysis.geometry import DetectorGeometry
+from ncsynth.timebase import EPICS_EPOCH_S
 from .ca_loopback import setpoint_pairs
 from .frame_file import BLOSC_COMPRESSORS, BLOSC_SHUFFLES, COMPRESSIONS, append_frame, compression_filter, open_frame_file
 
@@ -75,6 +77,7 @@ class SimulatedHDF5Plugin:
         for name, value in [("ArraySize0_RBV", cols), ("ArraySize1_RBV", rows), ("ArraySize2_RBV", 0),
                             ("NumCaptured_RBV", 0), ("FilePathExists_RBV", 0), ("WriteStatus", 0)]:
             pvs[hdf + name] = ChannelInteger(value=value)
+        pvs[f"{hdf}TimeStamp_RBV"] = ChannelDouble(value=0.0, precision=6, units="s")
         pvs[f"{hdf}PluginType_RBV"] = ChannelString(value="NDFileHDF5")
         pvs[f"{hdf}PortName_RBV"] = ChannelString(value="FileHDF1")  # the asyn port graph ophyd checks
         for name in ("FullFileName_RBV", "WriteMessage"):
@@ -120,9 +123,11 @@ class SimulatedHDF5Plugin:
         task.add_done_callback(lambda done: (self._writes.discard(done), held.close()))
 
     async def _write_frame(self, frame, t_start, counter, exposure_s, monitors) -> None:
-        """One frame: ``ArrayCounter`` and sizes, the write (compression included) in the
-        plugin's thread, then ``NumCaptured_RBV``."""
+        """One frame: ``ArrayCounter``, sizes and ``TimeStamp_RBV`` (its start, s after the
+        EPICS epoch, as ADCore's plugins post each array's), the write (compression included)
+        in the plugin's thread, then ``NumCaptured_RBV``."""
         hdf = self.hdf
+        await self.pvs[f"{hdf}TimeStamp_RBV"].write(t_start - EPICS_EPOCH_S)
         for axis, size in enumerate((frame.shape[1], frame.shape[0], 0)):
             await self.pvs[f"{hdf}ArraySize{axis}_RBV"].write(size)
         await self._set("ArrayCounter", self._value("ArrayCounter_RBV") + 1)

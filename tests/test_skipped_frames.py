@@ -93,11 +93,14 @@ def test_software_frames_skipped_in_the_nucleation_window_are_counted_said_once_
 
 def test_detector_timed_frames_started_late_are_counted_as_missed_the_same_way(tmp_path,
                                                                                caplog):
-    # after the frame started at 1 s the clock leaps to 4.25 s: the sequence starts the
-    # frames due since late, back to back; the slots of at least frames 3-6 (2-4 s) stay empty
+    # the frame started at 1 s is collected at the next frame's mid-exposure (1.54 s), and the
+    # clock leaps to 4.25 s: that exposure ends there, late, and the timing system's pulses due
+    # since (2-4 s) all fire at 4.25 s, while the detector is still busy with it: they take
+    # no frame (as a detector drops triggers while busy); the next, at 4.5 s, takes one
     stop, starts, warnings, summary, text = _stalled_synthesis(
         tmp_path, caplog, "detector", {1.0: 4.25})
-    assert stop["exit_status"] == "success" and stop["num_events"]["primary"] == len(OFFSETS_S)
+    assert stop["exit_status"] == "success" and stop["num_events"]["primary"] == len(OFFSETS_S) - 5
+    assert list(starts[:4]) == pytest.approx([0.5, 1.0, 1.5, 4.5], abs=1e-3), starts
     assert not np.any((starts >= 2.0) & (starts < 4.0))
     frames_in_slot, _ = np.histogram(starts, bins=[*(np.array(OFFSETS_S) - 1e-4), np.inf])
     missed = int(np.sum(frames_in_slot == 0))

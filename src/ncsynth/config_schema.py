@@ -92,6 +92,7 @@ _DETECTOR = {
     "standard_exposure_header": text(), "standard_flux_header": text(),
     "incident_monitor_pv": text(empty=True), "transmitted_monitor_pv": text(empty=True),
     "compression": Key("choice", options=FRAME_COMPRESSIONS),
+    "trigger_sequencer": text(empty=True),  # PV prefix of the timing system's pulse sequencer
 }
 
 #: section -> key -> Key (a nested section is a dict).

@@ -90,7 +90,8 @@ def area_detector(det_cfg: dict, frames: Path, *, catalog=None) -> AreaDetectorS
     from the section's ``poni``/``mask`` files, ``thickness_cm``, ``calibration`` (K; 0: from
     the monitors), ``water_standard``/``empty_cell`` (the monitors' K with the solid angle
     water measured, :mod:`ncsynth.analysis.water_standard`) and monitor PVs, exposing
-    ``exposure_s``, its frames compressed as ``compression`` says. A bad file or combination
+    ``exposure_s``, its frames compressed as ``compression`` says, a detector-timed sequence
+    triggered by the ``trigger_sequencer`` (if given). A bad file or combination
     of keys is refused here, before anything moves. ``catalog``: a callable opening the catalog
     of stored runs (a ``water_standard``/``empty_cell`` of ``"run:<scan id or uid>"``)."""
     monitors = (det_cfg["incident_monitor_pv"], det_cfg["transmitted_monitor_pv"])
@@ -100,7 +101,8 @@ def area_detector(det_cfg: dict, frames: Path, *, catalog=None) -> AreaDetectorS
     water = _water_scale(det_cfg, geometry, all(monitors), catalog)
     detector = AreaDetectorSAXS(det_cfg["prefix"], name="saxs", write_path_template=str(frames) + "/%Y/%m/%d/",
                                 monitors=monitors if all(monitors) else None,
-                                compression=det_cfg["compression"])
+                                compression=det_cfg["compression"],
+                                sequencer=det_cfg["trigger_sequencer"] or None)
     if geometry is not None:
         detector.geometry_json.put(geometry.to_json())
     detector.thickness_cm.put(det_cfg["thickness_cm"])

@@ -21,6 +21,10 @@ import threading
 import time
 from typing import Iterable, Iterator, Protocol
 
+#: The EPICS epoch (1990-01-01 UTC) in POSIX seconds: an areaDetector's NDArray time stamps
+#: (``TimeStamp_RBV``) count from it.
+EPICS_EPOCH_S = 631_152_000.0
+
 
 class Clock(Protocol):
     """What a clock offers: epoch seconds and cancellable waits for a deadline or a schedule."""
