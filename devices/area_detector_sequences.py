@@ -85,8 +85,8 @@ class AreaDetectorSequences:
         return self._triggered_frames(self._arm_triggered(pulses), pulses, exposure_s)
 
     def _stamped(self, value, **kwargs) -> None:
-        """The HDF5 plugin's ``TimeStamp_RBV`` changed (Channel Access monitor, while staged):
-        during a triggered sequence, the start of the frame it is about to count."""
+        """The HDF5 plugin's ``TimeStamp_RBV`` changed (Channel Access monitor, during a
+        triggered sequence): the start of the frame it is about to count."""
         stamps = self._stamps  # starts increase: a repeated update of the last one is no frame
         if stamps is not None and value > (stamps[-1] if stamps else self._stamp_floor):
             stamps.append(float(value))
@@ -105,8 +105,11 @@ class AreaDetectorSequences:
         frames = [self._in_flight.start(math.nan, True, self) for _ in start_times]
         self._first_stamped = frames[0].index
         try:
+            # frames stamped later than the last one before the sequence are its frames (a
+            # new monitor's first update repeats that one)
             self._stamp_floor = float(self.hdf5.time_stamp.get())
             self._stamps = []
+            self.hdf5.time_stamp.subscribe(self._stamped, run=False)
             put = {"wait": True, "timeout": self.timeout_s}
             self.cam.trigger_mode.put(1, **put)
             self.cam.num_images.put(len(start_times), **put)
@@ -161,6 +164,7 @@ class AreaDetectorSequences:
         ended, are given back (their triggers took none); the cam stops waiting for triggers
         and returns to one internally triggered image, unless its IOC is gone."""
         self._stamps = None
+        self.hdf5.time_stamp.clear_sub(self._stamped)
         for pending in reversed(self._in_flight.all()):
             if error is not None:
                 self._finish(pending, error)

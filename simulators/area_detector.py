@@ -51,7 +51,7 @@ from ncsynth.analysis.geometry import DetectorGeometry
 from .ca_loopback import free_udp_port, point_clients_at, setpoint_pairs
 from .detector import FRAME_DTYPE, FrameSynthesizer, flask_state, reserve_exposure, while_busy
 from .hdf5_plugin import SimulatedHDF5Plugin
-from .trigger_sequencer import SimulatedTriggerSequencer
+from .trigger_sequencer import SimulatedTriggerSequencer, post_to
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class SimulatedAreaDetector:
             self._acquiring, self._armed = True, self._armed - 1
         exposure = reserve_exposure(self.world.clock, t_pulse,
                                     float(self.pvs[f"{self.prefix}cam1:AcquireTime"].value), self._cancel)
-        asyncio.run_coroutine_threadsafe(self._triggered(exposure, self._cancel), self._loop)
+        post_to(self._loop, self._triggered(exposure, self._cancel))
 
     async def _triggered(self, exposure, cancel: threading.Event) -> None:
         await self._set(f"{self.prefix}cam1:DetectorState_RBV", "Acquire")

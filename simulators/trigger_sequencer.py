@@ -90,5 +90,14 @@ class SimulatedTriggerSequencer:
             self._post(self.prefix + "Arm_RBV", 0)
 
     def _post(self, name: str, value) -> None:
-        """Update a PV from the pulse thread (the IOC's loop writes it)."""
-        asyncio.run_coroutine_threadsafe(self.pvs[name].write(value, verify_value=False), self._loop)
+        """Update a PV from the pulse thread (the IOC's loop writes it; none once it stopped)."""
+        post_to(self._loop, self.pvs[name].write(value, verify_value=False))
+
+
+def post_to(loop: asyncio.AbstractEventLoop, coroutine) -> None:
+    """Run ``coroutine`` on ``loop`` from another thread, not waiting; dropped if the loop has
+    closed (the IOC stopped serving meanwhile)."""
+    try:
+        asyncio.run_coroutine_threadsafe(coroutine, loop)
+    except RuntimeError:  # loop closed
+        coroutine.close()

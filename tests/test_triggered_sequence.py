@@ -180,3 +180,18 @@ def test_an_ioc_gone_mid_sequence_fails_it_and_keeps_the_frames_written(tmp_path
             clock.close()
     with h5py.File(path, "r") as kept:
         assert kept[FRAME_DATASET].shape[0] == 3
+
+
+def test_start_times_passed_at_arming_move_on_and_catch_up_in_the_dead_times():
+    from ncsynth.devices.area_detector_sequences import catch_up
+    from ncsynth.plans.schedule import frame_schedule
+
+    times = 1000.0 + frame_schedule(40)  # §S.1.4: 75 ms exposures, dead times from 22 ms up
+    pulses = np.array(catch_up(times, earliest=1000.05, exposure_s=EXPOSURE_S))
+    assert pulses[0] == 1000.05 and np.all(pulses >= times)
+    # never sooner after the last exposure than the schedule's shortest dead time
+    assert np.all(np.diff(pulses) >= EXPOSURE_S + 0.022 - 1e-12)
+    caught_up = np.flatnonzero(pulses == times)
+    assert 0 < caught_up[0] < 40 and np.all(pulses[caught_up[0]:] == times[caught_up[0]:])
+    # a schedule still ahead is left as it is
+    assert catch_up(times, earliest=999.0, exposure_s=EXPOSURE_S) == list(times)
