@@ -106,12 +106,14 @@ def test_a_software_triggered_frame_follows_a_triggered_sequence_in_the_same_fil
 
 def test_frame_starts_at_real_time_are_the_iocs_never_before_the_schedule(tmp_path):
     """At real time a frame starts when the sequencer's thread wakes: never early, and what
-    the event records is that stamp (the figures of lateness: benchmarks/timing.py)."""
+    the event records is that stamp (the figures of lateness: benchmarks/timing.py). On a
+    loaded machine a trigger may come while the last frame is still being made: it takes no
+    frame, and the frames taken still each belong to their own trigger."""
     clock = WorldClock(speed=1.0)
     with pytest.MonkeyPatch.context() as env, timebase.use_clock(clock):
         beamline = Beamline(clock, "TRIG2:", tmp_path, env)
         try:
-            start_times = clock.now() + 3.0 + 0.12 * np.arange(10)
+            start_times = clock.now() + 3.0 + 0.3 * np.arange(8)
             beamline.detector.prepare_sequence(start_times)
             times, documents = _events(RunEngine({}), whole_sequence(beamline.detector))
             [resource] = [doc for name, doc in documents if name == "stream_resource"]
@@ -119,8 +121,11 @@ def test_frame_starts_at_real_time_are_the_iocs_never_before_the_schedule(tmp_pa
                 np.testing.assert_allclose(written[TIME_STAMPS][:], times, rtol=0, atol=1e-6)
         finally:
             beamline.close()
-    lateness = times - start_times
-    assert np.all(lateness >= 0) and np.all(lateness < 1.0), lateness
+    assert len(times) >= 2 and beamline.ioc.missed_triggers == 8 - len(times)
+    trigger = np.searchsorted(start_times, times, side="right") - 1  # the last due at its start
+    assert np.all(trigger >= 0) and np.all(np.diff(trigger) > 0), (times, start_times)
+    lateness = times - start_times[trigger]
+    assert np.all(lateness >= 0) and np.all(lateness < 0.3), lateness
     assert len(set(np.round(lateness, 9))) > 1  # measured per frame, not the schedule copied
 
 
