@@ -58,8 +58,8 @@ from ncsynth.errors import first_line
 from .channel_access import CONNECTION_TIMEOUT_S, drain_utility_threads, forget_staging, patient_channel_access
 from .detector import DetectorError, FrameDetector, checked_exposure
 from .frames_in_flight import FramesInFlight, PendingFrame
-from .trigger_sequencer import TriggerSequencer
 from .area_detector_sequences import AreaDetectorSequences
+from .trigger_sequencer import TriggerSequencer
 
 caproto_environment.install()  # caproto's search thread dies if os.environ changes under it
 
@@ -100,19 +100,18 @@ class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
     Start times passed (or within :data:`~.area_detector_sequences.ARMING_S`) at kickoff move
     on and catch up in the dead times; a trigger that comes while the cam still exposes (a
     stall) takes no frame, and the sequence ends with fewer (missed slots in the run's
-    account). Starts are late by the timing system's jitter only (0.04 ms median, 0.07–0.30
-    ms p99 with the simulated one at real time: benchmarks/timing.py). Without ``sequencer`` the sequence is software-scheduled: a background thread waits for
-    each start time in turn
-    (:func:`ncsynth.timebase.deadlines`, the whole schedule given to the clock), starts one
-    exposure and waits until the cam has ended it (its ``ArrayCounter`` counts it), not until
-    the plugin has written it: the plugin writes in its own thread while the next frame
-    exposes, and a frame is collected (its stream_datum emitted) only once written. The frame
-    time is the clock's time when ``acquire`` was written. Limits: starts are late
-    by the thread's wake-up (~0.5 ms with the system clock's spin wait) plus the Channel Access
-    put and the driver's arming (detector dependent); consecutive starts need at least exposure
-    + read-out; a start time that has passed when the previous exposure ends starts at once
-    (its real, late start is recorded). Sub-millisecond timing needs the
-    beamline's hardware trigger, ``sequencer``.
+    account). Starts are late by the timing system's jitter only (benchmarks/timing.py
+    measures the simulated one's). Without ``sequencer`` the sequence is software-scheduled: a
+    background thread waits for each start time in turn (:func:`ncsynth.timebase.deadlines`,
+    the whole schedule given to the clock), starts one exposure and waits until the cam has
+    ended it (its ``ArrayCounter`` counts it), not until the plugin has written it: the plugin
+    writes in its own thread while the next frame exposes, and a frame is collected (its
+    stream_datum emitted) only once written. The frame time is the clock's time when
+    ``acquire`` was written. Limits: starts are late by the thread's wake-up (~0.5 ms with the
+    system clock's spin wait) plus the Channel Access put and the driver's arming (detector
+    dependent); consecutive starts need at least exposure + read-out; a start time that has
+    passed when the previous exposure ends starts at once (its real, late start is recorded).
+    Sub-millisecond timing needs the beamline's hardware trigger, ``sequencer``.
     """
 
     _default_read_attrs = ("image", "frame_time", "incident_flux", "transmitted_flux")  # not DetectorBase's

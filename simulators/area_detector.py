@@ -17,7 +17,7 @@ once the exposure has started (``DetectorState_RBV`` Acquire). With ``TriggerMod
 pulse of the timing system's sequencer (:mod:`.trigger_sequencer`, PVs ``<prefix>Seq:``) at
 the pulse's time; a pulse while the cam is exposing or not armed is missed (counted in
 :attr:`SimulatedAreaDetector.missed_triggers`, logged); after the last image ``Acquire``
-returns to 0. At its end the two monitors are posted
+returns to 0. At an exposure's end the two monitors are posted
 with the values of that exposure (the NDAttributes the driver attaches to the frame), the
 frame goes to the HDF5 plugin's queue with them, ``Acquire`` returns to 0, the state to Idle
 and then ``ArrayCounter_RBV`` counts up: the driver is ready for the next ``Acquire`` without
@@ -273,9 +273,10 @@ class SimulatedAreaDetector:
                                "still exposing" if self._armed else "not armed")
                 return
             self._acquiring, self._armed = True, self._armed - 1
+            cancel = self._cancel  # this arming's (an Acquire = 0 sets it)
         exposure = reserve_exposure(self.world.clock, t_pulse,
-                                    float(self.pvs[f"{self.prefix}cam1:AcquireTime"].value), self._cancel)
-        post_to(self._loop, self._triggered(exposure, self._cancel))
+                                    float(self.pvs[f"{self.prefix}cam1:AcquireTime"].value), cancel)
+        post_to(self._loop, self._triggered(exposure, cancel))
 
     async def _triggered(self, exposure, cancel: threading.Event) -> None:
         await self._set(f"{self.prefix}cam1:DetectorState_RBV", "Acquire")

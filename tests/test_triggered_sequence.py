@@ -15,8 +15,7 @@ from ncsynth import timebase
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.devices.area_detector import AreaDetectorSAXS
 from ncsynth.devices.detector import FRAME_DATASET, DetectorError
-from ncsynth.simulators.area_detector import SEQUENCER_SUFFIX, SimulatedAreaDetector
-from ncsynth.simulators.ca_loopback import epics_client_environment
+from ncsynth.simulators.area_detector import SEQUENCER_SUFFIX, serve_ioc
 from ncsynth.simulators.clock import WorldClock
 from ncsynth.simulators.server import SimulatorHost
 from ncsynth.simulators.world import World
@@ -27,31 +26,31 @@ TIME_STAMPS = "/entry/instrument/NDAttributes/NDArrayTimeStamp"
 
 
 class Beamline:
-    """A simulated IOC (small frames) in a world on ``clock``, served on the loopback, this
-    process's Channel Access client pointed at it, and a detector with its sequencer."""
+    """A simulated IOC (small frames) in a world on ``clock``, served on the loopback with a
+    prefix of its own (:func:`serve_ioc`, which points this process's clients at it), and a
+    detector with its sequencer."""
 
-    def __init__(self, clock, prefix, tmp_path, env, timeout_s=5.0):
+    def __init__(self, clock, tmp_path, timeout_s=5.0):
         self.clock, self.host = clock, SimulatorHost()
-        self.ioc = SimulatedAreaDetector(World(clock), DetectorGeometry().small(), prefix=prefix, seed=5)
-        self.host.run(self.ioc.start())
-        for key, value in epics_client_environment(self.ioc.address).items():
-            env.setenv(key, value)
+        self.ioc, self._release = serve_ioc(self.host, World(clock), geometry=DetectorGeometry().small(),
+                                            seed=5)
+        prefix = self.ioc.prefix
         self.detector = AreaDetectorSAXS(prefix, name="saxs", write_path_template=str(tmp_path),
                                          timeout_s=timeout_s, sequencer=prefix + SEQUENCER_SUFFIX)
         self.detector.exposure_time.put(EXPOSURE_S)
 
     def close(self):
         self.detector.destroy()
-        self.host.run(self.ioc.stop())
         self.host.close()
+        self._release()
         self.clock.close()
 
 
 @pytest.fixture
 def jumping(tmp_path):
     clock = WorldClock(speed=None)
-    with pytest.MonkeyPatch.context() as env, timebase.use_clock(clock):
-        beamline = Beamline(clock, "TRIG1:", tmp_path, env)
+    with timebase.use_clock(clock):
+        beamline = Beamline(clock, tmp_path)
         yield beamline
         beamline.close()
 
@@ -110,8 +109,8 @@ def test_frame_starts_at_real_time_are_the_iocs_never_before_the_schedule(tmp_pa
     loaded machine a trigger may come while the last frame is still being made: it takes no
     frame, and the frames taken still each belong to their own trigger."""
     clock = WorldClock(speed=1.0)
-    with pytest.MonkeyPatch.context() as env, timebase.use_clock(clock):
-        beamline = Beamline(clock, "TRIG2:", tmp_path, env)
+    with timebase.use_clock(clock):
+        beamline = Beamline(clock, tmp_path)
         try:
             start_times = clock.now() + 3.0 + 0.3 * np.arange(8)
             beamline.detector.prepare_sequence(start_times)
@@ -146,8 +145,8 @@ def test_an_abort_stops_the_sequencer_and_returns_the_cam_to_internal_triggering
 
 def test_a_capture_that_never_completes_fails_the_sequence_naming_the_device(tmp_path):
     clock = WorldClock(speed=None)
-    with pytest.MonkeyPatch.context() as env, timebase.use_clock(clock):
-        beamline = Beamline(clock, "TRIG3:", tmp_path, env, timeout_s=0.5)
+    with timebase.use_clock(clock):
+        beamline = Beamline(clock, tmp_path, timeout_s=0.5)
         beamline.ioc.stall_writes = True
         try:
             beamline.detector.stage()
@@ -163,8 +162,8 @@ def test_a_capture_that_never_completes_fails_the_sequence_naming_the_device(tmp
 
 def test_an_ioc_gone_mid_sequence_fails_it_and_keeps_the_frames_written(tmp_path):
     clock = WorldClock(speed=None)
-    with pytest.MonkeyPatch.context() as env, timebase.use_clock(clock):
-        beamline = Beamline(clock, "TRIG4:", tmp_path, env, timeout_s=1.0)
+    with timebase.use_clock(clock):
+        beamline = Beamline(clock, tmp_path, timeout_s=1.0)
         ioc, detector = beamline.ioc, beamline.detector
         try:
             detector.stage()
@@ -180,9 +179,7 @@ def test_an_ioc_gone_mid_sequence_fails_it_and_keeps_the_frames_written(tmp_path
                 detector.complete().wait(60)
             detector.unstage()  # forgets its staging, the IOC gone
         finally:
-            detector.destroy()
-            beamline.host.close()
-            clock.close()
+            beamline.close()
     with h5py.File(path, "r") as kept:
         assert kept[FRAME_DATASET].shape[0] == 3
 
