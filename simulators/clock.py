@@ -171,7 +171,8 @@ class WorldClock:
                 wait()  # go of the clock if it was reached meanwhile
 
     def advance(self, seconds: float) -> None:
-        """Back door: move world time forward by ``seconds`` at once."""
+        """Back door: move world time forward by ``seconds`` at once. The deadlines passed
+        are reached one after the other, in their order (:meth:`_release_due`)."""
         if seconds < 0:
             raise ValueError(f"the clock only moves forward, got {seconds!r}")
         with self._cond:
@@ -191,6 +192,9 @@ class WorldClock:
                 entry[_STATE] = _DONE
             self._waiters.clear()
             self._cond.notify_all()
+        if self._scheduler is not None and self._scheduler is not threading.current_thread():
+            self._scheduler.join(1.0)
+        self._threads.close()
 
     # -- jump mode -------------------------------------------------------------------
     def reserve(self, deadline: float, cancel: threading.Event | None = None):
@@ -257,9 +261,15 @@ class WorldClock:
                 entry[_STATE] = _CANCELLED
 
     def _release_due(self) -> None:
-        now = self.now()
+        """Wake the waiters of the earliest deadline if it has been reached (all of them: a
+        tie goes together). Later deadlines already passed (after :meth:`advance`) are woken
+        by the scheduler in their order, each once the process is quiet again, so what the
+        earlier one starts (a late exposure ending) settles before the next acts."""
         self._drop_dead()
-        while self._waiters and self._waiters[0][_DEADLINE] <= now:
+        if not self._waiters or self._waiters[0][_DEADLINE] > self.now():
+            return
+        earliest = self._waiters[0][_DEADLINE]
+        while self._waiters and self._waiters[0][_DEADLINE] == earliest:
             entry = heapq.heappop(self._waiters)
             entry[_STATE], entry[_WOKEN] = _DONE, True
             self._busy += 1
@@ -268,11 +278,12 @@ class WorldClock:
             self._drop_dead()
 
     def _schedule(self) -> None:
-        """The scheduler thread. It looks at the process every ``idle_s / 3`` and keeps a
-        window: opened when the clock is touched or another thread uses CPU, it lets the clock
-        move once it is ``idle_s`` old and nobody is runnable (:meth:`_process_quiet`). So a
-        jump comes ``idle_s`` after the last work, not up to twice that as with windows of a
-        fixed start."""
+        """The scheduler thread. While something holds the clock (a woken waiter not yet
+        resumed, a RunEngine's plan working, a simulator serving) it sleeps until that ends.
+        Otherwise it looks at the process every ``idle_s / 3`` and keeps a window: opened when
+        the clock is touched or another thread uses CPU, it lets the clock move once it is
+        ``idle_s`` old and nobody is runnable (:meth:`_process_quiet`). So a jump comes
+        ``idle_s`` after the last work, not up to twice that as with windows of a fixed start."""
         refused_since = None  # wall time (monotonic) since the process looks busy, clock idle
         kept_since = None  # wall time since only reached, unclaimed deadlines hold the clock
         quiet_since = None  # ... and the process has been quiet
@@ -283,6 +294,10 @@ class WorldClock:
                 self._drop_dead()
                 if not self._waiters and not self._reached:
                     window = None
+                    self._cond.wait()
+                    continue
+                if self._busy > len(self._unclaimed()):  # held: every release notifies
+                    refused_since = kept_since = quiet_since = window = None
                     self._cond.wait()
                     continue
                 if window is None:

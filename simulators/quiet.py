@@ -3,7 +3,8 @@ before it moves its time (the Lewis way: the simulation decides when time moves,
 observes, not from calls the devices make for it).
 
 A thread with work to do either runs — its CPU time grows — or waits for a CPU: state ``R`` in
-``/proc/self/task/<tid>/stat`` (Linux). A thread blocked on a socket, a pipe, a lock or a
+``/proc/self/task/<tid>/stat`` (Linux); one in uninterruptible sleep (``D``: disk I/O, an HDF5
+file written) counts as working too. A thread blocked on a socket, a pipe, a lock or a
 condition is neither, and whatever wakes it from inside this process (a reply written on the
 loopback, a Status finished, a queue put) makes it runnable at once, in the waker's own system
 call. So, outside the threads that wait on the clock itself, "no CPU time spent and nobody
@@ -61,44 +62,75 @@ class ThreadWatch:
     without running: longer sleeps are a library's periodic chores (Channel Access's
     unresponsive-server check every 0.5 s, ophyd's debug monitor every 1 s), not a
     transaction's silence (Modbus RTU's 3.5 characters: 4 ms at 9600 baud).
+
+    The ``/proc`` files of each thread are opened once and read again in place (``pread``):
+    a look at 40 threads then takes ~0.3 ms instead of ~0.9 ms, and a jumping clock looks
+    once per jump. :meth:`close` closes them.
     """
 
     def __init__(self, long_sleep_s: float = 0.01):
         self.long_sleep_s = long_sleep_s
         self._sleepers: dict[str, tuple[bytes, float]] = {}  # tid -> (run time, seen asleep since)
+        self._files: dict[str, _TaskFiles] = {}
 
     def anyone_working(self, excluded_native_ids: Iterable[int] = ()) -> bool:
         """True if a thread of this process, other than ``excluded_native_ids`` (kernel thread
-        ids, ``threading.get_native_id()``), runs, waits for a CPU or sleeps briefly now."""
+        ids, ``threading.get_native_id()``), runs, waits for a CPU or the disk, or sleeps
+        briefly now."""
         if not _HAS_PROC:
             return False
         skip = {str(tid) for tid in excluded_native_ids}
         now, working, sleepers = time.monotonic(), False, {}
-        for tid in os.listdir(_TASKS):
+        tids = os.listdir(_TASKS)
+        for tid in self._files.keys() - set(tids):  # ended since the last look
+            self._files.pop(tid).close()
+        for tid in tids:
             if tid in skip:
                 continue
-            stat = _read(f"{_TASKS}/{tid}/stat")
+            files = self._files.get(tid) or self._files.setdefault(tid, _TaskFiles(tid))
+            stat = files.read("stat")
             # "<tid> (<name>) <state> ...": the name may hold spaces and parentheses
-            if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"R":
+            if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] in (b"R", b"D"):
                 working = True
-            elif _SLEEPS and _read(f"{_TASKS}/{tid}/syscall").split(b" ", 1)[0] in _SLEEPS:
-                ran = _read(f"{_TASKS}/{tid}/schedstat").split(b" ", 1)[0]
+            elif _SLEEPS and files.read("syscall").split(b" ", 1)[0] in _SLEEPS:
+                ran = files.read("schedstat").split(b" ", 1)[0]
                 seen = self._sleepers.get(tid)
                 sleepers[tid] = seen if seen is not None and seen[0] == ran else (ran, now)
                 working |= now - sleepers[tid][1] < self.long_sleep_s
         self._sleepers = sleepers
         return working
 
+    def close(self) -> None:
+        """Close the ``/proc`` files kept open."""
+        for files in self._files.values():
+            files.close()
+        self._files.clear()
 
-def _read(path: str) -> bytes:
-    """The start of a /proc file; empty if its thread has ended."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+
+class _TaskFiles:
+    """A thread's ``/proc/self/task/<tid>/`` files, opened on first read and read in place;
+    empty once its thread has ended. A file kept open reads ``ESRCH`` once its thread has
+    ended: it is opened again, in case a new thread has the same id."""
+
+    def __init__(self, tid: str):
+        self._tid = tid
+        self._fds: dict[str, int] = {}
+
+    def read(self, name: str) -> bytes:
+        for _ in range(2):
+            fd = self._fds.get(name)
+            if fd is None:
+                try:
+                    fd = self._fds[name] = os.open(f"{_TASKS}/{self._tid}/{name}", os.O_RDONLY)
+                except OSError:  # ended (FileNotFoundError), or not ours to read
+                    return b""
+            try:
+                return os.pread(fd, 512, 0)
+            except OSError:  # ended: maybe a new thread has its id
+                os.close(self._fds.pop(name))
         return b""
-    try:
-        return os.read(fd, 512)
-    except OSError:  # ended while read
-        return b""
-    finally:
-        os.close(fd)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()

@@ -46,6 +46,16 @@ def test_the_summary_reads_as_measured_values_beside_the_simulated_truth():
     assert len(widths) == 1  # labels right-aligned in one column
 
 
+def test_the_absolute_scale_gets_a_line_only_when_there_is_none():
+    assert "absolute" not in format_summary({**SUMMARY, "absolute_scale_error": None})
+    reason = "no incident flux: set [detector] incident_monitor_pv"
+    text = format_summary({**SUMMARY, "concentration_molar": None, "yield_fraction": None,
+                           "absolute_scale_error": reason})
+    rows = _rows(text)
+    assert rows["concentration"].startswith("not available: no absolute scale   (simulated")
+    assert f"absolute scale  none: {reason}" in text.splitlines()
+
+
 def test_undetermined_kinetics_and_a_run_without_analysis_say_so():
     failed = {**SUMMARY, "kinetics": {"success": False, "reason": "yield: 98% is reached at "
                                       "6e+05 s by extrapolation"}}

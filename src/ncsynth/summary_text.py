@@ -23,7 +23,8 @@ _SHOWN = {"uid", "raw_uid", "analysis_uid", "scan_id", "frames_skipped", "nuclea
           "growth_exponent_model_spread", "growth_exponent_pairs_from",
           "growth_exponent_window_after_b_s", "second_population", "decisions", "steering",
           "second_population_onset_after_b_s", "bimodal_frames", "frames_after_b",
-          "second_population_resolved_after_b_s", "crystal_number_ratio_max"}
+          "second_population_resolved_after_b_s", "crystal_number_ratio_max",
+          "absolute_scale_error"}
 
 
 def format_summary(summary: dict) -> str:
@@ -54,6 +55,8 @@ def format_summary(summary: dict) -> str:
         if truth_key in flask_now:
             text += f"   ({flask_label}: {_number(flask_now[truth_key], unit)})"
         rows.append((label, text))
+    if summary.get("absolute_scale_error"):
+        rows.append(("absolute scale", f"none: {summary['absolute_scale_error']}"))
     if summary.get("kinetics"):
         rows.append(("kinetics", _kinetics(summary["kinetics"], truth)))
         if "law_note" in summary["kinetics"]:
@@ -77,7 +80,8 @@ def format_summary(summary: dict) -> str:
     for run in summary.get("recovered_runs") or []:
         rows.append(("recovered", f"{run.get('uid')} {run.get('status')} "
                                   f"({run.get('events')} events)"))
-    rows += [(key, str(value)) for key, value in summary.items() if key not in _SHOWN]
+    rows += [(key, str(value)) for key, value in summary.items()
+             if key not in _SHOWN and value is not None]
     return _aligned(rows)
 
 

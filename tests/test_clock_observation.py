@@ -1,0 +1,129 @@
+"""How a jumping world clock observes the process (simulators/clock.py, simulators/quiet.py):
+deadlines a leap has passed are reached in their order, each once the process is quiet; a held
+clock's scheduler sleeps instead of polling; the thread watch keeps its /proc files only for
+threads that exist."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from ncsynth.simulators import quiet
+from ncsynth.simulators.clock import WorldClock
+
+
+def _busy_for(seconds: float) -> None:
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+def test_deadlines_a_leap_passed_are_reached_in_order_each_once_the_process_is_quiet():
+    # a late exposure's end (1 s) and a trigger due at 2 s, both passed by a 10 s leap: the
+    # exposure's end must have been dealt with (0.1 s of work) before the trigger comes
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    events = []
+    end_of_exposure, trigger = clock.reserve(start + 1.0), clock.reserve(start + 2.0)
+
+    def exposure():
+        if end_of_exposure():
+            events.append(("end reached", clock.now()))
+            _busy_for(0.1)
+            events.append(("end dealt with", clock.now()))
+
+    def pulse():
+        if trigger():
+            events.append(("trigger reached", clock.now()))
+
+    threads = [threading.Thread(target=exposure), threading.Thread(target=pulse)]
+    for thread in threads:
+        thread.start()
+    clock.advance(10.0)
+    for thread in threads:
+        thread.join(10)
+    clock.close()
+    assert events == [("end reached", start + 10.0), ("end dealt with", start + 10.0),
+                      ("trigger reached", start + 10.0)]
+
+
+def test_a_held_clock_does_not_poll_the_process():
+    # while something holds the clock (a RunEngine's plan working) there is nothing to observe:
+    # the scheduler sleeps until the hold ends instead of looking at the process every ms
+    clock = WorldClock(speed=None)
+    start = clock.now()
+    clock.hold()
+    waiter = threading.Thread(target=clock.sleep_until, args=(start + 1.0,))
+    waiter.start()
+    scheduler_cpu = time.pthread_getcpuclockid(clock._scheduler.ident)
+    time.sleep(0.05)
+    before = time.clock_gettime(scheduler_cpu)
+    time.sleep(0.5)
+    used_s = time.clock_gettime(scheduler_cpu) - before
+    assert clock.now() == start  # held: no jump
+    clock.release()
+    waiter.join(10)
+    clock.close()
+    assert clock.now() == start + 1.0  # released: the jump comes
+    assert used_s < 0.002, f"the scheduler used {used_s * 1e3:.1f} ms of CPU while held"
+
+
+#: Run in a process of its own: another clock's thread watch in the test process (a test's
+#: clock still observing) would open and close files of the same threads meanwhile.
+_WATCH_SCRIPT = """
+import os, threading, time
+from ncsynth.simulators.quiet import ThreadWatch
+
+def files_of(tids=None):
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            parts = os.readlink(f"/proc/self/fd/{fd}").split("/")
+        except OSError:
+            continue
+        if "task" in parts and (tids is None or int(parts[parts.index("task") + 1]) in tids):
+            count += 1
+    return count
+
+def busy(seconds):
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+watch = ThreadWatch()
+stop, started = threading.Event(), []
+threads = [threading.Thread(target=lambda: (started.append(threading.get_native_id()),
+                                            stop.wait())) for _ in range(20)]
+for thread in threads:
+    thread.start()
+while len(started) < 20:
+    time.sleep(0.01)
+watch.anyone_working()
+print("alive", files_of(set(started)))
+stop.set()
+for thread in threads:
+    thread.join(10)
+watch.anyone_working()
+print("ended", files_of(set(started)))
+worker = threading.Thread(target=busy, args=(0.5,))
+worker.start()
+time.sleep(0.05)
+print("working", watch.anyone_working())
+worker.join(10)
+watch.close()
+print("closed", files_of())
+"""
+
+
+@pytest.mark.skipif(not quiet._HAS_PROC, reason="the thread watch reads /proc (Linux)")
+def test_the_thread_watch_keeps_files_open_only_for_threads_that_exist():
+    done = subprocess.run([sys.executable, "-c", _WATCH_SCRIPT], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = dict(line.split() for line in done.stdout.splitlines())
+    assert int(seen["alive"]) >= 20  # stat (and syscall) of each thread, kept open
+    assert int(seen["ended"]) == 0  # the ended threads' files are closed at the next look
+    assert seen["working"] == "True"  # a thread started since is seen working
+    assert int(seen["closed"]) == 0
