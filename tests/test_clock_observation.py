@@ -105,6 +105,9 @@ print("alive", files_of(set(started)))
 stop.set()
 for thread in threads:
     thread.join(10)
+# join() returns before the kernel's task has gone from /proc/self/task: wait for that
+while any(os.path.exists(f"/proc/self/task/{tid}") for tid in started):
+    time.sleep(0.01)
 watch.anyone_working()
 print("ended", files_of(set(started)))
 worker = threading.Thread(target=busy, args=(0.5,))
