@@ -194,7 +194,8 @@ class WorldClock:
             self._cond.notify_all()
         if self._scheduler is not None and self._scheduler is not threading.current_thread():
             self._scheduler.join(1.0)
-        self._threads.close()
+        if self._scheduler is None or not self._scheduler.is_alive():  # nobody looks any more
+            self._threads.close()
 
     # -- jump mode -------------------------------------------------------------------
     def reserve(self, deadline: float, cancel: threading.Event | None = None):

@@ -87,7 +87,9 @@ class ThreadWatch:
         for tid in tids:
             if tid in skip:
                 continue
-            files = self._files.get(tid) or self._files.setdefault(tid, _TaskFiles(tid))
+            files = self._files.get(tid)
+            if files is None:
+                files = self._files[tid] = _TaskFiles(tid)
             stat = files.read("stat")
             # "<tid> (<name>) <state> ...": the name may hold spaces and parentheses
             if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] in (b"R", b"D"):
