@@ -44,11 +44,10 @@ from collections.abc import Callable
 
 import numpy as np
 from caproto import ChannelDouble, ChannelEnum, ChannelInteger, ChannelString
-from caproto.asyncio.server import Context
 from caproto.server import common as caproto_server
 
 from ncsynth.analysis.geometry import DetectorGeometry
-from .ca_loopback import free_udp_port, point_clients_at, setpoint_pairs
+from .ca_loopback import LoopbackContext, point_clients_at, setpoint_pairs
 from .detector import FRAME_DTYPE, FrameSynthesizer, flask_state, reserve_exposure, while_busy
 from .hdf5_plugin import SimulatedHDF5Plugin
 from .trigger_sequencer import SimulatedTriggerSequencer, post_to
@@ -181,7 +180,8 @@ class SimulatedAreaDetector:
     # -- serving -----------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve on ``host``; searches on UDP ``port`` (0: a free one). Returns that port."""
-        port = port or free_udp_port(host)
+        context = self._context = LoopbackContext(self.pvs, host, port)
+        port = context.ca_server_port
         self._loop = asyncio.get_running_loop()
         self.plugin.start()
         # beacons to this IOC's own search port on the loopback (caproto reads the list as the
@@ -192,8 +192,6 @@ class SimulatedAreaDetector:
         # to send with it: an idle-looking wait, after which a jumping world clock would move on
         # while a frame's NumCaptured is still on its way. This IOC sends each update at once.
         caproto_server.HIGH_LOAD_TIMEOUT = 0.0
-        context = self._context = Context(self.pvs, interfaces=[host])
-        context.ca_server_port = port
         self._task = asyncio.ensure_future(context.run())
         while not (context.port and context.udp_socks):  # bound, listening for searches
             if self._task.done():

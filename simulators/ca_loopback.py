@@ -1,7 +1,7 @@
 """Channel Access on the loopback: the ports, PVs and client environment of simulated IOCs.
 
-A simulated IOC (:mod:`.area_detector`) serves on 127.0.0.1 with a UDP search port of its own
-(:func:`free_udp_port`); this process's Channel Access clients find it through
+A simulated IOC (:mod:`.area_detector`) serves on 127.0.0.1 with a UDP search port it holds
+alone (:class:`LoopbackContext`); this process's Channel Access clients find it through
 ``EPICS_CA_ADDR_LIST`` with no auto address list (:func:`epics_client_environment`,
 :func:`point_clients_at`). :func:`setpoint_pairs` builds an IOC's setpoint/``_RBV`` channel
 pairs, as ADCore names them, their client writes going through the IOC's hooks.
@@ -9,12 +9,16 @@ pairs, as ADCore names them, their client writes going through the IOC's hooks.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import socket
 import threading
 from collections.abc import Callable
 
 from caproto import ChannelChar, ChannelDouble, ChannelEnum, ChannelInteger, ChannelString
+from caproto.asyncio.server import Context
+from caproto.asyncio.utils import _DatagramProtocol, _UdpTransportWrapper
 
 
 def setpoint_pairs(pvs: dict, prefix: str, table, enums: dict[str, list[str]], put) -> None:
@@ -48,11 +52,38 @@ def _channel(kind: str, value, enums, setpoint_of=None):
     return Setpoint(value=value, **options)
 
 
-def free_udp_port(host: str) -> int:
-    """A UDP port free on ``host`` now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
+class LoopbackContext(Context):
+    """caproto's asyncio server serving ``pvdb`` on ``host`` only, its UDP search port
+    (``ca_server_port``, ``port``; 0: a free one) bound as the context is made and held alone.
+
+    caproto binds that socket with ``SO_REUSEADDR``, and so does every caproto client its own
+    search socket, bound to port 0: Linux then may give a client the IOC's port (any such
+    process on the host, ~ one in 28 000 per live IOC), and the IOC's socket, bound to the more
+    specific 127.0.0.1, takes the search replies meant for that client, which never connects
+    ("could not connect within 10.0-second timeout"). A plainly bound socket shares its port with
+    no one: tests/test_area_detector.py::test_no_client_socket_can_share_the_search_port."""
+
+    def __init__(self, pvdb: dict, host: str, port: int = 0):
+        super().__init__(pvdb, interfaces=[host])
+        self._search_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+        self._search_socket.setblocking(False)
+        try:
+            self._search_socket.bind((host, port))
+        except OSError:
+            self._search_socket.close()
+            raise
+        self.ca_server_port = self._search_socket.getsockname()[1]
+
+    async def _create_broadcaster_transport(self, interface):
+        """caproto's own, but with the socket bound in :meth:`__init__` (caproto calls it once
+        per interface, as the server starts)."""
+        sock, self._search_socket = self._search_socket, None
+        if sock is None:
+            raise RuntimeError("the search socket of a LoopbackContext serves one start only")
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            functools.partial(_DatagramProtocol, parent=self, identifier=interface,
+                              queue=self.broadcaster_datagram_queue), sock=sock)
+        self.udp_socks[interface] = _UdpTransportWrapper(transport)
 
 
 def epics_client_environment(address: tuple[str, int]) -> dict[str, str]:

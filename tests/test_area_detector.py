@@ -8,9 +8,11 @@ reading the geometry from the PONI and mask files the simulated set-up writes.
 
 import json
 import math
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import caproto as ca
 import h5py
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from event_model import DocumentNames, schema_validators
+from ophyd import EpicsSignalRO
 
 from ncsynth import timebase
 from ncsynth.analysis.calibration_files import geometry_from_files, write_calibration
@@ -96,6 +99,24 @@ def _engine(clock):
 def test_c_format_fills_templates_as_the_file_plugins_do():
     assert c_format("%s%s_%3.3d.h5", "/data/", "run", 7) == "/data/run_007.h5"
     assert c_format("%s%s.h5", "/data/", "abc", 3) == "/data/abc.h5"
+
+
+def test_no_channel_access_client_can_share_the_search_port(beamline):
+    """caproto binds its clients' search sockets to port 0 with SO_REUSEADDR; had the IOC bound
+    its own so too, Linux could hand a client the IOC's port, and the IOC, bound to the more
+    specific 127.0.0.1, would take the search replies meant for that client (fresh-clone CI: a
+    dry run's detector "could not connect within 10.0-second timeout"). Neither a client's
+    socket nor a second IOC's can bind it, and the IOC still answers searches."""
+    ioc, *_ = beamline
+    host, port = ioc.address
+    for address in ("", host):
+        with ca.bcast_socket() as client_like:
+            with pytest.raises(OSError, match="in use"):
+                client_like.bind((address, port))
+    with closing(WorldClock(speed=None)) as clock, SimulatorHost() as other:
+        with pytest.raises(OSError, match="in use"):
+            other.run(SimulatedAreaDetector(World(clock)).start(host, port))
+    assert EpicsSignalRO(DEFAULT_PREFIX + "cam1:ArrayCounter_RBV", name="counter").get(timeout=5) >= 0
 
 
 def test_software_triggered_frames_are_analysed_as_the_flask_holds(beamline, detector, catalog):
