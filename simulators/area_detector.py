@@ -105,7 +105,7 @@ class SimulatedAreaDetector:
         self.acquisitions_started = 0  # Acquire = 1 puts honoured (back door for tests)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
-        self._context: Context | None = None
+        self._context: LoopbackContext | None = None
         self.address: tuple[str, int] | None = None
         self.pvs: dict[str, object] = {}
         rows, cols = self.synthesizer.geometry.shape
