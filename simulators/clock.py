@@ -10,7 +10,9 @@ timestamps from a dry run look like the hutch's.
   earliest pending deadline and wakes that waiter once both sides are quiet: the
   simulated world (no simulator serving a request: :meth:`touch`, :meth:`busy`) and the
   process around it, which the clock observes itself (:mod:`.quiet`): for ``idle_s`` of
-  wall time no thread but those waiting on the clock has used CPU, and none is runnable.
+  wall time no thread but those waiting on the clock has used CPU, none is runnable, and no
+  packet waits in the kernel's network backlog (``idle_s`` 3 ms: with 1 ms and less, a
+  heater read due at one world time has come after the next jump, how is not known yet).
   Devices only read the time and wait for deadlines; they never tell the clock when they
   work. A 2-hour protocol thus runs as fast as the code around it, in the order of its
   deadlines, and the same way on an idle and on a loaded machine.

@@ -15,6 +15,13 @@ the GIL runs. A thread asleep in ``nanosleep`` (``time.sleep``: Modbus's inter-f
 before a request, a retry's back-off) is counted as working too: it passes wall time inside a
 transaction and goes on by itself (unless it has slept long: :class:`ThreadWatch`).
 
+A message between two threads on the loopback is, for a moment, in no thread: the kernel
+normally delivers it within the sender's system call, waking the reader there, but on a busy
+machine it may leave the delivery to its own ``ksoftirqd`` thread, and the packet waits in a
+CPU's network backlog meanwhile. ``/proc/net/softnet_stat`` gives each backlog's length
+(Linux 5.10 on): a packet waiting there counts as work. Where the kernel does not say, only the
+clock's ``idle_s`` of quiet covers such a delivery.
+
 What it cannot see: a thread in a timed wait (a condition, ``select``) that will act on the
 world when its time-out ends rather than when woken. The simulators avoid such waits (the
 simulated IOC turns off caproto's 10 ms batching of monitor updates).
@@ -24,6 +31,7 @@ Without ``/proc`` (not Linux) only the CPU-time test is made.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -31,6 +39,8 @@ from typing import Iterable
 
 _TASKS = "/proc/self/task"
 _HAS_PROC = os.path.isdir(_TASKS)
+_SOFTNET = "/proc/net/softnet_stat"
+_SOFTNET_BYTES = 1 << 17  # ~140 bytes a CPU
 #: System call numbers of nanosleep and clock_nanosleep (a thread in ``time.sleep``).
 _SLEEPS = {"x86_64": (b"35", b"230"), "aarch64": (b"101", b"115")}.get(platform.machine(), ())
 
@@ -72,6 +82,16 @@ class ThreadWatch:
         self.long_sleep_s = long_sleep_s
         self._sleepers: dict[str, tuple[bytes, float]] = {}  # tid -> (run time, seen asleep since)
         self._files: dict[str, _TaskFiles] = {}
+        self._softnet: int | None = None  # its file, opened on the first look
+
+    def packets_queued(self) -> bool:
+        """True if a packet waits in a CPU's network backlog (False where the kernel does not
+        say: :func:`kernel_shows_backlog`)."""
+        if not kernel_shows_backlog():
+            return False
+        if self._softnet is None:
+            self._softnet = os.open(_SOFTNET, os.O_RDONLY)
+        return backlog_packets(os.pread(self._softnet, _SOFTNET_BYTES, 0)) > 0
 
     def anyone_working(self, excluded_native_ids: Iterable[int] = ()) -> bool:
         """True if a thread of this process, other than ``excluded_native_ids`` (kernel thread
@@ -79,6 +99,8 @@ class ThreadWatch:
         briefly now."""
         if not _HAS_PROC:
             return False
+        if self.packets_queued():
+            return True
         skip = {str(tid) for tid in excluded_native_ids}
         now, working, sleepers = time.monotonic(), False, {}
         tids = os.listdir(_TASKS)
@@ -107,6 +129,28 @@ class ThreadWatch:
         for files in self._files.values():
             files.close()
         self._files.clear()
+        if self._softnet is not None:
+            os.close(self._softnet)
+            self._softnet = None
+
+
+def backlog_packets(softnet_stat: bytes) -> int:
+    """Packets waiting in the CPUs' network backlogs, from ``/proc/net/softnet_stat`` (a line
+    per CPU, hexadecimal fields; the 12th is that CPU's backlog, the 13th the CPU's number)."""
+    return sum(int(line.split()[11], 16) for line in softnet_stat.splitlines())
+
+
+@functools.cache
+def kernel_shows_backlog() -> bool:
+    """True if ``/proc/net/softnet_stat`` has each backlog's length: its lines then go on with
+    each CPU's number, increasing (Linux 5.10 on; older kernels end before)."""
+    try:
+        with open(_SOFTNET, "rb") as stat:
+            rows = [line.split() for line in stat.read().splitlines()]
+        cpus = [int(row[12], 16) for row in rows]
+    except (OSError, IndexError, ValueError):
+        return False
+    return bool(cpus) and cpus == sorted(set(cpus))
 
 
 class _TaskFiles:

@@ -3,6 +3,7 @@ deadlines a leap has passed are reached in their order, each once the process is
 clock's scheduler sleeps instead of polling; the thread watch keeps its /proc files only for
 threads that exist."""
 
+import platform
 import subprocess
 import sys
 import threading
@@ -130,3 +131,38 @@ def test_the_thread_watch_keeps_files_open_only_for_threads_that_exist():
     assert int(seen["ended"]) == 0  # the ended threads' files are closed at the next look
     assert seen["working"] == "True"  # a thread started since is seen working
     assert int(seen["closed"]) == 0
+
+
+def _online_cpus() -> list[int]:
+    """The online CPUs' numbers, from /sys (e.g. "0-3,6")."""
+    with open("/sys/devices/system/cpu/online") as listed:
+        spans = [span.split("-") for span in listed.read().strip().split(",")]
+    return [cpu for span in spans for cpu in range(int(span[0]), int(span[-1]) + 1)]
+
+
+@pytest.mark.skipif(not quiet._HAS_PROC, reason="needs Linux /proc")
+def test_the_thread_watch_reads_the_network_backlogs_where_the_kernel_gives_them():
+    """A packet on its way over the loopback, left to ksoftirqd on a busy machine, waits in a
+    CPU's backlog: the watch reads the 12th field of /proc/net/softnet_stat, where (Linux 5.10
+    on) the 13th is that line's CPU. Checked against this kernel's file and /sys's CPU list."""
+    with open("/proc/net/softnet_stat", "rb") as stat:
+        table = stat.read()
+    rows = [line.split() for line in table.splitlines()]
+    release = tuple(int(part) for part in platform.release().split(".")[:2])
+    assert quiet.kernel_shows_backlog() == (release >= (5, 10))
+    if quiet.kernel_shows_backlog():
+        assert [int(row[12], 16) for row in rows] == _online_cpus()
+        assert quiet.backlog_packets(table) == sum(int(row[11], 16) for row in rows) >= 0
+        watch = quiet.ThreadWatch()
+        try:
+            watch.packets_queued()  # opens the file ...
+            assert watch._softnet is not None
+        finally:
+            watch.close()  # ... which closing the watch closes
+        assert watch._softnet is None
+    # the kernel's format (6.x: ... flow_limit_count backlog cpu input_qlen process_qlen)
+    two_cpus = (b"0000a881 00000000 00000000 00000000 00000000 00000000 00000000 00000000 "
+                b"00000000 00000000 00000000 00000002 00000000 00000002 00000000\n"
+                b"0000c337 00000000 00000001 00000000 00000000 00000000 00000000 00000000 "
+                b"00000000 00000000 00000000 00000011 00000001 00000010 00000001\n")
+    assert quiet.backlog_packets(two_cpus) == 2 + 17
