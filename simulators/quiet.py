@@ -11,9 +11,11 @@ call. So, outside the threads that wait on the clock itself, "no CPU time spent 
 runnable" means nothing in the process can still act at the world's current time: a device
 between two requests, a reply on its way, a Status callback, a worker picking up a task — all
 of them show. A thread waiting for the GIL shows too: it ran to get there, or the thread holding
-the GIL runs. A thread asleep in ``nanosleep`` (``time.sleep``: Modbus's inter-frame silence
-before a request, a retry's back-off) is counted as working too: it passes wall time inside a
-transaction and goes on by itself (unless it has slept long: :class:`ThreadWatch`).
+the GIL runs, unless that is the looking thread itself (a sleep that ends during the look):
+the clock's scheduler lets go of the GIL after a quiet look and looks again. A thread asleep
+in ``nanosleep`` (``time.sleep``: Modbus's inter-frame silence before a request, a retry's
+back-off) is counted as working too: it passes wall time inside a transaction and goes on by
+itself (unless it sleeps long: :class:`ThreadWatch`).
 
 A message between two threads on the loopback is, for a moment, in no thread: the kernel
 normally delivers it within the sender's system call, waking the reader there, but on a busy
@@ -34,6 +36,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import struct
 import time
 from typing import Iterable
 
@@ -68,10 +71,13 @@ def same_cpu(before: tuple[int, int], after: tuple[int, int]) -> bool:
 class ThreadWatch:
     """Sees whether a thread of this process is working now (see module docstring).
 
-    A thread asleep in ``time.sleep`` counts as working until it has slept ``long_sleep_s``
-    without running: longer sleeps are a library's periodic chores (Channel Access's
-    unresponsive-server check every 0.5 s, ophyd's debug monitor every 1 s), not a
-    transaction's silence (Modbus RTU's 3.5 characters: 4 ms at 9600 baud).
+    A thread asleep in ``time.sleep`` counts as working from ``long_sleep_s`` before its
+    wake-up on, and after it while it has not yet run (a timer late on a virtual machine: a
+    Modbus silence of 4 ms once slept 10 ms there): longer sleeps are a library's periodic
+    chores (Channel Access's unresponsive-server check every 0.5 s, ophyd's debug monitor every
+    1 s), not a transaction's silence (Modbus RTU's 3.5 characters: 4 ms at 9600 baud). Where
+    the wake-up time cannot be read, a sleeper counts as working until it has slept
+    ``long_sleep_s`` without running.
 
     The ``/proc`` files of each thread are opened once and read again in place (``pread``):
     a look at 40 threads then takes ~0.3 ms instead of ~0.9 ms, and a jumping clock looks
@@ -83,6 +89,7 @@ class ThreadWatch:
         self._sleepers: dict[str, tuple[bytes, float]] = {}  # tid -> (run time, seen asleep since)
         self._files: dict[str, _TaskFiles] = {}
         self._softnet: int | None = None  # its file, opened on the first look
+        self._memory: int | None = None  # /proc/self/mem, opened on the first sleeper seen
 
     def packets_queued(self) -> bool:
         """True if a packet waits in a CPU's network backlog (False where the kernel does not
@@ -116,7 +123,11 @@ class ThreadWatch:
             # "<tid> (<name>) <state> ...": the name may hold spaces and parentheses
             if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] in (b"R", b"D"):
                 working = True
-            elif _SLEEPS and files.read("syscall").split(b" ", 1)[0] in _SLEEPS:
+            elif _SLEEPS and (call := files.read("syscall").split(b" ", 4))[0] in _SLEEPS:
+                wake = self._wake_time(call)
+                if wake is not None:  # due soon, or overdue (a late timer: a VM's CPU stolen)
+                    working |= wake - now < self.long_sleep_s
+                    continue
                 ran = files.read("schedstat").split(b" ", 1)[0]
                 seen = self._sleepers.get(tid)
                 sleepers[tid] = seen if seen is not None and seen[0] == ran else (ran, now)
@@ -124,14 +135,30 @@ class ThreadWatch:
         self._sleepers = sleepers
         return working
 
+    def _wake_time(self, call: list[bytes]) -> float | None:
+        """When (``time.monotonic()`` s) a thread in ``call`` (its ``/proc`` syscall fields)
+        wakes: CPython's ``time.sleep`` is ``clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME,
+        &deadline)``, the deadline on the sleeping thread's stack, read from
+        ``/proc/self/mem``; None for another sleep, or if that cannot be read."""
+        if call[0] != _SLEEPS[1] or len(call) < 4 or call[1:3] != [b"0x1", b"0x1"]:
+            return None
+        try:
+            if self._memory is None:
+                self._memory = os.open("/proc/self/mem", os.O_RDONLY)
+            seconds, nanoseconds = struct.unpack("qq", os.pread(self._memory, 16, int(call[3], 16)))
+        except (OSError, ValueError, struct.error):  # woken meanwhile, or not ours to read
+            return None
+        return seconds + nanoseconds * 1e-9
+
     def close(self) -> None:
         """Close the ``/proc`` files kept open."""
         for files in self._files.values():
             files.close()
         self._files.clear()
-        if self._softnet is not None:
-            os.close(self._softnet)
-            self._softnet = None
+        for fd in (self._softnet, self._memory):
+            if fd is not None:
+                os.close(fd)
+        self._softnet = self._memory = None
 
 
 def backlog_packets(softnet_stat: bytes) -> int:

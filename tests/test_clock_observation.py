@@ -166,3 +166,59 @@ def test_the_thread_watch_reads_the_network_backlogs_where_the_kernel_gives_them
                 b"0000c337 00000000 00000001 00000000 00000000 00000000 00000000 00000000 "
                 b"00000000 00000000 00000000 00000011 00000001 00000010 00000001\n")
     assert quiet.backlog_packets(two_cpus) == 2 + 17
+
+
+def test_a_sleep_that_ends_while_the_clock_looks_is_not_jumped_past():
+    """Modbus's inter-frame silence: a thread sleeps a few ms, then acts at the world's time.
+    Its sleep may end while the clock's scheduler holds the GIL for its look: it then waits for
+    the GIL, asleep on a futex like an idle thread. The clock must not take that for quiet (it
+    did at idle_s 0.5-1 ms: a heater read came after the next jump)."""
+    clock = WorldClock(speed=None, idle_s=0.0005, patience_s=60.0)  # no forced jump under load
+    start = clock.now()
+    seen = []
+
+    def transactions():
+        for _ in range(150):
+            time.sleep(0.004)
+            seen.append(clock.now())
+
+    worker = threading.Thread(target=transactions)
+    waiter = threading.Thread(target=clock.sleep_until, args=(start + 1.0,))
+    worker.start()
+    waiter.start()
+    worker.join()
+    waiter.join(5.0)
+    reached = clock.now()
+    clock.close()
+    assert reached == start + 1.0  # the waiter's deadline, once the worker was done
+    assert [t - start for t in seen if t != start] == []
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64") or not quiet._HAS_PROC,
+                    reason="reads clock_nanosleep's arguments from Linux /proc")
+def test_the_thread_watch_reads_when_a_sleeping_thread_wakes():
+    """time.sleep is clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline): the watch reads
+    the deadline from the sleeping thread's stack, so a sleep whose timer is late still counts
+    as work about to happen, and a long one (a library's chore) does not hold the clock."""
+    planned = []
+
+    def sleeper():
+        planned.append(time.monotonic() + 0.5)
+        time.sleep(0.5)
+
+    thread = threading.Thread(target=sleeper)
+    watch = quiet.ThreadWatch()
+    try:
+        thread.start()
+        deadline, call = time.monotonic() + 5.0, []
+        while time.monotonic() < deadline:  # until the thread is in its sleep
+            with open(f"/proc/self/task/{thread.native_id}/syscall", "rb") as syscall:
+                call = syscall.read().split(b" ", 4)
+            if call[0] == quiet._SLEEPS[1]:
+                break
+            time.sleep(0.001)
+        wake = watch._wake_time(call)
+    finally:
+        thread.join()
+        watch.close()
+    assert wake is not None and 0 <= wake - planned[0] < 0.005, (wake, planned)
