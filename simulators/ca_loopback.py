@@ -61,7 +61,7 @@ class LoopbackContext(Context):
     process on the host, ~ one in 28 000 per live IOC), and the IOC's socket, bound to the more
     specific 127.0.0.1, takes the search replies meant for that client, which never connects
     ("could not connect within 10.0-second timeout"). A plainly bound socket shares its port with
-    no one: tests/test_area_detector.py::test_no_client_socket_can_share_the_search_port."""
+    no one: tests/test_area_detector.py::test_no_channel_access_client_can_share_the_search_port."""
 
     def __init__(self, pvdb: dict, host: str, port: int = 0):
         super().__init__(pvdb, interfaces=[host])
