@@ -46,6 +46,8 @@ _SOFTNET = "/proc/net/softnet_stat"
 _SOFTNET_BYTES = 1 << 17  # ~140 bytes a CPU
 #: System call numbers of nanosleep and clock_nanosleep (a thread in ``time.sleep``).
 _SLEEPS = {"x86_64": (b"35", b"230"), "aarch64": (b"101", b"115")}.get(platform.machine(), ())
+#: clock_nanosleep's first two arguments in ``time.sleep``: CLOCK_MONOTONIC, TIMER_ABSTIME.
+_MONOTONIC_DEADLINE = [b"0x1", b"0x1"]
 
 
 def cpu_ns(excluded: Iterable[int] = ()) -> tuple[int, int]:
@@ -140,7 +142,7 @@ class ThreadWatch:
         wakes: CPython's ``time.sleep`` is ``clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME,
         &deadline)``, the deadline on the sleeping thread's stack, read from
         ``/proc/self/mem``; None for another sleep, or if that cannot be read."""
-        if call[0] != _SLEEPS[1] or len(call) < 4 or call[1:3] != [b"0x1", b"0x1"]:
+        if call[0] != _SLEEPS[1] or len(call) < 4 or call[1:3] != _MONOTONIC_DEADLINE:
             return None
         try:
             if self._memory is None:
