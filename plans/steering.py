@@ -12,7 +12,8 @@
   dense schedule from B's firing, as :func:`~ncsynth.plans.double_injection` takes them.
 
 After every frame the plan waits for that frame's fit (:class:`~ncsynth.steering_feed.FitFeed`)
-at most until the next frame is due, and applies the rule of :mod:`.decisions` to the running
+at most until the next frame is due (in the world's time: a dry run's simulated world waits
+with it, so its decisions do not depend on the machine's speed), and applies the rule of :mod:`.decisions` to the running
 estimate of the last frames. The decision, the numbers it used, the action, and its latency
 (the newest fit's arrival to the device's reply, wall clock; the newest frame's mid-exposure to
 the action, world clock) are one event of the run's stream ``agent``.
@@ -110,14 +111,13 @@ class Steering:
         return hook
 
     def _wait_for_fit(self, next_deadline: float | None) -> None:
-        """Block until this frame's fit has come, at most until the next frame is due (all
-        of ``analysis_stall_s`` after the last frame); set :attr:`fallback` when the analysis
-        is lost or has delivered nothing for ``analysis_stall_s`` of wall time."""
-        budget_s = self.limits.analysis_stall_s if next_deadline is None else \
-            min(self.limits.analysis_stall_s,
-                max(0.0, next_deadline - timebase.now() - DEADLINE_MARGIN_S))
+        """Block until this frame's fit has come, at most until the next frame is due (world
+        time: a dry run's world waits with the plan, see :meth:`FitFeed.wait_for`) and at most
+        ``analysis_stall_s`` of wall time; set :attr:`fallback` when the analysis is lost or
+        has delivered nothing for ``analysis_stall_s`` of wall time."""
         before = len(self.feed)
-        self.feed.wait_for(self.frames, budget_s)
+        self.feed.wait_for(self.frames, self.limits.analysis_stall_s,
+                           None if next_deadline is None else next_deadline - DEADLINE_MARGIN_S)
         now = time.perf_counter()
         if len(self.feed) > before:
             self._last_arrival_wall = now

@@ -4,6 +4,9 @@ documents (what the live analysis would send; its own behaviour is in test_steer
 """
 
 import dataclasses
+import queue
+import threading
+import time
 
 import pytest
 
@@ -30,12 +33,26 @@ def recipe(sim):
                   syringe_b=(Chemical(*QUENCH_CONTENTS),))
 
 
-def fits_per_frame(RE, feed, radii_nm, on_frame=None):
-    """Feed ``feed`` the fit of each primary frame as its event is emitted: radius
-    ``radii_nm[k]`` for frame k; ``on_frame(k)`` is called first."""
+def fits_per_frame(RE, feed, radii_nm, on_frame=None, late_s=0.0):
+    """Feed ``feed`` the fit of each primary frame as its event is emitted (``late_s`` of wall
+    time later, from another thread, in order): radius ``radii_nm[k]`` for frame k;
+    ``on_frame(k)`` is called first."""
     fits = iter(derived_fits_documents(radii_nm, err_nm=0.002))
     for name, doc in (next(fits), next(fits)):
         feed(name, doc)
+    deliver = feed
+    if late_s > 0:
+        queued = queue.Queue()
+
+        def analysis():  # slower than the frames: each fit late_s after its frame
+            while True:
+                sent, doc = queued.get()
+                time.sleep(max(0.0, sent + late_s - time.perf_counter()))
+                feed(*doc)
+        threading.Thread(target=analysis, daemon=True).start()
+
+        def deliver(name, doc):
+            queued.put((time.perf_counter(), (name, doc)))
     primary, count = set(), [0]
 
     def callback(name, doc):
@@ -45,7 +62,7 @@ def fits_per_frame(RE, feed, radii_nm, on_frame=None):
             if on_frame is not None:
                 on_frame(count[0])
             count[0] += 1
-            feed(*next(fits))
+            deliver(*next(fits))
     RE.subscribe(callback)
 
 
@@ -70,6 +87,29 @@ def test_a_quench_fires_piston_b_once_the_running_radius_reaches_the_target(beam
     assert sim.world.deliveries[-1][1] == QUENCH_CHARGE  # cold solvent, no precursor
     sim.world.advance()
     assert sim.world.controller.output_percent == 0 and not sim.world.injector.snapshot()["armed"]
+
+
+def test_the_decision_waits_for_the_fit_of_its_frame_however_slow_the_analysis(beamline):
+    """The simulated world waits with the plan for each frame's fit (the budget to the next
+    frame is world time): fits arriving 0.3 s of wall time after frames 0.1-0.2 s apart give
+    the decision of fits arriving at once, on the frame whose fit crossed (CI saw a steered
+    dry run fire piston B a frame late when a fit came later than the frame interval)."""
+    sim, dev, RE, docs = beamline
+    feed = FitFeed()
+    fits_per_frame(RE, feed, [1.8 + 0.02 * k for k in range(40)], late_s=0.3)  # 2.0 at k=10
+    RE(steered_synthesis(dev.heater, dev.injector, dev.detector, recipe(sim), feed=feed,
+                         target_radius_nm=2.0, quench=True, limits=LIMITS, n_frames=40,
+                         ratio=1.05, n_background=2, monitor_period_s=5, timer=dev.timer))
+    assert docs[-1][1]["exit_status"] == "success"
+    primary = {d["uid"] for n, d in docs if n == "descriptor" and d["name"] == "primary"}
+    agent = {d["uid"] for n, d in docs if n == "descriptor" and d["name"] == "agent"}
+    events = [d for n, d in docs if n == "event" and d["descriptor"] in primary | agent]
+    decided = next(i for i, d in enumerate(events) if d["descriptor"] in agent)
+    frames_before = sum(d["descriptor"] in primary for d in events[:decided])
+    decision = events[decided]["data"]
+    assert decision["agent_fit_time_s"] == frames_before - 1  # the fit of the frame just taken
+    assert 2.0 <= decision["agent_radius_nm"] - 2 * decision["agent_radius_err_nm"] < 2.03
+    assert decision["agent_n_fits"] == 5
 
 
 def test_a_spent_piston_b_is_not_fired_and_the_refusal_is_recorded(beamline):

@@ -158,8 +158,10 @@ def _dry_run(catalog, writer, root, config, options, analysis, progress, plan, p
             # background thread (two writers would contend for the SQLite catalog). The dry
             # run waits for its analysis rather than dropping frames from it: the same fits
             # on any machine, however far ahead of the analysis the simulated beamline runs.
-            # or, with [analysis] publish_address, published to the analysis service
-            live = analysis_subscriber(config, writer if feed is None else _both(writer, feed),
+            # or, with [analysis] publish_address, published to the analysis service. A
+            # steered plan reads each fit before the writer journals it (a slow disk's fsync
+            # does not delay its decision).
+            live = analysis_subscriber(config, writer if feed is None else _both(feed, writer),
                                        root / "figures", in_process="analysis" not in processes,
                                        maxsize=_NEVER_DROP)
             if feed is not None:  # a steered plan waits on the fits: tell it the analysis died

@@ -8,7 +8,8 @@
   ``agent`` stream: the decisions, what a dry run's summary lists under ``decisions``
   (and what a replay of the run reads back).
 
-Light: the standard library and :mod:`ncsynth.plans.decisions` (numpy) only.
+Light: the standard library, :mod:`ncsynth.timebase` and :mod:`ncsynth.plans.decisions`
+(numpy) only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import threading
 import time
 
+from ncsynth import timebase
 from ncsynth.analysis.derived_run import FITS
 from ncsynth.plans.decisions import AGENT, FitPoint
 
@@ -61,9 +63,15 @@ class FitFeed:
             self.error = self.error or why
             self._cond.notify_all()
 
-    def wait_for(self, count: int, timeout_s: float | None) -> bool:
-        """Block until ``count`` frames' fits have come (True), ``timeout_s`` of wall time
-        has passed or the analysis is lost (False)."""
+    def wait_for(self, count: int, timeout_s: float | None,
+                 world_deadline: float | None = None) -> bool:
+        """Block until ``count`` frames' fits have come (True), or until ``timeout_s`` of wall
+        time has passed, the active clock (:mod:`ncsynth.timebase`) has reached
+        ``world_deadline`` (epoch s) or the analysis is lost (False).
+
+        ``world_deadline`` is the world's: at the hutch it comes with the wall clock; in a dry
+        run on a jumping clock held by the waiting plan the world stands still, and only the
+        fit (or ``timeout_s``) ends the wait, however slowly this machine analyses."""
         deadline = None if timeout_s is None else time.perf_counter() + timeout_s
         with self._cond:
             while len(self._points) < count and not self.error:
@@ -71,10 +79,15 @@ class FitFeed:
                 if problem:
                     self.error = problem
                     break
-                left = None if deadline is None else deadline - time.perf_counter()
-                if left is not None and left <= 0:
+                left = HEALTH_POLL_S if deadline is None else \
+                    min(deadline - time.perf_counter(), HEALTH_POLL_S)
+                if world_deadline is not None:  # world seconds left, in wall seconds
+                    clock = timebase.get_clock()
+                    left = min(left, (world_deadline - clock.now()) /
+                               (getattr(clock, "speed", None) or 1.0))
+                if left <= 0:
                     break
-                self._cond.wait(HEALTH_POLL_S if left is None else min(left, HEALTH_POLL_S))
+                self._cond.wait(left)
             return len(self._points) >= count
 
     def points(self) -> list[FitPoint]:
