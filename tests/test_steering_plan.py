@@ -40,19 +40,22 @@ def fits_per_frame(RE, feed, radii_nm, on_frame=None, late_s=0.0):
     fits = iter(derived_fits_documents(radii_nm, err_nm=0.002))
     for name, doc in (next(fits), next(fits)):
         feed(name, doc)
-    deliver = feed
-    if late_s > 0:
-        queued = queue.Queue()
+    queued = queue.Queue()
 
-        def analysis():  # slower than the frames: each fit late_s after its frame
-            while True:
-                sent, doc = queued.get()
-                time.sleep(max(0.0, sent + late_s - time.perf_counter()))
-                feed(*doc)
-        threading.Thread(target=analysis, daemon=True).start()
-
-        def deliver(name, doc):
+    def deliver(name, doc):
+        if late_s > 0:
             queued.put((time.perf_counter(), (name, doc)))
+        else:
+            feed(name, doc)
+
+    def analysis():  # slower than the frames: each fit late_s after its frame
+        while True:
+            sent, doc = queued.get()
+            time.sleep(max(0.0, sent + late_s - time.perf_counter()))
+            feed(*doc)
+
+    if late_s > 0:
+        threading.Thread(target=analysis, daemon=True).start()
     primary, count = set(), [0]
 
     def callback(name, doc):
