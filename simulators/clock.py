@@ -80,6 +80,7 @@ class WorldClock:
         self.jumps_made = self.not_quiet = self.forced = self.let_go = 0
         self._scheduler = None
         if self.jumps:
+            single_blas_thread()
             self._scheduler = threading.Thread(target=self._schedule, name="world-clock",
                                                daemon=True)
             self._scheduler.start()
@@ -393,6 +394,18 @@ class WorldClock:
             self._cond.acquire()
         return not runnable and self._activity == seen and self._busy <= holds \
             and same_cpu(used, self._cpu_ns())
+
+
+def single_blas_thread() -> None:
+    """Limit this process's BLAS (numpy's OpenBLAS) to one thread, as ``ncsynth`` commands do
+    before numpy loads. A jumping clock needs it wherever numpy was loaded first (pytest, a
+    notebook): OpenBLAS's idle workers spin ~0.1 s after each matrix product (the frame
+    synthesis makes one per frame), the clock sees a thread working and waits; measured: a
+    software-triggered frame 118 ms of wall time in jump mode, a steered dry run 50 s (24 s
+    with one thread)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def then_if_reached(reached: bool, then: Callable[[], object] | None) -> bool:

@@ -5,9 +5,14 @@ import threading
 
 import pytest
 
+from ncsynth.simulators.clock import single_blas_thread
+
 # One BLAS thread, as the CLI sets: the small matrix products of frame synthesis and fitting
-# are ~50x slower with multithreaded OpenBLAS on a loaded 2-core machine. Before numpy loads.
+# are ~50x slower with multithreaded OpenBLAS on a loaded 2-core machine. The variable reaches
+# the processes the tests start; this one has numpy loaded already (by a plugin), so its
+# OpenBLAS is limited at run time too (a jumping clock does the same: see simulators/clock.py).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+single_blas_thread()
 
 #: caproto's client threads, shared by every Channel Access channel of the process: an uncaught
 #: error ends one (e.g. a subscription given to the activation thread as its IOC went away,
