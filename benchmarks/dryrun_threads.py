@@ -64,7 +64,7 @@ def report():
     for name, cpu in seen.values():
         per[re.sub(r"\d+", "#", name)] += cpu
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    jumps = [(c.jumps_made, c.not_quiet) for c in clocks if c.jumps]
+    jumps = [(c.jumps_made, c.not_quiet, c.forced, c.let_go) for c in clocks if c.jumps]
     print("THREADS " + json.dumps({"threads": per.most_common(),
           "process_cpu_s": own.ru_utime + own.ru_stime, "process_sys_s": own.ru_stime,
           "children_cpu_s": children.ru_utime + children.ru_stime, "jumps": jumps}), flush=True)
@@ -97,8 +97,9 @@ def main(extra: list[str]) -> None:
           f"{summary.get('final_radius_nm')!r} nm")
     print(f"dry run's process {threads['process_cpu_s']:.1f} s CPU ({threads['process_sys_s']:.1f} s "
           f"sys); its children (catalog writer, live analysis) {threads['children_cpu_s']:.1f} s")
-    for jumps, refused in threads["jumps"]:
-        print(f"jumping clock: {jumps} jumps, {refused} quiet windows refused (process working)")
+    for jumps, refused, forced, let_go in threads["jumps"]:
+        print(f"jumping clock: {jumps} jumps, {refused} quiet windows refused (process working), "
+              f"{forced} forced after patience_s, {let_go} reached deadlines let go after keep_s")
     print("CPU s per thread of the dry run's process:")
     for name, cpu in threads["threads"]:
         if cpu >= 0.1:

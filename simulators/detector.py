@@ -18,7 +18,9 @@ q = 5 nm⁻¹ at 18 keV) and detector read-out noise are not modelled.
 Speed: I(q) is evaluated on a fine logarithmic q grid (default 1024 points spanning the
 unmasked pixels) and interpolated linearly per pixel through a precomputed index/weight
 table; a full 480×480 frame costs one matrix-vector product for I(q), two gathers and the
-Poisson draw (see ``benchmarks/detector.py``).
+Poisson draw, which is most of it (~6 ms in one stream): the pixels are drawn from
+:data:`NOISE_STREAMS` independent streams (spawned from the seed) in as many threads, numpy
+drawing without the GIL (see ``benchmarks/detector.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +40,21 @@ from ncsynth.analysis.scattering import AVOGADRO_PER_MOL, distribution_intensity
 FRAME_DTYPE = np.dtype("<u4")
 #: mol/L per (1/m³): n / (N_A · 1000 L/m³).
 MOLAR_PER_M3 = 1.0 / (AVOGADRO_PER_MOL * 1000.0)
+#: Independent Poisson streams (spawned from a synthesizer's seed) a frame is drawn from, one
+#: consecutive share of its pixels each, in as many threads: the same counts for a seed
+#: whatever the machine.
+NOISE_STREAMS = 2
+_noise_pool: ThreadPoolExecutor | None = None
+_noise_pool_lock = threading.Lock()
+
+
+def _noise_threads() -> ThreadPoolExecutor:
+    """The process's threads drawing frame noise (made on first use)."""
+    global _noise_pool
+    with _noise_pool_lock:
+        if _noise_pool is None:
+            _noise_pool = ThreadPoolExecutor(NOISE_STREAMS, thread_name_prefix="frame-noise")
+        return _noise_pool
 
 
 @dataclass(frozen=True)
@@ -84,7 +102,8 @@ class FrameSynthesizer:
     thickness_cm : sample path length, cm (4 mm, §S.2.1).
     background : the flask's own scattering.
     n_q : points of the logarithmic q grid on which I(q) is evaluated before interpolation.
-    seed : seed of the Poisson noise generator (None: fresh entropy).
+    seed : seed of the Poisson noise (:data:`NOISE_STREAMS` streams spawned from it; None:
+        fresh entropy).
     """
 
     def __init__(self, geometry: DetectorGeometry, *, flux_ph_per_s: float = 1e13,
@@ -104,7 +123,8 @@ class FrameSynthesizer:
         self.transmission = float(transmission)
         self.thickness_cm = float(thickness_cm)
         self.background = background
-        self.rng = np.random.default_rng(seed)
+        self._streams = [np.random.default_rng(stream)
+                         for stream in np.random.SeedSequence(seed).spawn(NOISE_STREAMS)]
         self._lock = threading.Lock()
 
         valid = ~geometry.mask
@@ -114,10 +134,12 @@ class FrameSynthesizer:
         index = np.clip(np.searchsorted(self.q_grid_nm, q_valid) - 1, 0, n_q - 2)
         left, right = self.q_grid_nm[index], self.q_grid_nm[index + 1]
         self._valid_flat = np.flatnonzero(valid)
-        self._index = index
-        self._weight = (q_valid - left) / (right - left)
-        # photons per (cm⁻¹ · s) landing in each valid pixel per incident photon/s
-        self._counts_per_cm_photon = self.transmission * self.thickness_cm * geometry.solid_angle_sr[valid]
+        self._index, self._index_above = index, index + 1
+        weight = (q_valid - left) / (right - left)
+        # photons per (cm⁻¹ · s) landing in each valid pixel per incident photon/s, split
+        # between the grid points either side (linear interpolation)
+        counts_per_cm_photon = self.transmission * self.thickness_cm * geometry.solid_angle_sr[valid]
+        self._below, self._above = counts_per_cm_photon * (1 - weight), counts_per_cm_photon * weight
 
     def counts_scale(self, exposure_s: float) -> float:
         """flux · t_exp · transmission · thickness (photons·cm per sr); times ΔΩ·I gives counts.
@@ -143,17 +165,31 @@ class FrameSynthesizer:
         grid = np.asarray(intensity_on_grid_cm, dtype=float)
         if grid.shape != self.q_grid_nm.shape:
             raise ValueError(f"intensity_on_grid_cm must have shape {self.q_grid_nm.shape}, got {grid.shape}")
-        lo = grid[self._index]
-        per_pixel = lo + self._weight * (grid[self._index + 1] - lo)
+        per_pixel = grid[self._index]
+        per_pixel *= self._below
+        above = grid[self._index_above]
+        above *= self._above
+        per_pixel += above
+        per_pixel *= self.flux_ph_per_s * exposure_s
         expected = np.zeros(self.geometry.shape, dtype=float)
-        expected.ravel()[self._valid_flat] = per_pixel * self._counts_per_cm_photon * (self.flux_ph_per_s * exposure_s)
+        expected.ravel()[self._valid_flat] = per_pixel
         return expected
 
     def noisy(self, expected_counts: np.ndarray) -> np.ndarray:
-        """One Poisson realisation of ``expected_counts`` as a ``uint32`` frame (seeded generator)."""
+        """One Poisson realisation of ``expected_counts`` as a ``uint32`` frame (seeded streams,
+        one share of the pixels each, drawn in parallel)."""
+        expected = np.asarray(expected_counts, dtype=float)
+        flat = expected.ravel()
+        frame = np.empty(flat.shape, FRAME_DTYPE)
+        bounds = np.linspace(0, flat.size, NOISE_STREAMS + 1).astype(int)
+
+        def draw(k: int) -> None:
+            share = slice(bounds[k], bounds[k + 1])
+            frame[share] = self._streams[k].poisson(flat[share])
+
         with self._lock:
-            counts = self.rng.poisson(expected_counts)
-        return counts.astype(FRAME_DTYPE)
+            list(_noise_threads().map(draw, range(NOISE_STREAMS)))
+        return frame.reshape(expected.shape)
 
     def synthesize(self, radius_nm, number_concentration_molar, temperature_c: float,
                    exposure_s: float) -> tuple[np.ndarray, np.ndarray]:
