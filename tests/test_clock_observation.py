@@ -3,6 +3,8 @@ deadlines a leap has passed are reached in their order, each once the process is
 clock's scheduler sleeps instead of polling; the thread watch keeps its /proc files only for
 threads that exist."""
 
+import json
+import os
 import platform
 import subprocess
 import sys
@@ -222,3 +224,29 @@ def test_the_thread_watch_reads_when_a_sleeping_thread_wakes():
         thread.join()
         watch.close()
     assert wake is not None and 0 <= wake - planned[0] < 0.005, (wake, planned)
+
+
+_BLAS_AFTER_CLOCK = """
+import json, os
+import numpy  # loaded first, as pytest's plugins or a notebook do
+from threadpoolctl import threadpool_info
+before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+from ncsynth.simulators.clock import WorldClock
+clock = WorldClock()
+after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+clock.close()
+print(json.dumps([before, after]))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS has one thread on one core")
+def test_a_jumping_clock_leaves_numpy_one_blas_thread_even_when_numpy_came_first():
+    # OpenBLAS's idle workers spin after each product: the clock would see them working and
+    # wait (a jump-mode frame took 118 ms instead of 44)
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", _BLAS_AFTER_CLOCK], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    before, after = json.loads(done.stdout.splitlines()[-1])
+    assert max(before) > 1  # the case this guards against
+    assert after and max(after) == 1
