@@ -278,8 +278,11 @@ def test_a_run_with_geometry_but_no_absolute_scale_fits_radii_on_a_relative_scal
     assert len(relative) == len(absolute) == len(SCHEDULE_S)
     assert all(fit["success"] for fit in relative + absolute)
     for rel, ab in zip(relative, absolute):
-        for key in ("radius_nm", "sigma_nm", "skewed_radius_nm", "skewness"):
+        for key in ("radius_nm", "sigma_nm", "skewed_radius_nm"):
             assert rel[key] == pytest.approx(ab[key], rel=1e-6), key
+        # the skewness (dimensionless, ~-1.7), a shape the fit settles only to its optimizer's
+        # tolerance: 1.7e-6 apart in one CI run
+        assert rel["skewness"] == pytest.approx(ab["skewness"], abs=1e-5)
         for key in ("concentration_molar", "concentration_err_molar", "concentration_syst_molar",
                     "background_cm", "yield_fraction", "skewed_concentration_molar",
                     "model_concentration_molar", "model_cadmium_molar"):
