@@ -12,11 +12,11 @@
   dense schedule from B's firing, as :func:`~ncsynth.plans.double_injection` takes them.
 
 After every frame the plan waits for that frame's fit (:class:`~ncsynth.steering_feed.FitFeed`)
-at most until the next frame is due (in the world's time: a dry run's simulated world waits
-with it, so its decisions do not depend on the machine's speed), and applies the rule of :mod:`.decisions` to the running
-estimate of the last frames. The decision, the numbers it used, the action, and its latency
-(the newest fit's arrival to the device's reply, wall clock; the newest frame's mid-exposure to
-the action, world clock) are one event of the run's stream ``agent``.
+at most until the next frame is due in the world's time (a dry run's simulated world waits
+with it), and applies the rule of :mod:`.decisions` to the running estimate of the last
+frames. The decision, the numbers it used, the action, and its latency (the newest fit's
+arrival to the device's reply, wall clock; the newest frame's mid-exposure to the action,
+world clock) are one event of the run's stream ``agent``.
 
 Safe: arguments outside the configured limits are refused before anything moves; piston B
 is checked loaded before the run opens and asked again (``STATUS?``) before it fires: a spent
@@ -49,7 +49,7 @@ from .stubs import call, end_reaction, inject
 
 logger = logging.getLogger(__name__)
 
-#: Wall time, s, the plan leaves before the next frame's deadline when it waits for a fit.
+#: World time, s, the plan leaves before the next frame's deadline when it waits for a fit.
 DEADLINE_MARGIN_S = 0.005
 
 

@@ -71,7 +71,8 @@ class FitFeed:
 
         ``world_deadline`` is the world's: at the hutch it comes with the wall clock; in a dry
         run on a jumping clock held by the waiting plan the world stands still, and only the
-        fit (or ``timeout_s``) ends the wait, however slowly this machine analyses."""
+        fit (or ``timeout_s``) ends a wait begun before the world reached ``world_deadline``,
+        however slowly this machine analyses (one begun at it ends at once: issue 15)."""
         deadline = None if timeout_s is None else time.perf_counter() + timeout_s
         with self._cond:
             while len(self._points) < count and not self.error:
