@@ -61,7 +61,14 @@ class LoopbackContext(Context):
     process on the host, ~ one in 28 000 per live IOC), and the IOC's socket, bound to the more
     specific 127.0.0.1, takes the search replies meant for that client, which never connects
     ("could not connect within 10.0-second timeout"). A plainly bound socket shares its port with
-    no one: tests/test_area_detector.py::test_no_channel_access_client_can_share_the_search_port."""
+    no one: tests/test_area_detector.py::test_no_channel_access_client_can_share_the_search_port.
+
+    Each circuit sends without Nagle's delay (``TCP_NODELAY``), as an EPICS IOC's do (rsrv sets
+    it on every client socket). caproto makes its listening socket with protocol number 0, and
+    asyncio sets ``TCP_NODELAY`` only on sockets whose protocol reads ``IPPROTO_TCP``: a monitor
+    update sent while the previous one was not yet acknowledged then waited for the client's
+    delayed ACK, up to 40 ms, in no thread (tests/test_area_detector.py::
+    test_a_monitor_update_reaches_the_client_without_waiting_for_an_acknowledgement)."""
 
     def __init__(self, pvdb: dict, host: str, port: int = 0):
         super().__init__(pvdb, interfaces=[host])
@@ -73,6 +80,11 @@ class LoopbackContext(Context):
             self._search_socket.close()
             raise
         self.ca_server_port = self._search_socket.getsockname()[1]
+
+    async def tcp_handler(self, client, addr):
+        """caproto's own, on a circuit that sends each reply at once (``TCP_NODELAY``)."""
+        client.writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await super().tcp_handler(client, addr)
 
     async def _create_broadcaster_transport(self, interface):
         """caproto's own, but with the socket bound in :meth:`__init__` (caproto calls it once

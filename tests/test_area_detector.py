@@ -8,6 +8,7 @@ reading the geometry from the PONI and mask files the simulated set-up writes.
 
 import json
 import math
+import threading
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -117,6 +118,57 @@ def test_no_channel_access_client_can_share_the_search_port(beamline):
         with pytest.raises(OSError, match="in use"):
             other.run(SimulatedAreaDetector(World(clock)).start(host, port))
     assert EpicsSignalRO(DEFAULT_PREFIX + "cam1:ArrayCounter_RBV", name="counter").get(timeout=5) >= 0
+
+
+def test_a_monitor_update_reaches_the_client_without_waiting_for_an_acknowledgement(beamline):
+    """Two updates posted back to back, the second while the first is not yet acknowledged (the
+    client's TCP acknowledges late), both reach the client's callback before a jumping clock
+    moves on. caproto's circuits sent with Nagle's algorithm on: the second update waited for
+    that acknowledgement, up to 40 ms, in no thread, and the world moved on meanwhile (in a
+    steered dry run a frame's read-out found the world at the next frame's start in 98 of 109
+    frames; with this socket option, in none)."""
+    ioc, clock, host, _ = beamline
+    pv = ioc.pvs[DEFAULT_PREFIX + INCIDENT_SUFFIX]
+    original = pv.value
+    received, arrived = [], threading.Condition()
+    flux = EpicsSignalRO(DEFAULT_PREFIX + INCIDENT_SUFFIX, name="flux")
+    flux.wait_for_connection(timeout=5)
+
+    def on_update(value, **_):
+        with arrived:
+            received.append((value, clock.now()))
+            arrived.notify_all()
+
+    stop = threading.Event()
+
+    def tick():  # a deadline ahead at any time, for the clock to jump to
+        while not stop.is_set():
+            clock.sleep(1.0, stop)
+
+    ticker = threading.Thread(target=tick)
+    flux.subscribe(on_update, run=False)
+    ticker.start()
+    posted = []
+    try:
+        for first in 1e9 + np.arange(0, 80, 2):
+            now = clock.now()
+            posted += [(first, now), (first + 1, now)]
+            host.run(_write_both(pv, first, first + 1))
+            with arrived:
+                assert arrived.wait_for(lambda: first + 1 in dict(received), 5), f"{first + 1} never arrived"
+            clock.sleep(0.25)  # the world moves on once the process is quiet
+    finally:
+        stop.set()
+        ticker.join()
+        flux.unsubscribe_all()
+        host.run(pv.write(original))
+    assert [update for update in received if 1e9 <= update[0] < 2e9] == posted
+    assert posted[-1][1] - posted[0][1] >= 39 * 0.25  # the clock jumped between the updates
+
+
+async def _write_both(pv, first, second):
+    await pv.write(first)
+    await pv.write(second)
 
 
 def test_software_triggered_frames_are_analysed_as_the_flask_holds(beamline, detector, catalog):

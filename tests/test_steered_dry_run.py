@@ -83,15 +83,14 @@ def test_piston_b_fires_within_one_frame_interval_of_the_crossing(second_at_radi
     assert report["acted"]
     (decision,) = [d for d in summary["decisions"] if d["rule"] == "second_injection_at_radius"]
     # decided on the first frame whose fit put the running line past 1.5 nm, at that frame's
-    # end (the simulated flask's number mean crosses later: the Gaussian fit's mean runs
-    # ~0.03 nm above it while the set is skewed, see analysis/superfocusing.py; reported, not
-    # asserted): so on an idle machine and beside two CPU hogs (fit 89.04 s, fired 89.08 s,
-    # crossing 86.70 s). Two full-suite CI runs were a frame later, the world clock having
-    # reached a frame's successor before the frame's read-out completed, so that the plan had
-    # no time left to wait for its fit (fit 93.18 s, fired 93.22 s, crossing 86.45 s; and fit
-    # 89.04 s, fired at 97.50 s, the start of the frame after next): issue 15, open
-    assert 0 <= decision["fit_time_s"] - report["crossing_time_s"] <= 2 * report["frame_interval_s"]
-    assert report["fired_at_s"] >= decision["fit_time_s"]
+    # end, and fired before the next frame was due (the simulated flask's number mean crosses
+    # later: the Gaussian fit's mean runs ~0.03 nm above it while the set is skewed, see
+    # analysis/superfocusing.py; reported, not asserted): fit 89.04 s, fired 89.08 s, crossing
+    # 86.70 s, idle or beside two CPU hogs. Until the simulated IOC's circuits sent without
+    # Nagle's delay, a frame's read-out often ended with the world at the next frame's start,
+    # and B fired a frame or two late (fit 93.18 s, fired 93.22 s; fired 97.50 s)
+    assert 0 <= decision["fit_time_s"] - report["crossing_time_s"] <= report["frame_interval_s"]
+    assert 0 <= report["fired_at_s"] - decision["fit_time_s"] < report["frame_interval_s"]
     assert math.isfinite(report["simulated_crossing_time_s"])
     assert decision["action"] == "piston B fired (second injection)"
     # frames went on after B on the second, dense schedule
