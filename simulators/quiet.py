@@ -25,8 +25,11 @@ CPU's network backlog meanwhile. ``/proc/net/softnet_stat`` gives each backlog's
 clock's ``idle_s`` of quiet covers such a delivery.
 
 What it cannot see: a thread in a timed wait (a condition, ``select``) that will act on the
-world when its time-out ends rather than when woken. The simulators avoid such waits (the
-simulated IOC turns off caproto's 10 ms batching of monitor updates).
+world when its time-out ends rather than when woken; and bytes a TCP socket holds back,
+unsent, until the peer acknowledges what it sent before (Nagle's algorithm, up to the peer's
+40 ms delayed acknowledgement). The simulators avoid both (the simulated IOC turns off
+caproto's 10 ms batching of monitor updates, and sends with ``TCP_NODELAY``:
+:class:`~.ca_loopback.LoopbackContext`).
 
 Without ``/proc`` (not Linux) only the CPU-time test is made.
 """
