@@ -76,13 +76,16 @@ def same_cpu(before: tuple[int, int], after: tuple[int, int]) -> bool:
 class ThreadWatch:
     """Sees whether a thread of this process is working now (see module docstring).
 
-    A thread asleep in ``time.sleep`` counts as working from ``long_sleep_s`` before its
-    wake-up on, and after it while it has not yet run (a timer late on a virtual machine: a
-    Modbus silence of 4 ms once slept 10 ms there): longer sleeps are a library's periodic
-    chores (Channel Access's unresponsive-server check every 0.5 s, ophyd's debug monitor every
-    1 s), not a transaction's silence (Modbus RTU's 3.5 characters: 4 ms at 9600 baud). Where
-    the wake-up time cannot be read, a sleeper counts as working until it has slept
-    ``long_sleep_s`` without running.
+    A thread asleep in ``time.sleep`` counts as working if its wake-up comes less than
+    ``long_sleep_s`` after the watch first saw it in that sleep, also after the wake-up while it
+    has not yet run (a timer late on a virtual machine: a Modbus silence of 4 ms once slept
+    10 ms there): a longer sleep is a library's periodic chore (Channel Access's
+    unresponsive-server check every 0.5 s, ophyd's debug monitor every 1 s), not a
+    transaction's silence (Modbus RTU's 3.5 characters: 4 ms at 9600 baud), and holds the
+    clock neither during its sleep nor as it ends (when it counted as working in its last
+    ``long_sleep_s``, a dry run's clock waited for such chores ~400 times). Where the wake-up
+    time cannot be read, a sleeper counts as working until it has slept ``long_sleep_s``
+    without running.
 
     The ``/proc`` files of each thread are opened once and read again in place (``pread``):
     a look at 40 threads then takes ~0.3 ms instead of ~0.9 ms, and a jumping clock looks
@@ -129,14 +132,15 @@ class ThreadWatch:
             if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] in (b"R", b"D"):
                 working = True
             elif _SLEEPS and (call := files.read("syscall").split(b" ", 4))[0] in _SLEEPS:
-                wake = self._wake_time(call)
-                if wake is not None:  # due soon, or overdue (a late timer: a VM's CPU stolen)
-                    working |= wake - now < self.long_sleep_s
-                    continue
-                ran = files.read("schedstat").split(b" ", 1)[0]
+                ran = files.read("schedstat").split(b" ", 1)[0]  # the same sleep while unchanged
                 seen = self._sleepers.get(tid)
                 sleepers[tid] = seen if seen is not None and seen[0] == ran else (ran, now)
-                working |= now - sleepers[tid][1] < self.long_sleep_s
+                asleep_since = sleepers[tid][1]
+                wake = self._wake_time(call)
+                if wake is not None:  # a short sleep, due or overdue (a late timer: a VM's CPU stolen)
+                    working |= wake - asleep_since < self.long_sleep_s
+                else:
+                    working |= now - asleep_since < self.long_sleep_s
         self._sleepers = sleepers
         return working
 

@@ -226,6 +226,44 @@ def test_the_thread_watch_reads_when_a_sleeping_thread_wakes():
     assert wake is not None and 0 <= wake - planned[0] < 0.005, (wake, planned)
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64") or not quiet._HAS_PROC,
+                    reason="reads clock_nanosleep's arguments from Linux /proc")
+def test_a_long_sleep_does_not_hold_the_clock_as_it_ends():
+    """A library's chore (caproto's unresponsive-server check, ophyd's debug monitor) sleeps
+    long between rounds: the watch, having seen it asleep long before its wake-up, does not take
+    it for a transaction's silence in its last ``long_sleep_s`` either (a dry run's clock waited
+    for such chores ~400 times, up to 10 ms each); an 8 ms sleep counts as work throughout."""
+    def looks_while_asleep(seconds):
+        planned = []
+        thread = threading.Thread(target=lambda: (planned.append(time.monotonic() + seconds),
+                                                  time.sleep(seconds)))
+        watch = quiet.ThreadWatch()
+        try:
+            thread.start()
+            while not planned or _syscall(thread) not in quiet._SLEEPS:  # until it sleeps
+                time.sleep(0.0001)
+            others = [tid for tid in os.listdir("/proc/self/task") if tid != str(thread.native_id)]
+            looks = []
+            while time.monotonic() < planned[0] - 0.001:
+                looks.append((planned[0] - time.monotonic(), watch.anyone_working(others)))
+                time.sleep(0.0005)
+        finally:
+            thread.join()
+            watch.close()
+        return looks
+
+    chore = looks_while_asleep(0.3)
+    assert min(left for left, _ in chore) < 0.005  # looked in its last 10 ms
+    assert not any(working for _, working in chore)
+    silences = [looks_while_asleep(0.008) for _ in range(5)]  # on a loaded machine some
+    assert any(silences) and all(working for looks in silences for _, working in looks)  # end unseen
+
+
+def _syscall(thread) -> bytes:
+    with open(f"/proc/self/task/{thread.native_id}/syscall", "rb") as syscall:
+        return syscall.read().split(b" ", 1)[0]
+
+
 _BLAS_AFTER_CLOCK = """
 import json, os
 import numpy  # loaded first, as pytest's plugins or a notebook do
