@@ -55,6 +55,7 @@ from ophyd.signal import DerivedSignal
 from ncsynth import caproto_environment, timebase
 from ncsynth.config_schema import FRAME_COMPRESSIONS as COMPRESSIONS
 from ncsynth.errors import first_line
+from . import background
 from .channel_access import CONNECTION_TIMEOUT_S, drain_utility_threads, forget_staging, patient_channel_access
 from .detector import DetectorError, FrameDetector, checked_exposure
 from .frames_in_flight import FramesInFlight, PendingFrame
@@ -296,8 +297,8 @@ class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
         exposure = checked_exposure(self._exposure_s if exposure_s is None else exposure_s)
         timeout = exposure + self.timeout_s
         pending = self._exposing = self._in_flight.start(math.nan, collected, self)
-        pending.timer = threading.Timer(timeout, self._late, args=(pending, timeout))
-        pending.timer.daemon = True
+        pending.timer = background.Timer(timeout, self._late, args=(pending, timeout),
+                                         name=f"{self.name}-timeout")
         pending.t_start = timebase.now()
         try:
             self.cam.acquire.put(1, use_complete=True)

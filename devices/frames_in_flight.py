@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from ophyd.status import DeviceStatus
 
+from .background import Timer
+
 
 @dataclass(eq=False)
 class PendingFrame:
@@ -27,7 +29,7 @@ class PendingFrame:
     written: DeviceStatus
     exposed: DeviceStatus
     readings: dict | None = None
-    timer: threading.Timer | None = field(default=None, repr=False)
+    timer: Timer | None = field(default=None, repr=False)
 
 
 class FramesInFlight:

@@ -4,7 +4,8 @@ import logging
 import threading
 import time
 
-from ncsynth.devices.background import WorkerPool
+from ncsynth.devices import background
+from ncsynth.devices.background import Timer, WorkerPool
 
 
 def _run_and_wait(pool, function, name="task"):
@@ -67,3 +68,29 @@ def test_a_failing_task_is_logged_and_its_worker_goes_on(caplog):
     assert ran == [True] and pool.size == 1
     assert any("doomed" in r.getMessage() and r.exc_info[0] is ZeroDivisionError
                for r in caplog.records)
+
+
+def test_a_timer_fires_after_its_interval_on_a_pooled_worker_and_a_cancelled_one_never():
+    fired, cancelled = [], []
+    timers = [Timer(0.05, lambda k=k: fired.append((k, time.monotonic(),
+                                                    threading.current_thread().name)),
+                    name=f"timeout-{k}") for k in range(3)]
+    spare = Timer(0.05, lambda: cancelled.append(1))
+    started = time.monotonic()
+    for timer in timers:
+        timer.start()
+    spare.start()
+    spare.cancel()
+    _wait_for(lambda: len(fired) == 3)
+    time.sleep(0.1)  # the cancelled one's interval is long past
+    assert sorted(k for k, _, _ in fired) == [0, 1, 2]
+    assert all(at - started >= 0.05 for _, at, _ in fired)
+    assert {name for _, _, name in fired} == {"timeout-0", "timeout-1", "timeout-2"}
+    assert cancelled == []
+    # the shared pool's workers, reused: arming again, with them idle, starts no thread
+    _wait_for(lambda: background._pool.idle == background._pool.size)
+    workers = background._pool.size
+    again = Timer(0.01, lambda: fired.append(("again", 0, threading.current_thread().name)))
+    again.start()
+    _wait_for(lambda: len(fired) == 4)
+    assert background._pool.size == workers
