@@ -21,25 +21,27 @@ CAPROTO_THREADS = frozenset({"activate_subscriptions", "retry"})
 _caproto_threads_seen: set[str] = set()
 
 
-#: The suite's slowest files, slowest first (their tests' times summed from a `-n 2` run of
-#: the suite with `--junitxml`, 2026-12-03, issue 18: files of 25 s and more). The README
-#: command hands whole files to its two workers (`--dist loadfile`) in collection order
+#: The suite's slowest files, slowest first (their tests' setup + call + teardown times summed
+#: from a `-n 2 --durations=0` run of the whole suite, redis, PostgreSQL and chromium present,
+#: 2026-12-05, issue 18: files of 9 s and more, 1682 test seconds in all). The README command
+#: hands whole files to its two workers (`--dist loadfile`) in collection order
 #: (`--no-loadscope-reorder`): these go first, longest first, so that the last file to start
 #: is short and the other worker idles little; the rest, seconds each, fill the gaps in name
 #: order. A file missing here only runs later; nothing else changes.
 SLOWEST_FIRST = ("test_dry_run.py", "test_damaged_data.py", "test_analysis_service.py",
-                 "test_hutch_path.py", "test_steered_dry_run.py", "test_protocol.py",
-                 "test_determinism.py", "test_postgres_dry_run.py", "test_run_agent.py",
-                 "test_recipe_agent.py", "test_analysis_service_missed.py",
-                 "test_session_terminal.py", "test_session_steering.py", "test_postgres.py",
-                 "test_session_synthesis.py", "test_quiet_commands.py", "test_skipped_frames.py",
-                 "test_nexus.py", "test_flow_reactor.py", "test_storage.py",
-                 "test_water_calibration.py", "test_session.py", "test_double_injection.py",
-                 "test_superfocusing.py", "test_concurrent_writers.py", "test_queueserver.py",
-                 "test_steering_plan.py", "test_area_detector.py", "test_size_model_error.py",
-                 "test_browser.py", "test_steering_fallback.py", "test_world_stepping.py",
-                 "test_catalog_views.py", "test_catalog_server.py", "test_flask_protocol.py",
-                 "test_command_line.py", "test_run_outputs.py")
+                 "test_protocol.py", "test_recipe_agent.py", "test_run_agent.py",
+                 "test_postgres_dry_run.py", "test_steered_dry_run.py", "test_quiet_commands.py",
+                 "test_hutch_path.py", "test_triggered_sequence.py", "test_session_terminal.py",
+                 "test_postgres.py", "test_water_calibration.py", "test_flow_reactor.py",
+                 "test_queueserver.py", "test_determinism.py", "test_storage.py",
+                 "test_session_steering.py", "test_steering_plan.py", "test_session.py",
+                 "test_session_synthesis.py", "test_double_injection.py", "test_area_detector.py",
+                 "test_analysis_service_missed.py", "test_skipped_frames.py",
+                 "test_superfocusing.py", "test_concurrent_writers.py", "test_nexus.py",
+                 "test_world_stepping.py", "test_browser.py", "test_injector.py",
+                 "test_ioc_teardown.py", "test_size_model_error.py", "test_catalog_server.py",
+                 "test_steering_fallback.py", "test_flask_protocol.py", "test_pump.py",
+                 "test_run_outputs.py", "test_catalog_views.py")
 
 
 def pytest_collection_modifyitems(items):
