@@ -282,7 +282,8 @@ class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
     def _expose(self, *, collected: bool, exposure_s: float | None = None) -> PendingFrame:
         """Start one exposure now: ``cam.acquire`` is the first Channel Access message (the
         exposure time is the one this staging's monitor last saw, or ``exposure_s``), its time
-        the frame's start; the time-out's timer thread starts after it."""
+        the frame's start; the time-out's timer (``background.Timer``, on a pooled worker)
+        starts after it."""
         if self._staged != Staged.yes:
             raise DetectorError(f"{self.name}: stage the detector (it opens the HDF5 file) first")
         previous = self._exposing
@@ -367,8 +368,8 @@ class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
                 status.set_exception(outcome)
 
     def _late(self, pending: PendingFrame, timeout: float) -> None:
-        """The pending frame's time is up (timer thread): fail it, with the cause when there is
-        one to read: the HDF5 plugin's write error (``WriteStatus`` Error and its
+        """The pending frame's time is up (on the timer's pooled worker): fail it, with the cause
+        when there is one to read: the HDF5 plugin's write error (``WriteStatus`` Error and its
         ``WriteMessage``, as areaDetector's NDFileHDF5 sets them, e.g. a full disk), or the
         IOC not answering (gone since the exposure was started: a put to a circuit whose end
         closed is not refused until the client has seen the close)."""
