@@ -66,7 +66,7 @@ def check_heater(heater):
 def background_frames(detector, heater, n_frames: int):
     """Record ``n_frames`` frames before injection (stream ``background``), for subtraction."""
     for _ in range(n_frames):
-        yield from bps.trigger_and_read([detector, heater.temperature, heater.output],
+        yield from bps.trigger_and_read([detector, heater],
                                         name=BACKGROUND)
         yield from check_heater(heater)
 
@@ -106,7 +106,7 @@ def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
                       after_frame=None):
     """Software-triggered frames at absolute deadlines ``t0 + offsets_s``.
 
-    Every frame is read with the heater's temperature and output (stream
+    Every frame is read with the heater's temperature, setpoint and output (stream
     ``primary``); between frames the heater is also read every
     ``monitor_period_s`` (stream ``temperature``). At ``t0 + heater_off_at_s``
     the reaction ends: the heater is switched off and frames go on recording
@@ -126,7 +126,7 @@ def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
         if kind == "frame":
             yield from take_frame(detector, heater, timer, mid_exposure[index])
         else:
-            yield from _trigger_and_read([heater.temperature, heater.output], TEMPERATURE)
+            yield from _trigger_and_read([heater], TEMPERATURE)
 
     agenda = _agenda(t0, offsets, monitor_period_s, heater_off_at_s, check_group)
     yield from collector_frozen(_on_schedule(
@@ -136,32 +136,32 @@ def timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
 def declare_frames(detector, heater, detector_timed: bool = False):
     """Declare the stream ``primary`` of the frames (its descriptor) ahead of the first one.
 
-    Software-triggered frames are events of the detector and the heater's temperature
-    and output (:func:`take_frame`); detector-timed ones are collected from the detector.
+    Software-triggered frames are events of the detector and the heater's readings
+    (temperature, setpoint, output: :func:`take_frame`); detector-timed ones are collected from the detector.
     Declared once per run, before t = 0, the descriptor (describe, configuration,
     validation: several ms) is not composed in the first frame's dead time.
     """
     if detector_timed:
         yield from bps.declare_stream(detector, name=PRIMARY, collect=True)
     else:
-        yield from bps.declare_stream(detector, heater.temperature, heater.output, name=PRIMARY)
+        yield from bps.declare_stream(detector, heater, name=PRIMARY)
 
 
 def take_frame(detector, heater, timer, mid_exposure: float, name: str = PRIMARY):
     """One software-triggered frame, now, read with the heater (one event in ``name``).
 
-    The detector is triggered first and alone; the heater's temperature and output are
-    read at ``mid_exposure`` (epoch s), the temperature the frame integrates over. Their
-    Modbus traffic thus stays clear of the exposure's start, where it would add ~1 ms
+    The detector is triggered first and alone; the heater's readings (one Modbus
+    transaction: :meth:`~ncsynth.devices.heater.HeatingController.trigger`) are taken at
+    ``mid_exposure`` (epoch s), the temperature the frame integrates over. Its Modbus
+    traffic thus stays clear of the exposure's start, where it would add ~1 ms
     of jitter to the frame's start time, and off the frame's dead time.
     """
     group = _short_uid("frame")
     yield Msg("trigger", detector, group=group)
     yield from _until(timer, mid_exposure)
-    yield Msg("trigger", heater.temperature, group=group)
-    yield Msg("trigger", heater.output, group=group)
+    yield Msg("trigger", heater, group=group)
     yield Msg("wait", None, group=group)
-    return (yield from _event([detector, heater.temperature, heater.output], name))
+    return (yield from _event([detector, heater], name))
 
 
 def _until(timer, deadline: float):
@@ -227,7 +227,7 @@ def detector_timed_acquisition(detector, heater, timer, t0: float, offsets_s, *,
     yield from bps.kickoff(detector, wait=True)
 
     def act(kind, index):
-        yield from _trigger_and_read([heater.temperature, heater.output], TEMPERATURE)
+        yield from _trigger_and_read([heater], TEMPERATURE)
         if kind == "frame" and index > 0:
             yield Msg("collect", detector, stream=False, return_payload=True, name=PRIMARY)
 
@@ -350,7 +350,7 @@ def record_cooldown(heater, timer, duration_s: float, period_s: float = 10.0):
     t_start = timebase.now()
     for k in range(1, int(duration_s // period_s) + 1):
         yield from bps.mv(timer, t_start + k * period_s)
-        yield from bps.trigger_and_read([heater.temperature, heater.output], name=TEMPERATURE)
+        yield from bps.trigger_and_read([heater], name=TEMPERATURE)
         yield from check_heater(heater)
 
 

@@ -73,6 +73,7 @@ class EurothermRegisters(ModbusBaseSlaveContext):
     def __init__(self, world, controller=None, thermal=None):
         self.world = world
         self._controller, self._thermal = controller, thermal
+        self.read_requests = 0  # back door: function-3 requests served (tests count them)
 
     @property
     def controller(self):
@@ -114,6 +115,7 @@ class EurothermRegisters(ModbusBaseSlaveContext):
     def getValues(self, fc_as_hex: int, address: int, count: int = 1):
         """Registers ``address .. address+count-1``, or a Modbus exception code."""
         with self.world.lock:
+            self.read_requests += 1
             self.world.advance(slow=False)  # the controller reads no slow model
             try:
                 return [self._read(a) for a in range(address, address + count)]
@@ -175,11 +177,12 @@ class EurothermInterface:
         self.slave_address = slave_address
         self.controller, self.thermal = controller, thermal
         self.port: int | None = None
+        self.registers: EurothermRegisters | None = None  # once started (its back door)
         self._server: ModbusTcpServer | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on ``host:port`` (0 = any free port); return the bound port."""
-        registers = EurothermRegisters(self.world, self.controller, self.thermal)
+        registers = self.registers = EurothermRegisters(self.world, self.controller, self.thermal)
         context = ModbusServerContext(slaves={self.slave_address: registers}, single=False)
         self._server = ModbusTcpServer(context, framer=FramerType.RTU, address=(host, port),
                                        ignore_missing_slaves=True)

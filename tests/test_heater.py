@@ -10,6 +10,7 @@ import threading
 import types
 
 import bluesky.plan_stubs as bps
+import minimalmodbus
 import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
@@ -33,10 +34,12 @@ def sim():
     world.add("flask", FlaskThermalModel())
     world.add("controller", ControllerModel())
     host = SimulatorHost()
-    link = host.serve(EurothermInterface(world, slave_address=1))
+    interface = EurothermInterface(world, slave_address=1)
+    link = host.serve(interface)
     with timebase.use_clock(clock):
         yield types.SimpleNamespace(clock=clock, world=world, flask=world.flask,
-                                    controller=world.controller, link=link)
+                                    controller=world.controller, link=link,
+                                    registers=interface.registers)
     host.close()
     clock.close()
 
@@ -244,6 +247,49 @@ def test_trigger_reads_in_the_background_and_read_reports_that_reading_once(sim,
     again = heater.temperature.read()["heater_temperature"]
     assert again["value"] == pytest.approx(130.0, abs=3.0)  # the flask cools meanwhile
     assert again["timestamp"] > t_trigger
+
+
+def test_the_heaters_readings_are_one_request_at_one_instant(sim, heater):
+    """trigger()/read() of the device: temperature, setpoint and output in one Modbus request
+    (adjacent registers), all with the reply's timestamp; a read() without a trigger too."""
+    RunEngine({})(bps.mv(heater.setpoint, 250.0))
+    sim.flask.set_temperature(201.3)
+    requests = sim.registers.read_requests
+    heater.trigger().wait(timeout=5)
+    sim.flask.set_temperature(150.0)  # after the trigger: not in its reading
+    reading = heater.read()
+    assert sim.registers.read_requests == requests + 1
+    assert reading["heater_temperature"]["value"] == pytest.approx(201.3)
+    assert reading["heater_setpoint"]["value"] == 250.0
+    assert reading["heater_output"]["value"] == sim.controller.output_percent
+    assert len({value["timestamp"] for value in reading.values()}) == 1
+    again = heater.read()  # no trigger: the controller is asked again, once
+    assert sim.registers.read_requests == requests + 2
+    assert again["heater_temperature"]["value"] == pytest.approx(150.0)
+
+
+def test_a_sensor_break_in_the_heaters_readings_trips_it(sim, heater):
+    sim.flask.open_thermocouple(True)
+    sim.clock.advance(1.0)  # the controller samples the open thermocouple
+    heater.trigger().wait(timeout=10)  # the trip (heater made safe) comes before the Status
+    assert math.isnan(heater.read()["heater_temperature"]["value"])
+    assert "sensor break" in heater.fault
+    assert sim.controller.manual and sim.controller.output_percent == 0.0
+
+
+def test_the_rtu_silence_is_counted_on_the_world_clock(sim, heater, monkeypatch):
+    """minimalmodbus waits 3.5 characters (4 ms at 9600 baud) of wall time after a reply
+    before the next request; once the world clock has moved on that long, it does not."""
+    slept = []
+    real_time = minimalmodbus.time
+    monkeypatch.setattr(minimalmodbus, "time", types.SimpleNamespace(
+        sleep=lambda s: (slept.append(s), real_time.sleep(s)), monotonic=real_time.monotonic))
+    heater.temperature.get()
+    heater.temperature.get()  # back to back: the world has not moved, the line must rest
+    assert len(slept) == 1 and 0 < slept[0] <= 3.5 * 11 / 9600
+    sim.clock.advance(0.01)  # the world has waited longer than the silence
+    heater.temperature.get()
+    assert len(slept) == 1
 
 
 def test_a_failed_triggered_read_fails_its_status(sim, heater):
