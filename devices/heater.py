@@ -74,6 +74,7 @@ from ophyd.utils import InvalidState, ReadOnlyError
 from ncsynth import timebase
 from . import background
 from .safe_state import SafeStatePursuit
+from .serial_link import close_in_background
 
 log = logging.getLogger(__name__)
 
@@ -135,22 +136,10 @@ class _ModbusPort:
             self._discard()
 
     def _discard(self) -> None:
-        """Forget the port and close it in the background.
-
-        pyserial's ``socket://`` close() sleeps 0.3 s "to give the server some time"; a
-        retry must not wait for that, and the next attempt opens a fresh port anyway.
-        """
+        """Forget the port and close it in the background (:func:`close_in_background`)."""
         if self._instrument is not None:
-            background.run(self._close_quietly, self._instrument.serial,
-                           name=f"{self.device_name}-close")
+            close_in_background(self._instrument.serial, name=f"{self.device_name}-close")
             self._instrument = None
-
-    @staticmethod
-    def _close_quietly(port) -> None:
-        try:
-            port.close()
-        except (OSError, serial.SerialException):
-            pass
 
     def transact(self, request: str, call):
         """Run ``call(instrument)``; return ``(result, timebase.now() at the reply)``."""
@@ -213,6 +202,23 @@ class _ModbusPort:
                              lambda ins: ins.write_register(register, value, 0, 6))[1]
 
 
+def _read_in_background(owner, read) -> DeviceStatus:
+    """``read()`` on a worker of the device pool; the Status of ``owner`` it returns fails
+    with what ``read`` raised (HeaterCommunicationError, a tripped sensor break)."""
+    status = DeviceStatus(owner)
+
+    def transact():
+        try:
+            read()
+        except Exception as exc:
+            status.set_exception(exc)
+        else:
+            status.set_finished()
+
+    background.run(transact, name=f"{owner.name}-read")
+    return status
+
+
 class ControllerRegister(Signal):
     """A one-decimal controller parameter whose ``get()`` is a Modbus read.
 
@@ -250,20 +256,12 @@ class ControllerRegister(Signal):
         the RTU inter-frame silence) overlap the exposure instead of adding to the frame's
         dead time, and the temperature is the one at the exposure's start.
         """
-        status = DeviceStatus(self)
-
         def transact():
-            try:
-                value = self.get()
-            except Exception as exc:  # HeaterCommunicationError, or a tripped sensor break
-                status.set_exception(exc)
-            else:
-                self._triggered = (value, self._metadata["timestamp"])
-                status.set_finished()
+            value = self.get()
+            self._triggered = (value, self._metadata["timestamp"])
 
         self._triggered = None
-        background.run(transact, name=f"{self.name}-read")
-        return status
+        return _read_in_background(self, transact)
 
     def read(self) -> dict:
         """The value of the last :meth:`trigger` (once), else a Modbus read now."""
@@ -409,20 +407,9 @@ class HeatingController(Device):
         """Read :attr:`READINGS` in one Modbus transaction in the background; the next
         ``read()`` reports those values (with the reply's timestamp), as a triggered
         :class:`ControllerRegister` does. ``trigger_and_read([detector, heater])``."""
-        status = DeviceStatus(self)
-
-        def transact():
-            try:
-                self._read_readings()
-            except Exception as exc:  # HeaterCommunicationError
-                status.set_exception(exc)
-            else:
-                status.set_finished()
-
         for signal in self._readings():
             signal._triggered = None
-        background.run(transact, name=f"{self.name}-read")
-        return status
+        return _read_in_background(self, self._read_readings)
 
     def read(self) -> dict:
         """The readings of the last :meth:`trigger` (once), else one block read now."""

@@ -14,6 +14,8 @@ import time
 
 import serial
 
+from . import background
+
 
 class LinkFault(Exception):
     """One failed exchange (time-out, garbled or short reply, closed port)."""
@@ -56,12 +58,11 @@ class SerialLink:
             return reply
 
     def close(self) -> None:
-        """Close the port (reopened by the next request) and forget unread bytes."""
-        if self._port is not None:
-            try:
-                self._port.close()
-            finally:
-                self._port = None
+        """Close the port (reopened by the next request) and forget unread bytes; the
+        closing itself goes on in the background (:func:`close_in_background`)."""
+        port, self._port = self._port, None
+        if port is not None:
+            close_in_background(port, name="serial-close")
         self._rx = b""
 
     def _open(self):
@@ -78,3 +79,19 @@ class SerialLink:
         except (serial.SerialException, OSError) as error:
             self.close()
             raise LinkFault(f"port error: {error}") from error
+
+
+def close_in_background(port, name: str) -> None:
+    """Close a pyserial ``port`` on a worker of the device pool, errors ignored.
+
+    pyserial's ``socket://`` close() shuts the socket down, then sleeps 0.3 s "to give the
+    server some time" for a quick reconnect: a retry, or a device being destroyed (the end
+    of every dry run), must not wait for that; the next attempt opens a fresh port anyway."""
+    background.run(_close_quietly, port, name=name)
+
+
+def _close_quietly(port) -> None:
+    try:
+        port.close()
+    except (OSError, serial.SerialException):
+        pass
