@@ -27,7 +27,7 @@ VERBOSE_ENV = "NCSYNTH_VERBOSE"
 LIBRARY_LEVELS = {"silx": logging.ERROR, "pyFAI": logging.ERROR, "tiled": logging.WARNING,
                   "bluesky": logging.CRITICAL}
 #: Log messages (format strings) dropped by default: a link's retries
-#: (``_ModbusPort.transact`` of :mod:`ncsynth.devices.heater`).
+#: (:meth:`ncsynth.devices.modbus_rtu.ModbusRtuPort.transact`).
 RETRY_MESSAGES = frozenset({"%s: %s, attempt %d of %d: %s"})
 #: Python warnings dropped by default (regular expressions matched at the message's start).
 IGNORED_WARNINGS = (r"Using `httpx` with `starlette.testclient` is deprecated",)
