@@ -145,10 +145,9 @@ class ControllerRegister(Signal):
     def trigger(self) -> DeviceStatus:
         """Read the register in the background; the next ``read()`` reports that value.
 
-        ``trigger_and_read([detector, heater.temperature, heater.output])`` triggers all
-        three at once, so the Modbus transactions (a few ms each at 9600 baud, most of it
-        the RTU inter-frame silence) overlap the exposure instead of adding to the frame's
-        dead time, and the temperature is the one at the exposure's start.
+        The transaction (a few ms at 9600 baud) then overlaps whatever else was triggered
+        with it instead of adding to it. A frame's readings go through the controller's own
+        :meth:`HeatingController.trigger` instead: one request for the three registers.
         """
         def transact():
             value = self.get()

@@ -44,8 +44,6 @@ class ModbusRtuPort:
         self.device_name = device_name
         self._lock = threading.Lock()
         self._instrument: minimalmodbus.Instrument | None = None
-        # Modbus RTU's silence before a request: 3.5 characters of 11 bits, at least 1.75 ms
-        self._silence_s = max(3.5 * 11 / baudrate, 1.75e-3)
         self._last_reply_at: float | None = None  # timebase.now() of the last reply
 
     def _open(self) -> minimalmodbus.Instrument:
@@ -94,10 +92,13 @@ class ModbusRtuPort:
         line's time is the timebase's: once the silence has passed there since the last reply
         (at the hutch the same wall time; on a jumping world clock, seconds of world in a few
         wall ms: a settle poll's wait) that record is dropped, and the silence is not waited
-        out again in wall time. Where minimalmodbus keeps no such record, it waits as before."""
+        out again in wall time. The silence is minimalmodbus's own (3.5 characters at the
+        port's baud rate, at least 1.75 ms). Where minimalmodbus keeps no such record, or does
+        not say how long its silence is, it waits as before."""
         latest = getattr(minimalmodbus, "_latest_read_times", None)
-        if (isinstance(latest, dict) and self._last_reply_at is not None
-                and timebase.now() - self._last_reply_at >= self._silence_s):
+        silence_s = getattr(minimalmodbus, "_calculate_minimum_silent_period", None)
+        if (isinstance(latest, dict) and callable(silence_s) and self._last_reply_at is not None
+                and timebase.now() - self._last_reply_at >= silence_s(self.baudrate)):
             latest.pop(self._instrument.serial.port, None)
 
     def read(self, register: int, what: str) -> tuple[int, float]:

@@ -66,8 +66,7 @@ def check_heater(heater):
 def background_frames(detector, heater, n_frames: int):
     """Record ``n_frames`` frames before injection (stream ``background``), for subtraction."""
     for _ in range(n_frames):
-        yield from bps.trigger_and_read([detector, heater],
-                                        name=BACKGROUND)
+        yield from bps.trigger_and_read([detector, heater], name=BACKGROUND)
         yield from check_heater(heater)
 
 
@@ -137,7 +136,8 @@ def declare_frames(detector, heater, detector_timed: bool = False):
     """Declare the stream ``primary`` of the frames (its descriptor) ahead of the first one.
 
     Software-triggered frames are events of the detector and the heater's readings
-    (temperature, setpoint, output: :func:`take_frame`); detector-timed ones are collected from the detector.
+    (temperature, setpoint, output: :func:`take_frame`); detector-timed ones are collected
+    from the detector.
     Declared once per run, before t = 0, the descriptor (describe, configuration,
     validation: several ms) is not composed in the first frame's dead time.
     """

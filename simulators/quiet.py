@@ -3,11 +3,11 @@ before it moves its time (the Lewis way: the simulation decides when time moves,
 observes, not from calls the devices make for it).
 
 A thread with work to do either runs — its CPU time grows — or waits for a CPU: state ``R``
-(Linux: ``/proc/self/task/<tid>/syscall`` then reads ``running``); one in uninterruptible sleep
-(``D`` in its ``stat``: disk I/O, an HDF5 file written) counts as working too. A thread blocked on a socket, a pipe, a lock or a
-condition is neither, and whatever wakes it from inside this process (a reply written on the
-loopback, a Status finished, a queue put) makes it runnable at once, in the waker's own system
-call. So, outside the threads that wait on the clock itself, "no CPU time spent and nobody
+(Linux: ``/proc/self/task/<tid>/syscall`` then reads ``running``); one in uninterruptible
+sleep (``D`` in its ``stat``: disk I/O, an HDF5 file written) counts as working too. A thread
+blocked on a socket, a pipe, a lock or a condition is neither, and whatever wakes it from
+inside this process (a reply written on the loopback, a Status finished, a queue put) makes it
+runnable at once, in the waker's own system call. So, outside the threads that wait on the clock itself, "no CPU time spent and nobody
 runnable" means nothing in the process can still act at the world's current time: a device
 between two requests, a reply on its way, a Status callback, a worker picking up a task — all
 of them show. A thread waiting for the GIL shows too: it ran to get there, or the thread holding
@@ -140,10 +140,11 @@ class ThreadWatch:
             if files is None:
                 files = self._files[tid] = _TaskFiles(tid)
             # "running" while the thread runs or waits for a CPU (state R), else the call it
-            # is blocked in and its arguments (~4x cheaper to read than its stat)
+            # is blocked in and its arguments
             call = files.read("syscall").split(b" ", 4)
-            if call[0] == b"running" or call[0] not in _ONLY_INTERRUPTIBLE \
-                    and call[0] not in _SLEEPS and _running_or_on_disk(files.read("stat")):
+            if call[0] == b"running" or (call[0] not in _ONLY_INTERRUPTIBLE
+                                         and call[0] not in _SLEEPS
+                                         and _running_or_on_disk(files.read("stat"))):
                 working = True
             elif call[0] in _SLEEPS:
                 ran = files.read("schedstat").split(b" ", 1)[0]  # the same sleep while unchanged
