@@ -252,9 +252,13 @@ def test_a_long_sleep_does_not_hold_the_clock_as_it_ends():
             watch.close()
         return looks
 
-    chore = looks_while_asleep(0.3)
-    assert min(left for left, _ in chore) < 0.005  # looked in its last 10 ms
-    assert not any(working for _, working in chore)
+    # the test must look in the chore's last 5 ms; a starved test process (two CPU hogs and a
+    # dry run beside it) may miss that window: the chore is then slept again, up to 5 times
+    chores = [looks_while_asleep(0.3)]
+    while min(left for left, _ in chores[-1]) >= 0.005 and len(chores) < 5:
+        chores.append(looks_while_asleep(0.3))
+    assert min(left for left, _ in chores[-1]) < 0.005  # looked in its last 5 ms
+    assert not any(working for chore in chores for _, working in chore)
     silences = [looks_while_asleep(0.008) for _ in range(5)]  # on a loaded machine some
     assert any(silences) and all(working for looks in silences for _, working in looks)  # end unseen
 
