@@ -364,9 +364,12 @@ class HeatingController(Device):
     def _settle(self, target: float, status: DeviceStatus, cancel: threading.Event) -> None:
         inside_since = None
         try:
-            while not cancel.is_set():
+            # before each request the line's silence, on the timebase (ModbusRtuPort.rest)
+            while not cancel.is_set() and self._port.rest(cancel):
                 temperature = self.temperature.get()
                 if cancel.is_set():  # a sensor break seen in the read-back has tripped
+                    return
+                if not self._port.rest(cancel):
                     return
                 flags, now = self._port.read(STATUS_WORD, "instrument status")
                 if flags & STATUS_SENSOR_BREAK:

@@ -292,6 +292,30 @@ def test_the_rtu_silence_is_counted_on_the_world_clock(sim, heater, monkeypatch)
     assert len(slept) == 1
 
 
+def test_the_settle_polls_rest_between_its_two_requests_on_the_world_clock(sim, heater,
+                                                                          monkeypatch):
+    """A settle poll reads the read-back, then the status word: the line's silence between the
+    two is waited on the world clock (world time passes, a jump), never in wall time by
+    minimalmodbus on the settle thread, where the world clock could not move meanwhile."""
+    wall_sleeps = []
+    real_time = minimalmodbus.time
+    monkeypatch.setattr(minimalmodbus, "time", types.SimpleNamespace(
+        sleep=lambda s: (wall_sleeps.append(threading.current_thread().name),
+                         real_time.sleep(s)),
+        monotonic=real_time.monotonic))
+    requests = []  # (world time, first register) of every read the controller served
+    serve = sim.registers.getValues
+    monkeypatch.setattr(sim.registers, "getValues", lambda fc, address, count=1: (
+        requests.append((sim.clock.now(), address)), serve(fc, address, count))[1])
+    assert heater.set(290.0).wait(timeout=30) is None
+    polls = [(t, next_t) for (t, a), (next_t, next_a) in zip(requests, requests[1:])
+             if a == 1 and next_a == 75]
+    assert len(polls) > 20  # minutes of heating at one poll per 5 s
+    silence_s = minimalmodbus._calculate_minimum_silent_period(9600)
+    assert all(silence_s <= later - first < silence_s + 0.001 for first, later in polls)
+    assert not [name for name in wall_sleeps if name.endswith("-settle")]
+
+
 def test_a_failed_triggered_read_fails_its_status(sim, heater):
     sim.link.close_port()
     status = heater.output.trigger()
