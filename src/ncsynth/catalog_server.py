@@ -47,6 +47,7 @@ from ncsynth.api_keys import catalog_section as _catalog_section
 from ncsynth.config import catalog_databases
 from ncsynth.storage import Catalog
 from ncsynth.storage.catalog import catalog_adapter
+from ncsynth.storage.fastapi_overrides import skip_redundant_settings_override
 from ncsynth.storage.layout import DataDirectory
 from ncsynth.storage.write_lock import serialize_writes
 
@@ -101,6 +102,7 @@ def catalog_app(config: dict, api_key: str, *, allow_anonymous_read: bool = Fals
     app = build_app(tree, Authentication(single_user_api_key=api_key,
                                          allow_anonymous_access=allow_anonymous_read),
                     serialization_registry=default_serialization_registry)
+    skip_redundant_settings_override(app)  # FastAPI would rebuild every request's dependencies
     return serialize_writes(app, configured_layout(config))  # writers on the directory take turns
 
 

@@ -85,10 +85,12 @@ class Catalog(RunView):
 
             from .clients import STRUCTURE_CLIENTS
 
+            from .fastapi_overrides import skip_redundant_settings_override
             from .write_lock import serialize_writes
 
             app = build_app(catalog_adapter(self.layout, readable_storage=self.readable_storage),
                             serialization_registry=default_serialization_registry)
+            skip_redundant_settings_override(app)
             serialize_writes(app, self.layout)
             self._context = Context.from_app(app)
             self._client = from_context(self._context, structure_clients=STRUCTURE_CLIENTS)
