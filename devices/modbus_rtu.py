@@ -97,10 +97,18 @@ class ModbusRtuPort:
         port's baud rate, at least 1.75 ms). Where minimalmodbus keeps no such record, or does
         not say how long its silence is, it waits as before."""
         latest = getattr(minimalmodbus, "_latest_read_times", None)
-        silence_s = getattr(minimalmodbus, "_calculate_minimum_silent_period", None)
-        if (isinstance(latest, dict) and callable(silence_s) and self._last_reply_at is not None
-                and timebase.now() - self._last_reply_at >= silence_s(self.baudrate)):
+        line_free_at = self._line_free_at()
+        if isinstance(latest, dict) and line_free_at is not None \
+                and timebase.now() >= line_free_at:
             latest.pop(self._instrument.serial.port, None)
+
+    def _line_free_at(self) -> float | None:
+        """Timebase time at which the RTU silence after the last reply has passed, or None
+        (no reply yet, or minimalmodbus does not say how long its silence is)."""
+        silence_s = getattr(minimalmodbus, "_calculate_minimum_silent_period", None)
+        if self._last_reply_at is None or not callable(silence_s):
+            return None
+        return self._last_reply_at + silence_s(self.baudrate)
 
     def rest(self, cancel: threading.Event | None = None) -> bool:
         """Wait on the timebase until the RTU silence has passed since the last reply, so the
@@ -110,10 +118,10 @@ class ModbusRtuPort:
         of wall in which the clock may not move (issue 18); at the hutch the same wait.
         Not for a caller whose work the world clock waits for (a ``set()`` on the
         RunEngine's thread): that one lets minimalmodbus wait in wall time."""
-        silence_s = getattr(minimalmodbus, "_calculate_minimum_silent_period", None)
-        if self._last_reply_at is None or not callable(silence_s):
+        line_free_at = self._line_free_at()
+        if line_free_at is None:
             return not (cancel is not None and cancel.is_set())
-        return timebase.sleep_until(self._last_reply_at + silence_s(self.baudrate), cancel)
+        return timebase.sleep_until(line_free_at, cancel)
 
     def read(self, register: int, what: str) -> tuple[int, float]:
         """Raw signed int16 of ``register`` and the reply's timestamp."""
