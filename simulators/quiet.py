@@ -7,8 +7,9 @@ A thread with work to do either runs — its CPU time grows — or waits for a C
 sleep (``D`` in its ``stat``: disk I/O, an HDF5 file written) counts as working too. A thread
 blocked on a socket, a pipe, a lock or a condition is neither, and whatever wakes it from
 inside this process (a reply written on the loopback, a Status finished, a queue put) makes it
-runnable at once, in the waker's own system call. So, outside the threads that wait on the clock itself, "no CPU time spent and nobody
-runnable" means nothing in the process can still act at the world's current time: a device
+runnable at once, in the waker's own system call. So, outside the threads that wait on the
+clock itself, "no CPU time spent and nobody runnable" means nothing in the process can still
+act at the world's current time: a device
 between two requests, a reply on its way, a Status callback, a worker picking up a task — all
 of them show. A thread waiting for the GIL shows too: it ran to get there, or the thread holding
 the GIL runs, unless that is the looking thread itself (a sleep that ends during the look):
