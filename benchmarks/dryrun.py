@@ -122,8 +122,7 @@ def top_costs(raw: Path, limit: int = 12) -> str:
             continue
         n = int(count)
         process = ("catalog writer" if "writer_worker" in stack else
-                   "analysis" if "analysis_worker" in stack else
-                   "tiled catalog init" if "catalog init" in stack else "dry run")
+                   "analysis" if "analysis_worker" in stack else "dry run")
         category = next((label for label, keys in _CATEGORIES if any(k in stack for k in keys)),
                         "other")
         per[process][category] += n

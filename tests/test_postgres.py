@@ -116,3 +116,33 @@ def test_a_bad_or_unreachable_database_is_refused_in_one_line(tmp_path):
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "[catalog] database_uri: cannot create the catalog" in result.stderr
     assert "Connect call failed" in result.stderr and "secret" not in result.stderr
+
+
+def test_a_postgresql_catalog_is_initialised_once_in_the_opening_process(postgres, tmp_path):  # noqa: F811
+    """Opening a catalog in a PostgreSQL database makes its tables on first use and starts no
+    process (Tiled's `tiled catalog init` subprocess cost every command ~3 s of CPU); a catalog
+    stamped with another schema revision is refused naming the upgrade command."""
+    from tiled.catalog.core import REQUIRED_REVISION
+
+    from ncsynth.storage.layout import DataDirectoryError
+
+    def children_cpu_s():  # of the processes this one started and waited for
+        times = os.times()
+        return times.children_user + times.children_system
+
+    uri = postgres.new_database("fresh")
+    assert postgres.query(uri, "select count(*) from pg_tables where schemaname = 'public'") == "0"
+    before = children_cpu_s()
+    with open_catalog(tmp_path / "a", database_uri=uri, tables_uri=uri) as catalog:
+        RE = RunEngine({})
+        RE.subscribe(catalog.writer())
+        (uid,) = RE(bp.count([det], 3))
+    assert postgres.query(uri, "select version_num from alembic_version") == REQUIRED_REVISION
+    with open_catalog(tmp_path / "b", database_uri=uri, tables_uri=uri) as again:
+        assert len(again[uid].primary.read()["det"]) == 3
+    assert children_cpu_s() - before < 0.2  # no `tiled catalog init` (~3 s of CPU) ran
+
+    postgres.query(uri, "update alembic_version set version_num = 'a66028395cab'")
+    with pytest.raises(DataDirectoryError, match=r"needs to be upgraded.*upgrade-database") as old:
+        open_catalog(tmp_path / "c", database_uri=uri, tables_uri=uri)
+    assert "\n" not in str(old.value)

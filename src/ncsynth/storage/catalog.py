@@ -243,10 +243,10 @@ def catalog_adapter(layout: DataDirectory, *, readable_storage: Iterable[str | o
 
     By default the catalog and tables are ``catalog.db`` and ``tables.sqlite`` of the data
     directory: checked before use (:func:`~ncsynth.storage.integrity.check_databases`),
-    created under the directory's lock (:func:`create_catalog_database`), in write-ahead-log
+    created under the directory's lock (:func:`initialise_catalog_database`), in write-ahead-log
     mode. The layout's ``database_uri``/``tables_uri`` put them elsewhere (PostgreSQL at a
-    facility), unchecked; the database is then initialised if needed (``tiled catalog init
-    --if-not-exists`` in a subprocess, ~3 s).
+    facility), unchecked; the database is then initialised if it has no tables yet (in this
+    process, not in the ``tiled catalog init`` subprocess Tiled's ``from_uri`` would start).
     """
     from bluesky_tiled_plugins.exporters import json_seq_exporter
     from sqlalchemy.exc import SQLAlchemyError
@@ -262,13 +262,12 @@ def catalog_adapter(layout: DataDirectory, *, readable_storage: Iterable[str | o
         if local and not new:
             check_databases(layout)
         try:
-            if local and new:  # in this process, not in the subprocess from_uri would start
-                create_catalog_database(layout.catalog_uri)
+            if new or not local:
+                initialise_catalog_database(layout.catalog_uri)
             adapter = from_uri(
                 layout.catalog_uri,
                 writable_storage=[str(layout.arrays), layout.tables_storage_uri],
                 readable_storage=[str(layout.frames), *extra],
-                init_if_not_exists=not local,  # runs `tiled catalog init` in a subprocess (~3 s)
                 specs=CATALOG_SPECS,
             )
         except (DatabaseInitializationError, OSError, SQLAlchemyError) as err:
@@ -283,33 +282,46 @@ def catalog_adapter(layout: DataDirectory, *, readable_storage: Iterable[str | o
     return adapter
 
 
-def create_catalog_database(uri: str) -> None:
-    """Create a Tiled catalog database at ``uri`` (a new SQLite file): Tiled's tables and its
-    alembic stamp, what ``tiled catalog init`` does, in this process. Tiled's ``from_uri``
-    runs that command in a subprocess, which imports Tiled again (5-8 s of CPU on a loaded
-    2-core machine) for a file made in ~0.2 s. In a thread of its own: both steps run an event
-    loop (``asyncio.run``) and the caller may be inside one (a Jupyter kernel)."""
+def initialise_catalog_database(uri: str) -> None:
+    """Make the database at ``uri`` a Tiled catalog if it is not one yet (Tiled's tables and
+    its alembic stamp), what ``tiled catalog init --if-not-exists`` does, in this process: Tiled's
+    ``from_uri(init_if_not_exists=True)`` runs that command in a subprocess, which imports Tiled
+    again (~3 s of CPU for every process that opens a PostgreSQL catalog, 5-8 s on a loaded
+    2-core machine; a new SQLite file is made in ~0.2 s). A catalog of another schema revision
+    is refused (:class:`~tiled.catalog.adapter.DatabaseInitializationError`, naming ``tiled
+    catalog upgrade-database``). In a thread of its own: both steps run an event loop
+    (``asyncio.run``) and the caller may be inside one (a Jupyter kernel)."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
     from sqlalchemy.ext.asyncio import create_async_engine
+    from tiled.alembic_utils import DatabaseUpgradeNeeded, UninitializedDatabase, check_database
     from tiled.alembic_utils import stamp_head
+    from tiled.catalog.adapter import DatabaseInitializationError
     from tiled.catalog.alembic_constants import ALEMBIC_DIR, ALEMBIC_INI_TEMPLATE_PATH
-    from tiled.catalog.core import initialize_database
+    from tiled.catalog.core import ALL_REVISIONS, REQUIRED_REVISION, initialize_database
     from tiled.utils import ensure_specified_sql_driver
 
     uri = ensure_specified_sql_driver(uri)
 
-    async def create_tables() -> None:
+    async def create_tables() -> bool:
+        """True if the tables were made now (the database had none)."""
         engine = create_async_engine(uri)
         try:
+            await check_database(engine, REQUIRED_REVISION, ALL_REVISIONS)
+            return False
+        except UninitializedDatabase:
             await initialize_database(engine)
+            return True
+        except DatabaseUpgradeNeeded as err:
+            raise DatabaseInitializationError(
+                f"{err} (tiled catalog upgrade-database upgrades it)") from None
         finally:
             await engine.dispose()
 
     def create() -> None:
-        asyncio.run(create_tables())
-        stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
+        if asyncio.run(create_tables()):
+            stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
 
     with ThreadPoolExecutor(1, thread_name_prefix="catalog-init") as pool:
         pool.submit(create).result()
