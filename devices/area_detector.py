@@ -183,9 +183,10 @@ class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
         its worker)."""
         others = [*(self.monitors or ()), *([self.sequencer] if self.sequencer else [])]
         try:
-            self.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
-            for other in others:
-                other.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
+            if self._ioc_gone is None:  # else no channel of it will connect: nothing to wait for
+                self.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
+                for other in others:
+                    other.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
         except TimeoutError:
             pass  # the IOC is gone: nothing left to wait for
         drain_utility_threads(CONNECTION_TIMEOUT_S)
@@ -222,6 +223,11 @@ class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
 
     def stage(self):
         shape, _ = self._frame_format()
+        # connected now, while the IOC serves: a late frame reads them within
+        # WRITE_STATUS_TIMEOUT_S (made then, ophyd's lazy components wait out the 10 s
+        # connection time-out of a gone IOC first)
+        self.hdf5.write_status.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
+        self.hdf5.write_message.wait_for_connection(timeout=CONNECTION_TIMEOUT_S)
         self.read_monitors()
         when = datetime.fromtimestamp(timebase.now())
         filename = str(uuid.uuid4())
@@ -302,6 +308,8 @@ class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
                                          name=f"{self.name}-timeout")
         pending.t_start = timebase.now()
         try:
+            if not self.cam.acquire.connected:  # its circuit closed: a put would first wait
+                raise ConnectionError(f"{self.cam.acquire.pvname} disconnected")  # 10 s for it
             self.cam.acquire.put(1, use_complete=True)
         except Exception as error:  # the IOC is gone
             self._in_flight.unstart(pending)
