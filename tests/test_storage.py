@@ -537,3 +537,24 @@ def test_writer_holds_tells_a_live_journal_from_a_dead_or_archived_one(tmp_path)
     (tmp_path / "complete").mkdir()
     archived = journal.archive(tmp_path / "complete")
     assert not writer_holds(path) and not writer_holds(archived)
+
+
+def test_a_runs_stop_asks_the_embedded_catalog_to_close_no_stream(catalog, RE):
+    """Nothing can follow the embedded catalog's streams (its Tiled app has no streaming
+    cache and no webhooks): the writer skips TiledWriter's DELETE /stream/close per node at
+    each stop (13 requests, ~0.3 s, for a dry run's raw run), and the run is stored whole."""
+    assert not catalog.streams_watched
+    requests = []
+    catalog.client.context.http_client.event_hooks["request"].append(
+        lambda request: requests.append((request.method, request.url.path)))
+    writer = catalog.writer()
+    RE.subscribe(writer)
+    camera = FrameCamera("cam", catalog.layout.frames / "closing.h5")
+    (uid,) = RE(bp.count([det, camera], 5))
+    writer.close()
+    assert ("PATCH" in {method for method, _ in requests}), requests  # the stop was written
+    assert not [path for _, path in requests if "/stream/close" in path]
+    run = catalog[uid]
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert len(run.primary.read()["det"]) == 5
+    np.testing.assert_array_equal(run.primary["cam_image"].read(), [expected_frame(i) for i in range(5)])

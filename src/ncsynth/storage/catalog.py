@@ -88,13 +88,25 @@ class Catalog(RunView):
             from .fastapi_overrides import skip_redundant_settings_override
             from .write_lock import serialize_writes
 
-            app = build_app(catalog_adapter(self.layout, readable_storage=self.readable_storage),
-                            serialization_registry=default_serialization_registry)
+            adapter = catalog_adapter(self.layout, readable_storage=self.readable_storage)
+            self._streams_watched = bool(adapter.context.cache_config
+                                         or adapter.context.webhook_secret_keys)
+            app = build_app(adapter, serialization_registry=default_serialization_registry)
             skip_redundant_settings_override(app)
             serialize_writes(app, self.layout)
             self._context = Context.from_app(app)
             self._client = from_context(self._context, structure_clients=STRUCTURE_CLIENTS)
         return self._client
+
+    _streams_watched = True  # a catalog served elsewhere (context given): unknown, so yes
+
+    @property
+    def streams_watched(self) -> bool:
+        """Whether anything can follow a run's Tiled streams as they are written (a streaming
+        cache or webhooks in the catalog's app): the catalog writer then closes them at each
+        run's stop. The embedded catalog's app has neither. Builds the app if needed."""
+        self.client  # noqa: B018
+        return self._streams_watched
 
     @property
     def node(self):
@@ -155,6 +167,7 @@ class Catalog(RunView):
                 raise ValueError("worker='process' writes an embedded catalog only")
             return CatalogWriter(None, self.layout, data_dir=self.layout,
                                  readable_storage=self.readable_storage, **options)
+        options.setdefault("close_streams", self.streams_watched)
         return CatalogWriter(self.client, self.layout, **options)
 
     _embedded = True  # opened on a data directory (RemoteCatalog: False)

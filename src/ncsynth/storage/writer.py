@@ -94,7 +94,7 @@ class _RunRecorder:
     def _new_normalizer(self, **kwargs):
         from .tiled_run import CommittingNormalizer
 
-        self.normalizer = CommittingNormalizer(**kwargs)
+        self.normalizer = CommittingNormalizer(close_streams=self.owner.close_streams, **kwargs)
         return self.normalizer
 
     # RunEngine thread
@@ -158,6 +158,9 @@ class CatalogWriter:
         "process": it forwards each document to a worker process that does
         (:mod:`~ncsynth.storage.writer_worker`; an embedded catalog only, ``data_dir`` given)
     data_dir, readable_storage : the embedded catalog the worker process opens
+    close_streams : close each run's Tiled streams at its stop (TiledWriter's default); the
+        catalog's ``streams_watched`` says whether anything could follow them (the worker
+        process asks its own catalog)
     """
 
     def __init__(
@@ -172,6 +175,7 @@ class CatalogWriter:
         worker: str = "thread",
         data_dir=None,
         readable_storage=(),
+        close_streams: bool = True,
     ):
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise ValueError(f"queue_size must be an int >= 1, got {queue_size!r}")
@@ -184,6 +188,7 @@ class CatalogWriter:
             raise ValueError("worker='process' needs the embedded catalog's data_dir")
         self.client = client
         self.layout = layout
+        self.close_streams = bool(close_streams)
         #: the worker process's end of the pipe (worker="process"), else None
         self._link = WorkerLink(data_dir, readable_storage) if worker == "process" else None
         self.flush_interval_s = float(flush_interval_s)

@@ -192,7 +192,8 @@ def _serve(data_dir: str, readable: list[str], requests, replies) -> None:
                         holder: list = []
 
                         def normalizer(holder=holder, **kwargs):
-                            holder.append(CommittingNormalizer(**kwargs))
+                            holder.append(CommittingNormalizer(
+                                close_streams=catalog.streams_watched, **kwargs))
                             return holder[-1]
 
                         runs[uid] = (TiledWriter(catalog.client, normalizer=normalizer), holder)
