@@ -11,9 +11,10 @@ timestamps from a dry run look like the hutch's.
   simulated world (no simulator serving a request: :meth:`touch`, :meth:`busy`) and the
   process around it, which the clock observes itself (:mod:`.quiet`): for ``idle_s`` of
   wall time no thread but those waiting on the clock has used CPU, none is runnable, and no
-  packet waits in the kernel's network backlog (``idle_s``, 0.5 ms: a dry run gives the
-  same fits at 0.5, 1 and 3 ms, also beside two CPU hogs; each jump waits it out, so it is
-  a tenth of a dry run's wall time at 1 ms).
+  packet waits in the kernel's network backlog (``idle_s``, 0.2 ms: a dry run gives the
+  same fits, frame times and heater readings at 0.2, 0.5, 1 and 3 ms, also beside two CPU
+  hogs, ``benchmarks/determinism.py``; each of a dry run's ~3200 jumps waits it out: 0.5 ms
+  took ~1.9 s more of its ~30 s).
   Devices only read the time and wait for deadlines; they never tell the clock when they
   work. A 2-hour protocol thus runs as fast as the code around it, in the order of its
   deadlines, and the same way on an idle and on a loaded machine.
@@ -54,7 +55,7 @@ class WorldClock:
     """Clock of the simulated world (see module docstring)."""
 
     def __init__(self, speed: float | None = None, start_epoch: float | None = None,
-                 idle_s: float = 0.0005, spin_s: float = 0.002, patience_s: float = 1.0,
+                 idle_s: float = 0.0002, spin_s: float = 0.002, patience_s: float = 1.0,
                  keep_s: float = 0.5):
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be positive or None (jump mode), got {speed!r}")
