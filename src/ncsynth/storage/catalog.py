@@ -242,7 +242,7 @@ def open_catalog(
             if exists:
                 check_databases(layout)
         if not exists and create:  # created now (under the lock): its errors are told here
-            catalog_adapter(layout, readable_storage=readable_storage)
+            create_catalog_database(layout)
     catalog = Catalog(layout, readable_storage=readable_storage)
     if not lazy:
         catalog.client  # noqa: B018 (the in-process app, built now)
@@ -250,24 +250,47 @@ def open_catalog(
 
 
 def catalog_adapter(layout: DataDirectory, *, readable_storage: Iterable[str | os.PathLike] = ()):
-    """The Tiled catalog adapter over ``layout`` (created on first use), for the embedded
-    catalog and the catalog server: ``arrays/`` and the tables writable, ``frames/`` (and
-    ``readable_storage``) readable.
+    """The Tiled catalog adapter over ``layout`` (created on first use,
+    :func:`create_catalog_database`), for the embedded catalog and the catalog server:
+    ``arrays/`` and the tables writable, ``frames/`` (and ``readable_storage``) readable.
 
     By default the catalog and tables are ``catalog.db`` and ``tables.sqlite`` of the data
-    directory: checked before use (:func:`~ncsynth.storage.integrity.check_databases`),
-    created under the directory's lock (:func:`initialise_catalog_database`), in write-ahead-log
-    mode. The layout's ``database_uri``/``tables_uri`` put them elsewhere (PostgreSQL at a
-    facility), unchecked; the database is then initialised if it has no tables yet (in this
-    process, not in the ``tiled catalog init`` subprocess Tiled's ``from_uri`` would start).
+    directory, checked before use (:func:`~ncsynth.storage.integrity.check_databases`). The
+    layout's ``database_uri``/``tables_uri`` put them elsewhere (PostgreSQL at a facility),
+    unchecked.
     """
     from bluesky_tiled_plugins.exporters import json_seq_exporter
     from sqlalchemy.exc import SQLAlchemyError
     from tiled.catalog import from_uri
-    from tiled.catalog.adapter import DatabaseInitializationError
     from tiled.media_type_registration import default_serialization_registry
 
     extra = [str(Path(p).expanduser().resolve()) for p in readable_storage]
+    create_catalog_database(layout)
+    try:
+        adapter = from_uri(
+            layout.catalog_uri,
+            writable_storage=[str(layout.arrays), layout.tables_storage_uri],
+            readable_storage=[str(layout.frames), *extra],
+            specs=CATALOG_SPECS,
+        )
+    except (OSError, SQLAlchemyError) as err:
+        raise _creation_error(layout, err) from None
+    # run.documents() asks the server for the BlueskyRun as application/json-seq.
+    default_serialization_registry.register("BlueskyRun", "application/json-seq", json_seq_exporter)
+    return adapter
+
+
+def create_catalog_database(layout: DataDirectory) -> None:
+    """Make ``layout``'s catalog database a Tiled catalog if it is not one yet, under the
+    directory's lock (:func:`initialise_catalog_database`): the directory's ``catalog.db``
+    (checked first if it exists: :func:`~ncsynth.storage.integrity.check_databases`) and
+    ``tables.sqlite``, in write-ahead-log mode; or a database server's, initialised if it has
+    no tables yet. No Tiled adapter is built (nor bluesky-tiled-plugins imported: ~0.25 s of a
+    writer worker's start before it can say "ready"). A database that cannot be made one:
+    :class:`~ncsynth.storage.layout.DataDirectoryError` naming it and the cause."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from tiled.catalog.adapter import DatabaseInitializationError
+
     local = layout.local
     layout.create()
     with layout.locked():
@@ -277,22 +300,17 @@ def catalog_adapter(layout: DataDirectory, *, readable_storage: Iterable[str | o
         try:
             if new or not local:
                 initialise_catalog_database(layout.catalog_uri)
-            adapter = from_uri(
-                layout.catalog_uri,
-                writable_storage=[str(layout.arrays), layout.tables_storage_uri],
-                readable_storage=[str(layout.frames), *extra],
-                specs=CATALOG_SPECS,
-            )
         except (DatabaseInitializationError, OSError, SQLAlchemyError) as err:
-            where = layout.catalog_db if layout.database_uri is None else "[catalog] database_uri"  # no password
-            lines = str(err).strip().splitlines() or ["no message"]
-            raise DataDirectoryError(f"{where}: cannot create the catalog ({lines[-1]})") from None
+            raise _creation_error(layout, err) from None
         if local:
             use_wal(layout.catalog_db)
             use_wal(layout.tables_db)
-    # run.documents() asks the server for the BlueskyRun as application/json-seq.
-    default_serialization_registry.register("BlueskyRun", "application/json-seq", json_seq_exporter)
-    return adapter
+
+
+def _creation_error(layout: DataDirectory, err: BaseException) -> DataDirectoryError:
+    where = layout.catalog_db if layout.database_uri is None else "[catalog] database_uri"  # no password
+    lines = str(err).strip().splitlines() or ["no message"]
+    return DataDirectoryError(f"{where}: cannot create the catalog ({lines[-1]})")
 
 
 def initialise_catalog_database(uri: str) -> None:
