@@ -6,7 +6,9 @@
 Each variant runs as its own process in a fresh data directory (the catalog's creation is
 part of the command) and is measured from outside: wall time, CPU time (user + sys of the
 command and every process it started: less noisy than wall on a shared machine), world
-seconds of the protocol (the raw run's start to stop, world clock) and world/wall. Variants:
+seconds of the protocol (the raw run's start to stop, world clock) and world/wall; with
+``--repeats K`` (K > 1) also each variant's median and range (single runs on a shared 2-core
+machine vary by a few %). Variants:
 
 * ``now``: ``ncsynth dry-run`` as shipped (the catalog's Tiled app and the live analysis each
   in a process of its own, the kinetics stepped over adaptive windows);
@@ -29,6 +31,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"dry run, {args.frames} frames, {os.cpu_count()} cores; each variant "
           f"{args.repeats}x in a fresh data directory")
     print(f"{'variant':12s} {'world s':>9s} {'wall s':>8s} {'CPU s':>8s} {'world/wall':>11s}")
-    summaries, profiles = {}, {}
+    summaries, profiles, walls = {}, {}, collections.defaultdict(list)
     try:
         for _ in range(args.repeats):
             for name in variants:
@@ -182,6 +185,12 @@ def main(argv: list[str] | None = None) -> None:
                     profiles[name] = raw
                 print(f"{name:12s} {world:9.1f} {wall:8.1f} {cpu:8.1f} {world / wall:10.1f}x",
                       flush=True)
+                walls[name].append((world, wall))
+        if args.repeats > 1:  # single runs vary by a few % on a shared machine: the median
+            for name, runs in walls.items():
+                world, wall = (statistics.median(column) for column in zip(*runs))
+                print(f"{name:12s} median of {len(runs)}: {wall:.1f} s wall, {world / wall:.1f}x "
+                      f"(range {min(w / t for w, t in runs):.1f}-{max(w / t for w, t in runs):.1f}x)")
         for name in summaries:
             if name == "now":
                 continue
