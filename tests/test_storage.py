@@ -484,6 +484,8 @@ def test_a_writer_process_that_dies_fails_the_run_and_recover_completes_it(catal
 def test_the_writer_process_is_for_an_embedded_catalog(catalog):
     with pytest.raises(ValueError, match="worker"):
         catalog.writer(worker="fork")
+    with pytest.raises(ValueError, match="close_streams: a writer process takes it"):
+        catalog.writer(worker="process", close_streams=True)  # would be ignored by the worker
     from ncsynth.storage.writer import CatalogWriter
 
     with pytest.raises(ValueError, match="data_dir"):

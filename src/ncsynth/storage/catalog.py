@@ -165,6 +165,9 @@ class Catalog(RunView):
         if options.get("worker") == "process":
             if not self._embedded:
                 raise ValueError("worker='process' writes an embedded catalog only")
+            if "close_streams" in options:  # the worker asks the catalog it opens
+                raise ValueError("close_streams: a writer process takes it from the catalog it "
+                                 "opens (an embedded catalog: no stream is followed)")
             return CatalogWriter(None, self.layout, data_dir=self.layout,
                                  readable_storage=self.readable_storage, **options)
         options.setdefault("close_streams", self.streams_watched)

@@ -160,7 +160,8 @@ class CatalogWriter:
     data_dir, readable_storage : the embedded catalog the worker process opens
     close_streams : close each run's Tiled streams at its stop (TiledWriter's default); the
         catalog's ``streams_watched`` says whether anything could follow them (the worker
-        process asks its own catalog)
+        process asks its own catalog: :meth:`~ncsynth.storage.catalog.Catalog.writer`
+        refuses the option with ``worker="process"``)
     """
 
     def __init__(
