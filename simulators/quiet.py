@@ -130,7 +130,7 @@ class ThreadWatch:
         if self.packets_queued():
             return True
         skip = {str(tid) for tid in excluded_native_ids}
-        now, working, sleepers = time.monotonic(), False, {}
+        working, sleepers = False, {}
         tids = os.listdir(_TASKS)
         for tid in self._files.keys() - set(tids):  # ended since the last look
             self._files.pop(tid).close()
@@ -149,6 +149,11 @@ class ThreadWatch:
                 working = True
             elif call[0] in _SLEEPS:
                 ran = files.read("schedstat").split(b" ", 1)[0]  # the same sleep while unchanged
+                # seen asleep now, when its call was read, not when the look began: a look the
+                # machine holds up for ms (a loaded 2-core machine, many threads) would count
+                # the delay into a sleep begun meanwhile, and a Modbus silence of 4 ms looked
+                # long (a clock test saw the jump it must not make beside two CPU hogs)
+                now = time.monotonic()
                 seen = self._sleepers.get(tid)
                 sleepers[tid] = seen if seen is not None and seen[0] == ran else (ran, now)
                 asleep_since = sleepers[tid][1]

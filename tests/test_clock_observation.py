@@ -198,6 +198,45 @@ def test_a_sleep_that_ends_while_the_clock_looks_is_not_jumped_past():
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64") or not quiet._HAS_PROC,
                     reason="reads clock_nanosleep's arguments from Linux /proc")
+def test_a_look_held_up_by_the_machine_still_sees_a_short_sleep_begun_meanwhile(monkeypatch):
+    """A loaded machine may hold the looking thread up for ms between listing the threads and
+    reading one's call. A Modbus silence (4 ms) begun meanwhile is still short: the watch counts
+    a sleep from when it read it, not from when its look began (it did: held up 12 ms, every
+    look took the silence for a library's long chore, and a clock could jump past it; the
+    suite's jump test failed so with three workers beside two CPU hogs)."""
+    stop = threading.Event()
+
+    def silences():
+        while not stop.is_set():
+            time.sleep(0.004)
+
+    listdir = os.listdir
+
+    def held_up(path):
+        names = listdir(path)
+        if path == quiet._TASKS:
+            time.sleep(0.012)  # the looking thread descheduled right after it listed them
+        return names
+
+    sleeper = threading.Thread(target=silences)
+    watch = quiet.ThreadWatch()
+    watch.packets_queued = lambda: False  # the machine's backlog: another worker's sockets
+    sleeper.start()
+    try:
+        while _syscall(sleeper) not in quiet._SLEEPS:  # until it sleeps
+            time.sleep(0.0001)
+        others = [tid for tid in os.listdir(quiet._TASKS) if tid != str(sleeper.native_id)]
+        monkeypatch.setattr(quiet.os, "listdir", held_up)
+        looks = [watch.anyone_working(others) for _ in range(30)]
+    finally:
+        stop.set()
+        sleeper.join()
+        watch.close()
+    assert all(looks), looks
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64") or not quiet._HAS_PROC,
+                    reason="reads clock_nanosleep's arguments from Linux /proc")
 def test_the_thread_watch_reads_when_a_sleeping_thread_wakes():
     """time.sleep is clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline): the watch reads
     the deadline from the sleeping thread's stack, so a sleep whose timer is late still counts
