@@ -24,9 +24,9 @@ _caproto_threads_seen: set[str] = set()
 #: The suite's slowest files, slowest first (their tests' setup + call + teardown times summed
 #: from a `-n 2 --durations=0` run of the whole suite, redis, PostgreSQL and chromium present,
 #: 2026-12-05, issue 18: files of 9 s and more, 1682 test seconds in all). The README command
-#: hands whole files to its two workers (`--dist loadfile`) in collection order
+#: hands whole files to its three workers (`--dist loadfile`) in collection order
 #: (`--no-loadscope-reorder`): these go first, longest first, so that the last file to start
-#: is short and the other worker idles little; the rest, seconds each, fill the gaps in name
+#: is short and the other workers idle little; the rest, seconds each, fill the gaps in name
 #: order. A file missing here only runs later; nothing else changes.
 SLOWEST_FIRST = ("test_dry_run.py", "test_damaged_data.py", "test_analysis_service.py",
                  "test_protocol.py", "test_recipe_agent.py", "test_run_agent.py",

@@ -112,7 +112,7 @@ def test_frame_starts_at_real_time_are_the_iocs_never_before_the_schedule(tmp_pa
     with timebase.use_clock(clock):
         beamline = Beamline(clock, tmp_path)
         try:
-            # the last two well after the others: a loaded machine (the suite's two workers
+            # the last two well after the others: a loaded machine (the suite's workers
             # and their dry runs) has armed after the whole 2.1 s of an evenly spaced eight
             start_times = clock.now() + 3.0 + 0.3 * np.array([0, 1, 2, 3, 4, 5, 14, 15])
             beamline.detector.prepare_sequence(start_times)
