@@ -67,8 +67,8 @@ caproto_environment.install()  # caproto's search thread dies if os.environ chan
 logger = logging.getLogger(__name__)
 
 #: The HDF5 plugin's Blosc settings with ``compression = "Blosc"``: zstd at level 3 on
-#: byte-shuffled words, ~1.3 ms and 240 kB a default frame (3.8x smaller than raw:
-#: benchmarks/frame_compression.py).
+#: byte-shuffled words, ~3.6 ms and 242 kB a default frame (3.8x smaller than raw; the default,
+#: BSLZ4, 1.9 ms and 270 kB: benchmarks/frame_compression.py).
 BLOSC_SETTINGS = (("blosc_compressor", "zstd"), ("blosc_level", 3), ("blosc_shuffle", "ByteShuffle"))
 
 
@@ -77,8 +77,8 @@ class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
 
     Each stage makes the HDF5 plugin write one file, ``<write_path_template>/<uuid>.h5``
     (``Stream`` mode, SWMR on, flushed every frame, frames compressed as ``compression`` says:
-    one of the plugin's lossless ``Compression`` choices, :data:`COMPRESSIONS`, ``"Blosc"`` with
-    :data:`BLOSC_SETTINGS`; all but ``zlib`` need ``import hdf5plugin`` in the readers);
+    one of the plugin's lossless ``Compression`` choices, :data:`COMPRESSIONS`, by default
+    ``"BSLZ4"``, ``"Blosc"`` with :data:`BLOSC_SETTINGS`; all but ``zlib`` need ``import hdf5plugin`` in the readers);
     ``read_path_template`` is where this
     process sees it (default: the same). Both are strftime templates. The plugin must have
     seen one frame of the current size before staging (ophyd refuses an "unprimed" HDF5
@@ -135,7 +135,7 @@ class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
 
     def __init__(self, prefix: str, *, name: str, write_path_template: str,
                  read_path_template: str | None = None, timeout_s: float = 10.0,
-                 monitors: tuple[str, str] | None = None, compression: str = "Blosc",
+                 monitors: tuple[str, str] | None = None, compression: str = "BSLZ4",
                  sequencer: str | None = None, **kwargs):
         if not (isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool) and timeout_s > 0):
             raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
@@ -279,7 +279,7 @@ class AreaDetectorSAXS(AreaDetectorSequences, FrameDetector, DetectorBase):
         Finishing at the write, not at the exposure's end (ophyd's usual areaDetector
         trigger), keeps the promise that a frame is in its file before its stream_datum (the
         live analysis reads it on its event). It costs a frame's start nothing while the write
-        ends within the dead time: the simulated IOC writes a Blosc frame ~2 ms after the
+        ends within the dead time: the simulated IOC writes a BSLZ4 frame ~2 ms after the
         exposure, at least 14.7 ms before the next §S.1.4 start (200 frames, issue 17)."""
         if self._sequence_running():
             raise DetectorError(f"{self.name}: a detector-timed sequence is running")

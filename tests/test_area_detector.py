@@ -255,9 +255,9 @@ def test_every_frame_carries_the_beam_monitors_of_its_own_exposure(beamline, det
 
 
 def test_the_plugin_writes_compressed_frames_with_the_detector_description(beamline, detector):
-    """The device asks the HDF5 plugin for Blosc (its default, zstd on shuffled bytes): the IOC's
-    file holds the frame bit for bit through that filter, beside the NXdetector of the set-up's
-    geometry."""
+    """The device asks the HDF5 plugin for BSLZ4 (its default, bitshuffle + LZ4, as Eiger
+    detectors write): the IOC's file holds the frame bit for bit through that filter, beside the
+    NXdetector of the set-up's geometry."""
     ioc, clock, _, _ = beamline
     documents = []
     RE = _engine(clock)
@@ -265,7 +265,7 @@ def test_the_plugin_writes_compressed_frames_with_the_detector_description(beaml
     RE(bpp.stage_wrapper(bpp.run_wrapper(bps.trigger_and_read([detector])), [detector]))
     [resource] = [doc for name, doc in documents if name == "stream_resource"]
     with h5py.File(_path(resource), "r") as written:
-        assert set(written[FRAME_DATASET]._filters) == {"32001"}  # HDF5's Blosc filter
+        assert set(written[FRAME_DATASET]._filters) == {"32008"}  # the bitshuffle filter
         np.testing.assert_array_equal(written[FRAME_DATASET][0], ioc.last_frame)
         nx = written["/entry/instrument/detector"]
         assert (nx["distance"][()], nx["beam_center_y"][()], nx["beam_center_x"][()]) == \

@@ -259,8 +259,9 @@ def test_ctrl_c_sigterm_and_sighup_abort_the_dry_run_safely_and_print_the_summar
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 20 MB tmpfs, where the machine lets the tests mount one: full after ~80 frames
-    (Blosc-compressed; 60 MB held 252 and the run took 41 s of wall time, 20 MB 30 s)."""
+    """A real 20 MB tmpfs, where the machine lets the tests mount one: full after ~70 frames
+    (~270 kB a BSLZ4-compressed frame; with Blosc, 60 MB held 252 and the run took 41 s of
+    wall time, 20 MB 30 s)."""
     with mounted_tmpfs(tmp_path / "small-disk", "20m") as mount_point:
         yield mount_point
 
