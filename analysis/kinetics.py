@@ -215,8 +215,9 @@ def _fit(law, names, guess, lower, upper, fixed, time_s, values, errors):
     n = t.size
     nan = (math.nan,) * len(names)
 
-    def failed(reason):
-        return CurveFit(law, tuple(names), nan, nan, math.nan, n, False, reason, dict(fixed))
+    def failed(reason):  # a law not fitted does not describe the data either
+        return CurveFit(law, tuple(names), nan, nan, math.nan, n, False, reason, dict(fixed),
+                        describes_data=False)
 
     if n < len(names) + MIN_EXTRA_POINTS:
         return failed(f"{n} usable points for {len(names)} parameters, need {len(names) + MIN_EXTRA_POINTS}")

@@ -73,6 +73,15 @@ def test_undetermined_kinetics_and_a_run_without_analysis_say_so():
                                      "law_t_yield_s": 143892.0, "law_t_yield_err_s": 1.39e9}}
     assert _rows(format_summary(short))["laws"].endswith(
         "S3.2 reduced chi2 0.0371 (fits), 98% time not constrained (1.439e+05 s ± 1.39e+09 s)")
+    # laws not fitted (a 10-frame dry run: one usable frame) are not reported as fitting
+    nan = float("nan")
+    unfitted = {**SUMMARY, "kinetics": {
+        "success": False, "reason": "1 usable frames, need 22 for the 98 % times",
+        "buildup_chi2_reduced": nan, "buildup_describes_data": False,
+        "second_order_chi2_reduced": nan, "second_order_describes_data": False,
+        "law_t_concentration_s": nan, "law_t_concentration_err_s": nan, "law_t_yield_s": nan,
+        "law_t_yield_err_s": nan, "law_note": ""}}
+    assert _rows(format_summary(unfitted))["laws"] == "S3.3 not fitted; S3.2 not fitted"
 
 
 def test_the_growth_exponent_of_a_double_injection_is_shown_with_its_interval():

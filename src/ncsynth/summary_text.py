@@ -136,13 +136,13 @@ def _flow_point(point: dict) -> str:
                for label, units in sorted(found.items())]
     parts = [", ".join(species) if species else "no species found"]
     exciton = point.get("nc_exciton_nm")
-    if isinstance(exciton, (int, float)) and math.isfinite(exciton):
+    if _finite(exciton):
         parts.append(f"exciton {exciton:.0f} nm")
     saxs = point.get("saxs") or {}
     if saxs:
         error = saxs.get("volume_fraction_err")
         text = f"SAXS φ {_number(saxs.get('volume_fraction'))}" + (
-            f" ± {error:.2g}" if isinstance(error, (int, float)) and math.isfinite(error) else "")
+            f" ± {error:.2g}" if _finite(error) else "")
         if saxs.get("truth_volume_fraction") is not None:
             text += f" ({_number(saxs['truth_volume_fraction'])})"
         parts.append(text + f", R {_number(saxs.get('volume_mean_radius_nm'), ' nm')}")
@@ -169,15 +169,20 @@ def _run_line(summary: dict) -> str:
     return f"{head}  {', '.join(parts)}" if parts else head
 
 
+def _finite(value) -> bool:
+    """Whether ``value`` is a finite number (not None, NaN, inf or text)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _number(value, unit: str = "") -> str:
-    if isinstance(value, (int, float)) and math.isfinite(value):
+    if _finite(value):
         return f"{value:.4g}{unit}"
     return f"{value}{unit}"
 
 
 def _with_error(value, error, unit: str) -> str:
     """``value ± error unit`` to the error's first significant digits."""
-    if not (isinstance(error, (int, float)) and math.isfinite(error) and error > 0):
+    if not (_finite(error) and error > 0):
         return _number(value, unit)
     digits = max(0, 1 - int(math.floor(math.log10(error))))
     return f"{value:.{digits}f} ± {error:.{digits}f}{unit}"
@@ -185,8 +190,7 @@ def _with_error(value, error, unit: str) -> str:
 
 def _unconstrained(value, error) -> bool:
     """Whether ``error`` is finite and larger than ``value``: the data say nothing of it."""
-    numbers = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (value, error))
-    return numbers and error > abs(value)
+    return _finite(value) and _finite(error) and error > abs(value)
 
 
 def _kinetics(kinetics: dict, truth: dict) -> str:
@@ -215,6 +219,9 @@ def _laws(kinetics: dict) -> str:
                                   "law_t_concentration_s"),
                                  ("S3.2", "second_order_chi2_reduced", "second_order_describes_data",
                                   "law_t_yield_s")):
+        if not _finite(kinetics.get(chi2)):  # too few frames, or the fit failed
+            parts.append(f"{law} not fitted")
+            continue
         verdict = "fits" if kinetics.get(fits) else "does not describe the data"
         value, error = kinetics.get(key), kinetics.get(_error_key(key))
         if _unconstrained(value, error):  # a law fitted to a run too short to reach 98 %
