@@ -46,8 +46,6 @@ if TYPE_CHECKING:
     from .run_engine_hold import RunEngineHold
 
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
-#: Wall seconds the scheduler lets go of the GIL after a look that found the process quiet.
-GIL_HANDOVER_S = 50e-6
 _DEADLINE, _SEQ, _STATE, _WOKEN, _CANCEL, _CLAIMED = range(6)  # fields of a waiter entry
 
 
@@ -385,13 +383,7 @@ class WorldClock:
         excluded = (self._scheduler.native_id, *self._waiting.values())
         self._cond.release()  # the scan takes ~0.5 ms: the clock stays usable meanwhile
         try:
-            runnable = self._threads.anyone_working(excluded)
-            if not runnable:
-                # a thread whose sleep ended while this thread held the GIL for its look
-                # (Python) now waits for the GIL, asleep on a futex like an idle one: given the
-                # GIL, it runs (the CPU test below) or is runnable (this second look)
-                time.sleep(GIL_HANDOVER_S)
-                runnable = self._threads.anyone_working(excluded)
+            runnable = self._threads.anyone_working_after_handover(excluded)
         finally:
             self._cond.acquire()
         return not runnable and self._activity == seen and self._busy <= holds \

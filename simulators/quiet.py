@@ -13,10 +13,11 @@ act at the world's current time: a device
 between two requests, a reply on its way, a Status callback, a worker picking up a task — all
 of them show. A thread waiting for the GIL shows too: it ran to get there, or the thread holding
 the GIL runs, unless that is the looking thread itself (a sleep that ends during the look):
-the clock's scheduler lets go of the GIL after a quiet look and looks again. A thread asleep
-in ``nanosleep`` (``time.sleep``: Modbus's inter-frame silence before a request, a retry's
-back-off) is counted as working too: it passes wall time inside a transaction and goes on by
-itself (unless it sleeps long: :class:`ThreadWatch`).
+so a quiet look lets go of the GIL and looks again (what the clock's scheduler asks:
+:meth:`ThreadWatch.anyone_working_after_handover`). A thread asleep in ``nanosleep``
+(``time.sleep``: Modbus's inter-frame silence before a request, a retry's back-off) is
+counted as working too: it passes wall time inside a transaction and goes on by itself
+(unless it sleeps long: :class:`ThreadWatch`).
 
 A message between two threads on the loopback is, for a moment, in no thread: the kernel
 normally delivers it within the sender's system call, waking the reader there, but on a busy
@@ -63,6 +64,9 @@ _ONLY_INTERRUPTIBLE = frozenset({
 }.get(platform.machine(), ()))
 #: clock_nanosleep's first two arguments in ``time.sleep``: CLOCK_MONOTONIC, TIMER_ABSTIME.
 _MONOTONIC_DEADLINE = [b"0x1", b"0x1"]
+#: Wall seconds a look lets go of the GIL before its second look
+#: (:meth:`ThreadWatch.anyone_working_after_handover`).
+GIL_HANDOVER_S = 50e-6
 
 
 def cpu_ns(excluded: Iterable[int] = ()) -> tuple[int, int]:
@@ -164,6 +168,17 @@ class ThreadWatch:
                     working |= now - asleep_since < self.long_sleep_s
         self._sleepers = sleepers
         return working
+
+    def anyone_working_after_handover(self, excluded_native_ids: Iterable[int] = ()) -> bool:
+        """:meth:`anyone_working`, and if it saw nobody, once more after letting go of the GIL
+        for :data:`GIL_HANDOVER_S`: a thread whose sleep ended while the looking thread held
+        the GIL for its look (Python) waits for the GIL asleep on a futex, like an idle one;
+        given the GIL, it runs (the caller's CPU test) or is runnable (the second look). What
+        a jumping clock asks before it moves."""
+        if self.anyone_working(excluded_native_ids):
+            return True
+        time.sleep(GIL_HANDOVER_S)
+        return self.anyone_working(excluded_native_ids)
 
     def _wake_time(self, call: list[bytes]) -> float | None:
         """When (``time.monotonic()`` s) a thread in ``call`` (its ``/proc`` syscall fields)

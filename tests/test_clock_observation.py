@@ -14,7 +14,7 @@ import time
 import pytest
 
 from ncsynth.simulators import quiet
-from ncsynth.simulators.clock import GIL_HANDOVER_S, WorldClock
+from ncsynth.simulators.clock import WorldClock
 
 
 def _busy_for(seconds: float) -> None:
@@ -205,9 +205,9 @@ def test_a_look_held_up_by_the_machine_still_sees_a_short_sleep_begun_meanwhile(
     held up 12 ms, every look took the silence for a library's long chore, and a clock could
     jump past it; the suite's jump test failed so with three workers beside two CPU hogs).
 
-    Each look reads the sleeper in a silence begun after the hold-up, and is what the clock's
-    scheduler makes before a jump: a second look after a GIL hand-over when the first saw
-    nobody working. A single look can see a sleeper idle whose silence ended while the looking
+    Each look reads the sleeper in a silence begun after the hold-up, and is the one the clock's
+    scheduler makes before a jump (``anyone_working_after_handover``: a second look after a GIL
+    hand-over when the first saw nobody working). A single look can see a sleeper idle whose silence ended while the looking
     thread held the GIL (it waits for it on a futex), or read the deadline of a sleep that has
     just ended; a fresh clone's CI once saw one such look of 30 here (one look, 4 ms silences,
     no hand-over), which the scheduler's second look covers."""
@@ -237,9 +237,7 @@ def test_a_look_held_up_by_the_machine_still_sees_a_short_sleep_begun_meanwhile(
             time.sleep(0.0001)
         others = [tid for tid in os.listdir(quiet._TASKS) if tid != str(sleeper.native_id)]
         monkeypatch.setattr(quiet.os, "listdir", held_up)
-        looks = [watch.anyone_working(others)
-                 or (time.sleep(GIL_HANDOVER_S) or watch.anyone_working(others))
-                 for _ in range(30)]
+        looks = [watch.anyone_working_after_handover(others) for _ in range(30)]
     finally:
         stop.set()
         sleeper.join()
