@@ -246,11 +246,46 @@ def _fit(law, names, guess, lower, upper, fixed, time_s, values, errors):
             describes = False
             reason = (f"{law} does not describe the data: reduced chi2 = {chi2_reduced:.3g} "
                       f"(p = {p_value:.1g}); its errors are scaled by sqrt(reduced chi2)")
-    errors_fit = np.sqrt(np.diag(covariance))
-    if not np.all(np.isfinite(errors_fit)):
+    if not np.all(np.isfinite(np.diag(covariance))):
         return failed("parameters not determined by the data (singular covariance)")
+    flat = _undetermined(covariance)
+    if flat.any():  # bounded curve_fit gives such a direction zero variance, not an infinite one
+        covariance = covariance.copy()
+        covariance[flat, :] = covariance[:, flat] = np.inf
+        reason = "; ".join(filter(None, [reason, (
+            f"{', '.join(np.asarray(names)[flat])} not determined by the data (chi2 is flat "
+            f"along it): its error is infinite")]))
+    errors_fit = np.sqrt(np.diag(covariance))
     return CurveFit(law, tuple(names), tuple(map(float, values_fit)), tuple(map(float, errors_fit)),
                     chi2_reduced, n, True, reason, dict(fixed), covariance, describes)
+
+
+#: A direction of the parameters whose scaled variance is below this fraction of the largest
+#: is one the data do not determine (its singular value was discarded, or nearly so).
+FLAT_DIRECTION_RATIO = 1e-10
+
+
+def _undetermined(covariance) -> np.ndarray:
+    """Which parameters a least-squares covariance leaves undetermined (bool per parameter).
+
+    scipy's ``curve_fit`` with bounds (the 'trf' method) inverts the Jacobian's normal matrix
+    by a pseudo-inverse that drops its near-zero singular values: a parameter the data do not
+    constrain (e.g. the S3.3 rate of a build-up complete before the first frame) then gets
+    variance **zero**, i.e. a confident error, instead of an infinite one. Such a direction is
+    an eigenvector of the correlation matrix with a ~zero eigenvalue (or a zero variance); the
+    parameters that take part in it (components above 0.1) are the undetermined ones.
+    """
+    variance = np.diag(covariance)
+    flat = ~(variance > 0)
+    scale = np.sqrt(np.where(flat, 1.0, variance))
+    kept = ~flat
+    if kept.sum() > 1:
+        correlation = covariance[np.ix_(kept, kept)] / np.outer(scale[kept], scale[kept])
+        eigenvalues, vectors = np.linalg.eigh(correlation)
+        for value, vector in zip(eigenvalues, vectors.T):
+            if value < FLAT_DIRECTION_RATIO * eigenvalues[-1]:
+                flat[np.flatnonzero(kept)[np.abs(vector) > 0.1]] = True
+    return flat
 
 
 def fit_buildup(time_s, values, errors=None, fit_delay=False):
@@ -343,4 +378,8 @@ def time_to_fraction(fit: CurveFit, fraction=0.98):
         up[index] += step
         down[index] -= step
         gradient[index] = (at(up) - at(down)) / (2.0 * step)
-    return float(time), float(math.sqrt(max(gradient @ fit.covariance @ gradient, 0.0)))
+    known = np.isfinite(np.diag(fit.covariance))
+    if np.any(gradient[~known] != 0):  # the time depends on a parameter the data leave free
+        return float(time), math.inf
+    part = gradient[known]
+    return float(time), float(math.sqrt(max(part @ fit.covariance[np.ix_(known, known)] @ part, 0.0)))

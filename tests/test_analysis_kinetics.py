@@ -96,6 +96,34 @@ def test_too_few_points_or_no_signal_are_flagged(values):
         assert all(math.isnan(time) for time in time_to_fraction(fit))
 
 
+
+def test_a_rate_the_frames_cannot_resolve_gets_an_infinite_error_not_a_zero_one():
+    """A build-up complete before the first frame (a short dry run's first frames, 0.3–2 s):
+    χ² is flat in the S3.3 rate above some value, so the data give only a lower bound. scipy's
+    bounded ``curve_fit`` drops that direction from its pseudo-inverse and reports the rate's
+    error as 0 (it printed "98% at 0.2117 ± 0.0000…97 s" in a 20-frame dry run): the error
+    must be infinite, and so must that of the 98 % time, with the reason naming the rate."""
+    rng = np.random.default_rng(1)
+    time_s = np.linspace(0.3, 2.0, 8)
+    values, errors = 1.0 + 0.01 * rng.normal(size=8), np.full(8, 0.01)
+    fit = fit_buildup(time_s, values, errors)
+    assert fit.success and fit.error("amplitude") == pytest.approx(0.01 / math.sqrt(8), rel=1e-3)
+    assert math.isinf(fit.error("rate_per_s")) and "rate_per_s not determined" in fit.reason
+
+    def chi2(rate):
+        return float(np.sum(((values - fit["amplitude"] * buildup_fraction(time_s, rate)) / errors)**2))
+
+    best = chi2(fit["rate_per_s"])  # the chi2 is indeed flat: a rate ten times larger fits as well
+    assert abs(chi2(10 * fit["rate_per_s"]) - best) < 1e-6 * best
+    time, error = time_to_fraction(fit)
+    assert time == pytest.approx(math.log(50) / fit["rate_per_s"]) and math.isinf(error)
+    # a build-up the frames do resolve keeps curve_fit's finite errors
+    resolved = fit_buildup(TIME_S, 2.0 * buildup_fraction(TIME_S, 0.01) + 0.01 * rng.normal(size=150),
+                           np.full(150, 0.01))
+    assert np.all(np.isfinite(resolved.errors)) and resolved.reason == ""
+    assert 0 < time_to_fraction(resolved)[1] < 0.05 * time_to_fraction(resolved)[0]
+
+
 def _frames(time_s, concentration, yields, relative_width=0.1):
     """Radius and width that give ``yields`` with ``concentration`` (S2.5–S2.6)."""
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -82,6 +82,16 @@ def test_undetermined_kinetics_and_a_run_without_analysis_say_so():
         "law_t_concentration_s": nan, "law_t_concentration_err_s": nan, "law_t_yield_s": nan,
         "law_t_yield_err_s": nan, "law_note": ""}}
     assert _rows(format_summary(unfitted))["laws"] == "S3.3 not fitted; S3.2 not fitted"
+    # an error far below the value's precision does not print the value to 27 decimals
+    tiny = {**SUMMARY, "kinetics": {**SUMMARY["kinetics"], "buildup_describes_data": True,
+                                    "law_t_concentration_s": 0.211677868134489,
+                                    "law_t_concentration_err_s": 9.7e-26}}
+    assert _rows(format_summary(tiny))["laws"].startswith(
+        "S3.3 reduced chi2 689.5 (fits), 98% at 0.211678 ± 9.7e-26 s; ")
+    # ... and one the frames leave free (a build-up complete before the first frame) is infinite
+    free = {**tiny, "kinetics": {**tiny["kinetics"], "law_t_concentration_err_s": float("inf")}}
+    assert _rows(format_summary(free))["laws"].startswith(
+        "S3.3 reduced chi2 689.5 (fits), 98% time not constrained (0.2117 s ± inf s); ")
 
 
 def test_the_growth_exponent_of_a_double_injection_is_shown_with_its_interval():

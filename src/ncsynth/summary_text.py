@@ -181,16 +181,23 @@ def _number(value, unit: str = "") -> str:
 
 
 def _with_error(value, error, unit: str) -> str:
-    """``value ± error unit`` to the error's first significant digits."""
+    """``value ± error unit`` to the error's first two significant digits, the value to at most
+    six (an error far below the value's precision is shown as it is, not as 27 decimals)."""
+    if error == math.inf:  # a figure the data do not determine
+        return f"{_number(value)} ± inf{unit}"
     if not (_finite(error) and error > 0):
         return _number(value, unit)
     digits = max(0, 1 - int(math.floor(math.log10(error))))
+    if _finite(value) and value != 0:
+        cap = max(0, 5 - int(math.floor(math.log10(abs(value)))))
+        if digits > cap:
+            return f"{value:.{cap}f} ± {error:.2g}{unit}"
     return f"{value:.{digits}f} ± {error:.{digits}f}{unit}"
 
 
 def _unconstrained(value, error) -> bool:
-    """Whether ``error`` is finite and larger than ``value``: the data say nothing of it."""
-    return _finite(value) and _finite(error) and error > abs(value)
+    """Whether ``error`` is infinite or larger than ``value``: the data say nothing of it."""
+    return _finite(value) and (error == math.inf or (_finite(error) and error > abs(value)))
 
 
 def _kinetics(kinetics: dict, truth: dict) -> str:
