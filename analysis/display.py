@@ -161,12 +161,13 @@ def draw_figure(fits, patterns=None, kinetics=None, title: str = "", relative: b
             grid = np.geomspace(t[ok].min(), t[ok].max(), 200)
             ax_c.plot(grid, n_inf * buildup_fraction(grid, k), "-", color="k", lw=1, gid="concentration-fit",
                       label=_law_label(kinetics))
-        for axis, key in ((ax_c, "t_concentration_s"), (ax_y, "t_yield_s")):
+        settled = bool(np.asarray(kinetics["success"]).ravel()[-1]) if "success" in kinetics else True
+        for axis, key in ((ax_c, "t_concentration_s"), (ax_y, "t_yield_s")) if settled else ():
             t98 = float(np.asarray(kinetics[key]).ravel()[-1])
             error = float(np.asarray(kinetics[key[:-2] + "_err_s"]).ravel()[-1]) \
                 if key[:-2] + "_err_s" in kinetics else math.nan
             if math.isfinite(t98) and t98 > 0:
-                axis.axvline(t98, color="grey", ls="--", lw=1,
+                axis.axvline(t98, color="grey", ls="--", lw=1, gid=f"98%-{key}",
                              label=f"98 % (data): {t98:.3g} ± {error:.2g} s")
                 axis.legend(fontsize="small")
     ax_c.set(xscale="log", xlabel="time after injection (s)", ylabel="concentration (mol/L)",

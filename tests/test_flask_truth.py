@@ -149,3 +149,4 @@ def test_validate_says_in_one_line_why_a_double_injection_has_no_exponent():
     measured = format_validation({"uid": "u", "headline": [("growth exponent n", 1.76, 0.01, 1.78)],
                                   "frame_pulls": {}, "growth_exponent_reason": ""})
     assert "not measured" not in measured and "-2.00" in measured
+    assert "98% times not determined" not in measured

@@ -92,3 +92,22 @@ def test_the_title_names_sample_date_temperatures_andanalysed_frames(tmp_path):
     path = report_figure(fits, patterns, None, tmp_path / "r.png", title=title)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run_title({}, "x") == "x" and run_title(None) == ""
+
+
+@pytest.mark.parametrize("settled", [True, False])
+def test_the_98_percent_times_are_drawn_only_when_the_kinetics_determined_them(settled):
+    """A run that ends before the concentration and the yield level off has 98 % times of its
+    last values only: the summary says "not determined", so the figure draws no 98 % line
+    (it drew "98 % (data): 150 ± 0.14 s" at the last frame of a 155 s run)."""
+    times = np.geomspace(1.12, 600.0, 40)
+    fits, patterns = analysed_frames(times, [True] * times.size)
+    kinetics = {"t_concentration_s": [115.0], "t_concentration_err_s": [5.4],
+                "t_yield_s": [150.0], "t_yield_err_s": [0.14], "k_per_s": [0.03],
+                "n_inf_molar": [2e-5], "buildup_chi2_reduced": [122.0],
+                "buildup_describes_data": [False], "success": [settled],
+                "reason": ["" if settled else "yield: not settled before the run ended"]}
+    figure = draw_figure(fits, patterns, kinetics)
+    lines = [line for axis in figure.axes for line in axis.get_lines()]
+    times_drawn = {line.get_gid() for line in lines if line.get_label().startswith("98 %")}
+    assert times_drawn == ({"98%-t_concentration_s", "98%-t_yield_s"} if settled else set())
+    assert "concentration-fit" in {line.get_gid() for line in lines}  # the S3.3 law either way

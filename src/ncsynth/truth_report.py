@@ -92,6 +92,7 @@ def validate_run(catalog, ref, root) -> dict:
     headline = [(label, float(kinetics.get(key, math.nan)), float(kinetics.get(err, math.nan)),
                  float(truth["headline"].get(key, math.nan))) for key, err, label in HEADLINE]
     reason = ""
+    kinetics_reason = "" if kinetics.get("success", True) else str(kinetics.get("reason", ""))
     if "second_injection" in start:
         analysis = second_injection_analysis(catalog, start["uid"])
         measured = analysis.summary()
@@ -113,7 +114,7 @@ def validate_run(catalog, ref, root) -> dict:
                  ("concentration", "concentration_molar", "concentration_err_molar",
                   "concentration_syst_molar", "concentration_molar"))}
     return {"uid": start["uid"], "headline": headline, "frame_pulls": pulls,
-            "growth_exponent_reason": reason}
+            "growth_exponent_reason": reason, "kinetics_reason": kinetics_reason}
 
 
 def _effective_exponent(truth: dict, analysis) -> float:
@@ -134,6 +135,9 @@ def format_validation(report: dict) -> str:
     for label, value, error, truth in report["headline"]:
         pull = (value - truth) / error if error and math.isfinite(error) and error > 0 else math.nan
         lines.append(f"{label:22} {value:>12.4g} ± {error:<7.2g} {truth:>10.4g} {pull:>6.2f}")
+    if report.get("kinetics_reason"):  # times of the last values, not of a plateau: why
+        lines.append(f"  98% times not determined by the analysis (98% of the last values shown): "
+                     f"{report['kinetics_reason']}")
     if report.get("growth_exponent_reason"):  # no n: why, in one line
         lines.append(f"  n not measured: {report['growth_exponent_reason']}")
     lines.append("per-frame pulls in windows of s after injection: frames, mean, std (statistical "
