@@ -177,7 +177,7 @@ def completion_times(time_s, concentration_molar, concentration_err_molar, yield
         after = int(np.count_nonzero(t > value))
         if not after >= after_needed:
             reasons.append(f"{name}: {fraction:.0%} of its last value is reached with only {after} "
-                           f"frames after it (need {after_needed}): not settled before the run ended")
+                           f"frame{'' if after == 1 else 's'} after it (need {after_needed}): not settled before the run ended")
     with np.errstate(invalid="ignore", divide="ignore"):
         boot_ratio = boot_c / boot_y
     return CompletionTimes(fraction, t_c, _spread(boot_c), t_y, _spread(boot_y), ratio,
