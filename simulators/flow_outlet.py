@@ -23,32 +23,42 @@ from .kinetics_parameters import ZERO_CELSIUS_K
 MSC_RELATIVE_SIGMA = 0.02
 
 
-def _gaussian_cells(radius_nm: float, sigma_nm: float, count: int):
-    """``count`` radii evenly over ±4σ with normalised Gaussian weights."""
+def _gaussian_cells(volume_radius_nm: float, relative_sigma: float, count: int):
+    """``count`` radii evenly over ±4σ of a Gaussian with relative width ``relative_sigma``
+    and normalised weights, whose mean volume is that of a sphere of ``volume_radius_nm``.
+
+    The chemistry holds a population's CdSe units and particle count, i.e. its mean particle
+    volume: centring the Gaussian on the radius of that volume instead would scatter from
+    (1 + 3σ²/R²) times the CdSe there is (+1.9 % for the NCs' σ/R = 0.08), which the flow dry
+    run's McSAS volume fractions then showed against the outlet's."""
     offsets = np.linspace(-4.0, 4.0, count)
     weights = np.exp(-0.5 * offsets**2)
-    return radius_nm + sigma_nm * offsets, weights / weights.sum()
+    weights /= weights.sum()
+    shape = 1.0 + relative_sigma * offsets
+    centre = volume_radius_nm / np.cbrt(weights @ shape**3)
+    return centre * shape, weights
 
 
 def mixture_distribution(composition: FlowComposition, nc_cells: int = 41, msc_cells: int = 7):
     """Discrete size distribution of a composition for SAXS: ``(radius_nm, number_molar)``.
 
-    Each MSC family is a near-monodisperse Gaussian (σ_R = 2 % of R, ``msc_cells`` cells) at the
-    radius of its optical diameter (cdse_diameter_nm of its peak; the seed's SAXS finds 1.74,
-    1.88, 2.04 nm for 403/437/465, Fig. 4 text); the NCs are Gaussian in radius with the
-    composition's relative σ (``nc_cells`` cells).  Both arrays have a fixed length
+    Each MSC family is a near-monodisperse Gaussian (σ_R = 2 % of R, ``msc_cells`` cells) with
+    the volume of a sphere of its optical diameter (cdse_diameter_nm of its peak; the seed's SAXS
+    finds 1.74, 1.88, 2.04 nm for 403/437/465, Fig. 4 text); the NCs are Gaussian in radius with
+    the composition's relative σ (``nc_cells`` cells) and its mean CdSe units per particle as
+    their mean volume.  Both arrays have a fixed length
     5·msc_cells + nc_cells, ready for analysis.scattering.distribution_intensity.
     """
     radii, numbers = [], []
     for label in FAMILIES:
         radius = float(cdse_diameter_nm(MSC_PEAKS_NM[label])) / 2.0
-        cells, weights = _gaussian_cells(radius, MSC_RELATIVE_SIGMA * radius, msc_cells)
+        cells, weights = _gaussian_cells(radius, MSC_RELATIVE_SIGMA, msc_cells)
         radii.append(cells)
         numbers.append(weights * max(composition.families[label], 0.0))
     diameter = composition.nc_diameter_nm
     if not math.isfinite(diameter):  # no NCs: empty cells at the birth size
         diameter = float(cdse_diameter_from_units_nm(FlowKineticParameters.nc_birth_units))
-    cells, weights = _gaussian_cells(diameter / 2.0, composition.nc_relative_sigma * diameter / 2.0, nc_cells)
+    cells, weights = _gaussian_cells(diameter / 2.0, composition.nc_relative_sigma, nc_cells)
     radii.append(cells)
     numbers.append(weights * max(composition.nc_molar, 0.0))
     return np.concatenate(radii), np.concatenate(numbers)

@@ -389,13 +389,30 @@ def test_mixture_distribution_matches_separate_populations():
     assert number.sum() == pytest.approx(sum(composition.families.values()) + composition.nc_molar)
     q = np.geomspace(0.2, 5.0, 60)
     mixture = distribution_intensity(q, radius, number)
-    separate = sphere_intensity(q, composition.nc_diameter_nm / 2, 0.08 * composition.nc_diameter_nm / 2,
-                                composition.nc_molar)
+    # each population a Gaussian in radius whose mean volume is the chemistry's (S2.3 moments:
+    # <R³> = R0³(1 + 3 s²) for a relative width s)
+    nc_radius = composition.nc_diameter_nm / 2 / np.cbrt(1 + 3 * 0.08**2)
+    separate = sphere_intensity(q, nc_radius, 0.08 * nc_radius, composition.nc_molar)
     for label, concentration in composition.families.items():
         if concentration > 0:
-            r = float(cdse_diameter_nm(MSC_PEAKS_NM[label])) / 2
+            r = float(cdse_diameter_nm(MSC_PEAKS_NM[label])) / 2 / np.cbrt(1 + 3 * 0.02**2)
             separate = separate + sphere_intensity(q, r, 0.02 * r, concentration)
     assert np.max(np.abs(mixture / separate - 1)) < 0.01
+
+
+@pytest.mark.parametrize("conditions", [(260, 220, 14.0), (290, 260, 14.0), (350, 350, 1.5)])
+def test_the_saxs_particles_hold_the_cdse_the_chemistry_holds(conditions):
+    """The NCs of the distribution SAXS scatters from hold, in volume, the CdSe units the
+    chemistry says they hold (units x molar volume): the flow dry run's McSAS volume fractions
+    were 1.7-2.0 % above the outlet's at every grid point, the (1 + 3σ²/R²) of a Gaussian
+    centred on the radius of the mean volume."""
+    composition = plug(*conditions)
+    radius, number = mixture_distribution(composition)
+    nc = slice(-41, None)  # the NC cells come last
+    saxs_units_molar = float(np.sum(number[nc] * cdse_units(2.0 * radius[nc])))
+    assert composition.nc_units_molar > 0
+    assert saxs_units_molar == pytest.approx(composition.nc_units_molar, rel=1e-9)
+    assert float(np.sum(number[nc])) == pytest.approx(composition.nc_molar)
 
 
 def test_mixture_distribution_without_ncs_has_fixed_length():
