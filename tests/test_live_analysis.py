@@ -187,6 +187,33 @@ def test_live_fits_find_the_worlds_distribution(acquired):
     assert summary["analysis_dropped_events"] == 0 and summary["analysis_errors"] == 0
 
 
+def test_a_double_injection_has_no_law_fits(acquired):
+    """S3.3 and S3.2 describe one population; after piston B the one-population fits do not
+    count the new set apart, so their law fits are meaningless (a superfocusing dry run printed
+    'S3.3 reduced chi2 2.2e+04 ..., 98% time not constrained (3.6e+07 s ± inf s)' and drew the
+    S3.3 curve): the same frames, with a second injection in the start, store no law."""
+    derived = []
+    live = LiveAnalysis(lambda name, doc: derived.append((name, doc)))
+    for name, doc in acquired["raw"]:
+        if name == "start":
+            doc = {**doc, "second_injection": {"piston": "B", "delay_s": 1e6},
+                   "recipe": {**doc["recipe"], "cd_second_molar": CD_INITIAL_MOLAR,
+                              "cd_precursor_molar": 0.1}}
+        live(name, doc)
+    assert live.flush(timeout_s=30)
+    live.close()
+    (single,) = stream_data(acquired["derived"], "kinetics")
+    (double,) = stream_data(derived, "kinetics")
+    assert math.isfinite(single["buildup_chi2_reduced"]) and math.isfinite(single["k_per_s"])
+    assert not double["success"] and double["reason"].startswith("two injections")
+    for key in ("buildup_chi2_reduced", "k_per_s", "n_inf_molar", "second_order_chi2_reduced",
+                "k2_l_per_mol_s", "law_t_concentration_s", "law_t_yield_s"):
+        assert math.isnan(double[key]), key
+    assert not double["buildup_describes_data"] and double["law_note"].startswith("S3.3 and S3.2 not")
+    # the per-frame fits are the single run's
+    assert [f["radius_nm"] for f in stream_data(derived, "fits")] == \
+        [f["radius_nm"] for f in stream_data(acquired["derived"], "fits")]
+
 def test_patterns_are_unhinted_arrays_matching_the_fit(acquired):
     descriptor = next(doc for name, doc in acquired["derived"]
                       if name == "descriptor" and doc["name"] == "patterns")
