@@ -60,8 +60,9 @@ from ophyd.status import Status
 
 from ncsynth import timebase
 from ncsynth.devices.clock import DeadlineTimer
+from ncsynth.validation import is_finite_number
 
-from .flow_points import FlowPoint, ReactorSpec, _finite, _positive, check_points, grid_points
+from .flow_points import FlowPoint, ReactorSpec, _positive, check_points, grid_points
 from .stubs import call
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def flow_conditions(pumps, chamber, oven, *, rate_ml_min: float, nucleation_c: f
     if not _positive(rate_ml_min):
         raise ValueError(f"rate_ml_min must be a positive number, got {rate_ml_min!r}")
     for name, value in (("nucleation_c", nucleation_c), ("growth_c", growth_c)):
-        if not _finite(value):
+        if not is_finite_number(value):
             raise ValueError(f"{name} must be a finite temperature (°C), got {value!r}")
     if growth_c > nucleation_c:
         raise ValueError(f"growth_c={growth_c!r} °C must not exceed nucleation_c={nucleation_c!r} °C")

@@ -17,6 +17,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple, Sequence
 
+from ncsynth.validation import is_finite_number
+
 #: The pumps of the ``[flow]`` configuration (they share the total flow equally).
 PUMPS = ("pump_cd", "pump_se")
 #: Default grid (°C): nucleation 240–300, growth 240–300 with growth <= nucleation: 28 points.
@@ -25,12 +27,8 @@ DEFAULT_GRID = {"nucleation_c": tuple(range(240, 301, 10)), "growth_c": tuple(ra
 DEFAULT_RESIDENCE_S = 14.0
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _positive(value) -> bool:
-    return _finite(value) and value > 0
+    return is_finite_number(value) and value > 0
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ class ReactorSpec:
         for name, value in asdict(self).items():
             if name != "min_temperature_c" and not _positive(value):
                 raise ValueError(f"ReactorSpec.{name} must be a positive number, got {value!r}")
-        if not _finite(self.min_temperature_c):
+        if not is_finite_number(self.min_temperature_c):
             raise ValueError(f"ReactorSpec.min_temperature_c must be finite, "
                              f"got {self.min_temperature_c!r}")
 
@@ -99,7 +97,7 @@ def check_point(point: FlowPoint, chamber, oven, reactor: ReactorSpec, n_pumps: 
     for name, value, zone in (("nucleation_c", point.nucleation_c, chamber),
                               ("growth_c", point.growth_c, oven)):
         highest = getattr(zone, "max_temperature_c", math.inf)
-        if not _finite(value) or not reactor.min_temperature_c <= value <= highest:
+        if not is_finite_number(value) or not reactor.min_temperature_c <= value <= highest:
             raise ValueError(f"{name}={value!r} °C is outside the limits of {zone.name}: "
                              f"{reactor.min_temperature_c:g} to {highest:g} °C")
     if point.growth_c > point.nucleation_c:

@@ -279,7 +279,7 @@ def test_the_thread_watch_reads_when_a_sleeping_thread_wakes():
 #: run there (in a pytest worker a thread another test left, or one begun between the test's
 #: list of threads to leave out and the watch's own list, was seen working: a CI run failed so).
 _CHORE_SCRIPT = """
-import json, os, sys, threading, time
+import json, threading, time
 from ncsynth.simulators.quiet import ThreadWatch, _SLEEPS
 
 def syscall(thread):

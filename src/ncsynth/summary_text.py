@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+from ncsynth.validation import is_finite_number
+
 _SHOWN = {"uid", "raw_uid", "analysis_uid", "scan_id", "frames_skipped", "nucleation_window", "exit_status", "error", "frames", "wall_s", "final_radius_nm", "concentration_molar",
           "yield_fraction", "simulator_truth", "kinetics", "frames_analysed",
           "frames_without_fit", "analysis_errors", "analysis_dropped_events",
@@ -136,13 +138,13 @@ def _flow_point(point: dict) -> str:
                for label, units in sorted(found.items())]
     parts = [", ".join(species) if species else "no species found"]
     exciton = point.get("nc_exciton_nm")
-    if _finite(exciton):
+    if is_finite_number(exciton):
         parts.append(f"exciton {exciton:.0f} nm")
     saxs = point.get("saxs") or {}
     if saxs:
         error = saxs.get("volume_fraction_err")
         text = f"SAXS φ {_number(saxs.get('volume_fraction'))}" + (
-            f" ± {error:.2g}" if _finite(error) else "")
+            f" ± {error:.2g}" if is_finite_number(error) else "")
         if saxs.get("truth_volume_fraction") is not None:
             text += f" ({_number(saxs['truth_volume_fraction'])})"
         parts.append(text + f", R {_number(saxs.get('volume_mean_radius_nm'), ' nm')}")
@@ -169,13 +171,8 @@ def _run_line(summary: dict) -> str:
     return f"{head}  {', '.join(parts)}" if parts else head
 
 
-def _finite(value) -> bool:
-    """Whether ``value`` is a finite number (not None, NaN, inf or text)."""
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
 def _number(value, unit: str = "") -> str:
-    if _finite(value):
+    if is_finite_number(value):
         return f"{value:.4g}{unit}"
     return f"{value}{unit}"
 
@@ -185,10 +182,10 @@ def _with_error(value, error, unit: str) -> str:
     six (an error far below the value's precision is shown as it is, not as 27 decimals)."""
     if error == math.inf:  # a figure the data do not determine
         return f"{_number(value)} ± inf{unit}"
-    if not (_finite(error) and error > 0):
+    if not (is_finite_number(error) and error > 0):
         return _number(value, unit)
     digits = max(0, 1 - int(math.floor(math.log10(error))))
-    if _finite(value) and value != 0:
+    if is_finite_number(value) and value != 0:
         cap = max(0, 5 - int(math.floor(math.log10(abs(value)))))
         if digits > cap:
             return f"{value:.{cap}f} ± {error:.2g}{unit}"
@@ -197,7 +194,7 @@ def _with_error(value, error, unit: str) -> str:
 
 def _unconstrained(value, error) -> bool:
     """Whether ``error`` is infinite or larger than ``value``: the data say nothing of it."""
-    return _finite(value) and (error == math.inf or (_finite(error) and error > abs(value)))
+    return is_finite_number(value) and (error == math.inf or (is_finite_number(error) and error > abs(value)))
 
 
 def _kinetics(kinetics: dict, truth: dict) -> str:
@@ -226,7 +223,7 @@ def _laws(kinetics: dict) -> str:
                                   "law_t_concentration_s"),
                                  ("S3.2", "second_order_chi2_reduced", "second_order_describes_data",
                                   "law_t_yield_s")):
-        if not _finite(kinetics.get(chi2)):  # too few frames, or the fit failed
+        if not is_finite_number(kinetics.get(chi2)):  # too few frames, or the fit failed
             parts.append(f"{law} not fitted")
             continue
         verdict = "fits" if kinetics.get(fits) else "does not describe the data"

@@ -14,12 +14,17 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["real", "integer", "choice", "text"]
+__all__ = ["real", "integer", "choice", "text", "is_finite_number"]
 
 
 def _is_number(value) -> bool:
     # numpy's bool is no numbers.Real; Python's bool is an int
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """Whether ``value`` is a finite real number (not None, NaN, inf, a bool or text)."""
+    return _is_number(value) and math.isfinite(value)
 
 
 def _number(x) -> str:
