@@ -251,3 +251,27 @@ def test_the_default_flow_grid_passes_the_early_check(tmp_path):
     args = parser().parse_args(["flow", "dry-run", "--data-dir", str(tmp_path / "data")])
     assert check_arguments(args)["data"]["dir"] == str(tmp_path / "data")
     assert not (tmp_path / "data").exists()
+
+
+def test_recover_refuses_a_data_directory_that_does_not_exist_and_creates_none(tmp_path):
+    """A mistyped --data-dir is named, not turned into a new empty catalog ("nothing to recover")."""
+    missing = tmp_path / "dta"
+    code, stderr, heavy = refuse("recover", "--data-dir", str(missing))
+    assert code == 2 and heavy == [] and not missing.exists()
+    assert stderr == (f"ncsynth recover: {missing}: no such data directory, nothing to recover "
+                      f"there; give the one the runs were written to (--data-dir)\n")
+
+
+def test_output_to_a_reader_that_went_away_ends_quietly_with_141(tmp_path):
+    """``ncsynth recover | head``: the reader closed the pipe before "nothing to recover"; the
+    command ends with 128 + SIGPIPE and no error message (before: "ncsynth recover: [Errno 32]
+    Broken pipe", exit 1; the stored-run commands alike)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "ncsynth.cli", "recover", "--data-dir",
+                                 str(tmp_path)], env=ENV, stdout=write_end, stderr=subprocess.PIPE,
+                                text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")

@@ -150,3 +150,26 @@ def test_validate_says_in_one_line_why_a_double_injection_has_no_exponent():
                                   "frame_pulls": {}, "growth_exponent_reason": ""})
     assert "not measured" not in measured and "-2.00" in measured
     assert "98% times not determined" not in measured
+
+
+def test_validate_writes_what_the_analysis_did_not_give_in_words_not_nan():
+    """A run too short for the 98 % times: the measured column says "not determined", the pull
+    "-", the reason line claims no "last values" it does not show, and a window without frames
+    reads "no frames" (before: "nan ± nan", "0 +nan nan nan"); a noise std needs more than
+    NEIGHBOURS frames and reads "-" below that."""
+    from ncsynth.truth_report import NEIGHBOURS, format_validation
+
+    nan = float("nan")
+    t = np.linspace(1.0, 4.0, 5)
+    pulls = frame_pulls(t, t + 0.1, np.full(5, 0.1), t, t)
+    assert pulls[1][1] == 0 and not math.isfinite(pulls[0][4])   # 5 <= NEIGHBOURS frames
+    report = {"uid": "u", "headline": [("98% concentration, s", nan, nan, 1.806)],
+              "frame_pulls": {"radius": pulls}, "growth_exponent_reason": "",
+              "kinetics_reason": "9 usable frames, need 22 for the 98 % times"}
+    lines = format_validation(report).splitlines()
+    assert lines[2].split() == ["98%", "concentration,", "s", "not", "determined", "1.806", "-"]
+    assert lines[3] == "  98% times not determined by the analysis: 9 usable frames, need 22 for the 98 % times"
+    assert lines[-1] == "  radius         1-5 s: 5 +1.00 0.00 -; 5-60 s: no frames; 60-inf s: no frames"
+    assert f"needs more than {NEIGHBOURS} frames" in lines[-2] and "nan" not in "\n".join(lines)
+    shown = format_validation({**report, "headline": [("98% concentration, s", 280.0, 5.0, 289.0)]})
+    assert "(98% of the last values shown)" in shown and "-1.80" in shown

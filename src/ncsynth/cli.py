@@ -73,6 +73,8 @@ def _reporting_failures(args, command) -> int:
     traceback only with -v): exit 2 for a bad reference, value or file, 1 otherwise."""
     try:
         return command(args)
+    except BrokenPipeError:  # the reader went away (`| head`): not a failure of the command
+        raise
     except Exception as exc:
         from ncsynth.errors import first_line
 
@@ -316,18 +318,26 @@ def run() -> None:
     """The console script: :func:`main`; after a dry run, the process ends without the
     interpreter's teardown. Everything a dry run opens is closed by then, and after a
     failed commit on a full disk the catalog's ADBC SQLite connection, garbage-collected
-    at interpreter exit, crashed the process (exit 139 after the summary, 60 MB tmpfs)."""
-    if len(sys.argv) < 2 or sys.argv[1] not in ("dry-run", "flow"):
-        sys.exit(main())
+    at interpreter exit, crashed the process (exit 139 after the summary, 60 MB tmpfs).
+    Output to a reader that went away (``ncsynth validate -1 | head -3``) ends the command
+    quietly with 141 (128 + SIGPIPE), as a shell tool would."""
+    teardown_free = len(sys.argv) >= 2 and sys.argv[1] in ("dry-run", "flow")
     try:
         code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        code = 128 + signal.SIGPIPE
     except Exception:  # reported as Python would, then the same teardown-free exit
+        if not teardown_free:
+            raise
         traceback.print_exc()
         code = 1
-    finally:
         sys.stdout.flush()
-        sys.stderr.flush()
-        logging.shutdown()
+    if not teardown_free:
+        sys.exit(code)
+    sys.stderr.flush()
+    logging.shutdown()
     os._exit(code)
 
 

@@ -50,12 +50,16 @@ def api_key(args) -> str | None:
 
 def check_command(args, configuration: dict | None) -> None:
     """What each command besides ``dry-run``'s plan can be refused for before it starts: a
-    data directory that is a file (the commands that write one), the flow dry run's points,
+    data directory that is a file (the commands that write one), ``recover`` on a data
+    directory that does not exist (a mistyped --data-dir: it would create one), the flow dry run's points,
     the analysis service's proxy address, the catalog server's API key (:func:`api_key`,
     else the environment's), ``sim serve --calibration-dir`` naming a file."""
     command = args.command
     if command in ("dry-run", "flow", "session", "recover"):
-        data_path(configuration)
+        path = data_path(configuration)
+        if command == "recover" and not path.exists():
+            raise ValueError(f"{path}: no such data directory, nothing to recover there; give "
+                             f"the one the runs were written to (--data-dir)")
     if command == "flow":
         check_flow(args, configuration)
     if command == "analysis":

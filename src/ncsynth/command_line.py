@@ -17,6 +17,8 @@ from ncsynth.config_schema import SCHEMA
 
 #: Commands that work on a stored run of the data directory's catalog.
 STORED_RUN_COMMANDS = ("replay", "export", "report", "validate")
+#: How those commands name the run (:mod:`ncsynth.run_lookup`).
+RUN_HELP = "uid, partial uid, scan id, or a negative index (-1: the latest run)"
 #: The embedded catalog's database in a data directory
 #: (:attr:`ncsynth.storage.layout.DataDirectory.catalog_db`).
 CATALOG_FILE = "catalog.db"
@@ -122,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("replay", help="re-analyse a stored run with the live analysis code")
     _add_config_args(rep)
-    rep.add_argument("run", help="uid, partial uid, scan id, or -1 for the latest")
+    rep.add_argument("run", help=RUN_HELP)
     rep.add_argument("--q-range", nargs=2, type=float, metavar=("QMIN", "QMAX"),
                      help="q range of reduction and fit, nm^-1 (default 0.1 5)")
     rep.add_argument("--model", choices=["gaussian_spheres"], default="gaussian_spheres",
@@ -136,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="export a run's per-frame fit table")
     _add_config_args(exp)
-    exp.add_argument("run")
+    exp.add_argument("run", help=RUN_HELP)
     exp.add_argument("--format", choices=["csv", "nexus"], default="csv",
                      help="csv: the per-frame fit table; nexus: NXcanSAS HDF5 with the reduced "
                           "patterns, the fit table and the instrument")
@@ -147,7 +149,7 @@ def parser() -> argparse.ArgumentParser:
 
     rpt = sub.add_parser("report", help="PNG with the paper's Fig. 1 panels for a run")
     _add_config_args(rpt)
-    rpt.add_argument("run")
+    rpt.add_argument("run", help=RUN_HELP)
     rpt.add_argument("-o", "--output", help="PNG to write (default: a new file in "
                                             "<data-dir>/reports named after the run, "
                                             "scan0007-1a2b3c4d.png)")
@@ -156,7 +158,7 @@ def parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="a dry run's headline numbers against the simulated "
                                           "flask, with pulls")
     _add_config_args(val)
-    val.add_argument("run")
+    val.add_argument("run", help=RUN_HELP)
 
     ses = sub.add_parser("session", help="IPython at the hutch: RE, catalog, devices, plans")
     _add_config_args(ses)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -129,21 +130,34 @@ def _effective_exponent(truth: dict, analysis) -> float:
 
 
 def format_validation(report: dict) -> str:
-    """:func:`validate_run`'s result as aligned text lines."""
+    """:func:`validate_run`'s result as aligned text lines; a number the analysis did not give
+    (NaN) reads "not determined" (or "-"), a window without frames "no frames"."""
     lines = [f"run {report['uid']}: measured against the simulated flask",
              f"{'':22} {'measured':>22} {'flask':>10} {'pull':>6}"]
     for label, value, error, truth in report["headline"]:
         pull = (value - truth) / error if error and math.isfinite(error) and error > 0 else math.nan
-        lines.append(f"{label:22} {value:>12.4g} ± {error:<7.2g} {truth:>10.4g} {pull:>6.2f}")
+        measured = (f"{value:>12.4g} ± {error:<7.2g}" if math.isfinite(value)
+                    else f"{'not determined':>22}")
+        lines.append(f"{label:22} {measured} {_number(truth, '>10.4g')} {_number(pull, '>6.2f')}")
     if report.get("kinetics_reason"):  # times of the last values, not of a plateau: why
-        lines.append(f"  98% times not determined by the analysis (98% of the last values shown): "
-                     f"{report['kinetics_reason']}")
+        shown = any(math.isfinite(value) for label, value, _, _ in report["headline"]
+                    if label != "growth exponent n")
+        lines.append("  98% times not determined by the analysis"
+                     + (" (98% of the last values shown)" if shown else "")
+                     + f": {report['kinetics_reason']}")
     if report.get("growth_exponent_reason"):  # no n: why, in one line
         lines.append(f"  n not measured: {report['growth_exponent_reason']}")
     lines.append("per-frame pulls in windows of s after injection: frames, mean, std (statistical "
-                 "and size-model errors), noise std (statistical, about a drifting bias)")
+                 f"and size-model errors), noise std (statistical, about a drifting bias; needs "
+                 f"more than {NEIGHBOURS} frames)")
     for name, rows in report["frame_pulls"].items():
-        cells = [f"{low:g}-{high:g} s: {count} {mean:+.2f} {std:.2f} {noise:.2f}"
-                 for (low, high), count, mean, std, noise in rows]
+        cells = [f"{low:g}-{high:g} s: " + (
+            f"{count} {mean:+.2f} {_number(std, '.2f')} {_number(noise, '.2f')}" if count
+            else "no frames") for (low, high), count, mean, std, noise in rows]
         lines.append(f"  {name:14} " + "; ".join(cells))
     return "\n".join(lines)
+
+
+def _number(value: float, spec: str) -> str:
+    """``value`` formatted by ``spec``, or "-" in the same width if it is not finite."""
+    return format(value, spec) if math.isfinite(value) else format("-", re.match(r"[<>^]?\d*", spec)[0])
