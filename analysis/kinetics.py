@@ -210,7 +210,7 @@ def _clean(time_s, values, errors):
     return t[keep], y[keep], (None if e is None else e[keep])
 
 
-def _fit(law, names, guess, lower, upper, fixed, time_s, values, errors):
+def _fit(law, names, guess, lower, upper, fixed, time_s, values, errors, skip=""):
     t, y, e = _clean(time_s, values, errors)
     n = t.size
     nan = (math.nan,) * len(names)
@@ -219,6 +219,8 @@ def _fit(law, names, guess, lower, upper, fixed, time_s, values, errors):
         return CurveFit(law, tuple(names), nan, nan, math.nan, n, False, reason, dict(fixed),
                         describes_data=False)
 
+    if skip:
+        return failed(skip)
     if n < len(names) + MIN_EXTRA_POINTS:
         return failed(f"{n} usable points for {len(names)} parameters, need {len(names) + MIN_EXTRA_POINTS}")
     if not np.any(y != 0):
@@ -288,11 +290,12 @@ def _undetermined(covariance) -> np.ndarray:
     return flat
 
 
-def fit_buildup(time_s, values, errors=None, fit_delay=False):
+def fit_buildup(time_s, values, errors=None, fit_delay=False, skip=""):
     """Fit the exponential build-up n_∞·(1 − e^{−k(t−t0)}) (S3.3) to ``values`` against ``time_s``.
 
     Parameters ``amplitude`` (n_∞, units of ``values``), ``rate_per_s`` (k) and, with
-    ``fit_delay``, ``delay_s`` (t0, otherwise fixed at 0).  Returns a ``CurveFit``.
+    ``fit_delay``, ``delay_s`` (t0, otherwise fixed at 0).  Returns a ``CurveFit``; ``skip``:
+    why the law does not apply to these data (the fit is not made and fails with it).
     """
     names = ["amplitude", "rate_per_s"] + (["delay_s"] if fit_delay else [])
     fixed = {} if fit_delay else {"delay_s": 0.0}
@@ -304,17 +307,18 @@ def fit_buildup(time_s, values, errors=None, fit_delay=False):
 
     lower = [-np.inf, 0.0] + ([-np.inf] if fit_delay else [])
     upper = [np.inf, np.inf] + ([np.inf] if fit_delay else [])
-    return _fit("S3.3", names, guess, lower, upper, fixed, time_s, values, errors)
+    return _fit("S3.3", names, guess, lower, upper, fixed, time_s, values, errors, skip)
 
 
 def fit_second_order(time_s, values, cd_initial_molar, beta, errors=None, fit_beta=False,
-                     fit_delay=False):
+                     fit_delay=False, skip=""):
     """Fit Y∞ × normalised S3.2 to ``values`` (e.g. the yield) against ``time_s``.
 
     Parameters ``amplitude`` (final value Y∞, which S3.2 alone fixes at min(1, β); kept free
     because real syntheses stop short of full conversion), ``k2_l_per_mol_s`` (k2), with
     ``fit_beta`` also ``beta`` (the Se:Cd molar ratio, otherwise fixed at ``beta``), with
-    ``fit_delay`` also ``delay_s``.  ``cd_initial_molar`` = c0·n_Cd,0 of S3.2.
+    ``fit_delay`` also ``delay_s``.  ``cd_initial_molar`` = c0·n_Cd,0 of S3.2; ``skip`` as
+    for :func:`fit_buildup`.
     """
     if not cd_initial_molar > 0:
         raise ValueError(f"cd_initial_molar must be > 0, got {cd_initial_molar!r}")
@@ -335,7 +339,7 @@ def fit_second_order(time_s, values, cd_initial_molar, beta, errors=None, fit_be
 
     lower = [-np.inf, 0.0] + ([1e-3] if fit_beta else []) + ([-np.inf] if fit_delay else [])
     upper = [np.inf, np.inf] + ([1e3] if fit_beta else []) + ([np.inf] if fit_delay else [])
-    return _fit("S3.2", names, guess, lower, upper, fixed, time_s, values, errors)
+    return _fit("S3.2", names, guess, lower, upper, fixed, time_s, values, errors, skip)
 
 
 def _plateau(y):

@@ -98,15 +98,6 @@ RELATIVE_UNITS = "a.u."
 SECOND_INJECTION_KINETICS = ("two injections: the 98 % rule (§S.3) is for one, and the one-population "
                              "fits after piston B do not count the new set apart")
 
-#: The laws' fields of a run they do not apply to (a double injection: one population's
-#: build-up and monomer formation fitted to two read as a meaningless chi2 and 98 % time).
-_NO_LAWS = {**{key: math.nan for key in (
-    "k_per_s", "k_err_per_s", "n_inf_molar", "n_inf_err_molar", "buildup_chi2_reduced",
-    "k2_l_per_mol_s", "k2_err_l_per_mol_s", "yield_inf", "yield_inf_err",
-    "second_order_chi2_reduced", "law_t_concentration_s", "law_t_concentration_err_s",
-    "law_t_yield_s", "law_t_yield_err_s")},
-    "buildup_describes_data": False, "second_order_describes_data": False}
-
 
 def _fitter_version() -> str:
     try:
@@ -450,19 +441,21 @@ class SAXSAnalysis(DocumentRouter):
             return np.array([getattr(fit, name) for fit in self.fits], dtype=float)
 
         failed = sum(not f.success for f in self.fits)
+        # two injections: one population's laws fitted to two read as a meaningless chi2 and 98 %
+        # time, and the new set is not counted (see §S.5's own analysis)
+        second = bool((self._raw_start or {}).get("second_injection"))
         summary = summarize_kinetics(np.array(self.times_s, dtype=float), field("radius_nm"), field("sigma_nm"),
                                      field("concentration_molar"), np.array(self._cds, dtype=float),
                                      self.beta, field("concentration_err_molar"), field("radius_err_nm"),
                                      field("sigma_err_nm"), preferred=[
                                          np.array([getattr(m, name) for m in self.frame_models], dtype=float)
-                                         for name in ("concentration_molar", "cadmium_molar")])
+                                         for name in ("concentration_molar", "cadmium_molar")],
+                                     laws_skipped=SECOND_INJECTION_KINETICS if second else "")
         data = flatten_kinetics(summary, len(self.fits), failed)
         if self._relative_scale is not None:  # every amount is NaN: nothing to time
             data.update(success=False, reason=f"no absolute scale: {self._relative_scale}")
-        elif (self._raw_start or {}).get("second_injection"):
-            # one population fitted to two: the new set is not counted (see §S.5's own analysis)
-            data.update(success=False, reason=SECOND_INJECTION_KINETICS, **_NO_LAWS,
-                        law_note=f"S3.3 and S3.2 not fitted: {SECOND_INJECTION_KINETICS}")
+        elif second:
+            data.update(success=False, reason=SECOND_INJECTION_KINETICS)
         self.kinetics = data
         descriptor = self._bundle.compose_descriptor(name=KINETICS, data_keys=KINETICS_KEYS,
                                                      object_keys={"kinetics": list(KINETICS_KEYS)})

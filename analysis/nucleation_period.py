@@ -237,7 +237,7 @@ class KineticsSummary:
 def summarize_kinetics(time_s, radius_nm, sigma_nm, concentration_molar, cd_initial_molar, beta,
                        concentration_err_molar, radius_err_nm, sigma_err_nm, fraction=FRACTION,
                        fit_delay=False, fit_beta=False, lattice_nm=CDSE_LATTICE_NM,
-                       preferred=None) -> KineticsSummary:
+                       preferred=None, laws_skipped="") -> KineticsSummary:
     """The 98 % times from the data and S3.3/S3.2 fits of a run's frames (S2.5–S2.6 for the yield).
 
     Per-frame arrays (failed frames as NaN): ``time_s`` since injection, the Gaussian fits'
@@ -247,7 +247,8 @@ def summarize_kinetics(time_s, radius_nm, sigma_nm, concentration_molar, cd_init
     each frame prefers (:mod:`ncsynth.analysis.frame_model`: one skewed population, or two where
     they fit far better); when at least half the frames have it, it gives the primary numbers
     and the Gaussian fits the model's systematic error (:func:`with_model_spread`); the errors
-    of the Gaussian fits serve as the weights of both.
+    of the Gaussian fits serve as the weights of both. ``laws_skipped``: why S3.3 and S3.2 do
+    not apply to the run (a second injection): they are not fitted, their fields NaN.
     """
     cd = np.asarray(cd_initial_molar, dtype=float)
     yields = yield_fraction(radius_nm, sigma_nm, concentration_molar, 1.0, lattice_nm) / cd
@@ -264,10 +265,14 @@ def summarize_kinetics(time_s, radius_nm, sigma_nm, concentration_molar, cd_init
         yields = preferred_yields
         times = with_model_spread(completion_times(time_s, concentration_molar, concentration_err_molar,
                                                    yields, yield_errors, fraction), times)
-    concentration_fit = fit_buildup(time_s, concentration_molar, concentration_err_molar, fit_delay)
+    concentration_fit = fit_buildup(time_s, concentration_molar, concentration_err_molar, fit_delay,
+                                    skip=laws_skipped)
     cd_for_law = float(np.nanmedian(np.broadcast_to(cd_initial_molar, np.shape(time_s))))
     yield_fit = fit_second_order(time_s, yields, cd_for_law, beta, yield_errors,
-                                 fit_beta=fit_beta, fit_delay=fit_delay)
+                                 fit_beta=fit_beta, fit_delay=fit_delay, skip=laws_skipped)
+    if laws_skipped:
+        return KineticsSummary(times, concentration_fit, yield_fit, *(math.nan,) * 4,
+                               f"S3.3 and S3.2 not fitted: {laws_skipped}")
     law_times, notes = [], []
     for name, fit, values in (("concentration", concentration_fit, concentration_molar),
                               ("yield", yield_fit, yields)):
