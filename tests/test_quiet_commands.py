@@ -74,6 +74,10 @@ def test_replay_prints_a_readable_summary_with_the_new_analysis_run_and_its_figu
     assert result.returncode == 0, result.stderr[-3000:]  # quiet: the dry run's test
     rows = _rows(result.stdout)
     assert rows["run"] == f"{dry['uid']}  scan 1"
+    # a dry run's replay shows its flask beside the numbers, as the dry run's summary did
+    for label in ("radius", "concentration", "yield"):
+        flask = _rows(dry["result"].stdout)[label].split("   ", 1)[1]
+        assert flask.startswith("(simulated flask at the last frame, ") and rows[label].endswith(flask)
     assert re.fullmatch(r"[0-9a-f-]{36}", rows["analysis run"])
     assert rows["analysis"].startswith("20 frames, ")
     figure = Path(rows["figure"])
@@ -87,6 +91,22 @@ def test_replay_prints_a_readable_summary_with_the_new_analysis_run_and_its_figu
     assert again["analysis_uid"] != rows["analysis run"]  # a new analysis run each time
     assert again["final_radius_nm"] == pytest.approx(float(rows["radius"].split()[0]), rel=1e-3)
     assert again["figures"] != [rows["figure"]]  # never overwritten
+    truth = json.loads((dry["root"] / "truth" / f"{dry['uid']}.json").read_text())
+    assert again["simulator_truth"] == truth["headline"]
+
+
+def test_a_damaged_truth_file_is_named_by_validate(dry):
+    """validate said "Expecting value: line 1 column 1 (char 0)"; it names the file now."""
+    path = dry["root"] / "truth" / f"{dry['uid']}.json"
+    kept = path.read_bytes()
+    try:
+        path.write_text('{"headline": ')
+        result = ncsynth("validate", -1, "--data-dir", dry["root"])
+    finally:
+        path.write_bytes(kept)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"ncsynth validate: {path}: not a readable simulated truth (")
+    assert result.stderr.count("\n") == 1
 
 
 def test_flow_dry_run_prints_a_line_per_point(tmp_path):

@@ -160,6 +160,7 @@ def _replay(args) -> int:
         summary = replay_run(catalog, _run_ref(catalog, args.run), processes=processes,
                              progress=ProgressBar(), worker="process",
                              figure_directory=catalog.layout.root / "reports", **settings)
+    _add_simulator_truth(summary, data_dir(config))
     if args.json:
         print(json.dumps(summary, default=str))
     else:
@@ -167,6 +168,20 @@ def _replay(args) -> int:
 
         print(format_summary(summary))
     return 0
+
+
+def _add_simulator_truth(summary: dict, root) -> None:
+    """A dry run's replay shows what its simulated flask held, as the dry run's summary did
+    (``<data dir>/truth``); a damaged truth file is said in one line, the replay stands."""
+    from ncsynth.flask_truth import stored_truth
+
+    try:
+        truth = stored_truth(root, summary["uid"])
+    except ValueError as exc:
+        print(f"ncsynth replay: {exc}; the summary shows no flask beside", file=sys.stderr)
+        return
+    if truth is not None:
+        summary["simulator_truth"] = truth["headline"]
 
 
 def _refuse_an_absent_run(config, ref: str) -> None:

@@ -188,6 +188,27 @@ def frame_mid_times_s(start_doc: dict, n_frames: int) -> np.ndarray:
     return np.asarray(offsets[:n_frames], dtype=float) + half
 
 
+def truth_path(root, uid: str) -> Path:
+    """Where a dry run in data directory ``root`` keeps its flask's truth (:func:`record_truth`)."""
+    return Path(root) / "truth" / f"{uid}.json"
+
+
+def stored_truth(root, uid: str) -> dict | None:
+    """What :func:`record_truth` saved for run ``uid`` in data directory ``root`` (``headline``,
+    ``frames``, ``second_injection_s``); None if it saved nothing (not a dry run); ValueError
+    naming the file if it cannot be read as such."""
+    path = truth_path(root, uid)
+    if not path.exists():
+        return None
+    try:
+        truth = json.loads(path.read_text())
+        if not isinstance(truth.get("headline"), dict):
+            raise ValueError("no headline")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a readable simulated truth ({exc})") from None
+    return truth
+
+
 def record_truth(trace: FlaskTrace, start_doc: dict, n_frames: int, exponent_pairs, path) -> dict:
     """Headline truth of a dry run up to its last frame, and the per-frame truth saved to ``path``.
 

@@ -18,14 +18,12 @@ mid-exposure). This module sets the run's latest analysis beside it, with pulls
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 
-from ncsynth.flask_truth import FlaskTrace, effective_growth_exponent
+from ncsynth.flask_truth import FlaskTrace, effective_growth_exponent, stored_truth, truth_path
 from ncsynth.runs import RunError, derived_run, raw_run, second_injection_analysis
 
 #: Time windows (s after injection) of the per-frame pulls.
@@ -80,11 +78,10 @@ def validate_run(catalog, ref, root) -> dict:
     """Measured against true for a stored dry run ``ref`` (see the module docstring)."""
     run = raw_run(catalog, ref)
     start = run.metadata["start"]
-    path = Path(root) / "truth" / f"{start['uid']}.json"
-    if not path.exists():
-        raise RunError(f"run {start['uid'][:8]} has no simulated truth ({path} missing): only "
-                       f"dry runs record one")
-    truth = json.loads(path.read_text())
+    truth = stored_truth(root, start["uid"])
+    if truth is None:
+        raise RunError(f"run {start['uid'][:8]} has no simulated truth "
+                       f"({truth_path(root, start['uid'])} missing): only dry runs record one")
     derived = derived_run(catalog, start["uid"])
     if derived is None:
         raise RunError(f"run {start['uid'][:8]} has not been analysed; run `ncsynth replay` first")
