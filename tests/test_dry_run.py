@@ -155,6 +155,55 @@ def test_kill_minus_9_mid_run_then_recover_keeps_every_frame(tmp_path):
     assert "nothing to recover" in again.stdout
 
 
+def _writer_processes(data_dir) -> list[int]:
+    """PIDs of the catalog writer's worker processes serving ``data_dir`` (from /proc)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if b"ncsynth.storage.writer_worker" in argv and str(data_dir).encode() in argv:
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+def test_a_catalog_writer_killed_mid_run_fails_the_command_naming_recover_which_stores_every_frame(
+        tmp_path):
+    """The catalog writer's process dies mid-run (OOM killer, a crash): the run goes on into the
+    journal and ends with the heater safe; the summary said "unknown" with no hint and exit 0
+    or 1 by chance of timing. Now: the plan's exit status (the journal's stop), exit 1, an error
+    line naming the runs not stored, the cause and the command that stores them; that command
+    then stores the raw run whole."""
+    proc = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "dry-run", "--json", "--no-progress",
+                             "--frames", "200", "--reaction-time", "60", "--data-dir", str(tmp_path)],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _journaled_events(proc, tmp_path, at_least=20) >= 20, \
+            "the dry run did not get far enough for its writer to be killed mid-run"
+        (writer,) = _writer_processes(tmp_path)
+        os.kill(writer, signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["exit_status"] == "success" and summary["frames"] == 200
+    assert summary["heater"].startswith("confirmed safe")
+    assert summary["error"].startswith(f"catalog: runs {summary['uid'][:8]}, ")
+    assert "the catalog worker process was killed by SIGKILL" in summary["error"] and "\n" not in summary["error"]
+    assert summary["error"].endswith(f"`ncsynth recover --data-dir {tmp_path}` stores them")
+    result = _command("recover", "--data-dir", str(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open_catalog(tmp_path) as catalog:
+        run = catalog[summary["uid"]]
+        assert run.metadata["stop"]["exit_status"] == "success"
+        assert run.metadata["stop"]["num_events"]["primary"] == 200
+        assert run["primary"]["saxs_image"].read().shape == (200, 480, 480)
+        assert catalog.analysis(summary["uid"]) is not None  # its analysis run is stored too
+
+
 def test_dry_run_options_choose_detector_timing_monitoring_and_cool_down(tmp_path, capsys):
     from ncsynth.cli import main
 

@@ -307,7 +307,8 @@ def _dry_run(args) -> int:
         from ncsynth.termination import exit_code
 
         return exit_code(summary["terminated_by"])
-    return 0 if summary.get("exit_status") == "success" else 1
+    # a plan that succeeded but whose run the catalog did not take (recover stores it) is not done
+    return 0 if summary.get("exit_status") == "success" and not summary.get("error") else 1
 
 
 def _flow_dry_run(args) -> int:

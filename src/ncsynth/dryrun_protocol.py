@@ -17,6 +17,7 @@ import logging
 from bluesky.utils import RequestAbort, RunEngineInterrupted
 
 from ncsynth import timebase
+from ncsynth.errors import first_line
 from ncsynth.flask_truth import FlaskRecorder, firing_times, record_truth
 from ncsynth.plans.frame_account import FrameAccount
 from ncsynth.instruments import connect, simulated_hutch
@@ -143,7 +144,7 @@ def _dry_run(catalog, writer, root, config, options, analysis, progress, plan, p
         RE.subscribe(lambda name, doc: run_uids.append(doc["uid"]), "start")
         sim.clock.follow(RE)  # the world's clock never jumps while the plan is working
         RE.subscribe(writer)
-        journaled = _FrameCounter()  # after the writer: counts the frames it has taken
+        journaled = _Journaled()  # after the writer: the frames and the stop it has taken
         RE.subscribe(journaled)
         frames = FrameAccount()  # skipped frames, a lost nucleation window
         RE.subscribe(frames)
@@ -190,7 +191,10 @@ def _dry_run(catalog, writer, root, config, options, analysis, progress, plan, p
         trace = recorder.trace(*firings[:2]) if firings else None
     uid = run_uids[0] if run_uids else None
     stored = writer.stored.get(uid) or {}  # the documents the catalog took: no read-back
-    stop = stored.get("stop") or {}
+    stop = stored.get("stop") or journaled.stop  # the journal's, when the catalog did not take it
+    if writer.failed_runs:
+        storage_error = "; ".join(filter(None, (storage_error,
+                                                _not_stored(writer.failed_runs, uid, root))))
     summary = {"uid": uid,
                "exit_status": stop.get("exit_status") or ("fail" if error else "unknown"),
                "frames": int((stop.get("num_events") or {}).get("primary", journaled.frames)),
@@ -251,20 +255,34 @@ def _run_to_the_end(RE, protocol) -> tuple[str | None, str | None]:
     return None, None
 
 
-class _FrameCounter:
-    """Counts the events of stream ``primary`` that reached it (subscribed after the catalog
-    writer, which raises on a document it could not journal: the frames kept)."""
+class _Journaled:
+    """What of the run reached it (subscribed after the catalog writer, which raises on a
+    document it could not journal): ``frames``, the events of stream ``primary`` kept, and the
+    ``stop`` document ({} before it)."""
 
     def __init__(self):
-        self.frames, self._primary = 0, set()
+        self.frames, self.stop, self._primary = 0, {}, set()
 
     def __call__(self, name: str, doc: dict) -> None:
-        if name == "descriptor" and doc.get("name") == "primary":
+        if name == "stop":
+            self.stop = doc
+        elif name == "descriptor" and doc.get("name") == "primary":
             self._primary.add(doc["uid"])
         elif name == "event" and doc["descriptor"] in self._primary:
             self.frames += 1
         elif name == "event_page" and doc["descriptor"] in self._primary:
             self.frames += len(doc["seq_num"])
+
+
+def _not_stored(failed_runs: dict, raw_uid: str | None, root) -> str:
+    """One line: the runs the catalog did not take (the writer's process killed, a full disk),
+    the raw run first, and how their journals get into it."""
+    order = sorted(failed_runs, key=lambda uid: uid != raw_uid)
+    uids = ", ".join(uid[:8] for uid in order)
+    err = failed_runs[order[0]]
+    return (f"catalog: run{'s' if len(failed_runs) > 1 else ''} {uids} not stored "
+            f"({type(err).__name__}: {first_line(err)}); every document is in the journal: "
+            f"`ncsynth recover --data-dir {root}` stores them")
 
 
 def _spare_the_failed_catalog() -> None:

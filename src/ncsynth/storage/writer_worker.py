@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -85,9 +86,18 @@ class WorkerLink:
         try:
             return pickle.load(self._process.stdout)
         except (EOFError, pickle.UnpicklingError, OSError) as err:
-            code = self._process.poll()
-            raise CatalogWorkerError(f"the catalog worker process ended (exit {code}): "
-                                     f"{type(err).__name__}") from None
+            raise self._ended(err) from None
+
+    def _ended(self, err: BaseException) -> CatalogWorkerError:
+        """The worker's pipe broke (``err``): how its process ended (a moment is given for
+        its exit status: the pipe closes as it dies), as a CatalogWorkerError."""
+        try:
+            code = self._process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = ("stopped answering (still running)" if code is None
+               else f"was killed by {signal.Signals(-code).name}" if code < 0 else f"ended with exit {code}")
+        return CatalogWorkerError(f"the catalog worker process {how}: {type(err).__name__}")
 
     def _wait_ready(self) -> None:
         if self._ready is False:
@@ -109,9 +119,8 @@ class WorkerLink:
             try:
                 pickle.dump(request, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
                 self._process.stdin.flush()
-            except (BrokenPipeError, OSError) as err:
-                raise CatalogWorkerError(f"the catalog worker process is gone "
-                                         f"({type(err).__name__}: {err})") from None
+            except OSError as err:  # BrokenPipeError too
+                raise self._ended(err) from None
             reply = self._reply()
         if reply[0] != "ok":
             raise _as_exception(reply[1])
