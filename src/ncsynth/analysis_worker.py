@@ -24,6 +24,8 @@ import subprocess
 import sys
 import threading
 
+from ncsynth.errors import how_it_ended
+
 logger = logging.getLogger(__name__)
 
 _NO_SUMMARY = {"final_radius_nm": None, "concentration_molar": None, "yield_fraction": None}
@@ -74,8 +76,8 @@ class AnalysisProcess:
                 pickle.dump(item, pipe, protocol=pickle.HIGHEST_PROTOCOL)
                 if self._outbox.empty() or item[0] != "doc":
                     pipe.flush()
-            except (BrokenPipeError, OSError, ValueError) as err:
-                self._lost(f"the analysis process is gone ({type(err).__name__})")
+            except (BrokenPipeError, OSError, ValueError):  # said as its replies' end says it
+                self._lost(f"the analysis process {how_it_ended(self._process)}")
                 return
             if item[0] == "close":
                 try:
@@ -91,7 +93,7 @@ class AnalysisProcess:
                 message = pickle.load(pipe)
             except (EOFError, OSError, pickle.UnpicklingError):
                 if not self._closed:
-                    self._lost(f"the analysis process ended (exit {self._process.poll()})")
+                    self._lost(f"the analysis process {how_it_ended(self._process)}")
                 with self._flushed:
                     self._ended = True
                     self._flushed.notify_all()

@@ -208,6 +208,9 @@ def _dry_run(catalog, writer, root, config, options, analysis, progress, plan, p
         summary["terminated_by"] = signal_name
     summary.update(live.summary() if live is not None else
                    {"final_radius_nm": None, "concentration_molar": None, "yield_fraction": None})
+    if summary.get("analysis_error") and uid and uid not in writer.failed_runs:
+        summary["analysis_error"] += (f"; the run is stored: `ncsynth replay {uid[:8]} --data-dir "
+                                      f"{root}` analyses it")
     if live is not None:
         summary["figures"] = [str(p) for p in live.paths]
     summary["simulator_truth"] = truth

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import threading
+
+from ncsynth.errors import how_it_ended
 
 
 DATABASE_URI_ENV = "NCSYNTH_WORKER_DATABASE_URI"
@@ -89,14 +90,8 @@ class WorkerLink:
             raise self._ended(err) from None
 
     def _ended(self, err: BaseException) -> CatalogWorkerError:
-        """The worker's pipe broke (``err``): how its process ended (a moment is given for
-        its exit status: the pipe closes as it dies), as a CatalogWorkerError."""
-        try:
-            code = self._process.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            code = None
-        how = ("stopped answering (still running)" if code is None
-               else f"was killed by {signal.Signals(-code).name}" if code < 0 else f"ended with exit {code}")
+        """The worker's pipe broke (``err``): how its process ended, as a CatalogWorkerError."""
+        how = how_it_ended(self._process)
         return CatalogWorkerError(f"the catalog worker process {how}: {type(err).__name__}")
 
     def _wait_ready(self) -> None:
