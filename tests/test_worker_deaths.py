@@ -7,8 +7,11 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from ncsynth.analysis_worker import AnalysisProcess
-from ncsynth.errors import how_it_ended
+from ncsynth.storage.writer_worker import CatalogWorkerError, WorkerLink
+from ncsynth.worker_process import how_it_ended
 
 
 def test_how_it_ended_reads_the_signal_the_exit_code_or_a_process_still_running():
@@ -37,3 +40,16 @@ def test_a_live_analysis_process_killed_says_so_in_the_summary(tmp_path):
         assert analysis.summary()["analysis_error"] == analysis.error
     finally:
         analysis.close(timeout_s=10)
+    # its pipes are closed (they were left open: ResourceWarnings in a later test of a worker)
+    assert analysis._process.stdin.closed and analysis._process.stdout.closed
+
+
+def test_a_catalog_writer_process_killed_is_named_and_its_pipes_closed(tmp_path):
+    """The catalog writer's worker killed: a request says how it ended; close() leaves no pipe
+    open (stdin stayed open when the last 'close' could not be written)."""
+    link = WorkerLink(tmp_path)
+    os.kill(link._process.pid, signal.SIGKILL)
+    with pytest.raises(CatalogWorkerError, match="the catalog worker process was killed by SIGKILL"):
+        link.request("flush")
+    link.close(timeout_s=10)
+    assert link._process.stdin.closed and link._process.stdout.closed

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 
-from ncsynth.errors import how_it_ended
+from ncsynth.worker_process import close_quietly, how_it_ended
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +148,8 @@ class AnalysisProcess:
             self._process.kill()
             self._process.wait()
         self._receiver.join(timeout_s)
+        for pipe in (self._process.stdin, self._process.stdout):  # also after the child died
+            close_quietly(pipe)
 
 
 class InProcessAnalysis:

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 
-from ncsynth.errors import how_it_ended
+from ncsynth.worker_process import close_quietly, how_it_ended
 
 
 DATABASE_URI_ENV = "NCSYNTH_WORKER_DATABASE_URI"
@@ -125,9 +125,10 @@ class WorkerLink:
         with self._lock:
             try:
                 pickle.dump(("close",), self._process.stdin)
-                self._process.stdin.close()
-            except (BrokenPipeError, OSError, ValueError):
+                self._process.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):  # it died before (killed, crashed)
                 pass
+            close_quietly(self._process.stdin)
             try:
                 self._process.wait(timeout_s)
             except subprocess.TimeoutExpired:
