@@ -86,10 +86,12 @@ def pattern_keys(n_bins: int, intensity_units: str = "cm^-1") -> dict:
 def raw_description(start: dict) -> dict:
     """What a figure's title says of a raw run (:func:`ncsynth.analysis.display.run_title`),
     from its start document: uid, scan id, sample, start time (s since the epoch), the recipe's
-    injection and growth temperatures (°C); absent items are None."""
+    injection and growth temperatures (°C), piston B's delay after A (s, §S.5; a figure marks
+    it); absent items are None."""
     recipe = start.get("recipe") or {}
     return {**{key: start.get(key) for key in ("uid", "scan_id", "sample", "time")},
-            **{key: recipe.get(key) for key in ("injection_temperature_c", "growth_temperature_c")}}
+            **{key: recipe.get(key) for key in ("injection_temperature_c", "growth_temperature_c")},
+            "second_injection_s": (start.get("second_injection") or {}).get("delay_s")}
 
 
 def flatten_kinetics(summary, n_frames: int, n_failed: int) -> dict:

@@ -109,14 +109,17 @@ def _draw_patterns(ax, patterns, fits, relative: bool = False) -> None:
         ax.legend(fontsize="small", title="t after injection")
 
 
-def draw_figure(fits, patterns=None, kinetics=None, title: str = "", relative: bool = False) -> Figure:
+def draw_figure(fits, patterns=None, kinetics=None, title: str = "", relative: bool = False,
+                second_injection_s: float | None = None) -> Figure:
     """The 4-panel figure from per-frame ``fits`` columns (``time_s``, ``radius_nm``,
     ``radius_err_nm``, ``sigma_nm``, ``concentration_molar``, ``concentration_err_molar``,
     ``yield_fraction``, ``success``), ``patterns`` columns (``time_s``; 2-D ``q_nm``,
     ``intensity_cm``, ``sigma_cm``, ``model_cm``, one row per frame) and the flattened
     ``kinetics`` (``k_per_s``, ``n_inf_molar``, ``t_concentration_s``, ``t_yield_s``) or None.
     Any mapping of names to arrays works (dict, xarray Dataset, pandas DataFrame). ``relative``:
-    the patterns are in arbitrary units (a run without an absolute scale: no concentrations)."""
+    the patterns are in arbitrary units (a run without an absolute scale: no concentrations).
+    ``second_injection_s``: piston B's time after A (§S.5), marked in the panels over time (the
+    concentration and yield step there: its volume dilutes, its Cd adds)."""
     figure = Figure(figsize=(11, 8), layout="constrained")
     FigureCanvasAgg(figure)
     ax_iq, ax_r, ax_c, ax_y = figure.subplots(2, 2).ravel()
@@ -170,6 +173,12 @@ def draw_figure(fits, patterns=None, kinetics=None, title: str = "", relative: b
                 axis.axvline(t98, color="grey", ls="--", lw=1, gid=f"98%-{key}",
                              label=f"98 % (data): {t98:.3g} ± {error:.2g} s")
                 axis.legend(fontsize="small")
+    if isinstance(second_injection_s, (int, float)) and second_injection_s > 0:
+        for axis in (ax_r, ax_c, ax_y):
+            axis.axvline(second_injection_s, color="C4", ls=":", lw=1.5, gid="piston-B",
+                         label=f"piston B: {second_injection_s:g} s")
+        for axis in (ax_c, ax_y):
+            axis.legend(fontsize="small")
     ax_c.set(xscale="log", xlabel="time after injection (s)", ylabel="concentration (mol/L)",
              title="(c) nanocrystal concentration")
     ax_y.set(xscale="log", xlabel="time after injection (s)", ylabel="yield", title="(d) reaction yield (S2.6)")
@@ -185,12 +194,13 @@ def _law_label(kinetics) -> str:
     return f"S3.3 fit, χ²$_{{red}}$ = {chi2:.3g}" + ("" if fits else " (does not describe the data)")
 
 
-def report_figure(fits, patterns, kinetics, path, title: str = "", relative: bool = False) -> Path:
+def report_figure(fits, patterns, kinetics, path, title: str = "", relative: bool = False,
+                  second_injection_s: float | None = None) -> Path:
     """Draw :func:`draw_figure` from stored results and write it to ``path`` (PNG, or any
     format matplotlib infers from the suffix); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure = draw_figure(fits, patterns, kinetics, title, relative)
+    figure = draw_figure(fits, patterns, kinetics, title, relative, second_injection_s)
     figure.savefig(path, dpi=100)
     return path
 
@@ -253,7 +263,8 @@ class LiveFigure(DocumentRouter):
         raw = start.get("raw_run") or {"uid": name, "scan_id": start.get("raw_scan_id")}
         title = run_title(raw, f"SAXS analysis, {len(self.fits)} frames")
         relative = (start.get("analysis") or {}).get("absolute_scale") is False
-        self.figure = draw_figure(columns, pattern_columns, self.kinetics, title, relative)
+        self.figure = draw_figure(columns, pattern_columns, self.kinetics, title, relative,
+                                  raw.get("second_injection_s"))
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{name}.png"
         self.figure.savefig(path, dpi=100)

@@ -111,3 +111,21 @@ def test_the_98_percent_times_are_drawn_only_when_the_kinetics_determined_them(s
     times_drawn = {line.get_gid() for line in lines if line.get_label().startswith("98 %")}
     assert times_drawn == ({"98%-t_concentration_s", "98%-t_yield_s"} if settled else set())
     assert "concentration-fit" in {line.get_gid() for line in lines}  # the S3.3 law either way
+
+
+def test_piston_b_is_marked_where_the_concentration_and_yield_step():
+    """A double injection's figure marks piston B's time in the panels over time (the steps of
+    the concentration and yield there were unexplained); the delay comes from the raw run's
+    start (raw_description), a single injection has no mark."""
+    times = np.geomspace(1.12, 600.0, 40)
+    fits, patterns = analysed_frames(times, [True] * times.size)
+    double = {**START, "second_injection": {"piston": "B", "delay_s": 240.0}}
+    assert raw_description(double)["second_injection_s"] == 240.0
+    assert raw_description(START)["second_injection_s"] is None
+    figure = draw_figure(fits, patterns, second_injection_s=raw_description(double)["second_injection_s"])
+    marks = {index: [line.get_xdata()[0] for line in axis.get_lines() if line.get_gid() == "piston-B"]
+             for index, axis in enumerate(figure.axes[:4])}
+    assert marks == {0: [], 1: [240.0], 2: [240.0], 3: [240.0]}
+    assert "piston B: 240 s" in [t.get_text() for t in figure.axes[2].get_legend().get_texts()]
+    single = draw_figure(fits, patterns, second_injection_s=raw_description(START)["second_injection_s"])
+    assert not [line for axis in single.axes for line in axis.get_lines() if line.get_gid() == "piston-B"]

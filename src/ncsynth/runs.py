@@ -264,10 +264,12 @@ def _report(start: dict, fits, patterns, kinetics, path=None, *, directory=None,
     """:func:`report`'s figure of a raw run (its start document) from its analysis's tables."""
     from ncsynth.analysis.display import report_figure, run_title  # matplotlib: only here
 
-    title = run_title(raw_description(start), f"SAXS analysis, {len(fits['time_s'])} frames")
+    raw = raw_description(start)
+    title = run_title(raw, f"SAXS analysis, {len(fits['time_s'])} frames")
     return _writing(path, directory, run_name(start), ".png",
                     lambda target: report_figure(fits, patterns, kinetics, target, title=title,
-                                                 relative=relative))
+                                                 relative=relative,
+                                                 second_injection_s=raw["second_injection_s"]))
 
 
 def second_injection_analysis(catalog, ref):
