@@ -143,7 +143,9 @@ def test_sim_serve_measures_a_water_standard_beside_the_poni_and_mask(tmp_path):
     try:
         detector = json.loads(proc.stdout.readline())["detector"]
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        # ~0.25 s here; in one fresh-clone CI it took over 20 s (each server's stop may take
+        # up to 5 s): the test is about the files and a clean stop, not its speed
+        assert proc.wait(120) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
