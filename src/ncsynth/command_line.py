@@ -37,7 +37,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The ``ncsynth`` command's argument parser."""
-    parser = argparse.ArgumentParser(prog="ncsynth", description="The ``ncsynth`` command.")
+    parser = argparse.ArgumentParser(
+        prog="ncsynth", description="In-situ SAXS of nanocrystal syntheses: dry runs on the simulated "
+        "beamline, the hutch session, stored runs (replay, export, report, validate) and the "
+        "flow reactor. 'ncsynth COMMAND --help' for a command's options.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
