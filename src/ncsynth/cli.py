@@ -160,7 +160,7 @@ def _replay(args) -> int:
         summary = replay_run(catalog, _run_ref(catalog, args.run), processes=processes,
                              progress=ProgressBar(), worker="process",
                              figure_directory=catalog.layout.root / "reports", **settings)
-    _add_simulator_truth(summary, data_dir(config))
+    _add_simulator_truth(summary, summary["data_dir"])  # the catalog's own directory
     if args.json:
         print(json.dumps(summary, default=str))
     else:
