@@ -10,20 +10,30 @@
   adjacent families (CdSe-382 beside -403 in the 350 °C mixtures of Fig. 4) do not bias it.
   A family is reported when its amplitude is at least DETECTION_SIGMAS times both its fit
   standard error and the spectrum's noise, and its width is not pinned at the upper bound
-  (that is a broad feature the baseline could not follow).  On the simulator's spectra
-  (noise 1e-3): position within 1 nm, amount within ~10 % (a few % typically; the largest
-  errors for CdSe-382 on CdSe-437's broad higher transition).
+  (that is a broad feature the baseline could not follow).  Its height is uncertain by the
+  fit's standard error and by the baseline's shape: the same peak fitted on the
+  MSC_BASELINE_ALTERNATIVES (degree 2 and 4, windows ±10 and ±18 nm) moves by the RMS of
+  its shifts (:func:`_baseline_systematic`), added in quadrature.  On the simulator's spectra:
+  position within 1 nm; CdSe-437 beside NCs within a few %, small families on an NC's flank
+  (CdSe-465 under a 480 nm exciton) off by up to tens of %, with an uncertainty that says
+  so (the flow grid: every amount within 3σ of the outlet's, tests/test_optical.py).
 * **NC** — the broad first exciton of regular nanocrystals, whose position shifts with size.
   After subtracting the fitted MSC peaks, the spectrum is smoothed (Savitzky–Golay) and the
   longest-wavelength broad maximum (FWHM ≥ 2·NC_MIN_HWHM_NM, significant prominence) is taken
   as the first exciton (higher transitions lie to the blue); a Gaussian on a constant baseline
   from 0.5 HWHM to the blue to 3 HWHM to the red (where only its own tail absorbs: the rising
-  continuum to the blue would trade off against a sloped baseline) gives position and height.
-  On the simulator's spectra (tests/test_optical.py): position within ~1.5 nm, amount ~5 % high
-  (the continuum under the blue flank), also for the broad excitons of 2.3 nm NCs.
+  continuum to the blue would trade off against a sloped baseline) gives position and height:
+  the absorbance at the maximum above the red floor, what Yu 2003's ε is calibrated on (the
+  simulator's convention too: simulators/uvvis_spectra.py).  Its systematic is the change of
+  that height over NC_WINDOW_ALTERNATIVES (the blue edge at 1 HWHM, the red one at 2 and 4),
+  taken as for an MSC, added in quadrature to the fit's standard error.  On the simulator's
+  spectra (tests/test_optical.py): position within ~1.5 nm, amount within ~1 % noise-free,
+  a few % at noise 1e-3 for the broad excitons of 2.3 nm NCs.
 
-Amounts follow from Beer–Lambert with Yu's ε at each diameter (analysis.optical).  The noise
-level is estimated from second differences (robust, median absolute deviation).
+Amounts follow from Beer–Lambert with Yu's ε at each diameter (analysis.optical); their
+uncertainty (``concentration_err_molar``) is the height's, ε taken as exact (the same ε turns
+every spectrum into amounts).  The noise level is estimated from second differences (robust,
+median absolute deviation).
 Units: nm, absorbance (base 10), cm, mol/L.
 """
 from __future__ import annotations
@@ -43,7 +53,14 @@ POSITION_TOLERANCE_NM = 3.0
 MSC_HWHM_BOUNDS_NM = (1.0, 8.0)
 WINDOW_NM = 14.0
 BASELINE_DEGREE = 3
+#: (baseline degree, half window nm) of the refits whose spread is an MSC height's systematic.
+MSC_BASELINE_ALTERNATIVES = ((2, WINDOW_NM), (4, WINDOW_NM), (BASELINE_DEGREE, 10.0),
+                             (BASELINE_DEGREE, 18.0))
 NC_MIN_HWHM_NM = 8.0
+#: The NC fit's window, (blue, red) edges in HWHM from the maximum, and the alternatives whose
+#: spread is the NC height's systematic.
+NC_WINDOW_HWHM = (0.5, 3.0)
+NC_WINDOW_ALTERNATIVES = ((1.0, 3.0), (0.5, 2.0), (0.5, 4.0))
 DETECTION_SIGMAS = 5.0
 _LN2 = math.log(2.0)
 
@@ -53,19 +70,22 @@ class ClusterFamily:
     """One CdSe species found in a spectrum.
 
     ``kind`` is "MSC" (label "MSC-<nominal peak>") or "NC" (label "NC"); ``peak_nm`` the fitted
-    first-exciton maximum, ``absorbance`` its height above the baseline, ``hwhm_nm`` its half
-    width; ``diameter_nm`` (Yu 2003), ``cdse_units`` per particle and ``concentration_molar``
-    (particles, Beer–Lambert) follow from them.
+    first-exciton maximum, ``absorbance`` its height above the baseline, ``absorbance_err`` its
+    uncertainty (fit ⊕ baseline model, 1σ), ``hwhm_nm`` its half width; ``diameter_nm`` (Yu
+    2003), ``cdse_units`` per particle and ``concentration_molar`` (particles, Beer–Lambert)
+    ± ``concentration_err_molar`` follow from them.
     """
 
     label: str
     kind: str
     peak_nm: float
     absorbance: float
+    absorbance_err: float
     hwhm_nm: float
     diameter_nm: float
     cdse_units: float
     concentration_molar: float
+    concentration_err_molar: float
 
 
 def _gaussian(x, amplitude, centre, hwhm):
@@ -94,16 +114,30 @@ def _fit(model, x, y, p0, bounds):
 
 
 def _fit_msc(x, y, nominal, noise):
-    """(centre, amplitude, hwhm) of a narrow peak at ``nominal`` nm, or None if not significant."""
-    inside = np.abs(x - nominal) <= WINDOW_NM
-    if np.count_nonzero(inside) < 12 or x[inside].min() > nominal - 0.6 * WINDOW_NM \
-            or x[inside].max() < nominal + 0.6 * WINDOW_NM:
+    """(centre, amplitude, hwhm, amplitude's standard error) of a narrow peak at ``nominal`` nm,
+    or None if not significant."""
+    fitted = _fit_msc_on_baseline(x, y, nominal, BASELINE_DEGREE, WINDOW_NM)
+    if fitted is None:
+        return None
+    centre, amplitude, hwhm, error = fitted
+    if amplitude < DETECTION_SIGMAS * max(error, noise) or hwhm > 0.95 * MSC_HWHM_BOUNDS_NM[1]:
+        return None  # not significant, or a broad feature the baseline missed
+    return fitted
+
+
+def _fit_msc_on_baseline(x, y, nominal, degree, window_nm):
+    """(centre, amplitude, hwhm, amplitude's standard error) of the narrow peak at ``nominal``
+    nm on a polynomial baseline of ``degree`` over ±``window_nm``; None where the spectrum does
+    not cover the window or the fit fails."""
+    inside = np.abs(x - nominal) <= window_nm
+    if np.count_nonzero(inside) < 12 or x[inside].min() > nominal - 0.6 * window_nm \
+            or x[inside].max() < nominal + 0.6 * window_nm:
         return None
     xs, ys = x[inside], y[inside]
-    line = np.polyfit(xs - nominal, ys, BASELINE_DEGREE)
-    height = max(float(np.max(ys - np.polyval(line, xs - nominal))), noise, 1e-12)
+    line = np.polyfit(xs - nominal, ys, degree)
+    height = max(float(np.max(ys - np.polyval(line, xs - nominal))), 1e-12)
     model = lambda xx, *p: _peak_on_polynomial(xx, *p, origin=nominal)  # noqa: E731
-    free = BASELINE_DEGREE + 1
+    free = degree + 1
     start = [height, nominal, 4.0, *line]
     lower = [0.0, nominal - POSITION_TOLERANCE_NM, MSC_HWHM_BOUNDS_NM[0]] + [-np.inf] * free
     upper = [np.inf, nominal + POSITION_TOLERANCE_NM, MSC_HWHM_BOUNDS_NM[1]] + [np.inf] * free
@@ -111,13 +145,23 @@ def _fit_msc(x, y, nominal, noise):
     if fitted is None:
         return None
     (amplitude, centre, hwhm, *_), errors = fitted
-    if amplitude < DETECTION_SIGMAS * max(errors[0], noise) or hwhm > 0.95 * MSC_HWHM_BOUNDS_NM[1]:
-        return None  # not significant, or a broad feature the baseline missed
-    return centre, amplitude, hwhm
+    return centre, amplitude, hwhm, errors[0]
 
 
-def _fit_nc(x, residual, noise):
-    """(centre, amplitude, hwhm) of the reddest broad maximum of ``residual``, or None."""
+def _baseline_systematic(main, alternatives) -> float:
+    """Systematic (1σ) of ``main``'s amplitude from refits on other baselines: the RMS of the
+    alternatives' shifts.  Their own statistical scatter is kept in it (conservative: on
+    isolated peaks at noise 1e-3 a few times the fit's error; subtracting it as Barlow 2002
+    does, |σ_alt² − σ²|, left CdSe-437 at 4.5σ from the truth on the flow grid).  Fits are
+    (centre, amplitude, hwhm, standard error) tuples; None (no fit could be made) is left out."""
+    amplitude = main[1]
+    shifts = [amplitude - alt[1] for alt in alternatives if alt is not None]
+    return float(np.sqrt(np.mean(np.square(shifts)))) if shifts else 0.0
+
+
+def _fit_nc(x, residual, noise, window_hwhm=NC_WINDOW_HWHM):
+    """(centre, amplitude, hwhm, amplitude's standard error) of the reddest broad maximum of
+    ``residual``, fitted from ``window_hwhm`` = (blue, red) HWHM around it, or None."""
     step = float(np.median(np.diff(x)))
     window = max(5, int(round(2.0 * NC_MIN_HWHM_NM / step)) | 1)
     if window >= len(x):
@@ -130,7 +174,8 @@ def _fit_nc(x, residual, noise):
         return None
     best = peaks[-1]
     hwhm_guess = 0.5 * float(properties["widths"][-1]) * step
-    inside = (x >= x[best] - 0.5 * hwhm_guess) & (x <= x[best] + 3.0 * hwhm_guess)
+    blue, red = window_hwhm
+    inside = (x >= x[best] - blue * hwhm_guess) & (x <= x[best] + red * hwhm_guess)
     xs, ys = x[inside], residual[inside]
     model = lambda xx, a, c, w, b: _gaussian(xx, a, c, w) + b  # noqa: E731
     floor = float(np.min(smooth[inside]))
@@ -140,15 +185,16 @@ def _fit_nc(x, residual, noise):
     fitted = _fit(model, xs, ys, start, bounds)
     if fitted is None:
         return None
-    amplitude, centre, hwhm, _ = fitted[0]
-    return centre, amplitude, hwhm
+    (amplitude, centre, hwhm, _), errors = fitted
+    return centre, amplitude, hwhm, errors[0]
 
 
-def _family(label, kind, centre, amplitude, hwhm, path_cm, sizing_nm):
+def _family(label, kind, centre, amplitude, hwhm, amplitude_err, path_cm, sizing_nm):
     diameter = float(cdse_diameter_nm(sizing_nm))
-    return ClusterFamily(label, kind, float(centre), float(amplitude), float(hwhm), diameter,
-                         float(cdse_units(diameter)),
-                         float(concentration_molar(amplitude, diameter, path_cm)))
+    return ClusterFamily(label, kind, float(centre), float(amplitude), float(amplitude_err),
+                         float(hwhm), diameter, float(cdse_units(diameter)),
+                         float(concentration_molar(amplitude, diameter, path_cm)),
+                         float(concentration_molar(amplitude_err, diameter, path_cm)))
 
 
 def identify_clusters(wavelength_nm, absorbance, path_cm: float = 1.0) -> list[ClusterFamily]:
@@ -178,12 +224,23 @@ def identify_clusters(wavelength_nm, absorbance, path_cm: float = 1.0) -> list[C
     found, residual = [], y.copy()
     for label in lines:  # refit each beside its neighbours' first-pass peaks (Fig. 4 mixtures)
         others = sum((line for other, line in lines.items() if other != label), np.zeros_like(y))
-        peak = _fit_msc(x, y - others, MSC_PEAKS_NM[label], noise) or first[label]
-        found.append(_family(label, "MSC", *peak, path_cm, MSC_PEAKS_NM[label]))
-        residual -= _gaussian(x, peak[1], peak[0], peak[2])
+        alone, nominal = y - others, MSC_PEAKS_NM[label]
+        fitted = _fit_msc(x, alone, nominal, noise) or first[label]
+        centre, amplitude, hwhm, error = fitted
+        systematic = _baseline_systematic(fitted, [
+            _fit_msc_on_baseline(x, alone, nominal, degree, window)
+            for degree, window in MSC_BASELINE_ALTERNATIVES])
+        found.append(_family(label, "MSC", centre, amplitude, hwhm, math.hypot(error, systematic),
+                             path_cm, nominal))
+        residual -= _gaussian(x, amplitude, centre, hwhm)
     in_range = (x >= SIZING_RANGE_NM[0]) & (x <= SIZING_RANGE_NM[1])
     if np.count_nonzero(in_range) >= 30:
-        exciton = _fit_nc(x[in_range], residual[in_range], noise)
+        xs, rest = x[in_range], residual[in_range]
+        exciton = _fit_nc(xs, rest, noise)
         if exciton is not None and SIZING_RANGE_NM[0] <= exciton[0] <= SIZING_RANGE_NM[1]:
-            found.append(_family("NC", "NC", *exciton, path_cm, exciton[0]))
+            centre, amplitude, hwhm, error = exciton
+            systematic = _baseline_systematic(exciton, [
+                _fit_nc(xs, rest, noise, window) for window in NC_WINDOW_ALTERNATIVES])
+            found.append(_family("NC", "NC", centre, amplitude, hwhm,
+                                 math.hypot(error, systematic), path_cm, centre))
     return sorted(found, key=lambda family: family.peak_nm)

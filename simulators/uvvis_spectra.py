@@ -20,6 +20,17 @@ N its CdSe units (analysis.optical)::
   3.6 nm NC then absorbs ~3× its exciton peak, CdSe-437 ~1×, as typical CdSe spectra.
 These shape constants are the simulator's choices (the seed shows spectra, not a model).
 Monomer and precursor are taken as transparent above 340 nm.
+
+What ε(D)·c·l is the absorbance *of*, as each species' amount is measured:
+
+* NCs: the ensemble's whole absorbance at its first-exciton maximum λ₁ (exciton, higher
+  transition and continuum together) is ε(D)·c·l, the convention of Yu 2003's calibration (the
+  absorbance at the first exciton peak of spectra of purified NCs of known concentration); the
+  exciton Gaussian's height is what is left of it after the continuum and the higher
+  transition at λ₁ (~4 % of it for 2.3–3.6 nm NCs).
+* MSC families: the narrow peak's height above the cluster's own broad absorption is
+  ε(D)·c·l; a 4 nm HWHM peak is measured above the local baseline under it
+  (:mod:`ncsynth.analysis.clusters`), which takes up that broad absorption.
 """
 from __future__ import annotations
 
@@ -76,14 +87,24 @@ def absorbance_spectrum(wavelength_nm, composition, path_cm: float) -> np.ndarra
         raise ValueError(f"path_cm must be a positive number, got {path_cm!r}")
     energy = HC_EV_NM / wavelength
     total = np.zeros_like(wavelength)
-    for _label, peak, hwhm, diameter, concentration in species_lines(composition):
-        peak_absorbance = float(extinction_coefficient_per_molar_cm(diameter)) * concentration * path_cm
+    for label, peak, hwhm, diameter, concentration in species_lines(composition):
+        calibrated = float(extinction_coefficient_per_molar_cm(diameter)) * concentration * path_cm
         first_energy = HC_EV_NM / peak
-        total += peak_absorbance * np.exp(-math.log(2.0) * ((wavelength - peak) / hwhm) ** 2)
-        total += HIGHER_TRANSITION_FRACTION * peak_absorbance * np.exp(
-            -math.log(2.0) * ((energy - first_energy - HIGHER_TRANSITION_OFFSET_EV)
-                              / HIGHER_TRANSITION_HWHM_EV) ** 2)
-        onset = (energy - first_energy - CONTINUUM_OFFSET_EV) / CONTINUUM_WIDTH_EV
-        total += (float(cdse_units(diameter)) * concentration * path_cm * CONTINUUM_PER_UNIT_EV
-                  * CONTINUUM_WIDTH_EV * np.logaddexp(0.0, onset))
+        continuum_per_ev = float(cdse_units(diameter)) * concentration * path_cm * CONTINUUM_PER_UNIT_EV
+
+        def continuum(photon_ev):
+            onset = (photon_ev - first_energy - CONTINUUM_OFFSET_EV) / CONTINUUM_WIDTH_EV
+            return continuum_per_ev * CONTINUUM_WIDTH_EV * np.logaddexp(0.0, onset)
+
+        def higher(photon_ev):
+            return HIGHER_TRANSITION_FRACTION * np.exp(
+                -math.log(2.0) * ((photon_ev - first_energy - HIGHER_TRANSITION_OFFSET_EV)
+                                  / HIGHER_TRANSITION_HWHM_EV) ** 2)
+
+        exciton = calibrated
+        if label == "NC":  # the whole absorbance at λ₁ is ε·c·l (module docstring)
+            exciton = (calibrated - float(continuum(first_energy))) / (1.0 + float(higher(first_energy)))
+        total += exciton * (np.exp(-math.log(2.0) * ((wavelength - peak) / hwhm) ** 2)
+                            + higher(energy))
+        total += continuum(energy)
     return total

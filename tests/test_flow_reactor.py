@@ -299,6 +299,13 @@ def test_grid_dry_run_end_to_end_finds_the_simulated_families(config, tmp_path):
             assert found[label] == pytest.approx(truth[label], rel=0.15)
         # nothing is found that the outlet holds less than 0.1 % of the Cd in
         assert all(truth[label] > 1e-3 * FEED_MOLAR for label in found)
+    # the summary's amounts carry uncertainties (fit ⊕ baseline model) that cover the outlet
+    for point in summary["points"]:
+        assert set(point["families_err"]) == set(point["families"])
+        for label, units in point["families"].items():
+            sigma = point["families_err"][label]
+            assert 0 < sigma < units and abs(units - point["truth"][label]) < 3 * sigma, label
+        assert point["families"]["NC"] == pytest.approx(point["truth"]["NC"], rel=0.05)
     # McSAS on the SAXS patterns: the volume fraction of the particles it can resolve
     for point in summary["points"]:
         saxs = point["saxs"]

@@ -183,3 +183,62 @@ def test_identify_rejects_bad_input(wavelength, absorbance, path):
 
 def test_families_are_the_seed_positions():
     assert list(MSC_PEAKS_NM.values()) == [350.0, 382.0, 403.0, 437.0, 465.0]
+
+
+# ------------------------------------------------------------------ amounts and their uncertainty
+def test_nc_spectrum_absorbs_epsilon_c_l_at_its_exciton_maximum():
+    """Yu 2003's ε is the whole absorbance at the first exciton peak: the NC ensemble's exciton,
+    higher transition and continuum at λ₁ add up to ε(D)·c·l (an MSC's narrow peak is ε·c·l
+    above its own broad absorption, which the identification's local baseline takes up)."""
+    for diameter in (2.3, 3.0, 3.6, 4.5):
+        mixture = composition(nc_molar=1e-5, nc_diameter_nm=diameter)
+        peak = float(exciton_wavelength_nm(diameter))
+        at_peak = absorbance_spectrum(np.array([peak]), mixture, PATH_CM)[0]
+        expected = float(extinction_coefficient_per_molar_cm(diameter)) * 1e-5 * PATH_CM
+        assert at_peak == pytest.approx(expected, rel=1e-9)
+
+
+def _grid_points():
+    return [(t_nuc, t_growth) for t_nuc in range(240, 310, 10) for t_growth in range(240, t_nuc + 1, 10)]
+
+
+def _found_against_truth(mixture, noise, rng):
+    """[(label, found CdSe units, 1σ, outlet's CdSe units)] on the spectrometer's pixels."""
+    wavelength = np.linspace(200.0, 850.0, 2048)
+    spectrum = absorbance_spectrum(wavelength, mixture, PATH_CM) + rng.normal(0, noise, wavelength.size)
+    truth = {label: mixture.families[label] * cdse_units(cdse_diameter_nm(MSC_PEAKS_NM[label]))
+             for label in FAMILIES} | {"NC": mixture.nc_units_molar}
+    return [(f.label, f.concentration_molar * f.cdse_units,
+             f.concentration_err_molar * f.cdse_units, float(truth[f.label]))
+            for f in identify_clusters(wavelength, spectrum, PATH_CM)]
+
+
+@pytest.mark.parametrize("noise, nc_tolerance", [(0.0, 0.015), (1e-3, 0.05)])
+def test_amounts_on_the_default_grid_carry_uncertainties_that_cover_the_outlet(noise, nc_tolerance):
+    """The flow dry run's 28 grid points (14 s, 1/11 of it in the chamber): every amount found
+    is within 3σ of what the outlet holds (fit ⊕ baseline model), and the NCs, whose exciton
+    sits on their own continuum, close to it (the old spectra's Gaussian height read +4 to +8 %)."""
+    rng = np.random.default_rng(17)
+    pulls, nc_errors = [], []
+    for t_nuc, t_growth in _grid_points():
+        mixture = simulate_plug(14.0 / 11, 14.0 * 10 / 11, t_nuc, t_growth)
+        for label, found, sigma, truth in _found_against_truth(mixture, noise, rng):
+            assert sigma > 0, (t_nuc, t_growth, label)
+            pulls.append(abs(found - truth) / sigma)
+            if label == "NC":
+                nc_errors.append(abs(found / truth - 1.0))
+    assert len(nc_errors) == 28 and max(nc_errors) < nc_tolerance
+    assert max(pulls) < 3.0
+    assert 0.1 < np.sqrt(np.mean(np.square(pulls))) < 2.0  # errors of the uncertainties' size
+
+
+def test_small_family_on_an_exciton_flank_is_covered_by_its_uncertainty():
+    """CdSe-465 on the blue flank of six times its absorbance in 2.3 nm NCs (~475 nm): the
+    baselines under it disagree (−10 % here); its uncertainty says so, the NCs stay exact."""
+    rng = np.random.default_rng(3)
+    mixture = composition({"MSC-465": 1e-5}, nc_molar=6e-5, nc_diameter_nm=2.3)
+    found = {label: rest for label, *rest in _found_against_truth(mixture, 1e-3, rng)}
+    value, sigma, truth = found["MSC-465"]
+    assert sigma > 0.02 * truth and abs(value - truth) < 3 * sigma
+    value, sigma, truth = found["NC"]
+    assert value == pytest.approx(truth, rel=0.02) and abs(value - truth) < 3 * sigma

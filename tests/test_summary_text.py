@@ -140,7 +140,7 @@ FLOW = {
     "points": [
         {"index": 0, "nucleation_c": 280.0, "growth_c": 260.0, "residence_s": 14.0,
          "flow_ml_min": 2.36, "families": {"MSC-437": 0.00231, "NC": 0.00412},
-         "nc_exciton_nm": 512.4,
+         "families_err": {"MSC-437": 0.000183, "NC": 4.1e-5}, "nc_exciton_nm": 512.4,
          "saxs": {"volume_fraction": 3.1e-4, "volume_fraction_err": 2.2e-5,
                   "volume_mean_radius_nm": 1.214, "volume_mean_radius_err_nm": 0.05,
                   "chi2_reduced": 1.1, "truth_volume_fraction": 3.05e-4},
@@ -167,8 +167,8 @@ def test_the_flow_summary_has_a_line_per_point_with_the_outlet_beside_it():
     assert rows["residence"] == "14 s in the reactor"
     point = next(line for line in lines if line.lstrip().startswith("280/260 °C"))
     assert point.split("°C", 1)[1].strip() == (
-        "MSC-437 2.31 (2.4), NC 4.12 (3.98); exciton 512 nm; SAXS φ 0.00031 ± 2.2e-05 "
-        "(0.000305), R 1.214 nm")
+        "MSC-437 2.31 ± 0.18 (2.4), NC 4.12 ± 0.041 (3.98); exciton 512 nm; "
+        "SAXS φ 0.00031 ± 2.2e-05 (0.000305), R 1.214 nm")
     failed = lines.index(next(line for line in lines if line.lstrip().startswith("280/280 °C")))
     assert lines[failed].endswith("°C  no species found")
     assert lines[failed + 1].split(None, 1) == ["error", "saxs: ValueError: no frame"]

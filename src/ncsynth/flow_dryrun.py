@@ -65,8 +65,9 @@ def flow_dry_run(config: dict, *, grid: dict | None = None, residence_s: float |
     ``residence_s``: reaction time (s, default 14); ``speed`` None/0: the world's clock jumps
     from deadline to deadline, K: K × real time; ``seed``: the simulator's noise (default
     ``[simulation] seed``).  Summary: ``uid``, ``exit_status``, ``points`` (conditions, the
-    families found with their CdSe units in mol/L, the NC exciton, the SAXS fit and the
-    simulator's truth per point, ``errors`` of its analysis), ``families`` (labels per point),
+    families found with their CdSe units in mol/L and 1σ (``families_err``), the NC exciton,
+    the SAXS fit and the simulator's truth per point, ``errors`` of its analysis),
+    ``families`` (labels per point),
     ``analysis_errors``, ``figure`` (PNG path), ``wall_s`` and its parts, ``data_dir``.
     """
     wall0 = time.perf_counter()
@@ -186,7 +187,8 @@ def analyse_flow_run(run, *, path_cm: float, seed=None) -> list[dict]:
     for k in np.unique(index):
         rows = np.flatnonzero(index == k)
         point = {"index": int(k), **{name: float(v[rows[0]]) for name, v in conditions.items()},
-                 "families": {}, "nc_exciton_nm": math.nan, "saxs": {}, "errors": []}
+                 "families": {}, "families_err": {}, "nc_exciton_nm": math.nan, "saxs": {},
+                 "errors": []}
         try:  # one point's failed analysis must not lose the others
             point.update(_spectrum_families(wavelength, absorbance[rows].mean(axis=0), path_cm))
         except Exception as error:
@@ -213,12 +215,13 @@ def _reducer(saxs_config: dict) -> tuple[Reducer, float]:
 
 
 def _spectrum_families(wavelength, absorbance, path_cm) -> dict:
-    """{"families": {label: CdSe units mol/L}, "nc_exciton_nm": ...} of one spectrum."""
+    """{"families": {label: CdSe units mol/L}, "families_err": {label: their 1σ, mol/L},
+    "nc_exciton_nm": ...} of one spectrum."""
     usable = np.isfinite(absorbance)
     found = identify_clusters(wavelength[usable], absorbance[usable], path_cm)
-    families = {f.label: f.concentration_molar * f.cdse_units for f in found}
-    exciton = next((f.peak_nm for f in found if f.kind == "NC"), math.nan)
-    return {"families": families, "nc_exciton_nm": exciton}
+    return {"families": {f.label: f.concentration_molar * f.cdse_units for f in found},
+            "families_err": {f.label: f.concentration_err_molar * f.cdse_units for f in found},
+            "nc_exciton_nm": next((f.peak_nm for f in found if f.kind == "NC"), math.nan)}
 
 
 def _saxs_fit(pattern, seed) -> dict:

@@ -100,9 +100,10 @@ _FLOW_SHOWN = {"uid", "exit_status", "residence_s", "points", "families", "analy
 def format_flow_summary(summary: dict) -> str:
     """The summary dict of :func:`ncsynth.flow_dryrun.flow_dry_run` as text: the run, then a
     line per grid point labelled with its nucleation/growth temperatures (°C): each species
-    found in CdSe units (mmol/L) with what the simulated outlet held in brackets, the NC
-    exciton (nm), the McSAS volume fraction beside the outlet's and the volume-weighted radius
-    (nm); a point's analysis errors under it; the figure and the data directory."""
+    found in CdSe units (mmol/L, ± 1σ: fit and baseline model) with what the simulated outlet
+    held in brackets, the NC exciton (nm), the McSAS volume fraction beside the outlet's and
+    the volume-weighted radius (nm); a point's analysis errors under it; the figure and the
+    data directory."""
     points = summary.get("points") or []
     wall = f"{summary['wall_s']} s wall" if summary.get("wall_s") is not None else ""
     if summary.get("acquisition_wall_s") is not None:
@@ -134,8 +135,9 @@ def format_flow_summary(summary: dict) -> str:
 def _flow_point(point: dict) -> str:
     truth = point.get("truth") or {}
     found = point.get("families") or {}
-    species = [f"{label} {1e3 * units:.3g} ({_flask_mmol(truth, label)})"
-               for label, units in sorted(found.items())]
+    errors = point.get("families_err") or {}
+    species = [f"{label} {1e3 * units:.3g}{_plus_minus_mmol(errors.get(label))} "
+               f"({_flask_mmol(truth, label)})" for label, units in sorted(found.items())]
     parts = [", ".join(species) if species else "no species found"]
     exciton = point.get("nc_exciton_nm")
     if is_finite_number(exciton):
@@ -149,6 +151,10 @@ def _flow_point(point: dict) -> str:
             text += f" ({_number(saxs['truth_volume_fraction'])})"
         parts.append(text + f", R {_number(saxs.get('volume_mean_radius_nm'), ' nm')}")
     return "; ".join(parts)
+
+
+def _plus_minus_mmol(error) -> str:
+    return f" ± {1e3 * error:.2g}" if is_finite_number(error) else ""
 
 
 def _flask_mmol(truth: dict, label: str) -> str:
