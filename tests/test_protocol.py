@@ -237,16 +237,30 @@ def test_ctrl_c_twice_aborts_safely(beamline):
         time.sleep(0.3)  # bluesky counts SIGINTs at least 100 ms apart, as typed by hand
         _ctrl_c()
 
+    interrupter = threading.Thread(target=ctrl_c_twice)
+
     def interrupt(name, doc):
-        if name == "event" and len(_stream(docs, "primary")) == 3:
-            threading.Thread(target=ctrl_c_twice).start()  # as from the terminal
+        if name == "event" and len(_stream(docs, "primary")) == 3 and not interrupter.ident:
+            interrupter.start()  # as from the terminal
 
     RE.subscribe(interrupt)
-    with pytest.raises(RunEngineInterrupted):
-        RE(hot_injection(dev.heater, dev.injector, dev.detector, _recipe(sim), n_frames=200,
-                         n_background=2, timer=dev.timer))
-    if RE.state == "paused":
-        RE.abort(reason="Ctrl-C")
+    # The first Ctrl-C may pause the plan and RE(...) return before the second arrives; that
+    # one then meets the handler outside the RunEngine's. Python's default raised
+    # KeyboardInterrupt wherever the main thread was, and a fresh-clone CI lost the next test
+    # ("worker 'gw2' crashed ... keyboard-interrupt"): it is caught here and both are awaited.
+    late = []
+    outside = signal.signal(signal.SIGINT, lambda *_: late.append(time.monotonic()))
+    try:
+        with pytest.raises(RunEngineInterrupted):
+            RE(hot_injection(dev.heater, dev.injector, dev.detector, _recipe(sim), n_frames=200,
+                             n_background=2, timer=dev.timer))
+        if RE.state == "paused":
+            RE.abort(reason="Ctrl-C")
+        interrupter.join()
+        time.sleep(0.01)  # the main thread runs a late one's handler here, not in the next test
+    finally:
+        signal.signal(signal.SIGINT, outside)
+    assert len(late) <= 1
     assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "abort"
     assert len(_stream(docs, "primary")) >= 3
     assert _heater_is_safe(sim) and _injector_disarmed(sim)
