@@ -61,3 +61,58 @@ def test_importing_the_detector_installs_it():
     import caproto
     assert caproto._utils.get_environment_variables.ncsynth_retrying
     assert caproto.get_environment_variables.ncsynth_retrying
+
+
+# -- a search answered by a server gone before the circuit --------------------------------------
+def _closed_port() -> tuple[str, int]:
+    """A loopback TCP address nobody listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()
+
+
+def _a_gone_server_answers(context, name: str) -> None:
+    """What caproto's broadcaster hands the search-results thread when a server answered a search
+    for ``name`` and went away before the client opened its circuit: its address and the name."""
+    gone = _closed_port()
+    context.broadcaster.server_protocol_versions[gone] = 13
+    context._search_results_queue.put((gone, [name]))
+
+
+def test_a_server_gone_between_its_answer_and_the_circuit_does_not_end_channel_access():
+    """caproto 1.3's search-results thread died of the refused circuit (a fresh-clone CI run
+    printed it); no channel of its context connected after. Installed, the channel is searched
+    for again and connects once a live IOC answers, and later channels connect too."""
+    import time
+
+    from caproto.threading.client import Context
+
+    from ncsynth.simulators.beamline import SimulatedBeamline
+    from ncsynth.simulators.ca_loopback import point_clients_at
+
+    caproto_environment.install()
+    with SimulatedBeamline(seed=1) as sim:
+        prefix = sim.detector.prefix
+        release = point_clients_at(_closed_port())  # nobody answers the first searches
+        context = Context()
+        try:
+            (acquire,) = context.get_pvs(f"{prefix}cam1:Acquire", timeout=10.0)
+            _a_gone_server_answers(context, acquire.name)
+            gave_up = time.monotonic() + 5.0
+            while not context._search_results_queue.empty() and time.monotonic() < gave_up:
+                time.sleep(0.01)
+            time.sleep(0.2)  # taken from the queue: the refused circuit has been tried
+            assert context._search_results_queue.empty()
+            assert context._process_search_results_thread.is_alive()
+            release()
+            release = point_clients_at(sim.detector.address)  # now the IOC answers
+            acquire.wait_for_connection(timeout=20.0)
+            assert acquire.connected and acquire.read().data is not None
+            (later,) = context.get_pvs(f"{prefix}cam1:AcquireTime_RBV", timeout=10.0)
+            later.wait_for_connection(timeout=20.0)
+            assert later.connected
+        finally:
+            context.disconnect()
+            release()

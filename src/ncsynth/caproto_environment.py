@@ -1,4 +1,5 @@
-"""Channel Access clients that survive another thread changing ``os.environ``.
+"""Channel Access clients that survive another thread changing ``os.environ``, or a server
+gone between its search answer and the circuit.
 
 caproto 1.3's client reads the EPICS environment at every search
 (``caproto._utils.get_environment_variables``, called from its search-retry thread) with
@@ -10,14 +11,27 @@ when a simulated IOC starts or stops; pytest sets ``PYTEST_CURRENT_TEST`` at eve
 and the race was seen in the test suite (the search-retry thread killed by ``KeyError:
 'PYTEST_CURRENT_TEST'``). :func:`install` makes caproto take its copy again when the
 environment changed under it; importing :mod:`ncsynth.devices.area_detector` installs it.
+
+Its thread that turns search answers into circuits dies the same way (caproto 1.3.0, the newest
+release, unchanged on its main branch): ``Context._process_search_results_loop`` opens the TCP
+circuit to the server that answered, and a server gone in between (an IOC restarted or stopped
+right after it answered: the test suite's simulated IOCs, a hutch IOC restarted) refuses it;
+``ConnectionRefusedError`` ends the thread, and no channel of that context connects again
+(seen in a fresh-clone CI run: the traceback from ``get_circuit_manager``). :func:`install`
+also runs that loop under :func:`_supervised`: on such an error it searches again for every
+channel left without a circuit, and goes on.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
 import caproto
 import caproto._utils
+from caproto.threading import client as threading_client
+
+logger = logging.getLogger(__name__)
 
 #: Copies of the environment tried before the last attempt's error is let through.
 ATTEMPTS = 100
@@ -36,9 +50,44 @@ def _retrying(read_environment):
     return read
 
 
+def _supervised(loop):
+    """caproto's search-results loop, started again after a circuit its server refused."""
+    @functools.wraps(loop)
+    def run(context):
+        while True:
+            try:
+                return loop(context)
+            except OSError as err:  # the server that answered the search is gone
+                logger.warning("Channel Access: a server that answered a search refused the "
+                               "connection (%s); searching again", err)
+                _search_again(context)
+    run.ncsynth_supervised = True
+    return run
+
+
+def _search_again(context) -> None:
+    """Search again for the channels of ``context`` that the interrupted loop left without a
+    circuit: PVs neither connected, nor waiting for a search answer, nor on a live circuit
+    (one whose channel is being created there)."""
+    def on_live_circuit(pv):
+        manager = pv.circuit_manager
+        return (manager is not None and not manager.dead.is_set()
+                and any(other is pv for other in manager.pvs.values()))
+
+    with context.pv_cache_lock:
+        waiting = {id(pv) for pvs in context.pvs_needing_circuits.values() for pv in pvs}
+        lost = [key for key, pv in context.pvs.items()
+                if not pv.connected and id(pv) not in waiting and not on_live_circuit(pv)]
+    if lost:
+        context.reconnect(lost)
+
+
 def install() -> None:
-    """Make caproto's environment reads retry a copy that another thread's change broke
-    (idempotent)."""
+    """Make caproto's environment reads retry a copy that another thread's change broke, and
+    its search-results loop survive a refused circuit (idempotent; contexts made after)."""
     for module in (caproto._utils, caproto):  # the package re-exports it (``ca.get_...``)
         if not getattr(module.get_environment_variables, "ncsynth_retrying", False):
             module.get_environment_variables = _retrying(module.get_environment_variables)
+    context = threading_client.Context
+    if not getattr(context._process_search_results_loop, "ncsynth_supervised", False):
+        context._process_search_results_loop = _supervised(context._process_search_results_loop)
