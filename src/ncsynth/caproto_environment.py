@@ -60,7 +60,10 @@ def _supervised(loop):
             except OSError as err:  # the server that answered the search is gone
                 logger.warning("Channel Access: a server that answered a search refused the "
                                "connection (%s); searching again", err)
-                _search_again(context)
+                try:
+                    _search_again(context)
+                except Exception:  # a channel destroyed meanwhile: the loop must go on
+                    logger.exception("Channel Access: searching again failed")
     run.ncsynth_supervised = True
     return run
 
