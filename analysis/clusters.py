@@ -13,10 +13,10 @@
   (that is a broad feature the baseline could not follow).  Its height is uncertain by the
   fit's standard error and by the baseline's shape: the same peak fitted on the
   MSC_BASELINE_ALTERNATIVES (degree 2 and 4, windows ±10 and ±18 nm) moves by the RMS of
-  its shifts (:func:`_baseline_systematic`), added in quadrature.  On the simulator's spectra:
-  position within 1 nm; CdSe-437 beside NCs within a few %, small families on an NC's flank
-  (CdSe-465 under a 480 nm exciton) off by up to tens of %, with an uncertainty that says
-  so (the flow grid: every amount within 3σ of the outlet's, tests/test_optical.py).
+  its shifts (:func:`_with_baseline_systematic`), added in quadrature.  On the simulator's
+  spectra: position within 1 nm; CdSe-437 beside NCs within a few %, small families on an
+  NC's flank (CdSe-465 under a 480 nm exciton) off by up to tens of %, with an uncertainty
+  that says so (the flow grid: every amount within 3σ of the outlet's, tests/test_optical.py).
 * **NC** — the broad first exciton of regular nanocrystals, whose position shifts with size.
   After subtracting the fitted MSC peaks, the spectrum is smoothed (Savitzky–Golay) and the
   longest-wavelength broad maximum (FWHM ≥ 2·NC_MIN_HWHM_NM, significant prominence) is taken
@@ -148,20 +148,22 @@ def _fit_msc_on_baseline(x, y, nominal, degree, window_nm):
     return centre, amplitude, hwhm, errors[0]
 
 
-def _baseline_systematic(main, alternatives) -> float:
-    """Systematic (1σ) of ``main``'s amplitude from refits on other baselines: the RMS of the
-    alternatives' shifts.  Their own statistical scatter is kept in it (conservative: on
-    isolated peaks at noise 1e-3 a few times the fit's error; subtracting it as Barlow 2002
-    does, |σ_alt² − σ²|, left CdSe-437 at 4.5σ from the truth on the flow grid).  Fits are
-    (centre, amplitude, hwhm, standard error) tuples; None (no fit could be made) is left out."""
-    amplitude = main[1]
+def _with_baseline_systematic(fitted, alternatives):
+    """``fitted`` (centre, amplitude, hwhm, standard error) with the error grown by the
+    baseline model's systematic, added in quadrature: the RMS of the ``alternatives``' amplitude
+    shifts (fits of the same tuples on other baselines; None, no fit could be made, left out).
+    Their own statistical scatter is kept in it (conservative: on isolated peaks at noise 1e-3
+    a few times the fit's error; subtracting it as Barlow 2002 does, |σ_alt² − σ²|, left
+    CdSe-437 at 4.5σ from the truth on the flow grid)."""
+    centre, amplitude, hwhm, error = fitted
     shifts = [amplitude - alt[1] for alt in alternatives if alt is not None]
-    return float(np.sqrt(np.mean(np.square(shifts)))) if shifts else 0.0
+    systematic = float(np.sqrt(np.mean(np.square(shifts)))) if shifts else 0.0
+    return centre, amplitude, hwhm, math.hypot(error, systematic)
 
 
-def _fit_nc(x, residual, noise, window_hwhm=NC_WINDOW_HWHM):
-    """(centre, amplitude, hwhm, amplitude's standard error) of the reddest broad maximum of
-    ``residual``, fitted from ``window_hwhm`` = (blue, red) HWHM around it, or None."""
+def _find_exciton(x, residual, noise):
+    """(index, HWHM guess nm, Savitzky–Golay smoothed ``residual``) of the reddest broad maximum
+    of ``residual``, or None: where :func:`_fit_exciton` fits, whatever its window."""
     step = float(np.median(np.diff(x)))
     window = max(5, int(round(2.0 * NC_MIN_HWHM_NM / step)) | 1)
     if window >= len(x):
@@ -172,8 +174,14 @@ def _fit_nc(x, residual, noise, window_hwhm=NC_WINDOW_HWHM):
                                    width=2.0 * NC_MIN_HWHM_NM / step)
     if not len(peaks):
         return None
-    best = peaks[-1]
-    hwhm_guess = 0.5 * float(properties["widths"][-1]) * step
+    return int(peaks[-1]), 0.5 * float(properties["widths"][-1]) * step, smooth
+
+
+def _fit_exciton(x, residual, noise, maximum, window_hwhm=NC_WINDOW_HWHM):
+    """(centre, amplitude, hwhm, amplitude's standard error) of the exciton at ``maximum`` (what
+    :func:`_find_exciton` found), fitted from ``window_hwhm`` = (blue, red) HWHM around it, or
+    None."""
+    best, hwhm_guess, smooth = maximum
     blue, red = window_hwhm
     inside = (x >= x[best] - blue * hwhm_guess) & (x <= x[best] + red * hwhm_guess)
     xs, ys = x[inside], residual[inside]
@@ -225,22 +233,20 @@ def identify_clusters(wavelength_nm, absorbance, path_cm: float = 1.0) -> list[C
     for label in lines:  # refit each beside its neighbours' first-pass peaks (Fig. 4 mixtures)
         others = sum((line for other, line in lines.items() if other != label), np.zeros_like(y))
         alone, nominal = y - others, MSC_PEAKS_NM[label]
-        fitted = _fit_msc(x, alone, nominal, noise) or first[label]
-        centre, amplitude, hwhm, error = fitted
-        systematic = _baseline_systematic(fitted, [
-            _fit_msc_on_baseline(x, alone, nominal, degree, window)
-            for degree, window in MSC_BASELINE_ALTERNATIVES])
-        found.append(_family(label, "MSC", centre, amplitude, hwhm, math.hypot(error, systematic),
-                             path_cm, nominal))
-        residual -= _gaussian(x, amplitude, centre, hwhm)
+        peak = _with_baseline_systematic(
+            _fit_msc(x, alone, nominal, noise) or first[label],
+            [_fit_msc_on_baseline(x, alone, nominal, degree, window)
+             for degree, window in MSC_BASELINE_ALTERNATIVES])
+        found.append(_family(label, "MSC", *peak, path_cm, nominal))
+        residual -= _gaussian(x, peak[1], peak[0], peak[2])
     in_range = (x >= SIZING_RANGE_NM[0]) & (x <= SIZING_RANGE_NM[1])
     if np.count_nonzero(in_range) >= 30:
         xs, rest = x[in_range], residual[in_range]
-        exciton = _fit_nc(xs, rest, noise)
+        maximum = _find_exciton(xs, rest, noise)
+        exciton = None if maximum is None else _fit_exciton(xs, rest, noise, maximum)
         if exciton is not None and SIZING_RANGE_NM[0] <= exciton[0] <= SIZING_RANGE_NM[1]:
-            centre, amplitude, hwhm, error = exciton
-            systematic = _baseline_systematic(exciton, [
-                _fit_nc(xs, rest, noise, window) for window in NC_WINDOW_ALTERNATIVES])
-            found.append(_family("NC", "NC", centre, amplitude, hwhm,
-                                 math.hypot(error, systematic), path_cm, centre))
+            exciton = _with_baseline_systematic(exciton, [
+                _fit_exciton(xs, rest, noise, maximum, window)
+                for window in NC_WINDOW_ALTERNATIVES])
+            found.append(_family("NC", "NC", *exciton, path_cm, exciton[0]))
     return sorted(found, key=lambda family: family.peak_nm)

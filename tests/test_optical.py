@@ -199,15 +199,17 @@ def test_nc_spectrum_absorbs_epsilon_c_l_at_its_exciton_maximum():
 
 
 def _grid_points():
-    return [(t_nuc, t_growth) for t_nuc in range(240, 310, 10) for t_growth in range(240, t_nuc + 1, 10)]
+    return [(t_nuc, t_growth) for t_nuc in range(240, 310, 10)
+            for t_growth in range(240, t_nuc + 1, 10)]
 
 
 def _found_against_truth(mixture, noise, rng):
     """[(label, found CdSe units, 1σ, outlet's CdSe units)] on the spectrometer's pixels."""
     wavelength = np.linspace(200.0, 850.0, 2048)
-    spectrum = absorbance_spectrum(wavelength, mixture, PATH_CM) + rng.normal(0, noise, wavelength.size)
-    truth = {label: mixture.families[label] * cdse_units(cdse_diameter_nm(MSC_PEAKS_NM[label]))
-             for label in FAMILIES} | {"NC": mixture.nc_units_molar}
+    spectrum = (absorbance_spectrum(wavelength, mixture, PATH_CM)
+                + rng.normal(0, noise, wavelength.size))
+    truth = {label: mixture.family_units_molar(label) for label in FAMILIES} | {
+        "NC": mixture.nc_units_molar}
     return [(f.label, f.concentration_molar * f.cdse_units,
              f.concentration_err_molar * f.cdse_units, float(truth[f.label]))
             for f in identify_clusters(wavelength, spectrum, PATH_CM)]
