@@ -203,6 +203,10 @@ class DetectorGeometry:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+class CalibrationFileError(ValueError):
+    """A calibration file (the mask) that is missing or cannot be read; names the file."""
+
+
 def read_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
     """The mask image at ``path`` (``.npy``, or any format fabio reads) as booleans, True =
     masked; ValueError naming the file if it cannot be read or is not ``shape``."""
@@ -215,7 +219,8 @@ def read_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
             with fabio.open(path) as opened:
                 image = np.array(opened.data)
     except Exception as error:  # fabio raises many kinds
-        raise ValueError(f"mask file {path}: cannot read it ({type(error).__name__}: {error})") from None
+        raise CalibrationFileError(f"mask file {path}: cannot read it ({type(error).__name__}: "
+                                   f"{error})") from None
     if image.shape != tuple(shape):
         raise ValueError(f"mask file {path}: shape {image.shape}, the detector has {tuple(shape)}")
     return image != 0

@@ -76,6 +76,7 @@ from ncsynth.analysis.nucleation_period import summarize_kinetics
 from ncsynth.analysis import run_calibration
 from ncsynth.analysis.reduction import Pattern, Reducer, average, subtract
 from ncsynth.analysis.saxs import SphereFit, fit_pattern
+from ncsynth.analysis.geometry import CalibrationFileError
 from ncsynth.analysis.frame_model import (FrameModel, SizeModelError, preferred_model,
                                           resolved_fraction, size_model_systematic)
 from ncsynth.analysis.skewed import SkewedFit, fit_skewed
@@ -150,7 +151,7 @@ class SAXSAnalysis(DocumentRouter):
         self._frame_time_key: str | None = None
         self._frames = StreamFrames(root_map, complete=stored)
         # raised, not a failed fit (a pool of the searches that broke too)
-        self._fatal_errors = (FrameFileError, BrokenExecutor) if stored else ()
+        self._fatal_errors = (FrameFileError, CalibrationFileError, BrokenExecutor) if stored else ()
         self._mapper = mapper
         self._image_descriptors: set[str] = set()  # descriptor uids with the image key
         self._temperature_key: str | None = self.settings.temperature_key
@@ -206,7 +207,10 @@ class SAXSAnalysis(DocumentRouter):
         self._exposure[doc["uid"]] = float(config.get(f"{obj}_exposure_time", known[-1] if known else math.nan))
         if self._reduction is None and self._calibration_error is None:
             try:
-                self._reduction = run_calibration.run_reduction(self.settings, config, obj)
+                self._reduction = run_calibration.run_reduction(self.settings, config, obj,
+                                                                 locate=self._frames.locate)
+            except self._fatal_errors:
+                raise
             except (ValueError, TypeError, KeyError, OSError) as error:
                 self._calibration_error = str(error)
                 self._error("calibration", f"no usable calibration, no frame of this run is fitted: {error}")

@@ -19,9 +19,12 @@ No geometry at all is an error (:func:`run_reduction` raises; the run is flagged
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ncsynth.analysis.analysis_settings import AnalysisSettings
 from ncsynth.analysis.geometry import DetectorGeometry
@@ -42,10 +45,14 @@ class RunReduction:
     relative_scale: str | None
 
 
-def run_reduction(settings: AnalysisSettings, config: dict, obj: str) -> RunReduction:
+def run_reduction(settings: AnalysisSettings, config: dict, obj: str,
+                  locate: Callable[[Path], Path] | None = None) -> RunReduction:
     """The reduction of the frames of detector ``obj`` whose configuration (the descriptor's
     ``configuration[obj]["data"]``) is ``config``. ValueError, TypeError, KeyError or OSError
-    (a mask file) when the run has no usable geometry or calibration."""
+    (a mask file: :class:`~ncsynth.analysis.geometry.CalibrationFileError` if it cannot be
+    read) when the run has no usable geometry or calibration. ``locate``: where a file the
+    configuration names (the mask) is now (a moved data directory,
+    :meth:`~ncsynth.analysis.stream_frames.StreamFrames.locate`)."""
     def configured(name: str, setting: str):
         value = config.get(f"{obj}_{name}")
         if value in (None, "") or (isinstance(value, float) and math.isnan(value)):
@@ -56,6 +63,8 @@ def run_reduction(settings: AnalysisSettings, config: dict, obj: str) -> RunRedu
     geometry = settings.geometry
     if geometry is None:
         geometry = DetectorGeometry.from_dict(json.loads(configured("geometry_json", "geometry")))
+        if geometry.mask_file and locate is not None:
+            geometry = dataclasses.replace(geometry, mask_file=str(locate(Path(geometry.mask_file))))
     relative = None
     try:
         calibration, source, rel_err = _absolute_calibration(settings, config, obj, geometry, configured)

@@ -26,7 +26,7 @@ class StreamFrames:
     0 of the resource's ``dataset``. Files are opened for SWMR reading when first needed (the
     detector may still be appending) and refreshed for a frame beyond what was last seen.
     ``root_map`` maps directories of the uris to where the files are now (files moved since
-    acquisition). ``complete=True`` (a stored run: every file closed) opens them without SWMR:
+    acquisition; :meth:`locate`). ``complete=True`` (a stored run: every file closed) opens them without SWMR:
     HDF5's SWMR reader skips the truncated-file check, retries a metadata read past the end of
     a truncated file with a doubling back-off (for ever, in practice) and reads data chunks past
     the end as zeros. Files that are missing or cannot be read raise :class:`FrameFileError`.
@@ -99,7 +99,10 @@ class StreamFrames:
         parts = urlsplit(uri)
         if parts.scheme != "file":
             raise ValueError(f"stream_resource uri must be a file:// uri, got {uri!r}")
-        path = Path(unquote(parts.path))
+        return self.locate(Path(unquote(parts.path)))
+
+    def locate(self, path: Path) -> Path:
+        """Where the file written at ``path`` is now (``root_map``)."""
         for old, new in self.root_map.items():
             if path.is_relative_to(old):
                 return new / path.relative_to(old)

@@ -18,6 +18,7 @@ import sys
 import time
 from contextlib import closing, contextmanager
 
+import numpy as np
 import pytest
 
 from ncsynth.storage import open_catalog
@@ -274,3 +275,59 @@ def test_a_read_only_data_directory_is_read_whole_with_output_elsewhere(data, re
     assert "  98% times not determined by the analysis: 8 usable frames, need 22" in \
         validated.stdout, validated.stdout
     assert validated.stdout.splitlines()[2].split()[3:5] == ["not", "determined"], validated.stdout
+
+
+# -- a data directory moved or copied away from where its runs were written -------------------
+def _fits(root, analysis_uid):
+    with open_catalog(root) as catalog:
+        fits = catalog[analysis_uid]["fits"].read()
+        return {key: fits[key].values for key in ("radius_nm", "concentration_molar", "success")}
+
+
+def test_a_data_directory_copied_elsewhere_is_refused_until_recover_points_it_home(data, tmp_path):
+    """The beamtime's directory copied home (cp -a), the original gone: its catalog and journals
+    still name the original's files. Every reader refuses in one line naming both directories and
+    the command that mends it (before: with the original there, export ended in Tiled's
+    "ClientError: 400: No such field sqlite://..."; without it validate printed "no frames" for a
+    run of 20 and replay stored an analysis of no fitted frame, its mask file not found); `recover` points the catalog at the
+    copy; replay then reads the copy's frames and mask and gives the live analysis's numbers."""
+    moved = tmp_path / "home" / "beamtime"
+    shutil.copytree(data["root"], moved, symlinks=True)
+    for command in ("replay", "validate", "export"):  # replay with the original still there
+        if command == "validate":
+            shutil.rmtree(data["root"])
+        line = one_line_error(ncsynth(command, data["uid"], "--data-dir", moved), command)
+        assert f"refers to the runs' files in {data['root']}, where they were written" in line, line
+        assert line.endswith(f"`ncsynth recover --data-dir {moved}` points it at this directory")
+    refused = ncsynth("dry-run", "--frames", 5, "--reaction-time", 60, "--data-dir", moved)
+    assert "where they were written" in one_line_error(refused, "dry-run")
+    assert refused.stdout.strip() == ""  # refused before the beamline started
+    recovered = ncsynth("recover", "--data-dir", moved)
+    assert recovered.returncode == 0, recovered.stderr[-2000:]
+    assert recovered.stdout.startswith("relocated: the catalog referred to ") and \
+        f" files in {data['root']}, where its runs were written; it now refers to them in {moved}" \
+        in recovered.stdout, recovered.stdout
+    assert ncsynth("recover", "--data-dir", moved).stdout.strip() == "nothing to recover"
+    validated = ncsynth("validate", data["uid"], "--data-dir", moved)
+    assert validated.returncode == 0 and "1-5 s: 8 " in validated.stdout, validated.stdout
+    replayed = ncsynth("replay", data["uid"], "--data-dir", moved)
+    assert replayed.returncode == 0, replayed.stderr[-3000:]
+    assert "20 frames, 12 without a fit, 0 errors" in replayed.stdout, replayed.stdout
+    new = latest_analysis(moved, data["uid"])
+    assert new != data["analysis"]
+    live, again = _fits(moved, data["analysis"]), _fits(moved, new)
+    assert list(again["success"]) == list(live["success"]) and sum(live["success"]) == 8
+    np.testing.assert_array_equal(again["radius_nm"], live["radius_nm"])
+    np.testing.assert_array_equal(again["concentration_molar"], live["concentration_molar"])
+
+
+def test_replay_without_the_runs_mask_file_stores_nothing_and_names_it(data, tmp_path):
+    """The mask the run was reduced with is gone (a hutch calibration left behind): replay
+    refuses in one line naming it, and the latest analysis stays (before: an analysis of no
+    fitted frame was stored and became the latest)."""
+    mask = data["root"] / "calibration" / "simulated" / "saxs_mask.edf"
+    mask.unlink()
+    line = one_line_error(ncsynth("replay", data["uid"], "--data-dir", data["root"]), "replay")
+    assert f"mask file {mask}: cannot read it (FileNotFoundError" in line and \
+        line.endswith("no analysis stored"), line
+    assert latest_analysis(data["root"], data["uid"]) == data["analysis"]

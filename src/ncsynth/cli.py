@@ -245,9 +245,13 @@ def _recover(args) -> int:
     from ncsynth.storage import open_catalog
 
     config = _config(args)
-    with open_catalog(data_dir(config), **catalog_databases(config)) as catalog:
+    with open_catalog(data_dir(config), relocate=True, **catalog_databases(config)) as catalog:
         records = catalog.recover()
-    if not records:
+    if catalog.relocated:
+        written, moved = catalog.relocated
+        print(f"relocated: the catalog referred to {moved} files in {written}, where its runs "
+              f"were written; it now refers to them in {catalog.layout.root}")
+    elif not records:
         print("nothing to recover")
     for record in records:
         print(f"{record.uid}  {record.status:<16} events={record.events:<6} "

@@ -12,11 +12,13 @@ import os
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
 from ncsynth.analysis.export import write_fits_csv
 from ncsynth.analysis.derived_run import FITS, KINETICS, PATTERNS, raw_description
+from ncsynth.analysis.geometry import CalibrationFileError
 from ncsynth.analysis.live import replay
 from ncsynth.analysis.replay_pipeline import PipelinedAnalysis, SkewedStage
 from ncsynth.analysis.stream_frames import FrameFileError
@@ -92,9 +94,11 @@ def replay_run(catalog, ref, *, processes: int = 1, progress=None, worker: str =
     stores them, as ``figures`` (or ``figure_error``: the analysis stays stored; a figure of an
     analysis the catalog refused is removed).
 
-    The analysis is stored only once it has gone through the whole run: a frame file that is
-    missing or damaged raises :class:`RunError` naming it, and nothing is stored (the latest
-    analysis stays what it was); so does a catalog that refuses the analysis run.
+    The analysis is stored only once it has gone through the whole run: a frame file or the
+    mask file that is missing or damaged raises :class:`RunError` naming it, and nothing is
+    stored (the latest analysis stays what it was); so does a catalog that refuses the analysis
+    run. A run written in a data directory since moved or copied here is read from this one's
+    files (:func:`written_elsewhere`).
     """
     start, stop, documents = stored_run(catalog, ref)
     uid = start["uid"]
@@ -108,9 +112,10 @@ def replay_run(catalog, ref, *, processes: int = 1, progress=None, worker: str =
             try:
                 analyses = replay(_shown(documents, progress),
                                   lambda name, doc: derived.append((name, doc)),
+                                  root_map=written_elsewhere(documents, catalog.layout),
                                   kind=partial(PipelinedAnalysis, stage=stage) if ahead else None,
                                   **settings)
-            except FrameFileError as err:
+            except (FrameFileError, CalibrationFileError) as err:
                 raise RunError(f"run {uid[:8]}: {err}; no analysis stored") from None
             if not analyses:
                 raise RunError("the run's documents held no run the analysis could follow")
@@ -130,6 +135,28 @@ def replay_run(catalog, ref, *, processes: int = 1, progress=None, worker: str =
     return {"uid": uid, "scan_id": start.get("scan_id"), "raw_uid": uid,
             "analysis_uid": next(doc["uid"] for name, doc in derived if name == "start"),
             **analyses[0].summary(), "data_dir": str(catalog.layout.root), **figure}
+
+
+def written_elsewhere(documents, layout) -> dict[str, str]:
+    """``{the data directory the run was written in: this one}`` when its frame files were
+    written under another directory's ``frames/`` that no longer holds them and this
+    directory's ``frames/`` does (a moved or copied data directory: its journals keep the paths
+    of acquisition), else ``{}``. The mask of a dry run's simulated calibration, written under
+    ``calibration/`` of the same directory, moves with it."""
+    if not layout.local:
+        return {}
+    for name, doc in documents:
+        if name != "stream_resource" or not doc.get("uri", "").startswith("file:"):
+            continue
+        path = Path(unquote(urlsplit(doc["uri"]).path))
+        if path.exists() or path.is_relative_to(layout.root):
+            return {}
+        parts = path.parts
+        for i in range(len(parts) - 2, 0, -1):  # the last frames/ of the path
+            if parts[i] == layout.frames.name and layout.frames.joinpath(*parts[i + 1:]).exists():
+                return {str(Path(*parts[:i])): str(layout.root)}
+        return {}
+    return {}
 
 
 def _replay_figure(start: dict, derived, directory) -> dict:

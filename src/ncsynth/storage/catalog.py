@@ -33,6 +33,7 @@ from tiled.queries import Key
 
 from .integrity import check_databases, use_wal
 from .read_only import is_read_only, read_only_refusal, snapshot
+from .relocation import moved_from, refusal, relocate as relocate_catalog
 from .layout import DataDirectory, DataDirectoryError
 from .run_view import MIN_PARTIAL_UID, RAW_RUNS, RAW_UID_KEY, RunNotFound, RunView
 from .scan_ids import ScanIds, highest_in_database, highest_scan_id
@@ -65,6 +66,8 @@ class Catalog(RunView):
         self.layout = layout
         self._context = context
         self._client = None
+        #: (where the runs were written, references moved) if this open relocated the catalog
+        self.relocated: tuple[Path, int] | None = None
         #: further directories of detector files (the embedded catalog's ``readable_storage``)
         self.readable_storage = tuple(readable_storage)
         if context is not None:
@@ -204,7 +207,7 @@ class Catalog(RunView):
 def open_catalog(
     data_dir: str | os.PathLike, *, readable_storage: Iterable[str | os.PathLike] = (),
     lazy: bool = False, database_uri: str | None = None, tables_uri: str | None = None,
-    read_only: bool = False, create: bool = True,
+    read_only: bool = False, create: bool = True, relocate: bool = False,
 ) -> Catalog:
     """Open (creating on first use) the file-backed catalog in ``data_dir``.
 
@@ -229,6 +232,11 @@ def open_catalog(
     ``read_only``: the caller only reads. A data directory on read-only media is then read
     from a private copy of its SQLite files (:mod:`~ncsynth.storage.read_only`; its writer and
     recovery refused); without it such a directory is refused here, in one line.
+
+    A directory moved or copied away from where its runs were written, and whose catalog
+    therefore refers to files that are gone, is refused in one line naming both
+    (:mod:`~ncsynth.storage.relocation`); ``relocate=True`` (``ncsynth recover``) points the
+    catalog at this directory's own files instead (:attr:`Catalog.relocated` says from where).
     """
     layout = DataDirectory.at(data_dir, database_uri=database_uri, tables_uri=tables_uri)
     if isinstance(readable_storage, (str, os.PathLike)):
@@ -239,14 +247,20 @@ def open_catalog(
             raise read_only_refusal(layout, "runs")
         layout = snapshot(layout)
     layout.create()
+    relocated = None
     if layout.local:
         with layout.locked():
             exists = layout.catalog_db.exists()
             if exists:
                 check_databases(layout)
+                written = moved_from(layout)
+                if written is not None and not relocate:
+                    raise refusal(layout, written)
+                relocated = relocate_catalog(layout) if written is not None else None
         if not exists and create:  # created now (under the lock): its errors are told here
             create_catalog_database(layout)
     catalog = Catalog(layout, readable_storage=readable_storage)
+    catalog.relocated = relocated
     if not lazy:
         catalog.client  # noqa: B018 (the in-process app, built now)
     return catalog
@@ -269,6 +283,9 @@ def catalog_adapter(layout: DataDirectory, *, readable_storage: Iterable[str | o
 
     extra = [str(Path(p).expanduser().resolve()) for p in readable_storage]
     create_catalog_database(layout)
+    written = moved_from(layout)
+    if written is not None:  # `ncsynth catalog serve` of a moved directory
+        raise refusal(layout, written)
     try:
         adapter = from_uri(
             layout.catalog_uri,

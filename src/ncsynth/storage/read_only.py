@@ -21,7 +21,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
@@ -29,6 +28,7 @@ from contextlib import closing
 from pathlib import Path
 
 from .layout import DataDirectory, DataDirectoryError
+from .relocation import point_assets, written_root
 
 #: Name of a snapshot directory before its process id (``ncsynth-read-only-<pid>-<random>``).
 SNAPSHOT_PREFIX = "ncsynth-read-only-"
@@ -65,7 +65,9 @@ def snapshot(layout: DataDirectory) -> DataDirectory:
                     shutil.copyfile(layout.root / f"{name}{suffix}", copy / f"{name}{suffix}")
         check_databases(copied)
         with closing(sqlite3.connect(copied.catalog_db)) as db, db:
-            _point_assets(db, layout.root, copied.tables_db)
+            written = written_root(db)
+            if written is not None:  # else no event table yet
+                point_assets(db, written, layout.root, copied.tables_db)
     except OSError as err:
         raise DataDirectoryError(f"{err.filename}: cannot copy it to read the read-only data "
                                  f"directory ({err.strerror})") from None
@@ -96,17 +98,3 @@ def _alive(pid: int) -> bool:
         return True
     return True
 
-
-def _point_assets(db: sqlite3.Connection, root: Path, tables_copy: Path) -> None:
-    """In the catalog copy ``db``: the event tables (``<where written>/tables.sqlite``) at
-    ``tables_copy``, files under ``<where written>/`` under ``root/``."""
-    row = db.execute("SELECT data_uri FROM assets WHERE data_uri LIKE 'sqlite:%/tables.sqlite' "
-                     "ORDER BY id LIMIT 1").fetchone()
-    if row is None:  # no event table yet
-        return
-    written = Path("/" + re.sub(r"^sqlite:(//[^/]*)?/+", "", row[0])).parent
-    db.execute("UPDATE assets SET data_uri = replace(data_uri, ?, ?) WHERE data_uri = ?",
-               (str(written / tables_copy.name), str(tables_copy), row[0]))
-    db.execute("UPDATE assets SET data_uri = ? || substr(data_uri, ?) WHERE data_uri LIKE ?",
-               (f"file://localhost{root}/", len(f"file://localhost{written}/") + 1,
-                f"file://localhost{written}/%"))
