@@ -233,8 +233,9 @@ def open_catalog(
     from a private copy of its SQLite files (:mod:`~ncsynth.storage.read_only`; its writer and
     recovery refused); without it such a directory is refused here, in one line.
 
-    A directory moved or copied away from where its runs were written, and whose catalog
-    therefore refers to files that are gone, is refused in one line naming both
+    A directory moved or copied away from where its runs were written, whose catalog therefore
+    refers to the files there (which Tiled refuses to read, or finds gone), is refused in one
+    line naming both
     (:mod:`~ncsynth.storage.relocation`); ``relocate=True`` (``ncsynth recover``) points the
     catalog at this directory's own files instead (:attr:`Catalog.relocated` says from where).
     """
