@@ -36,14 +36,15 @@ def written_root(db: sqlite3.Connection) -> Path | None:
 
 def point_assets(db: sqlite3.Connection, written: Path, root: Path, tables: Path) -> int:
     """In catalog ``db`` (the caller commits): the event tables ``<written>/tables.sqlite`` at
-    ``tables``, the files under ``<written>/`` under ``root/``; the number of references moved."""
-    moved = db.execute("UPDATE assets SET data_uri = replace(data_uri, ?, ?) WHERE data_uri LIKE ?",
-                       (str(written / tables.name), str(tables),
-                        f"sqlite:%{written / tables.name}")).rowcount
+    ``tables``, the files under ``<written>/`` under ``root/``; the number of references moved.
+    Prefixes are compared exactly (``LIKE`` would read ``_`` and ``%`` in a path as wildcards)."""
+    old_tables, old_files = str(written / tables.name), f"file://localhost{written}/"
+    moved = db.execute("UPDATE assets SET data_uri = replace(data_uri, ?, ?) "
+                       "WHERE substr(data_uri, 1, 7) = 'sqlite:' AND substr(data_uri, ?) = ?",
+                       (old_tables, str(tables), -len(old_tables), old_tables)).rowcount
     return moved + db.execute(
-        "UPDATE assets SET data_uri = ? || substr(data_uri, ?) WHERE data_uri LIKE ?",
-        (f"file://localhost{root}/", len(f"file://localhost{written}/") + 1,
-         f"file://localhost{written}/%")).rowcount
+        "UPDATE assets SET data_uri = ? || substr(data_uri, ?) WHERE substr(data_uri, 1, ?) = ?",
+        (f"file://localhost{root}/", len(old_files) + 1, len(old_files), old_files)).rowcount
 
 
 def moved_from(layout: DataDirectory) -> Path | None:
