@@ -12,7 +12,6 @@ import os
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from ncsynth.analysis.stream_frames import FrameFileError
 from ncsynth.errors import first_line
 from ncsynth.run_lookup import raw_run_uid
 from ncsynth.storage.journal import read_journal
+from ncsynth.storage.relocation import written_elsewhere
 
 
 class RunError(LookupError):
@@ -98,7 +98,7 @@ def replay_run(catalog, ref, *, processes: int = 1, progress=None, worker: str =
     mask file that is missing or damaged raises :class:`RunError` naming it, and nothing is
     stored (the latest analysis stays what it was); so does a catalog that refuses the analysis
     run. A run written in a data directory since moved or copied here is read from this one's
-    files (:func:`written_elsewhere`).
+    files (:func:`~ncsynth.storage.relocation.written_elsewhere`).
     """
     start, stop, documents = stored_run(catalog, ref)
     uid = start["uid"]
@@ -135,28 +135,6 @@ def replay_run(catalog, ref, *, processes: int = 1, progress=None, worker: str =
     return {"uid": uid, "scan_id": start.get("scan_id"), "raw_uid": uid,
             "analysis_uid": next(doc["uid"] for name, doc in derived if name == "start"),
             **analyses[0].summary(), "data_dir": str(catalog.layout.root), **figure}
-
-
-def written_elsewhere(documents, layout) -> dict[str, str]:
-    """``{the data directory the run was written in: this one}`` when its frame files were
-    written under another directory's ``frames/`` that no longer holds them and this
-    directory's ``frames/`` does (a moved or copied data directory: its journals keep the paths
-    of acquisition), else ``{}``. The mask of a dry run's simulated calibration, written under
-    ``calibration/`` of the same directory, moves with it."""
-    if not layout.local:
-        return {}
-    for name, doc in documents:
-        if name != "stream_resource" or not doc.get("uri", "").startswith("file:"):
-            continue
-        path = Path(unquote(urlsplit(doc["uri"]).path))
-        if path.exists() or path.is_relative_to(layout.root):
-            return {}
-        parts = path.parts
-        for i in range(len(parts) - 2, 0, -1):  # the last frames/ of the path
-            if parts[i] == layout.frames.name and layout.frames.joinpath(*parts[i + 1:]).exists():
-                return {str(Path(*parts[:i])): str(layout.root)}
-        return {}
-    return {}
 
 
 def _replay_figure(start: dict, derived, directory) -> dict:

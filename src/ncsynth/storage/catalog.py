@@ -255,9 +255,10 @@ def open_catalog(
             if exists:
                 check_databases(layout)
                 written = moved_from(layout)
-                if written is not None and not relocate:
-                    raise refusal(layout, written)
-                relocated = relocate_catalog(layout) if written is not None else None
+                if written is not None:
+                    if not relocate:
+                        raise refusal(layout, written)
+                    relocated = written, relocate_catalog(layout, written)
         if not exists and create:  # created now (under the lock): its errors are told here
             create_catalog_database(layout)
     catalog = Catalog(layout, readable_storage=readable_storage)

@@ -10,7 +10,7 @@ line naming both and the command that mends it: ``ncsynth recover`` points the c
 references under the old directory at this one (:func:`relocate`). The catalog is not rewritten
 behind the user's back: a directory mounted at another path on another machine (the hutch's)
 would then lose its own references. The journals keep the paths of acquisition; replay maps
-them (:func:`ncsynth.runs.written_elsewhere`).
+them (:func:`written_elsewhere`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from .layout import DataDirectory, DataDirectoryError
 
@@ -66,12 +67,31 @@ def refusal(layout: DataDirectory, written: Path) -> DataDirectoryError:
         f"`ncsynth recover --data-dir {layout.root}` points it at this directory")
 
 
-def relocate(layout: DataDirectory) -> tuple[Path, int] | None:
-    """Point the catalog of the moved data directory ``layout`` at its own files; returns (the
-    directory it was written in, the references moved), or None if it was not moved."""
-    written = moved_from(layout)
-    if written is None:
-        return None
+def relocate(layout: DataDirectory, written: Path) -> int:
+    """Point the catalog of ``layout``, whose runs were written in ``written``
+    (:func:`moved_from`), at this directory's own files; the number of references moved."""
     with closing(sqlite3.connect(layout.catalog_db)) as db, db:
-        moved = point_assets(db, written, layout.root, layout.tables_db)
-    return written, moved
+        return point_assets(db, written, layout.root, layout.tables_db)
+
+
+def written_elsewhere(documents, layout: DataDirectory) -> dict[str, str]:
+    """``{the data directory a run was written in: this one}`` for the run's ``(name, doc)``
+    documents when its frame files were written under another directory's ``frames/`` that no
+    longer holds them and this directory's ``frames/`` does (a moved or copied data directory:
+    its journals keep the paths of acquisition), else ``{}``: the analysis's ``root_map``. The
+    mask of a dry run's simulated calibration, written under ``calibration/`` of the same
+    directory, moves with it."""
+    if not layout.local:
+        return {}
+    for name, doc in documents:
+        if name != "stream_resource" or not doc.get("uri", "").startswith("file:"):
+            continue
+        path = Path(unquote(urlsplit(doc["uri"]).path))
+        if path.exists() or path.is_relative_to(layout.root):
+            return {}
+        parts = path.parts
+        for i in range(len(parts) - 2, 0, -1):  # the last frames/ of the path
+            if parts[i] == layout.frames.name and layout.frames.joinpath(*parts[i + 1:]).exists():
+                return {str(Path(*parts[:i])): str(layout.root)}
+        return {}
+    return {}
