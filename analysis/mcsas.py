@@ -121,7 +121,8 @@ class McSASResult:
     ``radii_nm`` (repetitions, n_contributions): final contribution radii; each carries
     ``contribution_volume_fraction`` (per repetition).  ``background_cm``: fitted flat background
     (cm⁻¹); ``chi2_reduced``: final χ²_red; ``iterations``: proposals used; ``converged``:
-    χ²_red ≤ the target.  ``model_cm``: fitted I(q) (cm⁻¹), mean over repetitions.
+    χ²_red ≤ the target.  ``model_cm``: fitted I(q) (cm⁻¹), mean over repetitions.  ``dof``:
+    the χ²'s degrees of freedom (q points less the linear scale and background).
     """
 
     q_nm: np.ndarray
@@ -134,6 +135,25 @@ class McSASResult:
     converged: np.ndarray
     model_cm: np.ndarray
     histogram: SizeHistogram
+    dof: int
+
+    @property
+    def misfit_p_value(self) -> float:
+        """χ² p-value of the worst repetition: the chance that a size distribution of spheres
+        that describes the pattern leaves a χ² this large from the noise alone."""
+        from scipy.stats import chi2 as chi2_distribution
+
+        return float(chi2_distribution.sf(np.max(self.chi2_reduced) * self.dof, self.dof))
+
+    @property
+    def describes_data(self) -> bool:
+        """False when :attr:`misfit_p_value` is below ``MISFIT_P_VALUE`` (the rule the kinetic
+        laws and the frame fits follow): the fit stopped short of the pattern, and the spread
+        of the repetitions (``volume_fraction_err`` and the moments' errors) understates the
+        error of what it gives."""
+        from ncsynth.analysis.kinetics import MISFIT_P_VALUE
+
+        return self.misfit_p_value >= MISFIT_P_VALUE
 
     @property
     def volume_fraction(self):
@@ -313,7 +333,7 @@ def fit_mcsas(q_nm, intensity_cm, sigma_cm, radius_range_nm, n_contributions=300
         background_cm=background, chi2_reduced=chi2_reduced,
         iterations=np.array([run[4] for run in runs]), converged=chi2_reduced <= convergence,
         model_cm=model.mean(axis=0),
-        histogram=_histogram(radii, phi_c, edges, problem, contrast_per_cm2))
+        histogram=_histogram(radii, phi_c, edges, problem, contrast_per_cm2), dof=problem.dof)
 
 
 def _histogram(radii, phi_c, edges, problem, contrast_per_cm2):

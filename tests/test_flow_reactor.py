@@ -23,6 +23,7 @@ from ncsynth.plans.flow import residence_series, temperature_grid
 from ncsynth.plans.flow_points import FlowPoint, ReactorSpec, check_point, grid_points
 from ncsynth.simulators.flow_reactor import SimulatedFlowReactor
 from ncsynth.storage import open_catalog
+from ncsynth.summary_text import format_flow_summary
 
 FEED_MOLAR = 0.01  # the simulator's default precursor: mol/L of CdSe units
 
@@ -307,8 +308,19 @@ def test_grid_dry_run_end_to_end_finds_the_simulated_families(config, tmp_path):
             assert 0 < sigma < units and abs(units - point["truth"][label]) < 3 * sigma, label
         assert point["families"]["NC"] == pytest.approx(point["truth"]["NC"], rel=0.05)
     # McSAS on the SAXS patterns: the volume fraction of the particles it can resolve
+    # and its ± (the spread of McSAS's repetitions) holds the outlet's φ within 3σ wherever
+    # McSAS describes the pattern; where it does not (χ² p < 1e-3), the point's line says so
+    lines = format_flow_summary(summary).splitlines()
     for point in summary["points"]:
         saxs = point["saxs"]
         assert saxs["volume_fraction"] == pytest.approx(saxs["truth_volume_fraction"], rel=0.15)
+        line = next(line for line in lines
+                    if line.split()[0] == f"{point['nucleation_c']:g}/{point['growth_c']:g}")
+        pull = abs(saxs["volume_fraction"] - saxs["truth_volume_fraction"]) / \
+            saxs["volume_fraction_err"]
+        print(line, f"pull {pull:.1f}")
+        assert saxs["describes_data"] == (saxs["misfit_p_value"] >= 1e-3)
+        assert ("McSAS does not describe the pattern" in line) != saxs["describes_data"]
+        assert pull < 3 or not saxs["describes_data"]
     png = summary["figure"]
     assert png and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

@@ -212,3 +212,20 @@ def test_moments_of_an_empty_range_and_bad_range(bimodal):
     assert math.isnan(empty.volume_mean_nm) and math.isnan(empty.number_variance_nm2)
     with pytest.raises(ValueError, match="r_min_nm < r_max_nm"):
         result.moments(2.0, 1.0)
+
+
+def test_a_fit_stopped_short_of_the_pattern_says_it_does_not_describe_it(bimodal):
+    """describes_data follows the χ² p-value rule of the kinetic laws and frame fits: the
+    converged bimodal fit describes its pattern; the same pattern after 300 proposals (far from
+    its noise level) does not, with the p-value of its worst repetition's χ²."""
+    from scipy.stats import chi2
+
+    y, s, truth, converged = bimodal
+    assert converged.describes_data and converged.dof == Q_BIMODAL.size - 2
+    assert converged.misfit_p_value == pytest.approx(
+        chi2.sf(converged.chi2_reduced.max() * converged.dof, converged.dof))
+    short = fit_mcsas(Q_BIMODAL, y, s, (0.7, 4.0), n_contributions=200, repetitions=2,
+                      max_iterations=300, seed=11)
+    worst = reduced_chi2(y, s, short.model_cm)  # of the mean model; the worst repetition is worse
+    assert short.chi2_reduced.max() >= worst > 1.5
+    assert not short.describes_data and short.misfit_p_value < 1e-3
