@@ -31,15 +31,13 @@ import numpy as np
 from scipy.stats import chi2 as chi2_distribution
 
 from ncsynth.analysis.bimodal import BimodalFit, fit_bimodal
-from ncsynth.analysis.kinetics import yield_fraction
+from ncsynth.analysis.kinetics import MISFIT_P_VALUE, yield_fraction
 from ncsynth.analysis.saxs import SphereFit
 from ncsynth.analysis.skewed import N_PARAMETERS as SKEWED_PARAMETERS, SkewedFit
 
 __all__ = ["FrameModel", "preferred_model", "delta_bic", "size_model_systematic", "resolved_fraction",
            "number_moments", "SizeModelError", "MIN_DELTA_BIC"]
 
-#: A single population whose χ² is less likely than this does not describe the pattern.
-MISFIT_P_VALUE = 1e-3
 #: BIC(one skewed population) − BIC(two Gaussian populations) needed to prefer two ("very strong").
 MIN_DELTA_BIC = 10.0
 _TWO_GAUSSIAN_PARAMETERS = 7

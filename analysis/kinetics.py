@@ -35,7 +35,9 @@ CDSE_LATTICE_NM = 0.6077  # zinc blende lattice parameter a (S2.5)
 CD_PER_UNIT_CELL = 4
 #: A fit needs at least this many points more than parameters.
 MIN_EXTRA_POINTS = 3
-#: A weighted law fit whose χ² is less likely than this does not describe the data.
+#: A weighted fit whose χ² is less likely than this does not describe the data: a kinetic law
+#: here, a single population of a frame (analysis/frame_model.py), a McSAS size distribution
+#: (analysis/mcsas.py).
 MISFIT_P_VALUE = 1e-3
 
 
