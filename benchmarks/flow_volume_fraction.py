@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 import ncsynth.flow_dryrun as flow
-from ncsynth.analysis.mcsas import fit_mcsas
 from ncsynth.config import load_config
 
 
@@ -33,21 +32,19 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a new temporary one")
     args = parser.parse_args()
     spreads: list[float] = []
-    fit_point = flow._saxs_fit
+    fit_mcsas = flow.fit_mcsas
 
-    def with_bootstrap(pattern, seed):  # the dry run's own fit, then the bootstrap beside it
-        result = fit_point(pattern, seed)
-        usable = np.isfinite(pattern.intensity_cm) & (pattern.sigma_cm > 0)
-        q, intensity, sigma = (a[usable] for a in (pattern.q_nm, pattern.intensity_cm, pattern.sigma_cm))
-        fit = fit_mcsas(q, intensity, sigma, flow.SAXS_RADIUS_RANGE_NM, seed=seed, **flow.MCSAS_OPTIONS)
+    def with_bootstrap(q, intensity, sigma, radius_range_nm, seed=None, **options):
+        """The dry run's own McSAS fit, then the bootstrap refits of its model beside it."""
+        fit = fit_mcsas(q, intensity, sigma, radius_range_nm, seed=seed, **options)
         rng = np.random.default_rng(1)
         phis = [fit_mcsas(q, fit.model_cm + sigma * rng.standard_normal(q.size), sigma,
-                          flow.SAXS_RADIUS_RANGE_NM, seed=100 + k, **flow.MCSAS_OPTIONS).volume_fraction
+                          radius_range_nm, seed=100 + k, **options).volume_fraction
                 for k in range(args.bootstrap)]
         spreads.append(float(np.std(phis, ddof=1)) if len(phis) > 1 else math.nan)
-        return result
+        return fit
 
-    flow._saxs_fit = with_bootstrap
+    flow.fit_mcsas = with_bootstrap
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="flow-phi-"))
     summary = flow.flow_dry_run(load_config(hardware="sim", data={"dir": str(root)}), progress=False)
     print(f"{'T_nuc/T_gr °C':>13} {'φ':>11} {'± rep':>8} {'± boot':>8} {'outlet ≥0.65':>12} "
