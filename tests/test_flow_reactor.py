@@ -308,8 +308,9 @@ def test_grid_dry_run_end_to_end_finds_the_simulated_families(config, tmp_path):
             assert 0 < sigma < units and abs(units - point["truth"][label]) < 3 * sigma, label
         assert point["families"]["NC"] == pytest.approx(point["truth"]["NC"], rel=0.05)
     # McSAS on the SAXS patterns: the volume fraction of the particles it can resolve
-    # and its ± (the spread of McSAS's repetitions) holds the outlet's φ within 3σ wherever
-    # McSAS describes the pattern; where it does not (χ² p < 1e-3), the point's line says so
+    # and its 1σ (McSAS's repetitions ⊕ the noise bootstrap) holds the outlet's φ within 3σ
+    # wherever McSAS describes the pattern; where it does not (χ² p < 1e-3), the point's line
+    # says so
     lines = format_flow_summary(summary).splitlines()
     for point in summary["points"]:
         saxs = point["saxs"]
@@ -319,6 +320,9 @@ def test_grid_dry_run_end_to_end_finds_the_simulated_families(config, tmp_path):
         pull = abs(saxs["volume_fraction"] - saxs["truth_volume_fraction"]) / \
             saxs["volume_fraction_err"]
         print(line, f"pull {pull:.1f}")
+        assert saxs["volume_fraction_noise_err"] > 0
+        assert saxs["volume_fraction_err"] == pytest.approx(math.hypot(
+            saxs["volume_fraction_repetitions_err"], saxs["volume_fraction_noise_err"]))
         assert saxs["describes_data"] == (saxs["misfit_p_value"] >= 1e-3)
         assert ("McSAS does not describe the pattern" in line) != saxs["describes_data"]
         assert pull < 3 or not saxs["describes_data"]

@@ -168,7 +168,7 @@ def test_the_flow_summary_has_a_line_per_point_with_the_outlet_beside_it():
     point = next(line for line in lines if line.lstrip().startswith("280/260 °C"))
     assert point.split("°C", 1)[1].strip() == (
         "MSC-437 2.31 ± 0.18 (2.4), NC 4.12 ± 0.041 (3.98); exciton 512 nm; "
-        "SAXS φ 0.00031 ± 2.2e-05 (0.000305), R 1.214 nm")
+        "SAXS φ 0.00031 ± 2.2e-05 (0.000305), R 1.214 ± 0.050 nm")
     failed = lines.index(next(line for line in lines if line.lstrip().startswith("280/280 °C")))
     assert lines[failed].endswith("°C  no species found")
     assert lines[failed + 1].split(None, 1) == ["error", "saxs: ValueError: no frame"]

@@ -6,8 +6,9 @@ path from ``[flow]``), connects the same device classes the hutch uses
 runs :func:`~ncsynth.plans.flow.temperature_grid` in a RunEngine writing to the embedded
 catalog, and then analyses the run as stored (:func:`analyse_flow_run`): per point the
 cluster families of the spectrum (:func:`~ncsynth.analysis.clusters.identify_clusters`) and a
-McSAS size distribution of the SAXS pattern (:func:`~ncsynth.analysis.mcsas.fit_mcsas`), and
-draws the temperature map (:mod:`ncsynth.analysis.temperature_map`).
+McSAS size distribution of the SAXS pattern (:func:`~ncsynth.analysis.mcsas.fit_mcsas`,
+its 1σ with the noise's share: :mod:`~ncsynth.analysis.mcsas_noise`), and draws the
+temperature map (:mod:`ncsynth.analysis.temperature_map`).
 
 SAXS patterns are reduced as the hot-injection live analysis reduces frames
 (:class:`~ncsynth.analysis.reduction.Reducer`: pyFAI, Poisson σ, absolute scale from the
@@ -32,6 +33,8 @@ from ncsynth import timebase
 from ncsynth.analysis.clusters import identify_clusters
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.mcsas import fit_mcsas
+from ncsynth.analysis.mcsas_noise import noise_spread, refit, refit_jobs, with_noise
+from ncsynth.analysis.pool import search_pool
 from ncsynth.analysis.optical import (CDSE_DENSITY_G_PER_CM3, CDSE_MOLAR_MASS_G_PER_MOL,
                                       MSC_PEAKS_NM, cdse_diameter_nm)
 from ncsynth.analysis.reduction import Reducer, average, calibration_from_beam, subtract
@@ -52,6 +55,10 @@ SAXS_RADIUS_RANGE_NM = (0.65, 3.0)
 #: McSAS settings per point: fewer contributions and repetitions than a publication fit, so a
 #: grid point takes well under a second.
 MCSAS_OPTIONS = {"n_contributions": 100, "repetitions": 4, "max_iterations": 20_000, "n_bins": 30}
+#: Noise-bootstrap refits per point (:mod:`ncsynth.analysis.mcsas_noise`; one repetition each):
+#: the repetitions' spread alone left the outlet's φ up to 4.4 of it away where McSAS
+#: describes the pattern, with the bootstrap's beside it 2.9 (docs/flow_reactor.md).
+NOISE_REFITS = 8
 #: mL of CdSe per mol of CdSe units (volume fractions from unit concentrations).
 CM3_PER_MOL_CDSE = CDSE_MOLAR_MASS_G_PER_MOL / CDSE_DENSITY_G_PER_CM3
 
@@ -167,10 +174,12 @@ def _acquire(catalog, config, grid, residence_s, speed, seed, progress):
 
 
 # -- analysis of a stored grid run ---------------------------------------------------------------
-def analyse_flow_run(run, *, path_cm: float, seed=None) -> list[dict]:
+def analyse_flow_run(run, *, path_cm: float, seed=None, processes: int | None = None) -> list[dict]:
     """Per point of a stored :func:`~ncsynth.plans.flow.flow_scan` run: conditions, cluster
     families (CdSe units, mol/L) and NC exciton from the mean spectrum, McSAS of the mean SAXS
-    pattern minus the blank.  ``path_cm``: the optic flow cell's path; ``seed``: McSAS's."""
+    pattern minus the blank with its noise bootstrap.  ``path_cm``: the optic flow cell's
+    path; ``seed``: McSAS's and the bootstrap's; ``processes``: the bootstrap's refits run in
+    a pool of that many (None: one per CPU, 1: in this process)."""
     stream = run["primary"]
     config = stream.metadata["configuration"]
     wavelength = np.asarray(config["uv"]["data"]["uv_wavelength_nm"], dtype=float)
@@ -183,7 +192,7 @@ def analyse_flow_run(run, *, path_cm: float, seed=None) -> list[dict]:
     blank_exposure = run["blank"].metadata["configuration"]["saxs"]["data"]["saxs_exposure_time"]
     blank = average([reducer.reduce(frame, blank_exposure)
                      for frame in run["blank"]["saxs_image"].read()])
-    points = []
+    points, fits = [], []
     for k in np.unique(index):
         rows = np.flatnonzero(index == k)
         point = {"index": int(k), **{name: float(v[rows[0]]) for name, v in conditions.items()},
@@ -196,12 +205,14 @@ def analyse_flow_run(run, *, path_cm: float, seed=None) -> list[dict]:
         try:
             pattern = subtract(average([reducer.reduce(frames[i], exposure_s) for i in rows]),
                                blank)
-            point["saxs"] = _saxs_fit(pattern, seed)
+            fits.append((point, *_saxs_fit(pattern, seed)))
         except Exception as error:
             point["errors"].append(f"saxs: {type(error).__name__}: {error}")
-        for message in point["errors"]:
-            logger.error("point %d: %s", k, message)
         points.append(point)
+    _add_noise_spread(fits, seed, processes)
+    for point in points:
+        for message in point["errors"]:
+            logger.error("point %d: %s", point["index"], message)
     return points
 
 
@@ -224,22 +235,53 @@ def _spectrum_families(wavelength, absorbance, path_cm) -> dict:
             "nc_exciton_nm": next((f.peak_nm for f in found if f.kind == "NC"), math.nan)}
 
 
-def _saxs_fit(pattern, seed) -> dict:
-    """McSAS of one background-subtracted pattern: volume fraction, volume-weighted radius, and
-    whether the fit describes the pattern (``describes_data``: the χ² p-value of its worst
-    repetition, ``misfit_p_value``, not below ``MISFIT_P_VALUE``). Where it does not, the ±
-    (the spread of the repetitions) understates the error: in the default grid the φ of such
-    fits lay up to ~10 of those ± from the outlet's (docs/flow_reactor.md)."""
+def _saxs_fit(pattern, seed) -> tuple:
+    """McSAS of one background-subtracted pattern: (its summary, the fit, σ at the fit's q).
+    The summary holds the volume fraction, the volume-weighted radius, the repetitions' spread
+    of each (``*_repetitions_err``), and whether the fit describes the pattern
+    (``describes_data``: the χ² p-value of its worst repetition, ``misfit_p_value``, not below
+    ``MISFIT_P_VALUE``); :func:`_add_noise_spread` adds the noise's share and the 1σ."""
     usable = np.isfinite(pattern.intensity_cm) & (pattern.sigma_cm > 0)
-    fit = fit_mcsas(pattern.q_nm[usable], pattern.intensity_cm[usable], pattern.sigma_cm[usable],
+    sigma = pattern.sigma_cm[usable]
+    fit = fit_mcsas(pattern.q_nm[usable], pattern.intensity_cm[usable], sigma,
                     SAXS_RADIUS_RANGE_NM, seed=seed, **MCSAS_OPTIONS)
     stats = fit.moments()
-    return {"volume_fraction": fit.volume_fraction, "volume_fraction_err": fit.volume_fraction_err,
-            "volume_mean_radius_nm": stats.volume_mean_nm,
-            "volume_mean_radius_err_nm": stats.volume_mean_err_nm,
-            "chi2_reduced": float(np.mean(fit.chi2_reduced)),
-            "chi2_reduced_max": float(np.max(fit.chi2_reduced)),
-            "misfit_p_value": fit.misfit_p_value, "describes_data": fit.describes_data}
+    summary = {"volume_fraction": fit.volume_fraction,
+               "volume_fraction_repetitions_err": fit.volume_fraction_err,
+               "volume_mean_radius_nm": stats.volume_mean_nm,
+               "volume_mean_radius_repetitions_err_nm": stats.volume_mean_err_nm,
+               "chi2_reduced": float(np.mean(fit.chi2_reduced)),
+               "chi2_reduced_max": float(np.max(fit.chi2_reduced)),
+               "misfit_p_value": fit.misfit_p_value, "describes_data": fit.describes_data}
+    return summary, fit, sigma
+
+
+def _add_noise_spread(fits: list[tuple], seed, processes: int | None) -> None:
+    """Each point's McSAS values with their noise bootstrap (:mod:`ncsynth.analysis.mcsas_noise`,
+    ``NOISE_REFITS`` refits per point, all points' refits in one pool): ``*_noise_err`` and the
+    1σ ``volume_fraction_err``, ``volume_mean_radius_err_nm`` (repetitions ⊕ noise). Where the
+    pool fails, the noise errors are NaN, the 1σ is the repetitions' spread alone and the
+    point's ``errors`` say why."""
+    jobs = [refit_jobs(fit, sigma, refits=NOISE_REFITS, seed=None if seed is None else (seed, k),
+                       **MCSAS_OPTIONS) for k, (_, _, fit, sigma) in enumerate(fits)]
+    results: list = [[] for _ in fits]
+    if fits:
+        try:
+            with search_pool(processes, code="ncsynth.analysis.mcsas_noise") as mapper:
+                flat = list(mapper(refit, [job for point_jobs in jobs for job in point_jobs]))
+            results = [flat[k * NOISE_REFITS:(k + 1) * NOISE_REFITS] for k in range(len(fits))]
+        except Exception as error:
+            for point, *_ in fits:
+                point["errors"].append(f"saxs noise bootstrap: {type(error).__name__}: {error}")
+    for (point, summary, _, _), refitted in zip(fits, results):
+        spread = noise_spread(refitted)
+        summary["volume_fraction_noise_err"] = spread.volume_fraction_err
+        summary["volume_mean_radius_noise_err_nm"] = spread.volume_mean_err_nm
+        summary["volume_fraction_err"] = with_noise(summary["volume_fraction_repetitions_err"],
+                                                    spread.volume_fraction_err)
+        summary["volume_mean_radius_err_nm"] = with_noise(
+            summary["volume_mean_radius_repetitions_err_nm"], spread.volume_mean_err_nm)
+        point["saxs"] = summary
 
 
 def truth_volume_fraction(held: dict, min_radius_nm: float = SAXS_RADIUS_RANGE_NM[0]) -> float:

@@ -149,10 +149,11 @@ def _flow_point(point: dict) -> str:
             f" ± {error:.2g}" if is_finite_number(error) else "")
         if saxs.get("truth_volume_fraction") is not None:
             text += f" ({_number(saxs['truth_volume_fraction'])})"
-        if saxs.get("describes_data") is False:  # the ± is the repetitions' spread only
+        if saxs.get("describes_data") is False:  # the ± covers the noise, not the misfit
             text += (f" McSAS does not describe the pattern (χ²_red {saxs['chi2_reduced_max']:.2g}, "
                      f"p {saxs['misfit_p_value']:.1g}): φ less certain than its ±")
-        parts.append(text + f", R {_number(saxs.get('volume_mean_radius_nm'), ' nm')}")
+        parts.append(text + ", R " + _with_error(saxs.get("volume_mean_radius_nm"),
+                                                 saxs.get("volume_mean_radius_err_nm"), " nm"))
     return "; ".join(parts)
 
 
