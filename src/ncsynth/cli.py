@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -331,7 +332,11 @@ def _flow_dry_run(args) -> int:
         from ncsynth.summary_text import format_flow_summary
 
         print(format_flow_summary(summary))
-    return 0 if summary.get("exit_status") == "success" else 1
+    if summary.get("terminated_by"):
+        from ncsynth.termination import exit_code
+
+        return exit_code(summary["terminated_by"])
+    return 0 if summary.get("exit_status") == "success" and not summary.get("error") else 1
 
 
 def run() -> None:
@@ -340,7 +345,8 @@ def run() -> None:
     failed commit on a full disk the catalog's ADBC SQLite connection, garbage-collected
     at interpreter exit, crashed the process (exit 139 after the summary, 60 MB tmpfs).
     Output to a reader that went away (``ncsynth validate -1 | head -3``) ends the command
-    quietly with 141 (128 + SIGPIPE), as a shell tool would."""
+    quietly with 141 (128 + SIGPIPE), as a shell tool would; Ctrl-C outside a plan (a
+    replay, a dry run's analysis) with one line and 130 (128 + SIGINT), no traceback."""
     teardown_free = len(sys.argv) >= 2 and sys.argv[1] in ("dry-run", "flow")
     try:
         code = main()
@@ -348,6 +354,10 @@ def run() -> None:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         code = 128 + signal.SIGPIPE
+    except KeyboardInterrupt:  # outside a plan (a plan's Ctrl-C aborts it and is reported)
+        command = itertools.takewhile(lambda word: not word.startswith("-"), sys.argv[1:3])
+        print(f"{' '.join(['ncsynth', *command])}: interrupted (Ctrl-C)", file=sys.stderr)
+        code = 128 + signal.SIGINT
     except Exception:  # reported as Python would, then the same teardown-free exit
         if not teardown_free:
             raise

@@ -14,35 +14,24 @@ from __future__ import annotations
 import gc
 import logging
 
-from bluesky.utils import RequestAbort, RunEngineInterrupted
-
 from ncsynth import timebase
 from ncsynth.errors import first_line
 from ncsynth.flask_truth import FlaskRecorder, firing_times, record_truth
 from ncsynth.plans.frame_account import FrameAccount
 from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
-from ncsynth.plans.safety import DeviceFailure
 from ncsynth.progress import ProgressBar
 from ncsynth.run_engine import RunEngine
 from ncsynth.simulators.beamline import HOT_FLASK_VOLUME_ML, BeamlineOptions, SimulatedBeamline
 from ncsynth.simulators.world import SyringeCharge
 from ncsynth.steering_feed import DecisionLog
-from ncsynth.termination import TerminationSignals
+from ncsynth.termination import run_to_the_end
 
 logger = logging.getLogger(__name__)
 
 
 #: the live analysis's event backlog in a dry run: never reached (575 frames, ~800 readings)
 _NEVER_DROP = 1_000_000
-
-
-class _AbortIsNoError(logging.Filter):
-    """bluesky logs an abort as an error with the plan's traceback; after the user's Ctrl-C
-    the dry run says what happens itself, so that record is dropped."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], RequestAbort))
 
 
 def run_protocol(catalog, writer, root, config: dict, *, speed: float | None, seed: int | None,
@@ -177,7 +166,8 @@ def _dry_run(catalog, writer, root, config, options, analysis, progress, plan, p
             # calling the plan validates every argument (ValueError before anything moves)
             protocol = plan(devices.heater, devices.injector, devices.detector, recipe,
                             timer=devices.timer, md={"dry_run": True}, **plan_kwargs)
-            error, signal_name = _run_to_the_end(RE, protocol)
+            error, signal_name = run_to_the_end(
+                RE, protocol, what="dry run", safe="heater safe, injector disarmed")
         finally:
             heater_state = devices.heater.safe_state.get()
             if writer.failed_runs:
@@ -228,34 +218,6 @@ def _both(first, second):
         first(name, doc)
         second(name, doc)
     return both
-
-
-def _run_to_the_end(RE, protocol) -> tuple[str | None, str | None]:
-    """Run ``protocol``; return (what ended it, or None if it ended on its own; the name of
-    the terminating signal received, or None). Ctrl-C pauses a
-    RunEngine, and nobody resumes a dry run: the run is aborted (the plan makes the set-up
-    safe, the run is closed as "abort" with everything acquired). SIGTERM and SIGHUP abort
-    it the same way (:mod:`ncsynth.termination`); the result then names the signal."""
-    quiet = _AbortIsNoError()
-    logging.getLogger("bluesky").addFilter(quiet)
-    try:
-        with TerminationSignals(RE) as signals:
-            try:
-                RE(protocol)
-            except RunEngineInterrupted:
-                if signals.received is None:
-                    logger.warning("dry run interrupted: aborting the run (heater safe, "
-                                   "injector disarmed, everything acquired kept)")
-                    RE.abort("interrupted by the user (Ctrl-C)")
-        if signals.received is not None:
-            return f"terminated by {signals.received}", signals.received
-    except Exception as exc:  # the plan failed: the RunEngine closed the run ("fail")
-        logger.error("dry run failed: %s", exc)
-        error = str(exc) if isinstance(exc, DeviceFailure) else f"{type(exc).__name__}: {exc}"
-        return error, signals.received
-    finally:
-        logging.getLogger("bluesky").removeFilter(quiet)
-    return None, None
 
 
 class _Journaled:

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 from event_model import DocumentRouter
@@ -47,6 +48,7 @@ from ncsynth.progress import ProgressBar
 from ncsynth.run_engine import RunEngine
 from ncsynth.simulators.flow_reactor import SimulatedFlowReactor
 from ncsynth.storage import open_catalog
+from ncsynth.termination import run_to_the_end
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +73,12 @@ def flow_dry_run(config: dict, *, grid: dict | None = None, residence_s: float |
     ``grid``: ``{"nucleation_c": [...], "growth_c": [...]}`` (°C, default :data:`DEFAULT_GRID`);
     ``residence_s``: reaction time (s, default 14); ``speed`` None/0: the world's clock jumps
     from deadline to deadline, K: K × real time; ``seed``: the simulator's noise (default
-    ``[simulation] seed``).  Summary: ``uid``, ``exit_status``, ``points`` (conditions, the
+    ``[simulation] seed``).  Ctrl-C, SIGTERM and SIGHUP abort the plan, whose clean-up stops
+    the pumps and switches both heaters off (:func:`~ncsynth.termination.run_to_the_end`);
+    the points measured until then are analysed.  Summary: ``uid``, ``exit_status``,
+    ``heaters`` and ``pumps`` (each zone's safe state and each pump's state after the plan, as
+    the devices read them back), ``error`` (what ended the plan early),
+    ``terminated_by`` (a signal's name), ``points`` (conditions, the
     families found with their CdSe units in mol/L and 1σ (``families_err``), the NC exciton,
     the SAXS fit and the simulator's truth per point, ``errors`` of its analysis),
     ``families`` (labels per point),
@@ -88,11 +95,12 @@ def flow_dry_run(config: dict, *, grid: dict | None = None, residence_s: float |
     with open_catalog(root, **catalog_databases(config)) as catalog:
         recovered = catalog.recover()
         wall1 = time.perf_counter()
-        uid, exit_status, truth = _acquire(catalog, config, grid, residence_s, speed, seed, progress)
+        acquired = _acquire(catalog, config, grid, residence_s, speed, seed, progress)
+        uid = acquired.uid
         wall2 = time.perf_counter()
         points = analyse_flow_run(catalog[uid], path_cm=path_cm, seed=seed) if uid else []
     for point in points:
-        point["truth"] = held = truth.get(point["index"], {})
+        point["truth"] = held = acquired.truth.get(point["index"], {})
         if point["saxs"] and held:
             point["saxs"]["truth_volume_fraction"] = truth_volume_fraction(held)
     figure = None
@@ -102,13 +110,18 @@ def flow_dry_run(config: dict, *, grid: dict | None = None, residence_s: float |
             {label: [p["families"].get(label, 0.0) for p in points] for label in SPECIES},
             root / "figures" / f"temperature_map_{uid[:8]}.png",
             title=f"CdSe species at {residence_s:g} s reaction time (dry run {uid[:8]})"))
-    summary = {"uid": uid, "exit_status": exit_status, "residence_s": residence_s,
+    summary = {"uid": uid, "exit_status": acquired.exit_status, "residence_s": residence_s,
+               "heaters": acquired.heaters, "pumps": acquired.pumps,
                "points": points, "families": [sorted(p["families"]) for p in points],
                "analysis_errors": sum(len(p["errors"]) for p in points),
                "figure": figure, "data_dir": str(root),
                "wall_s": round(time.perf_counter() - wall0, 2),
                "acquisition_wall_s": round(wall2 - wall1, 2),
                "analysis_wall_s": round(time.perf_counter() - wall2, 2)}
+    if acquired.error is not None:
+        summary["error"] = acquired.error
+    if acquired.terminated_by is not None:
+        summary["terminated_by"] = acquired.terminated_by
     if recovered:
         summary["recovered_runs"] = [r._asdict() for r in recovered]
     return summary
@@ -163,14 +176,41 @@ def _acquire(catalog, config, grid, residence_s, speed, seed, progress):
         RE.subscribe(truth)
         if progress:
             RE.subscribe(ProgressBar())
+        ended = _RunEnd()
+        RE.subscribe(ended)
         try:
-            result = RE(plan)
+            error, signal_name = run_to_the_end(RE, plan, what="flow dry run",
+                                                safe="pumps stopped, heaters off")
         finally:
             writer.flush()
             writer.close()
-            devices.close()
-    uid = result.run_start_uids[0] if result.run_start_uids else None
-    return uid, result.exit_status, truth.points
+            devices.close()  # waits until both heaters are confirmed safe
+            heaters = {zone.name: zone.safe_state.get() for zone in (devices.chamber, devices.oven)}
+            pumps = {pump.name: pump.state.get() for pump in devices.pumps}  # their read-back
+    return _Acquired(ended.uid, ended.exit_status or ("fail" if error else "unknown"),
+                     truth.points, error, signal_name, heaters, pumps)
+
+
+class _RunEnd:
+    """The run's start uid and its stop's exit status, as the RunEngine emits them."""
+
+    uid = exit_status = None
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if name == "start" and self.uid is None:
+            self.uid = doc["uid"]
+        elif name == "stop" and doc.get("run_start") == self.uid:
+            self.exit_status = doc.get("exit_status")
+
+
+class _Acquired(NamedTuple):
+    uid: str | None
+    exit_status: str
+    truth: dict            # what the outlet held, by point index
+    error: str | None      # what ended the plan early, if anything
+    terminated_by: str | None
+    heaters: dict          # zone name -> its safe state, after the plan
+    pumps: dict            # pump name -> its state, after the plan
 
 
 # -- analysis of a stored grid run ---------------------------------------------------------------
@@ -180,6 +220,8 @@ def analyse_flow_run(run, *, path_cm: float, seed=None, processes: int | None = 
     pattern minus the blank with its noise bootstrap.  ``path_cm``: the optic flow cell's
     path; ``seed``: McSAS's and the bootstrap's; ``processes``: the bootstrap's refits run in
     a pool of that many (None: one per CPU, 1: in this process)."""
+    if "primary" not in run:  # ended before its first point (Ctrl-C, a fault)
+        return []
     stream = run["primary"]
     config = stream.metadata["configuration"]
     wavelength = np.asarray(config["uv"]["data"]["uv_wavelength_nm"], dtype=float)

@@ -92,9 +92,9 @@ def _aligned(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"{label:>{width}}  {text}" for label, text in rows)
 
 
-_FLOW_SHOWN = {"uid", "exit_status", "residence_s", "points", "families", "analysis_errors",
-               "figure", "data_dir", "wall_s", "acquisition_wall_s", "analysis_wall_s",
-               "recovered_runs"}
+_FLOW_SHOWN = {"uid", "exit_status", "error", "heaters", "pumps", "residence_s", "points",
+               "families", "analysis_errors", "figure", "data_dir", "wall_s",
+               "acquisition_wall_s", "analysis_wall_s", "recovered_runs"}
 
 
 def format_flow_summary(summary: dict) -> str:
@@ -111,6 +111,11 @@ def format_flow_summary(summary: dict) -> str:
                  f"analysis {summary.get('analysis_wall_s')} s)")
     head = ", ".join(filter(None, [str(summary.get("exit_status")), f"{len(points)} points", wall]))
     rows = [("run", f"{summary.get('uid')}  {head}")]
+    if summary.get("error"):
+        rows.append(("error", summary["error"]))
+    for key in ("heaters", "pumps"):
+        if summary.get(key):
+            rows.append((key, ", ".join(f"{name} {state}" for name, state in summary[key].items())))
     if summary.get("residence_s") is not None:
         rows.append(("residence", f"{summary['residence_s']:g} s in the reactor"))
     if points:

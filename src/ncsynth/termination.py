@@ -26,7 +26,7 @@ import signal
 import time
 from typing import Callable
 
-from bluesky.utils import TransitionError
+from bluesky.utils import RequestAbort, RunEngineInterrupted, TransitionError
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +84,46 @@ class TerminationSignals:
             self._finish(name)
         elif not busy:
             raise SystemExit(exit_code(name))
+
+
+def run_to_the_end(RE, plan, *, what: str, safe: str) -> tuple[str | None, str | None]:
+    """Run ``plan`` in ``RE`` to its end, as a command nobody steers does; return (what ended
+    it, or None if it ended on its own; the name of the terminating signal received, or None).
+
+    Ctrl-C pauses a RunEngine, and nobody resumes a dry run: the run is aborted (the plan's
+    clean-up makes the set-up safe, the run is closed as "abort" with everything acquired).
+    SIGTERM and SIGHUP abort it the same way (:class:`TerminationSignals`); the result then
+    names the signal. A plan that fails is closed by the RunEngine ("fail"); its error, in one
+    line, is the result. ``what`` names the command in the log ("dry run"), ``safe`` what its
+    clean-up leaves ("heater safe, injector disarmed")."""
+    quiet = _AbortIsNoError()
+    logging.getLogger("bluesky").addFilter(quiet)
+    signals = TerminationSignals(RE)
+    try:
+        with signals:
+            try:
+                RE(plan)
+            except RunEngineInterrupted:
+                if signals.received is None:
+                    logger.warning("%s interrupted: aborting the run (%s, everything acquired "
+                                   "kept)", what, safe)
+                    RE.abort("interrupted by the user (Ctrl-C)")
+        if signals.received is not None:
+            return f"terminated by {signals.received}", signals.received
+    except Exception as exc:  # the plan failed: the RunEngine closed the run ("fail")
+        from ncsynth.plans.safety import DeviceFailure
+
+        logger.error("%s failed: %s", what, exc)
+        error = str(exc) if isinstance(exc, DeviceFailure) else f"{type(exc).__name__}: {exc}"
+        return error, signals.received
+    finally:
+        logging.getLogger("bluesky").removeFilter(quiet)
+    return None, None
+
+
+class _AbortIsNoError(logging.Filter):
+    """bluesky logs an abort as an error with the plan's traceback; after the user's Ctrl-C
+    the command says what happens itself, so that record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], RequestAbort))

@@ -1,0 +1,116 @@
+"""Ctrl-C and a service manager's SIGTERM end a flow dry run the way they end the flask's.
+
+Before: one Ctrl-C during the flow dry run's acquisition paused the RunEngine and left it
+paused with a traceback (``RunEngineInterrupted``), the pumps running and the heaters on;
+a Ctrl-C during its analysis printed a traceback. Now the plan is aborted (its clean-up
+stops the pumps and switches both heaters off, as the devices read back), the run is closed
+as "abort" with every point measured, those points are analysed and the summary printed.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ncsynth.storage import open_catalog
+
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+GRID = ["--nucleation", "270", "280", "290", "300", "--growth", "240", "250", "260"]  # 12 points
+
+
+def _journaled_events(proc, data_dir, at_least, timeout_s=240.0) -> int:
+    journals = data_dir / "journal" / "active"
+    deadline = time.monotonic() + timeout_s
+    events = 0
+    while time.monotonic() < deadline and events < at_least and proc.poll() is None:
+        time.sleep(0.1)
+        for journal in journals.glob("*.jsonl") if journals.exists() else []:
+            events = journal.read_text().count('"event')
+    return events
+
+
+@pytest.mark.parametrize("sig, exit_code", [(signal.SIGINT, 1), (signal.SIGTERM, 128 + 15)])
+def test_ctrl_c_and_sigterm_abort_the_flow_dry_run_leaving_the_reactor_safe(tmp_path, sig,
+                                                                            exit_code):
+    proc = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "flow", "dry-run", "--json",
+                             *GRID, "--data-dir", str(tmp_path)], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert _journaled_events(proc, tmp_path, at_least=4) >= 4, \
+            "the flow dry run did not get far enough to be interrupted"
+        os.killpg(proc.pid, sig)  # to the whole group, as a terminal or a service manager does
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == exit_code, err[-2000:]
+    assert "Traceback" not in err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["exit_status"] == "abort"
+    assert all(state.startswith("confirmed safe") for state in summary["heaters"].values())
+    assert len(summary["heaters"]) == 2
+    assert set(summary["pumps"].values()) == {"stopped"} and len(summary["pumps"]) == 2
+    points = summary["points"]
+    assert 1 <= len(points) < 12
+    assert all(p["saxs"]["volume_fraction"] > 0 and not p["errors"] for p in points)
+    if sig != signal.SIGINT:
+        assert summary["terminated_by"] == "SIGTERM"
+    with open_catalog(tmp_path) as catalog:
+        stop = catalog[summary["uid"]].metadata["stop"]
+        assert stop["exit_status"] == "abort"
+        assert stop["reason"] == ("interrupted by the user (Ctrl-C)" if sig == signal.SIGINT
+                                  else "terminated by SIGTERM")
+        assert stop["num_events"]["primary"] == len(points)
+    assert not list((tmp_path / "journal" / "active").glob("*.jsonl"))  # nothing to recover
+
+
+def _children(pid: int) -> list[str]:
+    """Command lines of ``pid``'s child processes."""
+    lines = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            children = open(f"/proc/{pid}/task/{task}/children").read().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                lines.append(open(f"/proc/{child}/cmdline").read().replace("\0", " "))
+            except OSError:
+                pass
+    return lines
+
+
+def test_ctrl_c_outside_a_plan_ends_a_command_in_one_line(tmp_path):
+    """A Ctrl-C while no plan runs (here during the flow dry run's analysis of the points
+    measured, once the aborted run is closed: its bootstrap's pool of processes is up) ends the
+    command with one line and 130, not a traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "flow", "dry-run", "--json",
+                             *GRID, "--data-dir", str(tmp_path)], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _journaled_events(proc, tmp_path, at_least=4)
+        os.killpg(proc.pid, signal.SIGINT)  # aborts the plan
+        deadline = time.monotonic() + 120
+        while not any("multiprocessing" in line for line in _children(proc.pid)):
+            assert time.monotonic() < deadline and proc.poll() is None, "no analysis pool seen"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)  # the pool's workers too, as a terminal's Ctrl-C
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "ncsynth flow dry-run: interrupted (Ctrl-C)"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the pool's workers end with the command
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("processes of the command's group outlived it by 30 s")
