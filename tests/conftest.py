@@ -37,8 +37,9 @@ SLOWEST_FIRST = ("test_dry_run.py", "test_damaged_data.py", "test_analysis_servi
                  "test_session_steering.py", "test_steering_plan.py", "test_session.py",
                  "test_session_synthesis.py", "test_double_injection.py", "test_area_detector.py",
                  "test_analysis_service_missed.py", "test_skipped_frames.py",
-                 "test_flow_dry_run_signals.py", "test_superfocusing.py", "test_concurrent_writers.py", "test_nexus.py",
-                 "test_world_stepping.py", "test_browser.py", "test_injector.py",
+                 "test_flow_dry_run_signals.py", "test_superfocusing.py",
+                 "test_concurrent_writers.py", "test_nexus.py", "test_world_stepping.py",
+                 "test_browser.py", "test_injector.py",
                  "test_ioc_teardown.py", "test_size_model_error.py", "test_catalog_server.py",
                  "test_steering_fallback.py", "test_flask_protocol.py", "test_pump.py",
                  "test_run_outputs.py", "test_catalog_views.py")
