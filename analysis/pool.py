@@ -31,8 +31,24 @@ MAX_PROCESSES = 64
 
 
 def _prepare_worker(code: str) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C held back since the start is dropped
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     importlib.import_module(code)  # the searches' code, once per worker
+
+
+@contextmanager
+def _workers_start_deaf_to_ctrl_c() -> Iterator[None]:
+    """Processes started meanwhile begin with SIGINT blocked (a thread's signal mask is
+    inherited across fork and exec) until :func:`_prepare_worker` ignores it: a Ctrl-C
+    reaching a worker while it still imports would otherwise kill it and break the pool (a
+    worker may be started at any submit). Only this thread's delivery is held back meanwhile:
+    a Ctrl-C still reaches this process through its other threads, or when the mask is
+    restored."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager
@@ -47,6 +63,11 @@ def search_pool(processes: int | None = None, code: str = "ncsynth.analysis.skew
         return
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                              initializer=functools.partial(_prepare_worker, code)) as pool:
-        for _ in range(n):  # start the workers now, not at the first search
-            pool.submit(int)
-        yield pool.map
+        def mapper(function, *iterables):
+            with _workers_start_deaf_to_ctrl_c():  # submits every call now: any worker starts here
+                return pool.map(function, *iterables)
+
+        with _workers_start_deaf_to_ctrl_c():
+            for _ in range(n):  # start the workers now, not at the first search
+                pool.submit(int)
+        yield mapper

@@ -51,3 +51,37 @@ def test_one_process_is_the_builtin_map_and_a_bad_count_is_refused():
     with pytest.raises(ValueError, match="processes must be an integer >= 1"):
         with search_pool(0):
             pass
+
+
+_CTRL_C_WHILE_WORKERS_START = """
+import os, signal, time
+received = []
+signal.signal(signal.SIGINT, lambda *_: received.append(1))  # this process goes on
+from ncsynth.analysis.pool import search_pool
+os.environ["NCSYNTH_TEST_SLOW_START"] = "1"  # each worker's interpreter takes 2 s to start
+with search_pool(2, code="ncsynth.analysis.mcsas_noise") as mapper:
+    time.sleep(0.5)
+    os.killpg(0, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+    print(list(mapper(abs, [-1, -2, -3])), len(received), flush=True)
+"""
+
+
+def test_a_ctrl_c_while_the_workers_start_does_not_break_the_pool(tmp_path):
+    """A terminal's Ctrl-C reaches a pool's workers too; one that came while a worker's
+    interpreter was still starting killed it (the pool's initializer had not run yet), broke
+    the pool (BrokenProcessPool) and printed the executor's thread's traceback. The workers now
+    start with SIGINT blocked and ignore it from their initializer on; the pool's owner gets
+    it."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, time\nif os.environ.get('NCSYNTH_TEST_SLOW_START'):\n    time.sleep(2.0)\n")
+    done = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_WORKERS_START], capture_output=True,
+                          text=True, timeout=120, start_new_session=True,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1",
+                               "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "[1, 2, 3] 1"
+    assert "Traceback" not in done.stderr
