@@ -30,14 +30,16 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a new temporary one")
     args = parser.parse_args()
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="flow-phi-"))
-    summary = flow.flow_dry_run(load_config(hardware="sim", data={"dir": str(root)}), progress=False)
+    summary = flow.flow_dry_run(load_config(hardware="sim", data={"dir": str(root)}),
+                                progress=False)
     print(f"{'T_nuc/T_gr °C':>13} {'φ':>11} {'± 1σ':>8} {'± rep':>8} {'± noise':>8} "
           f"{'outlet ≥0.65':>12} {'outlet all':>11} {'rel %':>7} {'pull':>6} {'pull rep':>8} "
           f"{'χ²_red':>6} describes")
     pulls, rep_pulls, offsets, described = [], [], [], []
     for point in summary["points"]:
         saxs = point["saxs"]
-        phi, err, truth = saxs["volume_fraction"], saxs["volume_fraction_err"], saxs["truth_volume_fraction"]
+        phi, err = saxs["volume_fraction"], saxs["volume_fraction_err"]
+        truth = saxs["truth_volume_fraction"]
         rep, noise = saxs["volume_fraction_repetitions_err"], saxs["volume_fraction_noise_err"]
         everything = flow.truth_volume_fraction(point["truth"], 0.0)
         pulls.append((phi - truth) / err)

@@ -59,7 +59,7 @@ SAXS_RADIUS_RANGE_NM = (0.65, 3.0)
 MCSAS_OPTIONS = {"n_contributions": 100, "repetitions": 4, "max_iterations": 20_000, "n_bins": 30}
 #: Noise-bootstrap refits per point (:mod:`ncsynth.analysis.mcsas_noise`; one repetition each):
 #: the repetitions' spread alone left the outlet's φ up to 4.4 of it away where McSAS
-#: describes the pattern, with the bootstrap's beside it 2.9 (docs/flow_reactor.md).
+#: describes the pattern, the 1σ with the noise's share 2.5 (docs/flow_reactor.md).
 NOISE_REFITS = 8
 #: mL of CdSe per mol of CdSe units (volume fractions from unit concentrations).
 CM3_PER_MOL_CDSE = CDSE_MOLAR_MASS_G_PER_MOL / CDSE_DENSITY_G_PER_CM3
@@ -214,7 +214,8 @@ class _Acquired(NamedTuple):
 
 
 # -- analysis of a stored grid run ---------------------------------------------------------------
-def analyse_flow_run(run, *, path_cm: float, seed=None, processes: int | None = None) -> list[dict]:
+def analyse_flow_run(run, *, path_cm: float, seed=None,
+                     processes: int | None = None) -> list[dict]:
     """Per point of a stored :func:`~ncsynth.plans.flow.flow_scan` run: conditions, cluster
     families (CdSe units, mol/L) and NC exciton from the mean spectrum, McSAS of the mean SAXS
     pattern minus the blank with its noise bootstrap.  ``path_cm``: the optic flow cell's
