@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,6 +16,7 @@ from ncsynth.devices.area_detector_sequences import ARMING_S
 from ncsynth.storage import open_catalog
 from ncsynth.storage.journal import read_journal
 import forked_cli
+from interrupting import journaled_events, signalled_midway
 from small_tmpfs import mounted_tmpfs
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
@@ -31,19 +31,6 @@ def _command(*args, timeout):
     """``ncsynth recover`` and the like as a process of its own, forked from one that imported
     the libraries once (tests/forked_cli.py); dry runs and refusals start as a user starts them."""
     return forked_cli.ncsynth(args, env=ENV, timeout=timeout)
-
-
-def _journaled_events(proc, data_dir, at_least=30, timeout_s=240.0) -> int:
-    """Events a running dry run (``proc``) has journaled in ``data_dir``, once there are
-    ``at_least`` (or the process ended, or ``timeout_s`` passed)."""
-    journals = data_dir / "journal" / "active"
-    deadline = time.monotonic() + timeout_s
-    events = 0
-    while time.monotonic() < deadline and events < at_least and proc.poll() is None:
-        time.sleep(0.1)
-        for journal in journals.glob("*.jsonl") if journals.exists() else []:
-            events = journal.read_text().count('"event')
-    return events
 
 
 @pytest.mark.timeout(1500)  # one full protocol and four more commands; slow under load
@@ -116,7 +103,7 @@ def test_kill_minus_9_mid_run_then_recover_keeps_every_frame(tmp_path):
                              "--no-analysis", "--data-dir", str(tmp_path)],
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert _journaled_events(proc, tmp_path) >= 30, \
+        assert journaled_events(proc, tmp_path) >= 30, \
             "the dry run did not get far enough to be killed mid-run"
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -179,7 +166,7 @@ def test_a_catalog_writer_killed_mid_run_fails_the_command_naming_recover_which_
                              "--frames", "200", "--reaction-time", "60", "--data-dir", str(tmp_path)],
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _journaled_events(proc, tmp_path, at_least=20) >= 20, \
+        assert journaled_events(proc, tmp_path, at_least=20) >= 20, \
             "the dry run did not get far enough for its writer to be killed mid-run"
         (writer,) = _writer_processes(tmp_path)
         os.kill(writer, signal.SIGKILL)
@@ -273,19 +260,10 @@ def test_ctrl_c_sigterm_and_sighup_abort_the_dry_run_safely_and_print_the_summar
     process in 0.3 s with no clean-up at all). The signal goes to the whole process group, as
     a terminal's Ctrl-C or hang-up and a service manager's stop do: the catalog writer's
     process must outlive it to close the run (a SIGTERM used to kill it)."""
-    proc = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "dry-run", "--json",
-                             "--no-analysis", "--data-dir", str(tmp_path)],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        assert _journaled_events(proc, tmp_path) >= 30, \
-            "the dry run did not get far enough to be interrupted"
-        os.killpg(proc.pid, sig)
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == exit_code, err[-2000:]
+    code, out, err = signalled_midway([sys.executable, "-m", "ncsynth.cli", "dry-run", "--json",
+                                       "--no-analysis", "--data-dir", str(tmp_path)],
+                                      tmp_path, sig, after_events=30, env=ENV)
+    assert code == exit_code, err[-2000:]
     assert "Traceback" not in err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["exit_status"] == "abort" and 1 <= summary["frames"] < 575

@@ -16,38 +16,20 @@ import time
 import pytest
 
 from ncsynth.storage import open_catalog
+from interrupting import journaled_events, signalled_midway
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 GRID = ["--nucleation", "270", "280", "290", "300", "--growth", "240", "250", "260"]  # 12 points
-
-
-def _journaled_events(proc, data_dir, at_least, timeout_s=240.0) -> int:
-    journals = data_dir / "journal" / "active"
-    deadline = time.monotonic() + timeout_s
-    events = 0
-    while time.monotonic() < deadline and events < at_least and proc.poll() is None:
-        time.sleep(0.1)
-        for journal in journals.glob("*.jsonl") if journals.exists() else []:
-            events = journal.read_text().count('"event')
-    return events
 
 
 @pytest.mark.parametrize("sig, exit_code", [(signal.SIGINT, 1)])
 def test_ctrl_c_aborts_the_flow_dry_run_leaving_the_reactor_safe(tmp_path, sig, exit_code):
     """SIGTERM and SIGHUP take the same path (``ncsynth.termination.run_to_the_end``, which
     tests/test_dry_run.py drives with all three signals); each would cost a flow dry run here."""
-    proc = subprocess.Popen([sys.executable, "-m", "ncsynth.cli", "flow", "dry-run", "--json",
-                             *GRID, "--data-dir", str(tmp_path)], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert _journaled_events(proc, tmp_path, at_least=4) >= 4, \
-            "the flow dry run did not get far enough to be interrupted"
-        os.killpg(proc.pid, sig)  # to the whole group, as a terminal or a service manager does
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == exit_code, err[-2000:]
+    code, out, err = signalled_midway([sys.executable, "-m", "ncsynth.cli", "flow", "dry-run",
+                                       "--json", *GRID, "--data-dir", str(tmp_path)],
+                                      tmp_path, sig, after_events=4, env=ENV)
+    assert code == exit_code, err[-2000:]
     assert "Traceback" not in err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["exit_status"] == "abort"
@@ -92,7 +74,7 @@ def test_ctrl_c_outside_a_plan_ends_a_command_in_one_line(tmp_path):
                              *GRID, "--data-dir", str(tmp_path)], env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        _journaled_events(proc, tmp_path, at_least=4)
+        journaled_events(proc, tmp_path, at_least=4)
         os.killpg(proc.pid, signal.SIGINT)  # aborts the plan
         deadline = time.monotonic() + 120
         while sum("multiprocessing.spawn" in line for line in _children(proc.pid)) < 2:
