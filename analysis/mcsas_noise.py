@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ncsynth.analysis.mcsas import McSASResult, fit_mcsas
+from ncsynth.analysis.mcsas import McSASResult, _mean_std, fit_mcsas
 
 #: Refits per fit: the spread of 8 values is known to ~27 % (1/√(2·7)).
 DEFAULT_REFITS = 8
@@ -42,11 +42,11 @@ class NoiseSpread:
 
     @property
     def volume_fraction_err(self) -> float:
-        return _spread(self.volume_fraction)
+        return _mean_std(self.volume_fraction)[1]  # over the refits where it is defined
 
     @property
     def volume_mean_err_nm(self) -> float:
-        return _spread(self.volume_mean_nm)
+        return _mean_std(self.volume_mean_nm)[1]
 
 
 def refit_jobs(fit: McSASResult, sigma_cm, *, refits: int = DEFAULT_REFITS, seed=None,
@@ -88,7 +88,3 @@ def with_noise(repetitions_err: float, noise_err: float) -> float:
     parts = [v for v in (repetitions_err, noise_err) if math.isfinite(v)]
     return math.hypot(*parts) if parts else math.nan
 
-
-def _spread(values: np.ndarray) -> float:
-    defined = values[np.isfinite(values)]
-    return float(np.std(defined, ddof=1)) if defined.size > 1 else math.nan
