@@ -8,7 +8,7 @@
 (d) reaction yield (S2.6) with its t98 — all against time after injection on a log axis.
 
 :class:`LiveFigure` is a document callback on the DERIVED run emitted by
-:class:`~ncsynth.analysis.live.SAXSAnalysis` (streams ``fits``, ``patterns``, ``kinetics``); it
+:class:`~ncsynth.analysis.run_analysis.SAXSAnalysis` (streams ``fits``, ``patterns``, ``kinetics``); it
 draws with matplotlib's object API on the Agg canvas (no pyplot, no display needed, safe on the
 analysis worker thread) and writes PNGs. :func:`report_figure` draws the same figure from
 stored results. Lines carry ``gid`` labels (``radius``, ``dispersion``, ``concentration``,

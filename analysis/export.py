@@ -1,7 +1,7 @@
 """Tables of analysis results as CSV (seed 000 §S.2: one row per SAXS frame).
 
 ``write_fits_csv(rows, path)`` writes the ``fits`` stream of a derived run
-(:mod:`ncsynth.analysis.live`): the header names every column with its unit in brackets,
+(:mod:`ncsynth.analysis.derived_run`): the header names every column with its unit in brackets,
 ``radius_nm [nm]``; failed frames are written with empty numeric cells (NaN) and their reason.
 """
 

@@ -1,7 +1,7 @@
 """A run's analysis as one NeXus/HDF5 file (seed 000 §S.2: reduced patterns and per-frame fits).
 
 ``write_fits_nexus(path, fits, patterns, raw_start=...)`` writes the ``fits`` and ``patterns``
-streams of a derived run (:mod:`ncsynth.analysis.live`) for canSAS readers (SasView's loader
+streams of a derived run (:mod:`ncsynth.analysis.derived_run`) for canSAS readers (SasView's loader
 ``sasdata``) and NeXus readers (silx, nexusformat/NeXpy, DAWN): one NXcanSAS SASentry per frame,
 then one NXentry for the run::
 

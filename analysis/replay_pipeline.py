@@ -1,6 +1,6 @@
 """A replay on two cores: the frames' skewed fits in a process of their own, same numbers.
 
-A frame's analysis (:class:`~ncsynth.analysis.live.SAXSAnalysis`, seed 000 §S.2) is three
+A frame's analysis (:class:`~ncsynth.analysis.run_analysis.SAXSAnalysis`, seed 000 §S.2) is three
 chains, each warm-started from the last successful result in it: (A) the reduction and
 Gaussian fit, (B) the skewed fit (from the frame's Gaussian fit and the last skewed fit),
 (C) the preferred size model (from both, and the last two-population fit). On the default
@@ -28,7 +28,7 @@ import threading
 from collections import deque
 
 from ncsynth.analysis.derived_run import BACKGROUND, INJECTION
-from ncsynth.analysis.live import SAXSAnalysis
+from ncsynth.analysis.run_analysis import SAXSAnalysis
 from ncsynth.analysis.pool import search_pool
 from ncsynth.analysis.saxs import SphereFit
 from ncsynth.analysis.skewed import SkewedFit, fit_skewed
@@ -170,7 +170,7 @@ def _travels(error: Exception) -> bool:
 
 
 class PipelinedAnalysis(SAXSAnalysis):
-    """:class:`~ncsynth.analysis.live.SAXSAnalysis` with the skewed fits in ``stage`` (see the
+    """:class:`~ncsynth.analysis.run_analysis.SAXSAnalysis` with the skewed fits in ``stage`` (see the
     module docstring); what it emits is SAXSAnalysis's, document for document."""
 
     def __init__(self, *args, stage: SkewedStage, **kwargs):

@@ -1,7 +1,7 @@
 """A raw run's reduction: which data key holds the detector's frames, and the geometry, path
 length and absolute scale its frames are reduced with (seed 000 §S.2.1).
 
-The live analysis (:class:`~ncsynth.analysis.live.SAXSAnalysis`) reads these from the raw run's
+The live analysis (:class:`~ncsynth.analysis.run_analysis.SAXSAnalysis`) reads these from the raw run's
 descriptors, i.e. from the detector's configuration as the RunEngine recorded it, unless its
 :class:`~ncsynth.analysis.analysis_settings.AnalysisSettings` give them:
 

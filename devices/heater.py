@@ -61,15 +61,16 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import threading
 
 from ophyd import Component as Cpt
 from ophyd import Device, DeviceStatus, Signal
-from ophyd.utils import InvalidState, ReadOnlyError
+from ophyd.utils import InvalidState
 
 from ncsynth import timebase
 from . import background
+from .heater_registers import (REGISTER_LIMIT, ControllerRegister, RampRateRegister, SetpointRegister,
+                               finite_number, read_in_background)
 from .modbus_rtu import HeaterCommunicationError, ModbusRtuPort
 from .safe_state import SafeStatePursuit
 
@@ -79,7 +80,6 @@ PV, TARGET_SP, OUTPUT, WORKING_SP, SP_RATE = 1, 2, 3, 5, 35
 STATUS_WORD, AUTO_MANUAL = 75, 273
 STATUS_ALARM1, STATUS_SENSOR_BREAK = 0x01, 0x20
 SENSOR_BREAK_RAW = -0x8000
-REGISTER_LIMIT = 3276.7  # largest one-decimal value an int16 register carries
 
 
 class HeaterFaultError(RuntimeError):
@@ -88,130 +88,6 @@ class HeaterFaultError(RuntimeError):
 
 class HeaterNotSafeError(RuntimeError):
     """The heater could not be confirmed safe yet; the pursuit goes on in the background."""
-
-
-def _finite_number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _read_in_background(owner, read) -> DeviceStatus:
-    """``read()`` on a worker of the device pool; the Status of ``owner`` it returns fails
-    with what ``read`` raised (HeaterCommunicationError, a tripped sensor break)."""
-    status = DeviceStatus(owner)
-
-    def transact():
-        try:
-            read()
-        except Exception as exc:
-            status.set_exception(exc)
-        else:
-            status.set_finished()
-
-    background.run(transact, name=f"{owner.name}-read")
-    return status
-
-
-class ControllerRegister(Signal):
-    """A one-decimal controller parameter whose ``get()`` is a Modbus read.
-
-    ``register`` is the Modbus address, ``what`` its name in error messages; ``units``
-    and ``precision`` go into ``describe()``. ``put()`` (writable registers only) writes
-    through the parent's port after :meth:`check_value`.
-    """
-
-    def __init__(self, *, register: int, what: str, units: str, precision: int = 1,
-                 writable: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.register, self.what = register, what
-        self._units, self._precision, self._writable = units, precision, writable
-        self._triggered: tuple[float, float] | None = None  # (value, timestamp) of trigger()
-
-    @property
-    def source_name(self) -> str:
-        return f"modbus-rtu:{self.parent.url}#slave{self.parent.slave_address}/reg{self.register}"
-
-    @property
-    def write_access(self) -> bool:
-        return self._writable
-
-    def get(self, **kwargs) -> float:
-        raw, timestamp = self.parent._port.read(self.register, self.what)
-        value = self.parent._decode(self.register, raw)
-        self._update(value, timestamp)
-        return value
-
-    def trigger(self) -> DeviceStatus:
-        """Read the register in the background; the next ``read()`` reports that value.
-
-        The transaction (a few ms at 9600 baud) then overlaps whatever else was triggered
-        with it instead of adding to it. A frame's readings go through the controller's own
-        :meth:`HeatingController.trigger` instead: one request for the three registers.
-        """
-        def transact():
-            value = self.get()
-            self._triggered = (value, self._metadata["timestamp"])
-
-        self._triggered = None
-        return _read_in_background(self, transact)
-
-    def read(self) -> dict:
-        """The value of the last :meth:`trigger` (once), else a Modbus read now."""
-        triggered, self._triggered = self._triggered, None
-        if triggered is None:
-            return super().read()
-        value, timestamp = triggered
-        return {self.name: {"value": value, "timestamp": timestamp}}
-
-    def put(self, value, **kwargs) -> None:
-        """Write ``value`` as the controller keeps it (:meth:`stored`)."""
-        if not self._writable:
-            raise ReadOnlyError(f"{self.name} is read-only")
-        self.check_value(value)
-        stored = self.stored(value)
-        timestamp = self.parent._port.write_tenths(self.register, stored, self.what)
-        self._update(stored, timestamp)
-
-    @staticmethod
-    def stored(value) -> float:
-        """The value the controller keeps for ``value``: one decimal."""
-        return round(float(value), 1)
-
-    def _set_and_wait(self, value, timeout, **kwargs):
-        """``set()`` ends once the register reads back what it stores (242.8 for 242.8125),
-        not the float asked for, which it would wait for forever, polling the link."""
-        return super()._set_and_wait(self.stored(value), timeout, **kwargs)
-
-    def check_value(self, value) -> None:
-        _finite_number(self.name, value)
-        if abs(value) > REGISTER_LIMIT:
-            raise ValueError(f"{self.name} must be within ±{REGISTER_LIMIT}, got {value!r}")
-
-    def _update(self, value: float, timestamp: float) -> None:
-        old, self._readback = self._readback, value
-        self._metadata["timestamp"] = timestamp
-        self._run_subs(sub_type=self.SUB_VALUE, old_value=old, value=value, timestamp=timestamp)
-
-    def describe(self):
-        return {self.name: {"source": self.source_name, "dtype": "number", "shape": [],
-                            "units": self._units, "precision": self._precision}}
-
-
-class SetpointRegister(ControllerRegister):
-    """The target setpoint: refuses values above the device's ``max_temperature_c``."""
-
-    def check_value(self, value) -> None:
-        self.parent.check_setpoint(value)
-
-
-class RampRateRegister(ControllerRegister):
-    """The setpoint rate limit, °C/min, 0 = off."""
-
-    def check_value(self, value) -> None:
-        super().check_value(value)
-        if value < 0:
-            raise ValueError(f"{self.name} must be >= 0 °C/min (0 = no ramp), got {value!r}")
 
 
 class HeatingController(Device):
@@ -262,13 +138,13 @@ class HeatingController(Device):
         if isinstance(slave_address, bool) or not isinstance(slave_address, int) \
                 or not 1 <= slave_address <= 247:
             raise ValueError(f"slave_address must be an int in 1..247, got {slave_address!r}")
-        self.max_temperature_c = _finite_number("max_temperature_c", max_temperature_c)
+        self.max_temperature_c = finite_number("max_temperature_c", max_temperature_c)
         self.tolerance_c = self._positive("tolerance_c", tolerance_c)
-        self.settle_time_s = _finite_number("settle_time_s", settle_time_s)
+        self.settle_time_s = finite_number("settle_time_s", settle_time_s)
         if self.settle_time_s < 0:
             raise ValueError(f"settle_time_s must be >= 0, got {settle_time_s!r}")
         self.poll_interval_s = self._positive("poll_interval_s", poll_interval_s)
-        self.safe_setpoint_c = _finite_number("safe_setpoint_c", safe_setpoint_c)
+        self.safe_setpoint_c = finite_number("safe_setpoint_c", safe_setpoint_c)
         if self.safe_setpoint_c > self.max_temperature_c:
             raise ValueError(f"safe_setpoint_c ({safe_setpoint_c!r}) must not exceed "
                              f"max_temperature_c ({max_temperature_c!r})")
@@ -290,7 +166,7 @@ class HeatingController(Device):
 
     @staticmethod
     def _positive(name: str, value) -> float:
-        value = _finite_number(name, value)
+        value = finite_number(name, value)
         if value <= 0:
             raise ValueError(f"{name} must be > 0, got {value!r}")
         return value
@@ -302,7 +178,7 @@ class HeatingController(Device):
         :class:`ControllerRegister` does. ``trigger_and_read([detector, heater])``."""
         for signal in self._readings():
             signal._triggered = None
-        return _read_in_background(self, self._read_readings)
+        return read_in_background(self, self._read_readings)
 
     def read(self) -> dict:
         """The readings of the last :meth:`trigger` (once), else one block read now."""
@@ -329,7 +205,7 @@ class HeatingController(Device):
     # -- checks and decoding ---------------------------------------------------------------
     def check_setpoint(self, value) -> None:
         """ValueError unless ``value`` (°C) is a finite number <= ``max_temperature_c``."""
-        _finite_number("setpoint", value)
+        finite_number("setpoint", value)
         if value > self.max_temperature_c:
             raise ValueError(f"{self.name}: setpoint {value!r} °C is above max_temperature_c "
                              f"= {self.max_temperature_c} °C; refused")

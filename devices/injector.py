@@ -26,13 +26,9 @@ used and the uncertainty exposed as ``fire_time_<p>_uncertainty``.
 
 from __future__ import annotations
 
-import binascii
-import itertools
 import logging
 import math
 import threading
-import time
-from dataclasses import dataclass
 
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
@@ -41,8 +37,9 @@ from ophyd.status import DeviceStatus
 from ncsynth import timebase
 from . import background
 
-from .serial_link import LinkFault as _Fault
-from .serial_link import SerialLink
+from .injector_board import (BoardLine, ClockSample, InjectorCommsError, InjectorError,
+                             InjectorJamError, Reply)
+from .serial_link import LinkFault, SerialLink
 
 logger = logging.getLogger(__name__)
 
@@ -50,55 +47,6 @@ PISTONS = ("A", "B")
 _REFUSED_STATES = {"EMPTY": "no syringe loaded", "EXTENDED": "already fired (spent)",
                    "JAMMED": "jammed", "MOVING": "still moving"}
 _REFUSAL_CODES = {"EMPTY": "EMPTY", "EXTENDED": "SPENT", "JAMMED": "JAMMED", "MOVING": "BUSY"}
-
-
-class InjectorError(RuntimeError):
-    """The injector refused or failed an action; ``code`` names the reason.
-
-    Codes are the board's error names (``NOT_ARMED``, ``EMPTY``, ``SPENT``,
-    ``JAMMED``, ``BUSY``, ...), also when the device refuses on its own
-    knowledge before sending anything.
-    """
-
-    def __init__(self, message: str, code: str | None = None):
-        super().__init__(message)
-        self.code = code
-
-
-class InjectorCommsError(InjectorError):
-    """The board could not be reached or answered unintelligibly, after retries."""
-
-
-class InjectorJamError(InjectorError):
-    """A fired piston did not reach its extended end switch."""
-
-
-@dataclass(frozen=True)
-class ClockSample:
-    """One reading ``us`` of the board clock taken at host time ``epoch_s`` ± ``uncertainty_s``."""
-
-    us: int
-    epoch_s: float
-    uncertainty_s: float
-
-    def to_epoch(self, us: int) -> float:
-        """Epoch seconds of board time ``us`` (same uncertainty, drift neglected)."""
-        return self.epoch_s + (us - self.us) * 1e-6
-
-
-@dataclass(frozen=True)
-class _Reply:
-    kind: str  # "OK" or "ERR"
-    words: list[str]
-    t_send: float  # timebase.now() before the request was written
-    t_recv: float  # timebase.now() after the reply was read
-
-    def sample(self, us: int) -> ClockSample:
-        return ClockSample(us, 0.5 * (self.t_send + self.t_recv), 0.5 * (self.t_recv - self.t_send))
-
-
-def _crc(body: bytes) -> str:
-    return f"{binascii.crc_hqx(body, 0):04X}"
 
 
 class Injector(Device):
@@ -164,9 +112,8 @@ class Injector(Device):
         self.retries = retries
         self.poll_s = float(poll_s)
         self.jam_timeout.put(self.jam_timeout_s)
-        self._link = SerialLink(url, self.timeout_s, baudrate=115200)
+        self._line = BoardLine(SerialLink(url, self.timeout_s, baudrate=115200), self.timeout_s)
         self._lock = threading.RLock()
-        self._tags = itertools.count(1)
         self._board_armed: bool | None = None  # None: not known yet
         self._board_states: dict[str, str | None] = dict.fromkeys(PISTONS)
         self._cancels: list[threading.Event] = []  # one per stroke being watched
@@ -271,7 +218,7 @@ class Injector(Device):
     def close(self) -> None:
         """Close the serial port (it is reopened by the next request)."""
         with self._lock:
-            self._link.close()
+            self._line.link.close()
 
     # -- board state -------------------------------------------------------------------
     def refresh(self) -> dict:
@@ -340,8 +287,8 @@ class Injector(Device):
         causes = []
         for _ in range(self.retries + 1):
             try:
-                reply = self._exchange(command)
-            except _Fault as fault:  # ambiguous: did the board execute it?
+                reply = self._line.exchange(command)
+            except LinkFault as fault:  # ambiguous: did the board execute it?
                 causes.append(str(fault))
                 fired = self._fired_us_after_ambiguity(piston, command, fault)
                 if fired is not None:
@@ -407,14 +354,14 @@ class Injector(Device):
             status.set_exception(exc)
 
     # -- transport ---------------------------------------------------------------------
-    def _request(self, command: str) -> _Reply:
+    def _request(self, command: str) -> Reply:
         """Exchange ``command`` with bounded retries; raise on ERR or persistent faults."""
         causes = []
         with self._lock:
             for _ in range(self.retries + 1):
                 try:
-                    reply = self._exchange(command)
-                except _Fault as fault:
+                    reply = self._line.exchange(command)
+                except LinkFault as fault:
                     causes.append(str(fault))
                     continue
                 if reply.kind == "ERR" and reply.words[1] == "BAD_CHECKSUM":
@@ -425,43 +372,13 @@ class Injector(Device):
         raise InjectorCommsError(f"{self.name}: {command} failed after {self.retries + 1} "
                                  f"attempts on {self.url}: {'; '.join(causes)}")
 
-    def _exchange(self, command: str) -> _Reply:
-        """One request/reply; raise :class:`_Fault` on anything but a valid matching reply."""
-        tag = f"#{next(self._tags) % 100000}"
-        body = f"{tag} {command}".encode("ascii")
-        self._link.clear()
-        t_send = timebase.now()
-        self._link.write(body + b"*" + _crc(body).encode() + b"\r\n")
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            reply = self._parse(self._link.read_until(b"\n", deadline), tag, command)
-            if reply is not None:
-                return _Reply(reply[0], reply[1], t_send, timebase.now())
-
-    @staticmethod
-    def _parse(line: bytes, tag: str, command: str) -> tuple[str, list[str]] | None:
-        """Check CRC and tag; return (kind, words) or None for a stale reply."""
-        text = line.rstrip(b"\r\n")
-        body, star, crc = text.rpartition(b"*")
-        if not star or _crc(body) != crc.decode("ascii", "replace"):
-            raise _Fault(f"garbled reply {line[:60]!r} (checksum)")
-        words = body.decode("ascii", "replace").split()
-        if not words or words[0] != tag:
-            return None  # late reply to an earlier, timed-out request
-        words = words[1:]
-        expected = command.split()[0].rstrip("?")
-        if not ((len(words) >= 2 and words[0] == "OK" and words[1] == expected)
-                or (len(words) >= 3 and words[0] == "ERR")):
-            raise _Fault(f"unexpected reply {line[:60]!r}")
-        return words[0], words[1:]
-
-    def _raise_if_refused(self, command: str, reply: _Reply) -> None:
+    def _raise_if_refused(self, command: str, reply: Reply) -> None:
         if reply.kind == "ERR":
             code = reply.words[1]
             raise InjectorError(f"{self.name}: {command} refused by the controller: "
                                 f"{' '.join(reply.words)}", code=code)
 
-    def _int_word(self, reply: _Reply, index: int, command: str) -> int:
+    def _int_word(self, reply: Reply, index: int, command: str) -> int:
         try:
             return int(reply.words[index])
         except (IndexError, ValueError) as err:

@@ -58,7 +58,7 @@ def analysed_frames(times_s, fitted):
 
 def write_analysis(writer, raw_start: dict, fits: dict, patterns: dict) -> str:
     """Write ``fits`` and ``patterns`` to ``writer`` as the analysis run of ``raw_start`` (its
-    start names the raw run, as :class:`~ncsynth.analysis.live.SAXSAnalysis` writes it);
+    start names the raw run, as :class:`~ncsynth.analysis.run_analysis.SAXSAnalysis` writes it);
     returns the analysis run's uid."""
     bundle = compose_run(metadata={"raw_uid": raw_start["uid"],
                                    "raw_scan_id": raw_start.get("scan_id"),

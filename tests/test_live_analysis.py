@@ -36,7 +36,8 @@ from ncsynth.analysis.display import LiveFigure, report_figure
 from ncsynth.analysis.export import write_fits_csv
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.kinetics import yield_fraction
-from ncsynth.analysis.live import LiveAnalysis, SAXSAnalysis, analysis_router, replay
+from ncsynth.analysis.live import LiveAnalysis, analysis_router, replay
+from ncsynth.analysis.run_analysis import SAXSAnalysis
 from ncsynth.analysis.replay_pipeline import PipelinedAnalysis, SkewedStage
 from ncsynth.analysis.threaded_callback import ThreadedCallback
 from ncsynth.analysis.scattering import AVOGADRO_PER_MOL

@@ -32,7 +32,8 @@ from bluesky import RunEngine
 from ncsynth import timebase
 from ncsynth.analysis.calibration_files import geometry_from_files, write_calibration
 from ncsynth.analysis.geometry import DetectorGeometry
-from ncsynth.analysis.live import NO_CALIBRATION, LiveAnalysis, replay
+from ncsynth.analysis.live import LiveAnalysis, replay
+from ncsynth.analysis.run_analysis import NO_CALIBRATION
 from ncsynth.analysis.reduction import calibration_from_beam
 from ncsynth.analysis.water_standard import water_scale_from_files
 from ncsynth.config import default_config
