@@ -14,7 +14,8 @@
   (:mod:`~ncsynth.analysis.frame_model`: ``populations``, ``model_concentration_molar``,
   ``model_cadmium_molar``), which the kinetics use;
 * stream ``patterns``: the same frames' background-subtracted I(q) in cm⁻¹ (arbitrary units
-  without an absolute scale) with σ and the fitted model (arrays, ``kind`` normal, never hinted); none without a usable calibration;
+  without an absolute scale) with σ and the fitted model (arrays, ``kind`` normal, never
+  hinted); none without a usable calibration;
 * stream ``kinetics``: at the raw run's stop, the flattened
   :class:`~ncsynth.analysis.kinetics.KineticsSummary` (98 % times and nucleation fraction from
   the data, S3.3 and S3.2 beside them with their χ²_red); after a second injection the yield

@@ -13,9 +13,10 @@ document (``recipe.cd_initial_molar``, ``piston``, its ``uid``), stream ``backgr
 ``<det>_image`` with the heater temperature). The detector geometry and, unless given,
 the calibration (Φ·T·ΔΩ_ref, see :mod:`ncsynth.analysis.reduction`) and the path length come
 from the detector's configuration in the descriptor (:mod:`~ncsynth.analysis.run_calibration`).
-The image is an external (``STREAM:``) data key: each frame is read from the detector's HDF5 file where the run's
-stream_resource/stream_datum documents put it (:class:`~ncsynth.analysis.stream_frames.StreamFrames`); the frame start time is
-the detector's ``<det>_frame_time`` reading (epoch s).
+The image is an external (``STREAM:``) data key: each frame is read from the detector's HDF5
+file where the run's stream_resource/stream_datum documents put it
+(:class:`~ncsynth.analysis.stream_frames.StreamFrames`); the frame start time is the
+detector's ``<det>_frame_time`` reading (epoch s).
 
 Every frame gives a ``fits`` event: frames that cannot be reduced or fitted (wrong shape, no
 counts, no particles yet, an exception in the analysis) give ``success=False`` with a ``reason``

@@ -75,7 +75,8 @@ class ControllerRegister(Signal):
 
         The transaction (a few ms at 9600 baud) then overlaps whatever else was triggered
         with it instead of adding to it. A frame's readings go through the controller's own
-        :meth:`~ncsynth.devices.heater.HeatingController.trigger` instead: one request for the three registers.
+        :meth:`~ncsynth.devices.heater.HeatingController.trigger` instead: one request for
+        the three registers.
         """
         def transact():
             value = self.get()
