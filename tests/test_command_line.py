@@ -275,3 +275,42 @@ def test_output_to_a_reader_that_went_away_ends_quietly_with_141(tmp_path):
     finally:
         os.close(write_end)
     assert (result.returncode, result.stderr) == (141, "")
+
+
+def _options(parser, path=("ncsynth",)):
+    """(command, option strings or dest, help) of every argument of every (sub)command."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, (*path, name))
+        elif action.dest != "help":
+            yield " ".join(path), action.option_strings or [action.dest], action.help
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    from ncsynth.command_line import parser
+
+    options = list(_options(parser()))
+    assert len(options) > 80
+    assert [(command, names) for command, names, text in options if not text] == []
+
+
+def test_the_dry_runs_frames_help_tells_the_spans_the_schedule_really_has():
+    """The --frames help quotes how long 20, 200 and 575 frames last; the schedule decides."""
+    import re
+
+    from ncsynth.command_line import parser
+    from ncsynth.plans.schedule import frame_schedule
+
+    text = next(text for command, names, text in _options(parser())
+                if command == "ncsynth dry-run" and "--frames" in names)
+    text = " ".join(text.split())
+    assert "default 575" in text and f"{frame_schedule()[-1] / 3600:.1f} h in all" in text
+    first_gap_ms = round(frame_schedule(2)[-1] * 1e3)
+    assert f"{first_gap_ms} ms apart at first" in text
+    quoted = dict(re.findall(r"(\d+) frames (?:span )?([\d.]+) s", text))
+    assert quoted.keys() == {"20", "200"}
+    for frames, span in quoted.items():
+        assert float(span) == pytest.approx(frame_schedule(int(frames))[-1], abs=0.05 * float(span))

@@ -65,11 +65,20 @@ def parser() -> argparse.ArgumentParser:
     dry.add_argument("--speed", type=float, default=None,
                      help="run the world clock K times real time (1 = rehearsal) instead of "
                           "jumping to each deadline")
-    dry.add_argument("--frames", type=int, default=575, help="number of frames (default 575)")
-    dry.add_argument("--ratio", type=float, default=1.015, help="frame spacing ratio")
-    dry.add_argument("--integration", type=float, default=0.075, help="exposure time, s")
-    dry.add_argument("--dead-time", type=float, default=0.022, help="initial dead time, s")
-    dry.add_argument("--background-frames", type=int, default=5)
+    dry.add_argument("--frames", type=int, default=575,
+                     help="frames after the injection, on the geometric schedule of seed 000 "
+                          "§S.1.4: frame n+1 starts INTEGRATION + DEAD_TIME·RATIO^(n-1) after "
+                          "frame n (default 575: 97 ms apart at first, ~2.1 h in all; 20 frames "
+                          "span 1.9 s, 200 frames 42 s)")
+    dry.add_argument("--ratio", type=float, default=1.015,
+                     help="growth of the gap between frames, >= 1 (default 1.015)")
+    dry.add_argument("--integration", type=float, default=0.075,
+                     help="exposure time of a frame, s (default 0.075)")
+    dry.add_argument("--dead-time", type=float, default=0.022,
+                     help="gap after the first frame's exposure, s (default 0.022)")
+    dry.add_argument("--background-frames", type=int, default=5,
+                     help="frames of the hot solvent before the injection, averaged as the "
+                          "background of every frame (default 5)")
     dry.add_argument("--acquisition", choices=["software", "detector"], default="software",
                      help="software: the RunEngine triggers each frame at its deadline; "
                           "detector: the detector keeps the schedule itself (flyer)")
@@ -82,9 +91,13 @@ def parser() -> argparse.ArgumentParser:
     dry.add_argument("--injection-temperature", type=float, default=290.0, help="°C")
     dry.add_argument("--growth-temperature", type=float, default=260.0, help="°C")
     dry.add_argument("--reaction-time", type=float, default=7200.0, help="s")
-    dry.add_argument("--operator", default="dry-run")
-    dry.add_argument("--sample", default="CdSe hot injection (simulated)")
-    dry.add_argument("--seed", type=int, default=None, help="detector noise seed")
+    dry.add_argument("--operator", default="dry-run",
+                     help="who ran it, stored in the run (default dry-run)")
+    dry.add_argument("--sample", default="CdSe hot injection (simulated)",
+                     help="sample name, stored in the run and shown on its figures")
+    dry.add_argument("--seed", type=int, default=None,
+                     help="detector noise seed (default: [simulation] seed of the "
+                          "configuration); the same seed gives the same frames and fits")
     dry.add_argument("--second-injection", type=float, default=None, metavar="DELAY_S",
                      help="superfocusing experiment (seed 000 §S.5): fire piston B DELAY_S "
                           "after A, restart the frames densely, report the growth exponent")
@@ -118,10 +131,15 @@ def parser() -> argparse.ArgumentParser:
                       help="nucleation-chamber temperatures, °C (default 240-300 step 10)")
     fdry.add_argument("--growth", nargs="+", type=float, default=None, metavar="T_C",
                       help="growth-oven temperatures, °C (only those <= nucleation are used)")
-    fdry.add_argument("--residence", type=float, default=None, help="residence time, s")
-    fdry.add_argument("--speed", type=float, default=None, help="simulated clock speed")
-    fdry.add_argument("--seed", type=int, default=None)
-    fdry.add_argument("--no-progress", action="store_true")
+    fdry.add_argument("--residence", type=float, default=None,
+                      help="residence time (nucleation chamber and growth oven), s (default 14)")
+    fdry.add_argument("--speed", type=float, default=None,
+                      help="run the world clock K times real time instead of jumping to each "
+                           "deadline (default: [simulation] speed of the configuration)")
+    fdry.add_argument("--seed", type=int, default=None,
+                      help="the simulator's noise, McSAS's and its bootstrap's seed (default: "
+                           "[simulation] seed of the configuration)")
+    fdry.add_argument("--no-progress", action="store_true", help="no progress bar")
     rec = sub.add_parser("recover", help="complete runs left behind by a killed process")
     _add_config_args(rec)
 
@@ -176,8 +194,10 @@ def parser() -> argparse.ArgumentParser:
     cat_sub = cat.add_subparsers(dest="catalog_command", required=True)
     srv = cat_sub.add_parser("serve", help="serve the catalog over HTTP (Tiled, API key)")
     _add_config_args(srv)
-    srv.add_argument("--host", default="127.0.0.1")
-    srv.add_argument("--port", type=int, default=None)
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=None,
+                     help="TCP port (default: the port of [catalog] server_url, else 8000)")
     key = srv.add_mutually_exclusive_group()
     key.add_argument("--api-key-file", default=None,
                      help="file whose first line is the API key (mode 0600); default: the "
