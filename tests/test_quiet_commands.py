@@ -111,7 +111,7 @@ def test_a_damaged_truth_file_is_named_by_validate(dry):
 
 def test_flow_dry_run_prints_a_line_per_point(tmp_path):
     result = ncsynth("flow", "dry-run", "--nucleation", 280, "--growth", 260, 270,
-                     "--data-dir", tmp_path / "flow")
+                     "--processes", 1, "--data-dir", tmp_path / "flow")
     assert result.returncode == 0, result.stderr[-3000:]
     assert [line for line in result.stderr.splitlines() if NOISE.search(line)] == []
     rows = _rows(result.stdout)

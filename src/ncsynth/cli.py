@@ -322,6 +322,7 @@ def _flow_dry_run(args) -> int:
     try:
         summary = flow_dry_run(_config(args, hardware="sim"), grid=flow_grid(args),
                                residence_s=args.residence, speed=args.speed, seed=args.seed,
+                               processes=args.processes,
                                progress=not (args.no_progress or args.json))
     except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"ncsynth flow dry-run: {exc}", file=sys.stderr)

@@ -67,13 +67,14 @@ CM3_PER_MOL_CDSE = CDSE_MOLAR_MASS_G_PER_MOL / CDSE_DENSITY_G_PER_CM3
 
 def flow_dry_run(config: dict, *, grid: dict | None = None, residence_s: float | None = None,
                  speed: float | None = None, seed: int | None = None,
-                 progress: bool = True) -> dict:
+                 processes: int | None = None, progress: bool = True) -> dict:
     """Run the temperature grid on the simulated flow reactor; return the summary dict.
 
     ``grid``: ``{"nucleation_c": [...], "growth_c": [...]}`` (°C, default :data:`DEFAULT_GRID`);
     ``residence_s``: reaction time (s, default 14); ``speed`` None/0: the world's clock jumps
     from deadline to deadline, K: K × real time; ``seed``: the simulator's noise (default
-    ``[simulation] seed``).  Ctrl-C, SIGTERM and SIGHUP abort the plan, whose clean-up stops
+    ``[simulation] seed``); ``processes``: the SAXS noise bootstrap's pool
+    (:func:`analyse_flow_run`).  Ctrl-C, SIGTERM and SIGHUP abort the plan, whose clean-up stops
     the pumps and switches both heaters off (:func:`~ncsynth.termination.run_to_the_end`);
     the points measured until then are analysed.  Summary: ``uid``, ``exit_status``,
     ``heaters`` and ``pumps`` (each zone's safe state and each pump's state after the plan, as
@@ -98,7 +99,8 @@ def flow_dry_run(config: dict, *, grid: dict | None = None, residence_s: float |
         acquired = _acquire(catalog, config, grid, residence_s, speed, seed, progress)
         uid = acquired.uid
         wall2 = time.perf_counter()
-        points = analyse_flow_run(catalog[uid], path_cm=path_cm, seed=seed) if uid else []
+        points = analyse_flow_run(catalog[uid], path_cm=path_cm, seed=seed,
+                                  processes=processes) if uid else []
     for point in points:
         point["truth"] = held = acquired.truth.get(point["index"], {})
         if point["saxs"] and held:
