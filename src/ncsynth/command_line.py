@@ -139,6 +139,9 @@ def parser() -> argparse.ArgumentParser:
     fdry.add_argument("--seed", type=int, default=None,
                       help="the simulator's noise, McSAS's and its bootstrap's seed (default: "
                            "[simulation] seed of the configuration)")
+    fdry.add_argument("--processes", type=int, default=None,
+                      help="processes for the SAXS noise bootstrap's refits (default: one per "
+                           "CPU; 1: none besides this one); the numbers do not depend on it")
     fdry.add_argument("--no-progress", action="store_true", help="no progress bar")
     rec = sub.add_parser("recover", help="complete runs left behind by a killed process")
     _add_config_args(rec)
