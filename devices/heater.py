@@ -69,8 +69,9 @@ from ophyd.utils import InvalidState
 
 from ncsynth import timebase
 from . import background
+from ncsynth import validation
 from .heater_registers import (REGISTER_LIMIT, ControllerRegister, RampRateRegister, SetpointRegister,
-                               finite_number, read_in_background)
+                               read_in_background)
 from .modbus_rtu import HeaterCommunicationError, ModbusRtuPort
 from .safe_state import SafeStatePursuit
 
@@ -133,26 +134,20 @@ class HeatingController(Device):
                  settle_time_s: float = 60.0, timeout_s: float = 0.5, retries: int = 3,
                  poll_interval_s: float = 2.0, safe_setpoint_c: float = 25.0,
                  baudrate: int = 9600, **kwargs):
-        if not isinstance(url, str) or not url:
-            raise ValueError(f"url must be a non-empty serial port URL, got {url!r}")
-        if isinstance(slave_address, bool) or not isinstance(slave_address, int) \
-                or not 1 <= slave_address <= 247:
-            raise ValueError(f"slave_address must be an int in 1..247, got {slave_address!r}")
-        self.max_temperature_c = finite_number("max_temperature_c", max_temperature_c)
-        self.tolerance_c = self._positive("tolerance_c", tolerance_c)
-        self.settle_time_s = finite_number("settle_time_s", settle_time_s)
-        if self.settle_time_s < 0:
-            raise ValueError(f"settle_time_s must be >= 0, got {settle_time_s!r}")
-        self.poll_interval_s = self._positive("poll_interval_s", poll_interval_s)
-        self.safe_setpoint_c = finite_number("safe_setpoint_c", safe_setpoint_c)
+        url = validation.text("url", url)
+        slave_address = validation.integer("slave_address", slave_address, minimum=1, maximum=247)
+        self.max_temperature_c = validation.real("max_temperature_c", max_temperature_c,
+                                                 maximum=REGISTER_LIMIT, unit="°C")
+        self.tolerance_c = validation.real("tolerance_c", tolerance_c, above=0, unit="°C")
+        self.settle_time_s = validation.real("settle_time_s", settle_time_s, minimum=0, unit="s")
+        self.poll_interval_s = validation.real("poll_interval_s", poll_interval_s, above=0, unit="s")
+        self.safe_setpoint_c = validation.real("safe_setpoint_c", safe_setpoint_c, unit="°C")
         if self.safe_setpoint_c > self.max_temperature_c:
             raise ValueError(f"safe_setpoint_c ({safe_setpoint_c!r}) must not exceed "
                              f"max_temperature_c ({max_temperature_c!r})")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
-        timeout_s = self._positive("timeout_s", timeout_s)
-        if isinstance(baudrate, bool) or not isinstance(baudrate, int) or baudrate <= 0:
-            raise ValueError(f"baudrate must be a positive int, got {baudrate!r}")
+        retries = validation.integer("retries", retries, minimum=0)
+        timeout_s = validation.real("timeout_s", timeout_s, above=0, unit="s")
+        baudrate = validation.integer("baudrate", baudrate, minimum=1)
         self.url, self.slave_address = url, slave_address
         super().__init__(name=name, **kwargs)
         self._port = ModbusRtuPort(url, slave_address, timeout_s, retries, baudrate, self.name)
@@ -163,13 +158,6 @@ class HeatingController(Device):
         self.fault: str | None = None
         self._safe = SafeStatePursuit(self.name, self._drive_safe, self._safe_problem,
                                       lambda text: self.safe_state.put(text))
-
-    @staticmethod
-    def _positive(name: str, value) -> float:
-        value = finite_number(name, value)
-        if value <= 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
-        return value
 
     # -- readings --------------------------------------------------------------------------
     def trigger(self) -> DeviceStatus:
@@ -204,8 +192,9 @@ class HeatingController(Device):
 
     # -- checks and decoding ---------------------------------------------------------------
     def check_setpoint(self, value) -> None:
-        """ValueError unless ``value`` (°C) is a finite number <= ``max_temperature_c``."""
-        finite_number("setpoint", value)
+        """ValueError unless ``value`` (°C) is a finite number <= ``max_temperature_c``
+        (TypeError if no number)."""
+        validation.real("setpoint", value, unit="°C")
         if value > self.max_temperature_c:
             raise ValueError(f"{self.name}: setpoint {value!r} °C is above max_temperature_c "
                              f"= {self.max_temperature_c} °C; refused")

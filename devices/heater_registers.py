@@ -7,21 +7,13 @@ register table.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 from ophyd import DeviceStatus, Signal
 from ophyd.utils import ReadOnlyError
 
+from ncsynth import validation
 from . import background
 
 REGISTER_LIMIT = 3276.7  # largest one-decimal value an int16 register carries
-
-
-def finite_number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def read_in_background(owner, read) -> DeviceStatus:
@@ -113,9 +105,7 @@ class ControllerRegister(Signal):
         return super()._set_and_wait(self.stored(value), timeout, **kwargs)
 
     def check_value(self, value) -> None:
-        finite_number(self.name, value)
-        if abs(value) > REGISTER_LIMIT:
-            raise ValueError(f"{self.name} must be within ±{REGISTER_LIMIT}, got {value!r}")
+        validation.real(self.name, value, minimum=-REGISTER_LIMIT, maximum=REGISTER_LIMIT)
 
     def _update(self, value: float, timestamp: float) -> None:
         old, self._readback = self._readback, value

@@ -34,7 +34,7 @@ from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 
-from ncsynth import timebase
+from ncsynth import timebase, validation
 from . import background
 
 from .injector_board import (BoardLine, ClockSample, InjectorCommsError, InjectorError,
@@ -93,24 +93,18 @@ class Injector(Device):
 
     def __init__(self, url: str, *, name: str, jam_timeout_s: float = 2.0,
                  timeout_s: float = 0.5, retries: int = 2, poll_s: float = 0.05, **kwargs):
-        if not isinstance(url, str) or not url:
-            raise TypeError(f"url must be a non-empty string, got {url!r}")
-        for label, value in (("jam_timeout_s", jam_timeout_s), ("timeout_s", timeout_s),
-                             ("poll_s", poll_s)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{label} must be a number of seconds, got {value!r}")
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{label} must be positive and finite, got {value!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int):
-            raise TypeError(f"retries must be an int, got {retries!r}")
-        if retries < 0:
-            raise ValueError(f"retries must be >= 0, got {retries!r}")
+        url = validation.text("url", url)
+        jam_timeout_s, timeout_s, poll_s = (
+            validation.real(label, value, above=0, unit="s")
+            for label, value in (("jam_timeout_s", jam_timeout_s), ("timeout_s", timeout_s),
+                                 ("poll_s", poll_s)))
+        retries = validation.integer("retries", retries, minimum=0)
         super().__init__(prefix="", name=name, **kwargs)
         self.url = url
-        self.jam_timeout_s = float(jam_timeout_s)
-        self.timeout_s = float(timeout_s)
+        self.jam_timeout_s = jam_timeout_s
+        self.timeout_s = timeout_s
         self.retries = retries
-        self.poll_s = float(poll_s)
+        self.poll_s = poll_s
         self.jam_timeout.put(self.jam_timeout_s)
         self._line = BoardLine(SerialLink(url, self.timeout_s, baudrate=115200), self.timeout_s)
         self._lock = threading.RLock()
@@ -262,8 +256,7 @@ class Injector(Device):
 
     def sync_clock(self, samples: int = 3) -> ClockSample:
         """Sample the board clock ``samples`` times with ``TIME?``; return the sharpest."""
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"samples must be a positive int, got {samples!r}")
+        samples = validation.integer("samples", samples, minimum=1)
         taken = []
         for _ in range(samples):
             reply = self._request("TIME?")

@@ -36,7 +36,7 @@ from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 
-from ncsynth import timebase
+from ncsynth import timebase, validation
 
 from .serial_link import LinkFault as _Fault
 from .serial_link import SerialLink
@@ -149,18 +149,15 @@ class SyringePump(Device):
 
     def __init__(self, url: str, *, name: str, diameter_mm: float, address: int = 0,
                  timeout_s: float = 0.5, retries: int = 2, **kwargs):
-        if not isinstance(url, str) or not url:
-            raise ValueError(f"url must be a non-empty string, got {url!r}")
+        url = validation.text("url", url)
         lo, hi = DIAMETER_RANGE_MM
         if not lo <= _checked("diameter_mm", diameter_mm, {"mm": 1.0}) <= hi:
             raise ValueError(f"diameter_mm must be in [{lo}, {hi}] mm, got {diameter_mm!r}")
-        if isinstance(address, bool) or not isinstance(address, int) or not 0 <= address <= 99:
-            raise ValueError(f"address must be an int 0..99, got {address!r}")
-        _checked("timeout_s", timeout_s, None)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        address = validation.integer("address", address, minimum=0, maximum=99)
+        timeout_s = validation.real("timeout_s", timeout_s, above=0, unit="s")
+        retries = validation.integer("retries", retries, minimum=0)
         super().__init__(prefix="", name=name, **kwargs)
-        self.url, self.timeout_s, self.retries = url, float(timeout_s), retries
+        self.url, self.timeout_s, self.retries = url, timeout_s, retries
         self._diameter_text = _encode(float(diameter_mm), {"mm": 1.0})[0]
         self._address = address
         self._put(self.address, address)

@@ -337,12 +337,23 @@ def test_loopback_echo_is_not_a_reply():
 @pytest.mark.parametrize("kwargs, parameter", [
     ({"slave_address": 0}, "slave_address"), ({"slave_address": 248}, "slave_address"),
     ({"max_temperature_c": float("inf")}, "max_temperature_c"),
+    ({"max_temperature_c": 4000.0}, "max_temperature_c"),  # beyond the int16 register
     ({"tolerance_c": 0}, "tolerance_c"), ({"settle_time_s": -1}, "settle_time_s"),
     ({"timeout_s": 0}, "timeout_s"), ({"retries": -1}, "retries"),
-    ({"retries": 1.5}, "retries"), ({"poll_interval_s": 0}, "poll_interval_s"),
-    ({"safe_setpoint_c": 400.0}, "safe_setpoint_c")])
+    ({"poll_interval_s": 0}, "poll_interval_s"), ({"safe_setpoint_c": 400.0}, "safe_setpoint_c"),
+    ({"baudrate": 0}, "baudrate")])
 def test_bad_arguments_are_refused(kwargs, parameter):
     with pytest.raises(ValueError, match=parameter):
+        HeatingController("loop://", name="bad", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, parameter", [
+    ({"retries": 1.5}, "retries"), ({"slave_address": True}, "slave_address"),
+    ({"tolerance_c": "5"}, "tolerance_c"), ({"baudrate": 9600.0}, "baudrate")])
+def test_arguments_of_the_wrong_kind_are_a_type_error_naming_them(kwargs, parameter):
+    """Checked by :mod:`ncsynth.validation`, as every value a user gives: a wrong kind of
+    value is a TypeError, a value out of bounds a ValueError."""
+    with pytest.raises(TypeError, match=parameter):
         HeatingController("loop://", name="bad", **kwargs)
 
 
