@@ -67,9 +67,8 @@ from ophyd import Component as Cpt
 from ophyd import Device, DeviceStatus, Signal
 from ophyd.utils import InvalidState
 
-from ncsynth import timebase
+from ncsynth import timebase, validation
 from . import background
-from ncsynth import validation
 from .heater_registers import (REGISTER_LIMIT, ControllerRegister, RampRateRegister, SetpointRegister,
                                read_in_background)
 from .modbus_rtu import HeaterCommunicationError, ModbusRtuPort
