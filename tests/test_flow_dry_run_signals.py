@@ -85,7 +85,9 @@ def test_ctrl_c_outside_a_plan_ends_a_command_in_one_line(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err[-2000:]
+    # the summary (stdout) says what the command did with the second Ctrl-C if it went on:
+    # seen once in a suite run beside two CPU hogs (exit 1, no line), not reproduced since
+    assert proc.returncode == 130, (err[-2000:], out[-3000:])
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "ncsynth flow dry-run: interrupted (Ctrl-C)"
     deadline = time.monotonic() + 30
