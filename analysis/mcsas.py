@@ -181,8 +181,8 @@ class McSASResult:
         v_mean, v_var = _weighted_moments(radii, volume)
         n_mean, n_var = _weighted_moments(radii, number)
         molar = per_cm3 / molar_to_per_cm3(1.0)
-        return PopulationStats(lo, hi, *_mean_std(phi), *_mean_std(molar), *_mean_std(v_mean), *_mean_std(v_var),
-                               *_mean_std(n_mean), *_mean_std(n_var))
+        return PopulationStats(lo, hi, *mean_std(phi), *mean_std(molar), *mean_std(v_mean), *mean_std(v_var),
+                               *mean_std(n_mean), *mean_std(n_var))
 
 
 def _weighted_moments(radii, weights):
@@ -200,8 +200,9 @@ def _std(values):
     return np.std(values, axis=0, ddof=1) if len(values) > 1 else np.full(values.shape[1:], np.nan)
 
 
-def _mean_std(values):
-    """(mean, std) over the repetitions where the value is defined."""
+def mean_std(values):
+    """(mean, sample std) of ``values`` where they are defined (finite): over McSAS's
+    repetitions here, over the noise bootstrap's refits in :mod:`~ncsynth.analysis.mcsas_noise`."""
     defined = values[np.isfinite(values)]
     return (float(np.mean(defined)) if defined.size else math.nan), float(_std(defined))
 

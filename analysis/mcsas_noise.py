@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ncsynth.analysis.mcsas import McSASResult, _mean_std, fit_mcsas
+from ncsynth import validation
+from ncsynth.analysis.mcsas import McSASResult, fit_mcsas, mean_std
 
 #: Refits per fit: the spread of 8 values is known to ~27 % (1/√(2·7)).
 DEFAULT_REFITS = 8
@@ -42,11 +43,11 @@ class NoiseSpread:
 
     @property
     def volume_fraction_err(self) -> float:
-        return _mean_std(self.volume_fraction)[1]  # over the refits where it is defined
+        return mean_std(self.volume_fraction)[1]  # over the refits where it is defined
 
     @property
     def volume_mean_err_nm(self) -> float:
-        return _mean_std(self.volume_mean_nm)[1]
+        return mean_std(self.volume_mean_nm)[1]
 
 
 def refit_jobs(fit: McSASResult, sigma_cm, *, refits: int = DEFAULT_REFITS, seed=None,
@@ -59,8 +60,7 @@ def refit_jobs(fit: McSASResult, sigma_cm, *, refits: int = DEFAULT_REFITS, seed
     if sigma.shape != fit.q_nm.shape:
         raise ValueError(f"sigma_cm must hold the fit's {fit.q_nm.size} q points, got shape "
                          f"{sigma.shape}")
-    if isinstance(refits, bool) or not isinstance(refits, (int, np.integer)) or refits < 2:
-        raise ValueError(f"refits must be an integer >= 2 (a spread needs two), got {refits!r}")
+    refits = validation.integer("refits", refits, minimum=2)  # a spread needs two
     options = {**options, "repetitions": 1}
     return [(fit.q_nm, fit.model_cm, sigma, fit.radius_range_nm, stream, options)
             for stream in np.random.SeedSequence(seed).spawn(refits)]
