@@ -128,7 +128,7 @@ def _dry_run(catalog, writer, root, config, options, analysis, progress, plan, p
             recipe_kwargs["cd_initial_molar"] = round(sim.cd_initial_molar(
                 plan_kwargs.get("piston", "A")), 6)
         recipe = Recipe(**{"operator": "dry-run", "sample": "simulated CdSe", **recipe_kwargs})
-        RE = RunEngine({}, call_returns_result=True, scan_id_source=catalog.scan_ids())
+        RE = RunEngine({}, scan_id_source=catalog.scan_ids())
         run_uids = []
         RE.subscribe(lambda name, doc: run_uids.append(doc["uid"]), "start")
         sim.clock.follow(RE)  # the world's clock never jumps while the plan is working

@@ -154,7 +154,8 @@ class _OutletTruth(DocumentRouter):
 
 
 def _acquire(catalog, config, grid, residence_s, speed, seed, progress):
-    """Run the grid plan; (uid or None, exit status, truth per point index)."""
+    """Run the grid plan to its end (:func:`~ncsynth.termination.run_to_the_end`); what it
+    acquired and how it ended, as :class:`_Acquired`."""
     flow_cfg = config["flow"]
     volumes = {key[:-len("_volume_ml")]: value for key, value in flow_cfg["reactor"].items()
                if key.endswith("_volume_ml")}
@@ -170,7 +171,7 @@ def _acquire(catalog, config, grid, residence_s, speed, seed, progress):
                                 frames_per_point=scan["frames_per_point"], n_blank=scan["n_blank"],
                                 block_lamp=sim.spectrometer.block_lamp, timer=devices.timer,
                                 md={"dry_run": True})
-        RE = RunEngine({}, call_returns_result=True, scan_id_source=catalog.scan_ids())
+        RE = RunEngine({}, scan_id_source=catalog.scan_ids())
         sim.clock.follow(RE)  # the world's clock never jumps while the plan is working
         writer = catalog.writer()
         truth = _OutletTruth(sim)
