@@ -1,8 +1,11 @@
-"""Interrupt a command midway, as a terminal's Ctrl-C or hang-up or a service manager does."""
+"""Interrupt a command midway, as a terminal's Ctrl-C or hang-up or a service manager does,
+and see which of its processes are left."""
 
+import contextlib
 import os
 import subprocess
 import time
+from pathlib import Path
 
 
 def journaled_events(proc, data_dir, at_least=30, timeout_s=240.0) -> int:
@@ -32,3 +35,18 @@ def signalled_midway(argv, data_dir, sig, *, after_events: int, env) -> tuple[in
         if proc.poll() is None:
             proc.kill()
     return proc.returncode, out, err
+
+
+def live_children(pid: int) -> set[int]:
+    """Children of ``pid`` that have not exited (Linux /proc; zombies count as exited)."""
+    children = set()
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            children.update(int(c) for c in path.read_text().split())
+    alive = set()
+    for child in children:
+        with contextlib.suppress(OSError):
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                alive.add(child)
+    return alive

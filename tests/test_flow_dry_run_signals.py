@@ -16,7 +16,7 @@ import time
 import pytest
 
 from ncsynth.storage import open_catalog
-from interrupting import journaled_events, signalled_midway
+from interrupting import journaled_events, live_children, signalled_midway
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 GRID = ["--nucleation", "270", "280", "290", "300", "--growth", "240", "250", "260"]  # 12 points
@@ -51,18 +51,13 @@ def test_ctrl_c_aborts_the_flow_dry_run_leaving_the_reactor_safe(tmp_path, sig, 
 
 
 def _children(pid: int) -> list[str]:
-    """Command lines of ``pid``'s child processes."""
+    """Command lines of ``pid``'s running child processes."""
     lines = []
-    for task in os.listdir(f"/proc/{pid}/task"):
+    for child in live_children(pid):
         try:
-            children = open(f"/proc/{pid}/task/{task}/children").read().split()
+            lines.append(open(f"/proc/{child}/cmdline").read().replace("\0", " "))
         except OSError:
-            continue
-        for child in children:
-            try:
-                lines.append(open(f"/proc/{child}/cmdline").read().replace("\0", " "))
-            except OSError:
-                pass
+            pass
     return lines
 
 

@@ -33,6 +33,7 @@ from bluesky_queueserver_api.comm_base import RequestFailedError, RequestTimeout
 from bluesky_queueserver_api.zmq import REManagerAPI  # noqa: E402
 
 from ncsynth.storage import open_catalog  # noqa: E402
+from interrupting import live_children  # noqa: E402
 
 # A short synthesis on the simulated flask, its clock jumping (speed 0): preheat to 30 °C
 # (the flask starts at 25 °C ambient), inject, grow towards 60 °C, heater off 9 s after the
@@ -70,21 +71,6 @@ def _wait(predicate, timeout_s: float, what: str, poll_s: float = 0.1):
             return result
         time.sleep(poll_s)
     raise TimeoutError(f"{what} within {timeout_s} s")
-
-
-def _live_children(pid: int) -> set[int]:
-    """Children of ``pid`` that have not exited (Linux /proc; zombies count as exited)."""
-    children = set()
-    for path in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            children.update(int(c) for c in path.read_text().split())
-    alive = set()
-    for child in children:
-        with contextlib.suppress(OSError):
-            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state != "Z":
-                alive.add(child)
-    return alive
 
 
 def _accepts(port: int) -> bool:
@@ -131,7 +117,7 @@ class QueueServer:
                 cwd=self.tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.RM = REManagerAPI(zmq_control_addr=f"tcp://127.0.0.1:{control_port}", timeout_recv=5)
         _wait(self._responds, 30, "start-re-manager did not answer", poll_s=0.2)
-        self.baseline = _live_children(self.manager.pid)
+        self.baseline = live_children(self.manager.pid)
 
     def _responds(self) -> bool:
         if self.manager.poll() is not None:
@@ -147,7 +133,7 @@ class QueueServer:
     def wait_worker_exit(self, timeout_s: float = 60) -> None:
         """The worker keeps running after environment_close() until its session's close() has
         committed everything (the manager waits only 0.5 s for it)."""
-        _wait(lambda: _live_children(self.manager.pid) <= self.baseline, timeout_s,
+        _wait(lambda: live_children(self.manager.pid) <= self.baseline, timeout_s,
               "the RE worker process did not exit")
 
     def stop(self) -> None:
