@@ -20,7 +20,9 @@ from ncsynth.simulators.beamline import SimulatedBeamline
 
 def _beamline_session(data_dir, n_frames: int = 0):
     """Connect the devices to a fresh simulated beamline, take ``n_frames`` software-triggered
-    frames, close the devices, then the beamline; return the IOC's address and the events."""
+    frames, close the devices, then the beamline; return the Channel Access client's circuits
+    to the IOC (as they were before the close: caproto forgets a circuit once it is hung up on)
+    and the events."""
     config = load_config(hardware="sim")
     config["data"]["dir"] = str(data_dir)
     events = []
@@ -35,16 +37,16 @@ def _beamline_session(data_dir, n_frames: int = 0):
                 RE(bpp.stage_wrapper(bpp.run_wrapper(
                     bps.repeat(lambda: bps.trigger_and_read([detector]), n_frames)), [detector]))
         finally:
+            circuits = [manager for (where, _), manager
+                        in PV.default_context().circuit_managers.items()
+                        if where == sim.detector.address]
             devices.close()
-        address = sim.detector.address
-    return address, events
+    return circuits, events
 
 
 def test_a_stopped_ioc_hangs_up_on_its_clients(tmp_path):
-    address, events = _beamline_session(tmp_path, n_frames=1)
+    circuits, events = _beamline_session(tmp_path, n_frames=1)
     assert len(events) == 1
-    circuits = [manager for (where, _), manager in PV.default_context().circuit_managers.items()
-                if where == address]
     # a circuit left open to a stopped server stays 'connected' ~36 s, until caproto's echo
     # check gives up on it, its channels' reads waiting out their time-outs meanwhile; hung up
     # on, the client's selector thread sees it at once (at most a few ms; 10 s under any load)
