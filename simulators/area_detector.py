@@ -106,7 +106,11 @@ class SimulatedAreaDetector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._context: LoopbackContext | None = None
+        #: (host, UDP port) where clients search for this IOC (``EPICS_CA_ADDR_LIST``)
         self.address: tuple[str, int] | None = None
+        #: (host, TCP port) of its circuits: caproto tries the search port's number first and
+        #: takes a random one when another socket holds that TCP port
+        self.circuit_address: tuple[str, int] | None = None
         self.pvs: dict[str, object] = {}
         rows, cols = self.synthesizer.geometry.shape
         self.cam = cam = f"{prefix}cam1:"
@@ -198,6 +202,7 @@ class SimulatedAreaDetector:
                 self._task.result()
             await asyncio.sleep(0.005)
         self.address = (host, context.ca_server_port)
+        self.circuit_address = (host, context.port)
         return context.ca_server_port
 
     async def stop(self) -> None:

@@ -8,6 +8,7 @@ reading the geometry from the PONI and mask files the simulated set-up writes.
 
 import json
 import math
+import socket
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -118,6 +119,41 @@ def test_no_channel_access_client_can_share_the_search_port(beamline):
         with pytest.raises(OSError, match="in use"):
             other.run(SimulatedAreaDetector(World(clock)).start(host, port))
     assert EpicsSignalRO(DEFAULT_PREFIX + "cam1:ArrayCounter_RBV", name="counter").get(timeout=5) >= 0
+
+
+def test_clients_reach_the_ioc_when_its_search_ports_number_is_taken_for_tcp():
+    """caproto's server tries its search port's number for its TCP port first and takes a
+    random one when that is held (by any process's socket: a client's ephemeral port); the
+    circuits then go to ``circuit_address``, not to ``address`` (a CI run of
+    tests/test_ioc_teardown.py looked for them at the search port's number and found none)."""
+    from caproto.threading.pyepics_compat import PV
+
+    for _ in range(20):  # a port number free for UDP that this test can hold for TCP
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            holder.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            holder.close()
+    else:
+        pytest.fail("no port number free for both UDP and TCP in 20 tries")
+    prefix = "TAKEN:SAXS:"
+    with closing(holder), closing(WorldClock(speed=None)) as clock, SimulatorHost() as host, \
+            pytest.MonkeyPatch.context() as env, timebase.use_clock(clock):
+        ioc = SimulatedAreaDetector(World(clock), GEOMETRY, prefix=prefix, seed=3)
+        assert host.run(ioc.start("127.0.0.1", port)) == port
+        try:
+            assert ioc.address == ("127.0.0.1", port) and ioc.circuit_address[1] != port
+            for key, value in epics_client_environment(ioc.address).items():
+                env.setenv(key, value)
+            counter = EpicsSignalRO(prefix + "cam1:ArrayCounter_RBV", name="counter")
+            assert counter.get(timeout=10) == 0
+            assert (ioc.circuit_address, 0) in PV.default_context().circuit_managers
+        finally:
+            host.run(ioc.stop())
 
 
 def test_a_monitor_update_reaches_the_client_without_waiting_for_an_acknowledgement(beamline):

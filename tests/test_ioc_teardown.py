@@ -39,7 +39,7 @@ def _beamline_session(data_dir, n_frames: int = 0):
         finally:
             circuits = [manager for (where, _), manager
                         in PV.default_context().circuit_managers.items()
-                        if where == sim.detector.address]
+                        if where == sim.detector.circuit_address]
             devices.close()
     return circuits, events
 
