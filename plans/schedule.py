@@ -43,6 +43,22 @@ def frame_schedule(n_frames: int = 575, integration_s: float = 0.075,
     return times
 
 
+def frames_to_reach(time_s: float, integration_s: float = 0.075, dead_time_s: float = 0.022,
+                    ratio: float = 1.015) -> int | None:
+    """The fewest frames of :func:`frame_schedule` (same spacing arguments) whose last frame
+    starts at least ``time_s`` s after injection; None if no schedule of at most
+    ``MAX_FRAMES`` frames within ``MAX_DURATION_S`` does (§S.1.4 defaults: 60 s needs 230
+    frames, 7200 s 572)."""
+    time_s = validation.real("time_s", time_s, minimum=0, unit="s")
+    with np.errstate(over="ignore"):
+        spacing = integration_s + dead_time_s * float(ratio) ** np.arange(MAX_FRAMES - 1, dtype=float)
+    starts = np.concatenate(([0.0], np.cumsum(spacing)))
+    index = int(np.searchsorted(starts, time_s))
+    if index >= MAX_FRAMES or starts[index] > MAX_DURATION_S:
+        return None
+    return index + 1
+
+
 def _check_span(times: np.ndarray, what: str) -> None:
     if times[-1] > MAX_DURATION_S:
         raise ValueError(f"frame schedule ({what}): the last frame starts {times[-1]:.4g} s "

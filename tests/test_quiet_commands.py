@@ -58,7 +58,14 @@ def test_a_dry_run_prints_its_summary_and_no_warnings(dry):
     result = dry["result"]
     assert [line for line in result.stderr.splitlines() if NOISE.search(line)] == []
     assert result.stderr == "", result.stderr[-3000:]
-    assert _rows(result.stdout)["run"].startswith(f"{dry['uid']}  scan 1  success, 20 frames, ")
+    rows = _rows(result.stdout)
+    assert rows["run"].startswith(f"{dry['uid']}  scan 1  success, 20 frames, ")
+    # 20 frames of the §S.1.4 schedule end 1.9 s into the 60 s reaction: the summary says so
+    from ncsynth.plans.schedule import frame_schedule
+
+    need = next(n for n in range(20, 2000) if frame_schedule(n)[-1] >= 60.0)
+    assert rows["frames"] == (f"the last at {frame_schedule(20)[-1]:.4g} s of the 60 s reaction: "
+                              f"--frames {need} reaches its end")
 
 
 def test_verbose_shows_the_logs_that_the_default_keeps_quiet(dry):

@@ -17,6 +17,25 @@ def test_default_schedule_matches_the_paper():
     assert np.allclose(gaps, 0.075 + 0.022 * 1.015 ** (n - 1))
 
 
+@pytest.mark.parametrize("time_s, spacing", [(0.0, {}), (1.0, {}), (60.0, {}), (7200.0, {}),
+                                              (30.0, {"ratio": 1.0}), (500.0, {"ratio": 1.03})])
+def test_frames_to_reach_is_the_fewest_frames_whose_last_starts_at_that_time(time_s, spacing):
+    from ncsynth.plans.schedule import frames_to_reach
+
+    n = frames_to_reach(time_s, **spacing)
+    assert frame_schedule(n, **spacing)[-1] >= time_s
+    assert n == 1 or frame_schedule(n - 1, **spacing)[-1] < time_s
+
+
+def test_frames_to_reach_says_none_beyond_the_schedules_limits():
+    from ncsynth.plans.schedule import MAX_DURATION_S, frames_to_reach
+
+    assert frames_to_reach(MAX_DURATION_S + 1.0) is None         # a day at most
+    assert frames_to_reach(3600.0, ratio=1.0) is None           # 20 000 frames reach 1940 s
+    with pytest.raises(ValueError, match="time_s"):
+        frames_to_reach(-1.0)
+
+
 def test_ratio_one_gives_a_uniform_schedule():
     t = frame_schedule(5, 0.1, 0.05, 1.0)
     assert np.allclose(np.diff(t), 0.15)

@@ -99,11 +99,33 @@ def run_protocol(catalog, writer, root, config: dict, *, speed: float | None, se
                 root / "truth" / f"{summary['uid']}.json"))
         except (OSError, KeyError) as exc:  # a full disk, a run the catalog did not take
             summary["simulator_truth"]["not_recorded"] = f"{type(exc).__name__}: {exc}"
+    short = _frames_end_before_reaction(start_doc, summary)
+    if short:
+        summary["frames_end_before_reaction"] = short
     if feed is not None:
         from ncsynth.steering_setup import steering_summary
 
         summary.update(steering_summary(summary["decisions"], plan_kwargs, summary, trace))
     return summary
+
+
+def _frames_end_before_reaction(start_doc: dict | None, summary: dict) -> dict | None:
+    """For a whole one-injection run on the §S.1.4 schedule whose last frame starts before
+    the reaction ends (``--frames 12 --reaction-time 60``: at 1.09 s): ``last_frame_s``,
+    ``reaction_time_s`` and ``frames_to_reach`` (the ``--frames`` whose last frame starts at
+    the reaction's end, None beyond the schedule's limits); else None."""
+    from ncsynth.plans.schedule import frames_to_reach
+
+    start_doc = start_doc or {}
+    schedule, offsets = start_doc.get("schedule") or {}, start_doc.get("frame_offsets_s") or []
+    reaction_s = (start_doc.get("recipe") or {}).get("reaction_time_s")
+    if (start_doc.get("plan_name") != "hot_injection" or schedule.get("user_schedule", True)
+            or summary.get("exit_status") != "success" or not offsets or reaction_s is None
+            or offsets[-1] >= reaction_s):
+        return None
+    return {"last_frame_s": round(float(offsets[-1]), 4), "reaction_time_s": float(reaction_s),
+            "frames_to_reach": frames_to_reach(reaction_s, schedule["integration_s"],
+                                               schedule["dead_time_s"], schedule["ratio"])}
 
 
 def _syringe_contents(charge: SyringeCharge) -> tuple[Chemical, ...]:

@@ -26,7 +26,15 @@ _SHOWN = {"uid", "raw_uid", "analysis_uid", "scan_id", "frames_skipped", "nuclea
           "growth_exponent_window_after_b_s", "second_population", "decisions", "steering",
           "second_population_onset_after_b_s", "bimodal_frames", "frames_after_b",
           "second_population_resolved_after_b_s", "crystal_number_ratio_max",
-          "absolute_scale_error"}
+          "absolute_scale_error", "frames_end_before_reaction"}
+
+
+def _frames_end(short: dict) -> str:
+    """``the last at 1.086 s of the 60 s reaction: --frames 230 reaches its end``."""
+    need = short.get("frames_to_reach")
+    return (f"the last at {short['last_frame_s']:.4g} s of the {short['reaction_time_s']:g} s "
+            "reaction: " + (f"--frames {need} reaches its end" if need else
+                            "no --frames of the schedule reaches its end"))
 
 
 def format_summary(summary: dict) -> str:
@@ -38,6 +46,8 @@ def format_summary(summary: dict) -> str:
         rows.append(("error", summary["error"]))
     if summary.get("frames_skipped"):
         rows.append(("skipped", summary["frames_skipped"]))
+    if summary.get("frames_end_before_reaction"):
+        rows.append(("frames", _frames_end(summary["frames_end_before_reaction"])))
     if summary.get("nucleation_window"):
         rows.append(("nucleation", summary["nucleation_window"]))
     truth = summary.get("simulator_truth") or {}
