@@ -29,7 +29,7 @@ _caproto_threads_seen: set[str] = set()
 #: is short and the other workers idle little; the rest, seconds each, fill the gaps in name
 #: order. A file missing here only runs later; nothing else changes.
 SLOWEST_FIRST = ("test_dry_run.py", "test_damaged_data.py", "test_analysis_service.py",
-                 "test_protocol.py", "test_recipe_agent.py", "test_run_agent.py",
+                 "test_protocol.py", "test_run_agent.py",
                  "test_postgres_dry_run.py", "test_steered_dry_run.py", "test_quiet_commands.py",
                  "test_hutch_path.py", "test_triggered_sequence.py", "test_session_terminal.py",
                  "test_postgres.py", "test_water_calibration.py", "test_flow_reactor.py",
