@@ -1,6 +1,7 @@
 """Test-wide settings."""
 
 import os
+import signal
 import threading
 
 import pytest
@@ -13,6 +14,17 @@ from ncsynth.simulators.clock import single_blas_thread
 # OpenBLAS is limited at run time too (a jumping clock does the same: see simulators/clock.py).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 single_blas_thread()
+
+# Ctrl-C as a terminal's foreground job sees it, however the suite was started: a background job
+# of a non-interactive shell (a CI script's `cmd &`) starts with SIGINT ignored, and an ignored
+# signal stays ignored across exec. The commands the tests start (Ctrl-C outside a plan must end
+# them with one line and 130) then ignored it too, unless an earlier test of the same worker had
+# put a Python handler in (which exec turns back into the default): a two-hog suite started that
+# way failed tests/test_flow_dry_run_signals.py's second Ctrl-C with exit 1 once, by the order in
+# which its worker had run other files. Done here, it holds for the workers too (conftest runs in
+# each).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: caproto's client threads, shared by every Channel Access channel of the process: an uncaught
 #: error ends one (e.g. a subscription given to the activation thread as its IOC went away,
