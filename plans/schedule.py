@@ -34,8 +34,7 @@ def frame_schedule(n_frames: int = 575, integration_s: float = 0.075,
     dead_time_s = validation.real("dead_time_s", dead_time_s, above=0, maximum=MAX_EXPOSURE_S,
                                   unit="s")
     ratio = validation.real("ratio", ratio, minimum=1)
-    with np.errstate(over="ignore"):
-        spacing = integration_s + dead_time_s * ratio ** np.arange(n_frames - 1, dtype=float)
+    spacing = _gaps(n_frames, integration_s, dead_time_s, ratio)
     if not np.all(np.isfinite(spacing)):
         raise ValueError(f"ratio={ratio} over {n_frames} frames overflows the schedule")
     times = np.concatenate(([0.0], np.cumsum(spacing)))
@@ -50,13 +49,18 @@ def frames_to_reach(time_s: float, integration_s: float = 0.075, dead_time_s: fl
     ``MAX_FRAMES`` frames within ``MAX_DURATION_S`` does (§S.1.4 defaults: 60 s needs 230
     frames, 7200 s 572)."""
     time_s = validation.real("time_s", time_s, minimum=0, unit="s")
-    with np.errstate(over="ignore"):
-        spacing = integration_s + dead_time_s * float(ratio) ** np.arange(MAX_FRAMES - 1, dtype=float)
-    starts = np.concatenate(([0.0], np.cumsum(spacing)))
+    starts = np.concatenate(([0.0], np.cumsum(_gaps(MAX_FRAMES, integration_s, dead_time_s,
+                                                    float(ratio)))))
     index = int(np.searchsorted(starts, time_s))
     if index >= MAX_FRAMES or starts[index] > MAX_DURATION_S:
         return None
     return index + 1
+
+
+def _gaps(n_frames: int, integration_s: float, dead_time_s: float, ratio: float) -> np.ndarray:
+    """The ``n_frames - 1`` gaps between frame starts, s (§S.1.4); inf where they overflow."""
+    with np.errstate(over="ignore"):
+        return integration_s + dead_time_s * ratio ** np.arange(n_frames - 1, dtype=float)
 
 
 def _check_span(times: np.ndarray, what: str) -> None:

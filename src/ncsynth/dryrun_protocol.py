@@ -20,6 +20,7 @@ from ncsynth.flask_truth import FlaskRecorder, firing_times, record_truth
 from ncsynth.plans.frame_account import FrameAccount
 from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.plans import Chemical, Recipe, double_injection, hot_injection
+from ncsynth.plans.schedule import frames_to_reach
 from ncsynth.progress import ProgressBar
 from ncsynth.run_engine import RunEngine
 from ncsynth.simulators.beamline import HOT_FLASK_VOLUME_ML, BeamlineOptions, SimulatedBeamline
@@ -114,8 +115,6 @@ def _frames_end_before_reaction(start_doc: dict | None, summary: dict) -> dict |
     the reaction ends (``--frames 12 --reaction-time 60``: at 1.09 s): ``last_frame_s``,
     ``reaction_time_s`` and ``frames_to_reach`` (the ``--frames`` whose last frame starts at
     the reaction's end, None beyond the schedule's limits); else None."""
-    from ncsynth.plans.schedule import frames_to_reach
-
     start_doc = start_doc or {}
     schedule, offsets = start_doc.get("schedule") or {}, start_doc.get("frame_offsets_s") or []
     reaction_s = (start_doc.get("recipe") or {}).get("reaction_time_s")
