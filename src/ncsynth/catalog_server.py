@@ -48,6 +48,7 @@ from ncsynth.config import catalog_databases
 from ncsynth.storage import Catalog
 from ncsynth.storage.catalog import catalog_adapter
 from ncsynth.storage.fastapi_overrides import skip_redundant_settings_override
+from ncsynth.storage.shared_router import share_api_routers
 from ncsynth.storage.layout import DataDirectory
 from ncsynth.storage.write_lock import serialize_writes
 
@@ -99,6 +100,7 @@ def catalog_app(config: dict, api_key: str, *, allow_anonymous_read: bool = Fals
         raise TypeError(f"allow_anonymous_read must be True or False, got {allow_anonymous_read!r}")
     tree = catalog_tree(config, readable_storage=readable_storage)
     default_serialization_registry.register("table", "application/json-seq", table_rows_for_the_browser)
+    share_api_routers()  # one set of API routers for every app of this process
     app = build_app(tree, Authentication(single_user_api_key=api_key,
                                          allow_anonymous_access=allow_anonymous_read),
                     serialization_registry=default_serialization_registry)

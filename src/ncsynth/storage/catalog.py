@@ -89,11 +89,13 @@ class Catalog(RunView):
             from .clients import STRUCTURE_CLIENTS
 
             from .fastapi_overrides import skip_redundant_settings_override
+            from .shared_router import share_api_routers
             from .write_lock import serialize_writes
 
             adapter = catalog_adapter(self.layout, readable_storage=self.readable_storage)
             self._streams_watched = bool(adapter.context.cache_config
                                          or adapter.context.webhook_secret_keys)
+            share_api_routers()  # one set of API routers for every app of this process
             app = build_app(adapter, serialization_registry=default_serialization_registry)
             skip_redundant_settings_override(app)
             serialize_writes(app, self.layout)
