@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sys
 import threading
 
 import pytest
@@ -14,6 +15,14 @@ from ncsynth.simulators.clock import single_blas_thread
 # OpenBLAS is limited at run time too (a jumping clock does the same: see simulators/clock.py).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 single_blas_thread()
+
+# Compiled modules cached as Python does by default (in __pycache__, which .gitignore leaves
+# out): a machine with PYTHONDONTWRITEBYTECODE set compiles every test module (with pytest's
+# assertion rewriting) and every module of ncsynth again in each of the suite's workers and in
+# every command a test starts — 3.5 of the 11 CPU-s a worker's collection takes on the 2-core
+# machine (issue 18). Done here, before the workers start, it holds for them and what they start.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
 
 # Ctrl-C as a terminal's foreground job sees it, however the suite was started: a background job
 # of a non-interactive shell (a CI script's `cmd &`) starts with SIGINT ignored, and an ignored
