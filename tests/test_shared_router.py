@@ -19,7 +19,7 @@ from tiled.queries import Eq
 from tiled.query_registration import QueryRegistry, default_query_registry
 from tiled.validation_registration import default_validation_registry
 
-from ncsynth.storage import open_catalog
+from ncsynth.storage import open_catalog, shared_router
 from ncsynth.storage.shared_router import share_api_routers
 
 
@@ -70,6 +70,7 @@ def test_a_catalog_opened_again_builds_none_of_the_routers(tmp_path, analysed, m
     shared = _analysed_opening(tmp_path, analysed)
     for name in ("get_router", "get_zarr_router_v2", "get_zarr_router_v3"):
         monkeypatch.setattr(tiled_app, name, getattr(tiled_app, name).__wrapped__)
+    monkeypatch.setattr(shared_router, "share_api_routers", lambda: None)  # not again by the open
     unshared = _analysed_opening(tmp_path, analysed)
     # what is left is the app's own: its authentication and graph routers, and the routes'
     # dependencies FastAPI resolves for this app at its first request
