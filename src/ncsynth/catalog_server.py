@@ -48,8 +48,8 @@ from ncsynth.config import catalog_databases
 from ncsynth.storage import Catalog
 from ncsynth.storage.catalog import catalog_adapter
 from ncsynth.storage.fastapi_overrides import skip_redundant_settings_override
-from ncsynth.storage.shared_router import share_api_routers
 from ncsynth.storage.layout import DataDirectory
+from ncsynth.storage.shared_router import share_api_routers
 from ncsynth.storage.write_lock import serialize_writes
 
 logger = logging.getLogger(__name__)
