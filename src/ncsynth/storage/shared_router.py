@@ -4,10 +4,11 @@ Each :func:`~ncsynth.storage.catalog.open_catalog` of an embedded catalog builds
 in-process Tiled app (``tiled.server.app.build_app``), and most of that build is three
 routers: ``tiled.server.router.get_router`` (~60 endpoint functions decorated onto a fresh
 ``APIRouter``, FastAPI analysing every signature) and the Zarr v2 and v3 routers. Measured on
-the 2-core machine, an open and a first read of a catalog cost 0.47–0.61 CPU-s, of which
-``build_app`` 0.22–0.30; with the routers shared 0.27–0.34, ``build_app`` 0.09–0.10. A process
-that opens catalogs again and again (a session, the analysis service, a replay after a dry
-run, the test suite) paid the routers every time.
+the 2-core machine (``benchmarks/catalog_open.py``): opening a catalog again and reading it
+costs 0.46 CPU-s, of which ``build_app`` ~0.23; with the routers shared 0.26, ``build_app``
+0.015. A process that opens catalogs more than once (``ncsynth catalog migrate`` opens two,
+an IPython user opening one again, ``replay`` run through ``main`` after an in-process run, the
+test suite's workers) paid the routers every time.
 
 Each router is a function of its arguments only (Tiled 0.2.20): the Zarr routers take none;
 ``get_router`` takes the query, serialization, deserialization and validation registries and
