@@ -25,14 +25,11 @@ from ophyd.sim import det
 
 from ncsynth.storage import open_catalog, shared_router
 
-ROUTER_BUILDERS = ("get_router", "get_zarr_router_v2", "get_zarr_router_v3")
-
-
 @contextmanager
 def each_app_builds_its_routers():
     """Tiled's own builders for the time being (what every app did before they were shared),
     and no sharing installed again by the opens."""
-    shared = {name: getattr(tiled_app, name) for name in ROUTER_BUILDERS}
+    shared = {name: getattr(tiled_app, name) for name in shared_router.SHARED_BUILDERS}
     share = shared_router.share_api_routers
     for name, builder in shared.items():
         setattr(tiled_app, name, builder.__wrapped__)

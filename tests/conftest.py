@@ -86,3 +86,18 @@ def caproto_client_survives():
     if dead:
         pytest.fail(f"caproto's {', '.join(sorted(dead))} thread died during this test: the "
                     f"Channel Access monitors and searches of this process are dead from here on")
+
+
+@pytest.fixture
+def rebuilt(monkeypatch):
+    """Every dependency FastAPI analyses from now on (through ``fastapi.dependencies.utils``:
+    the routes' dependencies, recursively), by the callable analysed: what an in-process Tiled
+    app costs FastAPI (test_fastapi_overrides, test_shared_router)."""
+    import fastapi.dependencies.utils as fastapi_dependencies
+
+    calls = []
+    build = fastapi_dependencies.get_dependant
+    monkeypatch.setattr(fastapi_dependencies, "get_dependant",
+                        lambda *args, **kwargs: (calls.append(kwargs.get("call")),
+                                                 build(*args, **kwargs))[1])
+    return calls

@@ -2,7 +2,6 @@
 (ncsynth.storage.fastapi_overrides): FastAPI does not rebuild every request's dependencies, and
 the app's settings still apply."""
 
-import fastapi.dependencies.utils as fastapi_dependencies
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
@@ -16,17 +15,6 @@ from ncsynth.storage import open_catalog
 from ncsynth.storage.fastapi_overrides import skip_redundant_settings_override
 
 API_KEY = "0123456789abcdef0123456789abcdef"
-
-
-@pytest.fixture
-def rebuilt(monkeypatch):
-    """Every dependency tree FastAPI builds from now on."""
-    calls = []
-    build = fastapi_dependencies.get_dependant
-    monkeypatch.setattr(fastapi_dependencies, "get_dependant",
-                        lambda *args, **kwargs: (calls.append(kwargs.get("call")),
-                                                 build(*args, **kwargs))[1])
-    return calls
 
 
 def test_the_embedded_catalog_takes_and_serves_a_run_without_rebuilding_dependencies(

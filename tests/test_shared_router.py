@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-import fastapi.dependencies.utils as fastapi_dependencies
-import pytest
 import tiled.server.app as tiled_app
 from bluesky import RunEngine
 from bluesky.plans import count
@@ -27,21 +25,14 @@ REGISTRIES = (default_query_registry, default_serialization_registry,
               default_deserialization_registry, default_validation_registry)
 
 
-@pytest.fixture
-def analysed(monkeypatch):
-    """How many dependencies FastAPI analyses from now on (each route's, recursively)."""
-    calls = []
-    analyse = fastapi_dependencies.get_dependant
-    monkeypatch.setattr(fastapi_dependencies, "get_dependant",
-                        lambda *args, **kwargs: (calls.append(1), analyse(*args, **kwargs))[1])
-    return calls
-
-
 def _routers_built_anew() -> None:
     """Tiled's three routers, built as every app built them before they were shared."""
-    tiled_app.get_router.__wrapped__(*REGISTRIES, {})
-    tiled_app.get_zarr_router_v2.__wrapped__()
-    tiled_app.get_zarr_router_v3.__wrapped__()
+    for name in shared_router.SHARED_BUILDERS:
+        builder = getattr(tiled_app, name).__wrapped__
+        if name == "get_router":
+            builder(*REGISTRIES, {})
+        else:
+            builder()
 
 
 def _write_run(catalog, events: int) -> str:
@@ -53,25 +44,25 @@ def _write_run(catalog, events: int) -> str:
     return uid
 
 
-def _analysed_opening(path, analysed) -> int:
+def _analysed_opening(path, rebuilt) -> int:
     """Dependencies FastAPI analyses while a catalog is opened and its app answers."""
-    analysed.clear()
+    rebuilt.clear()
     with open_catalog(path) as catalog:
         len(catalog)
-    return len(analysed)
+    return len(rebuilt)
 
 
-def test_a_catalog_opened_again_builds_none_of_the_routers(tmp_path, analysed, monkeypatch):
+def test_a_catalog_opened_again_builds_none_of_the_routers(tmp_path, rebuilt, monkeypatch):
     with open_catalog(tmp_path):
         pass
-    analysed.clear()
+    rebuilt.clear()
     _routers_built_anew()
-    routers = len(analysed)
-    shared = _analysed_opening(tmp_path, analysed)
-    for name in ("get_router", "get_zarr_router_v2", "get_zarr_router_v3"):
+    routers = len(rebuilt)
+    shared = _analysed_opening(tmp_path, rebuilt)
+    for name in shared_router.SHARED_BUILDERS:
         monkeypatch.setattr(tiled_app, name, getattr(tiled_app, name).__wrapped__)
     monkeypatch.setattr(shared_router, "share_api_routers", lambda: None)  # not again by the open
-    unshared = _analysed_opening(tmp_path, analysed)
+    unshared = _analysed_opening(tmp_path, rebuilt)
     # what is left is the app's own: its authentication and graph routers, and the routes'
     # dependencies FastAPI resolves for this app at its first request
     assert routers > 1000 and unshared - shared >= 0.9 * routers, (routers, shared, unshared)

@@ -63,6 +63,13 @@ def _shared_api_router(build):
     return get_router
 
 
+#: Tiled's router builders (names in ``tiled.server.app``) and how each is shared; get_router,
+#: whose wrapper marks the sharing as installed, last.
+SHARED_BUILDERS = {"get_zarr_router_v2": _shared_zarr_router,
+                   "get_zarr_router_v3": _shared_zarr_router,
+                   "get_router": _shared_api_router}
+
+
 def share_api_routers() -> None:
     """Make ``tiled.server.app.build_app`` reuse the API and Zarr routers of an earlier app of
     this process where they would be built alike (idempotent)."""
@@ -71,9 +78,7 @@ def share_api_routers() -> None:
     with _lock:
         if getattr(tiled_app.get_router, "shared_by_ncsynth", False):
             return
-        for name, share in (("get_zarr_router_v2", _shared_zarr_router),
-                            ("get_zarr_router_v3", _shared_zarr_router),
-                            ("get_router", _shared_api_router)):  # the marker: last
+        for name, share in SHARED_BUILDERS.items():
             build = getattr(tiled_app, name)
             shared = share(build)
             shared.__wrapped__ = build
