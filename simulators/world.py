@@ -23,6 +23,7 @@ injector calls when a piston has pushed its syringe into the flask.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -98,10 +99,10 @@ class World:
         are then up to ``slow_dt_s`` behind): for requests that only read the fast models,
         e.g. the controller's thermocouple, which need not pay for a kinetics step each.
         """
-        touch = getattr(self.clock, "touch", None)
-        if touch is not None:
-            touch()
-        with self.lock:
+        # the world works at the clock's now: a jumping clock stands still meanwhile (its
+        # patience with a process that never rests would otherwise move it on during a long
+        # advance, and a reply be stamped at a later deadline than the state it reports)
+        with getattr(self.clock, "busy", contextlib.nullcontext)(), self.lock:
             target = self.clock.now()
             while self.time < target:
                 dt = min(self.dt_s, target - self.time)

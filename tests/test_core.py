@@ -194,6 +194,35 @@ def test_world_steps_fast_models_finely_and_slow_models_coarsely():
     clock.close()
 
 
+def test_a_jumping_clock_stands_still_while_the_world_is_brought_up_to_it():
+    # a heater read brings the world up to the clock's now first; during a nucleation burst on a
+    # loaded machine that took ~2 s of wall time, longer than the clock's patience with a process
+    # that never rests: it moved on meanwhile, and the reply was stamped at a later deadline than
+    # the reading (a frame's heater reading 38 ms off its mid-exposure in CI)
+    class _Spinning:
+        def __init__(self):
+            self.seen = []
+
+        def step(self, dt, world):
+            t = time.monotonic()
+            while time.monotonic() - t < 0.01:
+                pass
+            self.seen.append(clock.now())
+
+    clock = WorldClock(speed=None, patience_s=0.05)
+    world = World(clock, dt_s=0.05)
+    model = world.add("controller", _Spinning())
+    start = clock.now()
+    clock.advance(1.0)  # 20 steps of 10 ms: 0.2 s of CPU, four times the clock's patience
+    waiter = threading.Thread(target=clock.sleep_until, args=(start + 100.0,))
+    waiter.start()
+    assert world.advance() == pytest.approx(start + 1.0)
+    waiter.join(5)
+    assert len(model.seen) >= 20 and set(model.seen) == {start + 1.0}  # no jump while it stepped
+    assert clock.now() == start + 100.0 and clock.forced == 0  # then on, once the process rested
+    clock.close()
+
+
 def test_world_delivery_dilutes_and_charges_precursor():
     clock = WorldClock(speed=None)
     world = World(clock)
