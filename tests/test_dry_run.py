@@ -214,7 +214,10 @@ def test_dry_run_options_choose_detector_timing_monitoring_and_cool_down(tmp_pat
     late = frame_times - offsets
     assert late[0] == pytest.approx(ARMING_S, abs=1e-5) and np.all(np.diff(late) <= 1e-5)
     assert np.all(late >= -1e-5) and np.all(np.abs(late[15:]) < 1e-5), late  # epoch s: ~2e-7 s steps
-    assert np.all(np.min(np.abs(heater_times[:, None] - (offsets + 0.0375)), axis=0) < 0.01)  # as planned
+    nearest = np.min(np.abs(heater_times[:, None] - (offsets + 0.0375)), axis=0)  # as planned
+    assert np.all(nearest < 0.01), (f"frames without a heater reading at mid-exposure: "
+                                     f"{np.flatnonzero(nearest >= 0.01).tolist()}, the nearest "
+                                     f"{nearest[nearest >= 0.01].round(4).tolist()} s off")
     later = heater_times[heater_times > frame_times[-1] + 1.0]
     assert np.all(np.diff(later) < 5.5) and later[-1] == pytest.approx(90.0, abs=0.5)
 
