@@ -8,8 +8,8 @@ timestamps from a dry run look like the hutch's.
 * ``speed=None``: jump mode, a discrete-event clock. Threads that wait in
   :meth:`WorldClock.sleep_until` register their deadline; the clock jumps to the
   earliest pending deadline and wakes that waiter once both sides are quiet: the
-  simulated world (no simulator serving a request: :meth:`touch`, :meth:`busy`) and the
-  process around it, which the clock observes itself (:mod:`.quiet`): for ``idle_s`` of
+  simulated world (no simulator working, :meth:`busy`: a request served, a frame
+  synthesised) and the process around it, which the clock observes itself (:mod:`.quiet`): for ``idle_s`` of
   wall time no thread but those waiting on the clock has used CPU, none is runnable, and no
   packet waits in the kernel's network backlog (``idle_s``, 0.2 ms: a dry run gives the
   same fits, frame times and heater readings at 0.2, 0.5, 1 and 3 ms, also beside two CPU
@@ -95,12 +95,6 @@ class WorldClock:
         if self.jumps:
             return self._t0 + self._elapsed
         return self._t0 + (time.monotonic() - self._m0) * self.speed
-
-    def touch(self) -> None:
-        """Note activity (a request being served), delaying the next jump."""
-        if self.jumps:
-            with self._cond:
-                self._activity += 1
 
     @contextlib.contextmanager
     def busy(self):
