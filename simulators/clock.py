@@ -6,15 +6,15 @@ timestamps from a dry run look like the hutch's.
 * ``speed=1.0``: real time (a rehearsal).
 * ``speed=K``: K times faster than the wall clock.
 * ``speed=None``: jump mode, a discrete-event clock. Threads that wait in
-  :meth:`WorldClock.sleep_until` register their deadline; the clock jumps to the
-  earliest pending deadline and wakes that waiter once both sides are quiet: the
-  simulated world (no simulator working, :meth:`busy`: a request served, a frame
-  synthesised) and the process around it, which the clock observes itself (:mod:`.quiet`): for ``idle_s`` of
-  wall time no thread but those waiting on the clock has used CPU, none is runnable, and no
-  packet waits in the kernel's network backlog (``idle_s``, 0.2 ms: a dry run gives the
-  same fits, frame times and heater readings at 0.2, 0.5, 1 and 3 ms, also beside two CPU
-  hogs, ``benchmarks/determinism.py``; each of a dry run's ~3200 jumps waits it out: 0.5 ms
-  took ~1.9 s more of its ~30 s).
+  :meth:`WorldClock.sleep_until` register their deadline; the clock jumps to the earliest
+  pending deadline and wakes that waiter once both sides are quiet: the simulated world (no
+  simulator working, :meth:`busy`: a request served, a frame synthesised) and the process
+  around it, which the clock observes itself (:mod:`.quiet`): for ``idle_s`` of wall time no
+  thread but those waiting on the clock has used CPU, none is runnable, and no packet waits
+  in the kernel's network backlog (``idle_s``, 0.2 ms: a dry run gives the same fits, frame
+  times and heater readings at 0.2, 0.5, 1 and 3 ms, also beside two CPU hogs,
+  ``benchmarks/determinism.py``; each of a dry run's ~3200 jumps waits it out: 0.5 ms took
+  ~1.9 s more of its ~30 s).
   Devices only read the time and wait for deadlines; they never tell the clock when they
   work. A 2-hour protocol thus runs as fast as the code around it, in the order of its
   deadlines, and the same way on an idle and on a loaded machine.
