@@ -16,30 +16,12 @@ import argparse
 import statistics
 import tempfile
 import time
-from contextlib import contextmanager
 
-import tiled.server.app as tiled_app
 from bluesky import RunEngine
 from bluesky.plans import count
 from ophyd.sim import det
 
 from ncsynth.storage import open_catalog, shared_router
-
-@contextmanager
-def each_app_builds_its_routers():
-    """Tiled's own builders for the time being (what every app did before they were shared),
-    and no sharing installed again by the opens."""
-    shared = {name: getattr(tiled_app, name) for name in shared_router.SHARED_BUILDERS}
-    share = shared_router.share_api_routers
-    for name, builder in shared.items():
-        setattr(tiled_app, name, builder.__wrapped__)
-    shared_router.share_api_routers = lambda: None
-    try:
-        yield
-    finally:
-        shared_router.share_api_routers = share
-        for name, builder in shared.items():
-            setattr(tiled_app, name, builder)
 
 
 def one_open(root) -> tuple[float, float]:
@@ -67,7 +49,7 @@ def main() -> None:
         samples: dict[str, list[tuple[float, float]]] = {"shared": [], "own": []}
         for _ in range(args.rounds):
             samples["shared"] += [one_open(root) for _ in range(args.opens)]
-            with each_app_builds_its_routers():
+            with shared_router.routers_built_per_app():
                 samples["own"] += [one_open(root) for _ in range(args.opens)]
     median = {way: (statistics.median(c for c, _ in s), statistics.median(w for _, w in s))
               for way, s in samples.items()}

@@ -52,17 +52,15 @@ def _analysed_opening(path, rebuilt) -> int:
     return len(rebuilt)
 
 
-def test_a_catalog_opened_again_builds_none_of_the_routers(tmp_path, rebuilt, monkeypatch):
+def test_a_catalog_opened_again_builds_none_of_the_routers(tmp_path, rebuilt):
     with open_catalog(tmp_path):
         pass
     rebuilt.clear()
     _routers_built_anew()
     routers = len(rebuilt)
     shared = _analysed_opening(tmp_path, rebuilt)
-    for name in shared_router.SHARED_BUILDERS:
-        monkeypatch.setattr(tiled_app, name, getattr(tiled_app, name).__wrapped__)
-    monkeypatch.setattr(shared_router, "share_api_routers", lambda: None)  # not again by the open
-    unshared = _analysed_opening(tmp_path, rebuilt)
+    with shared_router.routers_built_per_app():
+        unshared = _analysed_opening(tmp_path, rebuilt)
     # what is left is the app's own: its authentication and graph routers, and the routes'
     # dependencies FastAPI resolves for this app at its first request
     assert routers > 1000 and unshared - shared >= 0.9 * routers, (routers, shared, unshared)

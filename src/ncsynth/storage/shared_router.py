@@ -25,9 +25,11 @@ time; any other call builds one as before.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 _lock = threading.Lock()
+_set_aside = False  # inside routers_built_per_app(): no sharing installed
 
 
 def _shared_zarr_router(build):
@@ -76,7 +78,7 @@ def share_api_routers() -> None:
     import tiled.server.app as tiled_app
 
     with _lock:
-        if getattr(tiled_app.get_router, "shared_by_ncsynth", False):
+        if _set_aside or getattr(tiled_app.get_router, "shared_by_ncsynth", False):
             return
         for name, share in SHARED_BUILDERS.items():
             build = getattr(tiled_app, name)
@@ -84,3 +86,26 @@ def share_api_routers() -> None:
             shared.__wrapped__ = build
             shared.shared_by_ncsynth = True
             setattr(tiled_app, name, shared)
+
+
+@contextlib.contextmanager
+def routers_built_per_app():
+    """Inside, every app builds its own routers with Tiled's builders, as before they were
+    shared, and no open installs the sharing again: the baseline the sharing is measured
+    (``benchmarks/catalog_open.py``) and tested against."""
+    global _set_aside
+    import tiled.server.app as tiled_app
+
+    share_api_routers()
+    with _lock:
+        shared = {name: getattr(tiled_app, name) for name in SHARED_BUILDERS}
+        for name, builder in shared.items():
+            setattr(tiled_app, name, builder.__wrapped__)
+        _set_aside = True
+    try:
+        yield
+    finally:
+        with _lock:
+            for name, builder in shared.items():
+                setattr(tiled_app, name, builder)
+            _set_aside = False
