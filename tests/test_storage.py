@@ -314,7 +314,7 @@ def test_another_process_reads_a_run_while_it_is_being_written(catalog):
         reads, scalars = [], 0
         while proc.poll() is None:
             try:
-                stream = catalog[uid].primary
+                stream = catalog[uid]["primary"]  # KeyError until its descriptor is in
                 scalars = max(scalars, len(stream["det"].read()))
                 frames = stream["cam_image"].read()
             except (KeyError, RunNotFound):  # the stream is not in the catalog yet
