@@ -17,6 +17,10 @@ import serial
 from . import background
 
 
+#: Most bytes taken from the port at once once a reply has begun to arrive.
+_CHUNK = 4096
+
+
 class LinkFault(Exception):
     """One failed exchange (time-out, garbled or short reply, closed port)."""
 
@@ -44,18 +48,31 @@ class SerialLink:
 
     def read_until(self, terminator: bytes, deadline: float) -> bytes:
         """Bytes up to and including ``terminator``, read in chunks (not byte by byte) until
-        the wall-clock ``deadline`` (``time.monotonic()``)."""
+        the wall-clock ``deadline`` (``time.monotonic()``). Past the deadline the port is
+        looked at once more without waiting: a reply that arrived in time while this process
+        was held up (a garbage collection, a loaded machine) is taken, not counted as lost."""
         with self._port_errors():
             port = self._open()
             while (end := self._rx.find(terminator)) < 0:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                chunk = self._read_available(port, max(remaining, 0.0))
+                if not chunk and remaining <= 0:
                     raise LinkFault(f"no complete reply within {self.timeout_s:g} s"
                                     + (f" (got {self._rx[:40]!r})" if self._rx else ""))
-                port.timeout = remaining
-                self._rx += port.read(max(1, port.in_waiting))
+                self._rx += chunk
             reply, self._rx = self._rx[:end + len(terminator)], self._rx[end + len(terminator):]
             return reply
+
+    @staticmethod
+    def _read_available(port, wait_s: float) -> bytes:
+        """What ``port`` holds, waiting up to ``wait_s`` for its first byte (b"" if none came);
+        the rest without waiting (a ``socket://`` port says only *whether* bytes wait)."""
+        port.timeout = wait_s
+        first = port.read(max(1, port.in_waiting))
+        if not first:
+            return b""
+        port.timeout = 0
+        return first + port.read(_CHUNK)
 
     def close(self) -> None:
         """Close the port (reopened by the next request) and forget unread bytes; the

@@ -38,10 +38,13 @@ HOT_FLASK_VOLUME_ML = 11.5
 #: Longest slow window (s of world time) the kinetics may be stepped over at one mean
 #: temperature: a 20th of the controller's ~190 s limit cycle (<= ~1 °C of its swing).
 SLOW_MAX_DT_S = 5.0
-#: The heater's Modbus reply time-out (s of wall time per attempt) for this beamline: its
-#: controller answers a read after bringing the world up to the clock's now, which during the
-#: nucleation burst took up to 1.9 s of wall time on a slow 2-core machine (a 6 s jump, the
-#: kinetics' fine steps); the hutch's 0.5 s then failed all four attempts of a read.
+#: The heater's and the injector's reply time-out (s of wall time per attempt) for this
+#: beamline: its controller answers a read after bringing the world up to the clock's now,
+#: which during the nucleation burst took up to 1.9 s of wall time on a slow 2-core machine (a
+#: 6 s jump, the kinetics' fine steps); the hutch's 0.5 s then failed all four attempts of a
+#: read. Both instruments answer from the dry run's own process and event loop, which stops
+#: with it: a full garbage collection of a test worker's heap held it up to 1.9 s (the suite,
+#: 2026-12-07), and the injector's three 0.5 s attempts failed at a plan's first STATUS?.
 SIMULATED_REPLY_TIMEOUT_S = 2.0
 
 
@@ -100,13 +103,14 @@ class SimulatedBeamline:
 
     def hutch_settings(self, calibration_dir: str | Path, *, water_standard: bool = False) -> dict[str, dict]:
         """What a ``hardware = "hutch"`` configuration needs to use this beamline, by section:
-        ``heater``/``injector`` ``url``, the heater's ``reply_timeout_s``, ``detector`` ``prefix``,
+        ``heater``/``injector`` ``url`` and ``reply_timeout_s``, ``detector`` ``prefix``,
         monitor PVs, and the PONI and
         mask files of the simulated set-up (with ``water_standard``, a water standard and its
         empty cell too), written to ``calibration_dir`` now (a Channel Access client elsewhere
         also needs :func:`.ca_loopback.epics_client_environment`)."""
         return {"heater": {"url": self.links["heater"].url, "reply_timeout_s": SIMULATED_REPLY_TIMEOUT_S},
-                "injector": {"url": self.links["injector"].url},
+                "injector": {"url": self.links["injector"].url,
+                             "reply_timeout_s": SIMULATED_REPLY_TIMEOUT_S},
                 "detector": self.detector.hutch_settings(calibration_dir, water_standard=water_standard)}
 
     def cd_initial_molar(self, piston: str = "A") -> float:

@@ -33,6 +33,7 @@ BAD = [  # (file body, what the one-line message must name)
     ('[heater]\nmax_temperature_c = 10000\n', ["[heater] max_temperature_c", "3276.7", "10000"]),
     ('[heater]\nsettle_time_s = 1e12\n', ["[heater] settle_time_s", "<= 3600"]),
     ('[detector]\nexposure_s = -1\n', ["[detector] exposure_s", "> 0", "-1"]),
+    ('[injector]\nreply_timeout_s = 0\n', ["[injector] reply_timeout_s", "> 0"]),
     ('[heater]\nslave_address = true\n', ["[heater] slave_address", "integer", "True"]),
     ('[heater]\nslave_address = 1.5\n', ["[heater] slave_address", "integer"]),
     ('[simulation]\nspeed = inf\n', ["[simulation] speed", "inf"]),

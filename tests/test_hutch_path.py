@@ -12,6 +12,7 @@ clock, the embedded catalog, the live analysis reading its calibration from the 
 """
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ from ncsynth.analysis.live import LiveAnalysis
 from ncsynth.config import default_config
 from ncsynth.instruments import connect
 from ncsynth.plans import Recipe, hot_injection
-from ncsynth.simulators.beamline import SimulatedBeamline
+from ncsynth.devices.injector_board import InjectorCommsError
+from ncsynth.simulators.beamline import SIMULATED_REPLY_TIMEOUT_S, SimulatedBeamline
 from ncsynth.storage import open_catalog
 
 #: Frame starts, s after the injection: past the first second, when the nuclei are still too
@@ -31,16 +33,21 @@ SCHEDULE_S = [5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 80.0, 100.0]
 N_BACKGROUND = 3
 
 
+def _hutch_config(sim, tmp_path) -> dict:
+    """A ``hardware = "hutch"`` configuration filled with ``sim``'s settings."""
+    config = default_config()
+    config.update(hardware="hutch", data={"dir": str(tmp_path / "data")})
+    for section, values in sim.hutch_settings(tmp_path / "calibration").items():
+        config[section].update(values)
+    return config
+
+
 def _hutch_run(sim, tmp_path, catalog, *subscribers, **plan_kwargs):
     """``hot_injection`` (SCHEDULE_S) on devices built from a ``hardware = "hutch"``
     configuration of ``sim``'s settings, documents to ``catalog`` and ``subscribers``; the
     RunEngine's result (or the exception it raised), the documents, and the heater's recorded
     safe state after the devices are closed."""
-    config = default_config()
-    config.update(hardware="hutch", data={"dir": str(tmp_path / "data")})
-    for section, values in sim.hutch_settings(tmp_path / "calibration").items():
-        config[section].update(values)
-    devices = connect(config)
+    devices = connect(_hutch_config(sim, tmp_path))
     RE = RunEngine({}, call_returns_result=True)
     sim.clock.follow(RE)
     documents = []
@@ -73,6 +80,27 @@ def _frames(documents, stream="primary"):
             frames.extend({key: values[i] for key, values in doc["data"].items()}
                           for i in range(len(doc["seq_num"])))
     return frames
+
+
+def test_the_injectors_reply_time_out_is_the_configurations(tmp_path):
+    """``[injector] reply_timeout_s`` is how long each of the board's three attempts waits
+    (the simulated beamline's settings give 2 s: its board answers from this process)."""
+    with SimulatedBeamline(seed=5) as sim, timebase.use_clock(sim.clock):
+        config = _hutch_config(sim, tmp_path)
+        assert config["injector"]["reply_timeout_s"] == SIMULATED_REPLY_TIMEOUT_S
+        config["injector"]["reply_timeout_s"] = 0.3
+        devices = connect(config)
+        try:
+            sim.links["injector"].drop_replies(3)
+            began = time.monotonic()
+            with pytest.raises(InjectorCommsError, match=r"STATUS\? failed after 3 attempts"
+                                                         r".*no complete reply within 0.3 s"):
+                devices.injector.refresh()
+            assert time.monotonic() - began >= 3 * 0.3
+            devices.injector.refresh()  # the link answers again
+            assert devices.injector.state_a.get() == "READY"
+        finally:
+            devices.close()
 
 
 @pytest.mark.parametrize("acquisition", ["software", "detector"])

@@ -3,7 +3,9 @@
 import socket
 import time
 
-from ncsynth.devices.serial_link import SerialLink
+import pytest
+
+from ncsynth.devices.serial_link import LinkFault, SerialLink
 
 
 def test_closing_does_not_wait_out_pyserials_reconnect_pause_and_the_link_reopens():
@@ -27,4 +29,29 @@ def test_closing_does_not_wait_out_pyserials_reconnect_pause_and_the_link_reopen
         with second:
             second.settimeout(10)
             assert second.recv(16) == b"two\n"
+        link.close()
+
+
+def test_a_reply_that_arrived_in_time_is_taken_after_a_pause_of_the_reader():
+    """A reader held up past its deadline (a garbage collection, a loaded machine: the
+    simulated instruments of a dry run pause with it) still takes a reply that is waiting on
+    the port; only an empty port past the deadline is a time-out."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(10)
+        link = SerialLink(f"socket://127.0.0.1:{server.getsockname()[1]}", timeout_s=0.5)
+        link.write(b"STATUS?\n")
+        peer, _ = server.accept()
+        with peer:
+            peer.settimeout(10)
+            assert peer.recv(16) == b"STATUS?\n"
+            peer.sendall(b"OK STATUS A=LOADED B=LOADED\r\n" + b"#2 OK")
+            time.sleep(0.05)  # on the loopback, in the reader's socket buffer
+            past = time.monotonic() - 1.0  # the reader comes back after its deadline
+            assert link.read_until(b"\n", past) == b"OK STATUS A=LOADED B=LOADED\r\n"
+            with pytest.raises(LinkFault, match=r"no complete reply within 0.5 s \(got b'#2 OK'\)"):
+                link.read_until(b"\n", past)  # a part of a line, nothing more coming
+            began = time.monotonic()
+            with pytest.raises(LinkFault, match="no complete reply within 0.5 s"):
+                link.read_until(b"\n", began + 0.2)
+            assert time.monotonic() - began >= 0.2  # it did wait until the deadline
         link.close()

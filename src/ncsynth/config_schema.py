@@ -105,9 +105,11 @@ SCHEMA: dict = {
         "database_uri": text(empty=True),
         "tables_uri": text(empty=True),
     },
-    # the reply time-out of each Modbus attempt (wall time; 4 attempts before a read fails)
+    # the reply time-out of each attempt (wall time; the heater makes 4 before a read
+    # fails, the injector 3 before a request does)
     "heater": {**_HEATER, "reply_timeout_s": real("s", above=0, maximum=30)},
-    "injector": {"url": text(), "jam_timeout_s": real("s", above=0, maximum=60)},
+    "injector": {"url": text(), "jam_timeout_s": real("s", above=0, maximum=60),
+                 "reply_timeout_s": real("s", above=0, maximum=30)},
     "detector": _DETECTOR,
     "steering": {
         "min_radius_nm": real("nm", above=0, maximum=100),

@@ -60,7 +60,8 @@ def connect(config: dict) -> Instruments:
         max_temperature_c=heater_cfg["max_temperature_c"],
         tolerance_c=heater_cfg["tolerance_c"], settle_time_s=heater_cfg["settle_time_s"],
         timeout_s=heater_cfg["reply_timeout_s"])
-    injector = Injector(injector_cfg["url"], name="injector", jam_timeout_s=injector_cfg["jam_timeout_s"])
+    injector = Injector(injector_cfg["url"], name="injector", jam_timeout_s=injector_cfg["jam_timeout_s"],
+                        timeout_s=injector_cfg["reply_timeout_s"])
     detector = area_detector(config["detector"], frames, catalog=lambda: _stored_runs(config))
     return Instruments(heater, injector, detector, DeadlineTimer(name="timer"))
 

@@ -1,0 +1,51 @@
+"""A command's plan runs with the heap it started with out of the garbage collector's sight
+(ncsynth.heap): full collections during the plan look only at what the plan made."""
+
+import gc
+
+import bluesky.plan_stubs as bps
+from bluesky import RunEngine
+
+from ncsynth.heap import frozen_heap
+from ncsynth.termination import run_to_the_end
+
+
+class _Cycle:
+    def __init__(self):
+        self.me = self
+
+
+def _tracked(obj) -> bool:
+    """Whether a collection of the oldest generation would look at ``obj``."""
+    return any(o is obj for o in gc.get_objects(generation=2))
+
+
+def test_what_the_process_held_is_left_out_of_collections_until_the_block_ends():
+    before = _Cycle()
+    gc.collect()  # `before` now sits in the oldest generation
+    assert _tracked(before)
+    cycle_id = id(_Cycle())  # garbage, a cycle: only a collection frees it
+    with frozen_heap():
+        assert not _tracked(before)  # frozen
+        made = _Cycle()
+        gc.collect()
+        assert _tracked(made)  # what the block makes is collected as usual
+        garbage = [o for o in gc.get_objects() if id(o) == cycle_id]
+        assert not garbage  # frozen garbage is not in sight either
+    assert gc.get_freeze_count() == 0
+    assert _tracked(before)
+    gc.collect()
+    assert not any(id(o) == cycle_id and isinstance(o, _Cycle) for o in gc.get_objects())
+
+
+def test_a_command_runs_its_plan_with_a_frozen_heap_and_thaws_it_after():
+    seen = []
+
+    def plan():
+        seen.append(gc.get_freeze_count())
+        yield from bps.null()
+
+    RE = RunEngine({})
+    assert run_to_the_end(RE, plan(), what="test", safe="nothing to make safe") == (None, None)
+    assert seen and seen[0] > 1000  # the imports, the RunEngine, ... at least
+    assert gc.get_freeze_count() == 0
