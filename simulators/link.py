@@ -28,11 +28,17 @@ class FaultyLink:
         self._closed = False
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.StreamWriter] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def url(self) -> str:
         return f"socket://127.0.0.1:{self.port}"
+
+    @property
+    def clients(self) -> int:
+        """Client connections being relayed now (a device's open port)."""
+        return len(self._clients)
 
     # -- back door (thread-safe) ----------------------------------------------------
     def drop_replies(self, n: int = 1) -> None:
@@ -90,6 +96,7 @@ class FaultyLink:
         for writer in list(self._writers):
             writer.close()
         self._writers.clear()
+        self._clients.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         with self._lock:
@@ -103,9 +110,11 @@ class FaultyLink:
             writer.close()
             return
         self._writers.update((writer, up_writer))
+        self._clients.add(writer)
         forward = asyncio.ensure_future(self._pump(reader, up_writer, faulty=False))
         backward = asyncio.ensure_future(self._pump(up_reader, writer, faulty=True))
         await asyncio.wait([forward, backward], return_when=asyncio.FIRST_COMPLETED)
+        self._clients.discard(writer)
         for task in (forward, backward):
             task.cancel()
         for w in (writer, up_writer):

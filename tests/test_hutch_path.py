@@ -103,6 +103,27 @@ def test_the_injectors_reply_time_out_is_the_configurations(tmp_path):
             devices.close()
 
 
+def test_closing_the_devices_hangs_up_the_heater_and_the_injector(tmp_path):
+    """``Instruments.close`` releases both serial ports (the heater's through its ``destroy``),
+    as a session's or a dry run's end does: a port left open is closed by the garbage
+    collector later, on whatever thread it runs (pyserial's socket close sleeps 0.3 s there:
+    the simulators' event loop stalled 4.2 s so in the suite)."""
+    with SimulatedBeamline(seed=5) as sim, timebase.use_clock(sim.clock):
+        devices = connect(_hutch_config(sim, tmp_path))
+        try:
+            assert devices.heater.temperature.get() == pytest.approx(25.0, abs=1.0)
+            devices.injector.refresh()
+            assert {name: link.clients for name, link in sim.links.items()} == \
+                {"heater": 1, "injector": 1}
+        finally:
+            devices.close()
+        deadline = time.monotonic() + 3.0
+        while any(link.clients for link in sim.links.values()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert {name: link.clients for name, link in sim.links.items()} == \
+            {"heater": 0, "injector": 0}
+
+
 @pytest.mark.parametrize("acquisition", ["software", "detector"])
 def test_a_hutch_configuration_runs_hot_injection_on_the_simulated_beamline(tmp_path, acquisition):
     derived = []

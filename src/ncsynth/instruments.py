@@ -38,14 +38,18 @@ class Instruments:
                 "timer": self.timer}
 
     def close(self) -> None:
-        """Release the serial ports (reopened if used again) and the detector's Channel Access
-        channels (``destroy``: unusable after). Close before the simulated beamline (its IOC
-        must still serve the detector's last metadata reads: :meth:`AreaDetectorSAXS.destroy`)."""
-        for device in (self.heater, self.injector):
-            close = getattr(device, "close", None)
-            if close is not None:
-                close()
-        self.detector.destroy()
+        """Wait for the heater's pursuit of its safe state, if one is still under way, and
+        close its port (:meth:`HeatingController.destroy`), release the injector's port
+        (reopened if used again) and the detector's Channel Access channels (``destroy``:
+        unusable after). Close before the simulated beamline (its IOC must still serve the
+        detector's last metadata reads: :meth:`AreaDetectorSAXS.destroy`)."""
+        try:
+            self.heater.destroy()
+        finally:
+            try:
+                self.injector.close()
+            finally:
+                self.detector.destroy()
 
 
 def connect(config: dict) -> Instruments:
