@@ -21,7 +21,7 @@ from bluesky import RunEngine
 from ncsynth import timebase
 from ncsynth.analysis.live import LiveAnalysis
 from ncsynth.config import default_config
-from ncsynth.instruments import connect
+from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.plans import Recipe, hot_injection
 from ncsynth.devices.injector_board import InjectorCommsError
 from ncsynth.simulators.beamline import SIMULATED_REPLY_TIMEOUT_S, SimulatedBeamline
@@ -36,10 +36,8 @@ N_BACKGROUND = 3
 def _hutch_config(sim, tmp_path) -> dict:
     """A ``hardware = "hutch"`` configuration filled with ``sim``'s settings."""
     config = default_config()
-    config.update(hardware="hutch", data={"dir": str(tmp_path / "data")})
-    for section, values in sim.hutch_settings(tmp_path / "calibration").items():
-        config[section].update(values)
-    return config
+    config["data"]["dir"] = str(tmp_path / "data")
+    return simulated_hutch(config, sim)
 
 
 def _hutch_run(sim, tmp_path, catalog, *subscribers, **plan_kwargs):

@@ -21,7 +21,7 @@ from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.standard_frames import HeaderKeys
 from ncsynth.analysis.water_standard import water_scale_from_files
 from ncsynth.config import default_config
-from ncsynth.instruments import connect
+from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.simulators.beamline import SimulatedBeamline
 from ncsynth.simulators.detector import FrameSynthesizer
 from ncsynth.simulators.standards import write_standards
@@ -82,9 +82,8 @@ def test_edf_standards_give_the_scale_of_the_same_frames_in_hdf5(tmp_path):
 
 def _hutch_config(sim, tmp_path, **detector):
     config = default_config()
-    config.update(hardware="hutch", data={"dir": str(tmp_path / "data")})
-    for section, values in sim.hutch_settings(tmp_path / "calibration").items():
-        config[section].update(values)
+    config["data"]["dir"] = str(tmp_path / "data")
+    config = simulated_hutch(config, sim)
     config["detector"].update(detector)
     return config
 
