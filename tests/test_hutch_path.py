@@ -21,7 +21,7 @@ from bluesky import RunEngine
 from ncsynth import timebase
 from ncsynth.analysis.live import LiveAnalysis
 from ncsynth.config import default_config
-from ncsynth.instruments import connect, simulated_hutch
+from ncsynth.instruments import connect, release_each, simulated_hutch
 from ncsynth.plans import Recipe, hot_injection
 from ncsynth.devices.injector_board import InjectorCommsError
 from ncsynth.simulators.beamline import SIMULATED_REPLY_TIMEOUT_S, SimulatedBeamline
@@ -120,6 +120,19 @@ def test_closing_the_devices_hangs_up_the_heater_and_the_injector(tmp_path):
             time.sleep(0.01)
         assert {name: link.clients for name, link in sim.links.items()} == \
             {"heater": 0, "injector": 0}
+
+
+def test_each_device_is_released_even_if_one_before_it_fails():
+    released = []
+
+    def broken():
+        released.append("injector")
+        raise OSError("port gone")
+
+    with pytest.raises(OSError, match="port gone"):
+        release_each(lambda: released.append("heater"), broken,
+                     lambda: released.append("detector"))
+    assert released == ["heater", "injector", "detector"]
 
 
 @pytest.mark.parametrize("acquisition", ["software", "detector"])

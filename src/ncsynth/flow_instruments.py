@@ -21,7 +21,7 @@ from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.devices.heater import HeatingController
 from ncsynth.devices.pump import SyringePump
 from ncsynth.devices.spectrometer import UVVisSpectrometer
-from ncsynth.instruments import area_detector
+from ncsynth.instruments import area_detector, release_each
 from ncsynth.plans.flow_points import ReactorSpec
 
 
@@ -51,14 +51,10 @@ class FlowInstruments:
     def close(self) -> None:
         """Release the pumps' ports (reopened if used again), the controllers and the
         detector (``destroy``: their ports or channels closed, unusable after) and the
-        spectrometer. Close before the simulated reactor (its IOC must still serve the
+        spectrometer, each even if one before it failed. Close before the simulated reactor (its IOC must still serve the
         detector's last metadata reads: :meth:`AreaDetectorSAXS.destroy`)."""
-        for pump in self.pumps:
-            pump.close()
-        for zone in (self.chamber, self.oven):
-            zone.destroy()
-        self.spectrometer.close()
-        self.detector.destroy()
+        release_each(*(pump.close for pump in self.pumps), self.chamber.destroy,
+                     self.oven.destroy, self.spectrometer.close, self.detector.destroy)
 
 
 def _seabreeze_spectrometer(serial_number: str):

@@ -10,9 +10,11 @@ simulated set-up); the devices are then built by the same code, from the same ke
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ncsynth.analysis.calibration_files import geometry_from_files
 from ncsynth.analysis.standard_frames import HeaderKeys
@@ -41,15 +43,18 @@ class Instruments:
         """Wait for the heater's pursuit of its safe state, if one is still under way, and
         close its port (:meth:`HeatingController.destroy`), release the injector's port
         (reopened if used again) and the detector's Channel Access channels (``destroy``:
-        unusable after). Close before the simulated beamline (its IOC must still serve the
+        unusable after), each even if one before it failed. Close before the simulated beamline (its IOC must still serve the
         detector's last metadata reads: :meth:`AreaDetectorSAXS.destroy`)."""
-        try:
-            self.heater.destroy()
-        finally:
-            try:
-                self.injector.close()
-            finally:
-                self.detector.destroy()
+        release_each(self.heater.destroy, self.injector.close, self.detector.destroy)
+
+
+def release_each(*releases: Callable[[], object]) -> None:
+    """Call each of ``releases`` in order, each even if one before it raised (the error is
+    raised once all have run): a port that fails to close must not keep a heater from its
+    wait for the safe state, nor a detector's channels open."""
+    with contextlib.ExitStack() as stack:
+        for release in reversed(releases):
+            stack.callback(release)
 
 
 def connect(config: dict) -> Instruments:
