@@ -16,20 +16,35 @@ objects when its plan starts; its collections took up to 0.19 s.
 :func:`frozen_heap` moves everything the process holds when the plan starts (imports, the
 catalog, the devices, the simulated world) out of the collector's sight (``gc.freeze``), so
 that a full collection during the plan looks only at what the plan made, and gives it back
-afterwards (``gc.unfreeze``: cyclic garbage of before is then collected as usual).
+afterwards (``gc.unfreeze``: cyclic garbage of before is then collected as usual). The
+blocks nest: the heap thaws when the outermost one ends (a command's :func:`~ncsynth.termination.
+run_to_the_end` around the plans that ncsynth's :class:`~ncsynth.run_engine.RunEngine` runs with
+it frozen, as it does a session's).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import threading
+
+_lock = threading.RLock()  # re-entrant: a signal handler's abort may come in on the same thread
+_depth = 0  # frozen_heap blocks open
 
 
 @contextlib.contextmanager
 def frozen_heap():
-    """Leave what the process holds now out of garbage collections until the block ends."""
-    gc.freeze()
+    """Leave what the process holds now out of garbage collections until the block ends (the
+    outermost block, if they nest)."""
+    global _depth
+    with _lock:
+        if _depth == 0:
+            gc.freeze()
+        _depth += 1
     try:
         yield
     finally:
-        gc.unfreeze()
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                gc.unfreeze()
