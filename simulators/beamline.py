@@ -27,7 +27,7 @@ from .eurotherm import EurothermInterface
 from .injector import InjectorInterface, InjectorModel
 from .kinetics import ReactionState
 from .kinetics_parameters import FLASK_GRID, SIMULATED_FLASK
-from .server import SimulatorHost
+from .server import SIMULATED_REPLY_TIMEOUT_S, SimulatorHost
 from .thermal import ControllerModel, FlaskThermalModel
 from .world import SyringeCharge, World
 
@@ -38,14 +38,6 @@ HOT_FLASK_VOLUME_ML = 11.5
 #: Longest slow window (s of world time) the kinetics may be stepped over at one mean
 #: temperature: a 20th of the controller's ~190 s limit cycle (<= ~1 °C of its swing).
 SLOW_MAX_DT_S = 5.0
-#: The heater's and the injector's reply time-out (s of wall time per attempt) for this
-#: beamline: its controller answers a read after bringing the world up to the clock's now,
-#: which during the nucleation burst took up to 1.9 s of wall time on a slow 2-core machine (a
-#: 6 s jump, the kinetics' fine steps); the hutch's 0.5 s then failed all four attempts of a
-#: read. Both instruments answer from the dry run's own process and event loop, which stops
-#: with it: a full garbage collection of a test worker's heap held it up to 1.9 s (the suite,
-#: 2026-12-07), and the injector's three 0.5 s attempts failed at a plan's first STATUS?.
-SIMULATED_REPLY_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)

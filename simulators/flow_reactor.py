@@ -59,7 +59,7 @@ from .detector import MOLAR_PER_M3
 from .eurotherm import EurothermInterface
 from .flow_outlet import FlowReactorModel
 from .ne1000 import NE1000Interface, SyringePumpModel
-from .server import SimulatorHost
+from .server import SIMULATED_REPLY_TIMEOUT_S, SimulatorHost
 from .spectrometer import SimulatedSpectrometer
 from .thermal import ControllerModel, FlaskThermalModel
 from .uvvis_spectra import absorbance_spectrum
@@ -211,9 +211,12 @@ class SimulatedFlowReactor:
 
     def hutch_settings(self, calibration_dir) -> dict[str, dict]:
         """The ``[flow.<section>]`` keys of a ``hardware = "hutch"`` configuration that point at
-        this reactor: each serial instrument's ``url``; the detector's prefix, monitor PVs and
-        the PONI and mask files (written to ``calibration_dir`` now)."""
-        return {**{name: {"url": url} for name, url in self.urls.items()},
+        this reactor: each serial instrument's ``url`` and ``reply_timeout_s`` (the simulated
+        reactor's :data:`~.server.SIMULATED_REPLY_TIMEOUT_S`: they answer from the flow dry
+        run's own process and event loop); the detector's prefix, monitor PVs and the PONI and
+        mask files (written to ``calibration_dir`` now)."""
+        return {**{name: {"url": url, "reply_timeout_s": SIMULATED_REPLY_TIMEOUT_S}
+                      for name, url in self.urls.items()},
                 "detector": self.detector.hutch_settings(calibration_dir)}
 
     def _outlet_absorbance(self, wavelength_nm) -> np.ndarray:

@@ -8,6 +8,16 @@ from typing import Any, Awaitable
 
 from .link import FaultyLink
 
+#: The reply time-out (s of wall time per attempt) the simulated beamline and flow reactor give
+#: their serial instruments in a hutch configuration (``hutch_settings``; the hutch's is 0.5 s).
+#: They answer from the dry run's own process and this one event loop: a Eurotherm controller
+#: answers a read after bringing the world up to the clock's now, which during the nucleation
+#: burst took up to 1.9 s of wall time on a slow 2-core machine (the hutch's 0.5 s then failed
+#: all four attempts of a read), and a full garbage collection of a test worker's heap held the
+#: loop up to 1.9 s (the suite, 2026-12-07: the injector's three 0.5 s attempts failed at a
+#: plan's first STATUS?).
+SIMULATED_REPLY_TIMEOUT_S = 2.0
+
 
 class SimulatorHost:
     """Runs the protocol servers and their fault links on one event loop thread."""

@@ -38,6 +38,7 @@ BAD = [  # (file body, what the one-line message must name)
     ('[heater]\nslave_address = 1.5\n', ["[heater] slave_address", "integer"]),
     ('[simulation]\nspeed = inf\n', ["[simulation] speed", "inf"]),
     ('[flow.pump_cd]\ndiameter_mm = 80.0\n', ["[flow.pump_cd] diameter_mm", "<= 50"]),
+    ('[flow.oven]\nreply_timeout_s = 0\n', ["[flow.oven] reply_timeout_s", "> 0"]),
     ('heater = 3\n', ["heater", "section [heater]"]),
     ('[heater\n', ["not valid TOML"]),
 ]

@@ -22,6 +22,7 @@ from ncsynth.flow_instruments import connect_flow, simulated_flow
 from ncsynth.plans.flow import residence_series, temperature_grid
 from ncsynth.plans.flow_points import FlowPoint, ReactorSpec, check_point, grid_points
 from ncsynth.simulators.flow_reactor import SimulatedFlowReactor
+from ncsynth.simulators.server import SIMULATED_REPLY_TIMEOUT_S
 from ncsynth.storage import open_catalog
 from ncsynth.summary_text import format_flow_summary
 
@@ -41,6 +42,17 @@ def reactor(config):
         devices = connect_flow(simulated_flow(config, sim), spectrometer_backend=sim.spectrometer)
         yield sim, devices
         devices.close()
+
+
+def test_the_reactors_instruments_wait_the_reply_time_out_their_configuration_gives(reactor, config):
+    """A hutch's pumps and zone controllers wait the configured time for a reply (0.5 s by
+    default); the simulated reactor's settings give them the simulators' 2 s (they answer from
+    the flow dry run's own process, which a garbage collection or a loaded machine holds up)."""
+    sim, devices = reactor
+    assert {config["flow"][key]["reply_timeout_s"] for key in ("pump_cd", "pump_se", "chamber", "oven")} == {0.5}
+    waits = [devices.pump_cd.timeout_s, devices.pump_se.timeout_s,
+             devices.chamber._port.timeout_s, devices.oven._port.timeout_s]
+    assert waits == [SIMULATED_REPLY_TIMEOUT_S] * 4
 
 
 def _engine(sim, docs):

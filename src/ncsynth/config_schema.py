@@ -73,12 +73,14 @@ _HEATER = {
     "tolerance_c": real("°C", above=0, maximum=50),
     "settle_time_s": real("s", minimum=0, maximum=3600),
 }
-_ZONE = {**_HEATER, "poll_interval_s": real("s", above=0, maximum=60)}
+_ZONE = {**_HEATER, "poll_interval_s": real("s", above=0, maximum=60),
+         "reply_timeout_s": real("s", above=0, maximum=30)}
 _PUMP = {
     "url": text(),
     "address": integer(0, 99),                            # NE-1000 network address
     "diameter_mm": real("mm", minimum=0.1, maximum=50),   # the pump's syringe range
     "max_rate_ml_min": real("mL/min", above=0, maximum=1000),
+    "reply_timeout_s": real("s", above=0, maximum=30),
 }
 _DETECTOR = {
     "prefix": text(), "exposure_s": real("s", above=0, maximum=3600),

@@ -77,12 +77,14 @@ def connect_flow(config: dict, *, spectrometer_backend=None) -> FlowInstruments:
     flow = config["flow"]
     frames = Path(data_dir(config)) / "frames"
     pumps = [SyringePump(flow[key]["url"], name=key, address=flow[key]["address"],
-                         diameter_mm=flow[key]["diameter_mm"]) for key in ("pump_cd", "pump_se")]
+                         diameter_mm=flow[key]["diameter_mm"], timeout_s=flow[key]["reply_timeout_s"])
+             for key in ("pump_cd", "pump_se")]
     zones = [HeatingController(flow[key]["url"], name=key, slave_address=flow[key]["slave_address"],
                                max_temperature_c=flow[key]["max_temperature_c"],
                                tolerance_c=flow[key]["tolerance_c"],
                                settle_time_s=flow[key]["settle_time_s"],
-                               poll_interval_s=flow[key]["poll_interval_s"])
+                               poll_interval_s=flow[key]["poll_interval_s"],
+                               timeout_s=flow[key]["reply_timeout_s"])
              for key in ("chamber", "oven")]
     spec_cfg, det_cfg = flow["spectrometer"], flow["detector"]
     backend = (_seabreeze_spectrometer(spec_cfg["serial_number"]) if spectrometer_backend is None
