@@ -19,6 +19,12 @@ machine vary by a few %). Variants:
 * ``--profile`` records the ``now`` variant with py-spy (``pip install py-spy``; GIL samples of
   every process) and prints the top costs per process and category.
 
+Each run also prints how busy each of its processes was (CPU seconds over the run's wall
+seconds, from psutil samples every 0.2 s): the process at ~1 core is the one the wall time
+waits for (2026-12-07: the dry run's own 0.82-0.84 cores, the catalog writer 0.37-0.38, the
+analysis 0.26-0.27; the in-process variant 0.99-1.01: a cheaper writer would save CPU, not this
+wall time).
+
 The summaries of all variants are compared: the fits and the simulated flask must be
 identical (they are printed as a diff otherwise). Issue 18's goal: >= 300x on the 2-core machine.
 """
@@ -73,13 +79,49 @@ def run_variant(name: str, frames: int, extra: list[str], workdir: Path, profile
         command = ["py-spy", "record", "--gil", "--subprocesses", "--rate", "50", "--format", "raw",
                    "-o", str(raw), "--", *command]
     cpu0, wall0 = _children_cpu(), time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    used = _watch_cpu(process)
+    stdout, stderr = process.communicate()
     wall, cpu = time.perf_counter() - wall0, _children_cpu() - cpu0
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        sys.exit(f"{name}: the dry run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        sys.exit(f"{name}: the dry run failed (exit {process.returncode}):\n{stderr[-3000:]}")
     summary = json.loads(lines[-1])
-    return summary, wall, cpu, world_seconds(root, summary["uid"]), raw
+    busy = {role: seconds / wall for role, seconds in used.items()}
+    return summary, wall, cpu, world_seconds(root, summary["uid"]), raw, busy
+
+
+def _role(cmdline: list[str]) -> str:
+    text = " ".join(cmdline)
+    return ("catalog writer" if "writer_worker" in text else "analysis" if "analysis_worker" in text
+            else "py-spy" if "py-spy" in text else "dry run")
+
+
+def _watch_cpu(process: subprocess.Popen, period_s: float = 0.2) -> dict[str, float]:
+    """CPU seconds of ``process`` and each process it starts, by role, until it ends (the last
+    sample of each: a process's last 0.2 s may be missed)."""
+    import psutil
+
+    last: dict[int, tuple[str, float]] = {}
+    root = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            family = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            break
+        for member in family:
+            try:
+                with member.oneshot():
+                    times = member.cpu_times()
+                    role = last[member.pid][0] if member.pid in last else _role(member.cmdline())
+            except psutil.Error:
+                continue
+            last[member.pid] = (role, times.user + times.system)
+        time.sleep(period_s)
+    used: dict[str, float] = collections.Counter()
+    for role, seconds in last.values():
+        used[role] += seconds
+    return dict(used)
 
 
 def world_seconds(root: Path, uid: str) -> float:
@@ -178,12 +220,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for _ in range(args.repeats):
             for name in variants:
-                summary, wall, cpu, world, raw = run_variant(
+                summary, wall, cpu, world, raw, busy = run_variant(
                     name, args.frames, args.extra, workdir, profile=args.profile and name == "now")
                 summaries.setdefault(name, summary)
                 if raw is not None:
                     profiles[name] = raw
-                print(f"{name:12s} {world:9.1f} {wall:8.1f} {cpu:8.1f} {world / wall:10.1f}x",
+                print(f"{name:12s} {world:9.1f} {wall:8.1f} {cpu:8.1f} {world / wall:10.1f}x   busy "
+                      + ", ".join(f"{role} {cores:.2f}" for role, cores in sorted(busy.items())),
                       flush=True)
                 walls[name].append((world, wall))
         if args.repeats > 1:  # single runs vary by a few % on a shared machine: the median
