@@ -16,10 +16,10 @@ objects when its plan starts; its collections took up to 0.19 s.
 :func:`frozen_heap` moves everything the process holds when the plan starts (imports, the
 catalog, the devices, the simulated world) out of the collector's sight (``gc.freeze``), so
 that a full collection during the plan looks only at what the plan made, and gives it back
-afterwards (``gc.unfreeze``: cyclic garbage of before is then collected as usual). The
-blocks nest: the heap thaws when the outermost one ends (a command's :func:`~ncsynth.termination.
-run_to_the_end` around the plans that ncsynth's :class:`~ncsynth.run_engine.RunEngine` runs with
-it frozen, as it does a session's).
+afterwards (``gc.unfreeze``: cyclic garbage of before is then collected as usual). ncsynth's
+:class:`~ncsynth.run_engine.RunEngine` uses it for every plan it runs (dry runs, sessions). The
+blocks nest: the heap thaws when the outermost one ends (an abort that a SIGTERM handler calls
+while ``RE(plan)`` is under way).
 """
 
 from __future__ import annotations

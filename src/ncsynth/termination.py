@@ -28,7 +28,6 @@ from typing import Callable
 
 from bluesky.utils import RequestAbort, RunEngineInterrupted, TransitionError
 
-from ncsynth.heap import frozen_heap
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +96,14 @@ def run_to_the_end(RE, plan, *, what: str, safe: str) -> tuple[str | None, str |
     SIGTERM and SIGHUP abort it the same way (:class:`TerminationSignals`); the result then
     names the signal. A plan that fails is closed by the RunEngine ("fail"); its error, in one
     line, is the result. ``what`` names the command in the log ("dry run"), ``safe`` what its
-    clean-up leaves ("heater safe, injector disarmed"). What the process holds when the plan
-    starts is left out of garbage collections until it ends (:func:`~ncsynth.heap.frozen_heap`)."""
+    clean-up leaves ("heater safe, injector disarmed"). ncsynth's
+    :class:`~ncsynth.run_engine.RunEngine` runs the plan and the abort's clean-up with the heap
+    frozen (:func:`~ncsynth.heap.frozen_heap`)."""
     quiet = _AbortIsNoError()
     logging.getLogger("bluesky").addFilter(quiet)
     signals = TerminationSignals(RE)
     try:
-        with signals, frozen_heap():  # no long pause of the instruments a dry run hosts
+        with signals:
             try:
                 RE(plan)
             except RunEngineInterrupted:
