@@ -560,3 +560,25 @@ def test_a_runs_stop_asks_the_embedded_catalog_to_close_no_stream(catalog, RE):
     assert run.metadata["stop"]["exit_status"] == "success"
     assert len(run.primary.read()["det"]) == 5
     np.testing.assert_array_equal(run.primary["cam_image"].read(), [expected_frame(i) for i in range(5)])
+
+
+def test_the_in_process_client_reads_runs_uncompressed(catalog, RE):
+    """Nothing crosses a network between the embedded catalog's client and its app: the app
+    sends the run's table and frames as they are (compressing and decompressing them cost a
+    notebook's read of a run about a third of its CPU, benchmarks/catalog_reads.py), while it
+    still compresses for a client that asks (a remote one), and the values read are the run's."""
+    writer = catalog.writer()
+    RE.subscribe(writer)
+    camera = FrameCamera("cam", catalog.layout.frames / "uncompressed.h5")
+    (uid,) = RE(bp.count([det, camera], 5))
+    writer.close()
+    http = catalog.client.context.http_client
+    encodings = []
+    http.event_hooks["response"].append(
+        lambda response: encodings.append(response.headers.get("content-encoding")))
+    run = catalog[uid]
+    assert len(run.primary.read()["det"]) == 5
+    np.testing.assert_array_equal(run.primary["cam_image"].read(), [expected_frame(i) for i in range(5)])
+    assert len(encodings) >= 3 and set(encodings) == {None}, encodings
+    asked = http.get(f"/api/v1/search/{uid}/primary", headers={"accept-encoding": "gzip"})
+    assert asked.status_code == 200 and asked.headers.get("content-encoding") == "gzip"
