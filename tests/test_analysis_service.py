@@ -96,9 +96,13 @@ def _dry_run(configuration, frames: int, reaction_time_s: float | None = None) -
     to join the run (20 frames: 34.8 s wall, 21.8 s with --reaction-time 60, on the 2-core
     machine beside other jobs); ``reaction_time_s`` shortens it where nothing waits for it."""
     reaction = [] if reaction_time_s is None else ["--reaction-time", str(reaction_time_s)]
+    # In a session of its own: the tests stop it (SIGSTOP) for a while, and a process group that
+    # loses its last link to the rest of the session while one of its processes is stopped gets
+    # SIGHUP from the kernel — the suite as a background job of a script that ends meanwhile
+    # (a SIGHUP ended this run once, exit 129, "SIGHUP received: no plan running").
     return subprocess.Popen([*NCSYNTH, "dry-run", "--config", str(configuration), "--frames", str(frames),
                              *reaction, "--json", "--no-progress"], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _summary(process: subprocess.Popen) -> dict:
