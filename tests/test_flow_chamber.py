@@ -67,7 +67,7 @@ def test_the_stirred_chamber_lowers_cdse_437_below_the_diagonal_but_not_enough()
     CdSe-437.  Measured without the hot lineage (the default that closes this row): the stirred
     chamber (fresh feed meets the NCs already there, so the hot chamber hands the oven NCs
     rather than clusters) cuts it from 34 % to 2 % of the Cd; the grid's maximum (T_nuc
-    310 °C) stays at 10 %, above the 5 % bound (flow_figures.KNOWN_GAPS)."""
+    310 °C) stays at 10 %, above the 5 % bound (the attempts: docs/flow_reactor.md)."""
     def cdse437(**options):
         composition = simulate_plug(14 / 11, 140 / 11, 330.0, 280.0, 0.01, hot_lineage=False,
                                     **options)
