@@ -164,6 +164,18 @@ def _await_events(configuration, acquiring: subprocess.Popen, count: int) -> Non
         time.sleep(0.2)
 
 
+def _await_unfinished_analysis(configuration, acquiring: subprocess.Popen) -> list:
+    """The journals of analysis runs being written, once there is one, while the run goes on."""
+    deadline = time.monotonic() + 300
+    while not (unfinished := [journal for journal in
+                              (configuration.parent / "data" / "journal" / "active").glob("*.jsonl")
+                              if "raw_uid" in journal.open().readline()]):
+        assert time.monotonic() < deadline and acquiring.poll() is None, \
+            "the service began no analysis run while the run went on"
+        time.sleep(0.2)
+    return unfinished
+
+
 def _assert_every_frame_analysed_once_as_in_process(catalog, summary) -> None:
     """The raw run has one analysis run, complete, with one fit per frame equal (1e-9) to
     the fits of an in-process analysis of the stored run."""
@@ -204,15 +216,16 @@ def test_a_service_killed_mid_run_leaves_acquisition_untouched_and_its_restart_a
     service = _serve(configuration)
     acquiring = _dry_run(configuration, 40, reaction_time_s=60)  # stopped at the 30th event for the kill
     _await_events(configuration, acquiring, 30)
+    # the service has begun its analysis run: beside three CPU-bound processes it was once
+    # still short of the run's first frame when the acquisition took its 30th
+    unfinished = _await_unfinished_analysis(configuration, acquiring)
     acquiring.send_signal(signal.SIGSTOP)  # the kill lands mid-run, however loaded the machine
     try:
         service.kill()
         service.wait()
     finally:
         acquiring.send_signal(signal.SIGCONT)
-    unfinished = [journal for journal in (configuration.parent / "data" / "journal" / "active").glob("*.jsonl")
-                  if "raw_uid" in journal.open().readline()]
-    assert len(unfinished) == 1, "the killed service left no unfinished analysis run"
+    assert len(unfinished) == 1 and unfinished[0].exists(), "the killed service left no unfinished analysis run"
     summary = _summary(acquiring)
     assert summary["exit_status"] == "success" and summary["frames"] >= 35
     with open_catalog(configuration.parent / "data") as catalog:
