@@ -9,7 +9,7 @@ and nanocrystals formed there before (the oven is a tube: plug flow).  The seed 
 data; the ideal stirred tank (CSTR: uniform content, exponential residence-time distribution
 with mean τ = V/Q, micromixed) is our reading of "chamber".  simulate_plug uses it when
 ``FlowKineticParameters.chamber_stirred`` (off by default: what it does to seed 002's
-statements is in flow_figures.KNOWN_GAPS).
+statements is in docs/flow_reactor.md).
 
 Its content c obeys dc/dt = (c_feed − c)/τ + r(c); :func:`stirred_tank_outlet` returns the
 steady state (dc/dt = 0) the chamber reaches after start-up full of solvent (c = 0), which is

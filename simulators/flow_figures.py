@@ -63,25 +63,9 @@ STATEMENTS = (
               "8/8", 8, 8, "/8"),
 )
 #: Statements the chemistry does not reproduce yet (issue 14), with what the model lacks; the
-#: benchmark prints them OUT and tests/test_flow_chemistry.py marks them strict xfail.
-KNOWN_GAPS = {
-    "fig2_steps_1p5s":
-        "7/8: CdSe-403 is not the largest family at T_nuc 190 C (0.02 % of the Cd vs 1.0 % in "
-        "CdSe-437): it lives ~20 ms at 230 C (k_437 = 4.7e3 L/mol/s, 9.6 mM monomer), and the "
-        "230 C oven (90 % of the 1.5 s for every T_nuc) converts what the 0.14 s chamber makes; "
-        "a 10 C step of T_nuc moves the plug's mean temperature by only 3.5 C. Tried: a slow, "
-        "activated 403->437 (E_a 100-150 kJ/mol, same k at 280 C): CdSe-403/437 changes by "
-        "only 10-15 % per 10 C step (1.2 at 190 C, 1.1 at 200 C for 120 kJ/mol) and it breaks "
-        "Fig. 4's families, MSCs outside the window and fig2_dominant; oven_heat_time_s 1-4 s: "
-        "4-5/8; a stirred chamber: still 7/8 (0.14 s at 190-220 C makes <= 0.14 % of the Cd "
-        "into clusters, the 230 C oven the rest). Session 10, the geometry re-read (the seed gives "
-        "none beyond a 'very low volume nucleation chamber and a larger volume growth oven'; "
-        "Fig. 1 says 'growth time of 14 s' for its reaction time): chamber 20/33/50 % of the "
-        "volume: still 7/8 (33 and 50 % also break fig2_dominant); chamber 30 % with "
-        "403->437 at 100 kJ/mol: 8/8 on a knife edge (CdSe-403/437 1.03 at 190 C, 0.86 at 200 "
-        "C) but TEM, Fig. 4's families and fig2_dominant out; with the 1/11 chamber and tau "
-        "0.4-1.5 s, 100-200 kJ/mol: 4-6/8",
-}
+#: benchmark prints them OUT and tests/test_flow_chemistry.py marks them strict xfail. None
+#: since Fig. 2's first quantized step was met (docs/flow_reactor.md says what was tried).
+KNOWN_GAPS: dict[str, str] = {}
 #: Families SAXS resolves (seed 002: "sizes below ~1.6 nm could not be accessed"), beside NCs.
 SAXS_FAMILIES = ("MSC-403", "MSC-437", "MSC-465")
 #: Fig. 2's nucleation temperatures (°C) and what dominates there: 240 °C, where the seed's

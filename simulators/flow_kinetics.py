@@ -83,15 +83,16 @@ class FlowKineticParameters:
 
     * Fig. 1 / text, T ≤ 260 °C, 14 s: "regular NCs rather than MSCs" — few nuclei
       (k_nuc 150 kJ/mol, 4th order), monomer-rich, and CdSe-437 grows on to CdSe-465
-      (k_465 = 100 L/mol/s while the monomer pre-adsorption K is saturated) and NCs
-      (k_nc): 240–260 °C keep 2.1–3.9 % of the Cd in MSCs, NCs 36–61 %.
+      (k_465 = 102.5 L/mol/s at 280 °C while the monomer pre-adsorption K is saturated) and
+      NCs (k_nc): 240–260 °C keep 2.2–3.8 % of the Cd in MSCs, NCs 36–61 %.
     * Fig. 1 / rate laws 260 < T ≤ 300 °C: CdSe-437 accumulates; the seed lists no r(465)
       there.  Reproduced by the exothermic pre-adsorption before 437 → 465
       (K = 0.06 at 280 °C, −400 kJ/mol: K = 1 at 263 °C, so the step is on below 260 °C and
       ~94 % off at 280 °C) and by the faster nucleation using up the monomer: CdSe-437 holds
-      14 / 30 / 28 / 12 % at 270 / 280 / 290 / 300 °C and 14 s, coexisting with NCs (the
-      window's r(NCs) = k[403][M], ``k_nc_403``); at 280 °C the NC exciton moves 498 → 519 nm
-      from 4.5 to 14 s (seed: 490 → 527 nm) and CdSe-437 rises with the growth temperature.
+      12 / 27 / 26 / 11 % at 270 / 280 / 290 / 300 °C and 14 s, coexisting with NCs (the
+      window's r(NCs) = k[403][M], ``k_nc_403``, 78 kJ/mol); at 280 °C the NC exciton moves
+      498 → 519 nm from 4.5 to 14 s (seed: 490 → 527 nm) and CdSe-437 rises with the growth
+      temperature.
     * > 300 °C (rate laws and text: high nucleation, little monomer, "monomer depletion,
       together with the high temperatures, is the driving force that causes the dissolution
       of MSCs"): clusters dissolve only while [M] is below ``monomer_solubility_molar``, each
@@ -99,23 +100,30 @@ class FlowKineticParameters:
       k_d(T)·s_j with a steep k_d (400 kJ/mol: 2 %/s at 280 °C, CdSe-437 s = 1, the others
       20) in series with ``dissolution_limit_per_s`` (1/k = 1/(s_j·k_d) + 1/limit), so the
       dissolution switches on between 300 and 310 °C but is no faster than 1/s above: at 14 s
-      3.6 % of the Cd is left in MSCs at 310 °C, ≤ 0.8 % from 320 °C on.  CdSe-437 is the
+      at most 1 % of the Cd is left in MSCs from 310 °C on.  CdSe-437 is the
       most stable family (s = 1; the seed: "most persistent MSC").
     * Fig. 4, 350 °C and 4.5 s: five families (350, 382, 403, 437, 465 nm) each hold
-      1.2–3.7 % of the Cd: the nucleation burst carries clusters up the chain in the chamber
+      1.2–3.2 % of the Cd: the nucleation burst carries clusters up the chain in the chamber
       (CdSe-382 route, k_382 190 kJ/mol; 437 → 465 by a thermally activated channel
       ``k_465_hot``, 310 kJ/mol, the seed's high-temperature r(465)), and the cascade
       dissolution refills the smaller families while NCs take up the monomer.
-    * TEM, 350 °C and 7.6 s: NCs 3.6 nm (``k_nc_nuclei`` 240 kJ/mol, the seed's
-      high-temperature r(NCs) = k[Nucl][M], sets their number; k_g 200 kJ/mol their growth).
-    * Fig. 2, 1.5 s at 230 °C: MSCs seen (2.5 % of the Cd, CdSe-437 the largest family).  With
+    * TEM, 350 °C and 7.6 s: NCs 3.7 nm (seed 3.6; ``k_nc_nuclei`` 238 kJ/mol, the seed's
+      high-temperature r(NCs) = k[Nucl][M], sets their number; k_g 201 kJ/mol their growth).
+    * Fig. 2, 1.5 s at 230 °C: MSCs seen (2.4 % of the Cd, CdSe-437 the largest family).  With
       the oven at 230 °C the nucleation temperature matters through the plug's relaxation into
-      the oven (``oven_heat_time_s``): MSCs hold most of the SAXS-visible Cd up to T_nuc 230 °C,
-      NCs from 240 °C (seed: continuous NC growth from 250 °C).  The r = 1.02 nm shoulder
-      (CdSe-465) "formed at 230 °C ... fully pronounced at 240 °C": CdSe-465 passes on to NCs
-      fast enough (``k_nc`` = 220 L/mol/s, the seed's r(NCs) = k(NCs)[465][M]) to stay below
-      half of CdSe-437's Cd up to T_nuc 220 °C (0.40 / 0.42 / 0.46 at 200 / 210 / 220 °C) and
-      reach it at 240 °C (0.54); with 150 L/mol/s it was 0.48 / 0.52 / 0.57 and 0.70.
+      the oven (``oven_heat_time_s``, 0.75 s): MSCs hold most of the SAXS-visible Cd up to
+      T_nuc 230 °C, NCs from 240 °C (seed: continuous NC growth from 250 °C).  The first
+      quantized step, r = 0.87 nm (CdSe-403) at T_nuc 190 °C and 0.94 nm (CdSe-437) from
+      200 °C: CdSe-403 + M → CdSe-437 is mildly activated (``k_437`` 383 L/mol/s at 280 °C,
+      34 kJ/mol: 184 at 230 °C, so a CdSe-403 lives ~0.5 s in the oven's 9.9 mM monomer, not
+      the ~20 ms of a fast step), and a plug from a colder chamber stays colder through its
+      first half second in the oven: CdSe-403/437 is 1.08 at 190 °C, 0.93 / 0.80 / 0.67 at
+      200 / 210 / 220 °C (found by a search of ~10 000 variants, issue 14; of the 26 ±5 % moves
+      of one of the 13 numbers changed for it, only k_g's activation energy 5 % lower loses a
+      statement (Fig. 4's CdSe-350 below 1 %); the step flips at a 7 % change of CdSe-403/437).  The r = 1.02 nm shoulder (CdSe-465) "formed at 230 °C ... fully
+      pronounced at 240 °C": CdSe-465 passes on to NCs fast enough (``k_nc`` = 211 L/mol/s at
+      230 °C, the seed's r(NCs) = k(NCs)[465][M]) to stay below half of CdSe-437's Cd up to
+      T_nuc 220 °C (0.39 / 0.42 / 0.46 at 200 / 210 / 220 °C) and reach it at 240 °C (0.54).
 
     * Fig. 1, 14 s, T_nuc 310–350 °C and oven 270–300 °C: no CdSe-437 (the window is one of
       nucleation temperature).  The seed gives two rate-law lists: "Temperatures above 300 °C"
@@ -129,15 +137,15 @@ class FlowKineticParameters:
       with factor 200 (``hot_dissolution_factors``; the default's CdSe-437 has 1; a hot
       CdSe-403, a fragment of CdSe-437, falls apart into monomer; the hot nuclei's 0.002 keeps
       CdSe-350 at 1.4 % at 350 °C, 4.5 s) — so a 270–300 °C oven after a hot chamber keeps
-      no CdSe-437 (2.1 % at most, 34 % without), while the window's plugs (nuclei from
+      no CdSe-437 (2.3 % at most, 31 % without), while the window's plugs (nuclei from
       <= 300 °C) change by < 1 %.  Same optical peaks and sizes; that the two lists are two
       structures is our reading (the seed: "The existence of a certain MSC family (i.e.
       CdSe-437) is the result of the interplay between its stability and formation rate"),
       and the settings were chosen by hand (~60 variants), not measured.
 
-    Known gap, with what was tried: simulators/flow_figures.py KNOWN_GAPS (Fig. 2's first
-    quantized step); the below-diagonal attempts before the hot lineage (the stirred chamber,
-    the hot route, a switched CdSe-437 stability) are in docs/flow_reactor.md.
+    What was tried before these constants (Fig. 2's first quantized step; the below-diagonal
+    attempts before the hot lineage: the stirred chamber, the hot route, a switched CdSe-437
+    stability) is in docs/flow_reactor.md.
 
     The hot route (``k_nc_nuclei_hot``, off by default: 0) is the seed's rate-law list for
     "Temperatures above 300 °C": "r(NCs) = k(NCs) × [Nucl.] × [M]" — nuclei growing straight
@@ -159,16 +167,16 @@ class FlowKineticParameters:
     k_nuc: Arrhenius = Arrhenius(1e4, 150.0)
     k_382: Arrhenius = Arrhenius(200.0, 190.0)
     k_403: Arrhenius = Arrhenius(2e3, -20.0)
-    k_437: Arrhenius = Arrhenius(2e3, -40.0)
-    k_465: Arrhenius = Arrhenius(100.0, 0.0)
+    k_437: Arrhenius = Arrhenius(383.0, 34.0)
+    k_465: Arrhenius = Arrhenius(102.5, -4.2)
     #: Equilibrium constant K of the monomer pre-adsorption on CdSe-437 (activation: the
     #: adsorption enthalpy): the low-temperature step 437 → 465 runs at k_465·K/(1 + K).
     k_465_adsorption: Arrhenius = Arrhenius(0.06, -400.0)
     #: The high-temperature channel of 437 → 465 (rate laws above 300 °C).
     k_465_hot: Arrhenius = Arrhenius(5.0, 310.0)
-    k_nc: Arrhenius = Arrhenius(220.0, 0.0)
-    k_nc_403: Arrhenius = Arrhenius(250.0, 60.0)
-    k_nc_nuclei: Arrhenius = Arrhenius(7.0, 240.0)
+    k_nc: Arrhenius = Arrhenius(185.0, -6.0)
+    k_nc_403: Arrhenius = Arrhenius(101.5, 78.0)
+    k_nc_nuclei: Arrhenius = Arrhenius(6.93, 237.8)
     #: The hot route's r(NCs) = k[Nucl][M] once open (L/mol/s; 0: off), added to k_nc_nuclei
     #: times its opening K/(1 + K) (class docstring).
     k_nc_nuclei_hot: Arrhenius = Arrhenius(0.0, 0.0)
@@ -185,7 +193,7 @@ class FlowKineticParameters:
     #: Dissolution factors of the hot lineage (FAMILIES order, like dissolution_factors): its
     #: CdSe-403/437 fall apart 10x faster than the default's clusters, its nuclei hardly.
     hot_dissolution_factors: tuple = (0.002, 20.0, 200.0, 200.0, 20.0)
-    k_g: Arrhenius = Arrhenius(2.2e3, 200.0)
+    k_g: Arrhenius = Arrhenius(2090.0, 201.4)
     k_d: Arrhenius = Arrhenius(0.02, 400.0)
     #: Order m of nucleation in [M] (k_nuc in (L/mol)^(m−1)/s): a steep supersaturation
     #: dependence, so nucleation stops once the clusters have used up most of the monomer.
@@ -206,9 +214,9 @@ class FlowKineticParameters:
     #: Thermal time constant τ (s) of the plug entering the growth oven: it leaves the (well
     #: mixed) chamber at T_nuc and relaxes as T_growth + (T_nuc − T_growth)·exp(−t/τ).  Laminar
     #: flow in a tube of bore D: τ = D²/(4·Nu·α), Nu = 3.66, α ≈ 8e-8 m²/s for octadecene, so
-    #: 0.4 s for D ≈ 0.7 mm (our choice; seed 002 gives no tube data).  Only plugs with
+    #: 0.75 s for D ≈ 0.94 mm (our choice; seed 002 gives no tube data).  Only plugs with
     #: T_nuc ≠ T_growth feel it; it lets the nucleation temperature matter at 1.5 s (Fig. 2).
-    oven_heat_time_s: float = 0.4
+    oven_heat_time_s: float = 0.75
     #: True runs the nucleation chamber as a stirred tank (simulators/flow_chamber.py, seed
     #: 002's "nucleation chamber" of a continuous hot injection); False, the default, as a plug
     #: like the oven.  The tank (without the hot lineage) moves Fig. 1's below-diagonal CdSe-437
