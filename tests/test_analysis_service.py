@@ -148,32 +148,43 @@ def test_the_service_stores_the_fits_the_analysis_makes_in_process(configuration
         _stop(service)
 
 
+def _active_journals(configuration, *, analysis: bool) -> list:
+    """Journals of runs being written in the data directory: the analysis runs' (their start
+    names a ``raw_uid``) or, with ``analysis`` False, the acquired run's."""
+    journals = []
+    for journal in (configuration.parent / "data" / "journal" / "active").glob("*.jsonl"):
+        with journal.open() as lines:
+            start = lines.readline()
+        if start and ("raw_uid" in start) == analysis:
+            journals.append(journal)
+    return journals
+
+
 def _journaled_events(configuration) -> int:
     """Events in the journal of the raw run being acquired (0 before its start or after its end)."""
-    for journal in (configuration.parent / "data" / "journal" / "active").glob("*.jsonl"):
-        lines = journal.read_text().splitlines()
-        if lines and "raw_uid" not in lines[0]:
-            return sum('"name": "event_page"' in line for line in lines)
+    for journal in _active_journals(configuration, analysis=False):
+        return sum('"name": "event_page"' in line for line in journal.read_text().splitlines())
     return 0
 
 
-def _await_events(configuration, acquiring: subprocess.Popen, count: int) -> None:
+def _await_while_acquiring(acquiring: subprocess.Popen, reached, what: str):
+    """``reached()``'s first true value, polled while the run goes on (at most 300 s)."""
     deadline = time.monotonic() + 300
-    while _journaled_events(configuration) < count:
-        assert time.monotonic() < deadline and acquiring.poll() is None, f"the run did not reach {count} events"
+    while not (result := reached()):
+        assert time.monotonic() < deadline and acquiring.poll() is None, what
         time.sleep(0.2)
+    return result
+
+
+def _await_events(configuration, acquiring: subprocess.Popen, count: int) -> None:
+    _await_while_acquiring(acquiring, lambda: _journaled_events(configuration) >= count,
+                           f"the run did not reach {count} events")
 
 
 def _await_unfinished_analysis(configuration, acquiring: subprocess.Popen) -> list:
     """The journals of analysis runs being written, once there is one, while the run goes on."""
-    deadline = time.monotonic() + 300
-    while not (unfinished := [journal for journal in
-                              (configuration.parent / "data" / "journal" / "active").glob("*.jsonl")
-                              if "raw_uid" in journal.open().readline()]):
-        assert time.monotonic() < deadline and acquiring.poll() is None, \
-            "the service began no analysis run while the run went on"
-        time.sleep(0.2)
-    return unfinished
+    return _await_while_acquiring(acquiring, lambda: _active_journals(configuration, analysis=True),
+                                  "the service began no analysis run while the run went on")
 
 
 def _assert_every_frame_analysed_once_as_in_process(catalog, summary) -> None:
