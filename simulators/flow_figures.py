@@ -5,8 +5,7 @@ the simulator must meet; :func:`flow_figures` measures them on :func:`~ncsynth.s
 flow_chemistry.simulate_plug` in the default reactor (chamber 1/11 of the reaction time,
 0.01 mol/L of Cd, growth at the nucleation temperature unless said).  Shares are fractions of
 the fed Cd; a family "is seen" when it holds >= 1 % of it.  benchmarks/paper_vs_simulator.py
-prints the table and tests/test_flow_chemistry.py asserts every bound, those in
-:data:`KNOWN_GAPS` (not reproduced yet) as strict xfail.
+prints the table and tests/test_flow_chemistry.py asserts every bound.
 """
 
 from __future__ import annotations
@@ -62,10 +61,6 @@ STATEMENTS = (
     Statement("fig2_steps_1p5s", "Fig.2: 1.5 s, oven 230: 403, 437, then 465 shoulder",
               "8/8", 8, 8, "/8"),
 )
-#: Statements the chemistry does not reproduce yet (issue 14), with what the model lacks; the
-#: benchmark prints them OUT and tests/test_flow_chemistry.py marks them strict xfail. None
-#: since Fig. 2's first quantized step was met (docs/flow_reactor.md says what was tried).
-KNOWN_GAPS: dict[str, str] = {}
 #: Families SAXS resolves (seed 002: "sizes below ~1.6 nm could not be accessed"), beside NCs.
 SAXS_FAMILIES = ("MSC-403", "MSC-437", "MSC-465")
 #: Fig. 2's nucleation temperatures (°C) and what dominates there: 240 °C, where the seed's

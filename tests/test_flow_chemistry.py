@@ -12,7 +12,7 @@ from ncsynth.simulators.flow_chemistry import (
     FAMILIES, Arrhenius, FlowComposition, FlowKineticParameters, simulate_plug)
 from ncsynth.simulators.flow_heating import HEATING_STEP_C, oven_entry_segments
 from ncsynth.simulators.flow_outlet import FlowReactorModel, mixture_distribution
-from ncsynth.simulators.flow_figures import (FIG2_SHOULDER_RATIO, KNOWN_GAPS, STATEMENTS,
+from ncsynth.simulators.flow_figures import (FIG2_SHOULDER_RATIO, STATEMENTS,
                                              flow_figures)
 from ncsynth.simulators.world import World
 
@@ -457,12 +457,9 @@ def seed_002():
     return flow_figures()
 
 
-@pytest.mark.parametrize("statement", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[s.key]))
-    if s.key in KNOWN_GAPS else s for s in STATEMENTS], ids=[s.key for s in STATEMENTS])
+@pytest.mark.parametrize("statement", STATEMENTS, ids=[s.key for s in STATEMENTS])
 def test_seed_002_statement_inside_its_bound(seed_002, statement):
-    """Each statement of seed 002 on the flow reactor (simulators/flow_figures.py), its bound;
-    the known gaps (KNOWN_GAPS) are strict xfail: reproducing one makes this test say so."""
+    """Each statement of seed 002 on the flow reactor (simulators/flow_figures.py), its bound."""
     value = seed_002[statement.key]
     assert statement.low is None or value >= statement.low, (statement.label, value)
     assert statement.high is None or value <= statement.high, (statement.label, value)
