@@ -120,7 +120,8 @@ class FlowKineticParameters:
       first half second in the oven: CdSe-403/437 is 1.08 at 190 °C, 0.93 / 0.80 / 0.67 at
       200 / 210 / 220 °C (found by a search of ~10 000 variants, issue 14; of the 26 ±5 % moves
       of one of the 13 numbers changed for it, only k_g's activation energy 5 % lower loses a
-      statement (Fig. 4's CdSe-350 below 1 %); the step flips at a 7 % change of CdSe-403/437).  The r = 1.02 nm shoulder (CdSe-465) "formed at 230 °C ... fully
+      statement (Fig. 4's CdSe-350 below 1 %); the step flips at a 7 % change of
+      CdSe-403/437).  The r = 1.02 nm shoulder (CdSe-465) "formed at 230 °C ... fully
       pronounced at 240 °C": CdSe-465 passes on to NCs fast enough (``k_nc`` = 211 L/mol/s at
       230 °C, the seed's r(NCs) = k(NCs)[465][M]) to stay below half of CdSe-437's Cd up to
       T_nuc 220 °C (0.39 / 0.42 / 0.46 at 200 / 210 / 220 °C) and reach it at 240 °C (0.54).
