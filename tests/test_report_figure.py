@@ -10,6 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from synthetic_analysis import Q_NM, START, analysed_frames
 
@@ -129,3 +131,52 @@ def test_piston_b_is_marked_where_the_concentration_and_yield_step():
     assert "piston B: 240 s" in [t.get_text() for t in figure.axes[2].get_legend().get_texts()]
     single = draw_figure(fits, patterns, second_injection_s=raw_description(START)["second_injection_s"])
     assert not [line for axis in single.axes for line in axis.get_lines() if line.get_gid() == "piston-B"]
+
+
+def _overlap_px(a, b) -> float:
+    """Area (px²) two display-space boxes share."""
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+
+
+@pytest.mark.parametrize("case", ["two-line title, kinetics, piston B", "relative scale, no fit yet",
+                                  "tiny concentrations"])
+def test_every_label_is_inside_the_figure_and_no_panel_runs_into_another(case):
+    """The figure's layout is fixed (FIGURE_MARGINS, not matplotlib's constrained layout): drawn
+    as the PNG is, every text (tick labels, axis labels, titles, legends, the offset text of
+    (c)) lies inside the canvas, the four panels' boxes with all their labels (and the right
+    axis of (b)) do not overlap, and the run's title sits above every panel."""
+    times = np.geomspace(1.12, 7600.0, 60) if case != "relative scale, no fit yet" else np.array([0.04, 0.13])
+    fits, patterns = analysed_frames(times, [case != "relative scale, no fit yet"] * times.size)
+    kinetics, second = None, None
+    if case == "two-line title, kinetics, piston B":
+        kinetics = {"t_concentration_s": [284.0], "t_concentration_err_s": [43.0], "t_yield_s": [1580.0],
+                    "t_yield_err_s": [13.0], "k_per_s": [0.01], "n_inf_molar": [2.6e-5],
+                    "buildup_chi2_reduced": [563.0], "buildup_describes_data": [False], "success": [True]}
+        second = 240.0
+    if case == "tiny concentrations":
+        fits = {**fits, "concentration_molar": np.asarray(fits["concentration_molar"]) * 1e-6,
+                "concentration_err_molar": np.asarray(fits["concentration_err_molar"]) * 1e-6}
+    title = run_title(raw_description(START), f"SAXS analysis, {times.size} frames")
+    figure = draw_figure(fits, patterns, kinetics, title, relative=case.startswith("relative"),
+                         second_injection_s=second)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    canvas = figure.bbox
+    ticks = {id(label) for axis in figure.axes for ax in (axis.xaxis, axis.yaxis)
+             for tick in ax.get_major_ticks() + ax.get_minor_ticks() for label in (tick.label1, tick.label2)}
+    texts = [text for text in figure.findobj(Text)  # tick labels: in their panel's box below
+             if text.get_visible() and text.get_text().strip() and id(text) not in ticks]
+    assert len(texts) > 10
+    twin = next(ax for ax in figure.axes if ax.get_ylabel().startswith("σ"))  # (b)'s right axis
+    panels = [[figure.axes[0]], [figure.axes[1], twin], [figure.axes[2]], [figure.axes[3]]]
+    boxes = [Bbox.union([axis.get_tightbbox(renderer) for axis in panel])
+             for panel in panels]  # every drawn label of the panel, its title, its legend
+    for what, box in [*((text.get_text(), text.get_window_extent(renderer)) for text in texts),
+                      *((f"panel {i}", box) for i, box in enumerate(boxes))]:
+        assert (box.x0 >= canvas.x0 - 0.5 and box.x1 <= canvas.x1 + 0.5 and box.y0 >= canvas.y0 - 0.5
+                and box.y1 <= canvas.y1 + 0.5), (what, box, canvas.bounds)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert _overlap_px(boxes[i], boxes[j]) == 0.0, (i, j, boxes[i], boxes[j])
+    suptitle = figure.get_suptitle() and figure._suptitle.get_window_extent(renderer)
+    assert suptitle and all(_overlap_px(suptitle, box) == 0.0 for box in boxes)
