@@ -48,7 +48,7 @@ from caproto.server import common as caproto_server
 
 from ncsynth.analysis.geometry import DetectorGeometry
 from .ca_loopback import LoopbackContext, point_clients_at, setpoint_pairs
-from .detector import FRAME_DTYPE, FrameSynthesizer, flask_state, reserve_exposure, while_busy
+from .detector import FRAME_DTYPE, FrameSynthesizer, reserve_exposure, while_busy
 from .hdf5_plugin import SimulatedHDF5Plugin
 from .trigger_sequencer import SimulatedTriggerSequencer, post_to
 
@@ -260,7 +260,8 @@ class SimulatedAreaDetector:
             await self.pvs[f"{cam}Acquire_RBV"].write(1)
             return 1
         self._acquiring = True
-        exposure = reserve_exposure(clock, clock.now(), float(self.pvs[f"{cam}AcquireTime"].value), cancel)
+        exposure = reserve_exposure(self.world, clock.now(), float(self.pvs[f"{cam}AcquireTime"].value),
+                                    cancel, lambda: self._override)
         await self._set(f"{cam}DetectorState_RBV", "Acquire")
         await self.pvs[f"{cam}Acquire_RBV"].write(1)
         self._job = asyncio.ensure_future(self._acquire(exposure, cancel))
@@ -277,8 +278,9 @@ class SimulatedAreaDetector:
                 return
             self._acquiring, self._armed = True, self._armed - 1
             cancel = self._cancel  # this arming's (an Acquire = 0 sets it)
-        exposure = reserve_exposure(self.world.clock, t_pulse,
-                                    float(self.pvs[f"{self.prefix}cam1:AcquireTime"].value), cancel)
+        exposure = reserve_exposure(self.world, t_pulse,
+                                    float(self.pvs[f"{self.prefix}cam1:AcquireTime"].value), cancel,
+                                    lambda: self._override)
         post_to(self._loop, self._triggered(exposure, cancel))
 
     async def _triggered(self, exposure, cancel: threading.Event) -> None:
@@ -291,14 +293,12 @@ class SimulatedAreaDetector:
         (or trigger) at once (it does not wait for the file write), then ``ArrayCounter_RBV``
         counts the frame."""
         cam, clock = f"{self.prefix}cam1:", self.world.clock
-        flask = []  # sampled while a jumping clock stands at mid-exposure
-        sample = lambda: flask.append(flask_state(self.world, self._override))  # noqa: E731
         taken = False
         try:
-            taken = await asyncio.to_thread(exposure.middle, sample)
-            if taken:
+            taken = await asyncio.to_thread(exposure.middle)
+            if taken:  # the flask as it was at mid-exposure, however late this thread came
                 frame, expected = await while_busy(clock, asyncio.to_thread(
-                    self.synthesizer.synthesize, *flask[0], exposure.exposure_s))
+                    lambda: self.synthesizer.synthesize(*exposure.flask.read(), exposure.exposure_s)))
                 taken = await asyncio.to_thread(exposure.end)
             if taken:
                 self.last_expected_counts, self.last_frame = expected, frame
@@ -309,6 +309,8 @@ class SimulatedAreaDetector:
                 await self.pvs[self.prefix + INCIDENT_SUFFIX].write(monitors[0])
                 await self.pvs[self.prefix + TRANSMITTED_SUFFIX].write(monitors[1])
         finally:
+            if not taken:
+                exposure.cancel()
             with self._trigger_lock:
                 self._acquiring = False
                 armed = self._armed > 0 and taken

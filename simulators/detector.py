@@ -36,6 +36,8 @@ import numpy as np
 from ncsynth.analysis.geometry import DetectorGeometry
 from ncsynth.analysis.scattering import AVOGADRO_PER_MOL, distribution_intensity
 
+from .world import Probe
+
 #: dtype of frames: little-endian unsigned 32-bit counts (masked pixels 0).
 FRAME_DTYPE = np.dtype("<u4")
 #: mol/L per (1/m³): n / (N_A · 1000 L/m³).
@@ -204,34 +206,48 @@ def flask_state(world, override: tuple[np.ndarray, np.ndarray] | None = None
     distribution (a test's back door) at the flask's temperature; no reaction: background only."""
     world.advance()
     with world.lock:
-        flask = world.flask
-        temperature = float(flask.temperature_c) if flask is not None else 25.0
-        if override is not None:
-            return (*override, temperature)
-        reaction = world.reaction
-        if reaction is None:
-            return np.empty(0), np.empty(0), temperature
-        radius = np.array(reaction.radius_nm, dtype=float)
-        numbers = np.array(reaction.number_density_per_m3, dtype=float) * MOLAR_PER_M3
+        return _flask_as_it_is(world, override)
+
+
+def _flask_as_it_is(world, override) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`flask_state` of the world as it stands (its lock held)."""
+    flask = world.flask
+    temperature = float(flask.temperature_c) if flask is not None else 25.0
+    if override is not None:
+        return (*override, temperature)
+    reaction = world.reaction
+    if reaction is None:
+        return np.empty(0), np.empty(0), temperature
+    radius = np.array(reaction.radius_nm, dtype=float)
+    numbers = np.array(reaction.number_density_per_m3, dtype=float) * MOLAR_PER_M3
     return radius, numbers, temperature
 
 
 @dataclass(frozen=True)
 class Exposure:
-    """One exposure: its start (epoch s), length (s) and the ``wait(then=None)`` of its
-    middle and end, reserved on the world clock at the start."""
+    """One exposure: its start (epoch s), length (s), the ``wait(then=None)`` of its middle
+    and end, reserved on the world clock at the start, and the flask at its middle."""
 
     t_start: float
     exposure_s: float
     middle: Callable[..., bool]
     end: Callable[..., bool]
+    flask: Probe
+
+    def cancel(self) -> None:
+        self.flask.cancel()
 
 
-def reserve_exposure(clock, t_start: float, exposure_s: float,
-                     cancel: threading.Event) -> Exposure:
-    """The exposure starting at ``t_start`` with its middle and end reserved on ``clock``."""
-    return Exposure(t_start, exposure_s, clock.reserve(t_start + exposure_s / 2, cancel),
-                     clock.reserve(t_start + exposure_s, cancel))
+def reserve_exposure(world, t_start: float, exposure_s: float, cancel: threading.Event,
+                     override: Callable[[], tuple | None] = lambda: None) -> Exposure:
+    """The exposure starting at ``t_start`` with its middle and end reserved on the world's
+    clock and the flask's state at its middle (:func:`flask_state`, ``override()`` then)
+    taken when the world passes it (:meth:`~.world.World.probe`): the frame is the same
+    however late the thread that synthesises it runs."""
+    middle = t_start + exposure_s / 2
+    return Exposure(t_start, exposure_s, world.clock.reserve(middle, cancel),
+                    world.clock.reserve(t_start + exposure_s, cancel),
+                    world.probe(middle, lambda: _flask_as_it_is(world, override())))
 
 
 async def while_busy(clock, awaitable):

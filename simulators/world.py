@@ -24,9 +24,11 @@ injector calls when a piston has pushed its syringe into the flask.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,32 @@ class SyringeCharge:
                 raise ValueError(f"SyringeCharge.{field} must be >= 0, got {value!r}")
 
 
+class Probe:
+    """A sample of the world taken at one world time (:meth:`World.probe`)."""
+
+    def __init__(self, world: World, at_s: float, sample: Callable[[], Any]):
+        self.at_s, self.done, self.value = at_s, False, None
+        self._world, self._sample = world, sample
+
+    def take(self) -> None:
+        """Take the sample now (the world's lock held)."""
+        self.value, self.done = self._sample(), True
+
+    def read(self) -> Any:
+        """The sample: the world is brought up to the clock's now first, which takes it at
+        ``at_s`` if the clock has reached that (else it is taken as the world is now)."""
+        if not self.done:
+            self._world.advance()
+        with self._world.lock:
+            if not self.done:
+                self.take()
+        return self.value
+
+    def cancel(self) -> None:
+        """Not wanted any more: the world passes its time without stepping there."""
+        self.done = True
+
+
 class World:
     """The simulated flask, controller, injector, reaction and detector, in one time."""
 
@@ -68,6 +96,8 @@ class World:
         self.deliveries: list[tuple[float, SyringeCharge]] = []
         self._models: dict[str, Any] = {}
         self._slow_pending = 0.0
+        self._probes: list[tuple[float, int, Probe]] = []  # (world time, order, probe): a heap
+        self._probe_seq = itertools.count()
         self._slow_heat_c_s = 0.0  # ∫ T_flask dt over the slow models' pending time, °C·s
         #: the flask's mean temperature over the interval a slow model is being stepped, °C
         self.mean_flask_temperature_c: float | None = None
@@ -104,12 +134,34 @@ class World:
         # advance, and a reply be stamped at a later deadline than the state it reports)
         with getattr(self.clock, "busy", contextlib.nullcontext)(), self.lock:
             target = self.clock.now()
-            while self.time < target:
-                dt = min(self.dt_s, target - self.time)
-                self._step(dt)
+            while self._probes and self._probes[0][0] <= target:
+                at, _, probe = heapq.heappop(self._probes)
+                if not probe.done:
+                    self._step_to(at)
+                    self._step_slow()
+                    probe.take()
+            self._step_to(target)
             if slow:
                 self._step_slow()
             return self.time
+
+    def probe(self, at_s: float, sample: Callable[[], Any]) -> Probe:
+        """``sample()`` of the world as it is at world time ``at_s`` (epoch s), every model
+        (the slow ones too) stepped up to exactly then, whenever the world passes it: a
+        reading that does not depend on when its caller's thread runs (a detector's exposure
+        sampled at its middle, also if the clock has moved on by the time its thread asks;
+        :meth:`Probe.read`). Once the world has passed ``at_s``, the sample is taken now."""
+        with self.lock:
+            probe = Probe(self, at_s, sample)
+            if at_s <= self.time:
+                probe.take()
+            else:
+                heapq.heappush(self._probes, (at_s, next(self._probe_seq), probe))
+            return probe
+
+    def _step_to(self, time_s: float) -> None:
+        while self.time < time_s:
+            self._step(min(self.dt_s, time_s - self.time))
 
     def deliver(self, charge: SyringeCharge) -> None:
         """A syringe emptied into the flask: cold liquid in, precursor to the reaction."""

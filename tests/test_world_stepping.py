@@ -104,3 +104,45 @@ def test_adaptive_window_is_the_fixed_one_while_the_reaction_moves_fast():
 def test_slow_max_dt_s_below_slow_dt_s_is_refused():
     with pytest.raises(ValueError, match="slow_max_dt_s"):
         World(_ManualClock(), slow_dt_s=0.5, slow_max_dt_s=0.2)
+
+
+def _injected_world(n_cells=202):
+    clock = _ManualClock()
+    world = World(clock, slow_dt_s=0.5, slow_max_dt_s=SLOW_MAX_DT_S)
+    world.add("flask", _ProgrammedFlask(world))
+    world.add("reaction", FlaskReaction(ReactionState(SIMULATED_FLASK, GridOptions(n_cells=n_cells))))
+    world.deliver(SyringeCharge())
+    return clock, world
+
+
+def _sample(world):
+    state = world.reaction.state
+    return (world.time, world.flask.temperature_c, state.mean_radius_nm, state.concentration_molar)
+
+
+@pytest.mark.parametrize("read_after_s", [0.0, 0.0375, 7.3])
+def test_a_probe_is_the_world_at_its_time_however_late_it_is_read(read_after_s):
+    """A detector's exposure is sampled at its middle (simulators/detector.py): a dry run whose
+    sampling thread came 37.5 ms late (the clock had moved on to the exposure's end) gave
+    other fits for the same seed. A probe at t = 20.0375 s is the state a world brought to
+    exactly then has (every model, the reaction too), bit for bit, whether the clock and
+    other requests (the controller's, fast models only) have moved on by the time it is read."""
+    at_s = 20.0375
+    clock, world = _injected_world()
+    clock.t = 20.0
+    world.advance(slow=False)
+    probe = world.probe(at_s, lambda: _sample(world))
+    clock.t = at_s + read_after_s
+    world.advance(slow=False)  # a controller request at the clock's now
+    sampled = probe.read()
+
+    clock, reference = _injected_world()
+    clock.t = 20.0
+    reference.advance(slow=False)
+    clock.t = at_s
+    reference.advance()  # flask_state at a clock standing at mid-exposure
+    assert sampled == _sample(reference)
+    if read_after_s:  # as it was sampled before: the world at the read, not the exposure's time
+        clock.t = at_s + read_after_s
+        reference.advance()
+        assert _sample(reference)[1:] != sampled[1:]
