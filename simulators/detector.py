@@ -3,7 +3,8 @@
 :class:`SampleBackground` and :class:`FrameSynthesizer` turn the absolute scattering of the flask
 (nanocrystals from the world's size distribution, eq. S2.1 summed over the distribution, plus
 solvent and glass) into Poisson-distributed counts; :func:`flask_state` samples the world and
-:func:`reserve_exposure` holds a jumping clock at an exposure's middle and end. The protocol
+:func:`reserve_exposure` holds a jumping clock at an exposure's middle and end and takes the
+flask's state at its middle (a probe of the world). The protocol
 interface that serves the frames is :mod:`ncsynth.simulators.area_detector` (Channel Access).
 
 Counts model (the calibration the reduction inverts)::
