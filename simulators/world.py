@@ -19,6 +19,10 @@ and the readers (a detector frame asks for the state now) allow.
 
 The coupling between models is explicit: :meth:`World.deliver` is what the
 injector calls when a piston has pushed its syringe into the flask.
+
+A reader that must see the world at a given time, however late its thread runs (a detector
+exposure's middle), registers a :meth:`World.probe` beforehand: the world stops there on its
+way, whichever request takes it past.
 """
 
 from __future__ import annotations
