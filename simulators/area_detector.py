@@ -310,7 +310,7 @@ class SimulatedAreaDetector:
                 await self.pvs[self.prefix + TRANSMITTED_SUFFIX].write(monitors[1])
         finally:
             if not taken:
-                exposure.cancel()
+                exposure.flask.cancel()
             with self._trigger_lock:
                 self._acquiring = False
                 armed = self._armed > 0 and taken

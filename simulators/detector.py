@@ -203,24 +203,19 @@ class FrameSynthesizer:
 
 def flask_state(world, override: tuple[np.ndarray, np.ndarray] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(radius_nm, mol/L per cell, °C) of ``world``'s flask now, or ``override``'s
+    """(radius_nm, mol/L per cell, °C) of ``world``'s flask as it stands (not advanced: an
+    exposure takes it through a probe, :func:`reserve_exposure`), or ``override``'s
     distribution (a test's back door) at the flask's temperature; no reaction: background only."""
-    world.advance()
     with world.lock:
-        return _flask_as_it_is(world, override)
-
-
-def _flask_as_it_is(world, override) -> tuple[np.ndarray, np.ndarray, float]:
-    """:func:`flask_state` of the world as it stands (its lock held)."""
-    flask = world.flask
-    temperature = float(flask.temperature_c) if flask is not None else 25.0
-    if override is not None:
-        return (*override, temperature)
-    reaction = world.reaction
-    if reaction is None:
-        return np.empty(0), np.empty(0), temperature
-    radius = np.array(reaction.radius_nm, dtype=float)
-    numbers = np.array(reaction.number_density_per_m3, dtype=float) * MOLAR_PER_M3
+        flask = world.flask
+        temperature = float(flask.temperature_c) if flask is not None else 25.0
+        if override is not None:
+            return (*override, temperature)
+        reaction = world.reaction
+        if reaction is None:
+            return np.empty(0), np.empty(0), temperature
+        radius = np.array(reaction.radius_nm, dtype=float)
+        numbers = np.array(reaction.number_density_per_m3, dtype=float) * MOLAR_PER_M3
     return radius, numbers, temperature
 
 
@@ -235,9 +230,6 @@ class Exposure:
     end: Callable[..., bool]
     flask: Probe
 
-    def cancel(self) -> None:
-        self.flask.cancel()
-
 
 def reserve_exposure(world, t_start: float, exposure_s: float, cancel: threading.Event,
                      override: Callable[[], tuple | None] = lambda: None) -> Exposure:
@@ -248,7 +240,7 @@ def reserve_exposure(world, t_start: float, exposure_s: float, cancel: threading
     middle = t_start + exposure_s / 2
     return Exposure(t_start, exposure_s, world.clock.reserve(middle, cancel),
                     world.clock.reserve(t_start + exposure_s, cancel),
-                    world.probe(middle, lambda: _flask_as_it_is(world, override())))
+                    world.probe(middle, lambda: flask_state(world, override())))
 
 
 async def while_busy(clock, awaitable):

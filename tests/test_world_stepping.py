@@ -52,15 +52,22 @@ class _ProgrammedFlask:
         self.volume_ml += volume_ml
 
 
-def _run(slow_dt_s, slow_max_dt_s=None, tolerance=0.05, n_cells=502):
-    """Two injections (t = 0 and 240 s), 1200 s; the world advanced in 7.3 s requests that
-    read only the fast models (the controller), every third one the reaction (a frame)."""
+def _injected_world(slow_dt_s=0.5, slow_max_dt_s=SLOW_MAX_DT_S, grid=None, **reaction_options):
+    """(clock, world): the programmed flask and the simulated flask's reaction, injected at 0."""
     clock = _ManualClock()
     world = World(clock, slow_dt_s=slow_dt_s, slow_max_dt_s=slow_max_dt_s)
     world.add("flask", _ProgrammedFlask(world))
-    reaction = world.add("reaction", FlaskReaction(
-        ReactionState(SIMULATED_FLASK, GridOptions(n_cells=n_cells), nucleation_tolerance=tolerance)))
+    world.add("reaction", FlaskReaction(ReactionState(SIMULATED_FLASK, grid, **reaction_options)))
     world.deliver(SyringeCharge())
+    return clock, world
+
+
+def _run(slow_dt_s, slow_max_dt_s=None, tolerance=0.05, n_cells=502):
+    """Two injections (t = 0 and 240 s), 1200 s; the world advanced in 7.3 s requests that
+    read only the fast models (the controller), every third one the reaction (a frame)."""
+    clock, world = _injected_world(slow_dt_s, slow_max_dt_s, GridOptions(n_cells=n_cells),
+                                   nucleation_tolerance=tolerance)
+    reaction = world.reaction
     requests = 0
     for end, second in ((240.0, True), (END_S, False)):
         while clock.t < end - 1e-9:
@@ -86,11 +93,7 @@ def test_adaptive_slow_window_moves_the_flask_less_than_the_fixed_windows_trunca
 
 
 def test_adaptive_window_is_the_fixed_one_while_the_reaction_moves_fast():
-    clock = _ManualClock()
-    world = World(clock, slow_dt_s=0.5, slow_max_dt_s=SLOW_MAX_DT_S)
-    world.add("flask", _ProgrammedFlask(world))
-    world.add("reaction", FlaskReaction(ReactionState(SIMULATED_FLASK)))
-    world.deliver(SyringeCharge())
+    clock, world = _injected_world()
     clock.t = 1.0
     world.advance(slow=False)
     assert world._slow_window == 0.5  # nucleation right after the injection: sub-steps << 0.5 s
@@ -106,15 +109,6 @@ def test_slow_max_dt_s_below_slow_dt_s_is_refused():
         World(_ManualClock(), slow_dt_s=0.5, slow_max_dt_s=0.2)
 
 
-def _injected_world(n_cells=202):
-    clock = _ManualClock()
-    world = World(clock, slow_dt_s=0.5, slow_max_dt_s=SLOW_MAX_DT_S)
-    world.add("flask", _ProgrammedFlask(world))
-    world.add("reaction", FlaskReaction(ReactionState(SIMULATED_FLASK, GridOptions(n_cells=n_cells))))
-    world.deliver(SyringeCharge())
-    return clock, world
-
-
 def _sample(world):
     state = world.reaction.state
     return (world.time, world.flask.temperature_c, state.mean_radius_nm, state.concentration_molar)
@@ -128,7 +122,7 @@ def test_a_probe_is_the_world_at_its_time_however_late_it_is_read(read_after_s):
     exactly then has (every model, the reaction too), bit for bit, whether the clock and
     other requests (the controller's, fast models only) have moved on by the time it is read."""
     at_s = 20.0375
-    clock, world = _injected_world()
+    clock, world = _injected_world(grid=GridOptions(n_cells=202))
     clock.t = 20.0
     world.advance(slow=False)
     probe = world.probe(at_s, lambda: _sample(world))
@@ -136,11 +130,11 @@ def test_a_probe_is_the_world_at_its_time_however_late_it_is_read(read_after_s):
     world.advance(slow=False)  # a controller request at the clock's now
     sampled = probe.read()
 
-    clock, reference = _injected_world()
+    clock, reference = _injected_world(grid=GridOptions(n_cells=202))
     clock.t = 20.0
     reference.advance(slow=False)
     clock.t = at_s
-    reference.advance()  # flask_state at a clock standing at mid-exposure
+    reference.advance()  # the world brought to exactly mid-exposure, as a clock standing there does
     assert sampled == _sample(reference)
     if read_after_s:  # as it was sampled before: the world at the read, not the exposure's time
         clock.t = at_s + read_after_s
