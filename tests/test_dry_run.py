@@ -300,9 +300,12 @@ def test_a_full_disk_ends_the_dry_run_with_a_clear_error_the_heater_safe_and_fra
         small_disk):
     """The data directory fills up mid-run: the dry run ends (exit 1, not a segfault) with a
     summary naming the disk-full cause and the file, the heater confirmed safe, and the
-    frames that were kept counted (the journal's), not 0."""
+    frames that were kept counted (the journal's), not 0. With ``-v`` before the command: the
+    process must end without the interpreter's teardown whatever global option comes first
+    (it did not, and crashed with 139 after the summary)."""
     data = small_disk / "data"
-    done = _ncsynth("dry-run", "--json", "--no-analysis", "--data-dir", str(data), timeout=300)
+    done = _ncsynth("-v", "dry-run", "--json", "--no-analysis", "--data-dir", str(data),
+                    timeout=300)
     assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["exit_status"] == "fail"

@@ -347,8 +347,11 @@ def run() -> None:
     at interpreter exit, crashed the process (exit 139 after the summary, 60 MB tmpfs).
     Output to a reader that went away (``ncsynth validate -1 | head -3``) ends the command
     quietly with 141 (128 + SIGPIPE), as a shell tool would; Ctrl-C outside a plan (a
-    replay, a dry run's analysis) with one line and 130 (128 + SIGINT), no traceback."""
-    teardown_free = len(sys.argv) >= 2 and sys.argv[1] in ("dry-run", "flow")
+    replay, a dry run's analysis) with one line and 130 (128 + SIGINT), no traceback.
+    The command is the first word that is not an option (``ncsynth -v dry-run`` is a dry run
+    too: with ``sys.argv[1]`` it crashed with 139 on a full disk)."""
+    command = next((word for word in sys.argv[1:] if not word.startswith("-")), None)
+    teardown_free = command in ("dry-run", "flow")
     try:
         code = main()
         sys.stdout.flush()
