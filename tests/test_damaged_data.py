@@ -256,6 +256,13 @@ def test_a_read_only_data_directory_refuses_every_writer_before_anything_runs(re
         if command == "export":  # its default output is in the data directory
             assert "give --output" in line, line
         assert result.stdout.strip() == ""  # no summary: the dry run never started the beamline
+    # a new data directory on the read-only medium: one line, not a traceback of mkdir
+    new = read_only_data.parent / "new-data"
+    for command in (("dry-run",), ("flow", "dry-run")):
+        result = ncsynth(*command, "--data-dir", new, timeout=120)
+        line = one_line_error(result, " ".join(command))
+        assert line.endswith(f"{new}: cannot create the data directory: Read-only file system"), line
+        assert result.stdout.strip() == "" and not new.exists()
 
 
 def test_a_read_only_data_directory_is_read_whole_with_output_elsewhere(data, read_only_data, tmp_path):

@@ -110,6 +110,27 @@ def test_bad_input_is_refused_before_anything_starts(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+def test_a_hutch_session_whose_detector_ioc_does_not_answer_says_so_in_one_line(tmp_path):
+    """``ncsynth session`` on a hutch configuration whose detector prefix no IOC serves (the
+    IOC down, a typo): one line naming the detector, the PV that did not connect and what to
+    check, exit 1, no IPython prompt (was: 84 lines of chained tracebacks from ophyd)."""
+    prefix = "NCSYNTH-TEST:NOBODY:"
+    (tmp_path / "hutch.toml").write_text(
+        f'hardware = "hutch"\n[data]\ndir = "{tmp_path / "data"}"\n'
+        f'[detector]\nprefix = "{prefix}"\n')
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"),
+           "EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_ADDR_LIST": "127.0.0.1"}
+    done = subprocess.run([sys.executable, "-m", "ncsynth.cli", "session", "--config",
+                           str(tmp_path / "hutch.toml")], input="exit\n", env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
+    assert "Traceback" not in done.stderr and "In [" not in done.stdout, done.stderr[-3000:]
+    assert done.stderr.startswith(
+        f"ncsynth session: detector '{prefix}': no answer over Channel Access ({prefix}cam1:"), \
+        done.stderr
+    assert done.stderr.count("\n") == 1 and "EPICS_CA_ADDR_LIST" in done.stderr, done.stderr
+
+
 def test_start_session_opens_ipython_with_the_namespace(tmp_path):
     """`ncsynth session --sim`'s function, driven through IPython's prompt in a subprocess."""
     commands = ('uid, = RE(count([heater.temperature], 2))\n'

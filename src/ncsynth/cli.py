@@ -55,10 +55,7 @@ def _command(args) -> int:
     if args.command in STORED_RUN_COMMANDS:
         return _reporting_failures(args, _stored_run)
     if args.command == "session":
-        from ncsynth.session import start_session
-
-        return start_session(_config(args), sim=True if args.sim else None,
-                             speed=0 if args.fast else args.speed)
+        return _reporting_failures(args, _session)
     if args.command == "catalog":
         return _reporting_failures(args, _catalog_migrate if args.catalog_command == "migrate"
                                    else _catalog_serve)
@@ -85,6 +82,15 @@ def _reporting_failures(args, command) -> int:
         what = first_line(exc) if expected else f"{type(exc).__name__}: {first_line(exc)}"
         print(f"ncsynth {args.command}: {what}", file=sys.stderr)
         return 2 if isinstance(exc, (LookupError, ValueError, TypeError)) else 1
+
+
+def _session(args) -> int:
+    """The session; a failure to start it (a detector IOC that does not answer, a data
+    directory that cannot be created) in one line, before IPython opens."""
+    from ncsynth.session import start_session
+
+    return start_session(_config(args), sim=True if args.sim else None,
+                         speed=0 if args.fast else args.speed)
 
 
 def _catalog_serve(args) -> int:

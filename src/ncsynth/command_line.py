@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
     dry.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     dry.add_argument("--speed", type=float, default=None,
                      help="run the world clock K times real time (1 = rehearsal) instead of "
-                          "jumping to each deadline")
+                          "jumping to each deadline (the default; so does 0)")
     dry.add_argument("--frames", type=int, default=575,
                      help="frames after the injection, on the geometric schedule of seed 000 "
                           "§S.1.4: frame n+1 starts INTEGRATION + DEAD_TIME·RATIO^(n-1) after "

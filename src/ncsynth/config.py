@@ -138,7 +138,12 @@ def data_path(config: dict) -> Path:
 
 
 def data_dir(config: dict) -> Path:
-    """The data directory, created if needed; ValueError naming it if it is a file."""
+    """The data directory, created if needed; ValueError naming it if it is a file or cannot
+    be created (a read-only medium, no permission, a parent that cannot hold directories)."""
     path = data_path(config)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot create the data directory: "
+                         f"{exc.strerror or exc}") from None
     return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,7 @@ from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.devices.area_detector import AreaDetectorSAXS
 from ncsynth.devices.heater import HeatingController
 from ncsynth.devices.injector import Injector
+from ncsynth.errors import first_line
 
 
 @dataclass
@@ -109,10 +111,18 @@ def area_detector(det_cfg: dict, frames: Path, *, catalog=None) -> AreaDetectorS
         raise ValueError("detector: give both incident_monitor_pv and transmitted_monitor_pv, or neither")
     geometry = geometry_from_files(det_cfg["poni"], det_cfg["mask"] or None) if det_cfg["poni"] else None
     water = _water_scale(det_cfg, geometry, all(monitors), catalog)
-    detector = AreaDetectorSAXS(det_cfg["prefix"], name="saxs", write_path_template=str(frames) + "/%Y/%m/%d/",
-                                monitors=monitors if all(monitors) else None,
-                                compression=det_cfg["compression"],
-                                sequencer=det_cfg["trigger_sequencer"] or None)
+    try:
+        detector = AreaDetectorSAXS(det_cfg["prefix"], name="saxs",
+                                    write_path_template=str(frames) + "/%Y/%m/%d/",
+                                    monitors=monitors if all(monitors) else None,
+                                    compression=det_cfg["compression"],
+                                    sequencer=det_cfg["trigger_sequencer"] or None)
+    except TimeoutError as exc:  # ophyd's wait for a channel its component needs at once
+        pv = re.search(r"name='([^']+)'", str(exc))  # caproto names the PV in its repr
+        raise ConnectionError(
+            f"detector {det_cfg['prefix']!r}: no answer over Channel Access "
+            f"({pv.group(1) + ' did not connect in time' if pv else first_line(exc)}); "
+            f"is its IOC running and reachable from here (EPICS_CA_ADDR_LIST)?") from exc
     if geometry is not None:
         detector.geometry_json.put(geometry.to_json())
     detector.thickness_cm.put(det_cfg["thickness_cm"])
