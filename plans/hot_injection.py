@@ -24,7 +24,7 @@ import bluesky.preprocessors as bpp
 from ncsynth.devices.clock import DeadlineTimer
 
 from .checks import ACQUISITION_MODES, check_protocol, hot_injection_schedule
-from .readiness import check_loaded
+from .readiness import check_answers, check_loaded
 from .recipe import Recipe
 from .safety import ending_safely, named_failures
 from .stubs import (background_frames, declare_frames, detector_timed_acquisition, inject,
@@ -175,8 +175,8 @@ def synthesis_run(heater, injector, detector, recipe: Recipe, metadata: dict, in
     if "second_injection" in metadata:
         pistons.append(metadata["second_injection"]["piston"])
     pistons = list(dict.fromkeys(pistons))
-    # a spent piston is refused before the run opens and the flask preheats; the run is made
-    # safe inside, so that it records the heater's safe state
-    return bpp.pchain(check_loaded(injector, pistons),
+    # a spent piston or a controller that does not answer is refused before the run opens and
+    # the flask preheats; the run is made safe inside, so that it records the heater's safe state
+    return bpp.pchain(check_answers(heater), check_loaded(injector, pistons),
                       run_accounting_frames(ending_safely(named_failures(protocol()), heater,
                                                           injector), metadata))

@@ -6,13 +6,21 @@ the injector (one ``STATUS?``, a trigger) what each piston the plan will fire ho
 refuses in one line (:class:`~ncsynth.errors.RefusedToStart`) before the run opens.
 At the hutch the remedy is the user's: reload the syringe and retract the piston by hand;
 in a simulated session ``sim.new_batch()`` does it (and refills the flask).
+
+A heating controller or an injector board that does not answer (unplugged, off, another
+port) is refused the same way (:func:`check_answers`, :func:`check_loaded`): the heater's
+first setpoint would otherwise fail the run after it opened, and the plan's safe ending
+would pursue the safe state of a controller it never reached, logging every 10 s.
 """
 
 from __future__ import annotations
 
 import bluesky.plan_stubs as bps
 
-from ncsynth.errors import RefusedToStart
+from ncsynth.devices.injector_board import InjectorCommsError
+from ncsynth.errors import RefusedToStart, first_line
+
+NOT_STARTED = "not starting the synthesis (nothing heated)"
 
 #: What an injector state means for a synthesis that would fire that piston.
 NOT_READY = {"EXTENDED": "is spent (fired in an earlier synthesis)", "EMPTY": "holds no syringe",
@@ -21,15 +29,28 @@ REMEDY = ("reload the syringe and retract the piston (simulated beamline: sim.ne
           "reloads both and refills the flask)")
 
 
+def check_answers(heater):
+    """Refuse (RefusedToStart, one line) unless the heating controller answers a read of its
+    temperature now (the device's retries included). Use before the run opens."""
+    try:
+        yield from bps.rd(heater.temperature)
+    except OSError as exc:  # HeaterCommunicationError: no reply after the retries
+        raise RefusedToStart(f"{heater.name} does not answer ({first_line(exc)}): {NOT_STARTED}; "
+                             f"check its power, cable and port ([heater] url)") from exc
+
+
 def check_loaded(injector, pistons):
     """Refuse (RefusedToStart, one line) unless every piston in ``pistons`` is loaded and
     retracted, as the injector reports it now. Use before the run's first move."""
-    yield from bps.trigger(injector, wait=True)  # STATUS? into the state signals
+    try:
+        yield from bps.trigger(injector, wait=True)  # STATUS? into the state signals
+    except InjectorCommsError as exc:
+        raise RefusedToStart(f"{first_line(exc)}: {NOT_STARTED}; check the injector board's "
+                             f"power, cable and port ([injector] url)") from exc
     problems = []
     for piston in pistons:
         state = yield from bps.rd(getattr(injector, f"state_{piston.lower()}"))
         if state in NOT_READY:
             problems.append(f"piston {piston} {NOT_READY[state]}")
     if problems:
-        raise RefusedToStart(f"{injector.name}: {'; '.join(problems)}: not starting the "
-                             f"synthesis (nothing heated); {REMEDY}")
+        raise RefusedToStart(f"{injector.name}: {'; '.join(problems)}: {NOT_STARTED}; {REMEDY}")

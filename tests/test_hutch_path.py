@@ -12,6 +12,7 @@ clock, the embedded catalog, the live analysis reading its calibration from the 
 """
 
 import math
+import socket
 import time
 
 import numpy as np
@@ -24,6 +25,7 @@ from ncsynth.config import default_config
 from ncsynth.instruments import connect, release_each, simulated_hutch
 from ncsynth.plans import Recipe, hot_injection
 from ncsynth.devices.injector_board import InjectorCommsError
+from ncsynth.errors import RefusedToStart
 from ncsynth.simulators.beamline import SIMULATED_REPLY_TIMEOUT_S, SimulatedBeamline
 from ncsynth.storage import open_catalog
 
@@ -133,6 +135,45 @@ def test_each_device_is_released_even_if_one_before_it_fails():
         release_each(lambda: released.append("heater"), broken,
                      lambda: released.append("detector"))
     assert released == ["heater", "injector", "detector"]
+
+
+@pytest.mark.parametrize("device", ["heater", "injector"])
+def test_a_controller_that_does_not_answer_is_refused_before_the_run_opens(tmp_path, device):
+    """The heater or the injector board on a port where nothing answers (unplugged, off,
+    another port): the synthesis is refused in one line before the run opens: no document,
+    no stored run, nothing heated, no safe-state pursuit of a controller it never reached.
+    Before, a dead heater opened the run, failed it at the first setpoint and was pursued
+    safe every 10 s until the process ended (a session's exit waited for it forever)."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed again: connections are refused there
+    with SimulatedBeamline(seed=5) as sim, timebase.use_clock(sim.clock), \
+            open_catalog(tmp_path / "data") as catalog:
+        config = _hutch_config(sim, tmp_path)
+        config[device]["url"] = f"socket://127.0.0.1:{port}"
+        config[device]["reply_timeout_s"] = 0.2
+        devices = connect(config)
+        RE = RunEngine({})
+        sim.clock.follow(RE)
+        documents = []
+        RE.subscribe(lambda name, doc: documents.append(name))
+        RE.subscribe(catalog.writer())
+        recipe = Recipe(operator="hutch-path test", sample="simulated CdSe", reaction_time_s=120.0)
+        try:
+            with pytest.raises(RefusedToStart) as refused:
+                RE(hot_injection(devices.heater, devices.injector, devices.detector, recipe,
+                                 schedule_s=SCHEDULE_S, n_background=N_BACKGROUND, timer=devices.timer))
+            heater_state = devices.heater.safe_state.get()
+        finally:
+            devices.close()
+        setpoint_c = sim.world.controller.target_setpoint_c
+        stored = len(catalog)
+    message = str(refused.value)
+    assert "\n" not in message and f"127.0.0.1:{port}" in message, message
+    assert message.startswith("heater does not answer (" if device == "heater" else "injector: STATUS?")
+    assert "not starting the synthesis (nothing heated); check" in message and f"[{device}] url" in message
+    assert documents == [] and stored == 0
+    assert setpoint_c == 25.0 and heater_state == "not commanded safe yet"
 
 
 @pytest.mark.parametrize("acquisition", ["software", "detector"])
