@@ -82,6 +82,12 @@ def test_an_existing_output_file_is_kept_unless_overwrite_is_given(data, capsys,
     code, out, err = _ncsynth(capsys, "export", "-1", "-o", target, "--overwrite",
                               "--data-dir", data["root"])
     assert code == 0 and out == str(target) and target.read_text().startswith("time_s [s],"), err
+    for command in ("export", "report"):  # a directory is no file to replace, --overwrite or not
+        code, out, err = _ncsynth(capsys, command, "-1", "-o", tmp_path, "--overwrite",
+                                  "--data-dir", data["root"])
+        assert code == 2 and out == "" and err == (
+            f"ncsynth {command}: -o {tmp_path}: is a directory; give a file name (without -o a "
+            f"new file named after the run is written)"), err
 
 
 def test_a_refused_export_or_report_leaves_no_file_behind(data, capsys):

@@ -276,6 +276,9 @@ def check_arguments(args) -> dict | None:
         if not validation.real("--q-range QMAX", args.q_range[1], unit="nm^-1") > low:
             raise ValueError(f"--q-range: QMAX must be above QMIN, got {args.q_range[0]:g} "
                              f"{args.q_range[1]:g}")
+    if getattr(args, "output", None) and Path(args.output).is_dir():
+        raise ValueError(f"-o {args.output}: is a directory; give a file name (without -o a new "
+                         f"file named after the run is written)")
     if getattr(args, "output", None) and Path(args.output).exists() and not args.overwrite:
         raise ValueError(f"-o {args.output}: the file exists; give --overwrite to replace it "
                          f"(without -o a new file named after the run is written)")
