@@ -237,6 +237,10 @@ def test_sim_serve_refuses_a_calibration_directory_that_is_a_file(tmp_path):
     code, stderr, heavy = refuse("sim", "serve", "--calibration-dir", str(a_file))
     assert code == 2 and heavy == []
     assert stderr == f"ncsynth sim serve: --calibration-dir {a_file}: a file, not a directory\n"
+    below = a_file / "cal"  # cannot be made (nor on a read-only medium): one line, not mkdir's traceback
+    code, stderr, heavy = refuse("sim", "serve", "--calibration-dir", str(below))
+    assert code == 2 and heavy == []
+    assert stderr == f"ncsynth sim serve: --calibration-dir {below}: cannot create it: Not a directory\n"
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:5578", "tcp://localhost:1", "ipc:///tmp/proxy"])

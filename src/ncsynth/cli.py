@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import traceback
+from pathlib import Path
 
 from ncsynth import quiet
 from ncsynth.command_checks import api_key, flow_grid
@@ -274,6 +275,13 @@ def _sim_serve(args) -> int:
     configuration needs to use it (its sections' keys: URLs, PV prefix, monitor PVs, PONI and
     mask files, with ``--water-standard`` a water standard and its empty cell) and, under
     ``"environment"``, the Channel Access client settings."""
+    if args.calibration_dir:  # made before the simulators start: one line if it cannot be
+        try:
+            Path(args.calibration_dir).expanduser().mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"ncsynth sim serve: --calibration-dir {args.calibration_dir}: cannot create "
+                  f"it: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     import tempfile
 
     from ncsynth.simulators.ca_loopback import epics_client_environment
