@@ -63,6 +63,7 @@ from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.validation import is_finite_number
 
 from .flow_points import FlowPoint, ReactorSpec, _positive, check_points, grid_points
+from .safety import named_failures
 from .stubs import call
 
 logger = logging.getLogger(__name__)
@@ -259,12 +260,15 @@ def flow_scan(pumps, chamber, oven, spectrometer, detector, points: Sequence[Flo
                                    flush_volumes=flush_volumes)
             yield from record_point(spectrometer, detector, readables, n_frames=frames_per_point)
 
-    @bpp.run_decorator(md=metadata)
-    def protocol():
+    def blanks_then_points():
         yield from take_blanks(spectrometer, detector, readables, n_frames=n_blank,
                                block_lamp=block_lamp)
         yield from bps.mv(chamber, points[0].nucleation_c, oven, points[0].growth_c)
         yield from bpp.stage_wrapper(measure_points(), [spectrometer, detector, *pumps])
+
+    @bpp.run_decorator(md=metadata)
+    def protocol():  # a failed Status ends the run naming the device and why (a pump's ?OOR)
+        yield from named_failures(blanks_then_points())
 
     return bpp.finalize_wrapper(protocol(), make_flow_safe(pumps, chamber, oven))
 

@@ -240,7 +240,27 @@ def test_a_pump_stall_mid_grid_fails_the_run_safely_with_what_was_acquired(react
     chain = [raised.value, raised.value.__cause__, raised.value.__context__]
     assert any(isinstance(e, PumpAlarm) or "stall" in str(e) for e in chain if e is not None)
     assert docs[-1][1]["exit_status"] == "fail"
+    reason = docs[-1][1]["reason"]  # the pump and why, not "DeviceStatus(device=pump_se, ...)"
+    assert reason.startswith("pump_se: ") and "stall" in reason and "\n" not in reason, reason
     assert len(_events(docs, "primary")) == 1
+    assert _is_safe(sim)
+
+
+def test_a_rate_the_pump_refuses_fails_the_run_naming_the_pump_and_its_answer(reactor):
+    """A residence time so long that the flow is below the pumps' range (1e6 s: ~1 µL/h):
+    the pump answers ?OOR, and the run ends saying so (the flow dry run's summary shows the
+    stop's reason; it was ``FailedStatus: DeviceStatus(device=pump_cd, ...)``)."""
+    sim, dev = reactor
+    docs = []
+    RE = _engine(sim, docs)
+    with pytest.raises(Exception, match=r"^pump_cd: RAT\S+ refused: \?OOR \(data out of range\)$"):
+        RE(residence_series(dev.pumps, dev.chamber, dev.oven, dev.spectrometer, dev.detector,
+                            nucleation_c=270.0, growth_c=260.0, residence_s=(1e6,),
+                            reactor=dev.reactor, block_lamp=sim.spectrometer.block_lamp,
+                            timer=dev.timer))
+    stop = docs[-1][1]
+    assert stop["exit_status"] == "fail" and stop["reason"].startswith("pump_cd: RAT"), stop
+    assert _events(docs, "primary") == []
     assert _is_safe(sim)
 
 
