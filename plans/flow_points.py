@@ -121,11 +121,17 @@ def check_points(points: Sequence[FlowPoint], chamber, oven, reactor: ReactorSpe
     return [check_point(p, chamber, oven, reactor, n_pumps) for p in points]
 
 
+ABSOLUTE_ZERO_C = -273.15
+
+
 def _temperatures(name: str, values) -> list[float]:
     try:
         values = [float(v) for v in values]
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a sequence of temperatures (°C), got {values!r}") from None
+    if not all(math.isfinite(v) and v > ABSOLUTE_ZERO_C for v in values):
+        raise ValueError(f"{name} must be finite temperatures above absolute zero "
+                         f"({ABSOLUTE_ZERO_C} °C), got {values!r}")
     if not values or len(set(values)) != len(values):
         raise ValueError(f"{name} must hold distinct temperatures, got {values!r}")
     return values

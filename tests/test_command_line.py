@@ -174,6 +174,8 @@ def test_a_run_the_catalog_holds_is_not_refused_by_the_quick_lookup(one_run, ref
                                                  "of chamber: 25 to 350 °C"),
     (["flow", "dry-run", "--nucleation", "240", "--growth", "300"], "no point to measure"),
     (["flow", "dry-run", "--growth", "250", "250"], "growth_c must hold distinct temperatures"),
+    (["flow", "dry-run", "--nucleation", "nan"], "nucleation_c must be finite temperatures"),
+    (["flow", "dry-run", "--nucleation", "-300"], "above absolute zero (-273.15 °C), got [-300.0]"),
     (["flow", "dry-run", "--processes", "0"], "--processes must be an integer >= 1"),
     (["analysis", "serve", "--proxy", "nonsense"], "proxy address 'nonsense': give host:port"),
     (["analysis", "serve", "--proxy", "localhost:99999"], "the port 1 to 65535"),
