@@ -56,6 +56,16 @@ def test_a_bad_configuration_is_refused_naming_file_key_and_reason(tmp_path, bod
         assert name in message
 
 
+def test_a_configuration_saved_in_another_encoding_is_refused_naming_the_file(tmp_path):
+    """An editor that saved the file in Latin-1 (a comment's °C is byte 0xb0): one line naming
+    the file (it was Python's UnicodeDecodeError text, without the file)."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[heater]\n# up to 290 °C\nmax_temperature_c = 300.0\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == f"{path}: not valid TOML: not UTF-8 text (byte 21)"
+
+
 def test_the_same_check_applies_to_the_file_named_by_the_environment(tmp_path, monkeypatch):
     path = tmp_path / "env.toml"
     path.write_text('[injector]\njam_timeout_s = 0\n')
