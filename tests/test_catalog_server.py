@@ -135,6 +135,14 @@ def test_serve_takes_the_key_from_a_file_and_keeps_it_out_of_the_process_list(tm
             api = f"http://127.0.0.1:{port}/api/v1/metadata/"
             assert httpx.get(api).status_code == 401
             assert httpx.get(api, headers={"Authorization": f"Apikey {API_KEY}"}).status_code == 200
+            # a second server on the same port: one line before it announces an address
+            second = subprocess.run(
+                [sys.executable, "-m", "ncsynth.cli", "catalog", "serve", "--data-dir",
+                 str(tmp_path / "data"), "--port", str(port), "--api-key-file", str(key_file)],
+                env=env, capture_output=True, text=True, timeout=120)
+            assert second.returncode == 1 and second.stderr == (
+                f"ncsynth catalog serve: cannot serve on 127.0.0.1:{port}: Address already in "
+                f"use (another server there?)\n"), second.stderr
         finally:
             proc.terminate()
             proc.wait(10)

@@ -26,10 +26,12 @@ access log shows ``api_key=[redacted]`` for requests that carry the key in their
 from __future__ import annotations
 
 import copy
+import errno
 import ipaddress
 import logging
 import os
 import re
+import socket
 import sys
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -193,6 +195,7 @@ def serve_catalog(config: dict, host: str = DEFAULT_HOST, port: int | None = Non
     key = server_api_key(config, api_key)
     app = catalog_app(config, key, allow_anonymous_read=allow_anonymous_read)
     where = storage_locations(config)
+    listening = _bound_socket(host, port)  # before the address is announced
     if not _is_loopback(host):
         logger.warning("catalog server bound to %s: reachable from the network%s", host,
                        " and readable without an API key" if allow_anonymous_read else "")
@@ -200,7 +203,29 @@ def serve_catalog(config: dict, host: str = DEFAULT_HOST, port: int | None = Non
     print(f"ncsynth catalog server: http://{host}:{port}  catalog {database}  "
           f"data {where['layout'].root}  (API key required{' to write' if allow_anonymous_read else ''})",
           file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=_uvicorn_log_config())
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level,
+                                           log_config=_uvicorn_log_config()))
+    with listening:
+        server.run(sockets=[listening])
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` for the server (uvicorn listens on it); OSError in
+    one line if the address is in use or not this machine's. Bound here, the command says so
+    before it prints the address it would serve (uvicorn's own bind told it after, exit 3)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listening = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}"
+                      f"{' (another server there?)' if exc.errno == errno.EADDRINUSE else ''}") from None
+    return listening
 
 
 # -- clients --------------------------------------------------------------------------------

@@ -30,16 +30,21 @@ def main(argv=None) -> int:
     if getattr(args, "api_key", None):  # told before the key is checked, used or refused
         print("ncsynth catalog serve: warning: --api-key shows the key to every local user in the "
               "process list; use --api-key-file or the environment variable", file=sys.stderr)
-    command = " ".join(filter(None, (args.command, getattr(args, "sim_command", None),
-                                     getattr(args, "flow_command", None),
-                                     getattr(args, "catalog_command", None),
-                                     getattr(args, "analysis_command", None))))
+    command = _command_name(args)
     try:
         check_arguments(args)
     except (TypeError, ValueError) as exc:  # ConfigError is a ValueError
         print(f"ncsynth {command}: {exc}", file=sys.stderr)
         return 2
     return _command(args)
+
+
+def _command_name(args) -> str:
+    """The command as typed, with its subcommand ("catalog serve"), for one-line errors."""
+    return " ".join(filter(None, (args.command, getattr(args, "sim_command", None),
+                                  getattr(args, "flow_command", None),
+                                  getattr(args, "catalog_command", None),
+                                  getattr(args, "analysis_command", None))))
 
 
 def _command(args) -> int:
@@ -81,7 +86,7 @@ def _reporting_failures(args, command) -> int:
             traceback.print_exc()
         expected = isinstance(exc, (LookupError, ValueError, TypeError, OSError))
         what = first_line(exc) if expected else f"{type(exc).__name__}: {first_line(exc)}"
-        print(f"ncsynth {args.command}: {what}", file=sys.stderr)
+        print(f"ncsynth {_command_name(args)}: {what}", file=sys.stderr)
         return 2 if isinstance(exc, (LookupError, ValueError, TypeError)) else 1
 
 
