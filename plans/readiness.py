@@ -15,6 +15,8 @@ would pursue the safe state of a controller it never reached, logging every 10 s
 
 from __future__ import annotations
 
+import math
+
 import bluesky.plan_stubs as bps
 
 from ncsynth.devices.injector_board import InjectorCommsError
@@ -31,12 +33,17 @@ REMEDY = ("reload the syringe and retract the piston (simulated beamline: sim.ne
 
 def check_answers(heater):
     """Refuse (RefusedToStart, one line) unless the heating controller answers a read of its
-    temperature now (the device's retries included). Use before the run opens."""
+    temperature now (the device's retries included) with a number: a thermocouple reading
+    open circuit (the device trips, :attr:`~ncsynth.devices.heater.HeatingController.fault`)
+    is refused too, before a setpoint heats a flask nobody measures. Use before the run opens."""
     try:
-        yield from bps.rd(heater.temperature)
+        temperature_c = yield from bps.rd(heater.temperature)
     except OSError as exc:  # HeaterCommunicationError: no reply after the retries
         raise RefusedToStart(f"{heater.name} does not answer ({first_line(exc)}): {NOT_STARTED}; "
                              f"check its power, cable and port ([heater] url)") from exc
+    if not math.isfinite(temperature_c):
+        raise RefusedToStart(f"{heater.name}: {heater.fault or 'no temperature reading'}: "
+                             f"{NOT_STARTED}; check the thermocouple")
 
 
 def check_loaded(injector, pistons):

@@ -17,6 +17,7 @@ from bluesky.utils import RunEngineInterrupted
 from ncsynth import timebase
 from ncsynth.config import load_config
 from ncsynth.devices.area_detector_sequences import ARMING_S
+from ncsynth.errors import RefusedToStart
 from ncsynth.instruments import connect, simulated_hutch
 from ncsynth.plans import Recipe, hot_injection
 from ncsynth.simulators.beamline import SimulatedBeamline
@@ -307,6 +308,30 @@ def test_heater_link_down_longer_than_the_retries_still_ends_with_the_heater_saf
     assert dev.heater.wait_safe(timeout_s=30)
     assert sim.world.controller.manual and sim.world.controller.output_percent == 0
     assert dev.heater.safe_state.get().startswith("confirmed safe")
+
+
+def test_a_thermocouple_open_before_the_start_refuses_the_synthesis_in_one_line(beamline):
+    """A thermocouple already reading open circuit: refused before the run opens, nothing
+    heated (a setpoint written first would have heated on a broken sensor until the settle
+    loop read it)."""
+    sim, dev = beamline
+    RE = _engine(sim)
+    docs = []
+    RE.subscribe(lambda n, d: docs.append(n))
+    setpoint_c = sim.world.controller.target_setpoint_c
+    sim.world.flask.open_thermocouple(True)
+    sim.clock.advance(1.0)  # the controller samples its input: it reads the break from then on
+    try:
+        with pytest.raises(RefusedToStart) as refused:
+            RE(hot_injection(dev.heater, dev.injector, dev.detector, _recipe(sim), n_frames=20,
+                             n_background=2, timer=dev.timer))
+    finally:
+        sim.world.flask.open_thermocouple(False)
+    message = str(refused.value)
+    assert message.startswith("heater: sensor break: the thermocouple reads open circuit") and \
+        "not starting the synthesis (nothing heated)" in message and "\n" not in message, message
+    assert docs == [] and sim.world.controller.target_setpoint_c == setpoint_c
+    assert _heater_is_safe(sim) and _injector_disarmed(sim)
 
 
 def test_thermocouple_break_during_acquisition_fails_the_run_with_that_reason(beamline):
