@@ -20,6 +20,8 @@ Stubs (use them inside an open run):
 Plans :func:`temperature_grid` and :func:`residence_series` are one :func:`flow_scan` each:
 
 1. validate everything (ValueError naming the parameter) before a RunEngine runs anything;
+   then, before the run opens, every zone's controller and every pump must answer
+   (:func:`~ncsynth.plans.readiness.check_flow_answers`: RefusedToStart in one line);
 2. open the run; pumps stopped, flow cells full of solvent (the reactor is primed with solvent
    before the plan, at the hutch as in the simulator): dark, reference, stream ``blank``;
 3. preheat both zones to the first point with the pumps stopped (no precursor is spent, none
@@ -63,6 +65,7 @@ from ncsynth.devices.clock import DeadlineTimer
 from ncsynth.validation import is_finite_number
 
 from .flow_points import FlowPoint, ReactorSpec, _positive, check_points, grid_points
+from .readiness import check_flow_answers
 from .safety import named_failures
 from .stubs import call
 
@@ -270,7 +273,8 @@ def flow_scan(pumps, chamber, oven, spectrometer, detector, points: Sequence[Flo
     def protocol():  # a failed Status ends the run naming the device and why (a pump's ?OOR)
         yield from named_failures(blanks_then_points())
 
-    return bpp.finalize_wrapper(protocol(), make_flow_safe(pumps, chamber, oven))
+    return bpp.pchain(check_flow_answers(pumps, (chamber, oven)),
+                      bpp.finalize_wrapper(protocol(), make_flow_safe(pumps, chamber, oven)))
 
 
 def temperature_grid(pumps, chamber, oven, spectrometer, detector, *,

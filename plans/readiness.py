@@ -20,6 +20,7 @@ import math
 import bluesky.plan_stubs as bps
 
 from ncsynth.devices.injector_board import InjectorCommsError
+from ncsynth.devices.pump import PumpCommunicationError
 from ncsynth.errors import RefusedToStart, first_line
 
 NOT_STARTED = "not starting the synthesis (nothing heated)"
@@ -31,19 +32,35 @@ REMEDY = ("reload the syringe and retract the piston (simulated beamline: sim.ne
           "reloads both and refills the flask)")
 
 
-def check_answers(heater):
+def check_answers(heater, *, section: str = "heater", not_started: str = NOT_STARTED):
     """Refuse (RefusedToStart, one line) unless the heating controller answers a read of its
     temperature now (the device's retries included) with a number: a thermocouple reading
     open circuit (the device trips, :attr:`~ncsynth.devices.heater.HeatingController.fault`)
-    is refused too, before a setpoint heats a flask nobody measures. Use before the run opens."""
+    is refused too, before a setpoint heats a flask nobody measures. Use before the run opens;
+    ``section``: the configuration section of its port, named in the refusal."""
     try:
         temperature_c = yield from bps.rd(heater.temperature)
     except OSError as exc:  # HeaterCommunicationError: no reply after the retries
-        raise RefusedToStart(f"{heater.name} does not answer ({first_line(exc)}): {NOT_STARTED}; "
-                             f"check its power, cable and port ([heater] url)") from exc
+        raise RefusedToStart(f"{heater.name} does not answer ({first_line(exc)}): {not_started}; "
+                             f"check its power, cable and port ([{section}] url)") from exc
     if not math.isfinite(temperature_c):
         raise RefusedToStart(f"{heater.name}: {heater.fault or 'no temperature reading'}: "
-                             f"{NOT_STARTED}; check the thermocouple")
+                             f"{not_started}; check the thermocouple")
+
+
+def check_flow_answers(pumps, zones):
+    """The flow reactor's :func:`check_answers`: every zone's controller and every pump
+    (one status query each) answers now, else RefusedToStart in one line naming it, before
+    the run opens and a zone heats (a dead pump failed the scan only after the preheat)."""
+    not_started = "not starting the scan (nothing heated, nothing pumped)"
+    for zone in zones:
+        yield from check_answers(zone, section=f"flow.{zone.name}", not_started=not_started)
+    for pump in pumps:
+        try:
+            yield from bps.trigger(pump, wait=True)
+        except PumpCommunicationError as exc:
+            raise RefusedToStart(f"{first_line(exc)}: {not_started}; check its power, cable and "
+                                 f"port ([flow.{pump.name}] url)") from exc
 
 
 def check_loaded(injector, pistons):

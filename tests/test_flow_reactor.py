@@ -5,6 +5,7 @@ RunEngine, the world clock in jump mode, the embedded catalog on disk (tmp_path)
 """
 
 import math
+import socket
 import threading
 
 import numpy as np
@@ -17,6 +18,7 @@ from ncsynth.analysis.clusters import identify_clusters
 from ncsynth.analysis.temperature_map import amount_grid
 from ncsynth.config import load_config
 from ncsynth.devices.pump import PumpAlarm
+from ncsynth.errors import RefusedToStart
 from ncsynth.flow_dryrun import flow_dry_run
 from ncsynth.flow_instruments import connect_flow, simulated_flow
 from ncsynth.plans.flow import residence_series, temperature_grid
@@ -186,6 +188,35 @@ def test_a_grid_with_no_point_is_refused(reactor):
     with pytest.raises(ValueError, match="positive"):
         check_point(FlowPoint(250.0, 240.0, -1.0), dev.chamber, dev.oven, ReactorSpec(), 2)
     assert _untouched(sim)
+
+
+@pytest.mark.parametrize("device", ["pump_se", "oven"])
+def test_a_pump_or_zone_that_does_not_answer_is_refused_before_the_run_opens(config, device):
+    """One instrument on a port where nothing answers (unplugged, off, another port): the scan
+    is refused in one line naming it and its configuration section, before the run opens: no
+    document, no zone heated, nothing pumped (a dead pump failed the scan after the preheat)."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed again: connections are refused there
+    with SimulatedFlowReactor(seed=3) as sim, timebase.use_clock(sim.clock):
+        pointed = simulated_flow(config, sim)
+        pointed["flow"][device].update(url=f"socket://127.0.0.1:{port}", reply_timeout_s=0.2)
+        dev = connect_flow(pointed, spectrometer_backend=sim.spectrometer)
+        docs = []
+        try:
+            with pytest.raises(RefusedToStart) as refused:
+                _engine(sim, docs)(residence_series(
+                    dev.pumps, dev.chamber, dev.oven, dev.spectrometer, dev.detector,
+                    nucleation_c=270.0, growth_c=260.0, residence_s=(14.0,), reactor=dev.reactor,
+                    block_lamp=sim.spectrometer.block_lamp, timer=dev.timer))
+        finally:
+            dev.close()
+        untouched = _untouched(sim)
+    message = str(refused.value)
+    assert message.startswith(device) and f"127.0.0.1:{port}" in message and "\n" not in message
+    assert "not starting the scan (nothing heated, nothing pumped)" in message, message
+    assert f"([flow.{device}] url)" in message, message
+    assert docs == [] and untouched
 
 
 def test_abort_mid_grid_stops_pumps_heaters_safe_and_keeps_the_data(reactor, config):
