@@ -39,7 +39,7 @@ from . import background
 
 from .injector_board import (BoardLine, ClockSample, InjectorCommsError, InjectorError,
                              InjectorJamError, Reply)
-from .serial_link import LinkFault, SerialLink
+from .serial_link import LinkFault, SerialLink, attempts_text
 
 logger = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ class Injector(Device):
             self._board_states[piston] = "MOVING"
             return us, reply.sample(us)
         raise InjectorCommsError(f"{self.name}: {command} not executed after "
-                                 f"{self.retries + 1} attempts: {'; '.join(causes)}")
+                                 f"{self.retries + 1} attempts: {attempts_text(causes)}")
 
     def _fired_us_after_ambiguity(self, piston, command, fault):
         """After a lost FIRE reply, learn from ``STATUS?`` whether the board fired."""
@@ -363,7 +363,7 @@ class Injector(Device):
                 self._raise_if_refused(command, reply)
                 return reply
         raise InjectorCommsError(f"{self.name}: {command} failed after {self.retries + 1} "
-                                 f"attempts on {self.url}: {'; '.join(causes)}")
+                                 f"attempts on {self.url}: {attempts_text(causes)}")
 
     def _raise_if_refused(self, command: str, reply: Reply) -> None:
         if reply.kind == "ERR":

@@ -39,7 +39,7 @@ from ophyd.status import DeviceStatus
 from ncsynth import timebase, validation
 
 from .serial_link import LinkFault as _Fault
-from .serial_link import SerialLink
+from .serial_link import SerialLink, attempts_text
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ class SyringePump(Device):
                 if refusal.code != "COM":  # COM: garbled on the way in, not executed
                     raise
                 causes.append(str(refusal))
-        raise PumpCommunicationError(f"{self.name}: RUN not confirmed: {'; '.join(causes)}")
+        raise PumpCommunicationError(f"{self.name}: RUN not confirmed: {attempts_text(causes)}")
 
     def _stp_until(self, done: str) -> None:
         """STP until the pump's state is one of ``done`` ("S" stopped, "SP" paused or stopped).
@@ -372,7 +372,7 @@ class SyringePump(Device):
                     causes.append(str(refusal))
         raise PumpCommunicationError(f"{self.name}: {command or 'status'} failed after "
                                      f"{self.retries + 1} attempts on {self.url}: "
-                                     f"{'; '.join(causes)}")
+                                     f"{attempts_text(causes)}")
 
     def _exchange(self, command: str, expect: str) -> _Reply:
         """One packet and its reply; raise on refusal / alarm, :class:`_Fault` on garbage."""

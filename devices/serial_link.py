@@ -9,6 +9,7 @@ The protocol (framing, parsing, retries) stays with each device.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import time
 
@@ -23,6 +24,15 @@ _CHUNK = 4096
 
 class LinkFault(Exception):
     """One failed exchange (time-out, garbled or short reply, closed port)."""
+
+
+def attempts_text(causes: list[str]) -> str:
+    """The causes of a request's failed attempts for its error, each told once in order with
+    its count when repeated ("port error: ... Connection refused (3 times)"), not three
+    times over in one line."""
+    counts = collections.Counter(causes)
+    return "; ".join(cause if counts[cause] == 1 else f"{cause} ({counts[cause]} times)"
+                     for cause in dict.fromkeys(causes))
 
 
 class SerialLink:

@@ -216,6 +216,7 @@ def test_a_pump_or_zone_that_does_not_answer_is_refused_before_the_run_opens(con
     assert message.startswith(device) and f"127.0.0.1:{port}" in message and "\n" not in message
     assert "not starting the scan (nothing heated, nothing pumped)" in message, message
     assert f"([flow.{device}] url)" in message, message
+    assert message.count("Connection refused") == 1, message  # a pump's 3 attempts: told once
     assert docs == [] and untouched
 
 

@@ -171,6 +171,9 @@ def test_a_controller_that_does_not_answer_is_refused_before_the_run_opens(tmp_p
     message = str(refused.value)
     assert "\n" not in message and f"127.0.0.1:{port}" in message, message
     assert message.startswith("heater does not answer (" if device == "heater" else "injector: STATUS?")
+    assert message.count("Connection refused") == 1, message  # the board's 3 attempts: told once
+    if device == "injector":
+        assert "Connection refused (3 times)" in message, message
     assert "not starting the synthesis (nothing heated); check" in message and f"[{device}] url" in message
     assert documents == [] and stored == 0
     assert setpoint_c == 25.0 and heater_state == "not commanded safe yet"

@@ -223,8 +223,8 @@ def _bound_socket(host: str, port: int) -> socket.socket:
         listening.bind((host, port))
     except OSError as exc:
         listening.close()
-        raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}"
-                      f"{' (another server there?)' if exc.errno == errno.EADDRINUSE else ''}") from None
+        hint = " (another server there?)" if exc.errno == errno.EADDRINUSE else ""
+        raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}{hint}") from None
     return listening
 
 
