@@ -41,11 +41,18 @@ def check_answers(heater, *, section: str = "heater", not_started: str = NOT_STA
     try:
         temperature_c = yield from bps.rd(heater.temperature)
     except OSError as exc:  # HeaterCommunicationError: no reply after the retries
-        raise RefusedToStart(f"{heater.name} does not answer ({first_line(exc)}): {not_started}; "
-                             f"check its power, cable and port ([{section}] url)") from exc
+        raise _unanswered(f"{heater.name} does not answer ({first_line(exc)})", not_started,
+                          section) from exc
     if not math.isfinite(temperature_c):
         raise RefusedToStart(f"{heater.name}: {heater.fault or 'no temperature reading'}: "
                              f"{not_started}; check the thermocouple")
+
+
+def _unanswered(what: str, not_started: str, section: str) -> RefusedToStart:
+    """The refusal of a device that does not answer: ``what`` it said, what is not done, and
+    where to look (the configuration ``section`` of its port)."""
+    return RefusedToStart(f"{what}: {not_started}; check its power, cable and port "
+                          f"([{section}] url)")
 
 
 def check_flow_answers(pumps, zones):
@@ -59,8 +66,7 @@ def check_flow_answers(pumps, zones):
         try:
             yield from bps.trigger(pump, wait=True)
         except PumpCommunicationError as exc:
-            raise RefusedToStart(f"{first_line(exc)}: {not_started}; check its power, cable and "
-                                 f"port ([flow.{pump.name}] url)") from exc
+            raise _unanswered(first_line(exc), not_started, f"flow.{pump.name}") from exc
 
 
 def check_loaded(injector, pistons):
@@ -69,8 +75,7 @@ def check_loaded(injector, pistons):
     try:
         yield from bps.trigger(injector, wait=True)  # STATUS? into the state signals
     except InjectorCommsError as exc:
-        raise RefusedToStart(f"{first_line(exc)}: {NOT_STARTED}; check the injector board's "
-                             f"power, cable and port ([injector] url)") from exc
+        raise _unanswered(first_line(exc), NOT_STARTED, "injector") from exc
     problems = []
     for piston in pistons:
         state = yield from bps.rd(getattr(injector, f"state_{piston.lower()}"))
