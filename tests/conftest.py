@@ -37,8 +37,10 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 #: caproto's client threads, shared by every Channel Access channel of the process: an uncaught
 #: error ends one (e.g. a subscription given to the activation thread as its IOC went away,
-#: caproto issue #712), and every later monitor or search of the process is silent.
-CAPROTO_THREADS = frozenset({"activate_subscriptions", "retry"})
+#: caproto issue #712, now survived: ncsynth.caproto_environment), and every later monitor,
+#: search or circuit of the process is silent.
+CAPROTO_THREADS = frozenset({"activate_subscriptions", "retry", "search", "command", "selector",
+                             "check_for_unresponsive_servers"})
 _caproto_threads_seen: set[str] = set()
 
 

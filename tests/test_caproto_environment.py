@@ -116,3 +116,66 @@ def test_a_server_gone_between_its_answer_and_the_circuit_does_not_end_channel_a
         finally:
             context.disconnect()
             release()
+
+
+# -- a monitor whose server went away before it was started -------------------------------------
+def _until(condition, timeout_s: float) -> bool:
+    import time
+
+    gave_up = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < gave_up:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_a_monitor_whose_server_went_away_before_it_started_does_not_end_monitors():
+    """caproto issue #712, seen in a fresh-clone CI run: a subscription queued for activation
+    whose IOC stopped before caproto's activation thread got to it timed out there and ended the
+    thread; no monitor of the process started again. Installed, the thread goes on, the
+    subscription waits for its channel's next connection, and a later IOC's monitor delivers."""
+    import queue
+
+    from caproto.threading.client import Context
+
+    from ncsynth.simulators.beamline import SimulatedBeamline
+    from ncsynth.simulators.ca_loopback import point_clients_at
+
+    caproto_environment.install()
+    context = Context()
+    try:
+        with SimulatedBeamline(seed=1) as sim:
+            release = point_clients_at(sim.detector.address)
+            try:
+                (gone,) = context.get_pvs(f"{sim.detector.prefix}cam1:AcquireTime_RBV", timeout=1.0)
+                gone.wait_for_connection(timeout=20.0)
+                manager = gone.circuit_manager
+            finally:
+                release()
+        assert _until(lambda: not gone.connected, 10.0), "the stopped IOC's channel still looks connected"
+        stale = gone.subscribe()
+        ignore = lambda *args, **kwargs: None  # noqa: E731  (caproto holds callbacks weakly)
+        stale.add_callback(ignore)
+        with context.subscriptions_lock:  # as caproto queues it when the channel connects
+            context.subscriptions_to_activate[manager].add(stale)
+        context.activate_subscriptions_now.set()
+        assert _until(lambda: not context.subscriptions_to_activate, 5.0)
+        # the activation thread waits out the channel's 1-s time-out, then must go on
+        assert not _until(lambda: not context._activate_subscriptions_thread.is_alive(), 3.0)
+        assert stale.needs_reactivation  # started again if that IOC comes back
+
+        with SimulatedBeamline(seed=2) as sim:
+            release = point_clients_at(sim.detector.address)
+            try:
+                (later,) = context.get_pvs(f"{sim.detector.prefix}cam1:AcquireTime_RBV", timeout=10.0)
+                later.wait_for_connection(timeout=20.0)
+                updates = queue.Queue()
+                keep = lambda sub, response: updates.put(response.data[0])  # noqa: E731
+                later.subscribe().add_callback(keep)
+                assert updates.get(timeout=10.0) is not None  # the monitor's first update
+                (setpoint,) = context.get_pvs(f"{sim.detector.prefix}cam1:AcquireTime", timeout=10.0)
+                setpoint.write([0.125], wait=True, timeout=10.0)
+                assert _until(lambda: not updates.empty() and updates.queue[-1] == 0.125, 10.0)
+            finally:
+                release()
+    finally:
+        context.disconnect()

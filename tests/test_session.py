@@ -129,6 +129,7 @@ def test_a_hutch_session_whose_detector_ioc_does_not_answer_says_so_in_one_line(
         f"ncsynth session: detector '{prefix}': no answer over Channel Access ({prefix}cam1:"), \
         done.stderr
     assert done.stderr.count("\n") == 1 and "EPICS_CA_ADDR_LIST" in done.stderr, done.stderr
+    assert ": no server answered its search); is its IOC running" in done.stderr, done.stderr
 
 
 def test_start_session_opens_ipython_with_the_namespace(tmp_path):

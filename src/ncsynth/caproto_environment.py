@@ -20,6 +20,14 @@ right after it answered: the test suite's simulated IOCs, a hutch IOC restarted)
 (seen in a fresh-clone CI run: the traceback from ``get_circuit_manager``). :func:`install`
 also runs that loop under :func:`_supervised`: on such an error it searches again for every
 channel left without a circuit, and goes on.
+
+Its thread that activates monitors dies too (caproto issue #712): a subscription queued as its
+channel connected, whose server then went away before the thread got to it, waits for the
+channel (``Subscription.compose_command``) and raises ``CaprotoTimeoutError``; no monitor of
+that context is started again (seen in a fresh-clone CI run: an IOC stopped as the next test's
+detector subscribed, and every later frame of that process "not written to HDF5 within 10 s").
+:func:`install` makes such a subscription wait for its channel's next connection instead
+(:func:`_composed_or_deferred`), and keeps that thread under :func:`_supervised` as well.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import logging
 
 import caproto
 import caproto._utils
+from caproto import CaprotoTimeoutError
 from caproto.threading import client as threading_client
 
 logger = logging.getLogger(__name__)
@@ -50,22 +59,52 @@ def _retrying(read_environment):
     return read
 
 
-def _supervised(loop):
-    """caproto's search-results loop, started again after a circuit its server refused."""
+def _supervised(loop, recover=None):
+    """caproto's thread loop ``loop`` (a method of a context), started again after any error
+    ends it, with ``recover(context)`` called first (if given). Nothing is lost silently: the
+    error is logged with its traceback."""
     @functools.wraps(loop)
     def run(context):
         while True:
             try:
                 return loop(context)
-            except OSError as err:  # the server that answered the search is gone
-                logger.warning("Channel Access: a server that answered a search refused the "
-                               "connection (%s); searching again", err)
+            except Exception as err:
+                logger.warning("Channel Access: caproto's %s loop failed (%r); it goes on",
+                               loop.__name__, err, exc_info=not isinstance(err, OSError))
+                if recover is None:
+                    continue
                 try:
-                    _search_again(context)
+                    recover(context)
                 except Exception:  # a channel destroyed meanwhile: the loop must go on
-                    logger.exception("Channel Access: searching again failed")
+                    logger.exception("Channel Access: recovering from that failed")
     run.ncsynth_supervised = True
     return run
+
+
+def _composed_or_deferred(compose):
+    """``Subscription.compose_command``, but a subscription whose channel does not connect
+    within its time-out is left for that channel's next connection (caproto's
+    ``needs_reactivation``: the PV queues it again as it connects) instead of raising in the
+    thread that activates every monitor of the context."""
+    @functools.wraps(compose)
+    def compose_or_defer(subscription, *args, **kwargs):
+        try:
+            return compose(subscription, *args, **kwargs)
+        except CaprotoTimeoutError:
+            pv = subscription.pv
+            with subscription.callback_lock:
+                subscription.needs_reactivation = bool(subscription.callbacks)
+            manager = pv.circuit_manager
+            if pv.connected and manager is not None:  # it connected as the wait ran out
+                context = manager.context
+                with context.subscriptions_lock, subscription.callback_lock:
+                    if subscription.needs_reactivation:
+                        subscription.needs_reactivation = False
+                        context.subscriptions_to_activate[manager].add(subscription)
+                context.activate_subscriptions_now.set()
+            return None
+    compose_or_defer.ncsynth_deferring = True
+    return compose_or_defer
 
 
 def _search_again(context) -> None:
@@ -86,11 +125,18 @@ def _search_again(context) -> None:
 
 
 def install() -> None:
-    """Make caproto's environment reads retry a copy that another thread's change broke, and
-    its search-results loop survive a refused circuit (idempotent; contexts made after)."""
+    """Make caproto's environment reads retry a copy that another thread's change broke, its
+    search-results loop survive a refused circuit and its monitor activation a server gone
+    (idempotent; the loops of contexts made after)."""
     for module in (caproto._utils, caproto):  # the package re-exports it (``ca.get_...``)
         if not getattr(module.get_environment_variables, "ncsynth_retrying", False):
             module.get_environment_variables = _retrying(module.get_environment_variables)
     context = threading_client.Context
     if not getattr(context._process_search_results_loop, "ncsynth_supervised", False):
-        context._process_search_results_loop = _supervised(context._process_search_results_loop)
+        context._process_search_results_loop = _supervised(context._process_search_results_loop,
+                                                           _search_again)
+    if not getattr(context._activate_subscriptions, "ncsynth_supervised", False):
+        context._activate_subscriptions = _supervised(context._activate_subscriptions)
+    subscription = threading_client.Subscription
+    if not getattr(subscription.compose_command, "ncsynth_deferring", False):
+        subscription.compose_command = _composed_or_deferred(subscription.compose_command)

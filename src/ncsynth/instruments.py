@@ -50,6 +50,17 @@ class Instruments:
         release_each(self.heater.destroy, self.injector.close, self.detector.destroy)
 
 
+def _unconnected(timeout: TimeoutError) -> str:
+    """What caproto's time-out says of the channel that did not connect: its name, and whether
+    no server answered its search or one did (at host:port) and the channel was not made."""
+    pv = re.search(r"name='([^']+)'.*?(\(searching|address=\('?([^,']+)'?, (\d+)\))", str(timeout))
+    if pv is None:
+        return first_line(timeout)
+    if pv.group(2) == "(searching":
+        return f"{pv.group(1)}: no server answered its search"
+    return f"{pv.group(1)}: the server at {pv.group(3)}:{pv.group(4)} answered, the channel did not connect"
+
+
 def release_each(*releases: Callable[[], object]) -> None:
     """Call each of ``releases`` in order, each even if one before it raised (the error is
     raised once all have run): a port that fails to close must not keep a heater from its
@@ -118,10 +129,8 @@ def area_detector(det_cfg: dict, frames: Path, *, catalog=None) -> AreaDetectorS
                                     compression=det_cfg["compression"],
                                     sequencer=det_cfg["trigger_sequencer"] or None)
     except TimeoutError as exc:  # ophyd's wait for a channel its component needs at once
-        pv = re.search(r"name='([^']+)'", str(exc))  # caproto names the PV in its repr
         raise ConnectionError(
-            f"detector {det_cfg['prefix']!r}: no answer over Channel Access "
-            f"({pv.group(1) + ' did not connect in time' if pv else first_line(exc)}); "
+            f"detector {det_cfg['prefix']!r}: no answer over Channel Access ({_unconnected(exc)}); "
             f"is its IOC running and reachable from here (EPICS_CA_ADDR_LIST)?") from exc
     if geometry is not None:
         detector.geometry_json.put(geometry.to_json())
