@@ -67,10 +67,13 @@ class Probe:
         self.value, self.done = self._sample(), True
 
     def read(self) -> Any:
-        """The sample: the world is brought up to the clock's now first, which takes it at
-        ``at_s`` if the clock has reached that (else it is taken as the world is now)."""
+        """The sample: the world is brought up to the clock's now first, but not past ``at_s``,
+        which takes it at ``at_s`` if the clock has reached that (else it is taken as the world
+        is now). Not past: the reader's thread runs late by a different wall time in each run,
+        and the models' steps must not end where it happens to come (a step's end shifts
+        the fixed steps after it, and a sample's noise with it: the same seed gave other fits)."""
         if not self.done:
-            self._world.advance()
+            self._world.advance(until_s=self.at_s)
         with self._world.lock:
             if not self.done:
                 self.take()
@@ -126,8 +129,9 @@ class World:
             raise AttributeError(name)
         return self.__dict__.get("_models", {}).get(name)
 
-    def advance(self, slow: bool = True) -> float:
-        """Bring every model up to the clock's now; return world time.
+    def advance(self, slow: bool = True, until_s: float | None = None) -> float:
+        """Bring every model up to the clock's now (or ``until_s``, epoch s, if that is
+        earlier); return world time.
 
         ``slow=False`` leaves the slow models' last fraction of ``slow_dt_s`` pending (they
         are then up to ``slow_dt_s`` behind): for requests that only read the fast models,
@@ -137,7 +141,7 @@ class World:
         # patience with a process that never rests would otherwise move it on during a long
         # advance, and a reply be stamped at a later deadline than the state it reports)
         with getattr(self.clock, "busy", contextlib.nullcontext)(), self.lock:
-            target = self.clock.now()
+            target = self.clock.now() if until_s is None else min(self.clock.now(), until_s)
             while self._probes and self._probes[0][0] <= target:
                 at, _, probe = heapq.heappop(self._probes)
                 if not probe.done:
