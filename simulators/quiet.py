@@ -150,7 +150,7 @@ class ThreadWatch:
             if files is None:
                 files = self._files[tid] = _TaskFiles(tid)
             # "running" while the thread runs or waits for a CPU, else the call it is blocked
-            # in and its arguments (also while it is being woken: see _being_woken)
+            # in and its arguments (also while it is being woken: _being_woken_or_on_disk)
             call = files.read("syscall").split(b" ", 4)
             if call[0] == b"running":
                 working = True
@@ -223,10 +223,10 @@ def _being_woken_or_on_disk(stat: bytes, call: bytes) -> bool:
     CPU, it waits for that CPU to take it (the kernel's ``TASK_WAKING``, which ``stat`` reports
     as ``R`` and ``syscall`` as the call it slept in). On this kind of virtual machine that
     took 13 µs in the median, 0.15 ms in 1 % of wake-ups and up to 3.3 ms (a vCPU woken from
-    its halt; tests/test_clock_observation.py); seen from ``syscall``
-    alone, a reply on its way looked like a quiet process, and the clock jumped to the next
-    deadline with a controller's read in flight (a dry run's heater reading at 6864 s instead
-    of 6854 s, and other fits for the same seed, issue 18)."""
+    its halt; tests/test_clock_observation.py). Seen from ``syscall`` alone, a reply on its
+    way looked like a quiet process, and the clock jumped to the next deadline with a
+    controller's read in flight (a dry run's heater reading at 6864 s instead of 6854 s, and
+    other fits for the same seed, issue 18)."""
     state = stat[stat.rfind(b")") + 2:][:1]
     return state == b"R" or (state == b"D" and call not in _ONLY_INTERRUPTIBLE)
 
