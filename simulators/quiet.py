@@ -151,7 +151,7 @@ class ThreadWatch:
                 files = self._files[tid] = _TaskFiles(tid)
             # "running" while the thread runs or waits for a CPU, else the call it is blocked
             # in and its arguments (also while it is being woken: _being_woken_or_on_disk)
-            call = files.read("syscall").split(b" ", 4)
+            call = files.read("syscall").rstrip(b"\n").split(b" ", 4)
             if call[0] == b"running":
                 working = True
             elif call[0] not in _SLEEPS:
