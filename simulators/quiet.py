@@ -216,8 +216,7 @@ class ThreadWatch:
 
 def _being_woken_or_on_disk(stat: bytes, call: bytes) -> bool:
     """True if a thread that ``/proc`` shows blocked in system call ``call`` has its ``stat``
-    (``"<tid> (<name>) <state> ..."``, the name may hold spaces and parentheses) say ``R``, or
-    ``D`` where ``call`` may wait for the disk.
+    say ``R`` (:func:`thread_state`), or ``D`` where ``call`` may wait for the disk.
 
     ``R`` for a blocked call is a thread being woken that has not run yet: woken from another
     CPU, it waits for that CPU to take it (the kernel's ``TASK_WAKING``, which ``stat`` reports
@@ -227,8 +226,14 @@ def _being_woken_or_on_disk(stat: bytes, call: bytes) -> bool:
     way looked like a quiet process, and the clock jumped to the next deadline with a
     controller's read in flight (a dry run's heater reading at 6864 s instead of 6854 s, and
     other fits for the same seed, issue 18)."""
-    state = stat[stat.rfind(b")") + 2:][:1]
+    state = thread_state(stat)
     return state == b"R" or (state == b"D" and call not in _ONLY_INTERRUPTIBLE)
+
+
+def thread_state(stat: bytes) -> bytes:
+    """The state letter (``R``, ``S``, ``D`` ...) of a thread's ``/proc`` ``stat``
+    (``"<tid> (<name>) <state> ..."``, the name may hold spaces and parentheses)."""
+    return stat[stat.rfind(b")") + 2:][:1]
 
 
 def backlog_packets(softnet_stat: bytes) -> int:

@@ -81,6 +81,16 @@ def _a_gone_server_answers(context, name: str) -> None:
     context._search_results_queue.put((gone, [name]))
 
 
+def _until(condition, timeout_s: float) -> bool:
+    """Poll ``condition()`` every 10 ms until it holds or ``timeout_s`` has passed; its last value."""
+    import time
+
+    gave_up = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < gave_up:
+        time.sleep(0.01)
+    return condition()
+
+
 def test_a_server_gone_between_its_answer_and_the_circuit_does_not_end_channel_access():
     """caproto 1.3's search-results thread died of the refused circuit (a fresh-clone CI run
     printed it); no channel of its context connected after. Installed, the channel is searched
@@ -100,9 +110,7 @@ def test_a_server_gone_between_its_answer_and_the_circuit_does_not_end_channel_a
         try:
             (acquire,) = context.get_pvs(f"{prefix}cam1:Acquire", timeout=10.0)
             _a_gone_server_answers(context, acquire.name)
-            gave_up = time.monotonic() + 5.0
-            while not context._search_results_queue.empty() and time.monotonic() < gave_up:
-                time.sleep(0.01)
+            _until(context._search_results_queue.empty, 5.0)
             time.sleep(0.2)  # taken from the queue: the refused circuit has been tried
             assert context._search_results_queue.empty()
             assert context._process_search_results_thread.is_alive()
@@ -119,13 +127,6 @@ def test_a_server_gone_between_its_answer_and_the_circuit_does_not_end_channel_a
 
 
 # -- a monitor whose server went away before it was started -------------------------------------
-def _until(condition, timeout_s: float) -> bool:
-    import time
-
-    gave_up = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < gave_up:
-        time.sleep(0.01)
-    return condition()
 
 
 def test_a_monitor_whose_server_went_away_before_it_started_does_not_end_monitors():

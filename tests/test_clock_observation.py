@@ -381,7 +381,7 @@ def test_a_thread_being_woken_is_seen_working():
                 sender.send(b"x")
                 call = os.pread(syscall.fileno(), 512, 0).rstrip(b"\n").split(b" ", 1)[0]
                 state = os.pread(stat.fileno(), 512, 0)
-                if call != b"running" and state[state.rfind(b")") + 2:][:1] == b"R":
+                if call != b"running" and quiet.thread_state(state) == b"R":
                     caught.append((call, state))
     finally:
         os.sched_setaffinity(me, cpus)
