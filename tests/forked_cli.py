@@ -10,6 +10,12 @@ its own), runs the console script's :func:`ncsynth.cli.run` with the command's a
 environment, its standard output and error in files the caller reads after it ended, its
 standard input /dev/null, and ends through the interpreter's exit as the script does.
 
+Before the first fork the helper also opens and closes a throwaway embedded catalog: the
+modules Tiled imports only when it builds its in-process app, and the API routers every app of
+a process shares (:mod:`ncsynth.storage.shared_router`), are then made once, not in each
+command (~0.7 of the ~1 CPU-s a catalog's first opening takes here). Closed, it leaves no
+thread running to be copied into the children.
+
 What it cannot show is what importing prints: the test of a quiet command's stderr
 (test_quiet_commands) and of a command's start-up time keep ``python -m ncsynth.cli``.
 """
@@ -33,6 +39,13 @@ import json, os, sys
 import bluesky_tiled_plugins.exporters, h5py, hdf5plugin, matplotlib.pyplot
 import tiled.catalog, tiled.client, tiled.server.app
 import ncsynth.cli, ncsynth.runs, ncsynth.storage.catalog
+import contextlib, io, tempfile, threading, warnings
+with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings(), \
+        contextlib.redirect_stdout(io.StringIO()):
+    warnings.simplefilter("ignore")
+    with ncsynth.storage.catalog.open_catalog(os.path.join(scratch, "data")) as catalog:
+        catalog.client
+assert threading.active_count() == 1, "a thread left running would be copied half into each fork"
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     request = json.loads(line)

@@ -284,6 +284,27 @@ def test_output_to_a_reader_that_went_away_ends_quietly_with_141(tmp_path):
     assert (result.returncode, result.stderr) == (141, "")
 
 
+def test_a_command_ended_without_teardown_leaves_its_open_hdf5_files_whole(tmp_path):
+    """The dry runs and the stored-run commands end without the interpreter's teardown
+    (``ncsynth.cli.run``, issue 18), so HDF5's own exit handler does not run either: an HDF5
+    file still open is flushed first. Unflushed, the file written here does not open again
+    ("bad object header version number")."""
+    import h5py
+
+    path = tmp_path / "open.h5"
+    script = ("import h5py, numpy as np\n"
+              "from ncsynth.cli import _end_without_teardown\n"
+              f"f = h5py.File({str(path)!r}, 'w')\n"
+              "f['counts'] = np.arange(1000)\n"
+              "f.attrs['note'] = 'kept'\n"
+              "_end_without_teardown(3)\n")
+    result = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True,
+                            text=True, timeout=120)
+    assert (result.returncode, result.stderr) == (3, "")
+    with h5py.File(path, "r") as written:
+        assert written["counts"][-1] == 999 and written.attrs["note"] == "kept"
+
+
 def _options(parser, path=("ncsynth",)):
     """(command, option strings or dest, help) of every argument of every (sub)command."""
     import argparse

@@ -360,17 +360,22 @@ def _flow_dry_run(args) -> int:
 
 
 def run() -> None:
-    """The console script: :func:`main`; after a dry run, the process ends without the
-    interpreter's teardown. Everything a dry run opens is closed by then, and after a
-    failed commit on a full disk the catalog's ADBC SQLite connection, garbage-collected
-    at interpreter exit, crashed the process (exit 139 after the summary, 60 MB tmpfs).
+    """The console script: :func:`main`; after a dry run or a command on stored runs
+    (:data:`TEARDOWN_FREE`) the process ends without the interpreter's teardown
+    (:func:`_end_without_teardown`). Everything such a command opens is closed by then;
+    the teardown only freed, one by one, the objects of the libraries it imported (Tiled,
+    pandas, dask, matplotlib): ~1 s of the ~4 s of ``ncsynth recover`` with nothing to
+    recover, ~2 s of a command forked from a process that imported them (issue 18). And
+    after a failed commit on a full disk the catalog's ADBC SQLite connection,
+    garbage-collected at interpreter exit, crashed the process (exit 139 after the summary,
+    60 MB tmpfs).
     Output to a reader that went away (``ncsynth validate -1 | head -3``) ends the command
     quietly with 141 (128 + SIGPIPE), as a shell tool would; Ctrl-C outside a plan (a
     replay, a dry run's analysis) with one line and 130 (128 + SIGINT), no traceback.
     The command is the first word that is not an option (``ncsynth -v dry-run`` is a dry run
     too: with ``sys.argv[1]`` it crashed with 139 on a full disk)."""
     command = next((word for word in sys.argv[1:] if not word.startswith("-")), None)
-    teardown_free = command in ("dry-run", "flow")
+    teardown_free = command in TEARDOWN_FREE
     try:
         code = main()
         sys.stdout.flush()
@@ -389,8 +394,25 @@ def run() -> None:
         sys.stdout.flush()
     if not teardown_free:
         sys.exit(code)
+    _end_without_teardown(code)
+
+
+#: Commands that end without the interpreter's teardown (:func:`run`): the dry runs and the
+#: commands on stored runs; not the servers and the session, which end as Python does.
+TEARDOWN_FREE = ("dry-run", "flow", "recover", *STORED_RUN_COMMANDS)
+
+
+def _end_without_teardown(code: int) -> None:
+    """End the process with exit status ``code`` now: standard output and error flushed, the
+    logs shut down, every HDF5 file still open flushed to disk (the HDF5 library's own exit
+    handler, which would, does not run), no interpreter teardown."""
+    sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()
+    h5py = sys.modules.get("h5py")
+    if h5py is not None:
+        for file_id in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+            h5py.h5f.flush(file_id)
     os._exit(code)
 
 
