@@ -9,11 +9,12 @@ deviation σ and skewness γ; γ = 0 is the Gaussian of S2.3, γ < 0 a tail towa
 
     I(q) = c·N_A·⟨P_sphere(q)⟩_{R, σ, γ} + b
 
-weighted with 1/σ², integrated on the radius grids of :mod:`~ncsynth.analysis.scattering`
-(trapezoid, step ≤ σ/8 and under the Nyquist step of V²F²), c and b solved exactly for each
-(ln R, ln σ, γ) (variable projection), Levenberg–Marquardt over those three with the Kaufman
-Jacobian from the analytic derivatives of the quadrature weights (``pearson3_log_density``;
-the same search as the Gaussian fit, :func:`~ncsynth.analysis.fit_projection.levenberg_marquardt`).
+weighted with 1/σ², averaged on the radius grids of :mod:`~ncsynth.analysis.scattering` (step
+≤ σ/8 and under the Nyquist step of V²F²) with each node weighted by the probability of its
+cell (:func:`skewed_radius_weights`: smooth in R, σ and γ also where the support ends), c and b
+solved exactly for each (ln R, ln σ, γ) (variable projection), Levenberg–Marquardt over those
+three with the Kaufman Jacobian from the weights' derivatives (the same search as the Gaussian
+fit, :func:`~ncsynth.analysis.fit_projection.levenberg_marquardt`).
 ``fit_skewed`` warm-starts from a Gaussian :class:`~ncsynth.analysis.saxs.SphereFit`.
 Units: nm, mol/L, cm⁻¹.
 """
@@ -23,6 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 from scipy.optimize import least_squares
 
 from ncsynth.analysis.fit_projection import VariableProjection, levenberg_marquardt
@@ -69,34 +71,28 @@ class SkewedFit:
         return cls(nan, nan, nan, nan, nan, nan, int(n_points), False, reason)
 
 
-#: Taylor coefficients (in u, columns H and G) of H(u) = (ln(1+u) − u)/u² and
-#: G(u) = (ln(1+u) − u + u²/(2(1+u)))/u³, used below |u| = _SERIES_U, where the closed forms
-#: lose digits (relative error of either way below 1e-11 there).
-_SERIES = np.array([[(-1.0) ** (n + 1) / (n + 2), (-1.0) ** (n + 1) * (0.5 - 1.0 / (n + 3))]
-                    for n in range(10)])
+#: Taylor coefficients (in u) of H(u) = (ln(1+u) − u)/u², used below |u| = _SERIES_U, where
+#: the closed form loses digits (relative error of either way below 1e-11 there).
+_SERIES = np.array([(-1.0) ** (n + 1) / (n + 2) for n in range(10)])
 _SERIES_U = 0.05
 
 
 def _series(u):
-    """(H(u), G(u)) by Horner's rule, shape (2, u.size)."""
-    total = np.repeat(_SERIES[-1][:, None], u.size, axis=1)
-    for coefficients in _SERIES[-2::-1]:
+    """H(u) by Horner's rule."""
+    total = np.full(u.shape, _SERIES[-1])
+    for coefficient in _SERIES[-2::-1]:
         total *= u
-        total += coefficients[:, None]
+        total += coefficient
     return total
 
 
 def pearson3_log_density(z, skewness):
-    """ln of the Pearson III density of skewness γ at z = (r − R)/σ, up to a constant in z, and
-    its partial derivatives ∂/∂z and ∂/∂γ, inside the support 1 + γz/2 > 0.
+    """ln of the Pearson III density of skewness γ at z = (r − R)/σ, up to a constant in z,
+    inside the support 1 + γz/2 > 0.
 
     With a = 4/γ² and u = γz/2 the density is ∝ (1 + u)^(a−1)·e^(−a·u) (a gamma distribution of
-    shape a, shifted and scaled to mean 0, variance 1), so
-
-        L = z²·H(u) − ln(1 + u),   ∂L/∂z = −(z + γ/2)/(1 + u),   ∂L/∂γ = −z³·G(u) − z/(2(1 + u))
-
-    with H, G as at ``_SERIES``: smooth through γ = 0, where L = −z²/2 (the
-    Gaussian of S2.3) and ∂L/∂γ = z³/6 − z/2.
+    shape a, shifted and scaled to mean 0, variance 1), so L = z²·H(u) − ln(1 + u) with H as at
+    ``_SERIES``: smooth through γ = 0, where L = −z²/2 (the Gaussian of S2.3).
     """
     z = np.asarray(z, dtype=float)
     u = 0.5 * skewness * z
@@ -104,38 +100,106 @@ def pearson3_log_density(z, skewness):
     with np.errstate(divide="ignore", invalid="ignore"):
         log1p = np.log1p(u)
         h = (log1p - u) / (u * u)
-        g = (h + 0.5 / (1.0 + u)) / u
     if small.any():
-        h[small], g[small] = _series(u[small])
-    inverse = 1.0 / (1.0 + u)
-    return z * z * h - log1p, -(z + 0.5 * skewness) * inverse, -(z**3) * g - 0.5 * z * inverse
+        h[small] = _series(u[small])
+    return z * z * h - log1p
 
 
 def skewed_radius_weights(radius_nm, sigma_nm, skewness, q_max_nm):
     """``(step_nm, first_index, weights)`` of the Pearson III distribution on the grid r = k·step.
 
-    Normalised trapezoid weights over [R − 8σ, R + 8σ] ∩ r > 0 ∩ the support, so
-    ⟨f⟩ = Σ wᵢ f(rᵢ): ``weights`` has shape (4, m), the weights and their derivatives d/dR,
-    d/dσ (nm⁻¹) and d/dγ (all 0 when no node is inside the support).
+    Each node's weight is the probability of its cell [r − step/2, r + step/2] ∩ [R − 8σ, R + 8σ]
+    (differences of the distribution function, :func:`pearson3_cdf`), r > 0, normalised, so
+    ⟨f⟩ = Σ wᵢ f(rᵢ): ``weights`` has shape (4, m), the weights and their derivatives d/dR, d/dσ
+    (nm⁻¹; from the density at the cells' edges) and d/dγ (central difference, ±1e-6); all 0
+    when no cell reaches into the support. The window's ends cut the outer cells, so a node
+    enters and leaves it smoothly too.
+
+    Cell probabilities, not the density at the nodes: the density's end of support (at
+    R + 2σ/|γ| for γ < 0) falls as (1 + γz/2)^(4/γ² − 1), with an infinite slope for |γ| > √2,
+    and weights taken from the density at the nodes jumped in slope each time that end crossed
+    a node: the χ² of a skewed flask (γ at the bound −1.8) had a cusp every ~0.003 nm in R, the
+    search stopped in one of them, 5 in χ² above the minimum, a different one for the last bits
+    of another CPU's vector maths (issue 18's CI failure on an AVX-512 machine). A cell's
+    probability grows smoothly from 0 as the end enters it.
     """
     max_step = min(sigma_nm / 8.0, 2.0 * math.pi / (2.0 * q_max_nm + 8.0 / sigma_nm))
     level = max(0, math.floor(math.log2(max_step / BASE_STEP_NM)))
     step = BASE_STEP_NM * 2.0**level
-    first = max(math.ceil((radius_nm - _SPAN_SIGMAS * sigma_nm) / step), 1)
-    last = max(math.floor((radius_nm + _SPAN_SIGMAS * sigma_nm) / step), first + 1)
-    z = (np.arange(first, last + 1) * step - radius_nm) / sigma_nm
-    inside = np.flatnonzero(0.5 * skewness * z > -1.0)
+    first = max(math.ceil((radius_nm - _SPAN_SIGMAS * sigma_nm) / step - 0.5), 1)
+    last = max(math.floor((radius_nm + _SPAN_SIGMAS * sigma_nm) / step + 0.5), first + 1)
+    z = ((np.arange(first, last + 2) - 0.5) * step - radius_nm) / sigma_nm  # the cells' edges
+    cut = np.abs(z) > _SPAN_SIGMAS  # the window's ends cut the outer cells: fixed in z
+    z = np.clip(z, -_SPAN_SIGMAS, _SPAN_SIGMAS)
+    mass = np.diff(pearson3_cdf(z, skewness))
+    inside = np.flatnonzero(mass > 0.0)
     if inside.size == 0:
-        return step, first, np.zeros((4, z.size))
-    z = z[inside[0]:inside[-1] + 1]
-    log_density, d_z, d_skew = pearson3_log_density(z, skewness)
-    w = np.exp(log_density - log_density.max())
-    w /= w.sum()
-    d_log = np.stack([-d_z / sigma_nm, -z * d_z / sigma_nm, d_skew])
-    weights = np.empty((4, z.size))
-    weights[0] = w
-    weights[1:] = w * (d_log - (d_log @ w)[:, None])
+        return step, first, np.zeros((4, mass.size))
+    cells = slice(inside[0], inside[-1] + 1)
+    edges = slice(inside[0], inside[-1] + 2)
+    z = z[edges]
+    density = pearson3_density(z, skewness)
+    density[cut[edges]] = 0.0  # a cut edge does not move with R or σ
+    d_mass = np.stack([-np.diff(density) / sigma_nm, -np.diff(z * density) / sigma_nm,
+                       (np.diff(pearson3_cdf(z, skewness + _SKEW_DELTA))
+                        - np.diff(pearson3_cdf(z, skewness - _SKEW_DELTA))) / (2 * _SKEW_DELTA)])
+    mass = mass[cells]
+    total = mass.sum()
+    weights = np.empty((4, mass.size))
+    weights[0] = mass / total
+    weights[1:] = (d_mass - weights[0] * d_mass.sum(axis=1)[:, None]) / total
     return step, first + int(inside[0]), weights
+
+
+#: Step in γ of the central difference d/dγ of the cell probabilities.
+_SKEW_DELTA = 1e-6
+#: Below this |γ| (a = 4/γ² above 4.4e5) the distribution function is the Edgeworth series
+#: (within 2e-10 of the incomplete gamma function here): SciPy's incomplete gamma function
+#: jumps by up to 3e-6 at |x − a| = 4.5√a for a above ~1e7, where it changes method.
+_EDGEWORTH_SKEW = 3e-3
+
+
+def pearson3_cdf(z, skewness):
+    """P(Z ≤ z) of the Pearson III distribution of mean 0, variance 1 and skewness γ.
+
+    With a = 4/γ², x = a·(1 + γz/2) is gamma-distributed of shape a: the regularised lower
+    (γ > 0) or upper (γ < 0) incomplete gamma function of x, 0 or 1 beyond the support. Below
+    |γ| = ``_EDGEWORTH_SKEW`` the Edgeworth series to second order (skewness γ, excess
+    kurtosis 6/a = 1.5γ²), the Gaussian's at γ = 0.
+    """
+    z = np.asarray(z, dtype=float)
+    if abs(skewness) < _EDGEWORTH_SKEW:
+        z2 = z * z
+        density = np.exp(-0.5 * z2) / math.sqrt(2.0 * math.pi)
+        return special.ndtr(z) - density * (
+            skewness / 6.0 * (z2 - 1.0) + skewness**2 * (0.0625 * z * (z2 - 3.0)
+                                                         + z * (z2 * (z2 - 10.0) + 15.0) / 72.0))
+    a = 4.0 / skewness**2
+    x = np.maximum(a + 2.0 * z / skewness, 0.0)  # a·(1 + γz/2)
+    return special.gammainc(a, x) if skewness > 0 else special.gammaincc(a, x)
+
+
+def pearson3_density(z, skewness):
+    """The density of :func:`pearson3_cdf` at z: exp(L(z)) (``pearson3_log_density``) times
+    √a·aᵃ⁻¹·e⁻ᵃ/Γ(a), 0 outside the support; the Stirling series of Γ keeps the constant exact
+    for large a (small γ), where it tends to 1/√(2π)."""
+    z = np.asarray(z, dtype=float)
+    inside = 0.5 * skewness * z > -1.0
+    density = np.zeros(z.shape)
+    if not inside.any():
+        return density
+    if skewness == 0.0:
+        log_norm = -0.5 * math.log(2.0 * math.pi)
+    else:
+        a = 4.0 / skewness**2
+        if a < 10.0:
+            log_norm = (a - 0.5) * math.log(a) - a - math.lgamma(a)
+        else:  # ln Γ(a) = (a − ½) ln a − a + ½ ln 2π + 1/(12a) − 1/(360a³) + 1/(1260a⁵) − 1/(1680a⁷)
+            inverse = 1.0 / a
+            log_norm = -0.5 * math.log(2.0 * math.pi) - inverse * (
+                1.0 / 12.0 - inverse**2 * (1.0 / 360.0 - inverse**2 * (1.0 / 1260.0 - inverse**2 / 1680.0)))
+    density[inside] = np.exp(log_norm + pearson3_log_density(z[inside], skewness))
+    return density
 
 
 def skewed_intensity(kernel, radius_nm, sigma_nm, skewness):

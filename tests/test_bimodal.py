@@ -161,7 +161,7 @@ def test_two_skewed_sets_give_their_number_means_where_two_gaussians_run_high():
         z = (radii - mean) / std                   # R, σ, γ, c of a simulated flask 150 s after B
         inside = 0.5 * skew * z > -1.0
         density = np.zeros_like(radii)
-        density[inside] = np.exp(pearson3_log_density(z[inside], skew)[0])
+        density[inside] = np.exp(pearson3_log_density(z[inside], skew))
         numbers += molar * density / density.sum()
         number_means.append(float(density @ radii / density.sum()))
     intensity = distribution_intensity(q, radii, numbers) + 0.09
