@@ -33,12 +33,12 @@ FLASKS = {"default": {},
                        "k1_per_s": SIMULATED_FLASK.k1_per_s}}
 
 
-def _frames(parameters):
+def _frames(parameters, seed=5):
     """(frame time, true mean radius nm, true concentration mol/L, pattern cm⁻¹, its σ) of each
-    frame of one simulated flask, one noise realisation."""
+    frame of one simulated flask, one noise realisation (``seed``)."""
     flask = simulate_synthesis(FRAMES_S[-1], sample_times_s=FRAMES_S, distribution_times_s=FRAMES_S,
                                **parameters)
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     for k, t in enumerate(FRAMES_S):
         intensity = distribution_intensity(Q_NM, flask.radius_nm,
                                            flask.distributions[float(t)] * MOLAR_PER_M3)
@@ -47,11 +47,11 @@ def _frames(parameters):
                intensity + noise * rng.normal(size=Q_NM.size), noise)
 
 
-def _pulls(parameters):
+def _pulls(parameters, seed=5):
     """(frame times, [radius, concentration] pulls with statistical errors only, with the
     size-model error added in quadrature), one simulated flask, one noise realisation."""
     gaussian, skewed, rows = None, None, []
-    for t, mean_radius_nm, concentration_molar, pattern, noise in _frames(parameters):
+    for t, mean_radius_nm, concentration_molar, pattern, noise in _frames(parameters, seed):
         fit = fit_pattern(Q_NM, pattern, noise, guess=gaussian)
         shaped = fit_skewed(Q_NM, pattern, noise, fit, guess=skewed)
         assert fit.success and shaped.success, (t, fit.reason, shaped.reason)
@@ -90,8 +90,10 @@ def test_the_size_model_error_covers_most_of_the_gaussian_bias_of_a_simulated_fl
     """The flask's tail of small crystals scatters little: the Gaussian's R and c miss the
     number-weighted moments by 8-30 statistical errors (RMS) after 60 s. The skewed fit of the
     same frame moves them most of the way, and that shift as a systematic error brings the RMS
-    pull below 3 (default flask: within 0.7-2 at all times). The rest is a tail that neither
-    model sees (both fits then agree, and both sit above the number mean)."""
+    pull below 3 (default flask: within 0.7-2 before and after 60 s, pooled over three noise
+    realisations: one realisation's 17 frames before 60 s gave 0.65-1.99 over seeds 5-9). The
+    rest is a tail that neither model sees (both fits then agree, and both sit above the number
+    mean)."""
     t, pulls = _pulls(FLASKS[name])
     late = t >= 60.0
     statistical, total = pulls[late, 0], pulls[late, 1]
@@ -99,9 +101,11 @@ def test_the_size_model_error_covers_most_of_the_gaussian_bias_of_a_simulated_fl
     assert np.all(_rms(total) < 3.0), _rms(total)
     assert np.all(_rms(total) < 0.25 * _rms(statistical)), (_rms(total), _rms(statistical))
     if name == "default":
-        for window in (t < 60.0, late):
-            assert np.all((0.7 < _rms(pulls[window, 1])) & (_rms(pulls[window, 1]) < 2.0)), \
-                _rms(pulls[window, 1])
+        pooled = np.concatenate([pulls] + [_pulls(FLASKS[name], seed)[1] for seed in (6, 7)])
+        times = np.tile(t, 3)
+        for window in (times < 60.0, times >= 60.0):
+            assert np.all((0.7 < _rms(pooled[window, 1])) & (_rms(pooled[window, 1]) < 2.0)), \
+                _rms(pooled[window, 1])
 
 
 def test_the_size_model_error_is_the_shift_between_the_models_and_unknown_without_both():
