@@ -182,7 +182,8 @@ def pearson3_cdf(z, skewness):
 def pearson3_density(z, skewness):
     """The density of :func:`pearson3_cdf` at z: exp(L(z)) (``pearson3_log_density``) times
     √a·aᵃ⁻¹·e⁻ᵃ/Γ(a), 0 outside the support; the Stirling series of Γ keeps the constant exact
-    for large a (small γ), where it tends to 1/√(2π)."""
+    for large a (small γ), where it tends to 1/√(2π). Below |γ| = ``_EDGEWORTH_SKEW`` it is the
+    exact density, not the derivative of the Edgeworth series there (they differ by ~γ³)."""
     z = np.asarray(z, dtype=float)
     inside = 0.5 * skewness * z > -1.0
     density = np.zeros(z.shape)
